@@ -1,0 +1,194 @@
+//! A JSON request body parsed one level deep.
+//!
+//! Routing needs `model`, `stream` and the Respan parameters, all top-level keys; the
+//! conversation (often most of the bytes) only has to be checked and carried. So the body is
+//! parsed into its top-level keys with each value kept as raw JSON text, validated but never
+//! built into a tree, and written back out in the original key order with only the touched
+//! keys changed.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// A JSON object, one level deep, in document order.
+#[derive(Debug, Clone, Default)]
+pub struct JsonBody {
+    fields: Vec<(String, Box<RawValue>)>,
+}
+
+/// Why a request body is not a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("request body must be a JSON object")]
+    NotObject,
+}
+
+impl JsonBody {
+    pub fn parse(bytes: &[u8]) -> Result<JsonBody, BodyError> {
+        let raw: &RawValue =
+            serde_json::from_slice(bytes).map_err(|e| BodyError::NotJson(e.to_string()))?;
+        if !raw.get().starts_with('{') {
+            return Err(BodyError::NotObject);
+        }
+        serde_json::from_str(raw.get()).map_err(|e| BodyError::NotJson(e.to_string()))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&RawValue> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Removes and returns a key.
+    pub fn take(&mut self, key: &str) -> Option<Box<RawValue>> {
+        let pos = self.fields.iter().position(|(k, _)| k == key)?;
+        Some(self.fields.remove(pos).1)
+    }
+
+    /// Sets a key, keeping its position if it exists, appending it otherwise.
+    pub fn set(&mut self, key: &str, value: Box<RawValue>) {
+        match self.fields.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.fields.push((key.to_string(), value)),
+        }
+    }
+
+    /// Reads a key as a typed value; `Ok(None)` when absent, `Err` (the serde message) when it
+    /// has another type.
+    pub fn get_as<'a, T: Deserialize<'a>>(&'a self, key: &str) -> Result<Option<T>, String> {
+        self.get(key)
+            .map(|raw| serde_json::from_str(raw.get()).map_err(|e| e.to_string()))
+            .transpose()
+    }
+
+    /// Writes the object out, replacing (or appending) `overrides` and leaving out `skip`.
+    pub fn encode(&self, overrides: &[(&str, &RawValue)], skip: &[&str]) -> Vec<u8> {
+        let size = self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4);
+        let mut out = Vec::with_capacity(size.sum::<usize>() + 64);
+        out.push(b'{');
+        let mut first = true;
+        let mut put = |out: &mut Vec<u8>, key: &str, value: &RawValue| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            write_json_string(out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        };
+        for (key, value) in &self.fields {
+            if skip.contains(&key.as_str()) {
+                continue;
+            }
+            let value = overrides
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(value.as_ref(), |(_, v)| *v);
+            put(&mut out, key, value);
+        }
+        for (key, value) in overrides {
+            if self.get(key).is_none() && !skip.contains(key) {
+                put(&mut out, key, value);
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Raw JSON for a string value (for overrides such as a renamed `model`).
+pub fn raw_string(s: &str) -> Box<RawValue> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_string(&mut out, s);
+    // A serialised string is always valid JSON, so this cannot fail; fall back to "" anyway.
+    String::from_utf8(out)
+        .ok()
+        .and_then(|text| RawValue::from_string(text).ok())
+        .unwrap_or_else(empty_string)
+}
+
+fn empty_string() -> Box<RawValue> {
+    RawValue::from_string("\"\"".to_string()).unwrap_or_default()
+}
+
+impl<'de> Deserialize<'de> for JsonBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = JsonBody;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonBody, A::Error> {
+                let mut body = JsonBody::default();
+                while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                    // Duplicate keys: the last one wins, as in serde_json's own maps.
+                    body.set(&key, value);
+                }
+                Ok(body)
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_untouched_values_byte_for_byte() {
+        let text = r#"{"model":"a","messages":[{"role":"user","content":"hi \u00e9"}],"n": 1}"#;
+        let body = JsonBody::parse(text.as_bytes()).unwrap();
+        let out = String::from_utf8(body.encode(&[], &[])).unwrap();
+        assert_eq!(
+            out,
+            r#"{"model":"a","messages":[{"role":"user","content":"hi \u00e9"}],"n":1}"#
+        );
+    }
+
+    #[test]
+    fn overrides_skips_and_appends() {
+        let mut body = JsonBody::parse(br#"{"model":"a","x":1,"y":2}"#).unwrap();
+        assert_eq!(body.take("y").unwrap().get(), "2");
+        let model = raw_string("b\"c");
+        let extra = raw_string("z");
+        let out = body.encode(&[("model", &model), ("new", &extra)], &["x"]);
+        assert_eq!(out, br#"{"model":"b\"c","new":"z"}"#);
+    }
+
+    #[test]
+    fn rejects_non_objects_and_bad_json() {
+        assert_eq!(JsonBody::parse(b"[1]").unwrap_err(), BodyError::NotObject);
+        assert!(matches!(
+            JsonBody::parse(b"{\"a\":"),
+            Err(BodyError::NotJson(_))
+        ));
+        assert!(matches!(JsonBody::parse(b""), Err(BodyError::NotJson(_))));
+        assert!(matches!(
+            JsonBody::parse(b"{} x"),
+            Err(BodyError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn typed_reads() {
+        let body = JsonBody::parse(br#"{"model":"m","stream":"yes","last":1,"last":2}"#).unwrap();
+        assert_eq!(
+            body.get_as::<String>("model").unwrap().as_deref(),
+            Some("m")
+        );
+        assert!(body.get_as::<bool>("stream").is_err());
+        assert_eq!(body.get_as::<bool>("absent").unwrap(), None);
+        assert_eq!(body.get_as::<u32>("last").unwrap(), Some(2));
+    }
+}

@@ -1,0 +1,321 @@
+//! The config the gateway runs on, and how a file becomes one.
+//!
+//! `load` reads the file, parses YAML into a tree, expands `${VAR}` in its strings, maps it
+//! onto the raw serde structs (`raw`, unknown keys rejected, type errors named by YAML path)
+//! and then validates it into the types below (`validate`), collecting every problem rather
+//! than stopping at the first. Nothing here touches the network.
+
+mod env;
+mod raw;
+mod secret;
+mod validate;
+
+pub use secret::Secret;
+
+use http::{HeaderName, HeaderValue};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: Option<AuthConfig>,
+    /// In file order: "the first provider of type openai" depends on it.
+    pub providers: Vec<ProviderConfig>,
+    /// `None` when the file has no `routes`: the built-in rules apply.
+    pub routes: Option<Vec<RouteConfig>>,
+    pub load_balance_groups: BTreeMap<String, Vec<WeightedModel>>,
+    pub prompts: BTreeMap<String, PromptConfig>,
+    pub cache: CacheConfig,
+    pub retry: RetryConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_request_body_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub keys: Vec<AuthKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthKey {
+    pub key: Secret,
+    pub customer_identifier: Option<String>,
+}
+
+/// The provider wire protocols the gateway speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI and every OpenAI-compatible API.
+    OpenAi,
+    AzureOpenAi,
+    Anthropic,
+    Gemini,
+    /// Built in, offline: answers chat and embeddings in OpenAI format from the request itself.
+    Echo,
+}
+
+impl ProviderKind {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "openai" => ProviderKind::OpenAi,
+            "azure_openai" => ProviderKind::AzureOpenAi,
+            "anthropic" => ProviderKind::Anthropic,
+            "gemini" => ProviderKind::Gemini,
+            "echo" => ProviderKind::Echo,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::AzureOpenAi => "azure_openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Echo => "echo",
+        }
+    }
+}
+
+/// Where a provider lives: scheme, host, port and the path prefix every call is appended to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Without a trailing slash; empty for the root.
+    pub path: String,
+}
+
+impl BaseUrl {
+    /// Parses an absolute `http` or `https` URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err("must start with http:// or https://".into()),
+        };
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        if uri.query().is_some() {
+            return Err("must not have a query string".into());
+        }
+        let path = uri.path().trim_end_matches('/').to_string();
+        Ok(BaseUrl {
+            tls,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// The `Host` header value: the port only when it is not the scheme's default.
+    pub fn host_header(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The key under `providers`: what routes, metrics and `customer_credentials` name.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// `None` only for `echo`, which has no upstream.
+    pub base_url: Option<BaseUrl>,
+    /// From `api_key` or the contents of `api_key_file`; `None` (or empty) means the app
+    /// brings its own key.
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+    pub api_version: Option<String>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub pattern: String,
+    pub provider: String,
+    pub upstream_model: Option<String>,
+    pub pricing: Option<Pricing>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pricing {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedModel {
+    pub model: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PromptConfig {
+    pub model: Option<String>,
+    pub messages: Vec<serde_json::Value>,
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheBackend {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub backend: CacheBackend,
+    pub redis_url: Option<String>,
+    pub max_entries: u64,
+    pub default_ttl: Duration,
+}
+
+/// Defaults for `retry_params` when a request gives none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryConfig {
+    pub retry_enabled: bool,
+    pub num_retries: u32,
+    /// Seconds: the base (and minimum) of the exponential backoff.
+    pub retry_after: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub capture_content: bool,
+    pub recent_traces: usize,
+    pub exporters: Vec<ExporterConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExporterConfig {
+    OtlpHttp { endpoint: String },
+    Jsonl { path: PathBuf },
+    Respan { endpoint: String, api_key: Secret },
+}
+
+/// One thing wrong with a config, at its YAML path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config that could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl From<Problem> for ConfigError {
+    fn from(p: Problem) -> Self {
+        ConfigError { problems: vec![p] }
+    }
+}
+
+/// A loaded config and what is worth a warning about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// E.g. `${VAR}` references to unset variables, expanded to "".
+    pub warnings: Vec<String>,
+}
+
+/// Reads, expands, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new("", format!("cannot read {}: {e}", path.display())))?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text; `base_dir` resolves relative `api_key_file` paths and `lookup`
+/// provides environment variables (injected so tests need not touch the process env).
+pub fn parse(
+    text: &str,
+    base_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let mut tree: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| Problem::new("", format!("not valid YAML: {e}")))?;
+    if tree.is_null() {
+        tree = serde_yaml::Value::Mapping(Default::default());
+    }
+    let unset = env::expand_tree(&mut tree, lookup).map_err(|paths| ConfigError {
+        problems: paths
+            .into_iter()
+            .map(|p| Problem::new(p, "`${` without a closing `}`"))
+            .collect(),
+    })?;
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        Problem::new(path, e.into_inner().to_string())
+    })?;
+    let config = validate::validate(raw, base_dir)?;
+    let warnings = unset
+        .into_iter()
+        .map(|u| format!("{}: environment variable {} is not set", u.path, u.name))
+        .collect();
+    Ok(Loaded { config, warnings })
+}
+
+#[cfg(test)]
+mod tests;

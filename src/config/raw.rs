@@ -1,0 +1,151 @@
+//! The config file as written: serde structs that mirror the YAML one to one.
+//!
+//! Every struct rejects unknown keys so a typo is an error, not a silently ignored setting.
+//! Nothing here checks meaning (URLs, references between sections): that is `validate`'s job,
+//! which turns these into the types the gateway runs on.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub providers: IndexMap<String, RawProvider>,
+    pub routes: Option<Vec<RawRoute>>,
+    #[serde(default)]
+    pub load_balance_groups: BTreeMap<String, RawLoadBalanceGroup>,
+    #[serde(default)]
+    pub prompts: BTreeMap<String, RawPrompt>,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub max_request_body_bytes: Option<u64>,
+    pub upstream_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+    /// Worker threads of the API port; defaults to the CPUs this process may use.
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub keys: Vec<RawAuthKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthKey {
+    pub key: String,
+    pub customer_identifier: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<String>,
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub provider: String,
+    pub upstream_model: Option<String>,
+    pub pricing: Option<RawPricing>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadBalanceGroup {
+    pub models: Vec<RawWeightedModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeightedModel {
+    pub model: String,
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// A prompt template: `model`, `messages` and any other chat parameter, kept as JSON.
+/// (Open by design: every chat parameter is allowed, so no `deny_unknown_fields` here.)
+#[derive(Debug, Deserialize)]
+pub struct RawPrompt {
+    pub model: Option<String>,
+    pub messages: Vec<serde_json::Value>,
+    #[serde(flatten)]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub backend: Option<String>,
+    pub redis_url: Option<String>,
+    pub max_entries: Option<u64>,
+    pub default_ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub retry_enabled: Option<bool>,
+    pub num_retries: Option<u32>,
+    pub retry_after: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub capture_content: Option<bool>,
+    pub recent_traces: Option<usize>,
+    #[serde(default)]
+    pub exporters: Vec<RawExporter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExporter {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub endpoint: Option<String>,
+    pub path: Option<String>,
+    pub api_key: Option<String>,
+}

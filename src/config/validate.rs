@@ -1,0 +1,422 @@
+//! Raw config -> [`Config`]: defaults filled in, values checked, references resolved.
+//!
+//! Every check pushes a [`Problem`] with the YAML path and carries on, so `check` can list all
+//! of them at once.
+
+use super::raw::*;
+use super::*;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
+const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// Turns a parsed raw config into a [`Config`], or lists everything wrong with it.
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let server = server(raw.server, &mut problems);
+    let auth = raw.auth.map(|a| auth(a, &mut problems));
+    let providers = raw
+        .providers
+        .into_iter()
+        .filter_map(|(name, p)| provider(name, p, base_dir, &mut problems))
+        .collect::<Vec<_>>();
+    let routes = raw.routes.map(|routes| {
+        routes
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| route(i, r, &providers, &mut problems))
+            .collect()
+    });
+    let load_balance_groups = raw
+        .load_balance_groups
+        .into_iter()
+        .map(|(id, g)| {
+            let models = weighted_models(&format!("load_balance_groups.{id}"), g, &mut problems);
+            (id, models)
+        })
+        .collect();
+    let prompts = raw
+        .prompts
+        .into_iter()
+        .map(|(id, p)| {
+            if p.messages.is_empty() {
+                problems.push(Problem::new(format!("prompts.{id}.messages"), "is empty"));
+            }
+            let prompt = PromptConfig {
+                model: p.model,
+                messages: p.messages,
+                parameters: p.parameters,
+            };
+            (id, prompt)
+        })
+        .collect();
+    let cache = cache(raw.cache, &mut problems);
+    let retry = retry(raw.retry, &mut problems);
+    let telemetry = telemetry(raw.telemetry, &mut problems);
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    Ok(Config {
+        server,
+        auth,
+        providers,
+        routes,
+        load_balance_groups,
+        prompts,
+        cache,
+        retry,
+        telemetry,
+    })
+}
+
+fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
+    let addr = |key: &str, value: Option<String>, default: &str, problems: &mut Vec<Problem>| {
+        let text = value.unwrap_or_else(|| default.to_string());
+        text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.push(Problem::new(
+                format!("server.{key}"),
+                format!("`{text}` is not an address like 127.0.0.1:8080"),
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    };
+    let positive_ms = |key: &str, value: Option<u64>, default: u64, problems: &mut Vec<Problem>| {
+        let ms = value.unwrap_or(default);
+        if ms == 0 {
+            problems.push(Problem::new(format!("server.{key}"), "must be above 0"));
+        }
+        Duration::from_millis(ms)
+    };
+    let listen = addr("listen", raw.listen, DEFAULT_LISTEN, problems);
+    let admin_listen = addr(
+        "admin_listen",
+        raw.admin_listen,
+        DEFAULT_ADMIN_LISTEN,
+        problems,
+    );
+    if listen == admin_listen {
+        problems.push(Problem::new(
+            "server.admin_listen",
+            "must differ from server.listen",
+        ));
+    }
+    let max_body = raw.max_request_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+    if max_body == 0 {
+        problems.push(Problem::new(
+            "server.max_request_body_bytes",
+            "must be above 0",
+        ));
+    }
+    let threads = raw.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if threads == 0 {
+        problems.push(Problem::new("server.threads", "must be above 0"));
+    }
+    ServerConfig {
+        listen,
+        admin_listen,
+        max_request_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+        upstream_timeout: positive_ms(
+            "upstream_timeout_ms",
+            raw.upstream_timeout_ms,
+            600_000,
+            problems,
+        ),
+        connect_timeout: positive_ms(
+            "connect_timeout_ms",
+            raw.connect_timeout_ms,
+            5_000,
+            problems,
+        ),
+        shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(30_000)),
+        threads,
+    }
+}
+
+fn auth(raw: RawAuth, problems: &mut Vec<Problem>) -> AuthConfig {
+    if raw.keys.is_empty() {
+        problems.push(Problem::new(
+            "auth.keys",
+            "is empty: remove `auth` to serve every caller, or list keys",
+        ));
+    }
+    let keys = raw
+        .keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            if k.key.is_empty() {
+                problems.push(Problem::new(format!("auth.keys[{i}].key"), "is empty"));
+            }
+            AuthKey {
+                key: Secret::new(k.key),
+                customer_identifier: k.customer_identifier,
+            }
+        })
+        .collect();
+    AuthConfig { keys }
+}
+
+fn provider(
+    name: String,
+    raw: RawProvider,
+    base_dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<ProviderConfig> {
+    let path = format!("providers.{name}");
+    let Some(kind) = ProviderKind::parse(&raw.kind) else {
+        problems.push(Problem::new(
+            format!("{path}.type"),
+            format!(
+                "unknown provider type `{}` (expected openai, azure_openai, anthropic, gemini or echo)",
+                raw.kind
+            ),
+        ));
+        return None;
+    };
+    let base_url = base_url(&path, kind, raw.base_url.as_deref(), problems);
+    let api_key_file = raw.api_key_file.map(|f| base_dir.join(f));
+    let api_key = match (raw.api_key, &api_key_file) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                &path,
+                "set either api_key or api_key_file, not both",
+            ));
+            None
+        }
+        (Some(key), None) => Some(key),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(key) => Some(key.trim().to_string()),
+            Err(e) => {
+                problems.push(Problem::new(
+                    format!("{path}.api_key_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                ));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let api_version = match kind {
+        ProviderKind::AzureOpenAi => Some(
+            raw.api_version
+                .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
+        ),
+        _ => raw.api_version,
+    };
+    let headers = raw
+        .headers
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let parsed = (HeaderName::try_from(&k), HeaderValue::try_from(&v));
+            match parsed {
+                (Ok(n), Ok(v)) => Some((n, v)),
+                _ => {
+                    problems.push(Problem::new(
+                        format!("{path}.headers.{k}"),
+                        "is not a valid HTTP header name and value",
+                    ));
+                    None
+                }
+            }
+        })
+        .collect();
+    Some(ProviderConfig {
+        name,
+        kind,
+        base_url,
+        api_key: api_key.filter(|k| !k.is_empty()).map(Secret::new),
+        api_key_file,
+        api_version,
+        headers,
+    })
+}
+
+fn base_url(
+    path: &str,
+    kind: ProviderKind,
+    raw: Option<&str>,
+    problems: &mut Vec<Problem>,
+) -> Option<BaseUrl> {
+    let default = match kind {
+        ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+        ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+        ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+        ProviderKind::AzureOpenAi | ProviderKind::Echo => None,
+    };
+    match raw.or(default) {
+        Some(url) if kind != ProviderKind::Echo => match BaseUrl::parse(url) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                problems.push(Problem::new(format!("{path}.base_url"), e));
+                None
+            }
+        },
+        Some(_) => None,
+        None if kind == ProviderKind::AzureOpenAi => {
+            problems.push(Problem::new(
+                format!("{path}.base_url"),
+                "is required for azure_openai (https://<resource>.openai.azure.com)",
+            ));
+            None
+        }
+        None => None,
+    }
+}
+
+fn route(
+    index: usize,
+    raw: RawRoute,
+    providers: &[ProviderConfig],
+    problems: &mut Vec<Problem>,
+) -> Option<RouteConfig> {
+    let path = format!("routes[{index}]");
+    if raw.pattern.is_empty() {
+        problems.push(Problem::new(format!("{path}.match"), "is empty"));
+    }
+    if !providers.iter().any(|p| p.name == raw.provider) {
+        problems.push(Problem::new(
+            format!("{path}.provider"),
+            format!("no provider named `{}` under providers", raw.provider),
+        ));
+        return None;
+    }
+    if raw.upstream_model.as_deref() == Some("") {
+        problems.push(Problem::new(format!("{path}.upstream_model"), "is empty"));
+    }
+    let pricing = raw.pricing.map(|p| {
+        if !(p.input_per_million >= 0.0 && p.output_per_million >= 0.0) {
+            problems.push(Problem::new(
+                format!("{path}.pricing"),
+                "prices must be 0 or more",
+            ));
+        }
+        Pricing {
+            input_per_million: p.input_per_million,
+            output_per_million: p.output_per_million,
+        }
+    });
+    Some(RouteConfig {
+        pattern: raw.pattern,
+        provider: raw.provider,
+        upstream_model: raw.upstream_model,
+        pricing,
+    })
+}
+
+fn weighted_models(
+    path: &str,
+    raw: RawLoadBalanceGroup,
+    problems: &mut Vec<Problem>,
+) -> Vec<WeightedModel> {
+    if raw.models.is_empty() {
+        problems.push(Problem::new(format!("{path}.models"), "is empty"));
+    }
+    raw.models
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if !(m.weight.is_finite() && m.weight > 0.0) {
+                problems.push(Problem::new(
+                    format!("{path}.models[{i}].weight"),
+                    "must be above 0",
+                ));
+            }
+            WeightedModel {
+                model: m.model,
+                weight: m.weight,
+            }
+        })
+        .collect()
+}
+
+fn cache(raw: RawCache, problems: &mut Vec<Problem>) -> CacheConfig {
+    let backend = match raw.backend.as_deref() {
+        None | Some("memory") => CacheBackend::Memory,
+        Some("redis") => CacheBackend::Redis,
+        Some(other) => {
+            problems.push(Problem::new(
+                "cache.backend",
+                format!("unknown backend `{other}` (expected memory or redis)"),
+            ));
+            CacheBackend::Memory
+        }
+    };
+    if backend == CacheBackend::Redis && raw.redis_url.is_none() {
+        problems.push(Problem::new(
+            "cache.redis_url",
+            "is required with backend: redis",
+        ));
+    }
+    CacheConfig {
+        backend,
+        redis_url: raw.redis_url,
+        max_entries: raw.max_entries.unwrap_or(10_000),
+        default_ttl: Duration::from_secs(raw.default_ttl_seconds.unwrap_or(30 * 24 * 3600)),
+    }
+}
+
+fn retry(raw: RawRetry, problems: &mut Vec<Problem>) -> RetryConfig {
+    let retry_after = raw.retry_after.unwrap_or(0.2);
+    if !(retry_after.is_finite() && retry_after >= 0.0) {
+        problems.push(Problem::new(
+            "retry.retry_after",
+            "must be 0 or more seconds",
+        ));
+    }
+    RetryConfig {
+        retry_enabled: raw.retry_enabled.unwrap_or(true),
+        num_retries: raw.num_retries.unwrap_or(3),
+        retry_after,
+    }
+}
+
+fn telemetry(raw: RawTelemetry, problems: &mut Vec<Problem>) -> TelemetryConfig {
+    let exporters = raw
+        .exporters
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let path = format!("telemetry.exporters[{i}]");
+            let mut need = |value: Option<String>, key: &str| {
+                if value.is_none() {
+                    problems.push(Problem::new(
+                        format!("{path}.{key}"),
+                        format!("is required for type {}", e.kind),
+                    ));
+                }
+                value
+            };
+            match e.kind.as_str() {
+                "otlp_http" => Some(ExporterConfig::OtlpHttp {
+                    endpoint: need(e.endpoint, "endpoint")?,
+                }),
+                "jsonl" => Some(ExporterConfig::Jsonl {
+                    path: need(e.path, "path")?.into(),
+                }),
+                "respan" => {
+                    let endpoint = need(e.endpoint, "endpoint");
+                    let api_key = need(e.api_key, "api_key");
+                    Some(ExporterConfig::Respan {
+                        endpoint: endpoint?,
+                        api_key: Secret::new(api_key?),
+                    })
+                }
+                other => {
+                    problems.push(Problem::new(
+                        format!("{path}.type"),
+                        format!("unknown exporter `{other}` (expected otlp_http, jsonl or respan)"),
+                    ));
+                    None
+                }
+            }
+        })
+        .collect();
+    TelemetryConfig {
+        capture_content: raw.capture_content.unwrap_or(true),
+        recent_traces: raw.recent_traces.unwrap_or(1000),
+        exporters,
+    }
+}

@@ -1,0 +1,216 @@
+//! Every way a request can fail inside the gateway, and the one place where such a failure
+//! becomes an HTTP status and an error body in the caller's format.
+//!
+//! Upstream error answers are not here: they are relayed with their own status and body.
+
+use crate::body::BodyError;
+use crate::endpoint::Ingress;
+use crate::params::ParamError;
+use crate::routing::RouteError;
+use serde_json::json;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("you must provide a model parameter")]
+    MissingModel,
+    #[error("`{param}` is invalid: {message}")]
+    InvalidField { param: String, message: String },
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    ClientRead(String),
+    #[error("invalid or missing API key for this gateway")]
+    Unauthorized,
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("no endpoint at {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("no upstream answered: {0}")]
+    NoUpstream(String),
+    #[error("the upstream did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+}
+
+impl GatewayError {
+    pub fn invalid_field(param: impl Into<String>, message: impl Into<String>) -> Self {
+        GatewayError::InvalidField {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::Body(_)
+            | GatewayError::MissingModel
+            | GatewayError::InvalidField { .. }
+            | GatewayError::Param(_)
+            | GatewayError::ClientRead(_)
+            | GatewayError::Unsupported(_)
+            | GatewayError::Route(RouteError::UnknownProvider(_)) => 400,
+            GatewayError::Unauthorized => 401,
+            GatewayError::Route(RouteError::NoRoute(_)) | GatewayError::NotFound { .. } => 404,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::NoUpstream(_) => 502,
+            GatewayError::UpstreamTimeout(_) => 504,
+        }
+    }
+
+    /// OpenAI's `error.code`, where OpenAI has one for the case.
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Body(_) => Some("invalid_json"),
+            GatewayError::MissingModel => Some("missing_model"),
+            GatewayError::InvalidField { .. } | GatewayError::Param(_) => Some("invalid_parameter"),
+            GatewayError::Unauthorized => Some("invalid_api_key"),
+            GatewayError::Route(RouteError::NoRoute(_)) => Some("model_not_found"),
+            GatewayError::Route(RouteError::UnknownProvider(_)) => Some("provider_not_found"),
+            GatewayError::NotFound { .. } => Some("unknown_url"),
+            GatewayError::BodyTooLarge { .. } => Some("request_too_large"),
+            GatewayError::NoUpstream(_) => Some("upstream_unavailable"),
+            GatewayError::UpstreamTimeout(_) => Some("upstream_timeout"),
+            GatewayError::ClientRead(_) | GatewayError::Unsupported(_) => None,
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::MissingModel | GatewayError::Route(RouteError::NoRoute(_)) => {
+                Some("model")
+            }
+            GatewayError::InvalidField { param, .. } => Some(param),
+            GatewayError::Param(e) => Some(&e.param),
+            _ => None,
+        }
+    }
+
+    /// The JSON error body in the format of the endpoint the caller used.
+    pub fn body(&self, ingress: Ingress) -> Vec<u8> {
+        error_body(
+            ingress,
+            self.status(),
+            &self.to_string(),
+            self.code(),
+            self.param(),
+        )
+    }
+}
+
+/// An error body in `ingress`'s format; also used for in-band stream errors.
+pub fn error_body(
+    ingress: Ingress,
+    status: u16,
+    message: &str,
+    code: Option<&str>,
+    param: Option<&str>,
+) -> Vec<u8> {
+    let value = match ingress {
+        Ingress::OpenAi => json!({"error": {
+            "message": message,
+            "type": openai_type(status),
+            "param": param,
+            "code": code,
+        }}),
+        Ingress::Anthropic => json!({"type": "error", "error": {
+            "type": anthropic_type(status),
+            "message": message,
+        }}),
+        Ingress::Gemini => json!({"error": {
+            "code": status,
+            "message": message,
+            "status": gemini_status(status),
+        }}),
+    };
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+fn openai_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+fn anthropic_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+fn gemini_status(status: u16) -> &'static str {
+    match status {
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        400..=499 => "INVALID_ARGUMENT",
+        _ => "INTERNAL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parsed(e: &GatewayError, ingress: Ingress) -> Value {
+        serde_json::from_slice(&e.body(ingress)).unwrap()
+    }
+
+    #[test]
+    fn openai_shape() {
+        let e = GatewayError::Route(RouteError::NoRoute("x".into()));
+        assert_eq!(e.status(), 404);
+        let v = parsed(&e, Ingress::OpenAi);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(v["error"]["message"], "no route for model `x`");
+    }
+
+    #[test]
+    fn other_ingress_shapes() {
+        let e = GatewayError::Unauthorized;
+        let a = parsed(&e, Ingress::Anthropic);
+        assert_eq!(
+            (a["type"].as_str(), a["error"]["type"].as_str()),
+            (Some("error"), Some("authentication_error"))
+        );
+        let g = parsed(&GatewayError::BodyTooLarge { limit: 1 }, Ingress::Gemini);
+        assert_eq!(
+            (g["error"]["code"].as_u64(), g["error"]["status"].as_str()),
+            (Some(413), Some("INVALID_ARGUMENT"))
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(GatewayError::MissingModel.status(), 400);
+        assert_eq!(GatewayError::NoUpstream("x".into()).status(), 502);
+        assert_eq!(
+            GatewayError::UpstreamTimeout(Duration::from_secs(1)).status(),
+            504
+        );
+        assert_eq!(openai_type(429), "rate_limit_error");
+        assert_eq!(openai_type(503), "server_error");
+    }
+}

@@ -1,0 +1,321 @@
+//! The Respan request parameters: found, merged, typed and removed from the body.
+//!
+//! They arrive, highest precedence first, as top-level body keys (where the OpenAI SDK's
+//! `extra_body` puts them), inside a `respan_params` object (legacy: `keywordsai_params`), and
+//! in the `X-Data-Respan-Params` header (legacy: `X-Data-Keywordsai-Params`) as base64 JSON.
+//! They are merged key by key, typed in one pass (a wrong type names the parameter), and every
+//! one of them is gone from the body before it is sent anywhere.
+
+use crate::body::JsonBody;
+use crate::config::Secret;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Top-level body keys that are Respan parameters, never provider parameters.
+const BODY_PARAMS: &[&str] = &[
+    "customer_identifier",
+    "customer_params",
+    "thread_identifier",
+    "metadata",
+    "custom_identifier",
+    "disable_log",
+    "request_breakdown",
+    "fallback_models",
+    "disable_fallback",
+    "load_balance_group",
+    "retry_params",
+    "cache_enabled",
+    "cache_ttl",
+    "cache_options",
+    "customer_credentials",
+    "credential_override",
+    "model_name_map",
+    "prompt",
+];
+
+/// Body keys that hold a whole parameter object, highest precedence first.
+const BODY_CONTAINERS: &[&str] = &["respan_params", "keywordsai_params"];
+
+/// Longest `customer_identifier` kept; longer ones are truncated.
+const MAX_CUSTOMER_ID_CHARS: usize = 254;
+
+/// The typed parameters of one request. Absent means "not given": defaults are applied by
+/// whoever uses the value, since some come from the config.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RespanParams {
+    pub customer_identifier: Option<String>,
+    pub customer_params: Option<CustomerParams>,
+    pub thread_identifier: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    pub custom_identifier: Option<String>,
+    pub disable_log: Option<bool>,
+    pub request_breakdown: Option<bool>,
+    pub fallback_models: Option<Vec<String>>,
+    pub disable_fallback: Option<bool>,
+    pub load_balance_group: Option<LoadBalanceGroupParam>,
+    pub retry_params: Option<RetryParams>,
+    pub cache_enabled: Option<bool>,
+    pub cache_ttl: Option<u64>,
+    pub cache_options: Option<CacheOptions>,
+    pub customer_credentials: Option<HashMap<String, Credential>>,
+    pub credential_override: Option<HashMap<String, Credential>>,
+    pub model_name_map: Option<HashMap<String, String>>,
+    pub prompt: Option<PromptParam>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CustomerParams {
+    pub customer_identifier: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoadBalanceGroupParam {
+    pub group_id: String,
+    pub models: Option<Vec<WeightedModelParam>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WeightedModelParam {
+    pub model: String,
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct RetryParams {
+    pub retry_enabled: Option<bool>,
+    pub num_retries: Option<u32>,
+    pub retry_after: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct CacheOptions {
+    pub cache_by_customer: Option<bool>,
+    pub omit_log: Option<bool>,
+}
+
+/// Credentials a request brings for a provider or a model; `Debug` never shows the key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Credential {
+    pub api_key: Secret,
+    pub api_base: Option<String>,
+    pub api_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PromptParam {
+    pub prompt_id: String,
+    #[serde(default)]
+    pub variables: Map<String, Value>,
+    #[serde(default, rename = "override")]
+    pub override_params: bool,
+    #[serde(default)]
+    pub echo: bool,
+}
+
+/// A parameter that could not be read; answered 400 naming `param`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Respan parameter `{param}`: {message}")]
+pub struct ParamError {
+    pub param: String,
+    pub message: String,
+}
+
+impl ParamError {
+    fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ParamError {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What [`extract`] found.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub params: RespanParams,
+    /// The body's own top-level `metadata`, removed with the rest; put back only for an
+    /// OpenAI provider when the request has `store: true` (stored completions use the field).
+    pub body_metadata: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// The parameter headers as they arrived, highest precedence first
+/// (`X-Data-Respan-Params`, then `X-Data-Keywordsai-Params`).
+pub type ParamHeaders<'a> = [(&'static str, Option<&'a [u8]>); 2];
+
+/// Removes every Respan parameter from `body` and returns them typed and merged.
+pub fn extract(body: &mut JsonBody, headers: ParamHeaders<'_>) -> Result<Extracted, ParamError> {
+    let mut merged = Map::new();
+    for (name, value) in headers.iter().rev() {
+        if let Some(value) = value {
+            merged.extend(decode_header(name, value)?);
+        }
+    }
+    for name in BODY_CONTAINERS.iter().rev() {
+        if let Some(raw) = body.take(name) {
+            match serde_json::from_str::<Value>(raw.get()) {
+                Ok(Value::Object(object)) => merged.extend(object),
+                Ok(Value::Null) => {}
+                _ => return Err(ParamError::new(*name, "must be an object")),
+            }
+        }
+    }
+    let mut body_metadata = None;
+    for name in BODY_PARAMS {
+        let Some(raw) = body.take(name) else { continue };
+        let value = serde_json::from_str::<Value>(raw.get())
+            .map_err(|e| ParamError::new(*name, e.to_string()))?;
+        if *name == "metadata" {
+            body_metadata = Some(raw);
+        }
+        merged.insert((*name).to_string(), value);
+    }
+    let mut params = typed(merged)?;
+    if params.customer_identifier.is_none() {
+        params.customer_identifier = params
+            .customer_params
+            .as_ref()
+            .and_then(|c| c.customer_identifier.clone());
+    }
+    if let Some(id) = params.customer_identifier.as_mut() {
+        truncate_chars(id, MAX_CUSTOMER_ID_CHARS);
+    }
+    Ok(Extracted {
+        params,
+        body_metadata,
+    })
+}
+
+/// Types the merged parameters; a mismatch names the parameter by its path.
+fn typed(merged: Map<String, Value>) -> Result<RespanParams, ParamError> {
+    // `null` means "not given", as the SDKs send it for unset optional fields.
+    let merged: Map<String, Value> = merged.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    serde_path_to_error::deserialize(Value::Object(merged)).map_err(|e| {
+        let param = e.path().to_string();
+        ParamError::new(param, e.into_inner().to_string())
+    })
+}
+
+fn decode_header(name: &str, value: &[u8]) -> Result<Map<String, Value>, ParamError> {
+    let value = value.trim_ascii();
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let decoded = engines
+        .iter()
+        .find_map(|engine| engine.decode(value).ok())
+        .ok_or_else(|| ParamError::new(name, "is not base64"))?;
+    match serde_json::from_slice::<Value>(&decoded) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(ParamError::new(name, "is not base64 of a JSON object")),
+    }
+}
+
+fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((byte_index, _)) = s.char_indices().nth(max) {
+        s.truncate(byte_index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn run(body: &str, header: Option<&str>) -> (Result<Extracted, ParamError>, String) {
+        let mut b = JsonBody::parse(body.as_bytes()).unwrap();
+        let encoded = header.map(|h| STANDARD.encode(h));
+        let headers = [
+            (
+                "X-Data-Respan-Params",
+                encoded.as_deref().map(str::as_bytes),
+            ),
+            ("X-Data-Keywordsai-Params", None),
+        ];
+        let result = extract(&mut b, headers);
+        (result, String::from_utf8(b.encode(&[], &[])).unwrap())
+    }
+
+    #[test]
+    fn strips_every_source_and_respects_precedence() {
+        let (r, rest) = run(
+            r#"{"model":"m","customer_identifier":"top","respan_params":{"customer_identifier":"inner","thread_identifier":"t1"},
+                "keywordsai_params":{"custom_identifier":"legacy"},"messages":[]}"#,
+            Some(r#"{"customer_identifier":"hdr","disable_log":true}"#),
+        );
+        let p = r.unwrap().params;
+        assert_eq!(p.customer_identifier.as_deref(), Some("top"));
+        assert_eq!(p.thread_identifier.as_deref(), Some("t1"));
+        assert_eq!(p.custom_identifier.as_deref(), Some("legacy"));
+        assert_eq!(p.disable_log, Some(true));
+        assert_eq!(rest, r#"{"model":"m","messages":[]}"#);
+    }
+
+    #[test]
+    fn wrong_types_name_the_parameter() {
+        let (r, _) = run(r#"{"fallback_models":"gpt-4o"}"#, None);
+        assert_eq!(r.unwrap_err().param, "fallback_models");
+        let (r, _) = run(r#"{"retry_params":{"num_retries":"three"}}"#, None);
+        assert_eq!(r.unwrap_err().param, "retry_params.num_retries");
+        let (r, _) = run(r#"{"respan_params":[1]}"#, None);
+        assert_eq!(r.unwrap_err().param, "respan_params");
+        let (r, _) = run("{}", Some("[1]"));
+        assert_eq!(r.unwrap_err().param, "X-Data-Respan-Params");
+    }
+
+    #[test]
+    fn bad_header_encoding_is_an_error() {
+        let mut b = JsonBody::parse(b"{}").unwrap();
+        let headers = [
+            ("X-Data-Respan-Params", Some(&b"%%%"[..])),
+            ("X-Data-Keywordsai-Params", None),
+        ];
+        assert_eq!(
+            extract(&mut b, headers).unwrap_err().message,
+            "is not base64"
+        );
+    }
+
+    #[test]
+    fn customer_identifier_is_truncated_and_defaults_from_customer_params() {
+        let long = "é".repeat(300);
+        let (r, _) = run(&format!(r#"{{"customer_identifier":"{long}"}}"#), None);
+        assert_eq!(
+            r.unwrap()
+                .params
+                .customer_identifier
+                .unwrap()
+                .chars()
+                .count(),
+            254
+        );
+        let (r, _) = run(
+            r#"{"customer_params":{"customer_identifier":"c1","email":"a@b"}}"#,
+            None,
+        );
+        assert_eq!(r.unwrap().params.customer_identifier.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn metadata_is_kept_aside_and_credentials_hide_keys() {
+        let (r, rest) = run(
+            r#"{"metadata":{"k":"v"},"customer_credentials":{"openai":{"api_key":"sk-secret"}},"x":null}"#,
+            None,
+        );
+        let e = r.unwrap();
+        assert_eq!(e.body_metadata.unwrap().get(), r#"{"k":"v"}"#);
+        assert!(!format!("{:?}", e.params).contains("sk-secret"));
+        assert_eq!(rest, r#"{"x":null}"#);
+    }
+}

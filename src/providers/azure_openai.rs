@@ -1,0 +1,80 @@
+//! Azure OpenAI: the model names a deployment in the URL, the key goes in `api-key`, and
+//! every call carries `api-version`.
+//! `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...`
+
+use crate::config::Secret;
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use http::header::HeaderName;
+
+pub fn path(
+    base: &str,
+    endpoint: Endpoint,
+    deployment: &str,
+    api_version: Option<&str>,
+) -> Result<String, GatewayError> {
+    let operation = match endpoint {
+        Endpoint::ChatCompletions => "chat/completions",
+        Endpoint::Embeddings => "embeddings",
+        other => {
+            return Err(GatewayError::Unsupported(format!(
+                "{} is not a model call",
+                other.label()
+            )))
+        }
+    };
+    // Deployment names are letters, digits, `-`, `_` and `.`; anything else would change the
+    // URL's meaning, so it is refused rather than escaped.
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if !valid(deployment) {
+        return Err(GatewayError::invalid_field(
+            "model",
+            format!("`{deployment}` is not a valid Azure deployment name"),
+        ));
+    }
+    // The config always sets one for azure_openai providers (with a default).
+    let version = api_version.unwrap_or_default();
+    if !valid(version) {
+        return Err(GatewayError::invalid_field(
+            "api_version",
+            "is not a valid Azure api-version",
+        ));
+    }
+    Ok(format!(
+        "{base}/openai/deployments/{deployment}/{operation}?api-version={version}"
+    ))
+}
+
+pub fn auth(key: &Secret) -> (HeaderName, String) {
+    (HeaderName::from_static("api-key"), key.expose().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_urls() {
+        assert_eq!(
+            path(
+                "",
+                Endpoint::ChatCompletions,
+                "gpt4o-prod",
+                Some("2024-10-21")
+            )
+            .unwrap(),
+            "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            path("/x", Endpoint::Embeddings, "emb", Some("2025-01-01")).unwrap(),
+            "/x/openai/deployments/emb/embeddings?api-version=2025-01-01"
+        );
+        assert!(path("", Endpoint::ChatCompletions, "a", None).is_err());
+        assert!(path("", Endpoint::ChatCompletions, "a/../b", None).is_err());
+        assert!(path("", Endpoint::ChatCompletions, "a", Some("1&x=y")).is_err());
+    }
+}

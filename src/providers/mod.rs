@@ -1,0 +1,196 @@
+//! What differs between providers on the wire: where a call goes (URL path and query), how
+//! it is authenticated, and which of the app's headers may follow it.
+//!
+//! One module per provider type; this one dispatches on [`ProviderKind`] and holds what they
+//! share: choosing the credentials of an attempt and cleaning the forwarded headers.
+
+mod azure_openai;
+pub mod echo;
+mod openai;
+
+use crate::config::{BaseUrl, ProviderConfig, ProviderKind, Secret};
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::params::{Credential, RespanParams};
+use http::header::{self, HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+use std::borrow::Cow;
+
+/// Where the key of an attempt comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum KeySource<'a> {
+    /// From the config, `customer_credentials` or `credential_override`.
+    Key(&'a Secret),
+    /// No key configured: the app's own key headers are passed through unchanged.
+    BringYourOwn,
+    /// No key configured and the app's key is this gateway's token: no key goes upstream
+    /// (a local OpenAI-compatible server often needs none).
+    None,
+}
+
+/// The credentials and address of one upstream attempt.
+#[derive(Debug, Clone)]
+pub struct Credentials<'a> {
+    pub key: KeySource<'a>,
+    pub base_url: Cow<'a, BaseUrl>,
+    pub api_version: Option<&'a str>,
+}
+
+/// Chooses an attempt's credentials, most specific first: `credential_override` for the
+/// model (by the name the app used, then the upstream name), `customer_credentials` for the
+/// provider, the configured key, and finally the app's own key, but only when the app's key
+/// is not this gateway's own token (`auth.keys` configured); then no key is sent.
+pub fn credentials<'a>(
+    provider: &'a ProviderConfig,
+    requested_model: &str,
+    upstream_model: &str,
+    params: &'a RespanParams,
+    gateway_auth: bool,
+) -> Result<Credentials<'a>, GatewayError> {
+    let overrides = params.credential_override.as_ref();
+    let from_request = overrides
+        .and_then(|o| o.get(requested_model).or_else(|| o.get(upstream_model)))
+        .map(|c| ("credential_override", c))
+        .or_else(|| {
+            let customer = params.customer_credentials.as_ref()?;
+            Some(("customer_credentials", customer.get(&provider.name)?))
+        });
+    let configured_base = provider.base_url.as_ref();
+    match from_request {
+        Some((param, credential)) => request_credentials(provider, param, credential),
+        None => {
+            let key = match (&provider.api_key, gateway_auth) {
+                (Some(key), _) => KeySource::Key(key),
+                (None, false) => KeySource::BringYourOwn,
+                (None, true) => KeySource::None,
+            };
+            Ok(Credentials {
+                key,
+                base_url: Cow::Borrowed(base_or_error(provider, configured_base)?),
+                api_version: provider.api_version.as_deref(),
+            })
+        }
+    }
+}
+
+fn request_credentials<'a>(
+    provider: &'a ProviderConfig,
+    param: &str,
+    credential: &'a Credential,
+) -> Result<Credentials<'a>, GatewayError> {
+    let base_url = match &credential.api_base {
+        Some(url) => Cow::Owned(BaseUrl::parse(url).map_err(|e| {
+            GatewayError::invalid_field(format!("{param}.api_base"), format!("`{url}` {e}"))
+        })?),
+        None => Cow::Borrowed(base_or_error(provider, provider.base_url.as_ref())?),
+    };
+    Ok(Credentials {
+        key: KeySource::Key(&credential.api_key),
+        base_url,
+        api_version: credential
+            .api_version
+            .as_deref()
+            .or(provider.api_version.as_deref()),
+    })
+}
+
+fn base_or_error<'a>(
+    provider: &ProviderConfig,
+    base: Option<&'a BaseUrl>,
+) -> Result<&'a BaseUrl, GatewayError> {
+    base.ok_or_else(|| {
+        GatewayError::Unsupported(format!("provider `{}` has no base_url", provider.name))
+    })
+}
+
+/// The path and query of a model call (chat, embeddings) at this provider.
+pub fn model_call_path(
+    provider: &ProviderConfig,
+    endpoint: Endpoint,
+    upstream_model: &str,
+    creds: &Credentials<'_>,
+) -> Result<String, GatewayError> {
+    let base = creds.base_url.path.as_str();
+    match provider.kind {
+        ProviderKind::OpenAi => openai::path(base, endpoint),
+        ProviderKind::AzureOpenAi => {
+            azure_openai::path(base, endpoint, upstream_model, creds.api_version)
+        }
+        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Echo => {
+            Err(GatewayError::Unsupported(format!(
+                "provider type {} cannot serve {}",
+                provider.kind.as_str(),
+                endpoint.label()
+            )))
+        }
+    }
+}
+
+/// Headers of the app's request that never go upstream: hop-by-hop and framing headers (the
+/// gateway sets its own), the app's keys, and the gateway's own control headers.
+const NEVER_FORWARDED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// Headers that carry the app's key; forwarded only for bring-your-own-key.
+const KEY_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Turns the app's request header into the upstream's, in place: removes what must not
+/// travel, sets `Host`, the provider's key and its configured extra headers.
+pub fn prepare_upstream_header(
+    req: &mut RequestHeader,
+    provider: &ProviderConfig,
+    creds: &Credentials<'_>,
+) -> Result<(), GatewayError> {
+    let drop: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            NEVER_FORWARDED.contains(&n)
+                || n.starts_with("x-respan-")
+                || n.starts_with("x-data-respan-")
+                || n.starts_with("x-data-keywordsai-")
+                || (n.starts_with("anthropic-") && provider.kind != ProviderKind::Anthropic)
+                || (KEY_HEADERS.contains(&n) && !matches!(creds.key, KeySource::BringYourOwn))
+        })
+        .cloned()
+        .collect();
+    for name in drop {
+        req.remove_header(&name);
+    }
+    insert(req, header::HOST, &creds.base_url.host_header())?;
+    if let KeySource::Key(key) = creds.key {
+        let (name, value) = match provider.kind {
+            ProviderKind::AzureOpenAi => azure_openai::auth(key),
+            _ => openai::auth(key),
+        };
+        insert(req, name, &value)?;
+    }
+    for (name, value) in &provider.headers {
+        req.insert_header(name.clone(), value.clone())
+            .map_err(|e| GatewayError::Unsupported(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn insert(req: &mut RequestHeader, name: HeaderName, value: &str) -> Result<(), GatewayError> {
+    // Keys come from config files and request parameters: a newline in one must not become
+    // a header injection, so invalid values are refused without echoing them.
+    let value = HeaderValue::from_str(value).map_err(|_| {
+        GatewayError::Unsupported(format!(
+            "the value for header `{name}` is not a valid header"
+        ))
+    })?;
+    req.insert_header(name, value)
+        .map_err(|e| GatewayError::Unsupported(e.to_string()))
+}

@@ -1,0 +1,92 @@
+//! Any other `/v1/...` path (files, audio, images, responses, ...): proxied untouched to the
+//! first provider of type openai through Pingora's own proxy loop, which streams request and
+//! answer bodies of any size. Only the path prefix, `Host` and the key are changed.
+
+use super::ctx::RequestCtx;
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::error::GatewayError;
+use crate::params::RespanParams;
+use crate::providers;
+use crate::state::Snapshot;
+use crate::upstream::Upstream;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::{Error, ErrorType};
+
+/// Picks the provider for a passthrough request and records it on the request.
+pub fn begin(snapshot: &Snapshot, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let provider = provider(snapshot)?;
+    ctx.served.provider.clone_from(&provider.name);
+    ctx.served.model_label = "other".into();
+    ctx.served.attempts = 1;
+    Ok(())
+}
+
+fn provider(snapshot: &Snapshot) -> Result<&ProviderConfig, GatewayError> {
+    snapshot
+        .router
+        .first_of_kind(ProviderKind::OpenAi)
+        .ok_or_else(|| {
+            GatewayError::NoUpstream("no provider of type openai to pass this path to".into())
+        })
+}
+
+fn snapshot(ctx: &RequestCtx) -> pingora::Result<&Snapshot> {
+    ctx.snapshot
+        .as_deref()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no config snapshot"))
+}
+
+/// The peer to proxy to (`upstream_peer` phase).
+pub async fn peer(upstream: &Upstream, ctx: &RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    let snapshot = snapshot(ctx)?;
+    let provider = provider(snapshot).map_err(internal)?;
+    let base = provider
+        .base_url
+        .as_ref()
+        .ok_or_else(|| internal("no base_url"))?;
+    let server = &snapshot.config.server;
+    let mut peer = upstream
+        .peer(base, server.connect_timeout)
+        .await
+        .map_err(|e| Error::explain(ErrorType::ConnectError, e.to_string()))?;
+    peer.options.read_timeout = Some(server.upstream_timeout);
+    Ok(Box::new(peer))
+}
+
+/// Rewrites the upstream request (`upstream_request_filter` phase): `/v1/rest` becomes
+/// `{base_url path}/rest`, and `Host` and the key become the provider's.
+pub fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+    let snapshot = snapshot(ctx)?;
+    let provider = provider(snapshot).map_err(internal)?;
+    let no_params = RespanParams::default();
+    let creds =
+        providers::credentials(provider, "", "", &no_params, snapshot.config.auth.is_some())
+            .map_err(internal)?;
+    let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let rest = path_and_query.strip_prefix("/v1").unwrap_or(path_and_query);
+    let uri = format!("{}{rest}", creds.base_url.path)
+        .parse::<http::Uri>()
+        .map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()))?;
+    req.set_uri(uri);
+    providers::prepare_upstream_header(req, provider, &creds).map_err(internal)
+}
+
+fn internal(e: impl ToString) -> Box<Error> {
+    Error::explain(ErrorType::InternalError, e.to_string())
+}
+
+/// The gateway error for a failed passthrough, for an answer in OpenAI shape.
+pub fn failure(e: &Error, ctx: &RequestCtx) -> GatewayError {
+    let timeout = ctx
+        .snapshot
+        .as_ref()
+        .map(|s| s.config.server.upstream_timeout)
+        .unwrap_or_default();
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            GatewayError::UpstreamTimeout(timeout)
+        }
+        _ => GatewayError::NoUpstream(e.etype().as_str().to_string()),
+    }
+}

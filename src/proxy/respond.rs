@@ -1,0 +1,85 @@
+//! Answers the gateway writes itself: errors, the models list, and the `x-respan-*` headers
+//! every answer carries.
+
+use super::ctx::RequestCtx;
+use crate::error::GatewayError;
+use crate::state::Snapshot;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde_json::json;
+
+/// Adds `x-respan-request-id` and, once something served the request, `x-respan-model`,
+/// `x-respan-provider` and `x-respan-attempts`.
+pub fn respan_headers(header: &mut ResponseHeader, ctx: &RequestCtx) {
+    // Values are hex ids, config names and model names the gateway already validated as
+    // header-safe, so insertion failures cannot happen; they are skipped rather than fatal.
+    let _ = header.insert_header("x-respan-request-id", &ctx.request_id);
+    let served = &ctx.served;
+    if served.attempts > 0 {
+        if !served.upstream_model.is_empty() {
+            let _ = header.insert_header("x-respan-model", &served.upstream_model);
+        }
+        let _ = header.insert_header("x-respan-provider", &served.provider);
+        let _ = header.insert_header("x-respan-attempts", served.attempts.to_string());
+    }
+}
+
+/// Writes a complete JSON answer.
+pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Vec<u8>) {
+    let Ok(mut header) = ResponseHeader::build(status, Some(4)) else {
+        return;
+    };
+    let _ = header.insert_header("content-type", "application/json");
+    let _ = header.insert_header("content-length", body.len().to_string());
+    respan_headers(&mut header, ctx);
+    // An answer before the request body was read to its end (401, 413, ...) closes the
+    // connection (Pingora's `close_on_response_before_downstream_finish`, on by default):
+    // draining an unwanted body, or waiting for one held back behind `Expect: 100-continue`,
+    // is not worth a kept-alive connection.
+    let written = async {
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body.into()), true).await
+    };
+    if let Err(e) = written.await {
+        tracing::debug!(request_id = %ctx.request_id, "client went away before the answer: {e}");
+    }
+}
+
+/// Answers with an error in the caller's format.
+pub async fn error(session: &mut Session, ctx: &RequestCtx, e: &GatewayError) {
+    tracing::debug!(request_id = %ctx.request_id, status = e.status(), "{e}");
+    json(session, ctx, e.status(), e.body(ctx.endpoint.ingress())).await;
+}
+
+/// `GET /v1/models`: what this config can route by name (routes with exact names, load
+/// balance group members, prompt models), in OpenAI's list format.
+pub fn models_list(snapshot: &Snapshot) -> Vec<u8> {
+    let config = &snapshot.config;
+    let mut models: Vec<(String, String)> = snapshot
+        .router
+        .exact_models()
+        .map(|(m, p)| (m.to_string(), p.name.clone()))
+        .collect();
+    let grouped = config
+        .load_balance_groups
+        .values()
+        .flatten()
+        .map(|w| w.model.clone());
+    let prompted = config.prompts.values().filter_map(|p| p.model.clone());
+    for model in grouped.chain(prompted) {
+        if !models.iter().any(|(m, _)| *m == model) {
+            let owner = snapshot
+                .router
+                .resolve(&model, None)
+                .map_or_else(|_| "respan".to_string(), |r| r.provider.name.clone());
+            models.push((model, owner));
+        }
+    }
+    let data: Vec<_> = models
+        .into_iter()
+        .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
+        .collect();
+    serde_json::to_vec(&json!({"object": "list", "data": data})).unwrap_or_default()
+}
