@@ -203,7 +203,10 @@ struct Failures {
 impl Failures {
     fn into_result(self) -> Result<(Answer, Instant), GatewayError> {
         match (self.last_answer, self.last_error) {
-            (Some((header, body)), _) => Ok((Answer::Buffered(Box::new(header), Some(body)), Instant::now())),
+            (Some((header, body)), _) => Ok((
+                Answer::Buffered(Box::new(header), Some(body)),
+                Instant::now(),
+            )),
             (None, Some(e)) => Err(e),
             (None, None) => Err(GatewayError::NoUpstream("no attempt was made".into())),
         }

@@ -160,7 +160,7 @@ impl Exchange {
     /// The next piece of the body if it can be had without waiting.
     ///
     /// Relies on Pingora 0.9's HTTP/1 body read consuming nothing before its socket read, so
-    /// dropping it while pending loses no byte (`tests/relay.rs` guards this; upstream
+    /// dropping it while pending loses no byte (`tests/gateway/chat.rs` guards this; upstream
     /// connections are HTTP/1 only for this reason).
     pub fn try_read(&mut self) -> Option<Result<Option<Bytes>, ExchangeError>> {
         self.session

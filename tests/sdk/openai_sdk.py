@@ -1,0 +1,93 @@
+"""Drives the sidecar with the official openai Python SDK (run by tests/sdk.rs).
+
+Environment: SIDECAR_URL (base URL ending in /v1). The sidecar routes `mock-*` to a mock
+OpenAI provider and `echo*` to the built-in echo provider.
+"""
+import os
+import sys
+
+import openai
+from openai import OpenAI
+
+client = OpenAI(base_url=os.environ["SIDECAR_URL"], api_key="app-key", max_retries=0)
+
+
+def check(cond, what):
+    if not cond:
+        print(f"FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+
+
+def plain():
+    r = client.chat.completions.create(
+        model="mock-gpt",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"customer_identifier": "sdk-user", "metadata": {"a": "b"}},
+    )
+    check(r.choices[0].message.content == "mock answer", f"content: {r}")
+    check(r.model == "mock-gpt", f"model: {r.model}")
+    check(r.usage.total_tokens == 7, f"usage: {r.usage}")
+    raw = client.chat.completions.with_raw_response.create(
+        model="echo", messages=[{"role": "user", "content": "raw headers"}]
+    )
+    check(raw.headers["x-respan-provider"] == "echo", f"headers: {raw.headers}")
+    check(raw.parse().choices[0].message.content == "raw headers", "echo content")
+
+
+def streaming():
+    pieces = []
+    finish = None
+    stream = client.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "stream"}], stream=True
+    )
+    for chunk in stream:
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+    check("".join(pieces) == "mock answer", f"stream text: {pieces}")
+    check(finish == "stop", f"finish: {finish}")
+
+    usage = None
+    text = []
+    for chunk in client.chat.completions.create(
+        model="echo-stream",
+        messages=[{"role": "user", "content": "one two three"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        if chunk.usage:
+            usage = chunk.usage
+        if chunk.choices:
+            text.append(chunk.choices[0].delta.content or "")
+    check("".join(text) == "one two three", f"echo stream: {text}")
+    check(usage is not None and usage.completion_tokens == 3, f"usage: {usage}")
+
+
+def embeddings_and_models():
+    e = client.embeddings.create(model="echo-embed", input=["a", "b"])
+    check(len(e.data) == 2 and len(e.data[0].embedding) == 8, f"embeddings: {e}")
+    ids = [m.id for m in client.models.list()]
+    check("echo" in ids, f"models: {ids}")
+
+
+def errors():
+    try:
+        client.chat.completions.create(model="unrouted", messages=[{"role": "user", "content": "x"}])
+        check(False, "unrouted model answered")
+    except openai.NotFoundError as e:
+        check(e.code == "model_not_found", f"code: {e.code}")
+    try:
+        client.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "x"}],
+            extra_body={"fallback_models": "not-a-list"},
+        )
+        check(False, "bad parameter answered")
+    except openai.BadRequestError as e:
+        check(e.body["param"] == "fallback_models", f"param: {e.body}")
+
+
+plain()
+streaming()
+embeddings_and_models()
+errors()
+print("openai SDK: all checks passed")

@@ -1,0 +1,255 @@
+//! A mock provider over real HTTP/1.1 (axum): records every request and answers from a
+//! script of replies, or with an OpenAI-format default built from the request.
+#![allow(clippy::disallowed_methods)] // tokio::spawn runs the mock server in tests.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How the mock answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Json {
+        status: u16,
+        body: Value,
+        headers: Vec<(String, String)>,
+    },
+    /// Raw SSE blocks (each written as is, then `\n\n`), `gap` apart; with `cut_after`, the
+    /// connection is broken after that many blocks.
+    Sse {
+        blocks: Vec<String>,
+        gap: Duration,
+        cut_after: Option<usize>,
+    },
+    /// Waits, then answers.
+    Delay(Duration, Box<Reply>),
+}
+
+impl Reply {
+    pub fn status(status: u16, body: Value) -> Reply {
+        Reply::Json {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(self, name: &str, value: &str) -> Reply {
+        match self {
+            Reply::Json {
+                status,
+                body,
+                mut headers,
+            } => {
+                headers.push((name.into(), value.into()));
+                Reply::Json {
+                    status,
+                    body,
+                    headers,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// An OpenAI error answer.
+    pub fn openai_error(status: u16, message: &str) -> Reply {
+        Reply::status(
+            status,
+            json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}),
+        )
+    }
+
+    pub fn openai_chat(model: &str, content: &str) -> Reply {
+        Reply::status(
+            200,
+            json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                    "logprobs": null, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}),
+        )
+    }
+
+    pub fn openai_stream(model: &str, pieces: &[&str], gap: Duration) -> Reply {
+        let chunk = |delta: Value, finish: Value| {
+            let c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
+                "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            format!("data: {c}")
+        };
+        let mut blocks = vec![chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        )];
+        blocks.extend(
+            pieces
+                .iter()
+                .map(|p| chunk(json!({"content": p}), Value::Null)),
+        );
+        blocks.push(chunk(json!({}), json!("stop")));
+        blocks.push("data: [DONE]".to_string());
+        Reply::Sse {
+            blocks,
+            gap,
+            cut_after: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct MockState {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Reply>>,
+}
+
+/// A running mock provider.
+pub struct Mock {
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+}
+
+impl Mock {
+    pub async fn start() -> Mock {
+        let state = Arc::new(MockState::default());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Mock { addr, state }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Queues a reply; replies are used in order, then the default applies.
+    pub fn push(&self, reply: Reply) -> &Self {
+        self.state.script.lock().unwrap().push_back(reply);
+        self
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.received.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Received {
+        self.received().pop().expect("the mock received nothing")
+    }
+}
+
+async fn handle(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let received = Received {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+        headers: parts.headers,
+        body,
+        at: Instant::now(),
+    };
+    let scripted = state.script.lock().unwrap().pop_front();
+    let reply = scripted.unwrap_or_else(|| default_reply(&received));
+    state.received.lock().unwrap().push(received);
+    respond(reply).await
+}
+
+fn default_reply(received: &Received) -> Reply {
+    let body: Value = serde_json::from_slice(&received.body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or("unknown");
+    if body["stream"] == true {
+        Reply::openai_stream(model, &["mock ", "answer"], Duration::ZERO)
+    } else {
+        Reply::openai_chat(model, "mock answer")
+    }
+}
+
+async fn respond(reply: Reply) -> Response {
+    let mut reply = reply;
+    while let Reply::Delay(wait, inner) = reply {
+        tokio::time::sleep(wait).await;
+        reply = *inner;
+    }
+    match reply {
+        Reply::Json {
+            status,
+            body,
+            headers,
+        } => {
+            let mut builder = Response::builder()
+                .status(status)
+                .header("content-type", "application/json");
+            for (k, v) in headers {
+                builder = builder.header(k, v);
+            }
+            builder.body(Body::from(body.to_string())).unwrap()
+        }
+        Reply::Sse {
+            blocks,
+            gap,
+            cut_after,
+        } => {
+            let stream = futures::stream::unfold(0usize, move |i| {
+                let blocks = blocks.clone();
+                async move {
+                    if cut_after == Some(i) {
+                        // Let the server flush what came before, then break the connection.
+                        tokio::time::sleep(gap.max(Duration::from_millis(20))).await;
+                        return Some((Err(std::io::Error::other("cut")), i + 1));
+                    }
+                    let block = blocks.get(i)?;
+                    if i > 0 && !gap.is_zero() {
+                        tokio::time::sleep(gap).await;
+                    }
+                    Some((Ok(Bytes::from(format!("{block}\n\n"))), i + 1))
+                }
+            });
+            Response::builder()
+                .status(200)
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+        Reply::Delay(..) => unreachable!(),
+    }
+}

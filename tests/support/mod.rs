@@ -1,0 +1,249 @@
+//! Test harness: the real sidecar binary on free ports, and mock providers over real HTTP
+//! that record what they receive and answer from a script.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod mock;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)] // each test crate uses its own subset
+pub use mock::{Mock, Reply};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running sidecar process, killed when dropped.
+pub struct Sidecar {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// Starts the sidecar with `config` (everything but `server.listen`/`admin_listen`).
+    pub async fn start(config: &str) -> Sidecar {
+        Self::start_with_server("", config).await
+    }
+
+    /// `server_extra`: more `server:` keys, one per line, unindented.
+    pub async fn start_with_server(server_extra: &str, config: &str) -> Sidecar {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let extra: String = server_extra.lines().map(|l| format!("  {l}\n")).collect();
+        let yaml = format!(
+            "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  threads: 2\n{extra}{config}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("respan-sidecar.yaml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let log = std::fs::File::create(dir.path().join("sidecar.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_respan-sidecar"))
+            .arg("--config")
+            .arg(&path)
+            .env("RESPAN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let sidecar = Sidecar {
+            addr,
+            admin,
+            child,
+            dir,
+        };
+        sidecar.wait_ready().await;
+        sidecar
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            let ready = client
+                .get(format!("http://{}/readyz", self.admin))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("sidecar not ready; log:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("respan-sidecar.yaml")
+    }
+
+    /// Scrapes and parses `/metrics`.
+    pub async fn metrics(&self) -> prometheus_parse::Scrape {
+        let text = reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        prometheus_parse::Scrape::parse(lines).unwrap()
+    }
+
+    /// The value of a counter or gauge sample with exactly these labels (0 if absent).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let scrape = self.metrics().await;
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A chat request body.
+pub fn chat(model: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// An HTTP client that never pools (each test sees fresh connections unless it reuses one).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A raw HTTP/1.1 connection, for what an HTTP library hides: keep-alive reuse,
+/// `Expect: 100-continue`, exact framing.
+pub struct RawConn {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+/// A response read off a [`RawConn`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> RawConn {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        RawConn {
+            stream: tokio::io::BufReader::new(stream),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    /// Sends a JSON POST and reads the answer.
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> RawResponse {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: sidecar\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        self.send(head.as_bytes()).await;
+        self.send(body).await;
+        self.read_response().await
+    }
+
+    /// Reads one response (content-length or chunked body).
+    pub async fn read_response(&mut self) -> RawResponse {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.unwrap();
+        let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await.unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').unwrap();
+            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+        }
+        let mut response = RawResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if status == 100 {
+            return response;
+        }
+        if let Some(len) = response.header("content-length") {
+            let mut body = vec![0; len.parse().unwrap()];
+            self.stream.read_exact(&mut body).await.unwrap();
+            response.body = body;
+        } else if response.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let mut size = String::new();
+                self.stream.read_line(&mut size).await.unwrap();
+                let size = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await.unwrap();
+                if size == 0 {
+                    break;
+                }
+                response.body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        response
+    }
+}
