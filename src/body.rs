@@ -27,13 +27,13 @@ pub enum BodyError {
 }
 
 impl JsonBody {
+    /// Parses in one pass: the conversation is validated and copied, never built into a tree.
     pub fn parse(bytes: &[u8]) -> Result<JsonBody, BodyError> {
-        let raw: &RawValue =
-            serde_json::from_slice(bytes).map_err(|e| BodyError::NotJson(e.to_string()))?;
-        if !raw.get().starts_with('{') {
-            return Err(BodyError::NotObject);
-        }
-        serde_json::from_str(raw.get()).map_err(|e| BodyError::NotJson(e.to_string()))
+        serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            // Valid JSON of another type than an object.
+            serde_json::error::Category::Data => BodyError::NotObject,
+            _ => BodyError::NotJson(e.to_string()),
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&RawValue> {

@@ -6,6 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Measured with the benchmark: fewer CPU cycles per request than the system allocator
+/// (Pingora allocates dozens of small objects per request).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "respan-sidecar",

@@ -5,6 +5,7 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{json, Value};
@@ -142,6 +143,10 @@ impl Mock {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Small SSE writes leave at once, as a real provider's do.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

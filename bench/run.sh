@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The benchmark: the same load against a fast mock upstream, directly, through nginx as a
+# plain proxy, and through respan-sidecar; non-streaming and streaming; concurrency 1 and 64.
+# Reports latency added over direct (p50, p99), time to first byte, requests/s, CPU time per
+# request of the proxy, and its RSS (idle, and peak under load).
+#
+#   bench/run.sh                       # 8 s per run
+#   BENCH_SECONDS=20 bench/run.sh      # longer runs
+#   BENCH_GAP_MS=5 bench/run.sh        # stream tokens 5 ms apart, like a real model
+#
+# Needs nginx (apt-get install -y nginx) and taskset (util-linux). The proxy under test runs
+# on CPU 0, the mock upstream and the load generator on CPU 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_seconds=${BENCH_SECONDS:-8}
+gap_ms=${BENCH_GAP_MS:-0}
+command -v nginx >/dev/null || { echo "nginx is needed: apt-get install -y nginx" >&2; exit 1; }
+
+cargo build --release --quiet --bin respan-sidecar --example mock_upstream --example loadgen
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+mock_port=18181 nginx_port=18182 sidecar_port=18183 admin_port=18184
+
+taskset -c 1 "$bin/examples/mock_upstream" "$mock_port" "$gap_ms" >/dev/null &
+pids+=($!)
+
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  upstream mock { server 127.0.0.1:$mock_port; keepalive 256; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+nginx_master=$!
+
+cat > "$work/sidecar.yaml" <<YAML
+server:
+  listen: "127.0.0.1:$sidecar_port"
+  admin_listen: "127.0.0.1:$admin_port"
+  threads: 1
+providers:
+  mock:
+    type: openai
+    base_url: "http://127.0.0.1:$mock_port/v1"
+    api_key: "sk-bench"
+routes:
+  - match: "*"
+    provider: mock
+YAML
+RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/sidecar.yaml" &
+pids+=($!)
+sidecar_pid=$!
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"
+sleep 0.3
+rss_kib() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
+sidecar_idle_rss=$(rss_kib "$sidecar_pid" VmRSS)
+nginx_worker=$(pgrep -P "$nginx_master" | head -1)
+nginx_idle_rss=$(( $(rss_kib "$nginx_master" VmRSS) + $(rss_kib "$nginx_worker" VmRSS) ))
+
+messages='"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}]'
+echo "{\"model\":\"gpt-4o-mini\",$messages,\"customer_identifier\":\"bench\"}" > "$work/json.body"
+echo "{\"model\":\"gpt-4o-mini\",$messages,\"stream\":true,\"customer_identifier\":\"bench\"}" > "$work/stream.body"
+
+results="$work/results.jsonl"
+for mode in json stream; do
+  for c in 1 64; do
+    for target in direct nginx sidecar; do
+      case $target in
+        direct) port=$mock_port; watch=() ;;
+        nginx) port=$nginx_port; watch=(--pid "$nginx_worker") ;;
+        sidecar) port=$sidecar_port; watch=(--pid "$sidecar_pid") ;;
+      esac
+      line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port/v1/chat/completions" \
+        --body "$work/$mode.body" --concurrency "$c" --seconds "$run_seconds" --warmup 1 \
+        --clk-tck "$(getconf CLK_TCK)" "${watch[@]}")
+      echo "{\"mode\":\"$mode\",\"c\":$c,\"target\":\"$target\",\"r\":$line}" >> "$results"
+      echo "  $mode c=$c $target: $line" >&2
+    done
+  done
+done
+sidecar_peak_rss=$(rss_kib "$sidecar_pid" VmHWM)
+nginx_peak_rss=$(( $(rss_kib "$nginx_master" VmHWM) + $(rss_kib "$nginx_worker" VmHWM) ))
+
+python3 - "$results" "$sidecar_idle_rss" "$sidecar_peak_rss" "$nginx_idle_rss" "$nginx_peak_rss" "$gap_ms" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+s_idle, s_peak, n_idle, n_peak, gap = (int(x) for x in sys.argv[2:7])
+by = {(r["mode"], r["c"], r["target"]): r["r"] for r in rows}
+print(f"\nstream events {'back to back' if gap == 0 else f'{gap} ms apart'}; proxy on 1 core\n")
+print("| mode | c | target | req/s | p50 ms | p99 ms | added p50 | added p99 | TTFB p50 | added TTFB p50 | CPU ms/req | x nginx | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for (mode, c, target), r in by.items():
+    d = by[(mode, c, "direct")]
+    n = by[(mode, c, "nginx")]
+    ms = lambda us: f"{us / 1000:.3f}"
+    added = lambda k: "" if target == "direct" else f"{(r[k] - d[k]) / 1000:+.3f}"
+    cpu = "" if target == "direct" else f"{r['cpu_ms_per_req']:.4f}"
+    ratio = f"{r['cpu_ms_per_req'] / n['cpu_ms_per_req']:.2f}" if target == "sidecar" and n["cpu_ms_per_req"] else ""
+    print(f"| {mode} | {c} | {target} | {r['rps']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {added('p50_us')} | {added('p99_us')} | "
+          f"{ms(r['ttfb_p50_us'])} | {added('ttfb_p50_us')} | {cpu} | {ratio} | {r['errors']} |")
+print(f"\nRSS idle / peak: respan-sidecar {s_idle/1024:.1f} / {s_peak/1024:.1f} MiB; nginx (master+worker) {n_idle/1024:.1f} / {n_peak/1024:.1f} MiB")
+PY
