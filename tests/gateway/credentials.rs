@@ -134,3 +134,59 @@ async fn azure_gets_deployment_urls_api_key_and_version() {
     assert_eq!(r.status(), 400);
     assert_eq!(mock.count(), 2);
 }
+
+/// An https provider: the certificate is verified (against `SSL_CERT_FILE` here, the system
+/// store otherwise), with the base URL's host as SNI.
+#[tokio::test]
+async fn https_providers_are_verified() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    let mock = Mock::start_tls(&cert_pem, &key_pem).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert_pem).unwrap();
+    let config = format!(
+        "providers:\n  tls:\n    type: openai\n    base_url: \"https://localhost:{}/v1\"\n    api_key: sk-tls\n\
+         routes:\n  - match: \"*\"\n    provider: tls\n",
+        mock.addr.port()
+    );
+    let trusting =
+        Sidecar::start_with_env("", &config, &[("SSL_CERT_FILE", ca.to_str().unwrap())]).await;
+    let r = client()
+        .post(trusting.url("/v1/chat/completions"))
+        .json(&chat("gpt-4o", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = mock.last();
+    assert_eq!(got.header("authorization"), Some("Bearer sk-tls"));
+    assert_eq!(
+        got.header("host"),
+        Some(format!("localhost:{}", mock.addr.port()).as_str())
+    );
+
+    let other = tempfile::NamedTempFile::new().unwrap();
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(other.path(), stranger.cert.pem()).unwrap();
+    let distrusting = Sidecar::start_with_env(
+        "",
+        &config,
+        &[("SSL_CERT_FILE", other.path().to_str().unwrap())],
+    )
+    .await;
+    let mut body = chat("gpt-4o", "hi");
+    body["retry_params"] = json!({"retry_enabled": false});
+    let r = client()
+        .post(distrusting.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        mock.count(),
+        1,
+        "an unverified upstream must not get the request"
+    );
+}

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 /// One request the mock received.
 #[derive(Debug, Clone)]
@@ -138,9 +139,7 @@ pub struct Mock {
 impl Mock {
     pub async fn start() -> Mock {
         let state = Arc::new(MockState::default());
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
+        let app = router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Small SSE writes leave at once, as a real provider's do.
@@ -149,6 +148,41 @@ impl Mock {
         });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
+        });
+        Mock { addr, state }
+    }
+
+    /// The same mock behind TLS with `cert` (PEM chain) and `key` (PEM), HTTP/1.1 only.
+    pub async fn start_tls(cert: &str, key: &str) -> Mock {
+        use tokio_rustls::rustls;
+        let certs = pem_certs(cert);
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let state = Arc::new(MockState::default());
+        let app = router(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
         });
         Mock { addr, state }
     }
@@ -175,6 +209,10 @@ impl Mock {
     pub fn last(&self) -> Received {
         self.received().pop().expect("the mock received nothing")
     }
+}
+
+fn router(state: Arc<MockState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
 }
 
 async fn handle(State(state): State<Arc<MockState>>, request: Request) -> Response {
@@ -257,4 +295,10 @@ async fn respond(reply: Reply) -> Response {
         }
         Reply::Delay(..) => unreachable!(),
     }
+}
+
+fn pem_certs(pem: &str) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect()
 }

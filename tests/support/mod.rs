@@ -38,6 +38,11 @@ impl Sidecar {
 
     /// `server_extra`: more `server:` keys, one per line, unindented.
     pub async fn start_with_server(server_extra: &str, config: &str) -> Sidecar {
+        Self::start_with_env(server_extra, config, &[]).await
+    }
+
+    /// Also sets environment variables of the sidecar process.
+    pub async fn start_with_env(server_extra: &str, config: &str, env: &[(&str, &str)]) -> Sidecar {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let extra: String = server_extra.lines().map(|l| format!("  {l}\n")).collect();
@@ -55,6 +60,7 @@ impl Sidecar {
             .arg("--config")
             .arg(&path)
             .env("RESPAN_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
