@@ -65,6 +65,13 @@ impl JsonBody {
             .transpose()
     }
 
+    /// The whole object as a typed value: each top-level value is parsed once, straight from
+    /// its raw text (the respan parameters are already gone by then).
+    pub fn to_typed<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        let pairs = self.fields.iter().map(|(k, v)| (k.as_str(), v.as_ref()));
+        T::deserialize(serde::de::value::MapDeserializer::new(pairs))
+    }
+
     /// Writes the object out, replacing (or appending) `overrides` and leaving out `skip`.
     pub fn encode(&self, overrides: &[(&str, &RawValue)], skip: &[&str]) -> Vec<u8> {
         let size = self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4);
@@ -178,6 +185,21 @@ mod tests {
             JsonBody::parse(b"{} x"),
             Err(BodyError::NotJson(_))
         ));
+    }
+
+    #[test]
+    fn whole_typed_reads() {
+        #[derive(Deserialize)]
+        struct T {
+            model: String,
+            n: Option<u32>,
+        }
+        let body = JsonBody::parse(br#"{"model":"m","extra":[1,{"a":2}],"n":3}"#).unwrap();
+        let t: T = body.to_typed().unwrap();
+        assert_eq!((t.model.as_str(), t.n), ("m", Some(3)));
+        assert!(body.to_typed::<T>().is_ok());
+        let bad = JsonBody::parse(br#"{"model":1}"#).unwrap();
+        assert!(bad.to_typed::<T>().is_err());
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub enum Endpoint {
     Embeddings,
     /// Answered locally from the config.
     Models,
+    /// Anthropic Messages: native to Anthropic providers, translated for others.
+    AnthropicMessages,
+    /// Anthropic token counting: native to Anthropic providers, estimated for others.
+    AnthropicCountTokens,
+    /// Gemini `generateContent`, `streamGenerateContent`, `countTokens` (see [`GeminiCall`]).
+    Gemini,
     /// Any other `/v1/...` path: proxied untouched to the first openai provider.
     Passthrough,
     NotFound,
@@ -31,6 +37,17 @@ impl Endpoint {
             "/v1/chat/completions" | "/api/chat/completions" | "/chat/completions" if post => {
                 Endpoint::ChatCompletions
             }
+            "/api/anthropic/v1/messages" | "/anthropic/v1/messages" | "/v1/messages" if post => {
+                Endpoint::AnthropicMessages
+            }
+            "/api/anthropic/v1/messages/count_tokens"
+            | "/anthropic/v1/messages/count_tokens"
+            | "/v1/messages/count_tokens"
+                if post =>
+            {
+                Endpoint::AnthropicCountTokens
+            }
+            _ if post && GeminiCall::parse(path).is_some() => Endpoint::Gemini,
             "/v1/embeddings" | "/api/embeddings" if post => Endpoint::Embeddings,
             "/v1/models" | "/api/models" if method == Method::GET => Endpoint::Models,
             _ if path.starts_with("/v1/") => Endpoint::Passthrough,
@@ -38,9 +55,13 @@ impl Endpoint {
         }
     }
 
-    /// The format errors are answered in.
+    /// The format the caller speaks, and gets errors in.
     pub fn ingress(self) -> Ingress {
-        Ingress::OpenAi
+        match self {
+            Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Ingress::Anthropic,
+            Endpoint::Gemini => Ingress::Gemini,
+            _ => Ingress::OpenAi,
+        }
     }
 
     /// The `endpoint` label of metrics and traces.
@@ -49,20 +70,91 @@ impl Endpoint {
             Endpoint::ChatCompletions => "chat.completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Models => "models",
+            Endpoint::AnthropicMessages => "anthropic.messages",
+            Endpoint::AnthropicCountTokens => "anthropic.count_tokens",
+            Endpoint::Gemini => "gemini.generate_content",
             Endpoint::Passthrough => "passthrough",
             Endpoint::NotFound => "not_found",
         }
     }
+}
 
-    /// Whether the request body is read and routed by the gateway itself.
-    pub fn is_model_call(self) -> bool {
-        matches!(self, Endpoint::ChatCompletions | Endpoint::Embeddings)
+/// What a Gemini path asks for: `/api/google/gemini/{v1beta,v1}/models/{model}:{action}`
+/// (also under `/gemini/`). The model is in the path, not the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeminiCall {
+    /// `v1` (google-genai's default) or `v1beta`.
+    pub version: &'static str,
+    pub model: String,
+    pub action: GeminiAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeminiAction {
+    Generate,
+    Stream,
+    CountTokens,
+}
+
+impl GeminiAction {
+    /// The method name in Gemini's URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GeminiAction::Generate => "generateContent",
+            GeminiAction::Stream => "streamGenerateContent",
+            GeminiAction::CountTokens => "countTokens",
+        }
+    }
+}
+
+impl GeminiCall {
+    pub fn parse(path: &str) -> Option<GeminiCall> {
+        let rest = path
+            .strip_prefix("/api/google/gemini/")
+            .or_else(|| path.strip_prefix("/gemini/"))?;
+        let (version, rest) = rest.split_once('/')?;
+        let version = match version {
+            "v1" => "v1",
+            "v1beta" => "v1beta",
+            _ => return None,
+        };
+        let (model, action) = rest.strip_prefix("models/")?.rsplit_once(':')?;
+        let action = match action {
+            "generateContent" => GeminiAction::Generate,
+            "streamGenerateContent" => GeminiAction::Stream,
+            "countTokens" => GeminiAction::CountTokens,
+            _ => return None,
+        };
+        (!model.is_empty()).then(|| GeminiCall {
+            version,
+            model: model.to_string(),
+            action,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_paths() {
+        let call = GeminiCall::parse("/gemini/v1/models/gemini-2.5-pro:generateContent").unwrap();
+        assert_eq!(
+            (call.version, call.model.as_str(), call.action),
+            ("v1", "gemini-2.5-pro", GeminiAction::Generate)
+        );
+        let call = GeminiCall::parse("/api/google/gemini/v1beta/models/g:countTokens").unwrap();
+        assert_eq!(call.action, GeminiAction::CountTokens);
+        for bad in [
+            "/gemini/v2/models/g:generateContent",
+            "/gemini/v1/models/:generateContent",
+            "/gemini/v1/models/g:embed",
+            "/gemini/v1/g:generateContent",
+        ] {
+            assert!(GeminiCall::parse(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn classifies_the_contract_paths() {
@@ -92,6 +184,21 @@ mod tests {
             Endpoint::Passthrough
         );
         assert_eq!(Endpoint::classify(&post, "/nope"), Endpoint::NotFound);
+        for p in [
+            "/api/anthropic/v1/messages",
+            "/anthropic/v1/messages",
+            "/v1/messages",
+        ] {
+            assert_eq!(Endpoint::classify(&post, p), Endpoint::AnthropicMessages);
+            let count = format!("{p}/count_tokens");
+            assert_eq!(
+                Endpoint::classify(&post, &count),
+                Endpoint::AnthropicCountTokens
+            );
+        }
+        let gemini = "/api/google/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent";
+        assert_eq!(Endpoint::classify(&post, gemini), Endpoint::Gemini);
+        assert_eq!(Endpoint::AnthropicMessages.ingress(), Ingress::Anthropic);
         assert_eq!(
             Endpoint::classify(&Method::GET, "/chat/completions"),
             Endpoint::NotFound

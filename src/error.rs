@@ -131,6 +131,19 @@ pub fn error_body(
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
+/// An error event ending a stream in `ingress`'s format (an SSE event, with its blank line).
+pub fn stream_error_event(ingress: Ingress, status: u16, message: &str) -> Vec<u8> {
+    let body = error_body(ingress, status, message, Some("upstream_error"), None);
+    let mut event = Vec::with_capacity(body.len() + 24);
+    if ingress == Ingress::Anthropic {
+        event.extend_from_slice(b"event: error\n");
+    }
+    event.extend_from_slice(b"data: ");
+    event.extend(body);
+    event.extend_from_slice(b"\n\n");
+    event
+}
+
 fn openai_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",

@@ -18,4 +18,5 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod translate;
 pub mod upstream;

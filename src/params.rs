@@ -1,13 +1,15 @@
 //! The Respan request parameters: found, merged, typed and removed from the body.
 //!
 //! They arrive, highest precedence first, as top-level body keys (where the OpenAI SDK's
-//! `extra_body` puts them), inside a `respan_params` object (legacy: `keywordsai_params`), and
-//! in the `X-Data-Respan-Params` header (legacy: `X-Data-Keywordsai-Params`) as base64 JSON.
+//! `extra_body` puts them), inside a `respan_params` object (legacy: `keywordsai_params`), on
+//! the Anthropic paths inside `metadata.respan_params`, and in the `X-Data-Respan-Params`
+//! header (legacy: `X-Data-Keywordsai-Params`) as base64 JSON.
 //! They are merged key by key, typed in one pass (a wrong type names the parameter), and every
 //! one of them is gone from the body before it is sent anywhere.
 
 use crate::body::JsonBody;
 use crate::config::Secret;
+use crate::endpoint::Ingress;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -152,12 +154,19 @@ pub struct Extracted {
 pub type ParamHeaders<'a> = [(&'static str, Option<&'a [u8]>); 2];
 
 /// Removes every Respan parameter from `body` and returns them typed and merged.
-pub fn extract(body: &mut JsonBody, headers: ParamHeaders<'_>) -> Result<Extracted, ParamError> {
+pub fn extract(
+    body: &mut JsonBody,
+    headers: ParamHeaders<'_>,
+    ingress: Ingress,
+) -> Result<Extracted, ParamError> {
     let mut merged = Map::new();
     for (name, value) in headers.iter().rev() {
         if let Some(value) = value {
             merged.extend(decode_header(name, value)?);
         }
+    }
+    if ingress == Ingress::Anthropic {
+        anthropic_metadata(body, &mut merged)?;
     }
     for name in BODY_CONTAINERS.iter().rev() {
         if let Some(raw) = body.take(name) {
@@ -170,6 +179,10 @@ pub fn extract(body: &mut JsonBody, headers: ParamHeaders<'_>) -> Result<Extract
     }
     let mut body_metadata = None;
     for name in BODY_PARAMS {
+        // Anthropic's own `metadata` was sorted out above.
+        if *name == "metadata" && ingress == Ingress::Anthropic {
+            continue;
+        }
         let Some(raw) = body.take(name) else { continue };
         let value = serde_json::from_str::<Value>(raw.get())
             .map_err(|e| ParamError::new(*name, e.to_string()))?;
@@ -192,6 +205,44 @@ pub fn extract(body: &mut JsonBody, headers: ParamHeaders<'_>) -> Result<Extract
         params,
         body_metadata,
     })
+}
+
+/// On the Anthropic paths `metadata` is Anthropic's own field, which allows `user_id` only:
+/// `user_id` stays, `respan_params` inside it is read as parameters, and any other key is
+/// Respan metadata (recorded, never sent).
+fn anthropic_metadata(
+    body: &mut JsonBody,
+    merged: &mut Map<String, Value>,
+) -> Result<(), ParamError> {
+    let Some(raw) = body.take("metadata") else {
+        return Ok(());
+    };
+    let mut metadata = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(object)) => object,
+        Ok(Value::Null) => return Ok(()),
+        _ => return Err(ParamError::new("metadata", "must be an object")),
+    };
+    match metadata.remove("respan_params") {
+        Some(Value::Object(params)) => merged.extend(params),
+        Some(Value::Null) | None => {}
+        Some(_) => {
+            return Err(ParamError::new(
+                "metadata.respan_params",
+                "must be an object",
+            ))
+        }
+    }
+    if let Some(user_id) = metadata.remove("user_id") {
+        let user = serde_json::json!({ "user_id": user_id }).to_string();
+        // Serialised JSON is always valid raw JSON.
+        if let Ok(raw) = serde_json::value::RawValue::from_string(user) {
+            body.set("metadata", raw);
+        }
+    }
+    if !metadata.is_empty() {
+        merged.insert("metadata".into(), Value::Object(metadata));
+    }
+    Ok(())
 }
 
 /// Types the merged parameters; a mismatch names the parameter by its path.
@@ -243,7 +294,7 @@ mod tests {
             ),
             ("X-Data-Keywordsai-Params", None),
         ];
-        let result = extract(&mut b, headers);
+        let result = extract(&mut b, headers, Ingress::OpenAi);
         (result, String::from_utf8(b.encode(&[], &[])).unwrap())
     }
 
@@ -282,7 +333,9 @@ mod tests {
             ("X-Data-Keywordsai-Params", None),
         ];
         assert_eq!(
-            extract(&mut b, headers).unwrap_err().message,
+            extract(&mut b, headers, Ingress::OpenAi)
+                .unwrap_err()
+                .message,
             "is not base64"
         );
     }
@@ -305,6 +358,40 @@ mod tests {
             None,
         );
         assert_eq!(r.unwrap().params.customer_identifier.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn anthropic_metadata_keeps_user_id_and_yields_respan_params() {
+        let mut b = JsonBody::parse(
+            br#"{"model":"m","metadata":{"user_id":"u-1","respan_params":{"customer_identifier":"c"},"team":"x"}}"#,
+        )
+        .unwrap();
+        let e = extract(
+            &mut b,
+            [
+                ("X-Data-Respan-Params", None),
+                ("X-Data-Keywordsai-Params", None),
+            ],
+            Ingress::Anthropic,
+        )
+        .unwrap();
+        assert_eq!(e.params.customer_identifier.as_deref(), Some("c"));
+        assert_eq!(e.params.metadata.unwrap()["team"], "x");
+        assert_eq!(
+            b.encode(&[], &[]),
+            br#"{"model":"m","metadata":{"user_id":"u-1"}}"#
+        );
+        let mut only_params = JsonBody::parse(br#"{"metadata":{"respan_params":{}}}"#).unwrap();
+        extract(
+            &mut only_params,
+            [
+                ("X-Data-Respan-Params", None),
+                ("X-Data-Keywordsai-Params", None),
+            ],
+            Ingress::Anthropic,
+        )
+        .unwrap();
+        assert_eq!(only_params.encode(&[], &[]), b"{}");
     }
 
     #[test]

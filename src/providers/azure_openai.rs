@@ -2,25 +2,24 @@
 //! every call carries `api-version`.
 //! `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...`
 
+use super::Operation;
 use crate::config::Secret;
-use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use http::header::HeaderName;
 
 pub fn path(
     base: &str,
-    endpoint: Endpoint,
+    op: Operation,
     deployment: &str,
     api_version: Option<&str>,
 ) -> Result<String, GatewayError> {
-    let operation = match endpoint {
-        Endpoint::ChatCompletions => "chat/completions",
-        Endpoint::Embeddings => "embeddings",
-        other => {
-            return Err(GatewayError::Unsupported(format!(
-                "{} is not a model call",
-                other.label()
-            )))
+    let operation = match op {
+        Operation::Generate { .. } => "chat/completions",
+        Operation::Embed => "embeddings",
+        Operation::CountTokens { .. } => {
+            return Err(GatewayError::Unsupported(
+                "Azure OpenAI does not count tokens".into(),
+            ))
         }
     };
     // Deployment names are letters, digits, `-`, `_` and `.`; anything else would change the
@@ -57,24 +56,23 @@ pub fn auth(key: &Secret) -> (HeaderName, String) {
 mod tests {
     use super::*;
 
+    const CHAT: Operation = Operation::Generate {
+        stream: false,
+        version: None,
+    };
+
     #[test]
     fn deployment_urls() {
         assert_eq!(
-            path(
-                "",
-                Endpoint::ChatCompletions,
-                "gpt4o-prod",
-                Some("2024-10-21")
-            )
-            .unwrap(),
+            path("", CHAT, "gpt4o-prod", Some("2024-10-21")).unwrap(),
             "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
         );
         assert_eq!(
-            path("/x", Endpoint::Embeddings, "emb", Some("2025-01-01")).unwrap(),
+            path("/x", Operation::Embed, "emb", Some("2025-01-01")).unwrap(),
             "/x/openai/deployments/emb/embeddings?api-version=2025-01-01"
         );
-        assert!(path("", Endpoint::ChatCompletions, "a", None).is_err());
-        assert!(path("", Endpoint::ChatCompletions, "a/../b", None).is_err());
-        assert!(path("", Endpoint::ChatCompletions, "a", Some("1&x=y")).is_err());
+        assert!(path("", CHAT, "a", None).is_err());
+        assert!(path("", CHAT, "a/../b", None).is_err());
+        assert!(path("", CHAT, "a", Some("1&x=y")).is_err());
     }
 }

@@ -4,12 +4,13 @@
 //! One module per provider type; this one dispatches on [`ProviderKind`] and holds what they
 //! share: choosing the credentials of an attempt and cleaning the forwarded headers.
 
+mod anthropic;
 mod azure_openai;
 pub mod echo;
+mod gemini;
 mod openai;
 
 use crate::config::{BaseUrl, ProviderConfig, ProviderKind, Secret};
-use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::params::{Credential, RespanParams};
 use http::header::{self, HeaderName, HeaderValue};
@@ -103,26 +104,39 @@ fn base_or_error<'a>(
     })
 }
 
-/// The path and query of a model call (chat, embeddings) at this provider.
+/// What a model call asks a provider to do, whatever API the app used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Chat completions, Anthropic messages, Gemini generateContent. `version`: the Gemini API
+    /// version the app's path named, if any.
+    Generate {
+        stream: bool,
+        version: Option<&'static str>,
+    },
+    CountTokens {
+        version: Option<&'static str>,
+    },
+    Embed,
+}
+
+/// The path and query of a model call at this provider.
 pub fn model_call_path(
     provider: &ProviderConfig,
-    endpoint: Endpoint,
+    op: Operation,
     upstream_model: &str,
     creds: &Credentials<'_>,
 ) -> Result<String, GatewayError> {
     let base = creds.base_url.path.as_str();
     match provider.kind {
-        ProviderKind::OpenAi => openai::path(base, endpoint),
+        ProviderKind::OpenAi => openai::path(base, op),
         ProviderKind::AzureOpenAi => {
-            azure_openai::path(base, endpoint, upstream_model, creds.api_version)
+            azure_openai::path(base, op, upstream_model, creds.api_version)
         }
-        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Echo => {
-            Err(GatewayError::Unsupported(format!(
-                "provider type {} cannot serve {}",
-                provider.kind.as_str(),
-                endpoint.label()
-            )))
-        }
+        ProviderKind::Anthropic => anthropic::path(base, op),
+        ProviderKind::Gemini => gemini::path(base, op, upstream_model),
+        ProviderKind::Echo => Err(GatewayError::Unsupported(
+            "the echo provider has no upstream".into(),
+        )),
     }
 }
 
@@ -172,9 +186,18 @@ pub fn prepare_upstream_header(
     if let KeySource::Key(key) = creds.key {
         let (name, value) = match provider.kind {
             ProviderKind::AzureOpenAi => azure_openai::auth(key),
-            _ => openai::auth(key),
+            ProviderKind::Anthropic => anthropic::auth(key),
+            ProviderKind::Gemini => gemini::auth(key),
+            ProviderKind::OpenAi | ProviderKind::Echo => openai::auth(key),
         };
         insert(req, name, &value)?;
+    }
+    if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key("anthropic-version") {
+        insert(
+            req,
+            HeaderName::from_static("anthropic-version"),
+            crate::translate::anthropic::DEFAULT_VERSION,
+        )?;
     }
     for (name, value) in &provider.headers {
         req.insert_header(name.clone(), value.clone())

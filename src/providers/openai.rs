@@ -1,19 +1,18 @@
 //! OpenAI and every OpenAI-compatible API: `{base_url}/chat/completions`, bearer key.
 
+use super::Operation;
 use crate::config::Secret;
-use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use http::header::{self, HeaderName};
 
-pub fn path(base: &str, endpoint: Endpoint) -> Result<String, GatewayError> {
-    let suffix = match endpoint {
-        Endpoint::ChatCompletions => "/chat/completions",
-        Endpoint::Embeddings => "/embeddings",
-        other => {
-            return Err(GatewayError::Unsupported(format!(
-                "{} is not a model call",
-                other.label()
-            )))
+pub fn path(base: &str, op: Operation) -> Result<String, GatewayError> {
+    let suffix = match op {
+        Operation::Generate { .. } => "/chat/completions",
+        Operation::Embed => "/embeddings",
+        Operation::CountTokens { .. } => {
+            return Err(GatewayError::Unsupported(
+                "OpenAI-type providers do not count tokens".into(),
+            ))
         }
     };
     Ok(format!("{base}{suffix}"))
@@ -29,11 +28,12 @@ mod tests {
 
     #[test]
     fn paths_append_to_the_base() {
-        assert_eq!(
-            path("/v1", Endpoint::ChatCompletions).unwrap(),
-            "/v1/chat/completions"
-        );
-        assert_eq!(path("", Endpoint::Embeddings).unwrap(), "/embeddings");
-        assert!(path("/v1", Endpoint::Models).is_err());
+        let chat = Operation::Generate {
+            stream: true,
+            version: None,
+        };
+        assert_eq!(path("/v1", chat).unwrap(), "/v1/chat/completions");
+        assert_eq!(path("", Operation::Embed).unwrap(), "/embeddings");
+        assert!(path("/v1", Operation::CountTokens { version: None }).is_err());
     }
 }

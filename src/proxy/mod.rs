@@ -5,6 +5,7 @@
 //! proxy loop (`upstream_peer`, `upstream_request_filter`, `response_filter`). `logging`
 //! records every request, however it was served.
 
+mod attempts;
 mod auth;
 mod ctx;
 mod model_call;
@@ -63,9 +64,11 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         match ctx.endpoint {
-            Endpoint::ChatCompletions | Endpoint::Embeddings => {
-                model_call::serve(self, session, ctx, &snapshot).await;
-            }
+            Endpoint::ChatCompletions
+            | Endpoint::Embeddings
+            | Endpoint::AnthropicMessages
+            | Endpoint::AnthropicCountTokens
+            | Endpoint::Gemini => model_call::serve(self, session, ctx, &snapshot).await,
             Endpoint::Models => {
                 respond::json(session, ctx, 200, respond::models_list(&snapshot)).await;
             }

@@ -1,19 +1,25 @@
-//! Relays an answer to the app as it arrives: never buffered whole, streams stay streams.
+//! Relays an answer to the app as it arrives, translated when the provider speaks another
+//! format than the app: never buffered whole, streams stay streams.
 //!
 //! After each awaited read, every piece of the body that is already readable is taken too and
 //! written in one downstream write. Nothing is waited for, so no latency is added, and a burst
 //! of SSE events costs one write instead of one per HTTP chunk (PINGORA.md measured the
-//! per-chunk writes as the main cost of streaming).
+//! per-chunk writes as the main cost of streaming). Whole answers that need translating
+//! (JSON bodies, error bodies) are small and are read whole first.
 
 use super::ctx::RequestCtx;
 use super::respond::respan_headers;
-use crate::error::error_body;
+use crate::error::{stream_error_event, GatewayError};
 use crate::providers::echo::LocalAnswer;
+use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, Upstream};
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use tokio::time::Instant;
+
+/// A whole (non-streamed) answer to translate is read up to this size.
+const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
 
 /// An answer to relay: from a provider over HTTP, made in-process (the echo provider), or
 /// an upstream's error answer read earlier (the last failure of a request whose tries all
@@ -32,7 +38,7 @@ pub enum RelayEnd {
     ClientGone,
     /// The upstream failed after the answer had started; the app got an in-band error
     /// (streams) or a cut connection.
-    UpstreamFailed(ExchangeError),
+    UpstreamFailed(String),
 }
 
 /// Response headers that describe one hop, not the answer.
@@ -45,6 +51,14 @@ const HOP_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
+/// Headers that describe a body the translation replaces.
+const BODY_HEADERS: &[&str] = &[
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+];
+
 impl Answer {
     pub fn status(&self) -> u16 {
         match self {
@@ -54,17 +68,11 @@ impl Answer {
         }
     }
 
-    /// The header the app gets: the upstream's, minus hop-by-hop headers, plus ours. A body
-    /// without a length is sent chunked.
-    fn downstream_header(&self, ctx: &RequestCtx) -> Option<ResponseHeader> {
+    /// The answer's header as it came, minus hop-by-hop headers.
+    fn header(&self) -> Option<ResponseHeader> {
         let mut header = match self {
-            Answer::Remote(exchange) => {
-                let mut h = exchange.header()?.clone();
-                for name in HOP_HEADERS {
-                    h.remove_header(*name);
-                }
-                h
-            }
+            Answer::Remote(exchange) => exchange.header()?.clone(),
+            Answer::Buffered(header, _) => ResponseHeader::clone(header),
             Answer::Local(local) => {
                 let mut h = ResponseHeader::build(local.status, Some(4)).ok()?;
                 h.insert_header("content-type", local.content_type).ok()?;
@@ -74,22 +82,17 @@ impl Answer {
                 }
                 h
             }
-            Answer::Buffered(upstream, body) => {
-                let mut h = ResponseHeader::clone(upstream);
-                for name in HOP_HEADERS.iter().chain(&["transfer-encoding"]) {
-                    h.remove_header(*name);
-                }
-                let length = body.as_ref().map_or(0, Bytes::len);
-                h.insert_header("content-length", length.to_string()).ok()?;
-                h
-            }
         };
-        let has_length = header.headers.contains_key(http::header::CONTENT_LENGTH);
-        if !has_length {
-            header.remove_header("transfer-encoding");
-            header.insert_header("transfer-encoding", "chunked").ok()?;
+        for name in HOP_HEADERS {
+            header.remove_header(*name);
         }
-        respan_headers(&mut header, ctx);
+        if let Answer::Buffered(_, body) = self {
+            header.remove_header("transfer-encoding");
+            let length = body.as_ref().map_or(0, Bytes::len);
+            header
+                .insert_header("content-length", length.to_string())
+                .ok()?;
+        }
         Some(header)
     }
 
@@ -108,26 +111,50 @@ impl Answer {
             Answer::Buffered(_, body) => Some(Ok(body.take())),
         }
     }
+
+    async fn read_to_end(&mut self, deadline: Instant) -> Result<Vec<u8>, ExchangeError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next(deadline).await? {
+            if out.len() + chunk.len() > MAX_TRANSLATED_BODY {
+                return Err(ExchangeError::Broken(
+                    "answer too large to translate".into(),
+                ));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
 }
 
-/// Writes `answer` to the app, then returns its connection to the pool (or closes it).
+/// Writes `answer` to the app in the format `plan` says, then returns its connection to the
+/// pool (or closes it).
 pub async fn relay(
     session: &mut Session,
     ctx: &mut RequestCtx,
     mut answer: Answer,
+    plan: &ResponsePlan,
     upstream: &Upstream,
     deadline: Instant,
 ) -> RelayEnd {
-    let end = match answer.downstream_header(ctx) {
-        Some(header) => {
-            let sse = is_event_stream(&header);
-            ctx.served.stream = sse;
-            match session.write_response_header(Box::new(header), false).await {
-                Ok(()) => pump(session, ctx, &mut answer, deadline, sse).await,
-                Err(_) => RelayEnd::ClientGone,
-            }
+    let end = match answer.header() {
+        None => RelayEnd::UpstreamFailed("no response header".into()),
+        Some(header) if plan.is_identity() => {
+            relay_stream(session, ctx, &mut answer, header, None, deadline).await
         }
-        None => RelayEnd::UpstreamFailed(ExchangeError::Broken("no response header".into())),
+        Some(header) if (200..300).contains(&answer.status()) && is_event_stream(&header) => {
+            let mut translator = StreamTranslator::new(plan);
+            let header = translated_header(header, "text/event-stream", None);
+            relay_stream(
+                session,
+                ctx,
+                &mut answer,
+                header,
+                Some(&mut translator),
+                deadline,
+            )
+            .await
+        }
+        Some(header) => relay_whole(session, ctx, &mut answer, header, plan, deadline).await,
     };
     if end != RelayEnd::Complete {
         // The answer the app holds is cut short: never reuse its connection.
@@ -139,39 +166,88 @@ pub async fn relay(
     end
 }
 
+/// The upstream's header for a body the gateway rewrote: its own framing and type.
+fn translated_header(
+    mut header: ResponseHeader,
+    content_type: &str,
+    length: Option<usize>,
+) -> ResponseHeader {
+    for name in BODY_HEADERS {
+        header.remove_header(*name);
+    }
+    let _ = header.insert_header("content-type", content_type);
+    let _ = match length {
+        Some(length) => header.insert_header("content-length", length.to_string()),
+        None => header.insert_header("transfer-encoding", "chunked"),
+    };
+    header
+}
+
+/// Relays a body as it arrives, through `translator` if given.
+async fn relay_stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    answer: &mut Answer,
+    mut header: ResponseHeader,
+    translator: Option<&mut StreamTranslator>,
+    deadline: Instant,
+) -> RelayEnd {
+    if !header.headers.contains_key(http::header::CONTENT_LENGTH) {
+        header.remove_header("transfer-encoding");
+        let _ = header.insert_header("transfer-encoding", "chunked");
+    }
+    respan_headers(&mut header, ctx);
+    let sse = is_event_stream(&header);
+    ctx.served.stream = sse;
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        return RelayEnd::ClientGone;
+    }
+    pump(session, ctx, answer, translator, deadline, sse).await
+}
+
 async fn pump(
     session: &mut Session,
     ctx: &mut RequestCtx,
     answer: &mut Answer,
+    mut translator: Option<&mut StreamTranslator>,
     deadline: Instant,
     sse: bool,
 ) -> RelayEnd {
+    let mut out = Vec::new();
     loop {
-        let first = match answer.next(deadline).await {
-            Ok(Some(first)) => first,
-            Ok(None) => {
-                return match session.write_response_body(None, true).await {
-                    Ok(()) => RelayEnd::Complete,
-                    Err(_) => RelayEnd::ClientGone,
-                }
-            }
-            Err(e) => return fail(session, ctx, e, sse).await,
+        let (batch, done, failure) = match answer.next(deadline).await {
+            Ok(Some(first)) => gather(answer, first),
+            Ok(None) => (Bytes::new(), true, None),
+            Err(e) => (Bytes::new(), false, Some(e.to_string())),
         };
-        let (batch, done, failure) = gather(answer, first);
-        if ctx.served.time_to_first_byte.is_none() {
+        let (data, failure) = match translator.as_deref_mut() {
+            None => (batch, failure),
+            Some(t) => {
+                out.clear();
+                let mut result = t.feed(&batch, &mut out);
+                if done && result.is_ok() {
+                    result = t.finish(&mut out);
+                }
+                let failure = failure.or(result.err().map(|f| f.message));
+                (Bytes::copy_from_slice(&out), failure)
+            }
+        };
+        let end = done && failure.is_none();
+        if !data.is_empty() && ctx.served.time_to_first_byte.is_none() {
             ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
         }
-        if session
-            .write_response_body(Some(batch), done)
-            .await
-            .is_err()
+        if (!data.is_empty() || end) && session.write_response_body(Some(data), end).await.is_err()
         {
             return RelayEnd::ClientGone;
         }
-        if let Some(e) = failure {
-            return fail(session, ctx, e, sse).await;
+        if let Some(message) = failure {
+            return fail(session, ctx, message, sse).await;
         }
-        if done {
+        if end {
             return RelayEnd::Complete;
         }
     }
@@ -179,7 +255,7 @@ async fn pump(
 
 /// `first` plus every piece that is readable right now, as one buffer; whether the body
 /// ended; and a failure met while gathering (after the data before it).
-fn gather(answer: &mut Answer, first: Bytes) -> (Bytes, bool, Option<ExchangeError>) {
+fn gather(answer: &mut Answer, first: Bytes) -> (Bytes, bool, Option<String>) {
     let mut joined: Option<BytesMut> = None;
     loop {
         match answer.try_next() {
@@ -190,7 +266,7 @@ fn gather(answer: &mut Answer, first: Bytes) -> (Bytes, bool, Option<ExchangeErr
                     .extend_from_slice(&more);
             }
             Some(Ok(None)) => return (take(joined, first), true, None),
-            Some(Err(e)) => return (take(joined, first), false, Some(e)),
+            Some(Err(e)) => return (take(joined, first), false, Some(e.to_string())),
         }
     }
     (take(joined, first), false, None)
@@ -200,24 +276,63 @@ fn take(joined: Option<BytesMut>, first: Bytes) -> Bytes {
     joined.map_or(first, BytesMut::freeze)
 }
 
-/// Ends an answer the upstream broke off: a stream gets an in-band error event (and no
-/// `[DONE]`, so the app cannot mistake it for a whole answer); anything else is cut.
-async fn fail(session: &mut Session, ctx: &RequestCtx, e: ExchangeError, sse: bool) -> RelayEnd {
-    tracing::warn!(request_id = %ctx.request_id, provider = %ctx.served.provider, "upstream failed mid-answer: {e}");
+/// Ends an answer the upstream broke off: a stream gets an in-band error event in the
+/// caller's format (and no end marker, so the app cannot mistake it for a whole answer);
+/// anything else is cut.
+async fn fail(session: &mut Session, ctx: &RequestCtx, message: String, sse: bool) -> RelayEnd {
+    tracing::warn!(request_id = %ctx.request_id, provider = %ctx.served.provider, "upstream failed mid-answer: {message}");
     if sse {
-        let message = format!("the upstream failed during the stream: {e}");
-        let mut event = b"data: ".to_vec();
-        event.extend(error_body(
-            ctx.endpoint.ingress(),
-            502,
-            &message,
-            Some("upstream_error"),
-            None,
-        ));
-        event.extend_from_slice(b"\n\n");
+        let text = format!("the upstream failed during the stream: {message}");
+        let event = stream_error_event(ctx.endpoint.ingress(), 502, &text);
         let _ = session.write_response_body(Some(event.into()), true).await;
     }
-    RelayEnd::UpstreamFailed(e)
+    RelayEnd::UpstreamFailed(message)
+}
+
+/// Reads a whole answer, translates it (a success or an error body), and writes it.
+async fn relay_whole(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    answer: &mut Answer,
+    header: ResponseHeader,
+    plan: &ResponsePlan,
+    deadline: Instant,
+) -> RelayEnd {
+    let status = answer.status();
+    let body = match answer.read_to_end(deadline).await {
+        Ok(body) => body,
+        Err(e) => return answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await,
+    };
+    let (status, body) = if (200..300).contains(&status) {
+        match plan.translate_body(&body) {
+            Ok(translated) => (status, translated),
+            Err(e) => {
+                return answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await
+            }
+        }
+    } else {
+        translate_error(plan.from, plan.to, status, &body)
+    };
+    let mut header = translated_header(header, "application/json", Some(body.len()));
+    if header.set_status(status).is_err() {
+        return RelayEnd::UpstreamFailed(format!("bad status {status}"));
+    }
+    respan_headers(&mut header, ctx);
+    let written = async {
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body.into()), true).await
+    };
+    match written.await {
+        Ok(()) => RelayEnd::Complete,
+        Err(_) => RelayEnd::ClientGone,
+    }
+}
+
+async fn answer_error(session: &mut Session, ctx: &RequestCtx, e: GatewayError) -> RelayEnd {
+    super::respond::error(session, ctx, &e).await;
+    RelayEnd::UpstreamFailed(e.to_string())
 }
 
 fn is_event_stream(header: &ResponseHeader) -> bool {

@@ -1,0 +1,49 @@
+//! Anthropic: `{base_url}/v1/messages` (and `/count_tokens`), key in `x-api-key`, and an
+//! `anthropic-version` on every call.
+
+use super::Operation;
+use crate::config::Secret;
+use crate::error::GatewayError;
+use http::header::HeaderName;
+
+pub fn path(base: &str, op: Operation) -> Result<String, GatewayError> {
+    match op {
+        Operation::Generate { .. } => Ok(format!("{base}/v1/messages")),
+        Operation::CountTokens { .. } => Ok(format!("{base}/v1/messages/count_tokens")),
+        Operation::Embed => Err(GatewayError::Unsupported(
+            "Anthropic models do not serve embeddings".into(),
+        )),
+    }
+}
+
+pub fn auth(key: &Secret) -> (HeaderName, String) {
+    (
+        HeaderName::from_static("x-api-key"),
+        key.expose().to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            path(
+                "",
+                Operation::Generate {
+                    stream: true,
+                    version: None
+                }
+            )
+            .unwrap(),
+            "/v1/messages"
+        );
+        assert_eq!(
+            path("/x", Operation::CountTokens { version: None }).unwrap(),
+            "/x/v1/messages/count_tokens"
+        );
+        assert!(path("", Operation::Embed).is_err());
+    }
+}

@@ -1,0 +1,465 @@
+//! Requests: OpenAI -> Anthropic (Claude behind `/v1/chat/completions`) and Anthropic ->
+//! OpenAI (other models behind `/v1/messages`).
+
+use super::*;
+use crate::translate::openai::{
+    ChatRequest, Content, FunctionCall, FunctionDef, ImageUrl, Message, NamedToolChoice, Part,
+    ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
+};
+use crate::translate::TranslateError;
+use serde_json::json;
+
+/// How an OpenAI `response_format` was carried out, so the answer can be turned back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum JsonMode {
+    #[default]
+    Off,
+    /// `json_schema`: a tool of this name was forced; its input is the answer.
+    ForcedTool(String),
+}
+
+const JSON_OBJECT_INSTRUCTION: &str =
+    "Respond with one valid JSON object and nothing else: no prose, no code fences.";
+
+/// OpenAI request -> Messages request.
+pub fn from_openai(req: ChatRequest) -> Result<(MessagesRequest, JsonMode), TranslateError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::invalid(
+            "n",
+            "n > 1 is not supported for Anthropic models",
+        ));
+    }
+    let mut system = Vec::new();
+    let mut turns: Vec<AMessage> = Vec::new();
+    for message in req.messages {
+        let (role, blocks) = match message.role.as_str() {
+            "system" | "developer" => {
+                let text = message.content.map(|c| c.text()).unwrap_or_default();
+                if !text.is_empty() {
+                    system.push(text_block(text));
+                }
+                continue;
+            }
+            "user" => ("user", user_blocks(message.content)?),
+            "assistant" => ("assistant", assistant_blocks(message)?),
+            "tool" => ("user", vec![tool_result(message)]),
+            other => {
+                return Err(TranslateError::invalid(
+                    "messages",
+                    format!("unknown role `{other}`"),
+                ))
+            }
+        };
+        push_merged(&mut turns, role, blocks);
+    }
+    let mut tools: Option<Vec<ATool>> = req.tools.map(|tools| {
+        tools
+            .into_iter()
+            .map(|t| ATool {
+                name: t.function.name,
+                description: t.function.description,
+                input_schema: t
+                    .function
+                    .parameters
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            })
+            .collect()
+    });
+    let mut tool_choice = tool_choice(req.tool_choice, req.parallel_tool_calls);
+    let mut json_mode = JsonMode::Off;
+    match req.response_format {
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            let name = tool_name(&json_schema.name);
+            tools.get_or_insert_with(Vec::new).push(ATool {
+                name: name.clone(),
+                description: Some("Answer with this tool: its input is the answer.".into()),
+                input_schema: json_schema
+                    .schema
+                    .unwrap_or_else(|| json!({"type": "object"})),
+            });
+            tool_choice = Some(AToolChoice {
+                kind: "tool".into(),
+                name: Some(name.clone()),
+                disable_parallel_tool_use: None,
+            });
+            json_mode = JsonMode::ForcedTool(name);
+        }
+        Some(ResponseFormat::JsonObject) => system.push(text_block(JSON_OBJECT_INSTRUCTION.into())),
+        Some(ResponseFormat::Text) | None => {}
+    }
+    let request = MessagesRequest {
+        model: req.model,
+        system: (!system.is_empty()).then_some(System::Blocks(system)),
+        messages: turns,
+        max_tokens: req
+            .max_completion_tokens
+            .or(req.max_tokens)
+            .unwrap_or(DEFAULT_MAX_TOKENS),
+        stop_sequences: req.stop.map(Stop::into_vec),
+        temperature: req.temperature.map(|t| t.clamp(0.0, 1.0)),
+        top_p: req.top_p,
+        top_k: req.top_k,
+        stream: req.stream.then_some(true),
+        tools,
+        tool_choice,
+        metadata: req.user.map(|user| AMetadata {
+            user_id: Some(user),
+        }),
+        thinking: req.thinking,
+    };
+    Ok((request, json_mode))
+}
+
+fn text_block(text: String) -> Block {
+    Block::Text {
+        text,
+        cache_control: None,
+    }
+}
+
+/// Appends a turn, merging it into the previous one when the roles match (Anthropic wants
+/// alternating roles). Tool results of a user turn stay before its text.
+fn push_merged(turns: &mut Vec<AMessage>, role: &str, blocks: Vec<Block>) {
+    if blocks.is_empty() {
+        return;
+    }
+    if let Some(last) = turns.last_mut().filter(|t| t.role == role) {
+        let mut merged =
+            std::mem::replace(&mut last.content, AContent::Blocks(Vec::new())).into_blocks();
+        merged.extend(blocks);
+        last.content = AContent::Blocks(merged);
+        return;
+    }
+    turns.push(AMessage {
+        role: role.to_string(),
+        content: AContent::Blocks(blocks),
+    });
+}
+
+fn user_blocks(content: Option<Content>) -> Result<Vec<Block>, TranslateError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(Content::Text(text)) => Ok(non_empty_text(text).into_iter().collect()),
+        Some(Content::Parts(parts)) => {
+            let mut blocks = Vec::with_capacity(parts.len());
+            for part in parts {
+                match (part.kind.as_str(), part.text, part.image_url) {
+                    ("text", Some(text), _) => blocks.extend(non_empty_text(text)),
+                    ("image_url", _, Some(image)) => blocks.push(image_block(&image.url)?),
+                    (other, _, _) => {
+                        return Err(TranslateError::invalid(
+                            "messages",
+                            format!("content part `{other}` is not supported for Anthropic models"),
+                        ))
+                    }
+                }
+            }
+            Ok(blocks)
+        }
+    }
+}
+
+/// Anthropic refuses empty text blocks.
+fn non_empty_text(text: String) -> Option<Block> {
+    (!text.is_empty()).then(|| text_block(text))
+}
+
+fn image_block(url: &str) -> Result<Block, TranslateError> {
+    let source = match parse_data_url(url) {
+        Some((media_type, data)) => ImageSource::Base64 {
+            media_type: media_type.to_string(),
+            data: data.to_string(),
+        },
+        None if url.starts_with("https://") || url.starts_with("http://") => ImageSource::Url {
+            url: url.to_string(),
+        },
+        None => {
+            return Err(TranslateError::invalid(
+                "messages",
+                "an image_url must be an https URL or a base64 data URL",
+            ))
+        }
+    };
+    Ok(Block::Image { source })
+}
+
+/// `data:<media type>;base64,<data>` -> (media type, data).
+pub(crate) fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((media_type, data))
+}
+
+fn assistant_blocks(message: Message) -> Result<Vec<Block>, TranslateError> {
+    let mut blocks = Vec::new();
+    for thinking in message.thinking_blocks.into_iter().flatten() {
+        // Signed thinking must go back exactly as it came; anything else is not ours to send.
+        if let Ok(block @ (Block::Thinking { .. } | Block::RedactedThinking { .. })) =
+            serde_json::from_value::<Block>(thinking)
+        {
+            blocks.push(block);
+        }
+    }
+    if let Some(content) = message.content {
+        blocks.extend(non_empty_text(content.text()));
+    }
+    for call in message.tool_calls.into_iter().flatten() {
+        blocks.push(Block::ToolUse {
+            input: parse_arguments(&call.function.arguments)?,
+            id: call.id,
+            name: call.function.name,
+        });
+    }
+    Ok(blocks)
+}
+
+/// Tool-call arguments (a JSON string) -> the input object.
+fn parse_arguments(arguments: &str) -> Result<Value, TranslateError> {
+    if arguments.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(arguments).map_err(|e| {
+        TranslateError::invalid(
+            "messages",
+            format!("tool call arguments are not valid JSON: {e}"),
+        )
+    })
+}
+
+fn tool_result(message: Message) -> Block {
+    Block::ToolResult {
+        tool_use_id: message.tool_call_id.unwrap_or_default(),
+        content: Some(Value::String(
+            message.content.map(|c| c.text()).unwrap_or_default(),
+        )),
+        is_error: None,
+    }
+}
+
+fn tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<AToolChoice> {
+    let (kind, name) = match choice {
+        Some(ToolChoice::Mode(mode)) => match mode.as_str() {
+            "required" => ("any", None),
+            "none" => ("none", None),
+            _ => ("auto", None),
+        },
+        Some(ToolChoice::Named(named)) => ("tool", Some(named.function.name)),
+        None if parallel == Some(false) => ("auto", None),
+        None => return None,
+    };
+    Some(AToolChoice {
+        kind: kind.to_string(),
+        name,
+        disable_parallel_tool_use: (parallel == Some(false) && kind != "none").then_some(true),
+    })
+}
+
+/// A schema name made into a valid Anthropic tool name (`^[a-zA-Z0-9_-]{1,64}$`).
+fn tool_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "response".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Messages request -> OpenAI request (for a model another provider serves).
+pub fn to_openai(req: MessagesRequest) -> Result<ChatRequest, TranslateError> {
+    let mut messages = Vec::new();
+    match req.system {
+        Some(System::Text(text)) if !text.is_empty() => messages.push(text_message("system", text)),
+        Some(System::Blocks(blocks)) => {
+            let text = blocks_text(&blocks);
+            if !text.is_empty() {
+                messages.push(text_message("system", text));
+            }
+        }
+        _ => {}
+    }
+    for message in req.messages {
+        let blocks = message.content.into_blocks();
+        match message.role.as_str() {
+            "assistant" => messages.push(assistant_message(blocks)),
+            _ => user_messages(blocks, &mut messages)?,
+        }
+    }
+    let tools = req.tools.map(|tools| {
+        tools
+            .into_iter()
+            .map(|t| Tool {
+                kind: "function".into(),
+                function: FunctionDef {
+                    name: t.name,
+                    description: t.description,
+                    parameters: Some(t.input_schema),
+                },
+            })
+            .collect()
+    });
+    let (tool_choice, parallel_tool_calls) = match req.tool_choice {
+        Some(choice) => {
+            let parallel = choice.disable_parallel_tool_use.map(|d| !d);
+            let mapped = match choice.kind.as_str() {
+                "any" => Some(ToolChoice::Mode("required".into())),
+                "none" => Some(ToolChoice::Mode("none".into())),
+                "tool" => choice.name.map(|name| {
+                    ToolChoice::Named(NamedToolChoice {
+                        kind: "function".into(),
+                        function: ToolName { name },
+                    })
+                }),
+                _ => Some(ToolChoice::Mode("auto".into())),
+            };
+            (mapped, parallel)
+        }
+        None => (None, None),
+    };
+    Ok(ChatRequest {
+        model: req.model,
+        messages,
+        stream: req.stream.unwrap_or(false),
+        // The counts of a stream come in its last chunk only when asked for.
+        stream_options: req.stream.unwrap_or(false).then_some(StreamOptions {
+            include_usage: true,
+        }),
+        max_completion_tokens: Some(req.max_tokens),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        stop: req.stop_sequences.map(Stop::Many),
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        user: req.metadata.and_then(|m| m.user_id),
+        ..ChatRequest::default()
+    })
+}
+
+fn text_message(role: &str, text: String) -> Message {
+    Message {
+        role: role.to_string(),
+        content: Some(Content::Text(text)),
+        ..Message::default()
+    }
+}
+
+fn blocks_text(blocks: &[Block]) -> String {
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn assistant_message(blocks: Vec<Block>) -> Message {
+    let text = blocks_text(&blocks);
+    let calls: Vec<ToolCall> = blocks
+        .into_iter()
+        .filter_map(|b| match b {
+            Block::ToolUse { id, name, input } => Some(ToolCall {
+                id,
+                kind: "function".into(),
+                function: FunctionCall {
+                    name,
+                    arguments: input.to_string(),
+                },
+            }),
+            _ => None,
+        })
+        .collect();
+    Message {
+        role: "assistant".into(),
+        content: (!text.is_empty()).then_some(Content::Text(text)),
+        tool_calls: (!calls.is_empty()).then_some(calls),
+        ..Message::default()
+    }
+}
+
+/// A user turn: its tool results become `tool` messages first (OpenAI wants them right after
+/// the assistant's calls), then the rest is one user message.
+fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), TranslateError> {
+    let mut parts = Vec::new();
+    for block in blocks {
+        match block {
+            Block::ToolResult {
+                tool_use_id,
+                content,
+                ..
+            } => out.push(Message {
+                role: "tool".into(),
+                tool_call_id: Some(tool_use_id),
+                content: Some(Content::Text(tool_result_text(content))),
+                ..Message::default()
+            }),
+            Block::Text { text, .. } => parts.push(Part {
+                kind: "text".into(),
+                text: Some(text),
+                image_url: None,
+            }),
+            Block::Image { source } => parts.push(Part {
+                kind: "image_url".into(),
+                text: None,
+                image_url: Some(ImageUrl {
+                    url: match source {
+                        ImageSource::Base64 { media_type, data } => {
+                            format!("data:{media_type};base64,{data}")
+                        }
+                        ImageSource::Url { url } => url,
+                    },
+                    detail: None,
+                }),
+            }),
+            Block::ToolUse { .. } | Block::Thinking { .. } | Block::RedactedThinking { .. } => {
+                return Err(TranslateError::invalid(
+                    "messages",
+                    "a user turn cannot hold tool_use or thinking blocks",
+                ))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let content = match parts.as_slice() {
+        [only] if only.kind == "text" => Content::Text(only.text.clone().unwrap_or_default()),
+        _ => Content::Parts(parts),
+    };
+    out.push(Message {
+        role: "user".into(),
+        content: Some(content),
+        ..Message::default()
+    });
+    Ok(())
+}
+
+/// A tool result's content (a string or text blocks) as text.
+fn tool_result_text(content: Option<Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s,
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

@@ -1,0 +1,181 @@
+use super::*;
+use serde_json::json;
+
+fn openai(v: Value) -> ChatRequest {
+    serde_json::from_value(v).unwrap()
+}
+
+fn to_anthropic(v: Value) -> Value {
+    let (req, _) = from_openai(openai(v)).unwrap();
+    serde_json::to_value(req).unwrap()
+}
+
+#[test]
+fn system_is_hoisted_and_turns_merged() {
+    let out = to_anthropic(json!({"model": "claude", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "a"},
+        {"role": "developer", "content": "and kind"},
+        {"role": "user", "content": [{"type": "text", "text": "b"}, {"type": "text", "text": ""}]},
+        {"role": "assistant", "content": "c"},
+    ]}));
+    assert_eq!(
+        out["system"],
+        json!([{"type": "text", "text": "be brief"}, {"type": "text", "text": "and kind"}])
+    );
+    assert_eq!(
+        out["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "c"}]},
+        ])
+    );
+    assert_eq!(out["max_tokens"], DEFAULT_MAX_TOKENS);
+}
+
+#[test]
+fn tool_round_trip() {
+    let out = to_anthropic(json!({"model": "claude", "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get", "arguments": "{\"city\":\"Paris\"}"}},
+            {"id": "call_2", "type": "function", "function": {"name": "get", "arguments": ""}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "rain"}]},
+        {"role": "user", "content": "thanks"},
+    ], "tools": [{"type": "function", "function": {"name": "get", "description": "d", "parameters": {"type": "object"}}}],
+       "tool_choice": "required", "parallel_tool_calls": false}));
+    assert_eq!(
+        out["messages"][1]["content"],
+        json!([
+            {"type": "tool_use", "id": "call_1", "name": "get", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "call_2", "name": "get", "input": {}},
+        ])
+    );
+    assert_eq!(
+        out["messages"][2],
+        json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"},
+            {"type": "tool_result", "tool_use_id": "call_2", "content": "rain"},
+            {"type": "text", "text": "thanks"},
+        ]})
+    );
+    assert_eq!(
+        out["tools"],
+        json!([{"name": "get", "description": "d", "input_schema": {"type": "object"}}])
+    );
+    assert_eq!(
+        out["tool_choice"],
+        json!({"type": "any", "disable_parallel_tool_use": true})
+    );
+}
+
+#[test]
+fn invalid_tool_arguments_are_a_client_error() {
+    let err = from_openai(openai(json!({"model": "c", "messages": [
+        {"role": "assistant", "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}
+    ]}))).unwrap_err();
+    assert!(matches!(err, TranslateError::Invalid { .. }));
+}
+
+#[test]
+fn parameters_map_or_are_dropped() {
+    let out = to_anthropic(
+        json!({"model": "c", "messages": [{"role": "user", "content": "x"}],
+        "max_completion_tokens": 99, "max_tokens": 5, "stop": "END", "temperature": 1.7, "top_p": 0.9,
+        "seed": 1, "presence_penalty": 0.5, "logprobs": true, "user": "u-1", "stream": true}),
+    );
+    assert_eq!(out["max_tokens"], 99);
+    assert_eq!(out["stop_sequences"], json!(["END"]));
+    assert_eq!(out["temperature"], 1.0);
+    assert_eq!(out["metadata"], json!({"user_id": "u-1"}));
+    assert_eq!(out["stream"], true);
+    for dropped in ["seed", "presence_penalty", "logprobs", "user", "n"] {
+        assert!(out.get(dropped).is_none(), "{dropped}");
+    }
+    assert!(from_openai(openai(json!({"model": "c", "messages": [], "n": 2}))).is_err());
+}
+
+#[test]
+fn images_by_data_url_and_https() {
+    let out = to_anthropic(
+        json!({"model": "c", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+            {"type": "image_url", "image_url": {"url": "https://x.test/cat.jpg"}},
+        ]}]}),
+    );
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+            {"type": "image", "source": {"type": "url", "url": "https://x.test/cat.jpg"}},
+        ])
+    );
+    assert!(from_openai(openai(
+        json!({"model": "c", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]})
+    ))
+    .is_err());
+}
+
+#[test]
+fn json_schema_becomes_a_forced_tool_and_json_object_an_instruction() {
+    let (req, mode) = from_openai(openai(json!({"model": "c", "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "the answer!", "schema": {"type": "object", "properties": {"a": {"type": "number"}}}}}}))).unwrap();
+    let v = serde_json::to_value(req).unwrap();
+    assert_eq!(mode, JsonMode::ForcedTool("the_answer_".into()));
+    assert_eq!(
+        v["tool_choice"],
+        json!({"type": "tool", "name": "the_answer_"})
+    );
+    assert_eq!(
+        v["tools"][0]["input_schema"]["properties"]["a"]["type"],
+        "number"
+    );
+    let out = to_anthropic(
+        json!({"model": "c", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+    );
+    assert!(out["system"][0]["text"].as_str().unwrap().contains("JSON"));
+}
+
+#[test]
+fn thinking_blocks_go_back_unchanged() {
+    let out = to_anthropic(json!({"model": "c", "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "sig=="}]},
+        {"role": "user", "content": "q2"}]}));
+    assert_eq!(
+        out["messages"][1]["content"][0],
+        json!({"type": "thinking", "thinking": "hmm", "signature": "sig=="})
+    );
+}
+
+#[test]
+fn anthropic_requests_become_openai() {
+    let req: MessagesRequest = serde_json::from_value(json!({"model": "gpt-4o", "max_tokens": 100,
+        "system": [{"type": "text", "text": "sys"}],
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "calling"}, {"type": "tool_use", "id": "tu_1", "name": "f", "input": {"x": 1}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": [{"type": "text", "text": "42"}]}, {"type": "text", "text": "and?"}]}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+        "stop_sequences": ["Z"], "stream": true, "metadata": {"user_id": "u"}})).unwrap();
+    let v = serde_json::to_value(to_openai(req).unwrap()).unwrap();
+    assert_eq!(
+        v["messages"],
+        json!([
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "calling", "tool_calls": [{"id": "tu_1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+            {"role": "tool", "content": "42", "tool_call_id": "tu_1"},
+            {"role": "user", "content": "and?"},
+        ])
+    );
+    assert_eq!(v["tool_choice"], "required");
+    assert_eq!(v["parallel_tool_calls"], false);
+    assert_eq!(v["max_completion_tokens"], 100);
+    assert_eq!(v["stream_options"], json!({"include_usage": true}));
+    assert_eq!(v["stop"], json!(["Z"]));
+    assert_eq!(v["user"], "u");
+}

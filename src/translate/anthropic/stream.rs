@@ -1,0 +1,428 @@
+//! Streams, event by event: Anthropic events -> OpenAI chunks ([`ToOpenAi`]) and OpenAI
+//! chunks -> Anthropic events ([`FromOpenAi`]). Nothing waits for the end of the stream.
+
+use super::request::JsonMode;
+use super::response::{usage_from_openai, usage_to_openai};
+use super::*;
+use crate::translate::openai::{
+    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
+};
+use crate::translate::sse::write_event;
+use crate::translate::StreamFailure;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: Value,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: BlockDelta,
+    },
+    MessageDelta {
+        delta: MessageDeltaBody,
+        #[serde(default)]
+        usage: Option<AUsage>,
+    },
+    MessageStop,
+    Error {
+        error: ErrorBody,
+    },
+    /// `ping`, `content_block_stop` and event types added later: nothing to translate.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    usage: AUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    SignatureDelta {
+        signature: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct MessageDeltaBody {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Anthropic events -> OpenAI chunks.
+pub struct ToOpenAi {
+    id: String,
+    created: u64,
+    model: String,
+    json_mode: JsonMode,
+    /// Anthropic block index -> OpenAI tool-call index, for tool_use blocks (tool blocks are
+    /// counted on their own: OpenAI's `index` numbers the calls, not the blocks).
+    tool_blocks: Vec<(u32, u32)>,
+    /// The block carrying the forced JSON tool, whose input is the answer's content.
+    forced_block: Option<u32>,
+    usage: AUsage,
+    ended: bool,
+}
+
+impl ToOpenAi {
+    pub fn new(json_mode: JsonMode) -> Self {
+        ToOpenAi {
+            id: completion_id(),
+            created: now_unix(),
+            model: String::new(),
+            json_mode,
+            tool_blocks: Vec::new(),
+            forced_block: None,
+            usage: AUsage::default(),
+            ended: false,
+        }
+    }
+
+    /// Translates one event's data, appending the chunks it makes.
+    pub fn event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFailure> {
+        let event: StreamEvent = serde_json::from_str(data)
+            .map_err(|e| StreamFailure::upstream(format!("unreadable Anthropic event: {e}")))?;
+        match event {
+            StreamEvent::MessageStart { message } => {
+                self.model = message.model;
+                self.usage = message.usage;
+                out.push(self.chunk(
+                    Delta {
+                        role: Some("assistant".into()),
+                        content: Some(String::new()),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
+            }
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => self.block_start(index, &content_block, out),
+            StreamEvent::ContentBlockDelta { index, delta } => self.block_delta(index, delta, out),
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(usage) = usage {
+                    self.usage.output_tokens = usage.output_tokens;
+                }
+                if let Some(reason) = delta.stop_reason {
+                    let finish = match (reason.as_str(), self.forced_block) {
+                        ("tool_use", Some(_)) => "stop",
+                        (reason, _) => finish_reason(reason),
+                    };
+                    out.push(self.chunk(Delta::default(), Some(finish)));
+                }
+            }
+            StreamEvent::MessageStop => self.ended = true,
+            StreamEvent::Error { error } => {
+                return Err(StreamFailure {
+                    status: super::super::anthropic_error_status(&error.kind),
+                    message: error.message,
+                })
+            }
+            StreamEvent::Other => {}
+        }
+        Ok(())
+    }
+
+    fn block_start(&mut self, index: u32, block: &Value, out: &mut Vec<ChatChunk>) {
+        match block["type"].as_str() {
+            Some("tool_use") => {
+                let name = block["name"].as_str().unwrap_or_default();
+                if matches!(&self.json_mode, JsonMode::ForcedTool(forced) if forced == name) {
+                    self.forced_block = Some(index);
+                    return;
+                }
+                let tool_index = self.tool_blocks.len() as u32;
+                self.tool_blocks.push((index, tool_index));
+                let call = ToolCallDelta {
+                    index: tool_index,
+                    id: block["id"].as_str().map(str::to_string),
+                    kind: Some("function".into()),
+                    function: Some(FunctionDelta {
+                        name: Some(name.to_string()),
+                        arguments: Some(String::new()),
+                    }),
+                };
+                out.push(self.tool_chunk(call));
+            }
+            Some("text") => {
+                if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
+                    out.push(self.content_chunk(text.to_string()));
+                }
+            }
+            Some("redacted_thinking") => out.push(self.chunk(
+                Delta {
+                    thinking_blocks: Some(vec![
+                        json!({"type": "redacted_thinking", "data": block["data"]}),
+                    ]),
+                    ..Delta::default()
+                },
+                None,
+            )),
+            _ => {}
+        }
+    }
+
+    fn block_delta(&mut self, index: u32, delta: BlockDelta, out: &mut Vec<ChatChunk>) {
+        match delta {
+            BlockDelta::TextDelta { text } if !text.is_empty() => {
+                out.push(self.content_chunk(text))
+            }
+            BlockDelta::InputJsonDelta { partial_json } if !partial_json.is_empty() => {
+                if self.forced_block == Some(index) {
+                    out.push(self.content_chunk(partial_json));
+                } else if let Some(&(_, tool_index)) =
+                    self.tool_blocks.iter().find(|(block, _)| *block == index)
+                {
+                    out.push(self.tool_chunk(ToolCallDelta {
+                        index: tool_index,
+                        function: Some(FunctionDelta {
+                            name: None,
+                            arguments: Some(partial_json),
+                        }),
+                        ..ToolCallDelta::default()
+                    }));
+                }
+            }
+            BlockDelta::ThinkingDelta { thinking } => out.push(self.chunk(
+                Delta {
+                    reasoning_content: Some(thinking),
+                    ..Delta::default()
+                },
+                None,
+            )),
+            BlockDelta::SignatureDelta { signature } => out.push(self.chunk(
+                Delta {
+                    thinking_blocks: Some(vec![
+                        json!({"type": "thinking", "thinking": "", "signature": signature}),
+                    ]),
+                    ..Delta::default()
+                },
+                None,
+            )),
+            _ => {}
+        }
+    }
+
+    fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish.map(str::to_string),
+                logprobs: None,
+            }],
+            usage: Default::default(),
+        }
+    }
+
+    fn content_chunk(&self, text: String) -> ChatChunk {
+        self.chunk(
+            Delta {
+                content: Some(text),
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    fn tool_chunk(&self, call: ToolCallDelta) -> ChatChunk {
+        self.chunk(
+            Delta {
+                tool_calls: Some(vec![call]),
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    /// Whether `message_stop` arrived: a stream that ends before it was cut off.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    pub fn usage(&self) -> Usage {
+        usage_to_openai(&self.usage)
+    }
+}
+
+/// The block an OpenAI stream is writing into, on the Anthropic side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OpenBlock {
+    Text(u32),
+    Tool { block: u32, openai_index: u32 },
+}
+
+/// OpenAI chunks -> Anthropic events.
+pub struct FromOpenAi {
+    id: String,
+    model: String,
+    started: bool,
+    open: Option<OpenBlock>,
+    next_block: u32,
+    stop_reason: Option<&'static str>,
+    usage: Option<Usage>,
+}
+
+impl FromOpenAi {
+    pub fn new(model: String) -> Self {
+        FromOpenAi {
+            id: message_id(),
+            model,
+            started: false,
+            open: None,
+            next_block: 0,
+            stop_reason: None,
+            usage: None,
+        }
+    }
+
+    /// Translates one chunk, appending the events it makes.
+    pub fn chunk(&mut self, chunk: &ChatChunk, out: &mut Vec<u8>) {
+        self.start(out);
+        if let crate::translate::openai::UsageField::Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
+            return;
+        };
+        if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+            if !matches!(self.open, Some(OpenBlock::Text(_))) {
+                let block = self.open_block(out, json!({"type": "text", "text": ""}));
+                self.open = Some(OpenBlock::Text(block));
+            }
+            self.delta(out, json!({"type": "text_delta", "text": text}));
+        }
+        for call in choice.delta.tool_calls.iter().flatten() {
+            let same = matches!(self.open, Some(OpenBlock::Tool { openai_index, .. }) if openai_index == call.index);
+            if !same || call.id.is_some() {
+                let function = call.function.as_ref();
+                let block = self.open_block(
+                    out,
+                    json!({"type": "tool_use", "id": call.id.clone().unwrap_or_default(),
+                        "name": function.and_then(|f| f.name.clone()).unwrap_or_default(), "input": {}}),
+                );
+                self.open = Some(OpenBlock::Tool {
+                    block,
+                    openai_index: call.index,
+                });
+            }
+            if let Some(args) = call.function.as_ref().and_then(|f| f.arguments.as_deref()) {
+                if !args.is_empty() {
+                    self.delta(
+                        out,
+                        json!({"type": "input_json_delta", "partial_json": args}),
+                    );
+                }
+            }
+        }
+        if let Some(finish) = choice.finish_reason.as_deref() {
+            self.close(out);
+            self.stop_reason = Some(stop_reason(finish));
+        }
+    }
+
+    /// Ends the message: the stop reason and the final counts, then `message_stop`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.start(out);
+        self.close(out);
+        let usage = self
+            .usage
+            .as_ref()
+            .map(usage_from_openai)
+            .unwrap_or_default();
+        let data = json!({"type": "message_delta",
+            "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                "cache_read_input_tokens": usage.cache_read_input_tokens.unwrap_or(0)}});
+        write_json_event(out, "message_delta", &data);
+        write_json_event(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let data = json!({"type": "message_start", "message": {"id": self.id, "type": "message",
+            "role": "assistant", "model": self.model, "content": [], "stop_reason": null,
+            "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}});
+        write_json_event(out, "message_start", &data);
+    }
+
+    fn open_block(&mut self, out: &mut Vec<u8>, block: Value) -> u32 {
+        self.close(out);
+        let index = self.next_block;
+        self.next_block += 1;
+        write_json_event(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+        index
+    }
+
+    fn delta(&self, out: &mut Vec<u8>, delta: Value) {
+        let index = match self.open {
+            Some(OpenBlock::Text(i)) | Some(OpenBlock::Tool { block: i, .. }) => i,
+            None => return,
+        };
+        write_json_event(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if let Some(OpenBlock::Text(i) | OpenBlock::Tool { block: i, .. }) = self.open.take() {
+            write_json_event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": i}),
+            );
+        }
+    }
+}
+
+fn write_json_event(out: &mut Vec<u8>, name: &str, data: &Value) {
+    write_event(out, name, &serde_json::to_vec(data).unwrap_or_default());
+}
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

@@ -1,0 +1,174 @@
+use super::*;
+use crate::translate::sse::SseParser;
+
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/anthropic")
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn translate(sse: &str, mode: JsonMode) -> (Vec<ChatChunk>, ToOpenAi) {
+    let mut parser = SseParser::default();
+    let mut events = Vec::new();
+    parser
+        .feed(sse.as_bytes(), &mut |e| events.push(e))
+        .unwrap();
+    let mut t = ToOpenAi::new(mode);
+    let mut chunks = Vec::new();
+    for e in events {
+        t.event(&e.data, &mut chunks).unwrap();
+    }
+    (chunks, t)
+}
+
+#[test]
+fn text_stream_maps_role_deltas_finish_and_usage() {
+    let (chunks, t) = translate(&fixture("stream_text.sse"), JsonMode::Off);
+    assert_eq!(
+        chunks[0].choices[0].delta.role.as_deref(),
+        Some("assistant")
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c.choices[0].delta.content.clone())
+        .collect();
+    assert_eq!(text, "Hello there");
+    assert_eq!(
+        chunks.last().unwrap().choices[0].finish_reason.as_deref(),
+        Some("stop")
+    );
+    assert!(chunks
+        .iter()
+        .all(|c| c.id == chunks[0].id && c.model == "claude-haiku-4-5"));
+    assert!(t.ended());
+    let usage = t.usage();
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens()
+        ),
+        (35, 12, 10)
+    );
+}
+
+#[test]
+fn tool_calls_are_indexed_per_tool_with_arguments_streamed() {
+    let (chunks, _) = translate(&fixture("stream_tool.sse"), JsonMode::Off);
+    let calls: Vec<&ToolCallDelta> = chunks
+        .iter()
+        .filter_map(|c| c.choices[0].delta.tool_calls.as_ref())
+        .flatten()
+        .collect();
+    assert_eq!(calls[0].index, 0);
+    assert_eq!(calls[0].id.as_deref(), Some("toolu_01"));
+    assert_eq!(
+        calls[0].function.as_ref().unwrap().name.as_deref(),
+        Some("get_weather")
+    );
+    let args = |i: u32| -> String {
+        calls
+            .iter()
+            .filter(|c| c.index == i)
+            .filter_map(|c| c.function.as_ref()?.arguments.clone())
+            .collect()
+    };
+    assert_eq!(args(0), "{\"city\": \"Paris\"}");
+    assert_eq!(args(1), "{\"tz\":\"CET\"}");
+    assert!(calls.iter().filter(|c| c.id.is_some()).count() == 2);
+    assert_eq!(
+        chunks.last().unwrap().choices[0].finish_reason.as_deref(),
+        Some("tool_calls")
+    );
+}
+
+#[test]
+fn forced_json_tool_streams_as_content() {
+    let sse = "data: {\"type\":\"message_start\",\"message\":{\"model\":\"c\",\"usage\":{\"input_tokens\":1}}}\n\n\
+        data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"answer\",\"input\":{}}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":\"}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1}\"}}\n\n\
+        data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":3}}\n\n";
+    let (chunks, _) = translate(sse, JsonMode::ForcedTool("answer".into()));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c.choices[0].delta.content.clone())
+        .collect();
+    assert_eq!(text, "{\"a\":1}");
+    assert!(chunks
+        .iter()
+        .all(|c| c.choices[0].delta.tool_calls.is_none()));
+    assert_eq!(
+        chunks.last().unwrap().choices[0].finish_reason.as_deref(),
+        Some("stop")
+    );
+}
+
+#[test]
+fn error_events_fail_the_stream() {
+    let mut t = ToOpenAi::new(JsonMode::Off);
+    let err = t
+        .event(
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+    assert_eq!((err.status, err.message.as_str()), (529, "Overloaded"));
+    assert!(t.event("{not json", &mut Vec::new()).is_err());
+}
+
+fn openai_chunk(v: serde_json::Value) -> ChatChunk {
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn openai_chunks_become_the_anthropic_event_sequence() {
+    let mut t = FromOpenAi::new("gpt-4o".into());
+    let mut out = Vec::new();
+    for c in [
+        json!({"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"x\":"}}]}}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}),
+    ] {
+        t.chunk(&openai_chunk(c), &mut out);
+    }
+    t.finish(&mut out);
+    let mut events = Vec::new();
+    SseParser::default()
+        .feed(&out, &mut |e| events.push(e))
+        .unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let data: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert_eq!(
+        data[4]["content_block"],
+        json!({"type": "tool_use", "id": "call_1", "name": "f", "input": {}})
+    );
+    assert_eq!(data[4]["index"], 1);
+    assert_eq!(data[6]["delta"]["partial_json"], "1}");
+    assert_eq!(data[8]["delta"]["stop_reason"], "tool_use");
+    assert_eq!(data[8]["usage"]["output_tokens"], 4);
+    assert_eq!(data[8]["usage"]["input_tokens"], 9);
+}

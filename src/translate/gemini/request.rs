@@ -1,0 +1,328 @@
+//! OpenAI request -> Gemini `generateContent` request.
+
+use super::*;
+use crate::translate::anthropic::request::parse_data_url;
+use crate::translate::openai::{ChatRequest, Content, Message, ResponseFormat, Stop, ToolChoice};
+use crate::translate::TranslateError;
+use serde_json::{json, Map};
+use std::collections::HashMap;
+
+/// OpenAI request -> Gemini request. (The model and streaming go in the URL, not the body.)
+pub fn from_openai(req: ChatRequest) -> Result<GenerateRequest, TranslateError> {
+    // Tool results name the function only by call id: find each id's name in the
+    // conversation's assistant turns.
+    let names: HashMap<String, String> = req
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().flatten())
+        .map(|c| (c.id.clone(), c.function.name.clone()))
+        .collect();
+    let mut system = Vec::new();
+    let mut contents: Vec<GContent> = Vec::new();
+    for message in req.messages {
+        let (role, parts) = match message.role.as_str() {
+            "system" | "developer" => {
+                let text = message.content.map(|c| c.text()).unwrap_or_default();
+                if !text.is_empty() {
+                    system.push(text_part(text));
+                }
+                continue;
+            }
+            "user" => ("user", user_parts(message.content)?),
+            "assistant" => ("model", model_parts(message)?),
+            "tool" => ("user", vec![function_response(message, &names)?]),
+            other => {
+                return Err(TranslateError::invalid(
+                    "messages",
+                    format!("unknown role `{other}`"),
+                ))
+            }
+        };
+        push_merged(&mut contents, role, parts);
+    }
+    let mut config = GenerationConfig {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        max_output_tokens: req.max_completion_tokens.or(req.max_tokens),
+        stop_sequences: req.stop.map(Stop::into_vec),
+        candidate_count: req.n,
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        ..GenerationConfig::default()
+    };
+    match req.response_format {
+        Some(ResponseFormat::JsonObject) => {
+            config.response_mime_type = Some("application/json".into())
+        }
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            config.response_mime_type = Some("application/json".into());
+            config.response_schema = json_schema.schema.map(clean_schema);
+        }
+        Some(ResponseFormat::Text) | None => {}
+    }
+    let tools = req.tools.filter(|t| !t.is_empty()).map(|tools| {
+        vec![GTool {
+            function_declarations: tools
+                .into_iter()
+                .map(|t| FunctionDeclaration {
+                    name: t.function.name,
+                    description: t.function.description,
+                    parameters: t.function.parameters.map(clean_schema),
+                })
+                .collect(),
+        }]
+    });
+    Ok(GenerateRequest {
+        contents,
+        system_instruction: (!system.is_empty()).then_some(GContent {
+            role: None,
+            parts: system,
+        }),
+        generation_config: Some(config),
+        tools,
+        tool_config: req.tool_choice.map(tool_config),
+    })
+}
+
+fn text_part(text: String) -> GPart {
+    GPart {
+        text: Some(text),
+        ..GPart::default()
+    }
+}
+
+fn push_merged(contents: &mut Vec<GContent>, role: &str, parts: Vec<GPart>) {
+    if parts.is_empty() {
+        return;
+    }
+    match contents.last_mut() {
+        Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
+        _ => contents.push(GContent {
+            role: Some(role.to_string()),
+            parts,
+        }),
+    }
+}
+
+fn user_parts(content: Option<Content>) -> Result<Vec<GPart>, TranslateError> {
+    let parts = match content {
+        None => return Ok(Vec::new()),
+        Some(Content::Text(text)) => return Ok(vec![text_part(text)]),
+        Some(Content::Parts(parts)) => parts,
+    };
+    parts
+        .into_iter()
+        .filter(|p| p.kind != "text" || p.text.as_deref().is_some_and(|t| !t.is_empty()))
+        .map(
+            |part| match (part.kind.as_str(), part.text, part.image_url) {
+                ("text", Some(text), _) => Ok(text_part(text)),
+                ("image_url", _, Some(image)) => image_part(&image.url),
+                (other, _, _) => Err(TranslateError::invalid(
+                    "messages",
+                    format!("content part `{other}` is not supported for Gemini models"),
+                )),
+            },
+        )
+        .collect()
+}
+
+fn image_part(url: &str) -> Result<GPart, TranslateError> {
+    if let Some((mime_type, data)) = parse_data_url(url) {
+        return Ok(GPart {
+            inline_data: Some(Blob {
+                mime_type: mime_type.to_string(),
+                data: data.to_string(),
+            }),
+            ..GPart::default()
+        });
+    }
+    if !url.starts_with("https://") && !url.starts_with("http://") && !url.starts_with("gs://") {
+        return Err(TranslateError::invalid(
+            "messages",
+            "an image_url must be an https URL or a base64 data URL",
+        ));
+    }
+    Ok(GPart {
+        file_data: Some(FileData {
+            mime_type: mime_from_extension(url).to_string(),
+            file_uri: url.to_string(),
+        }),
+        ..GPart::default()
+    })
+}
+
+/// `fileData` needs a MIME type; URLs only hint at it by their extension.
+fn mime_from_extension(url: &str) -> &'static str {
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
+    match path.rsplit('.').next() {
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("heic") => "image/heic",
+        Some("pdf") => "application/pdf",
+        _ => "image/jpeg",
+    }
+}
+
+fn model_parts(message: Message) -> Result<Vec<GPart>, TranslateError> {
+    let mut parts = Vec::new();
+    if let Some(text) = message.content.map(|c| c.text()).filter(|t| !t.is_empty()) {
+        parts.push(text_part(text));
+    }
+    for call in message.tool_calls.into_iter().flatten() {
+        let args = if call.function.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(&call.function.arguments).map_err(|e| {
+                TranslateError::invalid(
+                    "messages",
+                    format!("tool call arguments are not valid JSON: {e}"),
+                )
+            })?
+        };
+        parts.push(GPart {
+            function_call: Some(GFunctionCall {
+                name: call.function.name,
+                args,
+                id: None,
+            }),
+            thought_signature: signature_of(&call.id).map(str::to_string),
+            ..GPart::default()
+        });
+    }
+    Ok(parts)
+}
+
+fn function_response(
+    message: Message,
+    names: &HashMap<String, String>,
+) -> Result<GPart, TranslateError> {
+    let id = message.tool_call_id.unwrap_or_default();
+    let name = names.get(&id).cloned().or(message.name).ok_or_else(|| {
+        TranslateError::invalid(
+            "messages",
+            format!("tool message `{id}` answers no tool call of the conversation"),
+        )
+    })?;
+    let text = message.content.map(|c| c.text()).unwrap_or_default();
+    // Gemini wants an object; a JSON object result is passed as is, anything else wrapped.
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        _ => json!({"result": text}),
+    };
+    Ok(GPart {
+        function_response: Some(GFunctionResponse {
+            name,
+            response,
+            id: None,
+        }),
+        ..GPart::default()
+    })
+}
+
+fn tool_config(choice: ToolChoice) -> ToolConfig {
+    let (mode, allowed) = match choice {
+        ToolChoice::Mode(mode) => match mode.as_str() {
+            "required" => ("ANY", None),
+            "none" => ("NONE", None),
+            _ => ("AUTO", None),
+        },
+        ToolChoice::Named(named) => ("ANY", Some(vec![named.function.name])),
+    };
+    ToolConfig {
+        function_calling_config: FunctionCallingConfig {
+            mode: mode.to_string(),
+            allowed_function_names: allowed,
+        },
+    }
+}
+
+/// The schema keywords Gemini's OpenAPI-subset `Schema` accepts; others (`additionalProperties`,
+/// `$schema`, `$ref`, `strict`, ...) are refused by it and dropped here.
+const SCHEMA_KEYS: &[&str] = &[
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+];
+
+/// A JSON Schema made acceptable to Gemini: unknown keywords dropped, `"type": [T, "null"]`
+/// turned into `type: T, nullable: true`, recursively.
+pub fn clean_schema(schema: Value) -> Value {
+    let Value::Object(object) = schema else {
+        return schema;
+    };
+    let mut out = Map::new();
+    for (key, value) in object {
+        match key.as_str() {
+            "type" => match value {
+                Value::Array(types) => {
+                    let non_null: Vec<Value> = types.into_iter().filter(|t| t != "null").collect();
+                    out.insert("nullable".into(), Value::Bool(true));
+                    if let Some(first) = non_null.into_iter().next() {
+                        out.insert("type".into(), first);
+                    }
+                }
+                other => {
+                    out.insert(key, other);
+                }
+            },
+            "properties" => {
+                let props = match value {
+                    Value::Object(props) => props
+                        .into_iter()
+                        .map(|(name, s)| (name, clean_schema(s)))
+                        .collect(),
+                    _ => Map::new(),
+                };
+                out.insert(key, Value::Object(props));
+            }
+            "items" => {
+                out.insert(key, clean_schema(value));
+            }
+            "anyOf" => {
+                let variants = match value {
+                    Value::Array(v) => v.into_iter().map(clean_schema).collect(),
+                    other => vec![other],
+                };
+                out.insert(key, Value::Array(variants));
+            }
+            "const" => {
+                out.insert("enum".into(), Value::Array(vec![value]));
+            }
+            k if SCHEMA_KEYS.contains(&k) => {
+                out.insert(key, value);
+            }
+            _ => {}
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

@@ -1,0 +1,105 @@
+use super::*;
+use serde_json::json;
+
+fn to_gemini(v: Value) -> Value {
+    let req: ChatRequest = serde_json::from_value(v).unwrap();
+    serde_json::to_value(from_openai(req).unwrap()).unwrap()
+}
+
+#[test]
+fn roles_system_and_merging() {
+    let out = to_gemini(json!({"model": "gemini-2.5-flash", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": [{"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": "c"}]}));
+    assert_eq!(
+        out["systemInstruction"],
+        json!({"parts": [{"text": "be brief"}]})
+    );
+    assert_eq!(
+        out["contents"],
+        json!([
+        {"role": "user", "parts": [{"text": "a"}, {"text": "b"}]},
+        {"role": "model", "parts": [{"text": "c"}]}])
+    );
+}
+
+#[test]
+fn tool_round_trip_keeps_names_and_signatures() {
+    let out = to_gemini(json!({"model": "g", "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "call_ab__thought__SIG==", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+            {"id": "call_cd", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_ab__thought__SIG==", "content": "{\"temp\": 21}"},
+        {"role": "tool", "tool_call_id": "call_cd", "content": "noon"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "additionalProperties": false, "properties": {"city": {"type": ["string", "null"]}}}}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}));
+    assert_eq!(
+        out["contents"][1],
+        json!({"role": "model", "parts": [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "SIG=="},
+        {"functionCall": {"name": "get_time", "args": {}}}]})
+    );
+    assert_eq!(
+        out["contents"][2],
+        json!({"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
+        {"functionResponse": {"name": "get_time", "response": {"result": "noon"}}}]})
+    );
+    assert_eq!(
+        out["tools"][0]["functionDeclarations"][0]["parameters"],
+        json!({"type": "object", "properties": {"city": {"nullable": true, "type": "string"}}})
+    );
+    assert_eq!(
+        out["toolConfig"],
+        json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}})
+    );
+}
+
+#[test]
+fn unknown_tool_results_are_refused() {
+    let req: ChatRequest = serde_json::from_value(json!({"model": "g", "messages": [
+        {"role": "tool", "tool_call_id": "nope", "content": "x"}]}))
+    .unwrap();
+    assert!(from_openai(req).is_err());
+}
+
+#[test]
+fn generation_config_and_json_modes() {
+    let out = to_gemini(
+        json!({"model": "g", "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": 50, "stop": ["A", "B"], "temperature": 0.2, "top_p": 0.8, "n": 2, "seed": 7,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "r", "strict": true,
+            "schema": {"$schema": "x", "type": "object", "properties": {"a": {"type": "integer", "const": 3}}, "required": ["a"]}}}}),
+    );
+    assert_eq!(
+        out["generationConfig"],
+        json!({"temperature": 0.2, "topP": 0.8, "maxOutputTokens": 50,
+        "stopSequences": ["A", "B"], "candidateCount": 2, "responseMimeType": "application/json",
+        "responseSchema": {"type": "object", "properties": {"a": {"type": "integer", "enum": [3]}}, "required": ["a"]}, "seed": 7})
+    );
+    let out = to_gemini(
+        json!({"model": "g", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+    );
+    assert_eq!(
+        out["generationConfig"]["responseMimeType"],
+        "application/json"
+    );
+}
+
+#[test]
+fn images_inline_and_by_uri() {
+    let out = to_gemini(
+        json!({"model": "g", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklG"}},
+        {"type": "image_url", "image_url": {"url": "https://x.test/a.PNG?x=1"}}]}]}),
+    );
+    assert_eq!(
+        out["contents"][0]["parts"],
+        json!([
+        {"inlineData": {"mimeType": "image/webp", "data": "UklG"}},
+        {"fileData": {"mimeType": "image/png", "fileUri": "https://x.test/a.PNG?x=1"}}])
+    );
+}

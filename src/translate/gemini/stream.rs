@@ -1,0 +1,209 @@
+//! Gemini stream (`streamGenerateContent?alt=sse`) -> OpenAI chunks, event by event.
+//!
+//! Each event is a partial answer holding only its new parts. A `functionCall` always arrives
+//! whole, so each becomes one complete tool-call chunk. Gemini sends no end marker: the
+//! stream ends when the body does.
+
+use super::response::{translate_parts, usage_to_openai};
+use super::*;
+use crate::translate::openai::{
+    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
+};
+use crate::translate::StreamFailure;
+
+/// Gemini events -> OpenAI chunks.
+pub struct ToOpenAi {
+    id: String,
+    created: u64,
+    model: String,
+    /// Per candidate index: tool calls so far (their OpenAI `index`), and whether the role
+    /// chunk was sent.
+    candidates: Vec<CandidateState>,
+    usage: Option<UsageMetadata>,
+}
+
+#[derive(Default, Clone)]
+struct CandidateState {
+    started: bool,
+    calls: u32,
+}
+
+impl ToOpenAi {
+    pub fn new(model: String) -> Self {
+        ToOpenAi {
+            id: completion_id(),
+            created: now_unix(),
+            model,
+            candidates: Vec::new(),
+            usage: None,
+        }
+    }
+
+    /// Translates one event's data, appending the chunks it makes.
+    pub fn event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFailure> {
+        let piece: GenerateResponse = serde_json::from_str(data)
+            .map_err(|e| StreamFailure::upstream(format!("unreadable Gemini event: {e}")))?;
+        if let Some(error) = piece.error {
+            return Err(StreamFailure {
+                status: if error.code == 0 { 502 } else { error.code },
+                message: error.message,
+            });
+        }
+        if let Some(version) = piece.model_version {
+            self.model = version;
+        }
+        if piece.usage_metadata.is_some() {
+            self.usage = piece.usage_metadata;
+        }
+        for (position, candidate) in piece.candidates.into_iter().enumerate() {
+            let index = candidate.index.unwrap_or(position as u32);
+            self.candidate(index, candidate, out);
+        }
+        Ok(())
+    }
+
+    fn candidate(&mut self, index: u32, candidate: Candidate, out: &mut Vec<ChatChunk>) {
+        let slot = index as usize;
+        if self.candidates.len() <= slot {
+            self.candidates.resize(slot + 1, CandidateState::default());
+        }
+        if !std::mem::replace(&mut self.candidates[slot].started, true) {
+            out.push(self.chunk(
+                index,
+                Delta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    ..Delta::default()
+                },
+                None,
+            ));
+        }
+        let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
+        let t = translate_parts(parts);
+        if !t.reasoning.is_empty() {
+            out.push(self.chunk(
+                index,
+                Delta {
+                    reasoning_content: Some(t.reasoning),
+                    ..Delta::default()
+                },
+                None,
+            ));
+        }
+        if !t.text.is_empty() {
+            out.push(self.chunk(
+                index,
+                Delta {
+                    content: Some(t.text),
+                    ..Delta::default()
+                },
+                None,
+            ));
+        }
+        for call in t.calls {
+            let call_index = self.candidates[slot].calls;
+            self.candidates[slot].calls += 1;
+            let delta = ToolCallDelta {
+                index: call_index,
+                id: Some(call.id),
+                kind: Some("function".into()),
+                function: Some(FunctionDelta {
+                    name: Some(call.function.name),
+                    arguments: Some(call.function.arguments),
+                }),
+            };
+            out.push(self.chunk(
+                index,
+                Delta {
+                    tool_calls: Some(vec![delta]),
+                    ..Delta::default()
+                },
+                None,
+            ));
+        }
+        if let Some(reason) = candidate.finish_reason {
+            let finish = finish_reason(&reason, self.candidates[slot].calls > 0);
+            out.push(self.chunk(index, Delta::default(), Some(finish)));
+        }
+    }
+
+    fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index,
+                delta,
+                finish_reason: finish.map(str::to_string),
+                logprobs: None,
+            }],
+            usage: Default::default(),
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage.as_ref().map(usage_to_openai)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::sse::SseParser;
+
+    #[test]
+    fn fixture_stream_with_split_text_and_a_call() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gemini/stream_tool.sse");
+        let sse = std::fs::read(path).unwrap();
+        let mut events = Vec::new();
+        SseParser::default()
+            .feed(&sse, &mut |e| events.push(e))
+            .unwrap();
+        let mut t = ToOpenAi::new("gemini-2.5-flash".into());
+        let mut chunks = Vec::new();
+        for e in &events {
+            t.event(&e.data, &mut chunks).unwrap();
+        }
+        assert_eq!(
+            chunks[0].choices[0].delta.role.as_deref(),
+            Some("assistant")
+        );
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c.choices[0].delta.content.clone())
+            .collect();
+        assert_eq!(text, "Let me check the weather.");
+        let calls: Vec<&ToolCallDelta> = chunks
+            .iter()
+            .filter_map(|c| c.choices[0].delta.tool_calls.as_ref())
+            .flatten()
+            .collect();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].index, 0);
+        assert_eq!(
+            calls[0].function.as_ref().unwrap().arguments.as_deref(),
+            Some("{\"city\":\"Paris\",\"unit\":\"celsius\"}")
+        );
+        assert_eq!(
+            chunks.last().unwrap().choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+        let usage = t.usage().unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (30, 12));
+    }
+
+    #[test]
+    fn in_stream_errors_fail() {
+        let mut t = ToOpenAi::new("g".into());
+        let err = t
+            .event(
+                r#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#,
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert_eq!(err.status, 503);
+    }
+}

@@ -1,0 +1,222 @@
+//! Translation between the API an app speaks (its ingress) and the wire format of the
+//! provider that serves it: requests, whole answers, streams event by event, and errors.
+//!
+//! Every translation goes through the OpenAI form (`openai`): Anthropic <-> OpenAI and
+//! Gemini -> OpenAI are written once, and Anthropic-in, Gemini-out is their composition.
+//! Pure: bytes and values in, bytes and values out.
+
+pub mod anthropic;
+mod error;
+pub mod gemini;
+pub mod openai;
+pub mod sse;
+mod stream;
+
+pub use error::translate_error;
+pub use stream::StreamTranslator;
+
+use crate::body::JsonBody;
+use crate::config::ProviderKind;
+use crate::endpoint::Ingress;
+use anthropic::request::JsonMode;
+use openai::{ChatRequest, ChatResponse};
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl Wire {
+    pub fn of(kind: ProviderKind) -> Wire {
+        match kind {
+            ProviderKind::Anthropic => Wire::Anthropic,
+            ProviderKind::Gemini => Wire::Gemini,
+            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Echo => Wire::OpenAi,
+        }
+    }
+
+    /// The wire format an ingress speaks.
+    pub fn of_ingress(ingress: Ingress) -> Wire {
+        match ingress {
+            Ingress::OpenAi => Wire::OpenAi,
+            Ingress::Anthropic => Wire::Anthropic,
+            Ingress::Gemini => Wire::Gemini,
+        }
+    }
+
+    /// The ingress whose format equals this wire format.
+    fn ingress(self) -> Ingress {
+        match self {
+            Wire::OpenAi => Ingress::OpenAi,
+            Wire::Anthropic => Ingress::Anthropic,
+            Wire::Gemini => Ingress::Gemini,
+        }
+    }
+}
+
+/// Why a translation could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The request cannot be expressed for the provider: the app gets a 400 naming `param`.
+    #[error("`{param}`: {message}")]
+    Invalid { param: String, message: String },
+    /// The provider's answer could not be read.
+    #[error("the upstream answer could not be read: {0}")]
+    Upstream(String),
+}
+
+impl TranslateError {
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        TranslateError::Invalid {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A stream that failed after it started: an error event for the app, with the status the
+/// provider gave (or 502).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFailure {
+    pub status: u16,
+    pub message: String,
+}
+
+impl StreamFailure {
+    pub fn upstream(message: impl Into<String>) -> Self {
+        StreamFailure {
+            status: 502,
+            message: message.into(),
+        }
+    }
+}
+
+/// The HTTP status Anthropic uses for an error type (for errors met inside a stream).
+pub fn anthropic_error_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+/// How an answer is turned back into the ingress format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsePlan {
+    pub from: Wire,
+    pub to: Ingress,
+    pub json_mode: JsonMode,
+    /// For OpenAI-format streams: the app asked for the usage chunk.
+    pub include_usage: bool,
+    /// The model the answer names when the provider does not.
+    pub model: String,
+}
+
+impl ResponsePlan {
+    /// For an answer already in the ingress format.
+    pub fn identity(ingress: Ingress, model: &str) -> Self {
+        ResponsePlan {
+            from: Wire::of_ingress(ingress),
+            to: ingress,
+            json_mode: JsonMode::Off,
+            include_usage: false,
+            model: model.to_string(),
+        }
+    }
+
+    /// Same format both ways: the bytes are relayed untouched.
+    pub fn is_identity(&self) -> bool {
+        self.from.ingress() == self.to
+    }
+
+    /// A whole successful answer in the provider's format -> the ingress format.
+    pub fn translate_body(&self, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+        let unreadable = |e: serde_json::Error| TranslateError::Upstream(e.to_string());
+        let canonical: ChatResponse = match self.from {
+            Wire::OpenAi => serde_json::from_slice(body).map_err(unreadable)?,
+            Wire::Anthropic => anthropic::response::to_openai(
+                serde_json::from_slice(body).map_err(unreadable)?,
+                &self.json_mode,
+            ),
+            Wire::Gemini => gemini::response::to_openai(
+                serde_json::from_slice(body).map_err(unreadable)?,
+                &self.model,
+            ),
+        };
+        let out = match self.to {
+            Ingress::Anthropic => serde_json::to_vec(&anthropic::response::from_openai(canonical)),
+            Ingress::OpenAi | Ingress::Gemini => serde_json::to_vec(&canonical),
+        };
+        out.map_err(|e| TranslateError::Upstream(e.to_string()))
+    }
+}
+
+/// A request body for a provider, and how to read its answer.
+#[derive(Debug)]
+pub struct Translated {
+    pub body: Vec<u8>,
+    pub plan: ResponsePlan,
+}
+
+/// Builds the body of a model call for a provider speaking `wire`, from a request in the
+/// `ingress` format (Respan parameters already removed), naming `upstream_model`.
+///
+/// Same-format calls are not handled here: the caller forwards the body as it is.
+pub fn request(
+    ingress: Ingress,
+    wire: Wire,
+    body: &JsonBody,
+    upstream_model: &str,
+) -> Result<Translated, TranslateError> {
+    let invalid_body = |e: serde_json::Error| TranslateError::invalid("body", e.to_string());
+    let mut canonical: ChatRequest = match ingress {
+        Ingress::OpenAi => body.to_typed().map_err(invalid_body)?,
+        Ingress::Anthropic => {
+            anthropic::request::to_openai(body.to_typed().map_err(invalid_body)?)?
+        }
+        Ingress::Gemini => {
+            return Err(TranslateError::invalid(
+                "model",
+                "the Gemini API path serves Gemini models only",
+            ))
+        }
+    };
+    canonical.model = upstream_model.to_string();
+    let include_usage = canonical.include_usage();
+    let mut json_mode = JsonMode::Off;
+    let serialize = |r: Result<Vec<u8>, serde_json::Error>| {
+        r.map_err(|e| TranslateError::Upstream(e.to_string()))
+    };
+    let out = match wire {
+        Wire::OpenAi => serialize(serde_json::to_vec(&canonical))?,
+        Wire::Anthropic => {
+            let (req, mode) = anthropic::request::from_openai(canonical)?;
+            json_mode = mode;
+            serialize(serde_json::to_vec(&req))?
+        }
+        Wire::Gemini => serialize(serde_json::to_vec(&gemini::request::from_openai(
+            canonical,
+        )?))?,
+    };
+    Ok(Translated {
+        body: out,
+        plan: ResponsePlan {
+            from: wire,
+            to: ingress,
+            json_mode,
+            include_usage,
+            model: upstream_model.to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! A whole stream translation: SSE bytes from the provider in, SSE bytes in the ingress
+//! format out, one event at a time.
+
+use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
+use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
+use super::openai::{ChatChunk, Usage, UsageField};
+use super::sse::{write_data, Event, SseParser};
+use super::{ResponsePlan, StreamFailure, Wire};
+use crate::endpoint::Ingress;
+
+/// Reads the provider's events into OpenAI chunks.
+enum Decoder {
+    OpenAi { usage: Option<Usage>, done: bool },
+    Anthropic(AnthropicToOpenAi),
+    Gemini(GeminiToOpenAi),
+}
+
+/// Writes OpenAI chunks in the ingress format.
+enum Encoder {
+    OpenAi {
+        include_usage: bool,
+        /// `id`, `created`, `model` of the stream, for the final usage chunk.
+        last: Option<ChatChunk>,
+    },
+    Anthropic(FromOpenAi),
+}
+
+/// Translates one streamed answer.
+pub struct StreamTranslator {
+    parser: SseParser,
+    decoder: Decoder,
+    encoder: Encoder,
+    events: Vec<Event>,
+    chunks: Vec<ChatChunk>,
+    ended: bool,
+}
+
+impl StreamTranslator {
+    pub fn new(plan: &ResponsePlan) -> Self {
+        let decoder = match plan.from {
+            Wire::OpenAi => Decoder::OpenAi {
+                usage: None,
+                done: false,
+            },
+            Wire::Anthropic => Decoder::Anthropic(AnthropicToOpenAi::new(plan.json_mode.clone())),
+            Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.clone())),
+        };
+        let encoder = match plan.to {
+            Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.clone())),
+            Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
+                include_usage: plan.include_usage,
+                last: None,
+            },
+        };
+        StreamTranslator {
+            parser: SseParser::default(),
+            decoder,
+            encoder,
+            events: Vec::new(),
+            chunks: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Translates the events `bytes` complete, appending the output to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), StreamFailure> {
+        let mut events = std::mem::take(&mut self.events);
+        let parsed = self.parser.feed(bytes, &mut |e| events.push(e));
+        let result = parsed
+            .map_err(|e| StreamFailure::upstream(e.to_string()))
+            .and_then(|()| events.drain(..).try_for_each(|e| self.event(&e, out)));
+        events.clear();
+        self.events = events;
+        result
+    }
+
+    /// At the end of the upstream body. A provider stream that should have ended with an end
+    /// event (Anthropic's `message_stop`, OpenAI's `[DONE]`) and did not was cut off.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
+        let mut events = Vec::new();
+        self.parser.finish(&mut |e| events.push(e));
+        for e in &events {
+            self.event(e, out)?;
+        }
+        if self.ended {
+            return Ok(());
+        }
+        match self.decoder {
+            Decoder::Gemini(_) => {
+                self.end(out);
+                Ok(())
+            }
+            _ => Err(StreamFailure::upstream(
+                "the upstream stream ended before its end",
+            )),
+        }
+    }
+
+    /// The token counts the provider reported, once known.
+    pub fn usage(&self) -> Option<Usage> {
+        match &self.decoder {
+            Decoder::OpenAi { usage, .. } => *usage,
+            Decoder::Anthropic(d) => Some(d.usage()),
+            Decoder::Gemini(d) => d.usage(),
+        }
+    }
+
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
+        if self.ended {
+            return Ok(());
+        }
+        let finished = match &mut self.decoder {
+            Decoder::OpenAi { usage, done } => {
+                if event.data.trim() == "[DONE]" {
+                    *done = true;
+                } else {
+                    let chunk: ChatChunk = serde_json::from_str(&event.data).map_err(|e| {
+                        StreamFailure::upstream(format!("unreadable OpenAI chunk: {e}"))
+                    })?;
+                    if let UsageField::Some(u) = chunk.usage {
+                        *usage = Some(u);
+                    }
+                    self.chunks.push(chunk);
+                }
+                *done
+            }
+            Decoder::Anthropic(d) => {
+                d.event(&event.data, &mut self.chunks)?;
+                d.ended()
+            }
+            Decoder::Gemini(d) => {
+                d.event(&event.data, &mut self.chunks)?;
+                false
+            }
+        };
+        for chunk in self.chunks.drain(..) {
+            self.encoder.chunk(chunk, out);
+        }
+        if finished {
+            self.end(out);
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.ended = true;
+        let usage = self.usage();
+        self.encoder.finish(usage, out);
+    }
+}
+
+impl Encoder {
+    fn chunk(&mut self, mut chunk: ChatChunk, out: &mut Vec<u8>) {
+        match self {
+            Encoder::OpenAi {
+                include_usage,
+                last,
+            } => {
+                // The provider's own usage chunk is the gateway's business; the app gets
+                // one at the end if it asked.
+                if chunk.choices.is_empty() {
+                    return;
+                }
+                chunk.usage = if *include_usage {
+                    UsageField::Null
+                } else {
+                    UsageField::Absent
+                };
+                write_data(out, &serde_json::to_vec(&chunk).unwrap_or_default());
+                *last = Some(chunk);
+            }
+            Encoder::Anthropic(e) => e.chunk(&chunk, out),
+        }
+    }
+
+    fn finish(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
+        match self {
+            Encoder::OpenAi {
+                include_usage,
+                last,
+            } => {
+                if let (true, Some(mut chunk)) = (*include_usage, last.take()) {
+                    chunk.choices.clear();
+                    chunk.usage = UsageField::Some(usage.unwrap_or_default());
+                    write_data(out, &serde_json::to_vec(&chunk).unwrap_or_default());
+                }
+                write_data(out, b"[DONE]");
+            }
+            Encoder::Anthropic(e) => {
+                if let Some(u) = usage {
+                    e.chunk(
+                        &ChatChunk {
+                            usage: UsageField::Some(u),
+                            ..ChatChunk::default()
+                        },
+                        out,
+                    );
+                }
+                e.finish(out);
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Whole translations through the public entry points, and robustness against bad input.
+
+use super::*;
+use serde_json::{json, Value};
+
+fn body(v: Value) -> JsonBody {
+    JsonBody::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
+}
+
+fn stream_all(plan: &ResponsePlan, input: &[u8], piece: usize) -> Result<String, StreamFailure> {
+    let mut t = StreamTranslator::new(plan);
+    let mut out = Vec::new();
+    for chunk in input.chunks(piece.max(1)) {
+        t.feed(chunk, &mut out)?;
+    }
+    t.finish(&mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+#[test]
+fn openai_requests_for_each_wire() {
+    let b = body(
+        json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}], "stream": true,
+        "stream_options": {"include_usage": true}}),
+    );
+    let t = request(Ingress::OpenAi, Wire::Anthropic, &b, "claude-haiku-4-5").unwrap();
+    let v: Value = serde_json::from_slice(&t.body).unwrap();
+    assert_eq!(
+        (v["model"].as_str(), v["stream"].as_bool()),
+        (Some("claude-haiku-4-5"), Some(true))
+    );
+    assert!(t.plan.include_usage && !t.plan.is_identity());
+    let t = request(Ingress::OpenAi, Wire::Gemini, &b, "gemini-2.5-flash").unwrap();
+    let v: Value = serde_json::from_slice(&t.body).unwrap();
+    assert_eq!(v["contents"][0]["parts"][0]["text"], "hi");
+    assert!(v.get("model").is_none());
+}
+
+#[test]
+fn anthropic_requests_reach_openai_and_gemini() {
+    let b = body(
+        json!({"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let t = request(Ingress::Anthropic, Wire::OpenAi, &b, "gpt-4o-2024").unwrap();
+    let v: Value = serde_json::from_slice(&t.body).unwrap();
+    assert_eq!(v["model"], "gpt-4o-2024");
+    assert_eq!(v["messages"][0], json!({"role": "user", "content": "hi"}));
+    let t = request(Ingress::Anthropic, Wire::Gemini, &b, "gemini-2.5-pro").unwrap();
+    let v: Value = serde_json::from_slice(&t.body).unwrap();
+    assert_eq!(v["generationConfig"]["maxOutputTokens"], 10);
+    assert!(matches!(
+        request(Ingress::Gemini, Wire::OpenAi, &b, "x"),
+        Err(TranslateError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn anthropic_stream_to_openai_with_usage_and_done() {
+    let plan = ResponsePlan {
+        include_usage: true,
+        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+    };
+    let plan = ResponsePlan {
+        from: Wire::Anthropic,
+        ..plan
+    };
+    let sse = fixture("anthropic/stream_text.sse");
+    let whole = stream_all(&plan, &sse, sse.len()).unwrap();
+    for piece in [1, 7, 64] {
+        assert_eq!(
+            stream_all(&plan, &sse, piece).unwrap().len(),
+            whole.len(),
+            "piece {piece}"
+        );
+    }
+    let events: Vec<&str> = whole.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(*events.last().unwrap(), "data: [DONE]");
+    let usage: Value =
+        serde_json::from_str(events[events.len() - 2].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["prompt_tokens"], 35);
+    let first: Value = serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(first["usage"], Value::Null);
+    assert_eq!(first["object"], "chat.completion.chunk");
+}
+
+#[test]
+fn without_include_usage_no_usage_appears() {
+    let plan = ResponsePlan {
+        from: Wire::Anthropic,
+        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+    };
+    let out = stream_all(&plan, &fixture("anthropic/stream_text.sse"), 100).unwrap();
+    assert!(!out.contains("usage"), "{out}");
+    assert!(out.ends_with("data: [DONE]\n\n"));
+}
+
+#[test]
+fn gemini_stream_to_anthropic_events() {
+    let plan = ResponsePlan {
+        from: Wire::Gemini,
+        ..ResponsePlan::identity(Ingress::Anthropic, "gemini-2.5-flash")
+    };
+    let out = stream_all(&plan, &fixture("gemini/stream_tool.sse"), 13).unwrap();
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"]);
+    assert!(out.contains("\"type\":\"tool_use\""));
+    assert!(out.contains("\"stop_reason\":\"tool_use\""));
+    assert!(out.contains("\"output_tokens\":12"));
+}
+
+#[test]
+fn a_cut_stream_is_a_failure_but_gemini_ends_at_eof() {
+    let plan = ResponsePlan {
+        from: Wire::Anthropic,
+        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+    };
+    let sse = fixture("anthropic/stream_text.sse");
+    assert!(stream_all(&plan, &sse[..sse.len() / 2], 50).is_err());
+    let gemini = ResponsePlan {
+        from: Wire::Gemini,
+        ..plan
+    };
+    assert!(stream_all(&gemini, &fixture("gemini/stream_tool.sse"), 50).is_ok());
+}
+
+#[test]
+fn whole_answers_both_ways() {
+    let anthropic = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+    let plan = ResponsePlan {
+        from: Wire::Anthropic,
+        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+    };
+    let v: Value = serde_json::from_slice(&plan.translate_body(anthropic).unwrap()).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "hi");
+    let plan = ResponsePlan {
+        from: Wire::Gemini,
+        ..ResponsePlan::identity(Ingress::Anthropic, "g")
+    };
+    let gemini = br#"{"candidates":[{"content":{"parts":[{"text":"yo"}]},"finishReason":"STOP"}]}"#;
+    let v: Value = serde_json::from_slice(&plan.translate_body(gemini).unwrap()).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["content"][0]["text"].as_str()),
+        (Some("message"), Some("yo"))
+    );
+    assert!(plan.translate_body(b"{oops").is_err());
+}
+
+/// Random, truncated and mangled upstream bytes never panic a translator: they translate,
+/// or fail with an error.
+#[test]
+fn fuzzed_upstream_input_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let samples = [
+        fixture("anthropic/stream_text.sse"),
+        fixture("anthropic/stream_tool.sse"),
+        fixture("gemini/stream_tool.sse"),
+    ];
+    let plans: Vec<ResponsePlan> = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini]
+        .into_iter()
+        .flat_map(|from| {
+            [Ingress::OpenAi, Ingress::Anthropic]
+                .into_iter()
+                .map(move |to| ResponsePlan {
+                    from,
+                    include_usage: true,
+                    ..ResponsePlan::identity(to, "m")
+                })
+        })
+        .collect();
+    for round in 0..3000 {
+        let sample = &samples[round % samples.len()];
+        let mut bytes = sample.clone();
+        match round % 4 {
+            0 => bytes.truncate(rng.gen_range(0..bytes.len())),
+            1 => {
+                for _ in 0..rng.gen_range(1..20) {
+                    let i = rng.gen_range(0..bytes.len());
+                    bytes[i] = rng.gen();
+                }
+            }
+            2 => bytes = (0..rng.gen_range(0..400)).map(|_| rng.gen()).collect(),
+            _ => {
+                let cut = rng.gen_range(0..bytes.len());
+                bytes.splice(
+                    cut..cut,
+                    b"data: {\"type\":\"content_block_delta\",\"index\":9,\"delta\":{}}\n\n"
+                        .iter()
+                        .copied(),
+                );
+            }
+        }
+        let plan = &plans[round % plans.len()];
+        let _ = stream_all(plan, &bytes, rng.gen_range(1..50));
+        let _ = plan.translate_body(&bytes);
+        let _ = translate_error(plan.from, plan.to, 500, &bytes);
+    }
+}
