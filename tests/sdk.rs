@@ -5,7 +5,8 @@
 mod support;
 
 use std::process::Command;
-use support::{Mock, Sidecar};
+use support::mock::Flavor;
+use support::{Mock, Reply, Sidecar};
 
 /// Runs a Python script from `tests/sdk/` with `SIDECAR_URL` set; fails with its output.
 fn run_python(script: &str, sidecar_url: &str) {
@@ -50,4 +51,104 @@ async fn openai_python_sdk() {
     assert!(got
         .iter()
         .all(|g| g.json().get("customer_identifier").is_none()));
+}
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anthropic_python_sdk() {
+    let native = Mock::start_as(Flavor::Anthropic).await;
+    let counter = Mock::start_as(Flavor::Anthropic).await;
+    counter.push(Reply::status(200, serde_json::json!({"input_tokens": 12})));
+    let openai = Mock::start().await;
+    let tools = Mock::start().await;
+    tools.push(Reply::json_text(200, &fixture("openai/tool_call.json")));
+    tools.push(Reply::sse_text(&fixture("openai/stream_tool.sse")));
+    let config = format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         \x20 count:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         \x20 oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-oa\n\
+         \x20 tools:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-oa\n  echo:\n    type: echo\n\
+         routes:\n  - match: claude-count\n    provider: count\n  - match: \"claude-*\"\n    provider: an\n\
+         \x20 - match: gpt-tools\n    provider: tools\n  - match: echo\n    provider: echo\n  - match: \"gpt-*\"\n    provider: oa\n",
+        native.url(""),
+        counter.url(""),
+        openai.url("/v1"),
+        tools.url("/v1")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let url = sidecar.url("");
+    tokio::task::spawn_blocking(move || run_python("anthropic_sdk.py", &url))
+        .await
+        .unwrap();
+
+    let got = native.received();
+    assert_eq!(got.len(), 2);
+    let first = &got[0];
+    assert_eq!(first.path, "/v1/messages");
+    assert_eq!(first.header("x-api-key"), Some("sk-an"));
+    assert_eq!(
+        first.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31")
+    );
+    assert!(first.header("anthropic-version").is_some());
+    assert_eq!(first.header("authorization"), None);
+    assert_eq!(
+        first.json()["metadata"],
+        serde_json::json!({"user_id": "u-1"})
+    );
+    assert_eq!(counter.last().path, "/v1/messages/count_tokens");
+    let translated = openai.received();
+    assert_eq!(
+        translated[0].json()["messages"][0],
+        serde_json::json!({"role": "system", "content": "be brief"})
+    );
+    assert!(translated
+        .iter()
+        .all(|r| r.header("anthropic-version").is_none()));
+    let after_tool = openai.last().json();
+    assert_eq!(
+        after_tool["messages"][1]["tool_calls"][0]["id"],
+        after_tool["messages"][2]["tool_call_id"]
+    );
+    assert_eq!(tools.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn google_genai_python_sdk() {
+    let gemini = Mock::start_as(Flavor::Gemini).await;
+    gemini.push(Reply::json_text(200, &fixture("gemini/tool_call.json")));
+    gemini.push(Reply::status(200, serde_json::json!({"totalTokens": 5})));
+    let config = format!(
+        "providers:\n  ge:\n    type: gemini\n    base_url: \"{}\"\n    api_key: sk-ge\n  oa:\n    type: openai\n    base_url: \"http://127.0.0.1:9/v1\"\n\
+         routes:\n  - match: \"gemini-*\"\n    provider: ge\n  - match: \"*\"\n    provider: oa\n",
+        gemini.url("")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let url = sidecar.url("");
+    tokio::task::spawn_blocking(move || run_python("gemini_sdk.py", &url))
+        .await
+        .unwrap();
+    let got = gemini.received();
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/models/gemini-2.5-flash:countTokens",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            "/v1/models/gemini-2.5-flash:generateContent",
+        ]
+    );
+    assert!(got
+        .iter()
+        .all(|r| r.header("x-goog-api-key") == Some("sk-ge")));
 }

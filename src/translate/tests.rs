@@ -87,7 +87,7 @@ fn anthropic_stream_to_openai_with_usage_and_done() {
     let usage: Value =
         serde_json::from_str(events[events.len() - 2].strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(usage["choices"], json!([]));
-    assert_eq!(usage["usage"]["prompt_tokens"], 35);
+    assert_eq!(usage["usage"]["prompt_tokens"], 25);
     let first: Value = serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(first["usage"], Value::Null);
     assert_eq!(first["object"], "chat.completion.chunk");

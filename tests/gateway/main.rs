@@ -8,6 +8,7 @@ mod admin;
 mod chat;
 mod credentials;
 mod errors;
+mod native;
 mod passthrough;
 mod retry;
 

@@ -99,6 +99,92 @@ impl Reply {
         )
     }
 
+    /// A JSON answer from a fixture file's text.
+    pub fn json_text(status: u16, text: &str) -> Reply {
+        Reply::status(status, serde_json::from_str(text).unwrap())
+    }
+
+    /// An SSE answer from a fixture file's text (events separated by blank lines).
+    pub fn sse_text(text: &str) -> Reply {
+        let text = text.replace("\r\n", "\n");
+        Reply::Sse {
+            blocks: text
+                .split("\n\n")
+                .filter(|b| !b.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+            gap: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
+    /// An Anthropic Messages answer.
+    pub fn anthropic_message(model: &str, text: &str) -> Reply {
+        Reply::status(
+            200,
+            json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 2}}),
+        )
+    }
+
+    /// An Anthropic event stream of `pieces`.
+    pub fn anthropic_stream(model: &str, pieces: &[&str]) -> Reply {
+        let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}");
+        let mut blocks = vec![
+            event(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
+                "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+            ),
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+        ];
+        blocks.extend(pieces.iter().map(|p| event("content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}))));
+        blocks.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        blocks.push(event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 2}})));
+        blocks.push(event("message_stop", json!({"type": "message_stop"})));
+        Reply::Sse {
+            blocks,
+            gap: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
+    /// A Gemini answer, whole or as a stream of `pieces`.
+    pub fn gemini(pieces: &[&str], stream: bool) -> Reply {
+        let piece = |text: &str, last: bool| {
+            let mut v = json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}],
+                "modelVersion": "gemini-2.5-flash"});
+            if last {
+                v["candidates"][0]["finishReason"] = json!("STOP");
+                v["usageMetadata"] =
+                    json!({"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7});
+            }
+            v
+        };
+        if !stream {
+            return Reply::status(200, piece(&pieces.concat(), true));
+        }
+        let blocks = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("data: {}", piece(p, i + 1 == pieces.len())))
+            .collect();
+        Reply::Sse {
+            blocks,
+            gap: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
     pub fn openai_stream(model: &str, pieces: &[&str], gap: Duration) -> Reply {
         let chunk = |delta: Value, finish: Value| {
             let c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
@@ -124,8 +210,18 @@ impl Reply {
     }
 }
 
+/// Which provider's wire format a mock answers in when its script is empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavor {
+    #[default]
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
 #[derive(Default)]
 struct MockState {
+    flavor: Flavor,
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
 }
@@ -138,7 +234,15 @@ pub struct Mock {
 
 impl Mock {
     pub async fn start() -> Mock {
-        let state = Arc::new(MockState::default());
+        Self::start_as(Flavor::OpenAi).await
+    }
+
+    /// A mock whose default answers are in `flavor`'s format.
+    pub async fn start_as(flavor: Flavor) -> Mock {
+        let state = Arc::new(MockState {
+            flavor,
+            ..MockState::default()
+        });
         let app = router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -232,18 +336,35 @@ async fn handle(State(state): State<Arc<MockState>>, request: Request) -> Respon
         at: Instant::now(),
     };
     let scripted = state.script.lock().unwrap().pop_front();
-    let reply = scripted.unwrap_or_else(|| default_reply(&received));
+    let reply = scripted.unwrap_or_else(|| default_reply(state.flavor, &received));
     state.received.lock().unwrap().push(received);
     respond(reply).await
 }
 
-fn default_reply(received: &Received) -> Reply {
+fn default_reply(flavor: Flavor, received: &Received) -> Reply {
     let body: Value = serde_json::from_slice(&received.body).unwrap_or(Value::Null);
     let model = body["model"].as_str().unwrap_or("unknown");
-    if body["stream"] == true {
-        Reply::openai_stream(model, &["mock ", "answer"], Duration::ZERO)
-    } else {
-        Reply::openai_chat(model, "mock answer")
+    let stream = body["stream"] == true;
+    match flavor {
+        Flavor::OpenAi if stream => {
+            let mut reply = Reply::openai_stream(model, &["mock ", "answer"], Duration::ZERO);
+            // As OpenAI does: the usage chunk, last before [DONE], only when asked for.
+            if let (true, Reply::Sse { blocks, .. }) =
+                (body["stream_options"]["include_usage"] == true, &mut reply)
+            {
+                let usage = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
+                    "model": model, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}});
+                blocks.insert(blocks.len() - 1, format!("data: {usage}"));
+            }
+            reply
+        }
+        Flavor::OpenAi => Reply::openai_chat(model, "mock answer"),
+        Flavor::Anthropic if stream => Reply::anthropic_stream(model, &["mock ", "answer"]),
+        Flavor::Anthropic => Reply::anthropic_message(model, "mock answer"),
+        Flavor::Gemini => Reply::gemini(
+            &["mock ", "answer"],
+            received.path.contains(":streamGenerateContent"),
+        ),
     }
 }
 

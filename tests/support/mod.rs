@@ -15,11 +15,15 @@ pub use mock::{Mock, Reply};
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct ports nobody listens on right now (held together, so they differ).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// A running sidecar process, killed when dropped.
@@ -41,10 +45,26 @@ impl Sidecar {
         Self::start_with_env(server_extra, config, &[]).await
     }
 
-    /// Also sets environment variables of the sidecar process.
+    /// Also sets environment variables of the sidecar process. Another process may take a
+    /// free port before the sidecar binds it: then it starts again on other ports.
     pub async fn start_with_env(server_extra: &str, config: &str, env: &[(&str, &str)]) -> Sidecar {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        for _ in 0..3 {
+            let mut sidecar = Self::spawn(server_extra, config, env);
+            if sidecar.wait_ready().await {
+                return sidecar;
+            }
+            let exited = sidecar.child.try_wait().ok().flatten().is_some();
+            if !(exited && sidecar.log().contains("cannot listen")) {
+                panic!("sidecar not ready; log:\n{}", sidecar.log());
+            }
+        }
+        panic!("no free ports for the sidecar");
+    }
+
+    fn spawn(server_extra: &str, config: &str, env: &[(&str, &str)]) -> Sidecar {
+        let [port, admin_port] = free_ports::<2>();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let extra: String = server_extra.lines().map(|l| format!("  {l}\n")).collect();
         let yaml = format!(
             "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  threads: 2\n{extra}{config}"
@@ -65,30 +85,32 @@ impl Sidecar {
             .stderr(log)
             .spawn()
             .unwrap();
-        let sidecar = Sidecar {
+        Sidecar {
             addr,
             admin,
             child,
             dir,
-        };
-        sidecar.wait_ready().await;
-        sidecar
+        }
     }
 
-    async fn wait_ready(&self) {
+    /// Whether it became ready (false if it exited or took too long).
+    async fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
         while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
             let ready = client
                 .get(format!("http://{}/readyz", self.admin))
                 .send()
                 .await;
             if ready.is_ok_and(|r| r.status() == 200) {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("sidecar not ready; log:\n{}", self.log());
+        false
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -49,7 +49,7 @@ fn text_stream_maps_role_deltas_finish_and_usage() {
             usage.completion_tokens,
             usage.cached_tokens()
         ),
-        (35, 12, 10)
+        (25, 2, 10)
     );
 }
 
