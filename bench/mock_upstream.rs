@@ -1,7 +1,8 @@
-//! A fast mock OpenAI upstream for the benchmark: fixed answers, no work per request beyond
-//! reading the body. `mock_upstream PORT [GAP_MS]`: a chat completion as JSON, or, when the
-//! request asks for `"stream":true`, 22 SSE events (back to back, or GAP_MS apart to pace
-//! tokens like a real model).
+//! A fast mock upstream for the benchmark: fixed answers, no work per request beyond reading
+//! the body. `mock_upstream PORT [GAP_MS]`: OpenAI chat completions on any path, Anthropic
+//! Messages on `.../v1/messages`; as JSON, or, when the request asks for `"stream":true`, as
+//! SSE events (22 for OpenAI, 24 for Anthropic) back to back, or GAP_MS apart to pace tokens
+//! like a real model.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use axum::body::Body;
@@ -15,6 +16,8 @@ use std::time::Duration;
 struct Answers {
     json: Bytes,
     events: Vec<Bytes>,
+    anthropic_json: Bytes,
+    anthropic_events: Vec<Bytes>,
     gap: Duration,
 }
 
@@ -32,28 +35,58 @@ fn answers(gap: Duration) -> Answers {
         b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
     ));
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let anthropic_json = br#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-bench","content":[{"type":"text","text":"The quick brown fox jumps over the lazy dog."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":10}}"#;
+    let event = |name: &str, data: String| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    let mut anthropic_events = vec![
+        event("message_start", r#"{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant","model":"claude-bench","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}"#.into()),
+        event("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into()),
+    ];
+    for i in 0..19 {
+        anthropic_events.push(event("content_block_delta", format!(
+            r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"tok{i} "}}}}"#
+        )));
+    }
+    anthropic_events.push(event(
+        "content_block_stop",
+        r#"{"type":"content_block_stop","index":0}"#.into(),
+    ));
+    anthropic_events.push(event("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":19}}"#.into()));
+    anthropic_events.push(event("message_stop", r#"{"type":"message_stop"}"#.into()));
     Answers {
         json: Bytes::from_static(json),
         events,
+        anthropic_json: Bytes::from_static(anthropic_json),
+        anthropic_events,
         gap,
     }
 }
 
 async fn handle(State(answers): State<Arc<Answers>>, request: Request) -> Response {
+    let anthropic = request.uri().path().ends_with("/v1/messages");
     let body = axum::body::to_bytes(request.into_body(), usize::MAX)
         .await
         .unwrap_or_default();
     let stream = memchr_stream(&body);
     if !stream {
+        let json = if anthropic {
+            &answers.anthropic_json
+        } else {
+            &answers.json
+        };
         return Response::builder()
             .header("content-type", "application/json")
-            .body(Body::from(answers.json.clone()))
+            .body(Body::from(json.clone()))
             .unwrap();
     }
     let events = futures::stream::unfold(0usize, move |i| {
         let answers = answers.clone();
         async move {
-            let event = answers.events.get(i)?.clone();
+            let events = if anthropic {
+                &answers.anthropic_events
+            } else {
+                &answers.events
+            };
+            let event = events.get(i)?.clone();
             if i > 0 && !answers.gap.is_zero() {
                 tokio::time::sleep(answers.gap).await;
             }

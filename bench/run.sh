@@ -67,7 +67,13 @@ providers:
     type: openai
     base_url: "http://127.0.0.1:$mock_port/v1"
     api_key: "sk-bench"
+  mock-anthropic:
+    type: anthropic
+    base_url: "http://127.0.0.1:$mock_port"
+    api_key: "sk-bench"
 routes:
+  - match: "claude-*"
+    provider: mock-anthropic
   - match: "*"
     provider: mock
 YAML
@@ -86,18 +92,28 @@ nginx_idle_rss=$(( $(rss_kib "$nginx_master" VmRSS) + $(rss_kib "$nginx_worker" 
 messages='"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}]'
 echo "{\"model\":\"gpt-4o-mini\",$messages,\"customer_identifier\":\"bench\"}" > "$work/json.body"
 echo "{\"model\":\"gpt-4o-mini\",$messages,\"stream\":true,\"customer_identifier\":\"bench\"}" > "$work/stream.body"
+# The translated path: the same OpenAI request for a Claude model, and its Anthropic form
+# for the direct baseline.
+sed 's/gpt-4o-mini/claude-bench/' "$work/json.body" > "$work/json.translated.body"
+sed 's/gpt-4o-mini/claude-bench/' "$work/stream.body" > "$work/stream.translated.body"
+anthropic='"model":"claude-bench","max_tokens":4096,"system":"You are a helpful assistant.","messages":[{"role":"user","content":"Write one sentence about foxes."}]'
+echo "{$anthropic}" > "$work/json.anthropic.body"
+echo "{$anthropic,\"stream\":true}" > "$work/stream.anthropic.body"
 
 results="$work/results.jsonl"
 for mode in json stream; do
   for c in 1 64; do
-    for target in direct nginx sidecar; do
+    for target in direct nginx sidecar direct-anthropic translated; do
+      body="$work/$mode.body"; path=/v1/chat/completions
       case $target in
         direct) port=$mock_port; watch=() ;;
         nginx) port=$nginx_port; watch=(--pid "$nginx_worker") ;;
         sidecar) port=$sidecar_port; watch=(--pid "$sidecar_pid") ;;
+        direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
+        translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
       esac
-      line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port/v1/chat/completions" \
-        --body "$work/$mode.body" --concurrency "$c" --seconds "$run_seconds" --warmup 1 \
+      line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port$path" \
+        --body "$body" --concurrency "$c" --seconds "$run_seconds" --warmup 1 \
         --clk-tck "$(getconf CLK_TCK)" "${watch[@]}")
       echo "{\"mode\":\"$mode\",\"c\":$c,\"target\":\"$target\",\"r\":$line}" >> "$results"
       echo "  $mode c=$c $target: $line" >&2
@@ -116,12 +132,13 @@ print(f"\nstream events {'back to back' if gap == 0 else f'{gap} ms apart'}; pro
 print("| mode | c | target | req/s | p50 ms | p99 ms | added p50 | added p99 | TTFB p50 | added TTFB p50 | CPU ms/req | x nginx | errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (mode, c, target), r in by.items():
-    d = by[(mode, c, "direct")]
+    # The translated path is compared with going direct to the same (Anthropic) upstream.
+    d = by[(mode, c, "direct-anthropic" if target == "translated" else "direct")]
     n = by[(mode, c, "nginx")]
     ms = lambda us: f"{us / 1000:.3f}"
-    added = lambda k: "" if target == "direct" else f"{(r[k] - d[k]) / 1000:+.3f}"
-    cpu = "" if target == "direct" else f"{r['cpu_ms_per_req']:.4f}"
-    ratio = f"{r['cpu_ms_per_req'] / n['cpu_ms_per_req']:.2f}" if target == "sidecar" and n["cpu_ms_per_req"] else ""
+    added = lambda k: "" if target.startswith("direct") else f"{(r[k] - d[k]) / 1000:+.3f}"
+    cpu = "" if target.startswith("direct") else f"{r['cpu_ms_per_req']:.4f}"
+    ratio = f"{r['cpu_ms_per_req'] / n['cpu_ms_per_req']:.2f}" if target in ("sidecar", "translated") and n["cpu_ms_per_req"] else ""
     print(f"| {mode} | {c} | {target} | {r['rps']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {added('p50_us')} | {added('p99_us')} | "
           f"{ms(r['ttfb_p50_us'])} | {added('ttfb_p50_us')} | {cpu} | {ratio} | {r['errors']} |")
 print(f"\nRSS idle / peak: respan-sidecar {s_idle/1024:.1f} / {s_peak/1024:.1f} MiB; nginx (master+worker) {n_idle/1024:.1f} / {n_peak/1024:.1f} MiB")
