@@ -4,6 +4,7 @@
 //! Upstream error answers are not here: they are relayed with their own status and body.
 
 use crate::body::BodyError;
+use crate::dispatch::PlanError;
 use crate::endpoint::Ingress;
 use crate::params::ParamError;
 use crate::routing::RouteError;
@@ -28,6 +29,12 @@ pub enum GatewayError {
     Unauthorized,
     #[error(transparent)]
     Route(#[from] RouteError),
+    #[error("the client closed the connection")]
+    ClientClosed,
+    #[error("no load balance group named `{0}`")]
+    UnknownGroup(String),
+    #[error("the upstream failed before its answer started ({status}): {message}")]
+    UpstreamStream { status: u16, message: String },
     #[error("no endpoint at {method} {path}")]
     NotFound { method: String, path: String },
     #[error("{0}")]
@@ -36,6 +43,16 @@ pub enum GatewayError {
     NoUpstream(String),
     #[error("the upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+}
+
+impl From<PlanError> for GatewayError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::MissingModel => GatewayError::MissingModel,
+            PlanError::UnknownGroup(id) => GatewayError::UnknownGroup(id),
+            PlanError::Param(p) => GatewayError::Param(p),
+        }
+    }
 }
 
 impl GatewayError {
@@ -56,7 +73,12 @@ impl GatewayError {
             | GatewayError::Unsupported(_)
             | GatewayError::Route(RouteError::UnknownProvider(_)) => 400,
             GatewayError::Unauthorized => 401,
-            GatewayError::Route(RouteError::NoRoute(_)) | GatewayError::NotFound { .. } => 404,
+            GatewayError::Route(RouteError::NoRoute(_))
+            | GatewayError::NotFound { .. }
+            | GatewayError::UnknownGroup(_) => 404,
+            GatewayError::UpstreamStream { status, .. } => *status,
+            // nginx's code for a client that went away: never sent, only counted.
+            GatewayError::ClientClosed => 499,
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::NoUpstream(_) => 502,
             GatewayError::UpstreamTimeout(_) => 504,
@@ -72,11 +94,15 @@ impl GatewayError {
             GatewayError::Unauthorized => Some("invalid_api_key"),
             GatewayError::Route(RouteError::NoRoute(_)) => Some("model_not_found"),
             GatewayError::Route(RouteError::UnknownProvider(_)) => Some("provider_not_found"),
+            GatewayError::UnknownGroup(_) => Some("load_balance_group_not_found"),
+            GatewayError::UpstreamStream { .. } => Some("upstream_error"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::BodyTooLarge { .. } => Some("request_too_large"),
             GatewayError::NoUpstream(_) => Some("upstream_unavailable"),
             GatewayError::UpstreamTimeout(_) => Some("upstream_timeout"),
-            GatewayError::ClientRead(_) | GatewayError::Unsupported(_) => None,
+            GatewayError::ClientRead(_)
+            | GatewayError::Unsupported(_)
+            | GatewayError::ClientClosed => None,
         }
     }
 

@@ -28,7 +28,7 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// `None` when the file has no `routes`: the built-in rules apply.
     pub routes: Option<Vec<RouteConfig>>,
-    pub load_balance_groups: BTreeMap<String, Vec<WeightedModel>>,
+    pub load_balance_groups: BTreeMap<String, LoadBalanceGroup>,
     pub prompts: BTreeMap<String, PromptConfig>,
     pub cache: CacheConfig,
     pub retry: RetryConfig,
@@ -42,6 +42,7 @@ pub struct ServerConfig {
     pub max_request_body_bytes: usize,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
+    pub stream_idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub threads: usize,
 }
@@ -179,6 +180,21 @@ pub struct RouteConfig {
 pub struct Pricing {
     pub input_per_million: f64,
     pub output_per_million: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalanceGroup {
+    pub models: Vec<WeightedModel>,
+    pub strategy: BalanceStrategy,
+}
+
+/// How a load balance group picks the member to try first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceStrategy {
+    /// At random, by weight.
+    Weighted,
+    /// The power of two choices over recent latency.
+    LeastLatency,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -37,6 +37,8 @@ pub struct RawServer {
     pub max_request_body_bytes: Option<u64>,
     pub upstream_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+    /// Longest silence between two pieces of a streamed answer.
+    pub stream_idle_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     /// Worker threads of the API port; defaults to the CPUs this process may use.
     pub threads: Option<usize>,
@@ -90,6 +92,8 @@ pub struct RawPricing {
 #[serde(deny_unknown_fields)]
 pub struct RawLoadBalanceGroup {
     pub models: Vec<RawWeightedModel>,
+    /// `weighted` (default) or `least_latency`.
+    pub strategy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,8 +32,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
         .load_balance_groups
         .into_iter()
         .map(|(id, g)| {
-            let models = weighted_models(&format!("load_balance_groups.{id}"), g, &mut problems);
-            (id, models)
+            let group = load_balance_group(&format!("load_balance_groups.{id}"), g, &mut problems);
+            (id, group)
         })
         .collect();
     let prompts = raw
@@ -128,6 +128,12 @@ fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
             "connect_timeout_ms",
             raw.connect_timeout_ms,
             5_000,
+            problems,
+        ),
+        stream_idle_timeout: positive_ms(
+            "stream_idle_timeout_ms",
+            raw.stream_idle_timeout_ms,
+            300_000,
             problems,
         ),
         shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(30_000)),
@@ -306,15 +312,27 @@ fn route(
     })
 }
 
-fn weighted_models(
+fn load_balance_group(
     path: &str,
     raw: RawLoadBalanceGroup,
     problems: &mut Vec<Problem>,
-) -> Vec<WeightedModel> {
+) -> LoadBalanceGroup {
     if raw.models.is_empty() {
         problems.push(Problem::new(format!("{path}.models"), "is empty"));
     }
-    raw.models
+    let strategy = match raw.strategy.as_deref() {
+        None | Some("weighted") => BalanceStrategy::Weighted,
+        Some("least_latency") => BalanceStrategy::LeastLatency,
+        Some(other) => {
+            problems.push(Problem::new(
+                format!("{path}.strategy"),
+                format!("unknown strategy `{other}` (expected weighted or least_latency)"),
+            ));
+            BalanceStrategy::Weighted
+        }
+    };
+    let models = raw
+        .models
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
@@ -329,7 +347,8 @@ fn weighted_models(
                 weight: m.weight,
             }
         })
-        .collect()
+        .collect();
+    LoadBalanceGroup { models, strategy }
 }
 
 fn cache(raw: RawCache, problems: &mut Vec<Problem>) -> CacheConfig {

@@ -1,32 +1,34 @@
 //! The attempt loop of a model call: each model of the plan, each with its retries, until an
 //! answer is worth relaying.
 //!
-//! Every model is prepared once (credentials, URL, the body in its provider's format, how to
-//! translate the answer back) and sent on each try. A connect error, timeout, 429 or 5xx is
-//! retried; any other error answer moves on to the next model. The answer relayed is the
-//! first success, or the last failure when nothing succeeded.
+//! Every model is prepared once (`prepare`: credentials, URL, the body in its provider's
+//! format, how to translate the answer back) and sent on each try. A connect error, timeout,
+//! 429 or 5xx is retried; any other error answer moves on to the next model. A streamed
+//! answer is held back until its first real content: a stream that fails before that is a
+//! failed try too. The answer relayed is the first success, or the last failure when
+//! nothing succeeded. A client that goes away ends the loop at once.
 
 use super::ctx::RequestCtx;
 use super::model_call::ModelRequest;
-use super::relay::Answer;
+use super::prepare::{prepare, token_estimate, Prepared, Target};
+use super::relay::{is_event_stream, Answer};
 use super::Gateway;
-use crate::body::{raw_string, JsonBody};
-use crate::config::{BaseUrl, ProviderConfig, ProviderKind};
-use crate::dispatch::{retry_after_hint, retryable_status, Plan};
+use crate::body::JsonBody;
+use crate::config::ProviderConfig;
+use crate::dispatch::{retry_after_hint, retryable_status, Plan, FAILURE_PENALTY};
 use crate::endpoint::{Endpoint, Ingress};
 use crate::error::GatewayError;
-use crate::providers::{self, echo, Credentials, Operation};
+use crate::providers::{echo, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
 use crate::telemetry::metrics::metrics;
-use crate::translate::{self, ResponsePlan, TranslateError, Wire};
-use crate::upstream::ExchangeError;
+use crate::translate::{ResponsePlan, StreamFailure, StreamTranslator};
+use crate::upstream::{ExchangeError, ReadLimits};
 use bytes::Bytes;
-use http::Method;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use serde_json::value::RawValue;
-use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Error answers of failed tries are kept (to relay the last one) up to this size.
@@ -40,53 +42,40 @@ pub struct Attempts<'a> {
     pub pinned: Option<&'a str>,
 }
 
-/// The answer the loop settled on, how to translate it, and its attempt's deadline.
+/// The answer the loop settled on, how to translate it, and the limits of its reads.
 pub struct Settled {
     pub answer: Answer,
     pub plan: ResponsePlan,
-    pub deadline: Instant,
+    pub limits: ReadLimits,
+    /// For a stream: what was read before its content started.
+    pub held: Option<Held>,
 }
 
-/// One model's call, prepared once and sent on every try.
-struct Prepared {
-    target: Target,
-    /// The request body in the provider's format.
-    body: Bytes,
-    plan: ResponsePlan,
+/// The start of a stream, read and held back until its first real content.
+pub struct Held {
+    /// Translates the rest of the stream (`None`: relayed as it is).
+    pub translator: Option<StreamTranslator>,
+    /// The bytes to write first, in the app's format.
+    pub preamble: Vec<u8>,
+    /// The whole stream is in `preamble`.
+    pub ended: bool,
 }
 
-enum Target {
-    /// The echo provider: answered in-process.
-    Echo,
-    /// Anthropic's count_tokens for a model another provider serves: estimated here.
-    Estimate,
-    Remote {
-        header: Box<RequestHeader>,
-        base_url: BaseUrl,
+/// A failed try's answer, kept to answer with if nothing succeeds.
+enum Failure {
+    /// An error answer, relayed (translated) as the upstream gave it.
+    Answer(Box<ResponseHeader>, Bytes, ResponsePlan),
+    /// No answer: connect error, timeout, a stream that broke before its content, no route.
+    Error(GatewayError),
+}
+
+/// What one try came to.
+enum Tried {
+    Settled(Box<Settled>),
+    Failed {
+        status: Option<u16>,
+        hint: Option<Duration>,
     },
-}
-
-/// What the tries so far leave to answer with if none succeeds.
-#[derive(Default)]
-struct Failures {
-    /// The last error answer an upstream gave (relayed, translated, as it was).
-    last_answer: Option<(ResponseHeader, Bytes, ResponsePlan)>,
-    /// The last failure without an answer (connect error, timeout, a model with no route).
-    last_error: Option<GatewayError>,
-}
-
-impl Failures {
-    fn into_settled(self) -> Result<Settled, GatewayError> {
-        match (self.last_answer, self.last_error) {
-            (Some((header, body, plan)), _) => Ok(Settled {
-                answer: Answer::Buffered(Box::new(header), Some(body)),
-                plan,
-                deadline: Instant::now() + std::time::Duration::from_secs(1),
-            }),
-            (None, Some(e)) => Err(e),
-            (None, None) => Err(GatewayError::NoUpstream("no attempt was made".into())),
-        }
-    }
 }
 
 impl Attempts<'_> {
@@ -98,22 +87,36 @@ impl Attempts<'_> {
         ctx: &mut RequestCtx,
         plan: &Plan,
     ) -> Result<Settled, GatewayError> {
-        let mut failures = Failures::default();
+        let mut last_answer: Option<Failure> = None;
+        let mut last_error: Option<Failure> = None;
+        let mut previous_label: Option<String> = None;
         for (index, model) in plan.models.iter().enumerate() {
             let last_model = index + 1 == plan.models.len();
             let route = match self.snapshot.router.resolve(model, self.pinned) {
                 Ok(route) => route,
                 Err(e) => {
-                    failures.last_error = Some(e.into());
+                    last_error = Some(Failure::Error(e.into()));
                     continue;
                 }
             };
+            if let Some(from) = previous_label.replace(route.metric_label.to_string()) {
+                metrics()
+                    .fallbacks
+                    .with_label_values(&[&from, route.metric_label])
+                    .inc();
+            }
             let upstream_model = self.upstream_model(model, &route);
-            let prepared = match self.prepare(session.req_header(), &route, model, &upstream_model)
-            {
+            let prepared = match prepare(
+                self.request,
+                self.snapshot,
+                session.req_header(),
+                &route,
+                model,
+                &upstream_model,
+            ) {
                 Ok(p) => p,
                 Err(e) => {
-                    failures.last_error = Some(e);
+                    last_error = Some(Failure::Error(e));
                     continue;
                 }
             };
@@ -121,7 +124,7 @@ impl Attempts<'_> {
             for try_no in 0..=plan.retry.retries {
                 if try_no > 0 {
                     let wait = plan.retry.delay(try_no, hint, rand::random::<f64>());
-                    tokio::time::sleep(wait).await;
+                    or_client_gone(session, tokio::time::sleep(wait)).await?;
                     metrics()
                         .retries
                         .with_label_values(&[&route.provider.name, route.metric_label])
@@ -131,50 +134,148 @@ impl Attempts<'_> {
                 ctx.served.provider.clone_from(&route.provider.name);
                 ctx.served.upstream_model.clone_from(&upstream_model);
                 ctx.served.attempts += 1;
-                let deadline = Instant::now() + self.snapshot.config.server.upstream_timeout;
-                let result = self
-                    .send(&prepared, route.provider, &upstream_model, deadline)
-                    .await;
-                metrics()
-                    .upstream_attempts
-                    .with_label_values(&[
-                        &route.provider.name,
-                        route.metric_label,
-                        outcome_label(&result),
-                    ])
-                    .inc();
-                let answer = match result {
-                    Ok(answer) => answer,
-                    Err(e) => {
-                        failures.last_error = Some(exchange_error(e, self.snapshot));
-                        continue;
-                    }
-                };
-                let status = answer.status();
-                let retry_same = retryable_status(status) && try_no < plan.retry.retries;
-                if (200..300).contains(&status) || (!retry_same && last_model) {
-                    return Ok(Settled {
-                        answer,
-                        plan: prepared.plan,
-                        deadline,
-                    });
-                }
-                let (header, body) = self.drain(answer, deadline).await;
-                hint = header.as_ref().and_then(|h| {
-                    retry_after_hint(
-                        h.headers.get("retry-after-ms").map(|v| v.as_bytes()),
-                        h.headers.get("retry-after").map(|v| v.as_bytes()),
+                let retries_left = try_no < plan.retry.retries;
+                let started = Instant::now();
+                let tried = self
+                    .try_once(
+                        session,
+                        &prepared,
+                        &route,
+                        &upstream_model,
+                        last_model,
+                        retries_left,
+                        &mut last_answer,
+                        &mut last_error,
                     )
-                });
-                if let Some(header) = header {
-                    failures.last_answer = Some((header, body, prepared.plan.clone()));
+                    .await?;
+                if plan.track_latency {
+                    let took = match tried {
+                        Tried::Settled(_) => started.elapsed(),
+                        Tried::Failed { .. } => FAILURE_PENALTY,
+                    };
+                    self.gw.latency.record(model, took);
                 }
-                if !retry_same {
-                    break;
+                match tried {
+                    Tried::Settled(settled) => return Ok(*settled),
+                    Tried::Failed { status, hint: h } => {
+                        hint = h;
+                        let retryable = status.is_none_or(retryable_status);
+                        if !(retryable && retries_left) {
+                            break;
+                        }
+                    }
                 }
             }
         }
-        failures.into_settled()
+        match last_answer.or(last_error) {
+            Some(Failure::Answer(header, body, plan)) => Ok(Settled {
+                answer: Answer::Buffered(header, Some(body)),
+                plan,
+                limits: self.limits(),
+                held: None,
+            }),
+            Some(Failure::Error(e)) => Err(e),
+            None => Err(GatewayError::NoUpstream("no attempt was made".into())),
+        }
+    }
+
+    fn limits(&self) -> ReadLimits {
+        let server = &self.snapshot.config.server;
+        ReadLimits {
+            deadline: Instant::now() + server.upstream_timeout,
+            idle: server.stream_idle_timeout,
+        }
+    }
+
+    /// One try: sends, and settles on the answer if it is a success or the last chance;
+    /// otherwise records why it failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_once(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        route: &Route<'_>,
+        upstream_model: &str,
+        last_model: bool,
+        retries_left: bool,
+        last_answer: &mut Option<Failure>,
+        last_error: &mut Option<Failure>,
+    ) -> Result<Tried, GatewayError> {
+        let limits = self.limits();
+        let result = or_client_gone(
+            session,
+            self.send(prepared, route.provider, upstream_model, limits.deadline),
+        )
+        .await?;
+        metrics()
+            .upstream_attempts
+            .with_label_values(&[
+                &route.provider.name,
+                route.metric_label,
+                outcome_label(&result),
+            ])
+            .inc();
+        let mut answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                *last_error = Some(Failure::Error(exchange_error(e, self.snapshot)));
+                return Ok(Tried::Failed {
+                    status: None,
+                    hint: None,
+                });
+            }
+        };
+        let status = answer.status();
+        let success = (200..300).contains(&status);
+        let final_answer = !(retryable_status(status) && retries_left) && last_model;
+        if !success && !final_answer {
+            let (header, body) = self.drain(answer, limits).await;
+            let hint = header.as_ref().and_then(|h| {
+                retry_after_hint(
+                    h.headers.get("retry-after-ms").map(|v| v.as_bytes()),
+                    h.headers.get("retry-after").map(|v| v.as_bytes()),
+                )
+            });
+            if let Some(header) = header {
+                *last_answer = Some(Failure::Answer(
+                    Box::new(header),
+                    body,
+                    prepared.plan.clone(),
+                ));
+            }
+            return Ok(Tried::Failed {
+                status: Some(status),
+                hint,
+            });
+        }
+        if !(success && answer.header().is_some_and(|h| is_event_stream(&h))) {
+            return Ok(Tried::Settled(Box::new(Settled {
+                answer,
+                plan: prepared.plan.clone(),
+                limits,
+                held: None,
+            })));
+        }
+        match or_client_gone(session, hold_back(&mut answer, &prepared.plan, limits)).await? {
+            Ok(held) => Ok(Tried::Settled(Box::new(Settled {
+                answer,
+                plan: prepared.plan.clone(),
+                limits,
+                held: Some(held),
+            }))),
+            Err(failure) => {
+                tracing::debug!(provider = %route.provider.name, "stream failed before its content: {}", failure.message);
+                self.discard(answer).await;
+                *last_answer = Some(Failure::Error(GatewayError::UpstreamStream {
+                    status: failure.status,
+                    message: failure.message,
+                }));
+                Ok(Tried::Failed {
+                    status: Some(failure.status),
+                    hint: None,
+                })
+            }
+        }
     }
 
     /// The model name the provider gets: the request's `model_name_map` (by the name the app
@@ -184,80 +285,6 @@ impl Attempts<'_> {
         map.and_then(|m| m.get(model).or_else(|| m.get(route.upstream_model)))
             .map_or(route.upstream_model, String::as_str)
             .to_string()
-    }
-
-    fn prepare(
-        &self,
-        downstream: &RequestHeader,
-        route: &Route<'_>,
-        model: &str,
-        upstream_model: &str,
-    ) -> Result<Prepared, GatewayError> {
-        let provider = route.provider;
-        let request = self.request;
-        let wire = Wire::of(provider.kind);
-        if matches!(request.operation, Operation::CountTokens { .. })
-            && request.ingress == Ingress::Anthropic
-            && wire != Wire::Anthropic
-        {
-            return Ok(Prepared {
-                target: Target::Estimate,
-                body: Bytes::new(),
-                plan: ResponsePlan::identity(Ingress::Anthropic, upstream_model),
-            });
-        }
-        let (body, plan) = if wire == Wire::of_ingress(request.ingress) {
-            let plan = ResponsePlan::identity(request.ingress, upstream_model);
-            (self.encode_body(provider, upstream_model), plan)
-        } else {
-            let t = translate::request(request.ingress, wire, &request.body, upstream_model)
-                .map_err(translate_error)?;
-            (Bytes::from(t.body), t.plan)
-        };
-        if provider.kind == ProviderKind::Echo {
-            return Ok(Prepared {
-                target: Target::Echo,
-                body,
-                plan,
-            });
-        }
-        let creds = providers::credentials(
-            provider,
-            model,
-            upstream_model,
-            &request.params,
-            self.snapshot.config.auth.is_some(),
-        )?;
-        let path = providers::model_call_path(provider, request.operation, upstream_model, &creds)?;
-        let header = upstream_header(downstream, provider, &creds, &path, body.len())?;
-        Ok(Prepared {
-            target: Target::Remote {
-                header: Box::new(header),
-                base_url: creds.base_url.into_owned(),
-            },
-            body,
-            plan,
-        })
-    }
-
-    /// The body for a provider of the app's own format: the app's, minus Respan parameters,
-    /// with the upstream model name (Gemini's is in the URL), and `metadata` back only for
-    /// stored completions at OpenAI.
-    fn encode_body(&self, provider: &ProviderConfig, upstream_model: &str) -> Bytes {
-        let request = self.request;
-        let model = raw_string(upstream_model);
-        let mut overrides: Vec<(&str, &RawValue)> = Vec::with_capacity(2);
-        if request.ingress != Ingress::Gemini {
-            overrides.push(("model", &model));
-        }
-        if let (true, ProviderKind::OpenAi, Some(metadata)) = (
-            request.store,
-            provider.kind,
-            request.body_metadata.as_deref(),
-        ) {
-            overrides.push(("metadata", metadata));
-        }
-        Bytes::from(request.body.encode(&overrides, &[]))
     }
 
     async fn send(
@@ -297,12 +324,12 @@ impl Attempts<'_> {
     }
 
     /// Reads a failed try's answer to keep it (its connection goes back to the pool).
-    async fn drain(&self, answer: Answer, deadline: Instant) -> (Option<ResponseHeader>, Bytes) {
+    async fn drain(&self, answer: Answer, limits: ReadLimits) -> (Option<ResponseHeader>, Bytes) {
         match answer {
             Answer::Remote(mut exchange) => {
                 let header = exchange.header().cloned();
                 let body = exchange
-                    .read_to_end(MAX_ERROR_BODY, deadline)
+                    .read_to_end(MAX_ERROR_BODY, limits)
                     .await
                     .unwrap_or_default();
                 self.gw.upstream.finish(*exchange).await;
@@ -323,65 +350,77 @@ impl Attempts<'_> {
             Answer::Buffered(header, body) => (Some(*header), body.unwrap_or_default()),
         }
     }
-}
 
-/// Anthropic's `count_tokens` answer for a model without a tokenizer here: about four
-/// characters a token over the conversation, tools and system prompt.
-fn token_estimate(body: &JsonBody) -> echo::LocalAnswer {
-    let chars: usize = ["system", "messages", "tools"]
-        .iter()
-        .filter_map(|key| body.get(key))
-        .map(|raw| raw.get().len())
-        .sum();
-    let tokens = (chars / 4).max(1);
-    echo::LocalAnswer {
-        status: 200,
-        content_type: "application/json",
-        chunks: VecDeque::from([Bytes::from(format!("{{\"input_tokens\":{tokens}}}"))]),
+    /// Drops an answer that will not be used (its connection is closed).
+    async fn discard(&self, answer: Answer) {
+        if let Answer::Remote(exchange) = answer {
+            self.gw.upstream.finish(*exchange).await;
+        }
     }
 }
 
-fn translate_error(e: TranslateError) -> GatewayError {
-    match e {
-        TranslateError::Invalid { param, message } => GatewayError::InvalidField { param, message },
-        TranslateError::Upstream(message) => GatewayError::Unsupported(message),
-    }
-}
-
-/// The upstream request header: the app's, cleaned, pointed at `path` and framed for a body of
-/// `length` bytes. Compression is not asked for: the gateway reads what comes back.
-fn upstream_header(
-    downstream: &RequestHeader,
-    provider: &ProviderConfig,
-    creds: &Credentials<'_>,
-    path: &str,
-    length: usize,
-) -> Result<RequestHeader, GatewayError> {
-    let mut header = downstream.clone();
-    header.set_method(Method::POST);
-    header.set_version(http::Version::HTTP_11);
-    let uri = path
-        .parse::<http::Uri>()
-        .map_err(|e| GatewayError::Unsupported(format!("bad upstream path: {e}")))?;
-    header.set_uri(uri);
-    for name in [
-        "content-length",
-        "transfer-encoding",
-        "expect",
-        "accept-encoding",
-    ] {
-        header.remove_header(name);
-    }
-    providers::prepare_upstream_header(&mut header, provider, creds)?;
-    let set = |header: &mut RequestHeader, name: &'static str, value: String| {
-        header
-            .insert_header(name, value)
-            .map_err(|e| GatewayError::Unsupported(e.to_string()))
+/// Reads a stream until its first real content (or its end), keeping what came before, in the
+/// app's format. A failure on the way (a cut, an error event, a timeout) is returned instead.
+async fn hold_back(
+    answer: &mut Answer,
+    plan: &ResponsePlan,
+    limits: ReadLimits,
+) -> Result<Held, StreamFailure> {
+    let identity = plan.is_identity();
+    let mut translator = if identity {
+        StreamTranslator::probe(plan)
+    } else {
+        StreamTranslator::new(plan)
     };
-    set(&mut header, "content-type", "application/json".into())?;
-    set(&mut header, "content-length", length.to_string())?;
-    set(&mut header, "accept-encoding", "identity".into())?;
-    Ok(header)
+    // Identity: the raw bytes are kept and the probe writes nothing. Translated: the
+    // translator writes the app's bytes.
+    let mut preamble = Vec::new();
+    loop {
+        let chunk = answer.next(limits).await.map_err(|e| {
+            let status = if e == ExchangeError::Timeout {
+                504
+            } else {
+                502
+            };
+            StreamFailure::reported(status, e.to_string())
+        })?;
+        match chunk {
+            Some(bytes) => {
+                if identity {
+                    preamble.extend_from_slice(&bytes);
+                }
+                translator.feed(&bytes, &mut preamble)?;
+            }
+            None => {
+                translator.finish(&mut preamble)?;
+                return Ok(Held {
+                    translator: None,
+                    preamble,
+                    ended: true,
+                });
+            }
+        }
+        if translator.content_started() {
+            // The rest is pumped as it comes (a translator that saw the end ignores the rest).
+            return Ok(Held {
+                translator: (!identity).then_some(translator),
+                preamble,
+                ended: false,
+            });
+        }
+    }
+}
+
+/// Runs `fut` unless the client closes its connection first.
+async fn or_client_gone<T>(
+    session: &mut Session,
+    fut: impl Future<Output = T>,
+) -> Result<T, GatewayError> {
+    tokio::select! {
+        biased;
+        out = fut => Ok(out),
+        _ = session.read_body_or_idle(true) => Err(GatewayError::ClientClosed),
+    }
 }
 
 /// The `outcome` label of `respan_upstream_attempts_total`.

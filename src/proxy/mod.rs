@@ -10,11 +10,13 @@ mod auth;
 mod ctx;
 mod model_call;
 mod passthrough;
+mod prepare;
 mod relay;
 mod respond;
 
 pub use ctx::RequestCtx;
 
+use crate::dispatch::LatencyTracker;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::state::SharedState;
@@ -30,6 +32,8 @@ use pingora::Error;
 pub struct Gateway {
     state: SharedState,
     upstream: Upstream,
+    /// Recent latency per model, for `least_latency` load balance groups.
+    latency: LatencyTracker,
 }
 
 impl Gateway {
@@ -38,6 +42,7 @@ impl Gateway {
         Gateway {
             state,
             upstream: Upstream::new(pool_size),
+            latency: LatencyTracker::default(),
         }
     }
 }

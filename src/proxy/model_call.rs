@@ -28,8 +28,9 @@ use serde_json::value::RawValue;
 pub struct ModelRequest {
     pub ingress: Ingress,
     pub operation: Operation,
-    /// The model the app asked for (from the body, or the path on Gemini's API).
-    pub model: String,
+    /// The model the app asked for (from the body, or the path on Gemini's API); a
+    /// `load_balance_group` may stand in for it.
+    pub model: Option<String>,
     /// The app's body without the Respan parameters.
     pub body: JsonBody,
     pub params: RespanParams,
@@ -53,11 +54,21 @@ async fn run(
     snapshot: &Snapshot,
 ) -> Result<(), GatewayError> {
     let bytes = read_body(session, snapshot.config.server.max_request_body_bytes).await?;
+    // From here on, a client that closes its connection cancels the call at once.
+    session.set_abort_on_close(true);
     let request = parse(ctx.endpoint, &bytes, session.req_header())?;
-    let plan = Plan::new(&request.model, &request.params, &snapshot.config.retry)?;
+    let plan = Plan::new(
+        request.model.as_deref(),
+        &request.params,
+        &snapshot.config,
+        &gw.latency,
+        &mut rand::thread_rng(),
+    )?;
     let pinned = pinned_provider(session.req_header())?;
     // An unknown model is answered before anything is sent anywhere.
-    snapshot.router.resolve(&request.model, pinned.as_deref())?;
+    if let Some(first) = plan.models.first() {
+        snapshot.router.resolve(first, pinned.as_deref())?;
+    }
     let attempts = Attempts {
         gw,
         snapshot,
@@ -65,15 +76,7 @@ async fn run(
         pinned: pinned.as_deref(),
     };
     let settled = attempts.run(session, ctx, &plan).await?;
-    relay(
-        session,
-        ctx,
-        settled.answer,
-        &settled.plan,
-        &gw.upstream,
-        settled.deadline,
-    )
-    .await;
+    relay(session, ctx, settled, &gw.upstream).await;
     Ok(())
 }
 
@@ -157,14 +160,13 @@ fn parse(
                 },
                 GeminiAction::CountTokens => Operation::CountTokens { version },
             };
-            (call.model, op)
+            (Some(call.model), op)
         }
         _ => {
             let model = body
-                .get_as::<String>("model")
+                .get_as::<Option<String>>("model")
                 .map_err(|e| GatewayError::invalid_field("model", e))?
-                .filter(|m| !m.is_empty())
-                .ok_or(GatewayError::MissingModel)?;
+                .flatten();
             let op = match endpoint {
                 Endpoint::Embeddings => Operation::Embed,
                 Endpoint::AnthropicCountTokens => Operation::CountTokens { version: None },

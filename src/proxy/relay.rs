@@ -7,16 +7,16 @@
 //! per-chunk writes as the main cost of streaming). Whole answers that need translating
 //! (JSON bodies, error bodies) are small and are read whole first.
 
+use super::attempts::{Held, Settled};
 use super::ctx::RequestCtx;
 use super::respond::respan_headers;
 use crate::error::{stream_error_event, GatewayError};
 use crate::providers::echo::LocalAnswer;
 use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
-use crate::upstream::{Exchange, ExchangeError, Upstream};
+use crate::upstream::{Exchange, ExchangeError, ReadLimits, Upstream};
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use tokio::time::Instant;
 
 /// A whole (non-streamed) answer to translate is read up to this size.
 const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
@@ -69,7 +69,7 @@ impl Answer {
     }
 
     /// The answer's header as it came, minus hop-by-hop headers.
-    fn header(&self) -> Option<ResponseHeader> {
+    pub fn header(&self) -> Option<ResponseHeader> {
         let mut header = match self {
             Answer::Remote(exchange) => exchange.header()?.clone(),
             Answer::Buffered(header, _) => ResponseHeader::clone(header),
@@ -96,9 +96,9 @@ impl Answer {
         Some(header)
     }
 
-    async fn next(&mut self, deadline: Instant) -> Result<Option<Bytes>, ExchangeError> {
+    pub async fn next(&mut self, limits: ReadLimits) -> Result<Option<Bytes>, ExchangeError> {
         match self {
-            Answer::Remote(e) => e.read(deadline).await,
+            Answer::Remote(e) => e.read(limits).await,
             Answer::Local(l) => Ok(l.chunks.pop_front()),
             Answer::Buffered(_, body) => Ok(body.take()),
         }
@@ -112,9 +112,9 @@ impl Answer {
         }
     }
 
-    async fn read_to_end(&mut self, deadline: Instant) -> Result<Vec<u8>, ExchangeError> {
+    async fn read_to_end(&mut self, limits: ReadLimits) -> Result<Vec<u8>, ExchangeError> {
         let mut out = Vec::new();
-        while let Some(chunk) = self.next(deadline).await? {
+        while let Some(chunk) = self.next(limits).await? {
             if out.len() + chunk.len() > MAX_TRANSLATED_BODY {
                 return Err(ExchangeError::Broken(
                     "answer too large to translate".into(),
@@ -126,35 +126,39 @@ impl Answer {
     }
 }
 
-/// Writes `answer` to the app in the format `plan` says, then returns its connection to the
-/// pool (or closes it).
+/// Writes the settled answer to the app in the format its plan says, then returns its
+/// connection to the pool (or closes it).
 pub async fn relay(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    mut answer: Answer,
-    plan: &ResponsePlan,
+    settled: Settled,
     upstream: &Upstream,
-    deadline: Instant,
 ) -> RelayEnd {
-    let end = match answer.header() {
-        None => RelayEnd::UpstreamFailed("no response header".into()),
-        Some(header) if plan.is_identity() => {
-            relay_stream(session, ctx, &mut answer, header, None, deadline).await
+    let Settled {
+        mut answer,
+        plan,
+        limits,
+        held,
+    } = settled;
+    let end = match (answer.header(), held) {
+        (None, _) => RelayEnd::UpstreamFailed("no response header".into()),
+        (Some(header), Some(held)) => {
+            let header = if plan.is_identity() {
+                header
+            } else {
+                translated_header(header, "text/event-stream", None)
+            };
+            relay_stream(session, ctx, &mut answer, header, held, limits).await
         }
-        Some(header) if (200..300).contains(&answer.status()) && is_event_stream(&header) => {
-            let mut translator = StreamTranslator::new(plan);
-            let header = translated_header(header, "text/event-stream", None);
-            relay_stream(
-                session,
-                ctx,
-                &mut answer,
-                header,
-                Some(&mut translator),
-                deadline,
-            )
-            .await
+        (Some(header), None) if plan.is_identity() => {
+            let as_is = Held {
+                translator: None,
+                preamble: Vec::new(),
+                ended: false,
+            };
+            relay_stream(session, ctx, &mut answer, header, as_is, limits).await
         }
-        Some(header) => relay_whole(session, ctx, &mut answer, header, plan, deadline).await,
+        (Some(header), None) => relay_whole(session, ctx, &mut answer, header, &plan, limits).await,
     };
     if end != RelayEnd::Complete {
         // The answer the app holds is cut short: never reuse its connection.
@@ -183,14 +187,15 @@ fn translated_header(
     header
 }
 
-/// Relays a body as it arrives, through `translator` if given.
+/// Relays a body as it arrives: first what was held back, then the rest, through the held
+/// translator if there is one.
 async fn relay_stream(
     session: &mut Session,
     ctx: &mut RequestCtx,
     answer: &mut Answer,
     mut header: ResponseHeader,
-    translator: Option<&mut StreamTranslator>,
-    deadline: Instant,
+    held: Held,
+    limits: ReadLimits,
 ) -> RelayEnd {
     if !header.headers.contains_key(http::header::CONTENT_LENGTH) {
         header.remove_header("transfer-encoding");
@@ -206,7 +211,25 @@ async fn relay_stream(
     {
         return RelayEnd::ClientGone;
     }
-    pump(session, ctx, answer, translator, deadline, sse).await
+    let Held {
+        mut translator,
+        preamble,
+        ended,
+    } = held;
+    if !preamble.is_empty() || ended {
+        ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
+        if session
+            .write_response_body(Some(preamble.into()), ended)
+            .await
+            .is_err()
+        {
+            return RelayEnd::ClientGone;
+        }
+        if ended {
+            return RelayEnd::Complete;
+        }
+    }
+    pump(session, ctx, answer, translator.as_mut(), limits, sse).await
 }
 
 async fn pump(
@@ -214,12 +237,18 @@ async fn pump(
     ctx: &mut RequestCtx,
     answer: &mut Answer,
     mut translator: Option<&mut StreamTranslator>,
-    deadline: Instant,
+    limits: ReadLimits,
     sse: bool,
 ) -> RelayEnd {
     let mut out = Vec::new();
     loop {
-        let (batch, done, failure) = match answer.next(deadline).await {
+        let next = tokio::select! {
+            biased;
+            next = answer.next(limits) => next,
+            // The app went away: stop reading (and paying for) the upstream's answer.
+            _ = session.read_body_or_idle(true) => return RelayEnd::ClientGone,
+        };
+        let (batch, done, failure) = match next {
             Ok(Some(first)) => gather(answer, first),
             Ok(None) => (Bytes::new(), true, None),
             Err(e) => (Bytes::new(), false, Some(e.to_string())),
@@ -296,10 +325,10 @@ async fn relay_whole(
     answer: &mut Answer,
     header: ResponseHeader,
     plan: &ResponsePlan,
-    deadline: Instant,
+    limits: ReadLimits,
 ) -> RelayEnd {
     let status = answer.status();
-    let body = match answer.read_to_end(deadline).await {
+    let body = match answer.read_to_end(limits).await {
         Ok(body) => body,
         Err(e) => return answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await,
     };
@@ -335,7 +364,7 @@ async fn answer_error(session: &mut Session, ctx: &RequestCtx, e: GatewayError) 
     RelayEnd::UpstreamFailed(e.to_string())
 }
 
-fn is_event_stream(header: &ResponseHeader) -> bool {
+pub fn is_event_stream(header: &ResponseHeader) -> bool {
     header
         .headers
         .get(http::header::CONTENT_TYPE)

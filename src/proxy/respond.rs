@@ -65,7 +65,7 @@ pub fn models_list(snapshot: &Snapshot) -> Vec<u8> {
     let grouped = config
         .load_balance_groups
         .values()
-        .flatten()
+        .flat_map(|g| &g.models)
         .map(|w| w.model.clone());
     let prompted = config.prompts.values().filter_map(|p| p.model.clone());
     for model in grouped.chain(prompted) {

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub upstream_attempts: IntCounterVec,
     /// `provider`, `model`.
     pub retries: IntCounterVec,
+    /// `from_model`, `to_model`.
+    pub fallbacks: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -77,6 +79,11 @@ impl Metrics {
             "Upstream calls that were retries of the same model.",
             &["provider", "model"],
         );
+        let fallbacks = counter(
+            "respan_fallbacks_total",
+            "Moves from a failed model to the next one of the plan.",
+            &["from_model", "to_model"],
+        );
         let inflight = IntGauge::new(
             "respan_inflight_requests",
             "Requests being served right now.",
@@ -91,6 +98,7 @@ impl Metrics {
             inflight,
             upstream_attempts,
             retries,
+            fallbacks,
         }
     }
 

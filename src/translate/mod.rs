@@ -83,6 +83,8 @@ impl TranslateError {
 pub struct StreamFailure {
     pub status: u16,
     pub message: String,
+    /// An event that could not be read (as opposed to one that reports an error).
+    pub unreadable: bool,
 }
 
 impl StreamFailure {
@@ -90,6 +92,24 @@ impl StreamFailure {
         StreamFailure {
             status: 502,
             message: message.into(),
+            unreadable: false,
+        }
+    }
+
+    /// An event the gateway cannot read.
+    pub fn unreadable(message: impl Into<String>) -> Self {
+        StreamFailure {
+            unreadable: true,
+            ..Self::upstream(message)
+        }
+    }
+
+    /// An error event the provider sent.
+    pub fn reported(status: u16, message: String) -> Self {
+        StreamFailure {
+            status,
+            message,
+            unreadable: false,
         }
     }
 }

@@ -25,18 +25,37 @@ enum Encoder {
     Anthropic(FromOpenAi),
 }
 
-/// Translates one streamed answer.
+/// Translates one streamed answer, and tells when its real content starts.
 pub struct StreamTranslator {
     parser: SseParser,
     decoder: Decoder,
-    encoder: Encoder,
+    /// `None` for a probe: decode only, to see when content starts, and write nothing.
+    encoder: Option<Encoder>,
     events: Vec<Event>,
     chunks: Vec<ChatChunk>,
+    content: bool,
     ended: bool,
 }
 
 impl StreamTranslator {
     pub fn new(plan: &ResponsePlan) -> Self {
+        let encoder = match plan.to {
+            Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.clone())),
+            Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
+                include_usage: plan.include_usage,
+                last: None,
+            },
+        };
+        Self::build(plan, Some(encoder))
+    }
+
+    /// Reads a stream in `plan.from`'s format without writing anything: for a stream relayed
+    /// as it is, to tell when its content starts (see [`Self::content_started`]).
+    pub fn probe(plan: &ResponsePlan) -> Self {
+        Self::build(plan, None)
+    }
+
+    fn build(plan: &ResponsePlan, encoder: Option<Encoder>) -> Self {
         let decoder = match plan.from {
             Wire::OpenAi => Decoder::OpenAi {
                 usage: None,
@@ -45,21 +64,27 @@ impl StreamTranslator {
             Wire::Anthropic => Decoder::Anthropic(AnthropicToOpenAi::new(plan.json_mode.clone())),
             Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.clone())),
         };
-        let encoder = match plan.to {
-            Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.clone())),
-            Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
-                include_usage: plan.include_usage,
-                last: None,
-            },
-        };
         StreamTranslator {
             parser: SseParser::default(),
             decoder,
             encoder,
             events: Vec::new(),
             chunks: Vec::new(),
+            content: false,
             ended: false,
         }
+    }
+
+    /// Whether real content (text, a tool call, reasoning, a finish) has come: before it,
+    /// a stream is only preamble (role chunks, `message_start`, pings), which the gateway
+    /// holds back so a failure there can still be retried or fall back.
+    pub fn content_started(&self) -> bool {
+        self.content
+    }
+
+    /// Whether the stream's end was seen.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     /// Translates the events `bytes` complete, appending the output to `out`.
@@ -106,6 +131,18 @@ impl StreamTranslator {
     }
 
     fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
+        match self.decode(event, out) {
+            // A probe watches a stream relayed as it is: an event it cannot read is the
+            // app's to read, and ends the hold-back.
+            Err(e) if e.unreadable && self.encoder.is_none() => {
+                self.content = true;
+                Ok(())
+            }
+            result => result,
+        }
+    }
+
+    fn decode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
         if self.ended {
             return Ok(());
         }
@@ -115,7 +152,7 @@ impl StreamTranslator {
                     *done = true;
                 } else {
                     let chunk: ChatChunk = serde_json::from_str(&event.data).map_err(|e| {
-                        StreamFailure::upstream(format!("unreadable OpenAI chunk: {e}"))
+                        StreamFailure::unreadable(format!("unreadable OpenAI chunk: {e}"))
                     })?;
                     if let UsageField::Some(u) = chunk.usage {
                         *usage = Some(u);
@@ -133,8 +170,10 @@ impl StreamTranslator {
                 false
             }
         };
-        for chunk in self.chunks.drain(..) {
-            self.encoder.chunk(chunk, out);
+        self.content |= self.chunks.iter().any(has_content);
+        match &mut self.encoder {
+            Some(encoder) => self.chunks.drain(..).for_each(|c| encoder.chunk(c, out)),
+            None => self.chunks.clear(),
         }
         if finished {
             self.end(out);
@@ -144,9 +183,27 @@ impl StreamTranslator {
 
     fn end(&mut self, out: &mut Vec<u8>) {
         self.ended = true;
+        // The end of an answer is content too: an empty answer is still an answer.
+        self.content = true;
         let usage = self.usage();
-        self.encoder.finish(usage, out);
+        if let Some(encoder) = &mut self.encoder {
+            encoder.finish(usage, out);
+        }
     }
+}
+
+/// A chunk that carries part of the answer, not only its preamble.
+fn has_content(chunk: &ChatChunk) -> bool {
+    chunk.choices.iter().any(|c| {
+        let d = &c.delta;
+        c.finish_reason.is_some()
+            || d.content.as_deref().is_some_and(|t| !t.is_empty())
+            || d.reasoning_content
+                .as_deref()
+                .is_some_and(|t| !t.is_empty())
+            || d.tool_calls.is_some()
+            || d.thinking_blocks.is_some()
+    })
 }
 
 impl Encoder {

@@ -210,3 +210,30 @@ fn fuzzed_upstream_input_never_panics() {
         let _ = translate_error(plan.from, plan.to, 500, &bytes);
     }
 }
+
+#[test]
+fn content_starts_after_the_preamble() {
+    let plan = ResponsePlan {
+        from: Wire::Anthropic,
+        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+    };
+    let sse = String::from_utf8(fixture("anthropic/stream_text.sse")).unwrap();
+    let preamble_end = sse.find("event: content_block_delta").unwrap();
+    for mut t in [StreamTranslator::new(&plan), StreamTranslator::probe(&plan)] {
+        let mut out = Vec::new();
+        t.feed(&sse.as_bytes()[..preamble_end], &mut out).unwrap();
+        assert!(
+            !t.content_started(),
+            "message_start, ping and an empty block are preamble"
+        );
+        t.feed(&sse.as_bytes()[preamble_end..], &mut out).unwrap();
+        assert!(t.content_started() && t.ended());
+    }
+    let mut probe = StreamTranslator::probe(&plan);
+    let mut out = Vec::new();
+    probe.feed(sse.as_bytes(), &mut out).unwrap();
+    assert!(out.is_empty(), "a probe writes nothing");
+    let error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n";
+    let mut t = StreamTranslator::probe(&plan);
+    assert_eq!(t.feed(error.as_bytes(), &mut out).unwrap_err().status, 529);
+}

@@ -25,6 +25,21 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// many times, without counting as an attempt: the server may have closed it while idle.
 const STALE_CONNECTION_RETRIES: usize = 2;
 
+/// When a read of an answer must complete: by the attempt's deadline, and within the longest
+/// silence allowed between two pieces of a body.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub deadline: Instant,
+    pub idle: Duration,
+}
+
+impl ReadLimits {
+    /// The deadline of the next read.
+    pub fn next(&self) -> Instant {
+        self.deadline.min(Instant::now() + self.idle)
+    }
+}
+
 /// Why an exchange failed before a complete answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExchangeError {
@@ -150,8 +165,8 @@ impl Exchange {
     }
 
     /// Waits for the next piece of the body; `None` at its end.
-    pub async fn read(&mut self, deadline: Instant) -> Result<Option<Bytes>, ExchangeError> {
-        timeout_at(deadline, self.session.read_response_body())
+    pub async fn read(&mut self, limits: ReadLimits) -> Result<Option<Bytes>, ExchangeError> {
+        timeout_at(limits.next(), self.session.read_response_body())
             .await
             .map_err(|_| ExchangeError::Timeout)?
             .map_err(|e| ExchangeError::Broken(e.to_string()))
@@ -174,10 +189,10 @@ impl Exchange {
     pub async fn read_to_end(
         &mut self,
         limit: usize,
-        deadline: Instant,
+        limits: ReadLimits,
     ) -> Result<Bytes, ExchangeError> {
         let mut out = Vec::new();
-        while let Some(chunk) = self.read(deadline).await? {
+        while let Some(chunk) = self.read(limits).await? {
             if out.len() + chunk.len() > limit {
                 return Err(ExchangeError::Broken(format!(
                     "error body longer than {limit} bytes"

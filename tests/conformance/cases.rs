@@ -192,10 +192,12 @@ pub async fn run(cap: Capability, case: &ProviderCase, mock: &Mock, sidecar: &Si
             let Reply::Sse { blocks, .. } = reply(case, "stream_text.sse") else {
                 unreachable!()
             };
+            // Cut right after the first content: the app already has some of the answer.
+            let cut = blocks.iter().position(|b| b.contains("Hello")).unwrap() + 1;
             mock.push(Reply::Sse {
                 blocks,
                 gap: std::time::Duration::from_millis(10),
-                cut_after: Some(1),
+                cut_after: Some(cut),
             });
             let body = json!({"model": model, "messages": [user("Say hello")], "stream": true});
             let (status, text) = call(sidecar, body).await;
@@ -207,6 +209,14 @@ pub async fn run(cap: Capability, case: &ProviderCase, mock: &Mock, sidecar: &Si
             assert!(
                 !text.contains("[DONE]"),
                 "{p}: a cut stream must not look complete"
+            );
+            let content: String = chunks(&text)
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+                .collect();
+            assert_eq!(
+                content, "Hello",
+                "{p}: what came before the cut reached the app"
             );
         }
     }

@@ -112,7 +112,7 @@ impl ToOpenAi {
     /// Translates one event's data, appending the chunks it makes.
     pub fn event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFailure> {
         let event: StreamEvent = serde_json::from_str(data)
-            .map_err(|e| StreamFailure::upstream(format!("unreadable Anthropic event: {e}")))?;
+            .map_err(|e| StreamFailure::unreadable(format!("unreadable Anthropic event: {e}")))?;
         match event {
             StreamEvent::MessageStart { message } => {
                 self.model = message.model;
@@ -145,10 +145,10 @@ impl ToOpenAi {
             }
             StreamEvent::MessageStop => self.ended = true,
             StreamEvent::Error { error } => {
-                return Err(StreamFailure {
-                    status: super::super::anthropic_error_status(&error.kind),
-                    message: error.message,
-                })
+                return Err(StreamFailure::reported(
+                    super::super::anthropic_error_status(&error.kind),
+                    error.message,
+                ))
             }
             StreamEvent::Other => {}
         }

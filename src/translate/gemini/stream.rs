@@ -42,12 +42,10 @@ impl ToOpenAi {
     /// Translates one event's data, appending the chunks it makes.
     pub fn event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFailure> {
         let piece: GenerateResponse = serde_json::from_str(data)
-            .map_err(|e| StreamFailure::upstream(format!("unreadable Gemini event: {e}")))?;
+            .map_err(|e| StreamFailure::unreadable(format!("unreadable Gemini event: {e}")))?;
         if let Some(error) = piece.error {
-            return Err(StreamFailure {
-                status: if error.code == 0 { 502 } else { error.code },
-                message: error.message,
-            });
+            let status = if error.code == 0 { 502 } else { error.code };
+            return Err(StreamFailure::reported(status, error.message));
         }
         if let Some(version) = piece.model_version {
             self.model = version;

@@ -1,7 +1,4 @@
-//! The attempt plan of a model call: which models are tried in which order, how many times
-//! each, and how long to wait between tries.
-//!
-//! Pure: the attempt loop (`proxy::model_call`) asks this module what to do next and does it.
+//! Retries of one model: how many, and how long to wait before each.
 
 use crate::config::RetryConfig;
 use crate::params::{ParamError, RespanParams};
@@ -12,36 +9,6 @@ pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
 /// More retries than this per model are not useful and would hold a request for minutes.
 const MAX_RETRIES: u32 = 10;
-
-/// The models to try, in order, and the retry policy of each.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub models: Vec<String>,
-    pub retry: RetryPolicy,
-}
-
-impl Plan {
-    /// The requested model first, then each `fallback_models` entry (unless
-    /// `disable_fallback`), without repeating a model.
-    pub fn new(
-        model: &str,
-        params: &RespanParams,
-        defaults: &RetryConfig,
-    ) -> Result<Plan, ParamError> {
-        let mut models = vec![model.to_string()];
-        if params.disable_fallback != Some(true) {
-            for fallback in params.fallback_models.iter().flatten() {
-                if !models.contains(fallback) {
-                    models.push(fallback.clone());
-                }
-            }
-        }
-        Ok(Plan {
-            models,
-            retry: RetryPolicy::new(defaults, params)?,
-        })
-    }
-}
 
 /// How often one model is retried and how long to wait.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,21 +95,6 @@ mod tests {
         num_retries: 3,
         retry_after: 0.2,
     };
-
-    #[test]
-    fn plan_orders_fallbacks_without_repeats() {
-        let params = RespanParams {
-            fallback_models: Some(vec!["b".into(), "a".into(), "c".into()]),
-            ..Default::default()
-        };
-        let plan = Plan::new("a", &params, &DEFAULTS).unwrap();
-        assert_eq!(plan.models, ["a", "b", "c"]);
-        let off = RespanParams {
-            disable_fallback: Some(true),
-            ..params
-        };
-        assert_eq!(Plan::new("a", &off, &DEFAULTS).unwrap().models, ["a"]);
-    }
 
     #[test]
     fn retry_params_override_defaults() {

@@ -1,0 +1,168 @@
+//! One model's call, prepared once and sent on every try: credentials, URL, the body in its
+//! provider's format, and how to translate the answer back.
+
+use super::model_call::ModelRequest;
+use crate::body::{raw_string, JsonBody};
+use crate::config::{BaseUrl, ProviderConfig, ProviderKind};
+use crate::endpoint::Ingress;
+use crate::error::GatewayError;
+use crate::providers::{self, echo, Credentials, Operation};
+use crate::routing::Route;
+use crate::state::Snapshot;
+use crate::translate::{self, ResponsePlan, TranslateError, Wire};
+use bytes::Bytes;
+use http::Method;
+use pingora::http::RequestHeader;
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+
+pub struct Prepared {
+    pub target: Target,
+    /// The request body in the provider's format.
+    pub body: Bytes,
+    pub plan: ResponsePlan,
+}
+
+pub enum Target {
+    /// The echo provider: answered in-process.
+    Echo,
+    /// Anthropic's count_tokens for a model another provider serves: estimated here.
+    Estimate,
+    Remote {
+        header: Box<RequestHeader>,
+        base_url: BaseUrl,
+    },
+}
+
+/// Prepares the call of `model` (sent upstream as `upstream_model`) along `route`.
+pub fn prepare(
+    request: &ModelRequest,
+    snapshot: &Snapshot,
+    downstream: &RequestHeader,
+    route: &Route<'_>,
+    model: &str,
+    upstream_model: &str,
+) -> Result<Prepared, GatewayError> {
+    let provider = route.provider;
+    let wire = Wire::of(provider.kind);
+    if matches!(request.operation, Operation::CountTokens { .. })
+        && request.ingress == Ingress::Anthropic
+        && wire != Wire::Anthropic
+    {
+        return Ok(Prepared {
+            target: Target::Estimate,
+            body: Bytes::new(),
+            plan: ResponsePlan::identity(Ingress::Anthropic, upstream_model),
+        });
+    }
+    let (body, plan) = if wire == Wire::of_ingress(request.ingress) {
+        let plan = ResponsePlan::identity(request.ingress, upstream_model);
+        (encode_body(request, provider, upstream_model), plan)
+    } else {
+        let t = translate::request(request.ingress, wire, &request.body, upstream_model)
+            .map_err(translate_error)?;
+        (Bytes::from(t.body), t.plan)
+    };
+    if provider.kind == ProviderKind::Echo {
+        return Ok(Prepared {
+            target: Target::Echo,
+            body,
+            plan,
+        });
+    }
+    let creds = providers::credentials(
+        provider,
+        model,
+        upstream_model,
+        &request.params,
+        snapshot.config.auth.is_some(),
+    )?;
+    let path = providers::model_call_path(provider, request.operation, upstream_model, &creds)?;
+    let header = upstream_header(downstream, provider, &creds, &path, body.len())?;
+    Ok(Prepared {
+        target: Target::Remote {
+            header: Box::new(header),
+            base_url: creds.base_url.into_owned(),
+        },
+        body,
+        plan,
+    })
+}
+
+/// The body for a provider of the app's own format: the app's, minus Respan parameters,
+/// with the upstream model name (Gemini's is in the URL), and `metadata` back only for
+/// stored completions at OpenAI.
+fn encode_body(request: &ModelRequest, provider: &ProviderConfig, upstream_model: &str) -> Bytes {
+    let model = raw_string(upstream_model);
+    let mut overrides: Vec<(&str, &RawValue)> = Vec::with_capacity(2);
+    if request.ingress != Ingress::Gemini {
+        overrides.push(("model", &model));
+    }
+    if let (true, ProviderKind::OpenAi, Some(metadata)) = (
+        request.store,
+        provider.kind,
+        request.body_metadata.as_deref(),
+    ) {
+        overrides.push(("metadata", metadata));
+    }
+    Bytes::from(request.body.encode(&overrides, &[]))
+}
+
+/// Anthropic's `count_tokens` answer for a model without a tokenizer here: about four
+/// characters a token over the conversation, tools and system prompt.
+pub fn token_estimate(body: &JsonBody) -> echo::LocalAnswer {
+    let chars: usize = ["system", "messages", "tools"]
+        .iter()
+        .filter_map(|key| body.get(key))
+        .map(|raw| raw.get().len())
+        .sum();
+    let tokens = (chars / 4).max(1);
+    echo::LocalAnswer {
+        status: 200,
+        content_type: "application/json",
+        chunks: VecDeque::from([Bytes::from(format!("{{\"input_tokens\":{tokens}}}"))]),
+    }
+}
+
+fn translate_error(e: TranslateError) -> GatewayError {
+    match e {
+        TranslateError::Invalid { param, message } => GatewayError::InvalidField { param, message },
+        TranslateError::Upstream(message) => GatewayError::Unsupported(message),
+    }
+}
+
+/// The upstream request header: the app's, cleaned, pointed at `path` and framed for a body of
+/// `length` bytes. Compression is not asked for: the gateway reads what comes back.
+fn upstream_header(
+    downstream: &RequestHeader,
+    provider: &ProviderConfig,
+    creds: &Credentials<'_>,
+    path: &str,
+    length: usize,
+) -> Result<RequestHeader, GatewayError> {
+    let mut header = downstream.clone();
+    header.set_method(Method::POST);
+    header.set_version(http::Version::HTTP_11);
+    let uri = path
+        .parse::<http::Uri>()
+        .map_err(|e| GatewayError::Unsupported(format!("bad upstream path: {e}")))?;
+    header.set_uri(uri);
+    for name in [
+        "content-length",
+        "transfer-encoding",
+        "expect",
+        "accept-encoding",
+    ] {
+        header.remove_header(name);
+    }
+    providers::prepare_upstream_header(&mut header, provider, creds)?;
+    let set = |header: &mut RequestHeader, name: &'static str, value: String| {
+        header
+            .insert_header(name, value)
+            .map_err(|e| GatewayError::Unsupported(e.to_string()))
+    };
+    set(&mut header, "content-type", "application/json".into())?;
+    set(&mut header, "content-length", length.to_string())?;
+    set(&mut header, "accept-encoding", "identity".into())?;
+    Ok(header)
+}
