@@ -35,8 +35,11 @@ async fn openai_python_sdk() {
     let mock = Mock::start().await;
     let config = format!(
         "providers:\n  mock:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-mock\n  echo:\n    type: echo\n\
-         routes:\n  - match: echo\n    provider: echo\n  - match: \"echo-*\"\n    provider: echo\n  - match: \"mock-*\"\n    provider: mock\n",
-        mock.url("/v1")
+         \x20 down:\n    type: openai\n    base_url: \"http://127.0.0.1:{}/v1\"\n\
+         load_balance_groups:\n  pool:\n    models:\n      - {{model: echo}}\n      - {{model: echo-2}}\n\
+         routes:\n  - match: echo\n    provider: echo\n  - match: \"echo-*\"\n    provider: echo\n  - match: mock-down\n    provider: down\n  - match: \"mock-*\"\n    provider: mock\n",
+        mock.url("/v1"),
+        support::free_port()
     );
     let sidecar = Sidecar::start(&config).await;
     let url = sidecar.url("/v1");

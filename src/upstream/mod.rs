@@ -100,7 +100,10 @@ impl Upstream {
             let (session, reused) = timeout_at(deadline, self.connector.get_http_session(&peer))
                 .await
                 .map_err(|_| ExchangeError::Timeout)?
-                .map_err(|e| ExchangeError::Connect(e.to_string()))?;
+                .map_err(|e| match e.etype() {
+                    pingora::ErrorType::ConnectTimedout => ExchangeError::Timeout,
+                    _ => ExchangeError::Connect(e.to_string()),
+                })?;
             let mut exchange = Exchange { session, peer };
             match timeout_at(deadline, exchange.request(header, body)).await {
                 Err(_) => return Err(ExchangeError::Timeout),

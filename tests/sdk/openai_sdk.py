@@ -70,6 +70,30 @@ def embeddings_and_models():
     check("echo" in ids, f"models: {ids}")
 
 
+def reliability():
+    extra = {"fallback_models": ["echo"], "retry_params": {"num_retries": 1, "retry_after": 0.01}}
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock-down", messages=[{"role": "user", "content": "fall back"}], extra_body=extra
+    )
+    check(raw.headers["x-respan-provider"] == "echo", f"fallback provider: {raw.headers}")
+    check(raw.headers["x-respan-attempts"] == "3", f"attempts: {raw.headers}")
+    check(raw.parse().choices[0].message.content == "fall back", "fallback content")
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="mock-down", messages=[{"role": "user", "content": "stream fall back"}],
+            stream=True, extra_body=extra,
+        )
+        if c.choices
+    )
+    check(text == "stream fall back", f"stream fallback: {text}")
+    r = client.chat.completions.create(
+        model="", messages=[{"role": "user", "content": "pooled"}],
+        extra_body={"load_balance_group": {"group_id": "pool"}},
+    )
+    check(r.model in ("echo", "echo-2"), f"group member: {r.model}")
+
+
 def errors():
     try:
         client.chat.completions.create(model="unrouted", messages=[{"role": "user", "content": "x"}])
@@ -89,5 +113,6 @@ def errors():
 plain()
 streaming()
 embeddings_and_models()
+reliability()
 errors()
 print("openai SDK: all checks passed")

@@ -224,6 +224,30 @@ struct MockState {
     flavor: Flavor,
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
+    /// Answers the client stopped waiting for (the request was dropped before it ended).
+    cancelled: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts an answer as cancelled if it is dropped before it is marked done.
+struct Watch {
+    state: Arc<MockState>,
+    done: bool,
+}
+
+impl Watch {
+    fn finish(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state
+                .cancelled
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// A running mock provider.
@@ -310,6 +334,13 @@ impl Mock {
         self.state.received.lock().unwrap().len()
     }
 
+    /// How many answers were abandoned by the client before they ended.
+    pub fn cancelled(&self) -> usize {
+        self.state
+            .cancelled
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn last(&self) -> Received {
         self.received().pop().expect("the mock received nothing")
     }
@@ -338,7 +369,11 @@ async fn handle(State(state): State<Arc<MockState>>, request: Request) -> Respon
     let scripted = state.script.lock().unwrap().pop_front();
     let reply = scripted.unwrap_or_else(|| default_reply(state.flavor, &received));
     state.received.lock().unwrap().push(received);
-    respond(reply).await
+    let watch = Watch {
+        state: state.clone(),
+        done: false,
+    };
+    respond(reply, watch).await
 }
 
 fn default_reply(flavor: Flavor, received: &Received) -> Reply {
@@ -368,7 +403,7 @@ fn default_reply(flavor: Flavor, received: &Received) -> Reply {
     }
 }
 
-async fn respond(reply: Reply) -> Response {
+async fn respond(reply: Reply, mut watch: Watch) -> Response {
     let mut reply = reply;
     while let Reply::Delay(wait, inner) = reply {
         tokio::time::sleep(wait).await;
@@ -386,6 +421,7 @@ async fn respond(reply: Reply) -> Response {
             for (k, v) in headers {
                 builder = builder.header(k, v);
             }
+            watch.finish();
             builder.body(Body::from(body.to_string())).unwrap()
         }
         Reply::Sse {
@@ -393,19 +429,23 @@ async fn respond(reply: Reply) -> Response {
             gap,
             cut_after,
         } => {
-            let stream = futures::stream::unfold(0usize, move |i| {
+            let stream = futures::stream::unfold((0usize, watch), move |(i, mut watch)| {
                 let blocks = blocks.clone();
                 async move {
                     if cut_after == Some(i) {
                         // Let the server flush what came before, then break the connection.
                         tokio::time::sleep(gap.max(Duration::from_millis(20))).await;
-                        return Some((Err(std::io::Error::other("cut")), i + 1));
+                        watch.finish();
+                        return Some((Err(std::io::Error::other("cut")), (i + 1, watch)));
                     }
-                    let block = blocks.get(i)?;
+                    let Some(block) = blocks.get(i) else {
+                        watch.finish();
+                        return None;
+                    };
                     if i > 0 && !gap.is_zero() {
                         tokio::time::sleep(gap).await;
                     }
-                    Some((Ok(Bytes::from(format!("{block}\n\n"))), i + 1))
+                    Some((Ok(Bytes::from(format!("{block}\n\n"))), (i + 1, watch)))
                 }
             });
             Response::builder()
