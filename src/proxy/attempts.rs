@@ -315,8 +315,9 @@ impl Attempts<'_> {
                 let connect_timeout = self.snapshot.config.server.connect_timeout;
                 let peer = upstream.peer(base_url, connect_timeout).await?;
                 tracing::debug!(provider = %provider.name, model = upstream_model, "upstream attempt");
-                upstream
-                    .send(peer, header, &prepared.body, deadline)
+                // Boxed: connecting (TCP, TLS) is a future of many kilobytes, which would
+                // otherwise sit inline in every enclosing future and be copied with it.
+                Box::pin(upstream.send(peer, header, &prepared.body, deadline))
                     .await
                     .map(|exchange| Answer::Remote(Box::new(exchange)))
             }

@@ -76,7 +76,9 @@ async fn run(
         pinned: pinned.as_deref(),
     };
     let settled = attempts.run(session, ctx, &plan).await?;
-    relay(session, ctx, settled, &gw.upstream).await;
+    // Boxed, like the upstream call: the relay's future is kilobytes, and boxing it keeps
+    // every enclosing future small (they are moved as a whole when awaited).
+    Box::pin(relay(session, ctx, settled, &gw.upstream)).await;
     Ok(())
 }
 
