@@ -131,6 +131,10 @@ impl StreamTranslator {
     }
 
     fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
+        // A probe's work is done once content has started.
+        if self.encoder.is_none() && self.content {
+            return Ok(());
+        }
         match self.decode(event, out) {
             // A probe watches a stream relayed as it is: an event it cannot read is the
             // app's to read, and ends the hold-back.
