@@ -140,19 +140,14 @@ pub fn model_call_path(
     }
 }
 
-/// Headers of the app's request that never go upstream: hop-by-hop and framing headers (the
-/// gateway sets its own), the app's keys, and the gateway's own control headers.
-const NEVER_FORWARDED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
+/// Headers that describe one hop of a connection, not the message: never relayed either way.
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
-    "expect",
 ];
 
 /// Headers that carry the app's key; forwarded only for bring-your-own-key.
@@ -170,7 +165,10 @@ pub fn prepare_upstream_header(
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            NEVER_FORWARDED.contains(&n)
+            // Hop-by-hop headers and `Host` never travel (the gateway sets its own); the
+            // app's keys and the gateway's control headers are not for the provider.
+            HOP_BY_HOP.contains(&n)
+                || n == "host"
                 || n.starts_with("x-respan-")
                 || n.starts_with("x-data-respan-")
                 || n.starts_with("x-data-keywordsai-")

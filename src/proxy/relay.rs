@@ -12,6 +12,7 @@ use super::ctx::RequestCtx;
 use super::respond::respan_headers;
 use crate::error::{stream_error_event, GatewayError};
 use crate::providers::echo::LocalAnswer;
+use crate::providers::HOP_BY_HOP;
 use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits, Upstream};
 use bytes::{Bytes, BytesMut};
@@ -40,16 +41,6 @@ pub enum RelayEnd {
     /// (streams) or a cut connection.
     UpstreamFailed(String),
 }
-
-/// Response headers that describe one hop, not the answer.
-const HOP_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// Headers that describe a body the translation replaces.
 const BODY_HEADERS: &[&str] = &[
@@ -83,7 +74,7 @@ impl Answer {
                 h
             }
         };
-        for name in HOP_HEADERS {
+        for name in HOP_BY_HOP {
             header.remove_header(*name);
         }
         if let Answer::Buffered(_, body) = self {
@@ -347,13 +338,7 @@ async fn relay_whole(
         return RelayEnd::UpstreamFailed(format!("bad status {status}"));
     }
     respan_headers(&mut header, ctx);
-    let written = async {
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        session.write_response_body(Some(body.into()), true).await
-    };
-    match written.await {
+    match super::respond::write_whole(session, header, body).await {
         Ok(()) => RelayEnd::Complete,
         Err(_) => RelayEnd::ClientGone,
     }

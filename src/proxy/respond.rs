@@ -47,6 +47,18 @@ pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Ve
     }
 }
 
+/// Writes a complete answer: its header, then its whole body.
+pub async fn write_whole(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Vec<u8>,
+) -> pingora::Result<()> {
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(body.into()), true).await
+}
+
 /// Answers with an error in the caller's format.
 pub async fn error(session: &mut Session, ctx: &RequestCtx, e: &GatewayError) {
     tracing::debug!(request_id = %ctx.request_id, status = e.status(), "{e}");

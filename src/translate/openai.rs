@@ -317,6 +317,32 @@ fn chunk_object() -> String {
     "chat.completion.chunk".to_string()
 }
 
+impl ChatChunk {
+    /// A chunk of one choice.
+    pub fn of(
+        id: &str,
+        created: u64,
+        model: &str,
+        index: u32,
+        delta: Delta,
+        finish: Option<&str>,
+    ) -> Self {
+        ChatChunk {
+            id: id.to_string(),
+            object: chunk_object(),
+            created,
+            model: model.to_string(),
+            choices: vec![ChunkChoice {
+                index,
+                delta,
+                finish_reason: finish.map(str::to_string),
+                logprobs: None,
+            }],
+            usage: UsageField::Absent,
+        }
+    }
+}
+
 /// A chunk's `usage`: absent, explicitly `null`, or counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum UsageField {

@@ -5,7 +5,7 @@ use super::request::JsonMode;
 use super::response::{usage_from_openai, usage_to_openai};
 use super::*;
 use crate::translate::openai::{
-    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
+    completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
 use crate::translate::sse::write_event;
 use crate::translate::StreamFailure;
@@ -236,19 +236,7 @@ impl ToOpenAi {
     }
 
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: finish.map(str::to_string),
-                logprobs: None,
-            }],
-            usage: Default::default(),
-        }
+        ChatChunk::of(&self.id, self.created, &self.model, 0, delta, finish)
     }
 
     fn content_chunk(&self, text: String) -> ChatChunk {

@@ -7,7 +7,7 @@
 use super::response::{translate_parts, usage_to_openai};
 use super::*;
 use crate::translate::openai::{
-    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
+    completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
 use crate::translate::StreamFailure;
 
@@ -126,19 +126,7 @@ impl ToOpenAi {
     }
 
     fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index,
-                delta,
-                finish_reason: finish.map(str::to_string),
-                logprobs: None,
-            }],
-            usage: Default::default(),
-        }
+        ChatChunk::of(&self.id, self.created, &self.model, index, delta, finish)
     }
 
     pub fn usage(&self) -> Option<Usage> {
