@@ -8,10 +8,10 @@
 //! failed try too. The answer relayed is the first success, or the last failure when
 //! nothing succeeded. A client that goes away ends the loop at once.
 
+use super::answer::{is_event_stream, Answer, Held, Settled};
 use super::ctx::RequestCtx;
-use super::model_call::ModelRequest;
 use super::prepare::{prepare, token_estimate, Prepared, Target};
-use super::relay::{is_event_stream, Answer};
+use super::request::ModelRequest;
 use super::Gateway;
 use crate::body::JsonBody;
 use crate::config::ProviderConfig;
@@ -40,25 +40,6 @@ pub struct Attempts<'a> {
     pub snapshot: &'a Snapshot,
     pub request: &'a ModelRequest,
     pub pinned: Option<&'a str>,
-}
-
-/// The answer the loop settled on, how to translate it, and the limits of its reads.
-pub struct Settled {
-    pub answer: Answer,
-    pub plan: ResponsePlan,
-    pub limits: ReadLimits,
-    /// For a stream: what was read before its content started.
-    pub held: Option<Held>,
-}
-
-/// The start of a stream, read and held back until its first real content.
-pub struct Held {
-    /// Translates the rest of the stream (`None`: relayed as it is).
-    pub translator: Option<StreamTranslator>,
-    /// The bytes to write first, in the app's format.
-    pub preamble: Vec<u8>,
-    /// The whole stream is in `preamble`.
-    pub ended: bool,
 }
 
 /// A failed try's answer, kept to answer with if nothing succeeds.

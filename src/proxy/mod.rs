@@ -5,6 +5,7 @@
 //! proxy loop (`upstream_peer`, `upstream_request_filter`, `response_filter`). `logging`
 //! records every request, however it was served.
 
+mod answer;
 mod attempts;
 mod auth;
 mod ctx;
@@ -12,6 +13,7 @@ mod model_call;
 mod passthrough;
 mod prepare;
 mod relay;
+mod request;
 mod respond;
 
 pub use ctx::RequestCtx;

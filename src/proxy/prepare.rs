@@ -1,7 +1,7 @@
 //! One model's call, prepared once and sent on every try: credentials, URL, the body in its
 //! provider's format, and how to translate the answer back.
 
-use super::model_call::ModelRequest;
+use super::request::ModelRequest;
 use crate::body::{raw_string, JsonBody};
 use crate::config::{BaseUrl, ProviderConfig, ProviderKind};
 use crate::endpoint::Ingress;

@@ -7,29 +7,15 @@
 //! per-chunk writes as the main cost of streaming). Whole answers that need translating
 //! (JSON bodies, error bodies) are small and are read whole first.
 
-use super::attempts::{Held, Settled};
+use super::answer::{is_event_stream, Answer, Held, Settled};
 use super::ctx::RequestCtx;
 use super::respond::respan_headers;
 use crate::error::{stream_error_event, GatewayError};
-use crate::providers::echo::LocalAnswer;
-use crate::providers::HOP_BY_HOP;
 use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
-use crate::upstream::{Exchange, ExchangeError, ReadLimits, Upstream};
+use crate::upstream::{ReadLimits, Upstream};
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-
-/// A whole (non-streamed) answer to translate is read up to this size.
-const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
-
-/// An answer to relay: from a provider over HTTP, made in-process (the echo provider), or
-/// an upstream's error answer read earlier (the last failure of a request whose tries all
-/// failed).
-pub enum Answer {
-    Remote(Box<Exchange>),
-    Local(LocalAnswer),
-    Buffered(Box<ResponseHeader>, Option<Bytes>),
-}
 
 /// How a relay ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,73 +35,6 @@ const BODY_HEADERS: &[&str] = &[
     "content-encoding",
     "transfer-encoding",
 ];
-
-impl Answer {
-    pub fn status(&self) -> u16 {
-        match self {
-            Answer::Remote(e) => e.status(),
-            Answer::Local(l) => l.status,
-            Answer::Buffered(h, _) => h.status.as_u16(),
-        }
-    }
-
-    /// The answer's header as it came, minus hop-by-hop headers.
-    pub fn header(&self) -> Option<ResponseHeader> {
-        let mut header = match self {
-            Answer::Remote(exchange) => exchange.header()?.clone(),
-            Answer::Buffered(header, _) => ResponseHeader::clone(header),
-            Answer::Local(local) => {
-                let mut h = ResponseHeader::build(local.status, Some(4)).ok()?;
-                h.insert_header("content-type", local.content_type).ok()?;
-                if let (1, Some(only)) = (local.chunks.len(), local.chunks.front()) {
-                    h.insert_header("content-length", only.len().to_string())
-                        .ok()?;
-                }
-                h
-            }
-        };
-        for name in HOP_BY_HOP {
-            header.remove_header(*name);
-        }
-        if let Answer::Buffered(_, body) = self {
-            header.remove_header("transfer-encoding");
-            let length = body.as_ref().map_or(0, Bytes::len);
-            header
-                .insert_header("content-length", length.to_string())
-                .ok()?;
-        }
-        Some(header)
-    }
-
-    pub async fn next(&mut self, limits: ReadLimits) -> Result<Option<Bytes>, ExchangeError> {
-        match self {
-            Answer::Remote(e) => e.read(limits).await,
-            Answer::Local(l) => Ok(l.chunks.pop_front()),
-            Answer::Buffered(_, body) => Ok(body.take()),
-        }
-    }
-
-    fn try_next(&mut self) -> Option<Result<Option<Bytes>, ExchangeError>> {
-        match self {
-            Answer::Remote(e) => e.try_read(),
-            Answer::Local(l) => Some(Ok(l.chunks.pop_front())),
-            Answer::Buffered(_, body) => Some(Ok(body.take())),
-        }
-    }
-
-    async fn read_to_end(&mut self, limits: ReadLimits) -> Result<Vec<u8>, ExchangeError> {
-        let mut out = Vec::new();
-        while let Some(chunk) = self.next(limits).await? {
-            if out.len() + chunk.len() > MAX_TRANSLATED_BODY {
-                return Err(ExchangeError::Broken(
-                    "answer too large to translate".into(),
-                ));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
-    }
-}
 
 /// Writes the settled answer to the app in the format its plan says, then returns its
 /// connection to the pool (or closes it).
@@ -347,11 +266,4 @@ async fn relay_whole(
 async fn answer_error(session: &mut Session, ctx: &RequestCtx, e: GatewayError) -> RelayEnd {
     super::respond::error(session, ctx, &e).await;
     RelayEnd::UpstreamFailed(e.to_string())
-}
-
-pub fn is_event_stream(header: &ResponseHeader) -> bool {
-    header
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }

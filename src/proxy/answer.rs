@@ -1,0 +1,114 @@
+//! An upstream's answer as the relay reads it, whatever produced it, and what the attempt
+//! loop hands the relay: the answer it settled on, with the start of a stream it held back.
+
+use crate::providers::echo::LocalAnswer;
+use crate::providers::HOP_BY_HOP;
+use crate::translate::{ResponsePlan, StreamTranslator};
+use crate::upstream::{Exchange, ExchangeError, ReadLimits};
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+
+/// A whole (non-streamed) answer to translate is read up to this size.
+const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
+
+/// An answer to relay: from a provider over HTTP, made in-process (the echo provider), or
+/// an upstream's error answer read earlier (the last failure of a request whose tries all
+/// failed).
+pub enum Answer {
+    Remote(Box<Exchange>),
+    Local(LocalAnswer),
+    Buffered(Box<ResponseHeader>, Option<Bytes>),
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Remote(e) => e.status(),
+            Answer::Local(l) => l.status,
+            Answer::Buffered(h, _) => h.status.as_u16(),
+        }
+    }
+
+    /// The answer's header as it came, minus hop-by-hop headers.
+    pub fn header(&self) -> Option<ResponseHeader> {
+        let mut header = match self {
+            Answer::Remote(exchange) => exchange.header()?.clone(),
+            Answer::Buffered(header, _) => ResponseHeader::clone(header),
+            Answer::Local(local) => {
+                let mut h = ResponseHeader::build(local.status, Some(4)).ok()?;
+                h.insert_header("content-type", local.content_type).ok()?;
+                if let (1, Some(only)) = (local.chunks.len(), local.chunks.front()) {
+                    h.insert_header("content-length", only.len().to_string())
+                        .ok()?;
+                }
+                h
+            }
+        };
+        for name in HOP_BY_HOP {
+            header.remove_header(*name);
+        }
+        if let Answer::Buffered(_, body) = self {
+            header.remove_header("transfer-encoding");
+            let length = body.as_ref().map_or(0, Bytes::len);
+            header
+                .insert_header("content-length", length.to_string())
+                .ok()?;
+        }
+        Some(header)
+    }
+
+    pub async fn next(&mut self, limits: ReadLimits) -> Result<Option<Bytes>, ExchangeError> {
+        match self {
+            Answer::Remote(e) => e.read(limits).await,
+            Answer::Local(l) => Ok(l.chunks.pop_front()),
+            Answer::Buffered(_, body) => Ok(body.take()),
+        }
+    }
+
+    pub fn try_next(&mut self) -> Option<Result<Option<Bytes>, ExchangeError>> {
+        match self {
+            Answer::Remote(e) => e.try_read(),
+            Answer::Local(l) => Some(Ok(l.chunks.pop_front())),
+            Answer::Buffered(_, body) => Some(Ok(body.take())),
+        }
+    }
+
+    pub async fn read_to_end(&mut self, limits: ReadLimits) -> Result<Vec<u8>, ExchangeError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next(limits).await? {
+            if out.len() + chunk.len() > MAX_TRANSLATED_BODY {
+                return Err(ExchangeError::Broken(
+                    "answer too large to translate".into(),
+                ));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// The answer the loop settled on, how to translate it, and the limits of its reads.
+pub struct Settled {
+    pub answer: Answer,
+    pub plan: ResponsePlan,
+    pub limits: ReadLimits,
+    /// For a stream: what was read before its content started.
+    pub held: Option<Held>,
+}
+
+/// The start of a stream, read and held back until its first real content.
+pub struct Held {
+    /// Translates the rest of the stream (`None`: relayed as it is).
+    pub translator: Option<StreamTranslator>,
+    /// The bytes to write first, in the app's format.
+    pub preamble: Vec<u8>,
+    /// The whole stream is in `preamble`.
+    pub ended: bool,
+}
+
+pub fn is_event_stream(header: &ResponseHeader) -> bool {
+    header
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}

@@ -1,0 +1,113 @@
+//! A model call's request, parsed once: which API, which model, the body without the Respan
+//! parameters, and those parameters typed.
+
+use crate::body::JsonBody;
+use crate::endpoint::{Endpoint, GeminiAction, GeminiCall, Ingress};
+use crate::error::GatewayError;
+use crate::params::{self, Extracted, RespanParams};
+use crate::providers::Operation;
+use pingora::http::RequestHeader;
+use serde_json::value::RawValue;
+
+/// A parsed model call, ready to be sent to any provider.
+pub struct ModelRequest {
+    pub ingress: Ingress,
+    pub operation: Operation,
+    /// The model the app asked for (from the body, or the path on Gemini's API); a
+    /// `load_balance_group` may stand in for it.
+    pub model: Option<String>,
+    /// The app's body without the Respan parameters.
+    pub body: JsonBody,
+    pub params: RespanParams,
+    /// The body's own `metadata` (see `params::Extracted::body_metadata`).
+    pub body_metadata: Option<Box<RawValue>>,
+    pub stream: bool,
+    pub store: bool,
+}
+
+pub fn parse(
+    endpoint: Endpoint,
+    bytes: &[u8],
+    req: &RequestHeader,
+) -> Result<ModelRequest, GatewayError> {
+    let ingress = endpoint.ingress();
+    let mut body = JsonBody::parse(bytes)?;
+    let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
+    let Extracted {
+        params,
+        body_metadata,
+    } = params::extract(
+        &mut body,
+        [
+            ("X-Data-Respan-Params", header("x-data-respan-params")),
+            (
+                "X-Data-Keywordsai-Params",
+                header("x-data-keywordsai-params"),
+            ),
+        ],
+        ingress,
+    )?;
+    let flag = |name: &str| {
+        body.get_as::<Option<bool>>(name)
+            .map(|v| v.flatten().unwrap_or(false))
+            .map_err(|e| GatewayError::invalid_field(name, e))
+    };
+    let (model, operation) = match endpoint {
+        Endpoint::Gemini => {
+            let call = GeminiCall::parse(req.uri.path())
+                .ok_or_else(|| GatewayError::invalid_field("model", "no model in the path"))?;
+            let version = Some(call.version);
+            let op = match call.action {
+                GeminiAction::Generate => Operation::Generate {
+                    stream: false,
+                    version,
+                },
+                GeminiAction::Stream => Operation::Generate {
+                    stream: true,
+                    version,
+                },
+                GeminiAction::CountTokens => Operation::CountTokens { version },
+            };
+            (Some(call.model), op)
+        }
+        _ => {
+            let model = body
+                .get_as::<Option<String>>("model")
+                .map_err(|e| GatewayError::invalid_field("model", e))?
+                .flatten();
+            let op = match endpoint {
+                Endpoint::Embeddings => Operation::Embed,
+                Endpoint::AnthropicCountTokens => Operation::CountTokens { version: None },
+                _ => Operation::Generate {
+                    stream: flag("stream")?,
+                    version: None,
+                },
+            };
+            (model, op)
+        }
+    };
+    let stream = matches!(operation, Operation::Generate { stream: true, .. });
+    let store = flag("store")?;
+    Ok(ModelRequest {
+        ingress,
+        operation,
+        model,
+        body,
+        params,
+        body_metadata,
+        stream,
+        store,
+    })
+}
+
+/// `X-Respan-Route-Provider`, if given.
+pub fn pinned_provider(req: &RequestHeader) -> Result<Option<String>, GatewayError> {
+    req.headers
+        .get("x-respan-route-provider")
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| {
+                GatewayError::invalid_field("X-Respan-Route-Provider", "is not valid text")
+            })
+        })
+        .transpose()
+}
