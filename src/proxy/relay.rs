@@ -126,44 +126,59 @@ async fn relay_stream(
         preamble,
         ended,
     } = held;
-    if !preamble.is_empty() || ended {
+    if ended {
         ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
-        if session
-            .write_response_body(Some(preamble.into()), ended)
-            .await
-            .is_err()
-        {
-            return RelayEnd::ClientGone;
-        }
-        if ended {
-            return RelayEnd::Complete;
-        }
+        let written = session
+            .write_response_body(Some(preamble.into()), true)
+            .await;
+        return if written.is_ok() {
+            RelayEnd::Complete
+        } else {
+            RelayEnd::ClientGone
+        };
     }
-    pump(session, ctx, answer, translator.as_mut(), limits, sse).await
+    pump(
+        session,
+        ctx,
+        answer,
+        translator.as_mut(),
+        preamble,
+        limits,
+        sse,
+    )
+    .await
 }
 
+/// Relays the rest of a body. `pending` (what was held back, already in the app's format)
+/// goes out with the first batch: one write instead of two.
 async fn pump(
     session: &mut Session,
     ctx: &mut RequestCtx,
     answer: &mut Answer,
     mut translator: Option<&mut StreamTranslator>,
+    mut pending: Vec<u8>,
     limits: ReadLimits,
     sse: bool,
 ) -> RelayEnd {
     let mut out = Vec::new();
     loop {
-        let next = tokio::select! {
-            biased;
-            next = answer.next(limits) => next,
-            // The app went away: stop reading (and paying for) the upstream's answer.
-            _ = session.read_body_or_idle(true) => return RelayEnd::ClientGone,
+        let (batch, done, failure) = if pending.is_empty() {
+            let next = tokio::select! {
+                biased;
+                next = answer.next(limits) => next,
+                // The app went away: stop reading (and paying for) the upstream's answer.
+                _ = session.read_body_or_idle(true) => return RelayEnd::ClientGone,
+            };
+            match next {
+                Ok(Some(first)) => gather(answer, first),
+                Ok(None) => (Bytes::new(), true, None),
+                Err(e) => (Bytes::new(), false, Some(e.to_string())),
+            }
+        } else {
+            // What is held goes out now, with whatever else is readable without waiting.
+            gather(answer, Bytes::new())
         };
-        let (batch, done, failure) = match next {
-            Ok(Some(first)) => gather(answer, first),
-            Ok(None) => (Bytes::new(), true, None),
-            Err(e) => (Bytes::new(), false, Some(e.to_string())),
-        };
-        let (data, failure) = match translator.as_deref_mut() {
+        let (mut data, failure) = match translator.as_deref_mut() {
             None => (batch, failure),
             Some(t) => {
                 out.clear();
@@ -175,6 +190,10 @@ async fn pump(
                 (Bytes::copy_from_slice(&out), failure)
             }
         };
+        if !pending.is_empty() {
+            pending.extend_from_slice(&data);
+            data = Bytes::from(std::mem::take(&mut pending));
+        }
         let end = done && failure.is_none();
         if !data.is_empty() && ctx.served.time_to_first_byte.is_none() {
             ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
