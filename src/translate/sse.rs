@@ -35,22 +35,33 @@ pub struct SseParser {
 impl SseParser {
     /// Feeds bytes; calls `on_event` for every event they complete.
     pub fn feed(&mut self, bytes: &[u8], on_event: &mut dyn FnMut(Event)) -> Result<(), SseError> {
-        for &b in bytes {
-            match b {
-                b'\n' if self.after_cr => self.after_cr = false,
-                b'\n' | b'\r' => {
-                    self.after_cr = b == b'\r';
+        let mut rest = bytes;
+        while let Some(&first) = rest.first() {
+            if std::mem::take(&mut self.after_cr) && first == b'\n' {
+                rest = &rest[1..];
+                continue;
+            }
+            match memchr::memchr2(b'\n', b'\r', rest) {
+                Some(end) => {
+                    self.push(&rest[..end])?;
+                    self.after_cr = rest[end] == b'\r';
+                    rest = &rest[end + 1..];
                     self.end_line(on_event);
                 }
-                _ => {
-                    self.after_cr = false;
-                    if self.line.len() + self.current.data.len() >= MAX_EVENT_BYTES {
-                        return Err(SseError::TooLong);
-                    }
-                    self.line.push(b);
+                None => {
+                    self.push(rest)?;
+                    break;
                 }
             }
         }
+        Ok(())
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), SseError> {
+        if self.line.len() + bytes.len() + self.current.data.len() > MAX_EVENT_BYTES {
+            return Err(SseError::TooLong);
+        }
+        self.line.extend_from_slice(bytes);
         Ok(())
     }
 
@@ -67,7 +78,10 @@ impl SseParser {
             self.dispatch(on_event);
             return;
         }
-        let line = String::from_utf8_lossy(&self.line);
+        let line = match std::str::from_utf8(&self.line) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&self.line),
+        };
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
             None => (line.as_ref(), ""),
@@ -102,12 +116,21 @@ pub fn write_data(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Appends `event: {name}\ndata: {json}\n\n`.
-pub fn write_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
-    write_data(out, data);
+/// Appends `data: {value as JSON}\n\n`, serialising straight into `out`. If `value` cannot
+/// be serialised (it always can: the gateway's own types), nothing is appended.
+pub fn write_json(out: &mut Vec<u8>, event: Option<&str>, value: &impl serde::Serialize) {
+    let start = out.len();
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(start);
+        return;
+    }
+    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
@@ -151,6 +174,15 @@ mod tests {
     }
 
     #[test]
+    fn overlong_events_are_refused() {
+        let mut parser = SseParser::default();
+        let big = vec![b'x'; MAX_EVENT_BYTES / 2 + 1];
+        parser.feed(b"data: ", &mut |_| {}).unwrap();
+        parser.feed(&big, &mut |_| {}).unwrap();
+        assert_eq!(parser.feed(&big, &mut |_| {}), Err(SseError::TooLong));
+    }
+
+    #[test]
     fn bare_cr_line_endings() {
         assert_eq!(parse_in_pieces(b"data:a\r\rdata:b\r\r", 3).len(), 2);
     }
@@ -163,7 +195,7 @@ mod tests {
     #[test]
     fn writers() {
         let mut out = Vec::new();
-        write_event(&mut out, "ping", b"{}");
+        write_json(&mut out, Some("ping"), &serde_json::json!({}));
         write_data(&mut out, b"[DONE]");
         assert_eq!(out, b"event: ping\ndata: {}\n\ndata: [DONE]\n\n");
     }

@@ -4,7 +4,7 @@
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
-use super::sse::{write_data, Event, SseParser};
+use super::sse::{write_data, write_json, Event, SseParser};
 use super::{ResponsePlan, StreamFailure, Wire};
 use crate::endpoint::Ingress;
 
@@ -227,7 +227,7 @@ impl Encoder {
                 } else {
                     UsageField::Absent
                 };
-                write_data(out, &serde_json::to_vec(&chunk).unwrap_or_default());
+                write_json(out, None, &chunk);
                 *last = Some(chunk);
             }
             Encoder::Anthropic(e) => e.chunk(&chunk, out),
@@ -243,7 +243,7 @@ impl Encoder {
                 if let (true, Some(mut chunk)) = (*include_usage, last.take()) {
                     chunk.choices.clear();
                     chunk.usage = UsageField::Some(usage.unwrap_or_default());
-                    write_data(out, &serde_json::to_vec(&chunk).unwrap_or_default());
+                    write_json(out, None, &chunk);
                 }
                 write_data(out, b"[DONE]");
             }

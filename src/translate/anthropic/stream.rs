@@ -7,36 +7,29 @@ use super::*;
 use crate::translate::openai::{
     completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
-use crate::translate::sse::write_event;
+use crate::translate::sse::write_json;
 use crate::translate::StreamFailure;
 use serde_json::json;
+use std::borrow::Cow;
 
+/// One Anthropic stream event, read in one pass: the fields of every event type side by side
+/// (serde's tagged enums would buffer each event whole before reading it).
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StreamEvent {
-    MessageStart {
-        message: StartMessage,
-    },
-    ContentBlockStart {
-        index: u32,
-        content_block: Value,
-    },
-    ContentBlockDelta {
-        index: u32,
-        delta: BlockDelta,
-    },
-    MessageDelta {
-        delta: MessageDeltaBody,
-        #[serde(default)]
-        usage: Option<AUsage>,
-    },
-    MessageStop,
-    Error {
-        error: ErrorBody,
-    },
-    /// `ping`, `content_block_stop` and event types added later: nothing to translate.
-    #[serde(other)]
-    Other,
+struct StreamEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    message: Option<StartMessage>,
+    #[serde(default)]
+    content_block: Option<Value>,
+    #[serde(default)]
+    delta: Option<EventDelta>,
+    #[serde(default)]
+    usage: Option<AUsage>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
 }
 
 #[derive(Deserialize)]
@@ -47,28 +40,15 @@ struct StartMessage {
     usage: AUsage,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockDelta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
-    ThinkingDelta {
-        thinking: String,
-    },
-    SignatureDelta {
-        signature: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct MessageDeltaBody {
-    #[serde(default)]
+/// A `content_block_delta`'s or a `message_delta`'s `delta`.
+#[derive(Deserialize, Default)]
+struct EventDelta {
+    #[serde(rename = "type", default)]
+    kind: String,
+    text: Option<String>,
+    partial_json: Option<String>,
+    thinking: Option<String>,
+    signature: Option<String>,
     stop_reason: Option<String>,
 }
 
@@ -113,8 +93,12 @@ impl ToOpenAi {
     pub fn event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFailure> {
         let event: StreamEvent = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Anthropic event: {e}")))?;
-        match event {
-            StreamEvent::MessageStart { message } => {
+        match event.kind.as_ref() {
+            "message_start" => {
+                let message = event.message.unwrap_or(StartMessage {
+                    model: String::new(),
+                    usage: AUsage::default(),
+                });
                 self.model = message.model;
                 self.usage = message.usage;
                 out.push(self.chunk(
@@ -126,16 +110,18 @@ impl ToOpenAi {
                     None,
                 ));
             }
-            StreamEvent::ContentBlockStart {
-                index,
-                content_block,
-            } => self.block_start(index, &content_block, out),
-            StreamEvent::ContentBlockDelta { index, delta } => self.block_delta(index, delta, out),
-            StreamEvent::MessageDelta { delta, usage } => {
-                if let Some(usage) = usage {
+            "content_block_start" => {
+                let block = event.content_block.unwrap_or(Value::Null);
+                self.block_start(event.index, &block, out);
+            }
+            "content_block_delta" => {
+                self.block_delta(event.index, event.delta.unwrap_or_default(), out);
+            }
+            "message_delta" => {
+                if let Some(usage) = event.usage {
                     self.usage.output_tokens = usage.output_tokens;
                 }
-                if let Some(reason) = delta.stop_reason {
+                if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
                     let finish = match (reason.as_str(), self.forced_block) {
                         ("tool_use", Some(_)) => "stop",
                         (reason, _) => finish_reason(reason),
@@ -143,14 +129,19 @@ impl ToOpenAi {
                     out.push(self.chunk(Delta::default(), Some(finish)));
                 }
             }
-            StreamEvent::MessageStop => self.ended = true,
-            StreamEvent::Error { error } => {
+            "message_stop" => self.ended = true,
+            "error" => {
+                let error = event.error.unwrap_or(ErrorBody {
+                    kind: String::new(),
+                    message: "error event without a message".into(),
+                });
                 return Err(StreamFailure::reported(
                     super::super::anthropic_error_status(&error.kind),
                     error.message,
-                ))
+                ));
             }
-            StreamEvent::Other => {}
+            // `ping`, `content_block_stop` and event types added later: nothing to translate.
+            _ => {}
         }
         Ok(())
     }
@@ -194,12 +185,17 @@ impl ToOpenAi {
         }
     }
 
-    fn block_delta(&mut self, index: u32, delta: BlockDelta, out: &mut Vec<ChatChunk>) {
-        match delta {
-            BlockDelta::TextDelta { text } if !text.is_empty() => {
-                out.push(self.content_chunk(text))
+    fn block_delta(&mut self, index: u32, delta: EventDelta, out: &mut Vec<ChatChunk>) {
+        match delta.kind.as_str() {
+            "text_delta" => {
+                if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
+                    out.push(self.content_chunk(text));
+                }
             }
-            BlockDelta::InputJsonDelta { partial_json } if !partial_json.is_empty() => {
+            "input_json_delta" => {
+                let Some(partial_json) = delta.partial_json.filter(|p| !p.is_empty()) else {
+                    return;
+                };
                 if self.forced_block == Some(index) {
                     out.push(self.content_chunk(partial_json));
                 } else if let Some(&(_, tool_index)) =
@@ -215,17 +211,17 @@ impl ToOpenAi {
                     }));
                 }
             }
-            BlockDelta::ThinkingDelta { thinking } => out.push(self.chunk(
+            "thinking_delta" => out.push(self.chunk(
                 Delta {
-                    reasoning_content: Some(thinking),
+                    reasoning_content: delta.thinking,
                     ..Delta::default()
                 },
                 None,
             )),
-            BlockDelta::SignatureDelta { signature } => out.push(self.chunk(
+            "signature_delta" => out.push(self.chunk(
                 Delta {
                     thinking_blocks: Some(vec![
-                        json!({"type": "thinking", "thinking": "", "signature": signature}),
+                        json!({"type": "thinking", "thinking": "", "signature": delta.signature}),
                     ]),
                     ..Delta::default()
                 },
@@ -408,7 +404,7 @@ impl FromOpenAi {
 }
 
 fn write_json_event(out: &mut Vec<u8>, name: &str, data: &Value) {
-    write_event(out, name, &serde_json::to_vec(data).unwrap_or_default());
+    write_json(out, Some(name), data);
 }
 
 #[cfg(test)]
