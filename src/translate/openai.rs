@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ChatRequest {
@@ -300,8 +301,9 @@ impl Usage {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ChatChunk {
     pub id: String,
+    /// Always `chat.completion.chunk`: borrowed, not allocated for every chunk.
     #[serde(default = "chunk_object")]
-    pub object: String,
+    pub object: Cow<'static, str>,
     #[serde(default)]
     pub created: u64,
     #[serde(default)]
@@ -313,8 +315,8 @@ pub struct ChatChunk {
     pub usage: UsageField,
 }
 
-fn chunk_object() -> String {
-    "chat.completion.chunk".to_string()
+fn chunk_object() -> Cow<'static, str> {
+    Cow::Borrowed("chat.completion.chunk")
 }
 
 impl ChatChunk {

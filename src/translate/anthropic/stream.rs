@@ -25,7 +25,8 @@ struct StreamEvent<'a> {
     #[serde(default)]
     content_block: Option<Value>,
     #[serde(default)]
-    delta: Option<EventDelta>,
+    #[serde(borrow)]
+    delta: Option<EventDelta<'a>>,
     #[serde(default)]
     usage: Option<AUsage>,
     #[serde(default)]
@@ -42,9 +43,9 @@ struct StartMessage {
 
 /// A `content_block_delta`'s or a `message_delta`'s `delta`.
 #[derive(Deserialize, Default)]
-struct EventDelta {
-    #[serde(rename = "type", default)]
-    kind: String,
+struct EventDelta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Cow<'a, str>,
     text: Option<String>,
     partial_json: Option<String>,
     thinking: Option<String>,
@@ -185,8 +186,8 @@ impl ToOpenAi {
         }
     }
 
-    fn block_delta(&mut self, index: u32, delta: EventDelta, out: &mut Vec<ChatChunk>) {
-        match delta.kind.as_str() {
+    fn block_delta(&mut self, index: u32, delta: EventDelta<'_>, out: &mut Vec<ChatChunk>) {
+        match delta.kind.as_ref() {
             "text_delta" => {
                 if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
                     out.push(self.content_chunk(text));
