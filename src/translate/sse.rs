@@ -21,7 +21,7 @@ pub enum SseError {
     TooLong,
 }
 
-/// Incremental SSE parser.
+/// Incremental SSE parser: feed it bytes, it calls back with each event they complete.
 #[derive(Debug, Default)]
 pub struct SseParser {
     /// Bytes of the current, unfinished line.
@@ -34,7 +34,7 @@ pub struct SseParser {
 
 impl SseParser {
     /// Feeds bytes; calls `on_event` for every event they complete.
-    pub fn feed(&mut self, bytes: &[u8], on_event: &mut dyn FnMut(Event)) -> Result<(), SseError> {
+    pub fn feed(&mut self, bytes: &[u8], on_event: &mut dyn FnMut(&Event)) -> Result<(), SseError> {
         let mut rest = bytes;
         while let Some(&first) = rest.first() {
             if std::mem::take(&mut self.after_cr) && first == b'\n' {
@@ -66,14 +66,14 @@ impl SseParser {
     }
 
     /// At the end of the stream: an event not followed by a blank line still counts.
-    pub fn finish(&mut self, on_event: &mut dyn FnMut(Event)) {
+    pub fn finish(&mut self, on_event: &mut dyn FnMut(&Event)) {
         if !self.line.is_empty() {
             self.end_line(on_event);
         }
         self.dispatch(on_event);
     }
 
-    fn end_line(&mut self, on_event: &mut dyn FnMut(Event)) {
+    fn end_line(&mut self, on_event: &mut dyn FnMut(&Event)) {
         if self.line.is_empty() {
             self.dispatch(on_event);
             return;
@@ -94,17 +94,23 @@ impl SseParser {
                 self.current.data.push_str(value);
                 self.has_data = true;
             }
-            "event" => self.current.name = value.to_string(),
+            "event" => {
+                self.current.name.clear();
+                self.current.name.push_str(value);
+            }
             _ => {} // comments (`: ping`), `id`, `retry`: nothing to translate
         }
         self.line.clear();
     }
 
-    fn dispatch(&mut self, on_event: &mut dyn FnMut(Event)) {
+    /// Hands the event over by reference: its buffers are reused for the next one, so a
+    /// stream costs no allocation per event here.
+    fn dispatch(&mut self, on_event: &mut dyn FnMut(&Event)) {
         if self.has_data {
-            on_event(std::mem::take(&mut self.current));
+            on_event(&self.current);
         }
-        self.current = Event::default();
+        self.current.name.clear();
+        self.current.data.clear();
         self.has_data = false;
     }
 }
@@ -141,9 +147,9 @@ mod tests {
         let mut parser = SseParser::default();
         let mut events = Vec::new();
         for chunk in input.chunks(piece) {
-            parser.feed(chunk, &mut |e| events.push(e)).unwrap();
+            parser.feed(chunk, &mut |e| events.push(e.clone())).unwrap();
         }
-        parser.finish(&mut |e| events.push(e));
+        parser.finish(&mut |e| events.push(e.clone()));
         events
     }
 

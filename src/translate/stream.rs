@@ -28,10 +28,15 @@ enum Encoder {
 /// Translates one streamed answer, and tells when its real content starts.
 pub struct StreamTranslator {
     parser: SseParser,
+    state: Translation,
+}
+
+/// What a translation knows between events (kept apart from the parser, which lends each
+/// event to it).
+struct Translation {
     decoder: Decoder,
     /// `None` for a probe: decode only, to see when content starts, and write nothing.
     encoder: Option<Encoder>,
-    events: Vec<Event>,
     chunks: Vec<ChatChunk>,
     content: bool,
     ended: bool,
@@ -66,12 +71,13 @@ impl StreamTranslator {
         };
         StreamTranslator {
             parser: SseParser::default(),
-            decoder,
-            encoder,
-            events: Vec::new(),
-            chunks: Vec::new(),
-            content: false,
-            ended: false,
+            state: Translation {
+                decoder,
+                encoder,
+                chunks: Vec::new(),
+                content: false,
+                ended: false,
+            },
         }
     }
 
@@ -79,40 +85,47 @@ impl StreamTranslator {
     /// a stream is only preamble (role chunks, `message_start`, pings), which the gateway
     /// holds back so a failure there can still be retried or fall back.
     pub fn content_started(&self) -> bool {
-        self.content
+        self.state.content
     }
 
     /// Whether the stream's end was seen.
     pub fn ended(&self) -> bool {
-        self.ended
+        self.state.ended
     }
 
-    /// Translates the events `bytes` complete, appending the output to `out`.
+    /// Translates the events `bytes` complete, appending the output to `out`. Each event is
+    /// translated as the parser completes it; the first failure stops the translation.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), StreamFailure> {
-        let mut events = std::mem::take(&mut self.events);
-        let parsed = self.parser.feed(bytes, &mut |e| events.push(e));
-        let result = parsed
-            .map_err(|e| StreamFailure::upstream(e.to_string()))
-            .and_then(|()| events.drain(..).try_for_each(|e| self.event(&e, out)));
-        events.clear();
-        self.events = events;
-        result
+        let state = &mut self.state;
+        let mut failure = None;
+        let parsed = self.parser.feed(bytes, &mut |e| {
+            if failure.is_none() {
+                failure = state.event(e, out).err();
+            }
+        });
+        parsed.map_err(|e| StreamFailure::upstream(e.to_string()))?;
+        failure.map_or(Ok(()), Err)
     }
 
     /// At the end of the upstream body. A provider stream that should have ended with an end
     /// event (Anthropic's `message_stop`, OpenAI's `[DONE]`) and did not was cut off.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
-        let mut events = Vec::new();
-        self.parser.finish(&mut |e| events.push(e));
-        for e in &events {
-            self.event(e, out)?;
+        let state = &mut self.state;
+        let mut failure = None;
+        self.parser.finish(&mut |e| {
+            if failure.is_none() {
+                failure = state.event(e, out).err();
+            }
+        });
+        if let Some(failure) = failure {
+            return Err(failure);
         }
-        if self.ended {
+        if state.ended {
             return Ok(());
         }
-        match self.decoder {
+        match state.decoder {
             Decoder::Gemini(_) => {
-                self.end(out);
+                state.end(out);
                 Ok(())
             }
             _ => Err(StreamFailure::upstream(
@@ -123,6 +136,12 @@ impl StreamTranslator {
 
     /// The token counts the provider reported, once known.
     pub fn usage(&self) -> Option<Usage> {
+        self.state.usage()
+    }
+}
+
+impl Translation {
+    fn usage(&self) -> Option<Usage> {
         match &self.decoder {
             Decoder::OpenAi { usage, .. } => *usage,
             Decoder::Anthropic(d) => Some(d.usage()),

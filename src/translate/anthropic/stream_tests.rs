@@ -12,7 +12,7 @@ fn translate(sse: &str, mode: JsonMode) -> (Vec<ChatChunk>, ToOpenAi) {
     let mut parser = SseParser::default();
     let mut events = Vec::new();
     parser
-        .feed(sse.as_bytes(), &mut |e| events.push(e))
+        .feed(sse.as_bytes(), &mut |e| events.push(e.clone()))
         .unwrap();
     let mut t = ToOpenAi::new(mode);
     let mut chunks = Vec::new();
@@ -140,7 +140,7 @@ fn openai_chunks_become_the_anthropic_event_sequence() {
     t.finish(&mut out);
     let mut events = Vec::new();
     SseParser::default()
-        .feed(&out, &mut |e| events.push(e))
+        .feed(&out, &mut |e| events.push(e.clone()))
         .unwrap();
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(

@@ -146,7 +146,7 @@ mod tests {
         let sse = std::fs::read(path).unwrap();
         let mut events = Vec::new();
         SseParser::default()
-            .feed(&sse, &mut |e| events.push(e))
+            .feed(&sse, &mut |e| events.push(e.clone()))
             .unwrap();
         let mut t = ToOpenAi::new("gemini-2.5-flash".into());
         let mut chunks = Vec::new();
