@@ -1,7 +1,7 @@
 //! The admin port: health, readiness and Prometheus metrics.
 
 use crate::openai_config;
-use crate::support::{chat, client, Mock, Reply, Sidecar};
+use crate::support::{chat, post_chat, Mock, Reply, Sidecar};
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -35,26 +35,11 @@ async fn metrics_count_requests_attempts_and_retries() {
     .await;
     let mut body = chat("gpt-4o", "hi");
     body["retry_params"] = serde_json::json!({"retry_after": 0.01});
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 200);
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("exact-model", "hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &chat("exact-model", "hi")).await;
     assert_eq!(r.status(), 200);
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("unrouted", "hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &chat("unrouted", "hi")).await;
     assert_eq!(r.status(), 404);
 
     let requests = |model: &'static str, provider: &'static str, status: &'static str| {

@@ -1,7 +1,7 @@
 //! Chat completions and embeddings forwarded to an OpenAI-compatible provider.
 
 use crate::openai_config;
-use crate::support::{chat, client, Mock, RawConn, Reply, Sidecar};
+use crate::support::{chat, client, post_chat, Mock, RawConn, Reply, Sidecar};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -69,12 +69,7 @@ async fn metadata_goes_to_openai_only_for_stored_completions() {
     let mut body = chat("gpt-4o", "hi");
     body["metadata"] = json!({"run": "7"});
     body["store"] = json!(true);
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(mock.last().json()["metadata"], json!({"run": "7"}));
 }
@@ -123,12 +118,7 @@ async fn streams_are_relayed_chunk_by_chunk() {
     let mut body = chat("gpt-4o", "count");
     body["stream"] = json!(true);
     let started = Instant::now();
-    let mut response = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let mut response = post_chat(&sidecar, &body).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut arrivals = Vec::new();
     let mut text = String::new();
@@ -279,12 +269,8 @@ async fn the_echo_provider_answers_offline() {
         "providers:\n  echo:\n    type: echo\nroutes:\n  - match: \"*\"\n    provider: echo\n",
     )
     .await;
-    let r: Value = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("echo", "hello there"))
-        .send()
+    let r: Value = post_chat(&sidecar, &chat("echo", "hello there"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -311,15 +297,7 @@ async fn relayed_streams_lose_no_byte() {
     for _ in 0..3 {
         let mut body = chat("gpt-4o", "flood");
         body["stream"] = json!(true);
-        let text = client()
-            .post(sidecar.url("/v1/chat/completions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = post_chat(&sidecar, &body).await.text().await.unwrap();
         assert_eq!(text.len(), expected.len());
         assert!(text == expected, "the relayed stream differs");
     }
@@ -341,15 +319,7 @@ async fn a_stream_cut_upstream_ends_with_an_in_band_error_and_no_done() {
     let sidecar = Sidecar::start(&openai_config(&mock)).await;
     let mut body = chat("gpt-4o", "cut");
     body["stream"] = json!(true);
-    let text = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = post_chat(&sidecar, &body).await.text().await.unwrap();
     assert!(text.contains("\"content\":\"b \""), "{text}");
     let last = text.trim_end().rsplit("\n\n").next().unwrap();
     let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();

@@ -1,6 +1,6 @@
 //! Which key goes upstream: configured, per customer, per model, or the app's own; Azure.
 
-use crate::support::{chat, client, Mock, Sidecar};
+use crate::support::{chat, client, post_chat, Mock, Sidecar};
 use serde_json::json;
 
 #[tokio::test]
@@ -125,12 +125,7 @@ async fn azure_gets_deployment_urls_api_key_and_version() {
     );
     assert_eq!(got.header("api-key"), Some("cust"));
 
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("bad/../name", "hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &chat("bad/../name", "hi")).await;
     assert_eq!(r.status(), 400);
     assert_eq!(mock.count(), 2);
 }
@@ -152,12 +147,7 @@ async fn https_providers_are_verified() {
     );
     let trusting =
         Sidecar::start_with_env("", &config, &[("SSL_CERT_FILE", ca.to_str().unwrap())]).await;
-    let r = client()
-        .post(trusting.url("/v1/chat/completions"))
-        .json(&chat("gpt-4o", "hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&trusting, &chat("gpt-4o", "hi")).await;
     assert_eq!(r.status(), 200);
     let got = mock.last();
     assert_eq!(got.header("authorization"), Some("Bearer sk-tls"));
@@ -177,12 +167,7 @@ async fn https_providers_are_verified() {
     .await;
     let mut body = chat("gpt-4o", "hi");
     body["retry_params"] = json!({"retry_enabled": false});
-    let r = client()
-        .post(distrusting.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&distrusting, &body).await;
     assert_eq!(r.status(), 502);
     assert_eq!(
         mock.count(),

@@ -1,7 +1,7 @@
 //! Bad input gets the right status in OpenAI shape, and never reaches a provider.
 
 use crate::openai_config;
-use crate::support::{chat, client, Mock, RawConn, Reply, Sidecar};
+use crate::support::{chat, client, post_chat, Mock, RawConn, Reply, Sidecar};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -121,12 +121,7 @@ async fn bodies_over_the_limit_are_413() {
     conn.send(b"0\r\n\r\n").await;
     assert_eq!(conn.read_response().await.status, 413);
     // At the limit is fine.
-    let ok = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("gpt-4o", "small"))
-        .send()
-        .await
-        .unwrap();
+    let ok = post_chat(&sidecar, &chat("gpt-4o", "small")).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(mock.count(), 1);
 }
@@ -139,12 +134,7 @@ async fn unknown_models_and_paths_are_404() {
         mock.url("/v1")
     );
     let sidecar = Sidecar::start(&config).await;
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("claude-x", "hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &chat("claude-x", "hi")).await;
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_openai_error(&v, "invalid_request_error", "model_not_found");
@@ -225,12 +215,7 @@ async fn upstream_errors_pass_through_with_their_status() {
         Reply::openai_error(400, "max_tokens is too large").with_header("x-request-id", "req-9"),
     );
     let sidecar = Sidecar::start(&openai_config(&mock)).await;
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("gpt-4o", "hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &chat("gpt-4o", "hi")).await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["x-request-id"], "req-9");
     let v: Value = r.json().await.unwrap();
@@ -247,12 +232,7 @@ async fn no_upstream_is_502_and_a_slow_one_504() {
     let sidecar = Sidecar::start(&config).await;
     let mut body = chat("gpt-4o", "hi");
     body["retry_params"] = json!({"num_retries": 1, "retry_after": 0.01});
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["x-respan-attempts"], "2");
     assert_openai_error(
@@ -270,12 +250,7 @@ async fn no_upstream_is_502_and_a_slow_one_504() {
     let mut body = chat("gpt-4o", "hi");
     body["retry_params"] = json!({"retry_enabled": false});
     let started = std::time::Instant::now();
-    let r = client()
-        .post(slow.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&slow, &body).await;
     assert_eq!(r.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_openai_error(&r.json().await.unwrap(), "server_error", "upstream_timeout");

@@ -2,7 +2,7 @@
 //! caller's format.
 
 use crate::support::mock::Flavor;
-use crate::support::{chat, client, Mock, Reply, Sidecar};
+use crate::support::{chat, client, post_chat, Mock, Reply, Sidecar};
 use serde_json::{json, Value};
 
 fn anthropic_config(mock: &Mock, key: &str) -> String {
@@ -88,21 +88,11 @@ async fn provider_errors_come_back_in_the_callers_format() {
     let sidecar = Sidecar::start(&anthropic_config(&mock, "    api_key: k\n")).await;
     let mut body = chat("claude-x", "hi");
     body["retry_params"] = json!({"retry_enabled": false});
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["message"], "Overloaded");
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
     let v: Value = r.json().await.unwrap();

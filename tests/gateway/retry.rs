@@ -1,7 +1,7 @@
 //! The attempt loop: a second try after an upstream 500 or 429, for any body size.
 
 use crate::openai_config;
-use crate::support::{chat, client, Mock, Reply, Sidecar};
+use crate::support::{chat, post_chat, Mock, Reply, Sidecar};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -12,12 +12,7 @@ async fn a_500_is_retried_and_the_second_answer_relayed() {
     let sidecar = Sidecar::start(&openai_config(&mock)).await;
     let mut body = chat("gpt-4o", "hi");
     body["retry_params"] = json!({"num_retries": 2, "retry_after": 0.05});
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-respan-attempts"], "2");
     let v: Value = r.json().await.unwrap();
@@ -43,12 +38,7 @@ async fn retries_resend_five_mebibyte_bodies() {
     let big = "z".repeat(5 * 1024 * 1024);
     let mut body = chat("gpt-4o", &big);
     body["retry_params"] = json!({"num_retries": 3, "retry_after": 0.01});
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 200);
     let got = mock.received();
     assert_eq!(got.len(), 3);
@@ -70,12 +60,7 @@ async fn when_every_try_fails_the_last_answer_is_relayed() {
     let sidecar = Sidecar::start(&openai_config(&mock)).await;
     let mut body = chat("gpt-4o", "hi");
     body["retry_params"] = json!({"num_retries": 2, "retry_after": 0.01});
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["x-respan-attempts"], "3");
     assert_eq!(r.headers()["retry-after-ms"], "10");
@@ -90,12 +75,7 @@ async fn retries_can_be_turned_off() {
     mock.push(Reply::openai_error(500, "boom"));
     let config = format!("retry:\n  retry_enabled: false\n{}", openai_config(&mock));
     let sidecar = Sidecar::start(&config).await;
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&chat("gpt-4o", "hi"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &chat("gpt-4o", "hi")).await;
     assert_eq!(r.status(), 500);
     assert_eq!(mock.count(), 1);
 }
@@ -108,12 +88,7 @@ async fn a_failed_model_falls_back_to_the_next() {
     let mut body = chat("gpt-4o", "hi");
     body["fallback_models"] = json!(["gpt-4o-mini"]);
     body["retry_params"] = json!({"retry_enabled": false});
-    let r = client()
-        .post(sidecar.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_chat(&sidecar, &body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-respan-model"], "gpt-4o-mini");
     assert_eq!(r.headers()["x-respan-attempts"], "2");

@@ -171,6 +171,16 @@ pub fn chat(model: &str, text: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
 
+/// POSTs a JSON body to the sidecar's `/v1/chat/completions`.
+pub async fn post_chat(sidecar: &Sidecar, body: &serde_json::Value) -> reqwest::Response {
+    client()
+        .post(sidecar.url("/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// An HTTP client that never pools (each test sees fresh connections unless it reuses one).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
