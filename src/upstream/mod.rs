@@ -1,21 +1,30 @@
-//! One HTTP exchange with a provider, on Pingora's pooled connectors.
+//! One HTTP exchange with a provider, on Pingora's pooled transport connector.
 //!
 //! Model calls do not go through Pingora's proxy loop (it cannot replay bodies over 64 KiB,
 //! retry after an answer has been read, or re-translate for another provider); the attempt
 //! loop in `dispatch` drives these exchanges itself. An exchange ends either read to the end,
 //! when its connection goes back to the pool, or dropped, when the connection is closed.
+//!
+//! The request goes out in one vectored write of its header and body. Pingora's HTTP/1
+//! client flushes the header on its own, which costs a second loopback send per request
+//! (measured: about 13% of the sidecar's CPU per non-streamed request); its reader is used
+//! as is for the answer.
 
 mod resolve;
 
 use crate::config::BaseUrl;
 use bytes::Bytes;
 use futures::FutureExt;
-use pingora::connectors::http::Connector;
+use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession};
+use pingora::protocols::Stream;
+use pingora::upstreams::peer::Peer;
 use resolve::Resolver;
+use std::io::IoSlice;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::time::{timeout_at, Instant};
 
 /// How long an idle pooled upstream connection is kept.
@@ -53,7 +62,7 @@ pub enum ExchangeError {
 
 /// The provider connections of one process: a keep-alive pool and a DNS cache.
 pub struct Upstream {
-    connector: Connector,
+    transport: TransportConnector,
     resolver: Resolver,
 }
 
@@ -64,7 +73,7 @@ impl Upstream {
         let mut options = pingora::connectors::ConnectorOptions::new(pool_size);
         options.keepalive_pool_size = pool_size;
         Upstream {
-            connector: Connector::new(Some(options)),
+            transport: TransportConnector::new(Some(options)),
             resolver: Resolver::default(),
         }
     }
@@ -90,27 +99,27 @@ impl Upstream {
     /// Sends a request and reads the answer's header, all before `deadline`.
     pub async fn send(
         &self,
-        mut peer: HttpPeer,
+        peer: HttpPeer,
         header: &RequestHeader,
         body: &Bytes,
         deadline: Instant,
     ) -> Result<Exchange, ExchangeError> {
+        let head = http_req_header_to_wire(header)
+            .ok_or_else(|| ExchangeError::Broken("the request header cannot be sent".into()))?;
         let mut stale_retries = 0;
         loop {
-            let (session, reused) = timeout_at(deadline, self.connector.get_http_session(&peer))
+            let (stream, reused) = timeout_at(deadline, self.transport.get_stream(&peer))
                 .await
                 .map_err(|_| ExchangeError::Timeout)?
                 .map_err(|e| match e.etype() {
                     pingora::ErrorType::ConnectTimedout => ExchangeError::Timeout,
                     _ => ExchangeError::Connect(e.to_string()),
                 })?;
-            let mut exchange = Exchange { session, peer };
-            match timeout_at(deadline, exchange.request(header, body)).await {
+            match timeout_at(deadline, Exchange::start(stream, &peer, &head, body)).await {
                 Err(_) => return Err(ExchangeError::Timeout),
-                Ok(Ok(())) => return Ok(exchange),
+                Ok(Ok(session)) => return Ok(Exchange { session, peer }),
                 Ok(Err(_)) if reused && stale_retries < STALE_CONNECTION_RETRIES => {
                     stale_retries += 1;
-                    peer = exchange.peer;
                 }
                 Ok(Err(e)) => return Err(e),
             }
@@ -120,10 +129,14 @@ impl Upstream {
     /// Ends an exchange: its connection goes back to the pool if the answer was read to the
     /// end, and is closed otherwise.
     pub async fn finish(&self, exchange: Exchange) {
-        // Pingora closes it rather than pooling it when the body was not read to the end.
-        self.connector
-            .release_http_session(exchange.session, &exchange.peer, Some(POOL_IDLE_TIMEOUT))
-            .await;
+        let Exchange { mut session, peer } = exchange;
+        // Pingora turns keep-alive off when the body was not read to the end; `reuse` then
+        // closes the connection instead of handing it back.
+        session.respect_keepalive();
+        if let Some(stream) = session.reuse().await {
+            self.transport
+                .release_stream(stream, peer.reuse_hash(), Some(POOL_IDLE_TIMEOUT));
+        }
     }
 }
 
@@ -134,25 +147,25 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    async fn request(&mut self, header: &RequestHeader, body: &Bytes) -> Result<(), ExchangeError> {
-        let broken = |e: Box<pingora::Error>| ExchangeError::Broken(e.to_string());
-        self.session
-            .write_request_header(Box::new(header.clone()))
+    /// Writes the request on `stream` and reads the answer's header.
+    async fn start(
+        mut stream: Stream,
+        peer: &HttpPeer,
+        head: &[u8],
+        body: &[u8],
+    ) -> Result<HttpSession, ExchangeError> {
+        let broken = |e: std::io::Error| ExchangeError::Broken(e.to_string());
+        write_request(&mut stream, head, body)
             .await
             .map_err(broken)?;
-        if !body.is_empty() {
-            self.session
-                .write_request_body(body.clone(), true)
-                .await
-                .map_err(broken)?;
-        }
-        self.session.finish_request_body().await.map_err(broken)?;
+        let mut session = HttpSession::new_with_options(stream, peer);
+        let broken = |e: Box<pingora::Error>| ExchangeError::Broken(e.to_string());
         // Skip informational answers (100 Continue and the like) to the real one.
         loop {
-            self.session.read_response_header().await.map_err(broken)?;
-            match self.session.response_header() {
+            session.read_response().await.map_err(broken)?;
+            match session.resp_header() {
                 Some(h) if h.status.is_informational() => continue,
-                Some(_) => return Ok(()),
+                Some(_) => return Ok(session),
                 None => return Err(ExchangeError::Broken("no response header".into())),
             }
         }
@@ -160,7 +173,7 @@ impl Exchange {
 
     /// The answer's status line and headers (always there once [`Upstream::send`] returned).
     pub fn header(&self) -> Option<&ResponseHeader> {
-        self.session.response_header()
+        self.session.resp_header()
     }
 
     pub fn status(&self) -> u16 {
@@ -169,7 +182,7 @@ impl Exchange {
 
     /// Waits for the next piece of the body; `None` at its end.
     pub async fn read(&mut self, limits: ReadLimits) -> Result<Option<Bytes>, ExchangeError> {
-        timeout_at(limits.next(), self.session.read_response_body())
+        timeout_at(limits.next(), self.session.read_body_bytes())
             .await
             .map_err(|_| ExchangeError::Timeout)?
             .map_err(|e| ExchangeError::Broken(e.to_string()))
@@ -182,7 +195,7 @@ impl Exchange {
     /// connections are HTTP/1 only for this reason).
     pub fn try_read(&mut self) -> Option<Result<Option<Bytes>, ExchangeError>> {
         self.session
-            .read_response_body()
+            .read_body_bytes()
             .now_or_never()
             .map(|r| r.map_err(|e| ExchangeError::Broken(e.to_string())))
     }
@@ -205,4 +218,26 @@ impl Exchange {
         }
         Ok(Bytes::from(out))
     }
+}
+
+/// Writes a request's header and body with as few sends as the socket allows: one vectored
+/// write for both, then whatever of the body it did not take.
+async fn write_request(
+    stream: &mut Stream,
+    mut head: &[u8],
+    mut body: &[u8],
+) -> std::io::Result<()> {
+    while !head.is_empty() {
+        let n = stream
+            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[n - from_head..];
+    }
+    stream.write_all(body).await?;
+    stream.flush().await
 }

@@ -161,6 +161,35 @@ async fn many_requests_share_one_client_connection() {
         assert_eq!(r.json()["model"], "gpt-4o");
     }
     assert_eq!(mock.count(), 40);
+    assert_eq!(
+        upstream_connections(&mock),
+        1,
+        "one pooled upstream connection"
+    );
+}
+
+/// How many connections the mock's requests came on.
+fn upstream_connections(mock: &Mock) -> usize {
+    let peers: std::collections::HashSet<_> =
+        mock.received().iter().map(|r| r.peer.unwrap()).collect();
+    peers.len()
+}
+
+/// A connection goes back to the pool once its answer was read to the end, streamed or not.
+#[tokio::test]
+async fn upstream_connections_are_reused_after_answers_and_streams() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    for i in 0..6 {
+        let mut body = chat("gpt-4o", &format!("n{i}"));
+        body["stream"] = json!(i % 2 == 1);
+        let r = post_chat(&sidecar, &body).await;
+        assert_eq!(r.status(), 200, "request {i}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("gpt-4o"), "request {i}: {text}");
+    }
+    assert_eq!(mock.count(), 6);
+    assert_eq!(upstream_connections(&mock), 1);
 }
 
 /// Far above Pingora's 64 KiB body replay buffer, several times on one connection.
@@ -188,6 +217,8 @@ async fn five_mebibyte_bodies_arrive_whole() {
         assert_eq!(got["messages"][0]["content"].as_str().unwrap(), big);
         assert!(got.get("customer_identifier").is_none());
     }
+    // Bodies larger than a socket takes in one write still leave the connection reusable.
+    assert_eq!(upstream_connections(&mock), 1);
 }
 
 #[tokio::test]

@@ -23,6 +23,9 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The client's end of the connection it came on (plain HTTP mocks only): requests
+    /// with the same peer came on one kept-alive connection.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Received {
@@ -275,6 +278,7 @@ impl Mock {
             let _ = tcp.set_nodelay(true);
         });
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app).await;
         });
         Mock { addr, state }
@@ -362,6 +366,10 @@ async fn handle(State(state): State<Arc<MockState>>, request: Request) -> Respon
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string(),
+        peer: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|info| info.0),
         headers: parts.headers,
         body,
         at: Instant::now(),
