@@ -10,6 +10,7 @@ mod credentials;
 mod errors;
 mod native;
 mod passthrough;
+mod pool;
 mod retry;
 
 use support::Mock;

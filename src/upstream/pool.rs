@@ -1,0 +1,90 @@
+//! Idle provider connections kept for reuse, per peer, most recently used first.
+//!
+//! Pingora's own pool (inside its `TransportConnector`) checks each connection's peer
+//! address with a `getpeername` call on every reuse and starts a watcher task on every
+//! release; together about 5% of the sidecar's CPU per request (bench/run.sh, c=64). Here a
+//! connection is checked only when it is taken: one read that must find nothing waiting.
+//! A connection the provider closed while idle is found then (the read sees its end) and
+//! dropped; one that was closed a moment before it is used is caught by the exchange's
+//! retry on a fresh connection.
+
+use pingora::protocols::Stream;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// Idle connections by peer key (`Peer::reuse_hash`).
+pub struct Pool {
+    idle: Mutex<HashMap<u64, VecDeque<Idle>>>,
+    per_peer: usize,
+    idle_timeout: Duration,
+}
+
+struct Idle {
+    stream: Stream,
+    since: Instant,
+}
+
+impl Pool {
+    /// Keeps at most `per_peer` idle connections to each peer, each for `idle_timeout`.
+    pub fn new(per_peer: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            per_peer,
+            idle_timeout,
+        }
+    }
+
+    /// The most recently released connection to `key` that is still open and quiet.
+    pub fn take(&self, key: u64) -> Option<Stream> {
+        loop {
+            let mut idle = self.pop(key)?;
+            if is_quiet(&mut idle.stream) {
+                return Some(idle.stream);
+            }
+        }
+    }
+
+    /// Keeps `stream` (whose last answer was read to its end) for the next request to `key`.
+    pub fn put(&self, key: u64, stream: Stream) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let queue = idle.entry(key).or_default();
+        self.expire(queue);
+        if queue.len() >= self.per_peer {
+            queue.pop_front();
+        }
+        queue.push_back(Idle {
+            stream,
+            since: Instant::now(),
+        });
+    }
+
+    fn pop(&self, key: u64) -> Option<Idle> {
+        let mut idle = self.idle.lock().ok()?;
+        let queue = idle.get_mut(&key)?;
+        self.expire(queue);
+        queue.pop_back()
+    }
+
+    /// Drops the connections idle for longer than the timeout (the oldest are in front).
+    fn expire(&self, queue: &mut VecDeque<Idle>) {
+        while queue
+            .front()
+            .is_some_and(|i| i.since.elapsed() > self.idle_timeout)
+        {
+            queue.pop_front();
+        }
+    }
+}
+
+/// Whether an idle connection can carry a request: a read that would wait means the peer
+/// neither closed it nor sent anything unasked.
+fn is_quiet(stream: &mut Stream) -> bool {
+    let mut byte = [0u8; 1];
+    // `unconstrained`: tokio's cooperative budget could make a ready read look pending.
+    let read = tokio::task::unconstrained(stream.read(&mut byte));
+    futures::FutureExt::now_or_never(read).is_none()
+}
