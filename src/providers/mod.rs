@@ -153,8 +153,22 @@ pub const HOP_BY_HOP: &[&str] = &[
 /// Headers that carry the app's key; forwarded only for bring-your-own-key.
 const KEY_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
+/// Whether the app's header `name` may travel to `provider`. Hop-by-hop headers and `Host`
+/// never do (the gateway sets its own); the app's keys and the gateway's control headers are
+/// not for the provider.
+pub fn travels(name: &HeaderName, provider: &ProviderConfig, creds: &Credentials<'_>) -> bool {
+    let n = name.as_str();
+    !(HOP_BY_HOP.contains(&n)
+        || n == "host"
+        || n.starts_with("x-respan-")
+        || n.starts_with("x-data-respan-")
+        || n.starts_with("x-data-keywordsai-")
+        || (n.starts_with("anthropic-") && provider.kind != ProviderKind::Anthropic)
+        || (KEY_HEADERS.contains(&n) && !matches!(creds.key, KeySource::BringYourOwn)))
+}
+
 /// Turns the app's request header into the upstream's, in place: removes what must not
-/// travel, sets `Host`, the provider's key and its configured extra headers.
+/// travel, then adds the provider's headers.
 pub fn prepare_upstream_header(
     req: &mut RequestHeader,
     provider: &ProviderConfig,
@@ -163,23 +177,22 @@ pub fn prepare_upstream_header(
     let drop: Vec<HeaderName> = req
         .headers
         .keys()
-        .filter(|name| {
-            let n = name.as_str();
-            // Hop-by-hop headers and `Host` never travel (the gateway sets its own); the
-            // app's keys and the gateway's control headers are not for the provider.
-            HOP_BY_HOP.contains(&n)
-                || n == "host"
-                || n.starts_with("x-respan-")
-                || n.starts_with("x-data-respan-")
-                || n.starts_with("x-data-keywordsai-")
-                || (n.starts_with("anthropic-") && provider.kind != ProviderKind::Anthropic)
-                || (KEY_HEADERS.contains(&n) && !matches!(creds.key, KeySource::BringYourOwn))
-        })
+        .filter(|name| !travels(name, provider, creds))
         .cloned()
         .collect();
     for name in drop {
         req.remove_header(&name);
     }
+    add_provider_headers(req, provider, creds)
+}
+
+/// Sets `Host`, the provider's key, Anthropic's version when the app gave none, and the
+/// provider's configured extra headers.
+pub fn add_provider_headers(
+    req: &mut RequestHeader,
+    provider: &ProviderConfig,
+    creds: &Credentials<'_>,
+) -> Result<(), GatewayError> {
     insert(req, header::HOST, &creds.base_url.host_header())?;
     if let KeySource::Key(key) = creds.key {
         let (name, value) = match provider.kind {

@@ -31,9 +31,17 @@ impl Answer {
 
     /// The answer's header as it came, minus hop-by-hop headers.
     pub fn header(&self) -> Option<ResponseHeader> {
-        let mut header = match self {
-            Answer::Remote(exchange) => exchange.header()?.clone(),
-            Answer::Buffered(header, _) => ResponseHeader::clone(header),
+        match self {
+            Answer::Remote(exchange) => relayed(exchange.header()?),
+            Answer::Buffered(header, body) => {
+                let mut header = relayed(header)?;
+                header.remove_header(&http::header::TRANSFER_ENCODING);
+                let length = body.as_ref().map_or(0, Bytes::len);
+                header
+                    .insert_header(http::header::CONTENT_LENGTH, length)
+                    .ok()?;
+                Some(header)
+            }
             Answer::Local(local) => {
                 let mut h = ResponseHeader::build(local.status, Some(4)).ok()?;
                 h.insert_header("content-type", local.content_type).ok()?;
@@ -41,20 +49,9 @@ impl Answer {
                     h.insert_header("content-length", only.len().to_string())
                         .ok()?;
                 }
-                h
+                Some(h)
             }
-        };
-        for name in HOP_BY_HOP {
-            header.remove_header(*name);
         }
-        if let Answer::Buffered(_, body) = self {
-            header.remove_header("transfer-encoding");
-            let length = body.as_ref().map_or(0, Bytes::len);
-            header
-                .insert_header("content-length", length.to_string())
-                .ok()?;
-        }
-        Some(header)
     }
 
     pub async fn next(&mut self, limits: ReadLimits) -> Result<Option<Bytes>, ExchangeError> {
@@ -104,6 +101,20 @@ pub struct Held {
     pub preamble: Vec<u8>,
     /// The whole stream is in `preamble`.
     pub ended: bool,
+}
+
+/// An upstream answer's header as the app gets it: everything but the hop-by-hop headers.
+/// Built fresh in one pass rather than cloned and pruned (header case is not kept: HTTP/1.1
+/// gives it no meaning).
+fn relayed(upstream: &ResponseHeader) -> Option<ResponseHeader> {
+    let mut header =
+        ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 4)).ok()?;
+    for (name, value) in &upstream.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            header.append_header(name.clone(), value.clone()).ok()?;
+        }
+    }
+    Some(header)
 }
 
 pub fn is_event_stream(header: &ResponseHeader) -> bool {

@@ -11,6 +11,7 @@ use crate::routing::Route;
 use crate::state::Snapshot;
 use crate::translate::{self, ResponsePlan, TranslateError, Wire};
 use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
 use pingora::http::RequestHeader;
 use serde_json::value::RawValue;
@@ -131,8 +132,19 @@ fn translate_error(e: TranslateError) -> GatewayError {
     }
 }
 
-/// The upstream request header: the app's, cleaned, pointed at `path` and framed for a body of
-/// `length` bytes. Compression is not asked for: the gateway reads what comes back.
+/// The headers the gateway frames a model call's body with itself; the app's are not copied.
+const FRAMING: [HeaderName; 5] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::TRANSFER_ENCODING,
+    header::EXPECT,
+    header::ACCEPT_ENCODING,
+];
+
+/// The upstream request header: the app's headers that may travel, the provider's, and the
+/// framing for a JSON body of `length` bytes at `path`. Compression is not asked for: the
+/// gateway reads what comes back. Built fresh (and without keeping header case, which
+/// HTTP/1.1 does not give meaning to) rather than cloned and pruned: one pass, no removals.
 fn upstream_header(
     downstream: &RequestHeader,
     provider: &ProviderConfig,
@@ -140,29 +152,31 @@ fn upstream_header(
     path: &str,
     length: usize,
 ) -> Result<RequestHeader, GatewayError> {
-    let mut header = downstream.clone();
-    header.set_method(Method::POST);
-    header.set_version(http::Version::HTTP_11);
-    let uri = path
-        .parse::<http::Uri>()
-        .map_err(|e| GatewayError::Unsupported(format!("bad upstream path: {e}")))?;
-    header.set_uri(uri);
-    for name in [
-        "content-length",
-        "transfer-encoding",
-        "expect",
-        "accept-encoding",
-    ] {
-        header.remove_header(name);
+    let unsupported = |e: Box<pingora::Error>| GatewayError::Unsupported(e.to_string());
+    let size = downstream.headers.len() + FRAMING.len() + provider.headers.len() + 2;
+    let mut header = RequestHeader::build_no_case(Method::POST, path.as_bytes(), Some(size))
+        .map_err(|_| GatewayError::Unsupported(format!("bad upstream path `{path}`")))?;
+    for (name, value) in &downstream.headers {
+        if !FRAMING.contains(name) && providers::travels(name, provider, creds) {
+            header
+                .append_header(name.clone(), value.clone())
+                .map_err(unsupported)?;
+        }
     }
-    providers::prepare_upstream_header(&mut header, provider, creds)?;
-    let set = |header: &mut RequestHeader, name: &'static str, value: String| {
-        header
-            .insert_header(name, value)
-            .map_err(|e| GatewayError::Unsupported(e.to_string()))
-    };
-    set(&mut header, "content-type", "application/json".into())?;
-    set(&mut header, "content-length", length.to_string())?;
-    set(&mut header, "accept-encoding", "identity".into())?;
+    providers::add_provider_headers(&mut header, provider, creds)?;
+    let framing = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        (
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        ),
+    ];
+    for (name, value) in framing {
+        header.insert_header(name, value).map_err(unsupported)?;
+    }
     Ok(header)
 }

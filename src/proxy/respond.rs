@@ -4,23 +4,29 @@
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
 use crate::state::Snapshot;
+use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::json;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-respan-request-id");
+const MODEL: HeaderName = HeaderName::from_static("x-respan-model");
+const PROVIDER: HeaderName = HeaderName::from_static("x-respan-provider");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-respan-attempts");
 
 /// Adds `x-respan-request-id` and, once something served the request, `x-respan-model`,
 /// `x-respan-provider` and `x-respan-attempts`.
 pub fn respan_headers(header: &mut ResponseHeader, ctx: &RequestCtx) {
     // Values are hex ids, config names and model names the gateway already validated as
     // header-safe, so insertion failures cannot happen; they are skipped rather than fatal.
-    let _ = header.insert_header("x-respan-request-id", &ctx.request_id);
+    let _ = header.insert_header(REQUEST_ID, &ctx.request_id);
     let served = &ctx.served;
     if served.attempts > 0 {
         if !served.upstream_model.is_empty() {
-            let _ = header.insert_header("x-respan-model", &served.upstream_model);
+            let _ = header.insert_header(MODEL, &served.upstream_model);
         }
-        let _ = header.insert_header("x-respan-provider", &served.provider);
-        let _ = header.insert_header("x-respan-attempts", served.attempts.to_string());
+        let _ = header.insert_header(PROVIDER, &served.provider);
+        let _ = header.insert_header(ATTEMPTS, HeaderValue::from(served.attempts));
     }
 }
 

@@ -62,6 +62,26 @@ async fn forwards_with_the_provider_key_and_without_respan_parameters() {
     );
 }
 
+/// The provider's own headers reach the app; those about its connection to the sidecar do not.
+#[tokio::test]
+async fn answer_headers_are_relayed_except_hop_by_hop_ones() {
+    let mock = Mock::start().await;
+    mock.push(
+        Reply::openai_chat("gpt-4o", "hi")
+            .with_header("openai-processing-ms", "12")
+            .with_header("keep-alive", "timeout=5")
+            .with_header("x-request-id", "req-upstream"),
+    );
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let r = post_chat(&sidecar, &chat("gpt-4o", "hi")).await;
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["openai-processing-ms"], "12");
+    assert_eq!(h["x-request-id"], "req-upstream");
+    assert!(h.get("keep-alive").is_none(), "{h:?}");
+    assert_eq!(h["x-respan-attempts"], "1");
+}
+
 #[tokio::test]
 async fn metadata_goes_to_openai_only_for_stored_completions() {
     let mock = Mock::start().await;
