@@ -2,7 +2,7 @@
 //! connection, POST the same body for a duration and record, per request, the time to the
 //! first body byte (time to first token for streams) and to the end of the answer.
 //!
-//! `loadgen --url URL --body FILE --concurrency N --seconds S [--warmup S] [--pid PID]...`
+//! `loadgen --url URL --body FILE --concurrency N --seconds S [--warmup S] [--rate R] [--pid PID]...`
 //! prints one JSON line: requests/s, latency and TTFB percentiles (microseconds), and the CPU
 //! time the given processes used during the measured window.
 #![allow(
@@ -33,6 +33,12 @@ struct Args {
     /// Processes whose CPU time is measured over the window (the proxy under test).
     #[arg(long)]
     pid: Vec<u32>,
+    /// Requests per second for all workers together (paced evenly per worker); unlimited
+    /// when absent. A fixed rate compares proxies at the same load: at their own maximum a
+    /// proxy that is slower leaves the load generator's CPU idle, and every wake-up of an
+    /// idle CPU costs the sender (an inter-processor interrupt, a VM exit on a VM).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Clock ticks per second of /proc/PID/stat (`getconf CLK_TCK`).
     #[arg(long, default_value_t = 100)]
     clk_tck: u64,
@@ -66,8 +72,22 @@ async fn run(args: Args) {
             cpu_ticks(&pids)
         })
     };
+    let pace = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.concurrency as f64 / rate));
     let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| tokio::spawn(worker(uri.clone(), body.clone(), start, end)))
+        .map(|i| {
+            // Staggered, so paced workers do not send in bursts.
+            let offset = pace.map(|p| p.mul_f64(i as f64 / args.concurrency as f64));
+            let load = Load {
+                uri: uri.clone(),
+                body: body.clone(),
+                start,
+                end,
+                pace: pace.zip(offset),
+            };
+            tokio::spawn(worker(load))
+        })
         .collect();
     let mut all = Samples::default();
     for w in workers {
@@ -93,7 +113,29 @@ async fn run(args: Args) {
     println!("{report}");
 }
 
-async fn worker(uri: hyper::Uri, body: Bytes, start: Instant, end: Instant) -> Samples {
+/// What one worker sends, when, and for how long.
+struct Load {
+    uri: hyper::Uri,
+    body: Bytes,
+    start: Instant,
+    end: Instant,
+    /// The interval between this worker's requests, and its first request's delay.
+    pace: Option<(Duration, Duration)>,
+}
+
+async fn worker(load: Load) -> Samples {
+    let Load {
+        uri,
+        body,
+        start,
+        end,
+        pace,
+    } = load;
+    let mut ticks = pace.map(|(every, offset)| {
+        let mut t = tokio::time::interval_at((Instant::now() + offset).into(), every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let mut samples = Samples::default();
     let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap_or(80));
     let host = uri.authority().unwrap().to_string();
@@ -109,6 +151,9 @@ async fn worker(uri: hyper::Uri, body: Bytes, start: Instant, end: Instant) -> S
             .unwrap();
         tokio::spawn(conn);
         while Instant::now() < end {
+            if let Some(ticks) = ticks.as_mut() {
+                ticks.tick().await;
+            }
             let request = hyper::Request::post(uri.path())
                 .header("host", &host)
                 .header("content-type", "application/json")

@@ -4,6 +4,11 @@
 # Reports latency added over direct (p50, p99), time to first byte, requests/s, CPU time per
 # request of the proxy, and its RSS (idle, and peak under load).
 #
+# Each mode also runs at a fixed rate (c=64, 70% of the sidecar's own maximum) so every proxy
+# carries the same load: at its maximum a slower proxy leaves the load generator's CPU idle,
+# and waking an idle CPU is charged to the sender (an inter-processor interrupt; a VM exit on
+# a VM), which inflates the slower proxy's kernel time by about 10%.
+#
 #   bench/run.sh                       # 8 s per run
 #   BENCH_SECONDS=20 bench/run.sh      # longer runs
 #   BENCH_GAP_MS=5 bench/run.sh        # stream tokens 5 ms apart, like a real model
@@ -102,7 +107,15 @@ echo "{$anthropic,\"stream\":true}" > "$work/stream.anthropic.body"
 
 results="$work/results.jsonl"
 for mode in json stream; do
-  for c in 1 64; do
+  for c in 1 64 64@rate; do
+    rate=()
+    if [ "$c" = 64@rate ]; then
+      per_s=$(python3 -c "import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if (r['mode'], r['c'], r['target']) == (sys.argv[2], '64', 'sidecar'): print(int(r['r']['rps'] * 0.7))" "$results" "$mode")
+      rate=(--rate "$per_s"); c="64@$per_s/s"
+    fi
     for target in direct nginx sidecar direct-anthropic translated; do
       body="$work/$mode.body"; path=/v1/chat/completions
       case $target in
@@ -113,9 +126,9 @@ for mode in json stream; do
         translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
       esac
       line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port$path" \
-        --body "$body" --concurrency "$c" --seconds "$run_seconds" --warmup 1 \
-        --clk-tck "$(getconf CLK_TCK)" "${watch[@]}")
-      echo "{\"mode\":\"$mode\",\"c\":$c,\"target\":\"$target\",\"r\":$line}" >> "$results"
+        --body "$body" --concurrency "${c%%@*}" --seconds "$run_seconds" --warmup 1 \
+        --clk-tck "$(getconf CLK_TCK)" "${rate[@]}" "${watch[@]}")
+      echo "{\"mode\":\"$mode\",\"c\":\"$c\",\"target\":\"$target\",\"r\":$line}" >> "$results"
       echo "  $mode c=$c $target: $line" >&2
     done
   done
