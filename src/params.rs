@@ -246,12 +246,17 @@ fn anthropic_metadata(
 }
 
 /// Types the merged parameters; a mismatch names the parameter by its path.
-fn typed(merged: Map<String, Value>) -> Result<RespanParams, ParamError> {
+fn typed(mut merged: Map<String, Value>) -> Result<RespanParams, ParamError> {
     // `null` means "not given", as the SDKs send it for unset optional fields.
-    let merged: Map<String, Value> = merged.into_iter().filter(|(_, v)| !v.is_null()).collect();
-    serde_path_to_error::deserialize(Value::Object(merged)).map_err(|e| {
-        let param = e.path().to_string();
-        ParamError::new(param, e.into_inner().to_string())
+    merged.retain(|_, v| !v.is_null());
+    let merged = Value::Object(merged);
+    // Parsed without tracking the path first (the common case: the types are right); only a
+    // failure is parsed again, to name the parameter in the error.
+    RespanParams::deserialize(&merged).or_else(|_| {
+        serde_path_to_error::deserialize(&merged).map_err(|e| {
+            let param = e.path().to_string();
+            ParamError::new(param, e.into_inner().to_string())
+        })
     })
 }
 

@@ -29,6 +29,15 @@ impl Answer {
         }
     }
 
+    /// Whether the answer is an SSE stream (read from its header, without copying it).
+    pub fn is_event_stream(&self) -> bool {
+        match self {
+            Answer::Remote(exchange) => exchange.header().is_some_and(is_event_stream),
+            Answer::Local(local) => local.content_type.starts_with("text/event-stream"),
+            Answer::Buffered(header, _) => is_event_stream(header),
+        }
+    }
+
     /// The answer's header as it came, minus hop-by-hop headers.
     pub fn header(&self) -> Option<ResponseHeader> {
         match self {

@@ -8,7 +8,7 @@
 //! failed try too. The answer relayed is the first success, or the last failure when
 //! nothing succeeded. A client that goes away ends the loop at once.
 
-use super::answer::{is_event_stream, Answer, Held, Settled};
+use super::answer::{Answer, Held, Settled};
 use super::ctx::RequestCtx;
 use super::prepare::{prepare, token_estimate, Prepared, Target};
 use super::request::ModelRequest;
@@ -229,7 +229,7 @@ impl Attempts<'_> {
                 hint,
             });
         }
-        if !(success && answer.header().is_some_and(|h| is_event_stream(&h))) {
+        if !(success && answer.is_event_stream()) {
             return Ok(Tried::Settled(Box::new(Settled {
                 answer,
                 plan: prepared.plan.clone(),

@@ -155,9 +155,11 @@ fn record(ctx: &RequestCtx, status: u16) {
     let model = non_empty(&served.model_label, "other");
     let provider = non_empty(&served.provider, "none");
     let endpoint = ctx.endpoint.label();
+    let code = http::StatusCode::from_u16(status).ok();
+    let code = code.as_ref().map_or("0", http::StatusCode::as_str);
     let m = metrics();
     m.requests
-        .with_label_values(&[endpoint, model, provider, &status.to_string()])
+        .with_label_values(&[endpoint, model, provider, code])
         .inc();
     m.request_duration
         .with_label_values(&[endpoint, model, provider])
