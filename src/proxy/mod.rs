@@ -26,6 +26,7 @@ use crate::telemetry::metrics::metrics;
 use crate::upstream::Upstream;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::Error;
@@ -56,6 +57,11 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new()
     }
+
+    /// No downstream modules. Pingora's default is a response compression module, disabled,
+    /// whose context is still built and whose filters still run on every request; answers go
+    /// uncompressed to an app on the same pod.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn request_filter(
         &self,
