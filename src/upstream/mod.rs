@@ -2,7 +2,7 @@
 //!
 //! Model calls do not go through Pingora's proxy loop (it cannot replay bodies over 64 KiB,
 //! retry after an answer has been read, or re-translate for another provider); the attempt
-//! loop in `dispatch` drives these exchanges itself. An exchange ends either read to the end,
+//! loop in `proxy::attempts` drives these exchanges itself. An exchange ends either read to the end,
 //! when its connection goes back to the pool, or dropped, when the connection is closed.
 //!
 //! The request goes out in one vectored write of its header and body. Pingora's HTTP/1
@@ -109,15 +109,16 @@ impl Upstream {
     ) -> Result<Exchange, ExchangeError> {
         let head = http_req_header_to_wire(header)
             .ok_or_else(|| ExchangeError::Broken("the request header cannot be sent".into()))?;
+        let pool_key = peer.reuse_hash();
         let mut stale_retries = 0;
         loop {
-            let (stream, reused) = match self.pool.take(peer.reuse_hash()) {
+            let (stream, reused) = match self.pool.take(pool_key) {
                 Some(stream) => (stream, true),
                 None => (self.connect(&peer, deadline).await?, false),
             };
             match timeout_at(deadline, Exchange::start(stream, &peer, &head, body)).await {
                 Err(_) => return Err(ExchangeError::Timeout),
-                Ok(Ok(session)) => return Ok(Exchange { session, peer }),
+                Ok(Ok(session)) => return Ok(Exchange { session, pool_key }),
                 Ok(Err(_)) if reused && stale_retries < STALE_CONNECTION_RETRIES => {
                     stale_retries += 1;
                 }
@@ -139,12 +140,15 @@ impl Upstream {
     /// Ends an exchange: its connection goes back to the pool if the answer was read to the
     /// end, and is closed otherwise.
     pub async fn finish(&self, exchange: Exchange) {
-        let Exchange { mut session, peer } = exchange;
+        let Exchange {
+            mut session,
+            pool_key,
+        } = exchange;
         // Pingora turns keep-alive off when the body was not read to the end; `reuse` then
         // closes the connection instead of handing it back.
         session.respect_keepalive();
         if let Some(stream) = session.reuse().await {
-            self.pool.put(peer.reuse_hash(), stream);
+            self.pool.put(pool_key, stream);
         }
     }
 }
@@ -152,7 +156,8 @@ impl Upstream {
 /// A request sent and its answer being read.
 pub struct Exchange {
     session: HttpSession,
-    peer: HttpPeer,
+    /// The pool its connection goes back to (`Peer::reuse_hash`, computed once per request).
+    pool_key: u64,
 }
 
 impl Exchange {
