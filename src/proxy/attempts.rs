@@ -12,7 +12,7 @@ use super::answer::{Answer, Held, Settled};
 use super::ctx::RequestCtx;
 use super::prepare::{prepare, token_estimate, Prepared, Target};
 use super::request::ModelRequest;
-use super::Gateway;
+use super::{or_client_gone, Gateway};
 use crate::body::JsonBody;
 use crate::config::ProviderConfig;
 use crate::dispatch::{retry_after_hint, retryable_status, Plan, FAILURE_PENALTY};
@@ -27,7 +27,6 @@ use crate::upstream::{ExchangeError, ReadLimits};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -390,18 +389,6 @@ async fn hold_back(
                 ended: false,
             });
         }
-    }
-}
-
-/// Runs `fut` unless the client closes its connection first.
-async fn or_client_gone<T>(
-    session: &mut Session,
-    fut: impl Future<Output = T>,
-) -> Result<T, GatewayError> {
-    tokio::select! {
-        biased;
-        out = fut => Ok(out),
-        _ = session.read_body_or_idle(true) => Err(GatewayError::ClientClosed),
     }
 }
 

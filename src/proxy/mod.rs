@@ -155,6 +155,19 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// Runs `fut` unless the client closes its connection first: a client that goes away stops
+/// the upstream call (and what it costs) at once, whether waiting, backing off or relaying.
+async fn or_client_gone<T>(
+    session: &mut Session,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, GatewayError> {
+    tokio::select! {
+        biased;
+        out = fut => Ok(out),
+        _ = session.read_body_or_idle(true) => Err(GatewayError::ClientClosed),
+    }
+}
+
 /// Counts a finished request in the metrics.
 fn record(ctx: &RequestCtx, status: u16) {
     let served = &ctx.served;

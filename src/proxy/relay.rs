@@ -9,6 +9,7 @@
 
 use super::answer::{is_event_stream, Answer, Held, Settled};
 use super::ctx::RequestCtx;
+use super::or_client_gone;
 use super::respond::respan_headers;
 use crate::error::{stream_error_event, GatewayError};
 use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
@@ -163,11 +164,8 @@ async fn pump(
     let mut out = Vec::new();
     loop {
         let (batch, done, failure) = if pending.is_empty() {
-            let next = tokio::select! {
-                biased;
-                next = answer.next(limits) => next,
-                // The app went away: stop reading (and paying for) the upstream's answer.
-                _ = session.read_body_or_idle(true) => return RelayEnd::ClientGone,
+            let Ok(next) = or_client_gone(session, answer.next(limits)).await else {
+                return RelayEnd::ClientGone;
             };
             match next {
                 Ok(Some(first)) => gather(answer, first),
