@@ -98,32 +98,30 @@ async fn read_request(tcp: &mut TcpStream) -> bool {
     }
 }
 
-#[tokio::test]
-async fn a_connection_closed_while_idle_is_not_reused() {
-    let provider = RawProvider::start(AfterAnswer::Close).await;
+/// Three chat calls through a sidecar in front of `provider`, `pause` apart. Each must succeed
+/// on its first attempt: a stale connection is not the provider failing. Each must have come
+/// on its own provider connection, as the provider closes every one after one answer.
+async fn three_calls_on_three_connections(after: AfterAnswer, pause: Duration) {
+    let provider = RawProvider::start(after).await;
     let sidecar = Sidecar::start(&provider.config()).await;
     for i in 0..3 {
         let r = post_chat(&sidecar, &chat("gpt-4o", "hi")).await;
         assert_eq!(r.status(), 200, "request {i}");
-        assert_eq!(r.headers()["x-respan-attempts"], "1");
-        // Time for the close to arrive before the next request.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(r.headers()["x-respan-attempts"], "1", "request {i}");
+        tokio::time::sleep(pause).await;
     }
     assert_eq!(provider.answered.load(Ordering::SeqCst), 3);
     assert_eq!(provider.accepted.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
+async fn a_connection_closed_while_idle_is_not_reused() {
+    // The pause gives the close time to arrive before the next request.
+    three_calls_on_three_connections(AfterAnswer::Close, Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
 async fn a_connection_closed_as_the_request_arrives_is_retried_on_a_fresh_one() {
-    let provider = RawProvider::start(AfterAnswer::DropNextRequest).await;
-    let sidecar = Sidecar::start(&provider.config()).await;
-    for i in 0..3 {
-        let r = post_chat(&sidecar, &chat("gpt-4o", "hi")).await;
-        assert_eq!(r.status(), 200, "request {i}");
-        // A stale connection is not the provider failing: no attempt is counted for it.
-        assert_eq!(r.headers()["x-respan-attempts"], "1");
-    }
-    assert_eq!(provider.answered.load(Ordering::SeqCst), 3);
-    // Requests 2 and 3 each first met the previous, stale connection.
-    assert_eq!(provider.accepted.load(Ordering::SeqCst), 3);
+    // Requests 2 and 3 each first meet the previous, stale connection.
+    three_calls_on_three_connections(AfterAnswer::DropNextRequest, Duration::ZERO).await;
 }
