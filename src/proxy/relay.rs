@@ -37,8 +37,19 @@ const BODY_HEADERS: &[&str] = &[
     "transfer-encoding",
 ];
 
-/// Writes the settled answer to the app in the format its plan says, then returns its
-/// connection to the pool (or closes it).
+/// What is left to write once an answer's body has been read to the end.
+enum Last {
+    /// The body's last piece (possibly empty), written with the body's end.
+    Piece(Bytes),
+    /// A whole answer read and translated in memory: its header and body.
+    Whole(Box<ResponseHeader>, Vec<u8>),
+}
+
+/// Writes the settled answer to the app in the format its plan says.
+///
+/// The upstream connection goes back to the pool (or is closed) before the app is sent the
+/// end of its answer, so that an app's next request always finds it there: released after
+/// the last write, it races that request and a second connection is opened.
 pub async fn relay(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -51,8 +62,8 @@ pub async fn relay(
         limits,
         held,
     } = settled;
-    let end = match (answer.header(), held) {
-        (None, _) => RelayEnd::UpstreamFailed("no response header".into()),
+    let read = match (answer.header(), held) {
+        (None, _) => Err(RelayEnd::UpstreamFailed("no response header".into())),
         (Some(header), Some(held)) => {
             let header = if plan.is_identity() {
                 header
@@ -71,14 +82,29 @@ pub async fn relay(
         }
         (Some(header), None) => relay_whole(session, ctx, &mut answer, header, &plan, limits).await,
     };
+    if let Answer::Remote(exchange) = answer {
+        upstream.finish(*exchange).await;
+    }
+    let end = match read {
+        Ok(last) => write_last(session, last).await,
+        Err(end) => end,
+    };
     if end != RelayEnd::Complete {
         // The answer the app holds is cut short: never reuse its connection.
         session.set_keepalive(None);
     }
-    if let Answer::Remote(exchange) = answer {
-        upstream.finish(*exchange).await;
-    }
     end
+}
+
+async fn write_last(session: &mut Session, last: Last) -> RelayEnd {
+    let written = match last {
+        Last::Piece(data) => session.write_response_body(Some(data), true).await,
+        Last::Whole(header, body) => super::respond::write_whole(session, header, body).await,
+    };
+    match written {
+        Ok(()) => RelayEnd::Complete,
+        Err(_) => RelayEnd::ClientGone,
+    }
 }
 
 /// The upstream's header for a body the gateway rewrote: its own framing and type.
@@ -99,7 +125,7 @@ fn translated_header(
 }
 
 /// Relays a body as it arrives: first what was held back, then the rest, through the held
-/// translator if there is one.
+/// translator if there is one. Everything but the last piece is written.
 async fn relay_stream(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -107,7 +133,7 @@ async fn relay_stream(
     mut header: ResponseHeader,
     held: Held,
     limits: ReadLimits,
-) -> RelayEnd {
+) -> Result<Last, RelayEnd> {
     if !header.headers.contains_key(http::header::CONTENT_LENGTH) {
         header.remove_header("transfer-encoding");
         let _ = header.insert_header("transfer-encoding", "chunked");
@@ -120,7 +146,7 @@ async fn relay_stream(
         .await
         .is_err()
     {
-        return RelayEnd::ClientGone;
+        return Err(RelayEnd::ClientGone);
     }
     let Held {
         mut translator,
@@ -129,14 +155,7 @@ async fn relay_stream(
     } = held;
     if ended {
         ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
-        let written = session
-            .write_response_body(Some(preamble.into()), true)
-            .await;
-        return if written.is_ok() {
-            RelayEnd::Complete
-        } else {
-            RelayEnd::ClientGone
-        };
+        return Ok(Last::Piece(preamble.into()));
     }
     pump(
         session,
@@ -150,8 +169,8 @@ async fn relay_stream(
     .await
 }
 
-/// Relays the rest of a body. `pending` (what was held back, already in the app's format)
-/// goes out with the first batch: one write instead of two.
+/// Relays the rest of a body but its last piece. `pending` (what was held back, already in
+/// the app's format) goes out with the first batch: one write instead of two.
 async fn pump(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -160,12 +179,12 @@ async fn pump(
     mut pending: Vec<u8>,
     limits: ReadLimits,
     sse: bool,
-) -> RelayEnd {
+) -> Result<Last, RelayEnd> {
     let mut out = Vec::new();
     loop {
         let (batch, done, failure) = if pending.is_empty() {
             let Ok(next) = or_client_gone(session, answer.next(limits)).await else {
-                return RelayEnd::ClientGone;
+                return Err(RelayEnd::ClientGone);
             };
             match next {
                 Ok(Some(first)) => gather(answer, first),
@@ -192,19 +211,22 @@ async fn pump(
             pending.extend_from_slice(&data);
             data = Bytes::from(std::mem::take(&mut pending));
         }
-        let end = done && failure.is_none();
         if !data.is_empty() && ctx.served.time_to_first_byte.is_none() {
             ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
         }
-        if (!data.is_empty() || end) && session.write_response_body(Some(data), end).await.is_err()
+        if done && failure.is_none() {
+            return Ok(Last::Piece(data));
+        }
+        if !data.is_empty()
+            && session
+                .write_response_body(Some(data), false)
+                .await
+                .is_err()
         {
-            return RelayEnd::ClientGone;
+            return Err(RelayEnd::ClientGone);
         }
         if let Some(message) = failure {
-            return fail(session, ctx, message, sse).await;
-        }
-        if end {
-            return RelayEnd::Complete;
+            return Err(fail(session, ctx, message, sse).await);
         }
     }
 }
@@ -245,7 +267,7 @@ async fn fail(session: &mut Session, ctx: &RequestCtx, message: String, sse: boo
     RelayEnd::UpstreamFailed(message)
 }
 
-/// Reads a whole answer, translates it (a success or an error body), and writes it.
+/// Reads a whole answer and translates it (a success or an error body).
 async fn relay_whole(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -253,17 +275,21 @@ async fn relay_whole(
     header: ResponseHeader,
     plan: &ResponsePlan,
     limits: ReadLimits,
-) -> RelayEnd {
+) -> Result<Last, RelayEnd> {
     let status = answer.status();
     let body = match answer.read_to_end(limits).await {
         Ok(body) => body,
-        Err(e) => return answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await,
+        Err(e) => {
+            return Err(answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await)
+        }
     };
     let (status, body) = if (200..300).contains(&status) {
         match plan.translate_body(&body) {
             Ok(translated) => (status, translated),
             Err(e) => {
-                return answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await
+                return Err(
+                    answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await,
+                )
             }
         }
     } else {
@@ -271,13 +297,10 @@ async fn relay_whole(
     };
     let mut header = translated_header(header, "application/json", Some(body.len()));
     if header.set_status(status).is_err() {
-        return RelayEnd::UpstreamFailed(format!("bad status {status}"));
+        return Err(RelayEnd::UpstreamFailed(format!("bad status {status}")));
     }
     respan_headers(&mut header, ctx);
-    match super::respond::write_whole(session, header, body).await {
-        Ok(()) => RelayEnd::Complete,
-        Err(_) => RelayEnd::ClientGone,
-    }
+    Ok(Last::Whole(Box::new(header), body))
 }
 
 async fn answer_error(session: &mut Session, ctx: &RequestCtx, e: GatewayError) -> RelayEnd {

@@ -56,12 +56,10 @@ pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Ve
 /// Writes a complete answer: its header, then its whole body.
 pub async fn write_whole(
     session: &mut Session,
-    header: ResponseHeader,
+    header: Box<ResponseHeader>,
     body: Vec<u8>,
 ) -> pingora::Result<()> {
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
+    session.write_response_header(header, false).await?;
     session.write_response_body(Some(body.into()), true).await
 }
 
