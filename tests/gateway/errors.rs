@@ -108,17 +108,19 @@ async fn bodies_over_the_limit_are_413() {
         "request_too_large",
     );
     // Chunked, so the limit is only found while reading.
-    let mut conn = RawConn::connect(sidecar.addr).await;
-    conn.send(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: s\r\ntransfer-encoding: chunked\r\n\r\n",
-    )
-    .await;
+    // One write: the sidecar answers and closes as soon as it is over the limit, and a write
+    // after that could fail.
+    let mut request =
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: s\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec();
     for piece in big.chunks(300) {
-        conn.send(format!("{:x}\r\n", piece.len()).as_bytes()).await;
-        conn.send(piece).await;
-        conn.send(b"\r\n").await;
+        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        request.extend_from_slice(piece);
+        request.extend_from_slice(b"\r\n");
     }
-    conn.send(b"0\r\n\r\n").await;
+    request.extend_from_slice(b"0\r\n\r\n");
+    let mut conn = RawConn::connect(sidecar.addr).await;
+    conn.send(&request).await;
     assert_eq!(conn.read_response().await.status, 413);
     // At the limit is fine.
     let ok = post_chat(&sidecar, &chat("gpt-4o", "small")).await;

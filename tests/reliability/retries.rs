@@ -38,8 +38,10 @@ async fn backoff_grows_exponentially_with_bounded_jitter() {
     for (gap, base) in gaps.iter().zip([100u64, 200, 400]) {
         let base = Duration::from_millis(base);
         assert!(*gap >= base, "{gaps:?}");
+        // The slack covers a stalled process on a loaded machine; the jitter's own bounds are
+        // unit-tested in `dispatch::retry`.
         assert!(
-            *gap <= base.mul_f64(1.25) + Duration::from_millis(80),
+            *gap <= base.mul_f64(1.25) + Duration::from_millis(250),
             "{gaps:?}"
         );
     }

@@ -157,6 +157,16 @@ impl Sidecar {
             })
             .sum()
     }
+
+    /// Waits until no request is in flight. A request's metrics are recorded after the app got
+    /// its answer (in Pingora's logging phase), so this is how a test knows they are all there.
+    pub async fn idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.metric("respan_inflight_requests", &[]).await != 0.0 {
+            assert!(Instant::now() < deadline, "requests in flight after 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Drop for Sidecar {
