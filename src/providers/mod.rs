@@ -13,7 +13,7 @@ mod openai;
 use crate::config::{BaseUrl, ProviderConfig, ProviderKind, Secret};
 use crate::error::GatewayError;
 use crate::params::{Credential, RespanParams};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::borrow::Cow;
 
@@ -186,14 +186,48 @@ pub fn prepare_upstream_header(
     add_provider_headers(req, provider, creds)
 }
 
+/// A request header being filled in with the provider's headers: the one a model call builds
+/// (an `http` header map, handed to Pingora whole) or Pingora's own for a passthrough.
+pub trait Headers {
+    fn has(&self, name: &HeaderName) -> bool;
+    fn set(&mut self, name: HeaderName, value: HeaderValue) -> Result<(), GatewayError>;
+}
+
+impl Headers for HeaderMap {
+    fn has(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+
+    fn set(&mut self, name: HeaderName, value: HeaderValue) -> Result<(), GatewayError> {
+        self.insert(name, value);
+        Ok(())
+    }
+}
+
+impl Headers for RequestHeader {
+    fn has(&self, name: &HeaderName) -> bool {
+        self.headers.contains_key(name)
+    }
+
+    fn set(&mut self, name: HeaderName, value: HeaderValue) -> Result<(), GatewayError> {
+        self.insert_header(name, value)
+            .map_err(|e| GatewayError::Unsupported(e.to_string()))
+    }
+}
+
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+
 /// Sets `Host`, the provider's key, Anthropic's version when the app gave none, and the
 /// provider's configured extra headers.
 pub fn add_provider_headers(
-    req: &mut RequestHeader,
+    req: &mut impl Headers,
     provider: &ProviderConfig,
     creds: &Credentials<'_>,
 ) -> Result<(), GatewayError> {
-    insert(req, header::HOST, &creds.base_url.host_header())?;
+    req.set(
+        header::HOST,
+        value(&header::HOST, &creds.base_url.host_header())?,
+    )?;
     if let KeySource::Key(key) = creds.key {
         let (name, value) = match provider.kind {
             ProviderKind::AzureOpenAi => azure_openai::auth(key),
@@ -201,30 +235,27 @@ pub fn add_provider_headers(
             ProviderKind::Gemini => gemini::auth(key),
             ProviderKind::OpenAi | ProviderKind::Echo => openai::auth(key),
         };
-        insert(req, name, &value)?;
+        let mut value = self::value(&name, &value)?;
+        // Keeps the key out of any debug output of the header.
+        value.set_sensitive(true);
+        req.set(name, value)?;
     }
-    if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key("anthropic-version") {
-        insert(
-            req,
-            HeaderName::from_static("anthropic-version"),
-            crate::translate::anthropic::DEFAULT_VERSION,
-        )?;
+    if provider.kind == ProviderKind::Anthropic && !req.has(&ANTHROPIC_VERSION) {
+        let version = HeaderValue::from_static(crate::translate::anthropic::DEFAULT_VERSION);
+        req.set(ANTHROPIC_VERSION, version)?;
     }
     for (name, value) in &provider.headers {
-        req.insert_header(name.clone(), value.clone())
-            .map_err(|e| GatewayError::Unsupported(e.to_string()))?;
+        req.set(name.clone(), value.clone())?;
     }
     Ok(())
 }
 
-fn insert(req: &mut RequestHeader, name: HeaderName, value: &str) -> Result<(), GatewayError> {
-    // Keys come from config files and request parameters: a newline in one must not become
-    // a header injection, so invalid values are refused without echoing them.
-    let value = HeaderValue::from_str(value).map_err(|_| {
+/// Keys come from config files and request parameters: a newline in one must not become a
+/// header injection, so invalid values are refused without echoing them.
+fn value(name: &HeaderName, value: &str) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(value).map_err(|_| {
         GatewayError::Unsupported(format!(
             "the value for header `{name}` is not a valid header"
         ))
-    })?;
-    req.insert_header(name, value)
-        .map_err(|e| GatewayError::Unsupported(e.to_string()))
+    })
 }

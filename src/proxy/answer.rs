@@ -1,11 +1,15 @@
 //! An upstream's answer as the relay reads it, whatever produced it, and what the attempt
 //! loop hands the relay: the answer it settled on, with the start of a stream it held back.
 
+use super::respond;
 use crate::providers::echo::LocalAnswer;
 use crate::providers::HOP_BY_HOP;
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits};
 use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::response::Parts;
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 
 /// A whole (non-streamed) answer to translate is read up to this size.
@@ -32,33 +36,34 @@ impl Answer {
     /// Whether the answer is an SSE stream (read from its header, without copying it).
     pub fn is_event_stream(&self) -> bool {
         match self {
-            Answer::Remote(exchange) => exchange.header().is_some_and(is_event_stream),
+            Answer::Remote(exchange) => exchange
+                .header()
+                .is_some_and(|header| is_event_stream(&header.headers)),
             Answer::Local(local) => local.content_type.starts_with("text/event-stream"),
-            Answer::Buffered(header, _) => is_event_stream(header),
+            Answer::Buffered(header, _) => is_event_stream(&header.headers),
         }
     }
 
-    /// The answer's header as it came, minus hop-by-hop headers.
-    pub fn header(&self) -> Option<ResponseHeader> {
+    /// The answer's head as it came, minus hop-by-hop headers.
+    pub fn head(&self) -> Option<Parts> {
         match self {
-            Answer::Remote(exchange) => relayed(exchange.header()?),
+            Answer::Remote(exchange) => Some(relayed(exchange.header()?)),
             Answer::Buffered(header, body) => {
-                let mut header = relayed(header)?;
-                header.remove_header(&http::header::TRANSFER_ENCODING);
+                let mut head = relayed(header);
+                head.headers.remove(TRANSFER_ENCODING);
                 let length = body.as_ref().map_or(0, Bytes::len);
-                header
-                    .insert_header(http::header::CONTENT_LENGTH, length)
-                    .ok()?;
-                Some(header)
+                head.headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from(length));
+                Some(head)
             }
             Answer::Local(local) => {
-                let mut h = ResponseHeader::build(local.status, Some(4)).ok()?;
-                h.insert_header("content-type", local.content_type).ok()?;
+                let mut head = respond::head(StatusCode::from_u16(local.status).ok()?);
+                let headers = &mut head.headers;
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(local.content_type));
                 if let (1, Some(only)) = (local.chunks.len(), local.chunks.front()) {
-                    h.insert_header("content-length", only.len().to_string())
-                        .ok()?;
+                    headers.insert(CONTENT_LENGTH, HeaderValue::from(only.len()));
                 }
-                Some(h)
+                Some(head)
             }
         }
     }
@@ -112,23 +117,23 @@ pub struct Held {
     pub ended: bool,
 }
 
-/// An upstream answer's header as the app gets it: everything but the hop-by-hop headers.
+/// An upstream answer's head as the app gets it: everything but the hop-by-hop headers.
 /// Built fresh in one pass rather than cloned and pruned (header case is not kept: HTTP/1.1
 /// gives it no meaning).
-fn relayed(upstream: &ResponseHeader) -> Option<ResponseHeader> {
-    let mut header =
-        ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 4)).ok()?;
+fn relayed(upstream: &ResponseHeader) -> Parts {
+    let mut head = respond::head(upstream.status);
+    let headers = &mut head.headers;
+    headers.reserve(upstream.headers.len() + 4);
     for (name, value) in &upstream.headers {
         if !HOP_BY_HOP.contains(&name.as_str()) {
-            header.append_header(name.clone(), value.clone()).ok()?;
+            headers.append(name.clone(), value.clone());
         }
     }
-    Some(header)
+    head
 }
 
-pub fn is_event_stream(header: &ResponseHeader) -> bool {
-    header
-        .headers
-        .get(http::header::CONTENT_TYPE)
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }

@@ -124,7 +124,9 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        respond::respan_headers(upstream_response, ctx);
+        for (name, value) in respond::respan_headers(ctx) {
+            upstream_response.insert_header(name, value)?;
+        }
         Ok(())
     }
 

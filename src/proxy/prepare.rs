@@ -12,7 +12,7 @@ use crate::state::Snapshot;
 use crate::translate::{self, ResponsePlan, TranslateError, Wire};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::Method;
+use http::{Method, Uri};
 use pingora::http::RequestHeader;
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
@@ -143,8 +143,9 @@ const FRAMING: [HeaderName; 5] = [
 
 /// The upstream request header: the app's headers that may travel, the provider's, and the
 /// framing for a JSON body of `length` bytes at `path`. Compression is not asked for: the
-/// gateway reads what comes back. Built fresh (and without keeping header case, which
-/// HTTP/1.1 does not give meaning to) rather than cloned and pruned: one pass, no removals.
+/// gateway reads what comes back. Built fresh as an `http` head and handed to Pingora whole,
+/// rather than cloned and pruned, or filled in through Pingora's setters (which re-parse and
+/// copy every header name); header case is not kept, HTTP/1.1 gives it no meaning.
 fn upstream_header(
     downstream: &RequestHeader,
     provider: &ProviderConfig,
@@ -152,31 +153,27 @@ fn upstream_header(
     path: &str,
     length: usize,
 ) -> Result<RequestHeader, GatewayError> {
-    let unsupported = |e: Box<pingora::Error>| GatewayError::Unsupported(e.to_string());
-    let size = downstream.headers.len() + FRAMING.len() + provider.headers.len() + 2;
-    let mut header = RequestHeader::build_no_case(Method::POST, path.as_bytes(), Some(size))
+    let uri = Uri::try_from(path)
         .map_err(|_| GatewayError::Unsupported(format!("bad upstream path `{path}`")))?;
+    let (mut head, ()) = http::Request::new(()).into_parts();
+    head.method = Method::POST;
+    head.uri = uri;
+    let headers = &mut head.headers;
+    headers.reserve(downstream.headers.len() + FRAMING.len() + provider.headers.len() + 2);
     for (name, value) in &downstream.headers {
         if !FRAMING.contains(name) && providers::travels(name, provider, creds) {
-            header
-                .append_header(name.clone(), value.clone())
-                .map_err(unsupported)?;
+            headers.append(name.clone(), value.clone());
         }
     }
-    providers::add_provider_headers(&mut header, provider, creds)?;
-    let framing = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ),
-        (header::CONTENT_LENGTH, HeaderValue::from(length)),
-        (
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        ),
-    ];
-    for (name, value) in framing {
-        header.insert_header(name, value).map_err(unsupported)?;
-    }
-    Ok(header)
+    providers::add_provider_headers(headers, provider, creds)?;
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    Ok(RequestHeader::from(head))
 }

@@ -10,11 +10,14 @@
 use super::answer::{is_event_stream, Answer, Held, Settled};
 use super::ctx::RequestCtx;
 use super::or_client_gone;
-use super::respond::respan_headers;
+use super::respond::add_respan_headers;
 use crate::error::{stream_error_event, GatewayError};
 use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
 use crate::upstream::{ReadLimits, Upstream};
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::response::Parts;
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -30,19 +33,19 @@ pub enum RelayEnd {
 }
 
 /// Headers that describe a body the translation replaces.
-const BODY_HEADERS: &[&str] = &[
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "transfer-encoding",
+const BODY_HEADERS: [HeaderName; 4] = [
+    CONTENT_LENGTH,
+    CONTENT_TYPE,
+    http::header::CONTENT_ENCODING,
+    TRANSFER_ENCODING,
 ];
 
 /// What is left to write once an answer's body has been read to the end.
 enum Last {
     /// The body's last piece (possibly empty), written with the body's end.
     Piece(Bytes),
-    /// A whole answer read and translated in memory: its header and body.
-    Whole(Box<ResponseHeader>, Vec<u8>),
+    /// A whole answer read and translated in memory: its head and body.
+    Whole(Box<Parts>, Vec<u8>),
 }
 
 /// Writes the settled answer to the app in the format its plan says.
@@ -62,25 +65,25 @@ pub async fn relay(
         limits,
         held,
     } = settled;
-    let read = match (answer.header(), held) {
+    let read = match (answer.head(), held) {
         (None, _) => Err(RelayEnd::UpstreamFailed("no response header".into())),
-        (Some(header), Some(held)) => {
-            let header = if plan.is_identity() {
-                header
+        (Some(head), Some(held)) => {
+            let head = if plan.is_identity() {
+                head
             } else {
-                translated_header(header, "text/event-stream", None)
+                translated_head(head, "text/event-stream", None)
             };
-            relay_stream(session, ctx, &mut answer, header, held, limits).await
+            relay_stream(session, ctx, &mut answer, head, held, limits).await
         }
-        (Some(header), None) if plan.is_identity() => {
+        (Some(head), None) if plan.is_identity() => {
             let as_is = Held {
                 translator: None,
                 preamble: Vec::new(),
                 ended: false,
             };
-            relay_stream(session, ctx, &mut answer, header, as_is, limits).await
+            relay_stream(session, ctx, &mut answer, head, as_is, limits).await
         }
-        (Some(header), None) => relay_whole(session, ctx, &mut answer, header, &plan, limits).await,
+        (Some(head), None) => relay_whole(session, ctx, &mut answer, head, &plan, limits).await,
     };
     if let Answer::Remote(exchange) = answer {
         upstream.finish(*exchange).await;
@@ -99,7 +102,7 @@ pub async fn relay(
 async fn write_last(session: &mut Session, last: Last) -> RelayEnd {
     let written = match last {
         Last::Piece(data) => session.write_response_body(Some(data), true).await,
-        Last::Whole(header, body) => super::respond::write_whole(session, header, body).await,
+        Last::Whole(head, body) => super::respond::write_whole(session, *head, body).await,
     };
     match written {
         Ok(()) => RelayEnd::Complete,
@@ -107,21 +110,18 @@ async fn write_last(session: &mut Session, last: Last) -> RelayEnd {
     }
 }
 
-/// The upstream's header for a body the gateway rewrote: its own framing and type.
-fn translated_header(
-    mut header: ResponseHeader,
-    content_type: &str,
-    length: Option<usize>,
-) -> ResponseHeader {
+/// The upstream's head for a body the gateway rewrote: its own framing and type.
+fn translated_head(mut head: Parts, content_type: &'static str, length: Option<usize>) -> Parts {
+    let headers = &mut head.headers;
     for name in BODY_HEADERS {
-        header.remove_header(*name);
+        headers.remove(name);
     }
-    let _ = header.insert_header("content-type", content_type);
-    let _ = match length {
-        Some(length) => header.insert_header("content-length", length.to_string()),
-        None => header.insert_header("transfer-encoding", "chunked"),
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    match length {
+        Some(length) => headers.insert(CONTENT_LENGTH, HeaderValue::from(length)),
+        None => headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked")),
     };
-    header
+    head
 }
 
 /// Relays a body as it arrives: first what was held back, then the rest, through the held
@@ -130,22 +130,19 @@ async fn relay_stream(
     session: &mut Session,
     ctx: &mut RequestCtx,
     answer: &mut Answer,
-    mut header: ResponseHeader,
+    mut head: Parts,
     held: Held,
     limits: ReadLimits,
 ) -> Result<Last, RelayEnd> {
-    if !header.headers.contains_key(http::header::CONTENT_LENGTH) {
-        header.remove_header("transfer-encoding");
-        let _ = header.insert_header("transfer-encoding", "chunked");
+    if !head.headers.contains_key(CONTENT_LENGTH) {
+        head.headers
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
-    respan_headers(&mut header, ctx);
-    let sse = is_event_stream(&header);
+    add_respan_headers(&mut head, ctx);
+    let sse = is_event_stream(&head.headers);
     ctx.served.stream = sse;
-    if session
-        .write_response_header(Box::new(header), false)
-        .await
-        .is_err()
-    {
+    let header = Box::new(ResponseHeader::from(head));
+    if session.write_response_header(header, false).await.is_err() {
         return Err(RelayEnd::ClientGone);
     }
     let Held {
@@ -272,7 +269,7 @@ async fn relay_whole(
     session: &mut Session,
     ctx: &mut RequestCtx,
     answer: &mut Answer,
-    header: ResponseHeader,
+    head: Parts,
     plan: &ResponsePlan,
     limits: ReadLimits,
 ) -> Result<Last, RelayEnd> {
@@ -295,12 +292,11 @@ async fn relay_whole(
     } else {
         translate_error(plan.from, plan.to, status, &body)
     };
-    let mut header = translated_header(header, "application/json", Some(body.len()));
-    if header.set_status(status).is_err() {
-        return Err(RelayEnd::UpstreamFailed(format!("bad status {status}")));
-    }
-    respan_headers(&mut header, ctx);
-    Ok(Last::Whole(Box::new(header), body))
+    let mut head = translated_head(head, "application/json", Some(body.len()));
+    head.status = StatusCode::from_u16(status)
+        .map_err(|_| RelayEnd::UpstreamFailed(format!("bad status {status}")))?;
+    add_respan_headers(&mut head, ctx);
+    Ok(Last::Whole(Box::new(head), body))
 }
 
 async fn answer_error(session: &mut Session, ctx: &RequestCtx, e: GatewayError) -> RelayEnd {

@@ -4,7 +4,9 @@
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
 use crate::state::Snapshot;
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::response::Parts;
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::json;
@@ -14,52 +16,66 @@ const MODEL: HeaderName = HeaderName::from_static("x-respan-model");
 const PROVIDER: HeaderName = HeaderName::from_static("x-respan-provider");
 const ATTEMPTS: HeaderName = HeaderName::from_static("x-respan-attempts");
 
-/// Adds `x-respan-request-id` and, once something served the request, `x-respan-model`,
+/// `x-respan-request-id` and, once something served the request, `x-respan-model`,
 /// `x-respan-provider` and `x-respan-attempts`.
-pub fn respan_headers(header: &mut ResponseHeader, ctx: &RequestCtx) {
+pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
     // Values are hex ids, config names and model names the gateway already validated as
-    // header-safe, so insertion failures cannot happen; they are skipped rather than fatal.
-    let _ = header.insert_header(REQUEST_ID, &ctx.request_id);
+    // header-safe, so conversion failures cannot happen; they are skipped rather than fatal.
+    let value = |text: &str| HeaderValue::from_str(text).ok();
     let served = &ctx.served;
-    if served.attempts > 0 {
-        if !served.upstream_model.is_empty() {
-            let _ = header.insert_header(MODEL, &served.upstream_model);
-        }
-        let _ = header.insert_header(PROVIDER, &served.provider);
-        let _ = header.insert_header(ATTEMPTS, HeaderValue::from(served.attempts));
+    let by = served.attempts > 0;
+    [
+        value(&ctx.request_id).map(|v| (REQUEST_ID, v)),
+        (by && !served.upstream_model.is_empty())
+            .then(|| value(&served.upstream_model).map(|v| (MODEL, v)))
+            .flatten(),
+        by.then(|| value(&served.provider).map(|v| (PROVIDER, v)))
+            .flatten(),
+        by.then(|| (ATTEMPTS, HeaderValue::from(served.attempts))),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// A response head the gateway builds itself: an `http` head filled in directly and handed
+/// to Pingora whole ([`ResponseHeader`]'s own setters re-parse and copy every header name).
+pub fn head(status: StatusCode) -> Parts {
+    let (mut head, ()) = http::Response::new(()).into_parts();
+    head.status = status;
+    head
+}
+
+/// Adds the `x-respan-*` headers to a head (replacing any an upstream sent).
+pub fn add_respan_headers(head: &mut Parts, ctx: &RequestCtx) {
+    for (name, value) in respan_headers(ctx) {
+        head.headers.insert(name, value);
     }
 }
 
 /// Writes a complete JSON answer.
 pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Vec<u8>) {
-    let Ok(mut header) = ResponseHeader::build(status, Some(4)) else {
+    let Ok(status) = StatusCode::from_u16(status) else {
         return;
     };
-    let _ = header.insert_header("content-type", "application/json");
-    let _ = header.insert_header("content-length", body.len().to_string());
-    respan_headers(&mut header, ctx);
+    let mut head = head(status);
+    let headers = &mut head.headers;
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    add_respan_headers(&mut head, ctx);
     // An answer before the request body was read to its end (401, 413, ...) closes the
     // connection (Pingora's `close_on_response_before_downstream_finish`, on by default):
     // draining an unwanted body, or waiting for one held back behind `Expect: 100-continue`,
     // is not worth a kept-alive connection.
-    let written = async {
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        session.write_response_body(Some(body.into()), true).await
-    };
-    if let Err(e) = written.await {
+    if let Err(e) = write_whole(session, head, body).await {
         tracing::debug!(request_id = %ctx.request_id, "client went away before the answer: {e}");
     }
 }
 
-/// Writes a complete answer: its header, then its whole body.
-pub async fn write_whole(
-    session: &mut Session,
-    header: Box<ResponseHeader>,
-    body: Vec<u8>,
-) -> pingora::Result<()> {
-    session.write_response_header(header, false).await?;
+/// Writes a complete answer: its head, then its whole body.
+pub async fn write_whole(session: &mut Session, head: Parts, body: Vec<u8>) -> pingora::Result<()> {
+    session
+        .write_response_header(Box::new(ResponseHeader::from(head)), false)
+        .await?;
     session.write_response_body(Some(body.into()), true).await
 }
 
