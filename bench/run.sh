@@ -9,16 +9,23 @@
 # and waking an idle CPU is charged to the sender (an inter-processor interrupt; a VM exit on
 # a VM), which inflates the slower proxy's kernel time by about 10%.
 #
-#   bench/run.sh                       # 8 s per run
-#   BENCH_SECONDS=20 bench/run.sh      # longer runs
-#   BENCH_GAP_MS=5 bench/run.sh        # stream tokens 5 ms apart, like a real model
+# Every row is run in rounds, each round going through all targets in turn, and the table
+# gives medians: this VM's speed drifts by a few percent from one run to the next, so a
+# proxy's CPU is only compared with nginx's from the same round (the "x nginx" column is the
+# median of those per-round ratios).
+#
+#   bench/run.sh                         # 3 rounds of 5 s runs
+#   BENCH_ROUNDS=7 bench/run.sh          # more rounds, tighter medians
+#   BENCH_SECONDS=20 bench/run.sh        # longer runs
+#   BENCH_GAP_MS=5 bench/run.sh          # stream tokens 5 ms apart, like a real model
 #
 # Needs nginx (apt-get install -y nginx) and taskset (util-linux). The proxy under test runs
 # on CPU 0, the mock upstream and the load generator on CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-run_seconds=${BENCH_SECONDS:-8}
+run_seconds=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-3}
 gap_ms=${BENCH_GAP_MS:-0}
 command -v nginx >/dev/null || { echo "nginx is needed: apt-get install -y nginx" >&2; exit 1; }
 
@@ -106,53 +113,67 @@ echo "{$anthropic}" > "$work/json.anthropic.body"
 echo "{$anthropic,\"stream\":true}" > "$work/stream.anthropic.body"
 
 results="$work/results.jsonl"
+# The median of one field over a row's rounds (for the fixed rate, set from the maximum).
+median() { python3 -c "import json,sys,statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(statistics.median(r['r'][sys.argv[5]] for r in rows if (r['mode'], r['c'], r['target']) == tuple(sys.argv[2:5])))" "$results" "$@"; }
 for mode in json stream; do
   for c in 1 64 64@rate; do
     rate=()
     if [ "$c" = 64@rate ]; then
-      per_s=$(python3 -c "import json,sys
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    if (r['mode'], r['c'], r['target']) == (sys.argv[2], '64', 'sidecar'): print(int(r['r']['rps'] * 0.7))" "$results" "$mode")
+      per_s=$(median "$mode" 64 sidecar rps | awk '{print int($1 * 0.7)}')
       rate=(--rate "$per_s"); c="64@$per_s/s"
     fi
-    for target in direct nginx sidecar direct-anthropic translated; do
-      body="$work/$mode.body"; path=/v1/chat/completions
-      case $target in
-        direct) port=$mock_port; watch=() ;;
-        nginx) port=$nginx_port; watch=(--pid "$nginx_worker") ;;
-        sidecar) port=$sidecar_port; watch=(--pid "$sidecar_pid") ;;
-        direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
-        translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
-      esac
-      line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port$path" \
-        --body "$body" --concurrency "${c%%@*}" --seconds "$run_seconds" --warmup 1 \
-        --clk-tck "$(getconf CLK_TCK)" "${rate[@]}" "${watch[@]}")
-      echo "{\"mode\":\"$mode\",\"c\":\"$c\",\"target\":\"$target\",\"r\":$line}" >> "$results"
-      echo "  $mode c=$c $target: $line" >&2
+    for round in $(seq "$rounds"); do
+      for target in direct nginx sidecar direct-anthropic translated; do
+        body="$work/$mode.body"; path=/v1/chat/completions
+        case $target in
+          direct) port=$mock_port; watch=() ;;
+          nginx) port=$nginx_port; watch=(--pid "$nginx_worker") ;;
+          sidecar) port=$sidecar_port; watch=(--pid "$sidecar_pid") ;;
+          direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
+          translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
+        esac
+        line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port$path" \
+          --body "$body" --concurrency "${c%%@*}" --seconds "$run_seconds" --warmup 1 \
+          --clk-tck "$(getconf CLK_TCK)" "${rate[@]}" "${watch[@]}")
+        echo "{\"mode\":\"$mode\",\"c\":\"$c\",\"target\":\"$target\",\"round\":$round,\"r\":$line}" >> "$results"
+        echo "  $mode c=$c round $round $target: $line" >&2
+      done
     done
   done
 done
 sidecar_peak_rss=$(rss_kib "$sidecar_pid" VmHWM)
 nginx_peak_rss=$(( $(rss_kib "$nginx_master" VmHWM) + $(rss_kib "$nginx_worker" VmHWM) ))
 
-python3 - "$results" "$sidecar_idle_rss" "$sidecar_peak_rss" "$nginx_idle_rss" "$nginx_peak_rss" "$gap_ms" <<'PY'
-import json, sys
+python3 - "$results" "$sidecar_idle_rss" "$sidecar_peak_rss" "$nginx_idle_rss" "$nginx_peak_rss" "$gap_ms" "$rounds" <<'PY'
+import json, statistics, sys
+from collections import defaultdict
 rows = [json.loads(l) for l in open(sys.argv[1])]
-s_idle, s_peak, n_idle, n_peak, gap = (int(x) for x in sys.argv[2:7])
-by = {(r["mode"], r["c"], r["target"]): r["r"] for r in rows}
-print(f"\nstream events {'back to back' if gap == 0 else f'{gap} ms apart'}; proxy on 1 core\n")
+s_idle, s_peak, n_idle, n_peak, gap, rounds = (int(x) for x in sys.argv[2:8])
+runs = defaultdict(dict)  # (mode, c, target) -> {round: result}
+for r in rows:
+    runs[(r["mode"], r["c"], r["target"])][r["round"]] = r["r"]
+med = lambda key, field: statistics.median(r[field] for r in runs[key].values())
+print(f"\nstream events {'back to back' if gap == 0 else f'{gap} ms apart'}; proxy on 1 core; medians of {rounds} rounds\n")
 print("| mode | c | target | req/s | p50 ms | p99 ms | added p50 | added p99 | TTFB p50 | added TTFB p50 | CPU ms/req | x nginx | errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-for (mode, c, target), r in by.items():
+for (mode, c, target) in runs:
+    key = (mode, c, target)
     # The translated path is compared with going direct to the same (Anthropic) upstream.
-    d = by[(mode, c, "direct-anthropic" if target == "translated" else "direct")]
-    n = by[(mode, c, "nginx")]
+    direct = (mode, c, "direct-anthropic" if target == "translated" else "direct")
+    nginx = (mode, c, "nginx")
     ms = lambda us: f"{us / 1000:.3f}"
-    added = lambda k: "" if target.startswith("direct") else f"{(r[k] - d[k]) / 1000:+.3f}"
-    cpu = "" if target.startswith("direct") else f"{r['cpu_ms_per_req']:.4f}"
-    ratio = f"{r['cpu_ms_per_req'] / n['cpu_ms_per_req']:.2f}" if target in ("sidecar", "translated") and n["cpu_ms_per_req"] else ""
-    print(f"| {mode} | {c} | {target} | {r['rps']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {added('p50_us')} | {added('p99_us')} | "
-          f"{ms(r['ttfb_p50_us'])} | {added('ttfb_p50_us')} | {cpu} | {ratio} | {r['errors']} |")
+    added = lambda f: "" if target.startswith("direct") else f"{(med(key, f) - med(direct, f)) / 1000:+.3f}"
+    cpu = "" if target.startswith("direct") else f"{med(key, 'cpu_ms_per_req'):.4f}"
+    ratio = ""
+    if target in ("sidecar", "translated"):
+        # Each round's CPU against nginx's in the same round.
+        per_round = [r["cpu_ms_per_req"] / runs[nginx][n]["cpu_ms_per_req"]
+                     for n, r in runs[key].items() if runs[nginx][n]["cpu_ms_per_req"]]
+        ratio = f"{statistics.median(per_round):.2f}" if per_round else ""
+    errors = sum(r["errors"] for r in runs[key].values())
+    print(f"| {mode} | {c} | {target} | {med(key, 'rps'):.0f} | {ms(med(key, 'p50_us'))} | {ms(med(key, 'p99_us'))} | "
+          f"{added('p50_us')} | {added('p99_us')} | {ms(med(key, 'ttfb_p50_us'))} | {added('ttfb_p50_us')} | {cpu} | {ratio} | {errors} |")
 print(f"\nRSS idle / peak: respan-sidecar {s_idle/1024:.1f} / {s_peak/1024:.1f} MiB; nginx (master+worker) {n_idle/1024:.1f} / {n_peak/1024:.1f} MiB")
 PY
