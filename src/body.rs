@@ -50,10 +50,11 @@ impl JsonBody {
     }
 
     /// Sets a key, keeping its position if it exists, appending it otherwise.
-    pub fn set(&mut self, key: &str, value: Box<RawValue>) {
-        match self.fields.iter_mut().find(|(k, _)| k == key) {
+    /// An owned key is kept as it is (parsing hands over each key it read).
+    pub fn set(&mut self, key: impl AsRef<str> + Into<String>, value: Box<RawValue>) {
+        match self.fields.iter_mut().find(|(k, _)| k == key.as_ref()) {
             Some((_, v)) => *v = value,
-            None => self.fields.push((key.to_string(), value)),
+            None => self.fields.push((key.into(), value)),
         }
     }
 
@@ -136,10 +137,13 @@ impl<'de> Deserialize<'de> for JsonBody {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonBody, A::Error> {
-                let mut body = JsonBody::default();
+                // Room for a typical request's top level without growing.
+                let mut body = JsonBody {
+                    fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
+                };
                 while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
                     // Duplicate keys: the last one wins, as in serde_json's own maps.
-                    body.set(&key, value);
+                    body.set(key, value);
                 }
                 Ok(body)
             }
