@@ -9,12 +9,14 @@
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 
-/// A JSON object, one level deep, in document order.
+/// A JSON object, one level deep, in document order. Values are borrowed from the request
+/// bytes it was parsed from (the conversation is never copied); set ones are owned.
 #[derive(Debug, Clone, Default)]
-pub struct JsonBody {
-    fields: Vec<(String, Box<RawValue>)>,
+pub struct JsonBody<'a> {
+    fields: Vec<(String, Cow<'a, RawValue>)>,
 }
 
 /// Why a request body is not a JSON object.
@@ -26,9 +28,9 @@ pub enum BodyError {
     NotObject,
 }
 
-impl JsonBody {
-    /// Parses in one pass: the conversation is validated and copied, never built into a tree.
-    pub fn parse(bytes: &[u8]) -> Result<JsonBody, BodyError> {
+impl<'a> JsonBody<'a> {
+    /// Parses in one pass: the conversation is validated, never copied or built into a tree.
+    pub fn parse(bytes: &'a [u8]) -> Result<JsonBody<'a>, BodyError> {
         serde_json::from_slice(bytes).map_err(|e| match e.classify() {
             // Valid JSON of another type than an object.
             serde_json::error::Category::Data => BodyError::NotObject,
@@ -40,18 +42,18 @@ impl JsonBody {
         self.fields
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| &**v)
     }
 
     /// Removes and returns a key.
-    pub fn take(&mut self, key: &str) -> Option<Box<RawValue>> {
+    pub fn take(&mut self, key: &str) -> Option<Cow<'a, RawValue>> {
         let pos = self.fields.iter().position(|(k, _)| k == key)?;
         Some(self.fields.remove(pos).1)
     }
 
     /// Sets a key, keeping its position if it exists, appending it otherwise.
     /// An owned key is kept as it is (parsing hands over each key it read).
-    pub fn set(&mut self, key: impl AsRef<str> + Into<String>, value: Box<RawValue>) {
+    pub fn set(&mut self, key: impl AsRef<str> + Into<String>, value: Cow<'a, RawValue>) {
         match self.fields.iter_mut().find(|(k, _)| k == key.as_ref()) {
             Some((_, v)) => *v = value,
             None => self.fields.push((key.into(), value)),
@@ -60,7 +62,7 @@ impl JsonBody {
 
     /// Reads a key as a typed value; `Ok(None)` when absent, `Err` (the serde message) when it
     /// has another type.
-    pub fn get_as<'a, T: Deserialize<'a>>(&'a self, key: &str) -> Result<Option<T>, String> {
+    pub fn get_as<'b, T: Deserialize<'b>>(&'b self, key: &str) -> Result<Option<T>, String> {
         self.get(key)
             .map(|raw| serde_json::from_str(raw.get()).map_err(|e| e.to_string()))
             .transpose()
@@ -68,8 +70,8 @@ impl JsonBody {
 
     /// The whole object as a typed value: each top-level value is parsed once, straight from
     /// its raw text (the respan parameters are already gone by then).
-    pub fn to_typed<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
-        let pairs = self.fields.iter().map(|(k, v)| (k.as_str(), v.as_ref()));
+    pub fn to_typed<'b, T: Deserialize<'b>>(&'b self) -> Result<T, serde_json::Error> {
+        let pairs = self.fields.iter().map(|(k, v)| (k.as_str(), &**v));
         T::deserialize(serde::de::value::MapDeserializer::new(pairs))
     }
 
@@ -94,7 +96,7 @@ impl JsonBody {
             let value = overrides
                 .iter()
                 .find(|(k, _)| k == key)
-                .map_or(value.as_ref(), |(_, v)| *v);
+                .map_or(&**value, |(_, v)| *v);
             put(&mut out, key, value);
         }
         for (key, value) in overrides {
@@ -128,27 +130,27 @@ fn empty_string() -> Box<RawValue> {
     RawValue::from_string("\"\"".to_string()).unwrap_or_default()
 }
 
-impl<'de> Deserialize<'de> for JsonBody {
+impl<'de: 'a, 'a> Deserialize<'de> for JsonBody<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = JsonBody;
+        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+            type Value = JsonBody<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonBody, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonBody<'a>, A::Error> {
                 // Room for a typical request's top level without growing.
                 let mut body = JsonBody {
                     fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
                 };
-                while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
                     // Duplicate keys: the last one wins, as in serde_json's own maps.
-                    body.set(key, value);
+                    body.set(key, Cow::Borrowed(value));
                 }
                 Ok(body)
             }
         }
-        d.deserialize_map(FieldsVisitor)
+        d.deserialize_map(FieldsVisitor(std::marker::PhantomData))
     }
 }
 

@@ -12,7 +12,9 @@ use crate::config::Secret;
 use crate::endpoint::Ingress;
 use base64::Engine;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Top-level body keys that are Respan parameters, never provider parameters.
@@ -142,11 +144,11 @@ impl ParamError {
 
 /// What [`extract`] found.
 #[derive(Debug, Default)]
-pub struct Extracted {
+pub struct Extracted<'a> {
     pub params: RespanParams,
     /// The body's own top-level `metadata`, removed with the rest; put back only for an
     /// OpenAI provider when the request has `store: true` (stored completions use the field).
-    pub body_metadata: Option<Box<serde_json::value::RawValue>>,
+    pub body_metadata: Option<Cow<'a, RawValue>>,
 }
 
 /// The parameter headers as they arrived, highest precedence first
@@ -154,11 +156,11 @@ pub struct Extracted {
 pub type ParamHeaders<'a> = [(&'static str, Option<&'a [u8]>); 2];
 
 /// Removes every Respan parameter from `body` and returns them typed and merged.
-pub fn extract(
-    body: &mut JsonBody,
+pub fn extract<'a>(
+    body: &mut JsonBody<'a>,
     headers: ParamHeaders<'_>,
     ingress: Ingress,
-) -> Result<Extracted, ParamError> {
+) -> Result<Extracted<'a>, ParamError> {
     let mut merged = Map::new();
     for (name, value) in headers.iter().rev() {
         if let Some(value) = value {
@@ -235,8 +237,8 @@ fn anthropic_metadata(
     if let Some(user_id) = metadata.remove("user_id") {
         let user = serde_json::json!({ "user_id": user_id }).to_string();
         // Serialised JSON is always valid raw JSON.
-        if let Ok(raw) = serde_json::value::RawValue::from_string(user) {
-            body.set("metadata", raw);
+        if let Ok(raw) = RawValue::from_string(user) {
+            body.set("metadata", Cow::Owned(raw));
         }
     }
     if !metadata.is_empty() {
@@ -289,7 +291,7 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::STANDARD;
 
-    fn run(body: &str, header: Option<&str>) -> (Result<Extracted, ParamError>, String) {
+    fn run<'a>(body: &'a str, header: Option<&str>) -> (Result<Extracted<'a>, ParamError>, String) {
         let mut b = JsonBody::parse(body.as_bytes()).unwrap();
         let encoded = header.map(|h| STANDARD.encode(h));
         let headers = [
@@ -348,7 +350,8 @@ mod tests {
     #[test]
     fn customer_identifier_is_truncated_and_defaults_from_customer_params() {
         let long = "é".repeat(300);
-        let (r, _) = run(&format!(r#"{{"customer_identifier":"{long}"}}"#), None);
+        let body = format!(r#"{{"customer_identifier":"{long}"}}"#);
+        let (r, _) = run(&body, None);
         assert_eq!(
             r.unwrap()
                 .params

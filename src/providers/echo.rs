@@ -182,7 +182,7 @@ fn vector(text: &str, dims: usize) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    fn body(text: &str) -> JsonBody {
+    fn body(text: &str) -> JsonBody<'_> {
         JsonBody::parse(text.as_bytes()).unwrap()
     }
 

@@ -37,7 +37,7 @@ const MAX_ERROR_BODY: usize = 256 * 1024;
 pub struct Attempts<'a> {
     pub gw: &'a Gateway,
     pub snapshot: &'a Snapshot,
-    pub request: &'a ModelRequest,
+    pub request: &'a ModelRequest<'a>,
     pub pinned: Option<&'a str>,
 }
 

@@ -8,28 +8,29 @@ use crate::params::{self, Extracted, RespanParams};
 use crate::providers::Operation;
 use pingora::http::RequestHeader;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// A parsed model call, ready to be sent to any provider.
-pub struct ModelRequest {
+pub struct ModelRequest<'a> {
     pub ingress: Ingress,
     pub operation: Operation,
     /// The model the app asked for (from the body, or the path on Gemini's API); a
     /// `load_balance_group` may stand in for it.
     pub model: Option<String>,
     /// The app's body without the Respan parameters.
-    pub body: JsonBody,
+    pub body: JsonBody<'a>,
     pub params: RespanParams,
     /// The body's own `metadata` (see `params::Extracted::body_metadata`).
-    pub body_metadata: Option<Box<RawValue>>,
+    pub body_metadata: Option<Cow<'a, RawValue>>,
     pub stream: bool,
     pub store: bool,
 }
 
-pub fn parse(
+pub fn parse<'a>(
     endpoint: Endpoint,
-    bytes: &[u8],
+    bytes: &'a [u8],
     req: &RequestHeader,
-) -> Result<ModelRequest, GatewayError> {
+) -> Result<ModelRequest<'a>, GatewayError> {
     let ingress = endpoint.ingress();
     let mut body = JsonBody::parse(bytes)?;
     let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());

@@ -3,8 +3,9 @@
 use super::*;
 use serde_json::{json, Value};
 
-fn body(v: Value) -> JsonBody {
-    JsonBody::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
+/// A parsed body borrows its bytes; a test's few bytes are simply leaked.
+fn body(v: Value) -> JsonBody<'static> {
+    JsonBody::parse(serde_json::to_vec(&v).unwrap().leak()).unwrap()
 }
 
 fn stream_all(plan: &ResponsePlan, input: &[u8], piece: usize) -> Result<String, StreamFailure> {
