@@ -213,7 +213,7 @@ pub fn extract<'a>(
 /// `user_id` stays, `respan_params` inside it is read as parameters, and any other key is
 /// Respan metadata (recorded, never sent).
 fn anthropic_metadata(
-    body: &mut JsonBody,
+    body: &mut JsonBody<'_>,
     merged: &mut Map<String, Value>,
 ) -> Result<(), ParamError> {
     let Some(raw) = body.take("metadata") else {

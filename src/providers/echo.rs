@@ -21,7 +21,7 @@ pub struct LocalAnswer {
 
 /// Answers one request. A body the echo cannot use (no `messages` array) gets a 400 in
 /// OpenAI shape, as a real provider would give.
-pub fn answer(endpoint: Endpoint, body: &JsonBody, model: &str, stream: bool) -> LocalAnswer {
+pub fn answer(endpoint: Endpoint, body: &JsonBody<'_>, model: &str, stream: bool) -> LocalAnswer {
     match endpoint {
         Endpoint::Embeddings => json_answer(200, &embeddings(body, model)),
         _ => match body.get_as::<Vec<Value>>("messages") {
@@ -134,7 +134,7 @@ fn words(text: &str) -> usize {
     text.split_whitespace().count()
 }
 
-fn embeddings(body: &JsonBody, model: &str) -> Value {
+fn embeddings(body: &JsonBody<'_>, model: &str) -> Value {
     let inputs: Vec<String> = match body.get_as::<Value>("input").ok().flatten() {
         Some(Value::String(s)) => vec![s],
         Some(Value::Array(items)) => items.iter().map(Value::to_string).collect(),

@@ -226,7 +226,7 @@ pub fn add_provider_headers(
 ) -> Result<(), GatewayError> {
     req.set(
         header::HOST,
-        value(&header::HOST, creds.base_url.host_header())?,
+        header_value(&header::HOST, creds.base_url.host_header())?,
     )?;
     if let KeySource::Key(key) = creds.key {
         let (name, value) = match provider.kind {
@@ -235,7 +235,7 @@ pub fn add_provider_headers(
             ProviderKind::Gemini => gemini::auth(key),
             ProviderKind::OpenAi | ProviderKind::Echo => openai::auth(key),
         };
-        let mut value = self::value(&name, value)?;
+        let mut value = header_value(&name, value)?;
         // Keeps the key out of any debug output of the header.
         value.set_sensitive(true);
         req.set(name, value)?;
@@ -253,7 +253,7 @@ pub fn add_provider_headers(
 /// Keys come from config files and request parameters: a newline in one must not become a
 /// header injection, so invalid values are refused without echoing them. The text is taken
 /// over, not copied.
-fn value(name: &HeaderName, value: String) -> Result<HeaderValue, GatewayError> {
+fn header_value(name: &HeaderName, value: String) -> Result<HeaderValue, GatewayError> {
     HeaderValue::try_from(value).map_err(|_| {
         GatewayError::Unsupported(format!(
             "the value for header `{name}` is not a valid header"

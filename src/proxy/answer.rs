@@ -44,16 +44,20 @@ impl Answer {
         }
     }
 
-    /// The answer's head as it came, minus hop-by-hop headers.
+    /// The answer's head as it came, minus hop-by-hop and `x-respan-*` headers.
     pub fn head(&self) -> Option<Parts> {
         match self {
             Answer::Remote(exchange) => Some(relayed(exchange.header()?)),
             Answer::Buffered(header, body) => {
                 let mut head = relayed(header);
                 head.headers.remove(TRANSFER_ENCODING);
-                let length = body.as_ref().map_or(0, Bytes::len);
-                head.headers
-                    .insert(CONTENT_LENGTH, HeaderValue::from(length));
+                if has_body(head.status) {
+                    let length = body.as_ref().map_or(0, Bytes::len);
+                    head.headers
+                        .insert(CONTENT_LENGTH, HeaderValue::from(length));
+                } else {
+                    head.headers.remove(CONTENT_LENGTH);
+                }
                 Some(head)
             }
             Answer::Local(local) => {
@@ -117,19 +121,28 @@ pub struct Held {
     pub ended: bool,
 }
 
-/// An upstream answer's head as the app gets it: everything but the hop-by-hop headers.
-/// Built fresh in one pass rather than cloned and pruned (header case is not kept: HTTP/1.1
-/// gives it no meaning).
+/// An upstream answer's head as the app gets it: everything but the hop-by-hop headers and
+/// `x-respan-*` ones (only the gateway sets those). Built fresh in one pass rather than
+/// cloned and pruned (header case is not kept: HTTP/1.1 gives it no meaning).
 fn relayed(upstream: &ResponseHeader) -> Parts {
     let mut head = respond::head(upstream.status);
     let headers = &mut head.headers;
     headers.reserve(upstream.headers.len() + 4);
     for (name, value) in &upstream.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
+        let name_text = name.as_str();
+        if !HOP_BY_HOP.contains(&name_text) && !name_text.starts_with("x-respan-") {
             headers.append(name.clone(), value.clone());
         }
     }
     head
+}
+
+/// Whether an answer with this status has a body to frame (RFC 9112 §6.1: never for 1xx,
+/// 204 and 304).
+pub fn has_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
 }
 
 pub fn is_event_stream(headers: &HeaderMap) -> bool {

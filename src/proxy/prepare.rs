@@ -37,7 +37,7 @@ pub enum Target {
 
 /// Prepares the call of `model` (sent upstream as `upstream_model`) along `route`.
 pub fn prepare(
-    request: &ModelRequest,
+    request: &ModelRequest<'_>,
     snapshot: &Snapshot,
     downstream: &RequestHeader,
     route: &Route<'_>,
@@ -93,7 +93,11 @@ pub fn prepare(
 /// The body for a provider of the app's own format: the app's, minus Respan parameters,
 /// with the upstream model name (Gemini's is in the URL), and `metadata` back only for
 /// stored completions at OpenAI.
-fn encode_body(request: &ModelRequest, provider: &ProviderConfig, upstream_model: &str) -> Bytes {
+fn encode_body(
+    request: &ModelRequest<'_>,
+    provider: &ProviderConfig,
+    upstream_model: &str,
+) -> Bytes {
     let model = raw_string(upstream_model);
     let mut overrides: Vec<(&str, &RawValue)> = Vec::with_capacity(2);
     if request.ingress != Ingress::Gemini {
@@ -111,7 +115,7 @@ fn encode_body(request: &ModelRequest, provider: &ProviderConfig, upstream_model
 
 /// Anthropic's `count_tokens` answer for a model without a tokenizer here: about four
 /// characters a token over the conversation, tools and system prompt.
-pub fn token_estimate(body: &JsonBody) -> echo::LocalAnswer {
+pub fn token_estimate(body: &JsonBody<'_>) -> echo::LocalAnswer {
     let chars: usize = ["system", "messages", "tools"]
         .iter()
         .filter_map(|key| body.get(key))

@@ -7,7 +7,7 @@
 //! per-chunk writes as the main cost of streaming). Whole answers that need translating
 //! (JSON bodies, error bodies) are small and are read whole first.
 
-use super::answer::{is_event_stream, Answer, Held, Settled};
+use super::answer::{has_body, is_event_stream, Answer, Held, Settled};
 use super::ctx::RequestCtx;
 use super::or_client_gone;
 use super::respond::add_respan_headers;
@@ -25,7 +25,7 @@ use pingora::proxy::Session;
 #[derive(Debug, PartialEq, Eq)]
 pub enum RelayEnd {
     Complete,
-    /// The app closed its connection; the upstream call is dropped with it.
+    /// The app closed its connection; an upstream call still running is dropped with it.
     ClientGone,
     /// The upstream failed after the answer had started; the app got an in-band error
     /// (streams) or a cut connection.
@@ -50,9 +50,10 @@ enum Last {
 
 /// Writes the settled answer to the app in the format its plan says.
 ///
-/// The upstream connection goes back to the pool (or is closed) before the app is sent the
-/// end of its answer, so that an app's next request always finds it there: released after
-/// the last write, it races that request and a second connection is opened.
+/// On a complete answer, the upstream connection goes back to the pool before the app is sent
+/// the end of its answer, so that an app's next request always finds it there: released
+/// after the last write, it races that request and a second connection is opened. (A relay
+/// that fails answers the app first; its connection is rarely reusable anyway.)
 pub async fn relay(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -134,7 +135,11 @@ async fn relay_stream(
     held: Held,
     limits: ReadLimits,
 ) -> Result<Last, RelayEnd> {
-    if !head.headers.contains_key(CONTENT_LENGTH) {
+    if !has_body(head.status) {
+        // A provider may frame a body such an answer cannot have (a 204 with a length).
+        head.headers.remove(CONTENT_LENGTH);
+        head.headers.remove(TRANSFER_ENCODING);
+    } else if !head.headers.contains_key(CONTENT_LENGTH) {
         head.headers
             .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }

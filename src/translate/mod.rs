@@ -193,7 +193,7 @@ pub struct Translated {
 pub fn request(
     ingress: Ingress,
     wire: Wire,
-    body: &JsonBody,
+    body: &JsonBody<'_>,
     upstream_model: &str,
 ) -> Result<Translated, TranslateError> {
     let invalid_body = |e: serde_json::Error| TranslateError::invalid("body", e.to_string());

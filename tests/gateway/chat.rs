@@ -62,7 +62,8 @@ async fn forwards_with_the_provider_key_and_without_respan_parameters() {
     );
 }
 
-/// The provider's own headers reach the app; those about its connection to the sidecar do not.
+/// The provider's own headers reach the app; those about its connection to the sidecar do
+/// not, nor any that pass for the gateway's own.
 #[tokio::test]
 async fn answer_headers_are_relayed_except_hop_by_hop_ones() {
     let mock = Mock::start().await;
@@ -70,7 +71,9 @@ async fn answer_headers_are_relayed_except_hop_by_hop_ones() {
         Reply::openai_chat("gpt-4o", "hi")
             .with_header("openai-processing-ms", "12")
             .with_header("keep-alive", "timeout=5")
-            .with_header("x-request-id", "req-upstream"),
+            .with_header("x-request-id", "req-upstream")
+            .with_header("x-respan-cache", "hit")
+            .with_header("x-respan-attempts", "9"),
     );
     let sidecar = Sidecar::start(&openai_config(&mock)).await;
     let r = post_chat(&sidecar, &chat("gpt-4o", "hi")).await;
@@ -79,6 +82,8 @@ async fn answer_headers_are_relayed_except_hop_by_hop_ones() {
     assert_eq!(h["openai-processing-ms"], "12");
     assert_eq!(h["x-request-id"], "req-upstream");
     assert!(h.get("keep-alive").is_none(), "{h:?}");
+    assert!(h.get("x-respan-cache").is_none(), "{h:?}");
+    assert_eq!(h.get_all("x-respan-attempts").iter().count(), 1);
     assert_eq!(h["x-respan-attempts"], "1");
 }
 
@@ -376,4 +381,24 @@ async fn a_stream_cut_upstream_ends_with_an_in_band_error_and_no_done() {
     let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(error["error"]["code"], "upstream_error");
     assert!(!text.contains("[DONE]"));
+}
+
+/// A 204 has no body, so its answer frames none (RFC 9112 §6.1), even when the provider's
+/// does (this mock sends a length), and the app's connection stays usable.
+#[tokio::test]
+async fn no_content_answers_frame_no_body() {
+    let mock = Mock::start().await;
+    mock.push(Reply::status(204, json!(null)));
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let body = serde_json::to_vec(&chat("gpt-4o", "hi")).unwrap();
+    let mut conn = RawConn::connect(sidecar.addr).await;
+    let first = conn.post("/v1/chat/completions", &body);
+    let r = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("a 204 answer ends at its head");
+    assert_eq!(r.status, 204);
+    assert!(r.header("transfer-encoding").is_none(), "{:?}", r.headers);
+    assert!(r.header("content-length").is_none(), "{:?}", r.headers);
+    let r = conn.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200);
 }
