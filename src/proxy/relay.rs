@@ -7,7 +7,7 @@
 //! per-chunk writes as the main cost of streaming). Whole answers that need translating
 //! (JSON bodies, error bodies) are small and are read whole first.
 
-use super::answer::{has_body, is_event_stream, Answer, Held, Settled};
+use super::answer::{frame, is_event_stream, Answer, Held, Settled};
 use super::ctx::RequestCtx;
 use super::or_client_gone;
 use super::respond::add_respan_headers;
@@ -72,7 +72,7 @@ pub async fn relay(
             let head = if plan.is_identity() {
                 head
             } else {
-                translated_head(head, "text/event-stream", None)
+                translated_head(head, "text/event-stream")
             };
             relay_stream(session, ctx, &mut answer, head, held, limits).await
         }
@@ -111,17 +111,14 @@ async fn write_last(session: &mut Session, last: Last) -> RelayEnd {
     }
 }
 
-/// The upstream's head for a body the gateway rewrote: its own framing and type.
-fn translated_head(mut head: Parts, content_type: &'static str, length: Option<usize>) -> Parts {
+/// The upstream's head for a body the gateway rewrote: none of its body headers, the new
+/// type (framing is set when the body is written).
+fn translated_head(mut head: Parts, content_type: &'static str) -> Parts {
     let headers = &mut head.headers;
     for name in BODY_HEADERS {
         headers.remove(name);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    match length {
-        Some(length) => headers.insert(CONTENT_LENGTH, HeaderValue::from(length)),
-        None => headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked")),
-    };
     head
 }
 
@@ -135,14 +132,7 @@ async fn relay_stream(
     held: Held,
     limits: ReadLimits,
 ) -> Result<Last, RelayEnd> {
-    if !has_body(head.status) {
-        // A provider may frame a body such an answer cannot have (a 204 with a length).
-        head.headers.remove(CONTENT_LENGTH);
-        head.headers.remove(TRANSFER_ENCODING);
-    } else if !head.headers.contains_key(CONTENT_LENGTH) {
-        head.headers
-            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-    }
+    frame(&mut head, None);
     add_respan_headers(&mut head, ctx);
     let sse = is_event_stream(&head.headers);
     ctx.served.stream = sse;
@@ -297,9 +287,10 @@ async fn relay_whole(
     } else {
         translate_error(plan.from, plan.to, status, &body)
     };
-    let mut head = translated_head(head, "application/json", Some(body.len()));
+    let mut head = translated_head(head, "application/json");
     head.status = StatusCode::from_u16(status)
         .map_err(|_| RelayEnd::UpstreamFailed(format!("bad status {status}")))?;
+    frame(&mut head, Some(body.len()));
     add_respan_headers(&mut head, ctx);
     Ok(Last::Whole(Box::new(head), body))
 }

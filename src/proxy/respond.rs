@@ -21,17 +21,21 @@ const ATTEMPTS: HeaderName = HeaderName::from_static("x-respan-attempts");
 pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
     // Values are hex ids, config names and model names the gateway already validated as
     // header-safe, so conversion failures cannot happen; they are skipped rather than fatal.
-    let value = |text: &str| HeaderValue::from_str(text).ok();
+    let text = |on: bool, name: HeaderName, text: &str| {
+        on.then(|| HeaderValue::from_str(text).ok().map(|v| (name, v)))
+            .flatten()
+    };
     let served = &ctx.served;
-    let by = served.attempts > 0;
+    let served_by = served.attempts > 0;
     [
-        value(&ctx.request_id).map(|v| (REQUEST_ID, v)),
-        (by && !served.upstream_model.is_empty())
-            .then(|| value(&served.upstream_model).map(|v| (MODEL, v)))
-            .flatten(),
-        by.then(|| value(&served.provider).map(|v| (PROVIDER, v)))
-            .flatten(),
-        by.then(|| (ATTEMPTS, HeaderValue::from(served.attempts))),
+        text(true, REQUEST_ID, &ctx.request_id),
+        text(
+            served_by && !served.upstream_model.is_empty(),
+            MODEL,
+            &served.upstream_model,
+        ),
+        text(served_by, PROVIDER, &served.provider),
+        served_by.then(|| (ATTEMPTS, HeaderValue::from(served.attempts))),
     ]
     .into_iter()
     .flatten()
