@@ -47,12 +47,17 @@ impl Pool {
     }
 
     /// Keeps `stream` (whose last answer was read to its end) for the next request to `key`.
+    /// Expired connections to every peer are closed on the way, so a peer no longer called
+    /// (a customer's own base URL, a provider removed from the config) keeps none open.
     pub fn put(&self, key: u64, stream: Stream) {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
+        idle.retain(|_, queue| {
+            self.expire(queue);
+            !queue.is_empty()
+        });
         let queue = idle.entry(key).or_default();
-        self.expire(queue);
         if queue.len() >= self.per_peer {
             queue.pop_front();
         }
@@ -87,4 +92,49 @@ fn is_quiet(stream: &mut Stream) -> bool {
     // `unconstrained`: tokio's cooperative budget could make a ready read look pending.
     let read = tokio::task::unconstrained(stream.read(&mut byte));
     futures::FutureExt::now_or_never(read).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected stream (its peer end is dropped; nothing here reads from it).
+    async fn stream(listener: &TcpListener) -> Stream {
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        Box::new(pingora::protocols::l4::stream::Stream::from(tcp))
+    }
+
+    fn peers(pool: &Pool) -> usize {
+        pool.idle.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn idle_connections_to_a_peer_no_longer_called_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(4, Duration::from_millis(50));
+        pool.put(1, stream(&listener).await);
+        pool.put(1, stream(&listener).await);
+        assert_eq!(peers(&pool), 1);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // Another peer's release expires peer 1's connections and forgets peer 1.
+        pool.put(2, stream(&listener).await);
+        assert_eq!(peers(&pool), 1);
+        assert!(pool.pop(1).is_none());
+        assert!(pool.pop(2).is_some());
+    }
+
+    #[tokio::test]
+    async fn at_most_per_peer_connections_are_kept_newest_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(2, Duration::from_secs(60));
+        for _ in 0..3 {
+            pool.put(1, stream(&listener).await);
+        }
+        assert!(pool.pop(1).is_some());
+        assert!(pool.pop(1).is_some());
+        assert!(pool.pop(1).is_none());
+    }
 }
