@@ -12,11 +12,11 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
-/// A JSON object, one level deep, in document order. Values are borrowed from the request
-/// bytes it was parsed from (the conversation is never copied); set ones are owned.
+/// A JSON object, one level deep, in document order. Keys and values are borrowed from the
+/// request bytes it was parsed from (the conversation is never copied); set ones are owned.
 #[derive(Debug, Clone, Default)]
 pub struct JsonBody<'a> {
-    fields: Vec<(String, Cow<'a, RawValue>)>,
+    fields: Vec<(Cow<'a, str>, Cow<'a, RawValue>)>,
 }
 
 /// Why a request body is not a JSON object.
@@ -52,11 +52,31 @@ impl<'a> JsonBody<'a> {
     }
 
     /// Sets a key, keeping its position if it exists, appending it otherwise.
-    /// An owned key is kept as it is (parsing hands over each key it read).
-    pub fn set(&mut self, key: impl AsRef<str> + Into<String>, value: Cow<'a, RawValue>) {
-        match self.fields.iter_mut().find(|(k, _)| k == key.as_ref()) {
+    pub fn set(&mut self, key: impl Into<Cow<'a, str>>, value: Cow<'a, RawValue>) {
+        let key = key.into();
+        match self.fields.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
-            None => self.fields.push((key.into(), value)),
+            None => self.fields.push((key, value)),
+        }
+    }
+
+    /// The keys and values in document order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.fields.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The keys and values in document order, handed over.
+    pub fn into_fields(self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, RawValue>)> {
+        self.fields.into_iter()
+    }
+
+    /// A copy that borrows nothing (for bodies parsed from short-lived bytes).
+    pub fn into_owned(self) -> JsonBody<'static> {
+        let fields = self.fields.into_iter();
+        JsonBody {
+            fields: fields
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
         }
     }
 
@@ -71,8 +91,7 @@ impl<'a> JsonBody<'a> {
     /// The whole object as a typed value: each top-level value is parsed once, straight from
     /// its raw text (the respan parameters are already gone by then).
     pub fn to_typed<'b, T: Deserialize<'b>>(&'b self) -> Result<T, serde_json::Error> {
-        let pairs = self.fields.iter().map(|(k, v)| (k.as_str(), &**v));
-        T::deserialize(serde::de::value::MapDeserializer::new(pairs))
+        T::deserialize(serde::de::value::MapDeserializer::new(self.fields()))
     }
 
     /// Writes the object out, replacing (or appending) `overrides` and leaving out `skip`.
@@ -90,7 +109,7 @@ impl<'a> JsonBody<'a> {
             out.extend_from_slice(value.get().as_bytes());
         };
         for (key, value) in &self.fields {
-            if skip.contains(&key.as_str()) {
+            if skip.contains(&&**key) {
                 continue;
             }
             let value = overrides
@@ -143,7 +162,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonBody<'a> {
                 let mut body = JsonBody {
                     fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
                 };
-                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     // Duplicate keys: the last one wins, as in serde_json's own maps.
                     body.set(key, Cow::Borrowed(value));
                 }
@@ -151,6 +170,29 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonBody<'a> {
             }
         }
         d.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// An object key: borrowed from the input unless it has escapes to undo (serde's own
+/// `Cow<str>` always copies).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -206,6 +248,13 @@ mod tests {
         assert!(body.to_typed::<T>().is_ok());
         let bad = JsonBody::parse(br#"{"model":1}"#).unwrap();
         assert!(bad.to_typed::<T>().is_err());
+    }
+
+    #[test]
+    fn keys_with_escapes_are_read_unescaped() {
+        let body = JsonBody::parse(br#"{"mo\u0064el":"m","a\"b":1}"#).unwrap();
+        assert_eq!(body.get("model").unwrap().get(), r#""m""#);
+        assert_eq!(body.encode(&[], &[]), br#"{"model":"m","a\"b":1}"#);
     }
 
     #[test]

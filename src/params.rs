@@ -7,7 +7,7 @@
 //! They are merged key by key, typed in one pass (a wrong type names the parameter), and every
 //! one of them is gone from the body before it is sent anywhere.
 
-use crate::body::JsonBody;
+use crate::body::{BodyError, JsonBody};
 use crate::config::Secret;
 use crate::endpoint::Ingress;
 use base64::Engine;
@@ -156,15 +156,19 @@ pub struct Extracted<'a> {
 pub type ParamHeaders<'a> = [(&'static str, Option<&'a [u8]>); 2];
 
 /// Removes every Respan parameter from `body` and returns them typed and merged.
+///
+/// The merge is done on raw JSON (a one-level [`JsonBody`], where a later key replaces an
+/// earlier one), lowest precedence first, and typed once at the end: values are never built
+/// into a tree, and those from the body are never copied.
 pub fn extract<'a>(
     body: &mut JsonBody<'a>,
     headers: ParamHeaders<'_>,
     ingress: Ingress,
 ) -> Result<Extracted<'a>, ParamError> {
-    let mut merged = Map::new();
+    let mut merged = JsonBody::default();
     for (name, value) in headers.iter().rev() {
         if let Some(value) = value {
-            merged.extend(decode_header(name, value)?);
+            merge(&mut merged, decode_header(name, value)?);
         }
     }
     if ingress == Ingress::Anthropic {
@@ -172,10 +176,10 @@ pub fn extract<'a>(
     }
     for name in BODY_CONTAINERS.iter().rev() {
         if let Some(raw) = body.take(name) {
-            match serde_json::from_str::<Value>(raw.get()) {
-                Ok(Value::Object(object)) => merged.extend(object),
-                Ok(Value::Null) => {}
-                _ => return Err(ParamError::new(*name, "must be an object")),
+            if let Some(object) =
+                object(raw).map_err(|_| ParamError::new(*name, "must be an object"))?
+            {
+                merge(&mut merged, object);
             }
         }
     }
@@ -186,14 +190,12 @@ pub fn extract<'a>(
             continue;
         }
         let Some(raw) = body.take(name) else { continue };
-        let value = serde_json::from_str::<Value>(raw.get())
-            .map_err(|e| ParamError::new(*name, e.to_string()))?;
         if *name == "metadata" {
-            body_metadata = Some(raw);
+            body_metadata = Some(raw.clone());
         }
-        merged.insert((*name).to_string(), value);
+        merged.set(*name, raw);
     }
-    let mut params = typed(merged)?;
+    let mut params = typed(&merged)?;
     if params.customer_identifier.is_none() {
         params.customer_identifier = params
             .customer_params
@@ -209,12 +211,30 @@ pub fn extract<'a>(
     })
 }
 
+/// Sets every key of `object` in `merged`, over what was there.
+fn merge<'a>(merged: &mut JsonBody<'a>, object: JsonBody<'a>) {
+    for (key, value) in object.into_fields() {
+        merged.set(key, value);
+    }
+}
+
+/// A parameter container's object; `None` for `null`, `Err` for anything else.
+fn object(raw: Cow<'_, RawValue>) -> Result<Option<JsonBody<'_>>, BodyError> {
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    match raw {
+        Cow::Borrowed(raw) => JsonBody::parse(raw.get().as_bytes()).map(Some),
+        Cow::Owned(raw) => JsonBody::parse(raw.get().as_bytes()).map(|o| Some(o.into_owned())),
+    }
+}
+
 /// On the Anthropic paths `metadata` is Anthropic's own field, which allows `user_id` only:
 /// `user_id` stays, `respan_params` inside it is read as parameters, and any other key is
 /// Respan metadata (recorded, never sent).
 fn anthropic_metadata(
     body: &mut JsonBody<'_>,
-    merged: &mut Map<String, Value>,
+    merged: &mut JsonBody<'_>,
 ) -> Result<(), ParamError> {
     let Some(raw) = body.take("metadata") else {
         return Ok(());
@@ -225,7 +245,11 @@ fn anthropic_metadata(
         _ => return Err(ParamError::new("metadata", "must be an object")),
     };
     match metadata.remove("respan_params") {
-        Some(Value::Object(params)) => merged.extend(params),
+        Some(Value::Object(params)) => {
+            for (key, value) in params {
+                merged.set(key, Cow::Owned(raw_json(&value)));
+            }
+        }
         Some(Value::Null) | None => {}
         Some(_) => {
             return Err(ParamError::new(
@@ -235,34 +259,40 @@ fn anthropic_metadata(
         }
     }
     if let Some(user_id) = metadata.remove("user_id") {
-        let user = serde_json::json!({ "user_id": user_id }).to_string();
-        // Serialised JSON is always valid raw JSON.
-        if let Ok(raw) = RawValue::from_string(user) {
-            body.set("metadata", Cow::Owned(raw));
-        }
+        let user = serde_json::json!({ "user_id": user_id });
+        body.set("metadata", Cow::Owned(raw_json(&user)));
     }
     if !metadata.is_empty() {
-        merged.insert("metadata".into(), Value::Object(metadata));
+        merged.set("metadata", Cow::Owned(raw_json(&Value::Object(metadata))));
     }
     Ok(())
 }
 
+/// A JSON value as raw JSON text (serialising a `Value` cannot fail).
+fn raw_json(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
+
 /// Types the merged parameters; a mismatch names the parameter by its path.
-fn typed(mut merged: Map<String, Value>) -> Result<RespanParams, ParamError> {
+fn typed(merged: &JsonBody<'_>) -> Result<RespanParams, ParamError> {
     // `null` means "not given", as the SDKs send it for unset optional fields.
-    merged.retain(|_, v| !v.is_null());
-    let merged = Value::Object(merged);
+    let given = || {
+        let pairs = merged.fields().filter(|(_, v)| v.get() != "null");
+        serde::de::value::MapDeserializer::new(pairs)
+    };
     // Parsed without tracking the path first (the common case: the types are right); only a
     // failure is parsed again, to name the parameter in the error.
-    RespanParams::deserialize(&merged).or_else(|_| {
-        serde_path_to_error::deserialize(&merged).map_err(|e| {
-            let param = e.path().to_string();
-            ParamError::new(param, e.into_inner().to_string())
-        })
+    RespanParams::deserialize(given()).or_else(|_: serde_json::Error| {
+        serde_path_to_error::deserialize(given()).map_err(
+            |e: serde_path_to_error::Error<serde_json::Error>| {
+                let param = e.path().to_string();
+                ParamError::new(param, e.into_inner().to_string())
+            },
+        )
     })
 }
 
-fn decode_header(name: &str, value: &[u8]) -> Result<Map<String, Value>, ParamError> {
+fn decode_header(name: &str, value: &[u8]) -> Result<JsonBody<'static>, ParamError> {
     let value = value.trim_ascii();
     let engines = [
         &base64::engine::general_purpose::STANDARD,
@@ -274,10 +304,9 @@ fn decode_header(name: &str, value: &[u8]) -> Result<Map<String, Value>, ParamEr
         .iter()
         .find_map(|engine| engine.decode(value).ok())
         .ok_or_else(|| ParamError::new(name, "is not base64"))?;
-    match serde_json::from_slice::<Value>(&decoded) {
-        Ok(Value::Object(object)) => Ok(object),
-        _ => Err(ParamError::new(name, "is not base64 of a JSON object")),
-    }
+    JsonBody::parse(&decoded)
+        .map(JsonBody::into_owned)
+        .map_err(|_| ParamError::new(name, "is not base64 of a JSON object"))
 }
 
 fn truncate_chars(s: &mut String, max: usize) {
@@ -318,6 +347,19 @@ mod tests {
         assert_eq!(p.custom_identifier.as_deref(), Some("legacy"));
         assert_eq!(p.disable_log, Some(true));
         assert_eq!(rest, r#"{"model":"m","messages":[]}"#);
+    }
+
+    #[test]
+    fn null_containers_and_values_mean_not_given() {
+        let (r, rest) = run(
+            r#"{"respan_params":null,"customer_identifier":null,"thread_identifier":"t","m\u006fdel":"x"}"#,
+            Some(r#"{"customer_identifier":"hdr","disable_log":null}"#),
+        );
+        let p = r.unwrap().params;
+        assert_eq!(p.customer_identifier, None);
+        assert_eq!(p.disable_log, None);
+        assert_eq!(p.thread_identifier.as_deref(), Some("t"));
+        assert_eq!(rest, r#"{"model":"x"}"#);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// A validated config.
@@ -101,6 +102,8 @@ pub struct BaseUrl {
     pub port: u16,
     /// Without a trailing slash; empty for the root.
     pub path: String,
+    /// The `Host` header of every call, made once here rather than on every request.
+    host_header: HeaderValue,
 }
 
 impl BaseUrl {
@@ -122,34 +125,42 @@ impl BaseUrl {
             return Err("must not have a query string".into());
         }
         let path = uri.path().trim_end_matches('/').to_string();
+        let host_header = HeaderValue::try_from(host_header(&host, port, tls))
+            .map_err(|_| "has a host that is not a valid Host header")?;
         Ok(BaseUrl {
             tls,
             host,
             port,
             path,
+            host_header,
         })
     }
 
     /// The `Host` header value: the port only when it is not the scheme's default.
-    pub fn host_header(&self) -> String {
-        let default_port = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+}
+
+fn host_header(host: &str, port: u16, tls: bool) -> String {
+    let default_port = if tls { 443 } else { 80 };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == default_port {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 
 impl fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "https" } else { "http" };
-        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
+        let host = self.host_header.to_str().unwrap_or_default();
+        write!(f, "{scheme}://{host}{}", self.path)
     }
 }
 
@@ -166,6 +177,10 @@ pub struct ProviderConfig {
     pub api_key_file: Option<PathBuf>,
     pub api_version: Option<String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `api_key` as the header that carries it, made on the first call (by
+    /// `providers::add_provider_headers`, which knows each provider's scheme) and reused by
+    /// every later one; `None` inside when the key cannot be a header value.
+    pub key_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
 }
 
 #[derive(Debug, Clone)]

@@ -237,6 +237,7 @@ fn provider(
         api_key_file,
         api_version,
         headers,
+        key_header: OnceLock::new(),
     })
 }
 

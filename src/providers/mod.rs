@@ -20,7 +20,9 @@ use std::borrow::Cow;
 /// Where the key of an attempt comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum KeySource<'a> {
-    /// From the config, `customer_credentials` or `credential_override`.
+    /// The provider's configured key.
+    Configured(&'a Secret),
+    /// From `customer_credentials` or `credential_override`.
     Key(&'a Secret),
     /// No key configured: the app's own key headers are passed through unchanged.
     BringYourOwn,
@@ -61,7 +63,7 @@ pub fn credentials<'a>(
         Some((param, credential)) => request_credentials(provider, param, credential),
         None => {
             let key = match (&provider.api_key, gateway_auth) {
-                (Some(key), _) => KeySource::Key(key),
+                (Some(key), _) => KeySource::Configured(key),
                 (None, false) => KeySource::BringYourOwn,
                 (None, true) => KeySource::None,
             };
@@ -224,20 +226,22 @@ pub fn add_provider_headers(
     provider: &ProviderConfig,
     creds: &Credentials<'_>,
 ) -> Result<(), GatewayError> {
-    req.set(
-        header::HOST,
-        header_value(&header::HOST, creds.base_url.host_header())?,
-    )?;
-    if let KeySource::Key(key) = creds.key {
-        let (name, value) = match provider.kind {
-            ProviderKind::AzureOpenAi => azure_openai::auth(key),
-            ProviderKind::Anthropic => anthropic::auth(key),
-            ProviderKind::Gemini => gemini::auth(key),
-            ProviderKind::OpenAi | ProviderKind::Echo => openai::auth(key),
-        };
-        let mut value = header_value(&name, value)?;
-        // Keeps the key out of any debug output of the header.
-        value.set_sensitive(true);
+    req.set(header::HOST, creds.base_url.host_header().clone())?;
+    let key = match creds.key {
+        KeySource::Configured(key) => {
+            match provider
+                .key_header
+                .get_or_init(|| key_header(provider.kind, key).ok())
+            {
+                Some(made) => Some(made.clone()),
+                // Made again only to say why it cannot be.
+                None => Some(key_header(provider.kind, key)?),
+            }
+        }
+        KeySource::Key(key) => Some(key_header(provider.kind, key)?),
+        KeySource::BringYourOwn | KeySource::None => None,
+    };
+    if let Some((name, value)) = key {
         req.set(name, value)?;
     }
     if provider.kind == ProviderKind::Anthropic && !req.has(&ANTHROPIC_VERSION) {
@@ -250,13 +254,72 @@ pub fn add_provider_headers(
     Ok(())
 }
 
+/// The header that carries `key` at a provider of `kind`.
+///
 /// Keys come from config files and request parameters: a newline in one must not become a
 /// header injection, so invalid values are refused without echoing them. The text is taken
 /// over, not copied.
-fn header_value(name: &HeaderName, value: String) -> Result<HeaderValue, GatewayError> {
-    HeaderValue::try_from(value).map_err(|_| {
-        GatewayError::Unsupported(format!(
-            "the value for header `{name}` is not a valid header"
-        ))
-    })
+fn key_header(kind: ProviderKind, key: &Secret) -> Result<(HeaderName, HeaderValue), GatewayError> {
+    let (name, value) = match kind {
+        ProviderKind::AzureOpenAi => azure_openai::auth(key),
+        ProviderKind::Anthropic => anthropic::auth(key),
+        ProviderKind::Gemini => gemini::auth(key),
+        ProviderKind::OpenAi | ProviderKind::Echo => openai::auth(key),
+    };
+    let mut value = HeaderValue::try_from(value).map_err(|_| invalid_key(&name))?;
+    // Keeps the key out of any debug output of the header.
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+fn invalid_key(name: &HeaderName) -> GatewayError {
+    GatewayError::Unsupported(format!(
+        "the value for header `{name}` is not a valid header"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use std::path::Path;
+
+    fn provider(kind: &str, key: &str) -> ProviderConfig {
+        let yaml = format!(
+            "providers:\n  p:\n    type: {kind}\n    base_url: \"http://10.0.0.1:8000/v1\"\n    api_key: \"{key}\"\n"
+        );
+        let loaded = parse(&yaml, Path::new("."), &|_: &str| None).unwrap();
+        loaded.config.providers.into_iter().next().unwrap()
+    }
+
+    fn headers(provider: &ProviderConfig) -> Result<HeaderMap, GatewayError> {
+        let params = RespanParams::default();
+        let creds = credentials(provider, "m", "m", &params, false)?;
+        let mut headers = HeaderMap::new();
+        add_provider_headers(&mut headers, provider, &creds)?;
+        Ok(headers)
+    }
+
+    #[test]
+    fn the_configured_key_header_is_made_once_and_reused() {
+        let openai = provider("openai", "sk-1");
+        for _ in 0..2 {
+            let h = headers(&openai).unwrap();
+            assert_eq!(h["authorization"], "Bearer sk-1");
+            assert!(h["authorization"].is_sensitive());
+            assert_eq!(h["host"], "10.0.0.1:8000");
+        }
+        assert!(openai.key_header.get().is_some());
+        let azure = provider("azure_openai", "az-1");
+        assert_eq!(headers(&azure).unwrap()["api-key"], "az-1");
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_refused_without_echoing_it() {
+        let bad = provider("openai", "sk-se\\ncret");
+        for _ in 0..2 {
+            let e = headers(&bad).unwrap_err().to_string();
+            assert!(e.contains("authorization") && !e.contains("cret"), "{e}");
+        }
+    }
 }

@@ -58,7 +58,7 @@ impl Answer {
                 let headers = &mut head.headers;
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static(local.content_type));
                 if let (1, Some(only)) = (local.chunks.len(), local.chunks.front()) {
-                    headers.insert(CONTENT_LENGTH, HeaderValue::from(only.len()));
+                    headers.insert(CONTENT_LENGTH, respond::number(only.len()));
                 }
                 Some(head)
             }
@@ -144,7 +144,7 @@ pub fn frame(head: &mut Parts, length: Option<usize>) {
     {
         headers.remove(CONTENT_LENGTH);
     } else if let Some(length) = length {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        headers.insert(CONTENT_LENGTH, respond::number(length));
     } else if !headers.contains_key(CONTENT_LENGTH) {
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }

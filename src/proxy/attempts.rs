@@ -69,7 +69,7 @@ impl Attempts<'_> {
     ) -> Result<Settled, GatewayError> {
         let mut last_answer: Option<Failure> = None;
         let mut last_error: Option<Failure> = None;
-        let mut previous_label: Option<String> = None;
+        let mut previous_label: Option<&str> = None;
         for (index, model) in plan.models.iter().enumerate() {
             let last_model = index + 1 == plan.models.len();
             let route = match self.snapshot.router.resolve(model, self.pinned) {
@@ -79,10 +79,10 @@ impl Attempts<'_> {
                     continue;
                 }
             };
-            if let Some(from) = previous_label.replace(route.metric_label.to_string()) {
+            if let Some(from) = previous_label.replace(route.metric_label) {
                 metrics()
                     .fallbacks
-                    .with_label_values(&[&from, route.metric_label])
+                    .with_label_values(&[from, route.metric_label])
                     .inc();
             }
             let upstream_model = self.upstream_model(model, &route);
@@ -92,7 +92,7 @@ impl Attempts<'_> {
                 session.req_header(),
                 &route,
                 model,
-                &upstream_model,
+                upstream_model,
             ) {
                 Ok(p) => p,
                 Err(e) => {
@@ -110,9 +110,9 @@ impl Attempts<'_> {
                         .with_label_values(&[&route.provider.name, route.metric_label])
                         .inc();
                 }
-                ctx.served.model_label = route.metric_label.to_string();
+                route.metric_label.clone_into(&mut ctx.served.model_label);
                 ctx.served.provider.clone_from(&route.provider.name);
-                ctx.served.upstream_model.clone_from(&upstream_model);
+                upstream_model.clone_into(&mut ctx.served.upstream_model);
                 ctx.served.attempts += 1;
                 let retries_left = try_no < plan.retry.retries;
                 let started = Instant::now();
@@ -121,7 +121,7 @@ impl Attempts<'_> {
                         session,
                         &prepared,
                         &route,
-                        &upstream_model,
+                        upstream_model,
                         last_model,
                         retries_left,
                         &mut last_answer,
@@ -173,7 +173,7 @@ impl Attempts<'_> {
     async fn try_once(
         &self,
         session: &mut Session,
-        prepared: &Prepared,
+        prepared: &Prepared<'_>,
         route: &Route<'_>,
         upstream_model: &str,
         last_model: bool,
@@ -260,16 +260,15 @@ impl Attempts<'_> {
 
     /// The model name the provider gets: the request's `model_name_map` (by the name the app
     /// used, then the routed name) over the route's `upstream_model`.
-    fn upstream_model(&self, model: &str, route: &Route<'_>) -> String {
+    fn upstream_model<'s>(&'s self, model: &str, route: &Route<'s>) -> &'s str {
         let map = self.request.params.model_name_map.as_ref();
         map.and_then(|m| m.get(model).or_else(|| m.get(route.upstream_model)))
             .map_or(route.upstream_model, String::as_str)
-            .to_string()
     }
 
     async fn send(
         &self,
-        prepared: &Prepared,
+        prepared: &Prepared<'_>,
         provider: &ProviderConfig,
         upstream_model: &str,
         deadline: Instant,
@@ -295,9 +294,8 @@ impl Attempts<'_> {
                 let connect_timeout = self.snapshot.config.server.connect_timeout;
                 let peer = upstream.peer(base_url, connect_timeout).await?;
                 tracing::debug!(provider = %provider.name, model = upstream_model, "upstream attempt");
-                // Boxed: connecting (TCP, TLS) is a future of many kilobytes, which would
-                // otherwise sit inline in every enclosing future and be copied with it.
-                Box::pin(upstream.send(peer, header, &prepared.body, deadline))
+                upstream
+                    .send(peer, header, &prepared.body, deadline)
                     .await
                     .map(|exchange| Answer::Remote(Box::new(exchange)))
             }

@@ -3,6 +3,7 @@
 use crate::endpoint::Endpoint;
 use crate::state::Snapshot;
 use crate::telemetry::metrics::InflightGuard;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 /// `request_filter`, read by `logging`.
 pub struct RequestCtx {
     pub started: Instant,
-    /// `x-respan-request-id`: 32 hex digits, unique per request.
-    pub request_id: String,
+    /// `x-respan-request-id`, unique per request.
+    pub request_id: RequestId,
     pub endpoint: Endpoint,
     /// The config this request runs on, from its start to its end.
     pub snapshot: Option<Arc<Snapshot>>,
@@ -39,7 +40,7 @@ impl RequestCtx {
     pub fn new() -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
-            request_id: format!("{:032x}", rand::random::<u128>()),
+            request_id: RequestId::random(),
             endpoint: Endpoint::NotFound,
             snapshot: None,
             served: Served::default(),
@@ -48,8 +49,57 @@ impl RequestCtx {
     }
 }
 
+/// A request's id: 32 lowercase hex digits of a random 128-bit number, kept inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; 32]);
+
+impl RequestId {
+    pub fn random() -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = rand::random::<u128>();
+        let mut digits = [0u8; 32];
+        for (i, digit) in digits.iter_mut().enumerate() {
+            *digit = HEX[(n >> (124 - 4 * i) & 0xf) as usize];
+        }
+        RequestId(digits)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits only, always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Default for RequestCtx {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestId;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (RequestId::random(), RequestId::random());
+        assert_eq!(a.as_str().len(), 32);
+        assert!(a
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
     }
 }

@@ -15,35 +15,37 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use pingora::http::RequestHeader;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
-pub struct Prepared {
-    pub target: Target,
+pub struct Prepared<'a> {
+    pub target: Target<'a>,
     /// The request body in the provider's format.
     pub body: Bytes,
     pub plan: ResponsePlan,
 }
 
-pub enum Target {
+pub enum Target<'a> {
     /// The echo provider: answered in-process.
     Echo,
     /// Anthropic's count_tokens for a model another provider serves: estimated here.
     Estimate,
     Remote {
         header: Box<RequestHeader>,
-        base_url: BaseUrl,
+        /// The provider's, or one a request's credentials name.
+        base_url: Cow<'a, BaseUrl>,
     },
 }
 
 /// Prepares the call of `model` (sent upstream as `upstream_model`) along `route`.
-pub fn prepare(
-    request: &ModelRequest<'_>,
+pub fn prepare<'a>(
+    request: &'a ModelRequest<'_>,
     snapshot: &Snapshot,
     downstream: &RequestHeader,
-    route: &Route<'_>,
+    route: &Route<'a>,
     model: &str,
     upstream_model: &str,
-) -> Result<Prepared, GatewayError> {
+) -> Result<Prepared<'a>, GatewayError> {
     let provider = route.provider;
     let wire = Wire::of(provider.kind);
     if matches!(request.operation, Operation::CountTokens { .. })
@@ -83,7 +85,7 @@ pub fn prepare(
     Ok(Prepared {
         target: Target::Remote {
             header: Box::new(header),
-            base_url: creds.base_url.into_owned(),
+            base_url: creds.base_url,
         },
         body,
         plan,
@@ -174,7 +176,7 @@ fn upstream_header(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::CONTENT_LENGTH, super::respond::number(length));
     headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),

@@ -28,17 +28,29 @@ pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, Hea
     let served = &ctx.served;
     let served_by = served.attempts > 0;
     [
-        text(true, REQUEST_ID, &ctx.request_id),
+        text(true, REQUEST_ID, ctx.request_id.as_str()),
         text(
             served_by && !served.upstream_model.is_empty(),
             MODEL,
             &served.upstream_model,
         ),
         text(served_by, PROVIDER, &served.provider),
-        served_by.then(|| (ATTEMPTS, HeaderValue::from(served.attempts))),
+        served_by.then(|| (ATTEMPTS, number(served.attempts as usize))),
     ]
     .into_iter()
     .flatten()
+}
+
+/// A number as a header value: one allocation, none for a single digit
+/// (`HeaderValue::from` an integer makes two).
+pub fn number(n: usize) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    if let Some(digit) = DIGITS.get(n) {
+        return HeaderValue::from_static(digit);
+    }
+    let mut text = itoa::Buffer::new();
+    // Digits always make a valid header value; the fallback is never taken.
+    HeaderValue::from_str(text.format(n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// A response head the gateway builds itself: an `http` head filled in directly and handed
@@ -64,7 +76,7 @@ pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Ve
     let mut head = head(status);
     let headers = &mut head.headers;
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(CONTENT_LENGTH, number(body.len()));
     add_respan_headers(&mut head, ctx);
     // An answer before the request body was read to its end (401, 413, ...) closes the
     // connection (Pingora's `close_on_response_before_downstream_finish`, on by default):

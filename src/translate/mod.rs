@@ -20,6 +20,7 @@ use crate::config::ProviderKind;
 use crate::endpoint::Ingress;
 use anthropic::request::JsonMode;
 use openai::{ChatRequest, ChatResponse};
+use std::sync::Arc;
 
 /// The wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +137,9 @@ pub struct ResponsePlan {
     pub json_mode: JsonMode,
     /// For OpenAI-format streams: the app asked for the usage chunk.
     pub include_usage: bool,
-    /// The model the answer names when the provider does not.
-    pub model: String,
+    /// The model the answer names when the provider does not. Shared: every try of a model
+    /// hands its plan on.
+    pub model: Arc<str>,
 }
 
 impl ResponsePlan {
@@ -148,7 +150,7 @@ impl ResponsePlan {
             to: ingress,
             json_mode: JsonMode::Off,
             include_usage: false,
-            model: model.to_string(),
+            model: model.into(),
         }
     }
 
@@ -233,7 +235,7 @@ pub fn request(
             to: ingress,
             json_mode,
             include_usage,
-            model: upstream_model.to_string(),
+            model: upstream_model.into(),
         },
     })
 }

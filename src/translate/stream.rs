@@ -45,7 +45,7 @@ struct Translation {
 impl StreamTranslator {
     pub fn new(plan: &ResponsePlan) -> Self {
         let encoder = match plan.to {
-            Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.clone())),
+            Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.to_string())),
             Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
                 include_usage: plan.include_usage,
                 last: None,
@@ -67,7 +67,7 @@ impl StreamTranslator {
                 done: false,
             },
             Wire::Anthropic => Decoder::Anthropic(AnthropicToOpenAi::new(plan.json_mode.clone())),
-            Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.clone())),
+            Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.to_string())),
         };
         StreamTranslator {
             parser: SseParser::default(),

@@ -114,7 +114,10 @@ impl Upstream {
         loop {
             let (stream, reused) = match self.pool.take(pool_key) {
                 Some(stream) => (stream, true),
-                None => (self.connect(&peer, deadline).await?, false),
+                // Boxed: connecting (TCP, TLS) is a future of many kilobytes, needed only
+                // when the pool has no connection; inline, it would make every exchange's
+                // future that large, and be copied with it on every await.
+                None => (Box::pin(self.connect(&peer, deadline)).await?, false),
             };
             match timeout_at(deadline, Exchange::start(stream, &peer, &head, body)).await {
                 Err(_) => return Err(ExchangeError::Timeout),

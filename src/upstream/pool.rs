@@ -53,32 +53,32 @@ impl Pool {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        idle.retain(|_, queue| {
-            self.expire(queue);
-            !queue.is_empty()
+        let now = Instant::now();
+        // The entry of `key` stays even when empty: it is refilled at once, and a queue kept
+        // is one not allocated again on every release.
+        idle.retain(|peer, queue| {
+            self.expire(queue, now);
+            *peer == key || !queue.is_empty()
         });
         let queue = idle.entry(key).or_default();
         if queue.len() >= self.per_peer {
             queue.pop_front();
         }
-        queue.push_back(Idle {
-            stream,
-            since: Instant::now(),
-        });
+        queue.push_back(Idle { stream, since: now });
     }
 
     fn pop(&self, key: u64) -> Option<Idle> {
         let mut idle = self.idle.lock().ok()?;
         let queue = idle.get_mut(&key)?;
-        self.expire(queue);
+        self.expire(queue, Instant::now());
         queue.pop_back()
     }
 
     /// Drops the connections idle for longer than the timeout (the oldest are in front).
-    fn expire(&self, queue: &mut VecDeque<Idle>) {
+    fn expire(&self, queue: &mut VecDeque<Idle>, now: Instant) {
         while queue
             .front()
-            .is_some_and(|i| i.since.elapsed() > self.idle_timeout)
+            .is_some_and(|i| now.duration_since(i.since) > self.idle_timeout)
         {
             queue.pop_front();
         }
