@@ -9,10 +9,11 @@
 //! nothing succeeded. A client that goes away ends the loop at once.
 
 use super::answer::{Answer, Held, Settled};
+use super::client_gone::or_client_gone;
 use super::ctx::RequestCtx;
 use super::prepare::{prepare, token_estimate, Prepared, Target};
 use super::request::ModelRequest;
-use super::{or_client_gone, Gateway};
+use super::Gateway;
 use crate::body::JsonBody;
 use crate::config::ProviderConfig;
 use crate::dispatch::{retry_after_hint, retryable_status, Plan, FAILURE_PENALTY};
@@ -295,7 +296,7 @@ impl Attempts<'_> {
                 let peer = upstream.peer(base_url, connect_timeout).await?;
                 tracing::debug!(provider = %provider.name, model = upstream_model, "upstream attempt");
                 upstream
-                    .send(peer, header, &prepared.body, deadline)
+                    .send(&peer, header, &prepared.body, deadline)
                     .await
                     .map(|exchange| Answer::Remote(Box::new(exchange)))
             }
@@ -311,7 +312,7 @@ impl Attempts<'_> {
                     .read_to_end(MAX_ERROR_BODY, limits)
                     .await
                     .unwrap_or_default();
-                self.gw.upstream.finish(*exchange).await;
+                self.gw.upstream.finish(exchange).await;
                 (header, body)
             }
             Answer::Local(local) => {
@@ -333,7 +334,7 @@ impl Attempts<'_> {
     /// Drops an answer that will not be used (its connection is closed).
     async fn discard(&self, answer: Answer) {
         if let Answer::Remote(exchange) = answer {
-            self.gw.upstream.finish(*exchange).await;
+            self.gw.upstream.finish(exchange).await;
         }
     }
 }

@@ -8,6 +8,7 @@
 mod answer;
 mod attempts;
 mod auth;
+mod client_gone;
 mod ctx;
 mod model_call;
 mod passthrough;
@@ -154,19 +155,6 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         record(ctx, status);
-    }
-}
-
-/// Runs `fut` unless the client closes its connection first: a client that goes away stops
-/// the upstream call (and what it costs) at once, whether waiting, backing off or relaying.
-async fn or_client_gone<T>(
-    session: &mut Session,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, GatewayError> {
-    tokio::select! {
-        biased;
-        out = fut => Ok(out),
-        _ = session.read_body_or_idle(true) => Err(GatewayError::ClientClosed),
     }
 }
 

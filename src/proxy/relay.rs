@@ -8,8 +8,8 @@
 //! (JSON bodies, error bodies) are small and are read whole first.
 
 use super::answer::{frame, is_event_stream, Answer, Held, Settled};
+use super::client_gone::or_client_gone;
 use super::ctx::RequestCtx;
-use super::or_client_gone;
 use super::respond::add_respan_headers;
 use crate::error::{stream_error_event, GatewayError};
 use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
@@ -87,7 +87,7 @@ pub async fn relay(
         (Some(head), None) => relay_whole(session, ctx, &mut answer, head, &plan, limits).await,
     };
     if let Answer::Remote(exchange) = answer {
-        upstream.finish(*exchange).await;
+        upstream.finish(exchange).await;
     }
     let end = match read {
         Ok(last) => write_last(session, last).await,

@@ -102,7 +102,7 @@ impl Upstream {
     /// Sends a request and reads the answer's header, all before `deadline`.
     pub async fn send(
         &self,
-        peer: HttpPeer,
+        peer: &HttpPeer,
         header: &RequestHeader,
         body: &Bytes,
         deadline: Instant,
@@ -117,9 +117,9 @@ impl Upstream {
                 // Boxed: connecting (TCP, TLS) is a future of many kilobytes, needed only
                 // when the pool has no connection; inline, it would make every exchange's
                 // future that large, and be copied with it on every await.
-                None => (Box::pin(self.connect(&peer, deadline)).await?, false),
+                None => (Box::pin(self.connect(peer, deadline)).await?, false),
             };
-            match timeout_at(deadline, Exchange::start(stream, &peer, &head, body)).await {
+            match timeout_at(deadline, Exchange::start(stream, peer, &head, body)).await {
                 Err(_) => return Err(ExchangeError::Timeout),
                 Ok(Ok(session)) => return Ok(Exchange { session, pool_key }),
                 Ok(Err(_)) if reused && stale_retries < STALE_CONNECTION_RETRIES => {
@@ -142,11 +142,14 @@ impl Upstream {
 
     /// Ends an exchange: its connection goes back to the pool if the answer was read to the
     /// end, and is closed otherwise.
-    pub async fn finish(&self, exchange: Exchange) {
+    ///
+    /// Boxed, as the answer holds it: unboxed, the exchange would be stored twice in this
+    /// future (as its argument and as the local it is taken apart into).
+    pub async fn finish(&self, exchange: Box<Exchange>) {
         let Exchange {
             mut session,
             pool_key,
-        } = exchange;
+        } = *exchange;
         // Pingora turns keep-alive off when the body was not read to the end; `reuse` then
         // closes the connection instead of handing it back.
         session.respect_keepalive();
