@@ -100,10 +100,13 @@ fn encode_body(
     provider: &ProviderConfig,
     upstream_model: &str,
 ) -> Bytes {
-    let model = raw_string(upstream_model);
-    let mut overrides: Vec<(&str, &RawValue)> = Vec::with_capacity(2);
-    if request.ingress != Ingress::Gemini {
-        overrides.push(("model", &model));
+    // The app's `model` stays as it is when the provider gets the same name.
+    let renamed =
+        request.ingress != Ingress::Gemini && request.model.as_deref() != Some(upstream_model);
+    let model = renamed.then(|| raw_string(upstream_model));
+    let mut overrides: Vec<(&str, &RawValue)> = Vec::new();
+    if let Some(model) = &model {
+        overrides.push(("model", model));
     }
     if let (true, ProviderKind::OpenAi, Some(metadata)) = (
         request.store,
