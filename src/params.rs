@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn null_containers_and_values_mean_not_given() {
         let (r, rest) = run(
-            r#"{"respan_params":null,"customer_identifier":null,"thread_identifier":"t","m\u006fdel":"x"}"#,
+            r#"{"respan_params": null ,"customer_identifier" :  null ,"thread_identifier":"t","m\u006fdel":"x"}"#,
             Some(r#"{"customer_identifier":"hdr","disable_log":null}"#),
         );
         let p = r.unwrap().params;

@@ -179,7 +179,8 @@ pub struct ProviderConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `api_key` as the header that carries it, made on the first call (by
     /// `providers::add_provider_headers`, which knows each provider's scheme) and reused by
-    /// every later one; `None` inside when the key cannot be a header value.
+    /// every later one; `None` inside when the key cannot be a header value. A new key means
+    /// a new config (configs are rebuilt whole, never edited), so it never goes stale.
     pub key_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
 }
 
