@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ChatRequest {
@@ -300,14 +301,15 @@ impl Usage {
 /// One streamed piece of an answer.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ChatChunk {
-    pub id: String,
+    /// Shared by every chunk of a stream (`rc`: an `Arc` is serialised as what it holds).
+    pub id: Arc<str>,
     /// Always `chat.completion.chunk`: borrowed, not allocated for every chunk.
     #[serde(default = "chunk_object")]
     pub object: Cow<'static, str>,
     #[serde(default)]
     pub created: u64,
     #[serde(default)]
-    pub model: String,
+    pub model: Arc<str>,
     pub choices: Vec<ChunkChoice>,
     /// `null` on every chunk when the app asked for usage, absent otherwise; the usage chunk
     /// has `choices: []` and this set.
@@ -322,18 +324,18 @@ fn chunk_object() -> Cow<'static, str> {
 impl ChatChunk {
     /// A chunk of one choice.
     pub fn of(
-        id: &str,
+        id: &Arc<str>,
         created: u64,
-        model: &str,
+        model: &Arc<str>,
         index: u32,
         delta: Delta,
         finish: Option<&str>,
     ) -> Self {
         ChatChunk {
-            id: id.to_string(),
+            id: id.clone(),
             object: chunk_object(),
             created,
-            model: model.to_string(),
+            model: model.clone(),
             choices: vec![ChunkChoice {
                 index,
                 delta,
@@ -355,7 +357,7 @@ pub enum UsageField {
 }
 
 impl UsageField {
-    fn is_absent(&self) -> bool {
+    pub fn is_absent(&self) -> bool {
         *self == UsageField::Absent
     }
 }

@@ -11,6 +11,7 @@ use crate::translate::sse::write_json;
 use crate::translate::StreamFailure;
 use serde_json::json;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// One Anthropic stream event, read in one pass: the fields of every event type side by side
 /// (serde's tagged enums would buffer each event whole before reading it).
@@ -63,9 +64,9 @@ struct ErrorBody {
 
 /// Anthropic events -> OpenAI chunks.
 pub struct ToOpenAi {
-    id: String,
+    id: Arc<str>,
     created: u64,
-    model: String,
+    model: Arc<str>,
     json_mode: JsonMode,
     /// Anthropic block index -> OpenAI tool-call index, for tool_use blocks (tool blocks are
     /// counted on their own: OpenAI's `index` numbers the calls, not the blocks).
@@ -79,9 +80,9 @@ pub struct ToOpenAi {
 impl ToOpenAi {
     pub fn new(json_mode: JsonMode) -> Self {
         ToOpenAi {
-            id: completion_id(),
+            id: completion_id().into(),
             created: now_unix(),
-            model: String::new(),
+            model: Arc::default(),
             json_mode,
             tool_blocks: Vec::new(),
             forced_block: None,
@@ -100,7 +101,7 @@ impl ToOpenAi {
                     model: String::new(),
                     usage: AUsage::default(),
                 });
-                self.model = message.model;
+                self.model = message.model.into();
                 self.usage = message.usage;
                 out.push(self.chunk(
                     Delta {

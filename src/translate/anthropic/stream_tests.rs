@@ -40,7 +40,7 @@ fn text_stream_maps_role_deltas_finish_and_usage() {
     );
     assert!(chunks
         .iter()
-        .all(|c| c.id == chunks[0].id && c.model == "claude-haiku-4-5"));
+        .all(|c| c.id == chunks[0].id && &*c.model == "claude-haiku-4-5"));
     assert!(t.ended());
     let usage = t.usage();
     assert_eq!(

@@ -10,12 +10,13 @@ use crate::translate::openai::{
     completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
 use crate::translate::StreamFailure;
+use std::sync::Arc;
 
 /// Gemini events -> OpenAI chunks.
 pub struct ToOpenAi {
-    id: String,
+    id: Arc<str>,
     created: u64,
-    model: String,
+    model: Arc<str>,
     /// Per candidate index: tool calls so far (their OpenAI `index`), and whether the role
     /// chunk was sent.
     candidates: Vec<CandidateState>,
@@ -31,9 +32,9 @@ struct CandidateState {
 impl ToOpenAi {
     pub fn new(model: String) -> Self {
         ToOpenAi {
-            id: completion_id(),
+            id: completion_id().into(),
             created: now_unix(),
-            model,
+            model: model.into(),
             candidates: Vec::new(),
             usage: None,
         }
@@ -48,7 +49,7 @@ impl ToOpenAi {
             return Err(StreamFailure::reported(status, error.message));
         }
         if let Some(version) = piece.model_version {
-            self.model = version;
+            self.model = version.into();
         }
         if piece.usage_metadata.is_some() {
             self.usage = piece.usage_metadata;
