@@ -125,6 +125,16 @@ pub fn write_data(out: &mut Vec<u8>, data: &[u8]) {
 /// Appends `data: {value as JSON}\n\n`, serialising straight into `out`. If `value` cannot
 /// be serialised (it always can: the gateway's own types), nothing is appended.
 pub fn write_json(out: &mut Vec<u8>, event: Option<&str>, value: &impl serde::Serialize) {
+    write_event(out, event, |out| serde_json::to_writer(out, value));
+}
+
+/// Appends one event whose data `write_data` appends straight into `out`; if it fails,
+/// nothing is appended (never half an event).
+pub fn write_event(
+    out: &mut Vec<u8>,
+    event: Option<&str>,
+    write_data: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) {
     let start = out.len();
     if let Some(name) = event {
         out.extend_from_slice(b"event: ");
@@ -132,7 +142,7 @@ pub fn write_json(out: &mut Vec<u8>, event: Option<&str>, value: &impl serde::Se
         out.push(b'\n');
     }
     out.extend_from_slice(b"data: ");
-    if serde_json::to_writer(&mut *out, value).is_err() {
+    if write_data(&mut *out).is_err() {
         out.truncate(start);
         return;
     }

@@ -4,7 +4,7 @@
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
-use super::sse::{write_data, Event, SseParser};
+use super::sse::{write_data, write_event, Event, SseParser};
 use super::{ResponsePlan, StreamFailure, Wire};
 use crate::endpoint::Ingress;
 use serde::Serialize;
@@ -248,21 +248,18 @@ impl ChunkWriter {
         if !same {
             self.start(chunk);
         }
-        let start = out.len();
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(b"\"choices\":");
-        let mut written = serde_json::to_writer(&mut *out, &chunk.choices);
-        if written.is_ok() && !chunk.usage.is_absent() {
-            out.extend_from_slice(b",\"usage\":");
-            written = serde_json::to_writer(&mut *out, &chunk.usage);
-        }
-        if written.is_err() {
-            // The gateway's own types always serialise; never write half an event.
-            out.truncate(start);
-            return;
-        }
-        out.extend_from_slice(b"}\n\n");
+        let prefix = &self.prefix;
+        write_event(out, None, |out| {
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(b"\"choices\":");
+            serde_json::to_writer(&mut *out, &chunk.choices)?;
+            if !chunk.usage.is_absent() {
+                out.extend_from_slice(b",\"usage\":");
+                serde_json::to_writer(&mut *out, &chunk.usage)?;
+            }
+            out.push(b'}');
+            Ok(())
+        });
     }
 
     fn start(&mut self, chunk: &ChatChunk) {
