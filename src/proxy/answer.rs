@@ -7,7 +7,7 @@ use crate::providers::HOP_BY_HOP;
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits};
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::response::Parts;
 use http::StatusCode;
 use pingora::http::ResponseHeader;
@@ -50,16 +50,18 @@ impl Answer {
             Answer::Remote(exchange) => Some(relayed(exchange.header()?)),
             Answer::Buffered(header, body) => {
                 let mut head = relayed(header);
-                frame(&mut head, Some(body.as_ref().map_or(0, Bytes::len)));
+                respond::frame(&mut head, Some(body.as_ref().map_or(0, Bytes::len)));
                 Some(head)
             }
             Answer::Local(local) => {
                 let mut head = respond::head(StatusCode::from_u16(local.status).ok()?);
                 let headers = &mut head.headers;
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static(local.content_type));
-                if let (1, Some(only)) = (local.chunks.len(), local.chunks.front()) {
-                    headers.insert(CONTENT_LENGTH, respond::number(only.len()));
-                }
+                let length = match (local.chunks.len(), local.chunks.front()) {
+                    (1, Some(only)) => Some(only.len()),
+                    _ => None,
+                };
+                respond::frame(&mut head, length);
                 Some(head)
             }
         }
@@ -130,71 +132,8 @@ fn relayed(upstream: &ResponseHeader) -> Parts {
     head
 }
 
-/// Sets how a head frames its body, whatever the provider sent: not at all for an answer
-/// that cannot have one (RFC 9112 §6.1: 1xx, 204, 304; a provider may still send a length),
-/// else `length` when the gateway knows it, else the provider's `Content-Length`, else
-/// chunked.
-pub fn frame(head: &mut Parts, length: Option<usize>) {
-    let status = head.status;
-    let headers = &mut head.headers;
-    headers.remove(TRANSFER_ENCODING);
-    if status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        headers.remove(CONTENT_LENGTH);
-    } else if let Some(length) = length {
-        headers.insert(CONTENT_LENGTH, respond::number(length));
-    } else if !headers.contains_key(CONTENT_LENGTH) {
-        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-    }
-}
-
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head(status: u16, headers: &[(&'static str, &'static str)]) -> Parts {
-        let mut head = respond::head(StatusCode::from_u16(status).unwrap());
-        for (name, value) in headers {
-            head.headers.insert(*name, HeaderValue::from_static(value));
-        }
-        head
-    }
-
-    fn framing(head: &Parts) -> (Option<&str>, Option<&str>) {
-        let get = |name| head.headers.get(name).and_then(|v| v.to_str().ok());
-        (get(CONTENT_LENGTH), get(TRANSFER_ENCODING))
-    }
-
-    #[test]
-    fn bodies_are_framed_by_known_length_then_the_providers_then_chunks() {
-        let mut known = head(200, &[("transfer-encoding", "chunked")]);
-        frame(&mut known, Some(7));
-        assert_eq!(framing(&known), (Some("7"), None));
-        let mut providers = head(200, &[("content-length", "12")]);
-        frame(&mut providers, None);
-        assert_eq!(framing(&providers), (Some("12"), None));
-        let mut unknown = head(200, &[]);
-        frame(&mut unknown, None);
-        assert_eq!(framing(&unknown), (None, Some("chunked")));
-    }
-
-    #[test]
-    fn answers_without_a_body_frame_none() {
-        for status in [204, 304] {
-            let mut h = head(status, &[("content-length", "4")]);
-            frame(&mut h, Some(4));
-            assert_eq!(framing(&h), (None, None), "{status}");
-            let mut h = head(status, &[("transfer-encoding", "chunked")]);
-            frame(&mut h, None);
-            assert_eq!(framing(&h), (None, None), "{status}");
-        }
-    }
 }

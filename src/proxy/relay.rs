@@ -7,10 +7,10 @@
 //! per-chunk writes as the main cost of streaming). Whole answers that need translating
 //! (JSON bodies, error bodies) are small and are read whole first.
 
-use super::answer::{frame, is_event_stream, Answer, Held, Settled};
+use super::answer::{is_event_stream, Answer, Held, Settled};
 use super::client_gone::or_client_gone;
 use super::ctx::RequestCtx;
-use super::respond::add_respan_headers;
+use super::respond::{add_respan_headers, frame};
 use crate::error::{stream_error_event, GatewayError};
 use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
 use crate::upstream::{ReadLimits, Upstream};
