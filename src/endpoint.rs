@@ -1,5 +1,6 @@
 //! Which API a request is for, from its method and path.
 
+use crate::telemetry::capture::Format;
 use http::Method;
 
 /// The API shape a caller speaks: errors (and, later, answers) are given back in it.
@@ -8,6 +9,17 @@ pub enum Ingress {
     OpenAi,
     Anthropic,
     Gemini,
+}
+
+impl Ingress {
+    /// How the telemetry reads back what an app of this format sent and got.
+    pub fn capture_format(self) -> Format {
+        match self {
+            Ingress::OpenAi => Format::OpenAi,
+            Ingress::Anthropic => Format::Anthropic,
+            Ingress::Gemini => Format::Gemini,
+        }
+    }
 }
 
 /// What the gateway does with a request.

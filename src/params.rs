@@ -69,11 +69,14 @@ pub struct RespanParams {
     pub prompt: Option<PromptParam>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The extended customer form: the known fields, and any others as given (kept for traces).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 pub struct CustomerParams {
     pub customer_identifier: Option<String>,
     pub name: Option<String>,
     pub email: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,21 +2,27 @@
 //! admin port and the background services.
 
 use crate::admin::{AdminApp, Readiness, ReadinessProbe};
-use crate::config::Config;
+use crate::config::{Config, Loaded};
 use crate::proxy::Gateway;
 use crate::state;
+use crate::telemetry::capture::Transcriber;
+use crate::telemetry::export::{self, ExportService};
+use crate::telemetry::Telemetry;
+use crate::translate::transcript;
 use pingora::prelude::{background_service, http_proxy_service};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 /// Idle upstream connections kept for reuse: at least the peak concurrent upstream calls
 /// (fewer costs new connections under load).
 const UPSTREAM_POOL_SIZE: usize = 1024;
 
 /// Runs the sidecar until it is told to stop. Returns early only if it cannot start.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(loaded: Loaded) -> Result<(), String> {
+    let config = loaded.config;
     // Pingora retries a taken port for 30 s and then panics; check first, fail fast and clear.
     check_bind("server.listen", config.server.listen)?;
     check_bind("server.admin_listen", config.server.admin_listen)?;
@@ -34,16 +40,20 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
-    let state = state::shared(config);
+    let (telemetry, exporters) = telemetry(&config)?;
+    let state = state::shared(config, loaded.version);
     let readiness = Readiness::default();
 
     let mut api = http_proxy_service(
         &server.configuration,
-        Gateway::new(state, UPSTREAM_POOL_SIZE),
+        Gateway::new(state.clone(), UPSTREAM_POOL_SIZE, telemetry.clone()),
     );
     api.add_tcp(&listen.to_string());
 
-    let mut admin = Service::new("admin".to_string(), AdminApp::new(readiness.clone()));
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp::new(readiness.clone(), state, telemetry),
+    );
     admin.add_tcp(&admin_listen.to_string());
     admin.threads = Some(1);
 
@@ -59,8 +69,34 @@ pub fn run(config: Config) -> Result<(), String> {
     server.add_service(api);
     server.add_service(admin);
     server.add_service(probe);
+    for exporter in exporters {
+        let mut service = background_service("trace exporter", exporter);
+        service.threads = Some(1);
+        server.add_service(service);
+    }
     tracing::info!(%listen, %admin_listen, "respan-sidecar starting");
     server.run_forever()
+}
+
+/// The telemetry, with a queue and a background service for each configured exporter.
+fn telemetry(config: &Config) -> Result<(Arc<Telemetry>, Vec<ExportService>), String> {
+    let transcriber = Transcriber {
+        input: transcript::input,
+        output: transcript::output,
+    };
+    let mut queues = Vec::new();
+    let mut services = Vec::new();
+    for (i, exporter) in config.telemetry.exporters.iter().enumerate() {
+        let (queue, service) = export::exporter(exporter.destination(), transcriber)
+            .map_err(|e| format!("telemetry.exporters[{i}]: {e}"))?;
+        queues.push(queue);
+        services.push(service);
+    }
+    let settings = config.telemetry.settings();
+    Ok((
+        Arc::new(Telemetry::new(settings, transcriber, queues)),
+        services,
+    ))
 }
 
 fn check_bind(key: &str, addr: SocketAddr) -> Result<(), String> {

@@ -1,32 +1,54 @@
-//! The admin port: `/metrics`, `/healthz`, `/readyz`. A separate listener, so scraping and
-//! probes never compete with app traffic and can be exposed differently.
+//! The admin port: `/metrics`, `/healthz`, `/readyz`, `/config`, `/api/traces`. A separate listener, so
+//! scraping and probes never compete with app traffic and can be exposed differently.
 
+mod config_view;
 mod readiness;
+mod traces;
 
 pub use readiness::{Readiness, ReadinessProbe};
 
+use crate::state::SharedState;
 use crate::telemetry::metrics::metrics;
+use crate::telemetry::Telemetry;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
 
 /// Serves the admin endpoints.
 pub struct AdminApp {
     readiness: Readiness,
+    state: SharedState,
+    telemetry: Arc<Telemetry>,
 }
 
 impl AdminApp {
-    pub fn new(readiness: Readiness) -> AdminApp {
-        AdminApp { readiness }
+    pub fn new(readiness: Readiness, state: SharedState, telemetry: Arc<Telemetry>) -> AdminApp {
+        AdminApp {
+            readiness,
+            state,
+            telemetry,
+        }
     }
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path();
+        let uri = &session.req_header().uri;
+        let (path, query) = (uri.path(), uri.query().unwrap_or(""));
         match path {
+            "/config" => reply(
+                200,
+                "application/json",
+                config_view::view(&self.state.load()),
+            ),
+            "/api/traces" => reply(
+                200,
+                "application/json",
+                traces::list(&self.telemetry, query),
+            ),
             "/metrics" => reply(200, "text/plain; version=0.0.4", metrics().encode()),
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.readiness.is_ready() => reply(200, "text/plain", b"ready\n".to_vec()),

@@ -12,7 +12,11 @@ mod validate;
 
 pub use secret::Secret;
 
+use crate::telemetry::export::{Destination, OtlpEncoding};
+use crate::telemetry::Settings;
+
 use http::{HeaderName, HeaderValue};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -198,6 +202,17 @@ pub struct Pricing {
     pub output_per_million: f64,
 }
 
+impl From<Pricing> for crate::telemetry::cost::Price {
+    fn from(p: Pricing) -> Self {
+        crate::telemetry::cost::Price {
+            input: p.input_per_million,
+            output: p.output_per_million,
+            cached_input: None,
+            cache_write: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadBalanceGroup {
     pub models: Vec<WeightedModel>,
@@ -252,15 +267,61 @@ pub struct RetryConfig {
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
     pub capture_content: bool,
+    /// Bytes of each answer kept for its trace.
+    pub max_capture_bytes: usize,
     pub recent_traces: usize,
+    /// One log line per request.
+    pub access_log: bool,
     pub exporters: Vec<ExporterConfig>,
+}
+
+impl TelemetryConfig {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            capture_content: self.capture_content,
+            max_capture_bytes: self.max_capture_bytes,
+            recent_traces: self.recent_traces,
+            access_log: self.access_log,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub enum ExporterConfig {
-    OtlpHttp { endpoint: String },
-    Jsonl { path: PathBuf },
-    Respan { endpoint: String, api_key: Secret },
+    OtlpHttp {
+        endpoint: String,
+        encoding: OtlpEncoding,
+        headers: Vec<(String, String)>,
+    },
+    Jsonl {
+        path: PathBuf,
+    },
+    Respan {
+        endpoint: String,
+        api_key: Secret,
+    },
+}
+
+impl ExporterConfig {
+    /// Where the exporter sends its traces (the key only leaves its `Secret` here).
+    pub fn destination(&self) -> Destination {
+        match self {
+            ExporterConfig::OtlpHttp {
+                endpoint,
+                encoding,
+                headers,
+            } => Destination::OtlpHttp {
+                endpoint: endpoint.clone(),
+                encoding: *encoding,
+                headers: headers.clone(),
+            },
+            ExporterConfig::Jsonl { path } => Destination::Jsonl { path: path.clone() },
+            ExporterConfig::Respan { endpoint, api_key } => Destination::Respan {
+                endpoint: endpoint.clone(),
+                api_key: api_key.expose().to_string(),
+            },
+        }
+    }
 }
 
 /// One thing wrong with a config, at its YAML path.
@@ -306,6 +367,8 @@ impl From<Problem> for ConfigError {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
+    /// The sha256 of the config text, in hex: which file is in force.
+    pub version: String,
     /// E.g. `${VAR}` references to unset variables, expanded to "".
     pub warnings: Vec<String>,
 }
@@ -346,7 +409,15 @@ pub fn parse(
         .into_iter()
         .map(|u| format!("{}: environment variable {} is not set", u.path, u.name))
         .collect();
-    Ok(Loaded { config, warnings })
+    let version = sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Loaded {
+        config,
+        version,
+        warnings,
+    })
 }
 
 #[cfg(test)]

@@ -139,7 +139,9 @@ pub struct RawRetry {
 #[serde(deny_unknown_fields)]
 pub struct RawTelemetry {
     pub capture_content: Option<bool>,
+    pub max_capture_bytes: Option<usize>,
     pub recent_traces: Option<usize>,
+    pub access_log: Option<bool>,
     #[serde(default)]
     pub exporters: Vec<RawExporter>,
 }
@@ -152,4 +154,9 @@ pub struct RawExporter {
     pub endpoint: Option<String>,
     pub path: Option<String>,
     pub api_key: Option<String>,
+    /// `otlp_http`: `protobuf` (default) or `json`.
+    pub encoding: Option<String>,
+    /// `otlp_http`: extra request headers (a collector's auth, say).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }

@@ -393,6 +393,9 @@ fn retry(raw: RawRetry, problems: &mut Vec<Problem>) -> RetryConfig {
     }
 }
 
+use crate::telemetry::capture::DEFAULT_MAX_CAPTURE_BYTES;
+use crate::telemetry::export::{respan, OtlpEncoding};
+
 fn telemetry(raw: RawTelemetry, problems: &mut Vec<Problem>) -> TelemetryConfig {
     let exporters = raw
         .exporters
@@ -410,20 +413,34 @@ fn telemetry(raw: RawTelemetry, problems: &mut Vec<Problem>) -> TelemetryConfig 
                 value
             };
             match e.kind.as_str() {
-                "otlp_http" => Some(ExporterConfig::OtlpHttp {
-                    endpoint: need(e.endpoint, "endpoint")?,
-                }),
+                "otlp_http" => {
+                    let endpoint = need(e.endpoint, "endpoint");
+                    let encoding = match e.encoding.as_deref() {
+                        None | Some("protobuf") => OtlpEncoding::Protobuf,
+                        Some("json") => OtlpEncoding::Json,
+                        Some(other) => {
+                            problems.push(Problem::new(
+                                format!("{path}.encoding"),
+                                format!("unknown encoding `{other}` (expected protobuf or json)"),
+                            ));
+                            OtlpEncoding::Protobuf
+                        }
+                    };
+                    Some(ExporterConfig::OtlpHttp {
+                        endpoint: endpoint?,
+                        encoding,
+                        headers: e.headers.into_iter().collect(),
+                    })
+                }
                 "jsonl" => Some(ExporterConfig::Jsonl {
                     path: need(e.path, "path")?.into(),
                 }),
-                "respan" => {
-                    let endpoint = need(e.endpoint, "endpoint");
-                    let api_key = need(e.api_key, "api_key");
-                    Some(ExporterConfig::Respan {
-                        endpoint: endpoint?,
-                        api_key: Secret::new(api_key?),
-                    })
-                }
+                "respan" => Some(ExporterConfig::Respan {
+                    endpoint: e
+                        .endpoint
+                        .unwrap_or_else(|| respan::DEFAULT_ENDPOINT.to_string()),
+                    api_key: Secret::new(need(e.api_key, "api_key")?),
+                }),
                 other => {
                     problems.push(Problem::new(
                         format!("{path}.type"),
@@ -436,7 +453,9 @@ fn telemetry(raw: RawTelemetry, problems: &mut Vec<Problem>) -> TelemetryConfig 
         .collect();
     TelemetryConfig {
         capture_content: raw.capture_content.unwrap_or(true),
+        max_capture_bytes: raw.max_capture_bytes.unwrap_or(DEFAULT_MAX_CAPTURE_BYTES),
         recent_traces: raw.recent_traces.unwrap_or(1000),
+        access_log: raw.access_log.unwrap_or(true),
         exporters,
     }
 }

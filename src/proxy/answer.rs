@@ -4,9 +4,11 @@
 use super::respond;
 use crate::providers::echo::LocalAnswer;
 use crate::providers::HOP_BY_HOP;
-use crate::translate::{ResponsePlan, StreamTranslator};
+use crate::telemetry::record::TokenUsage;
+use crate::translate::usage::{self, UsageTail, UsageTap};
+use crate::translate::{ResponsePlan, StreamFailure, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::response::Parts;
 use http::StatusCode;
@@ -97,6 +99,17 @@ impl Answer {
     }
 }
 
+/// A failed read of an answer as a stream failure: 504 for a timeout, else 502 (the one
+/// place a failed read gets its status, before the answer started or after).
+pub fn read_failure(e: ExchangeError) -> StreamFailure {
+    let status = if e == ExchangeError::Timeout {
+        504
+    } else {
+        502
+    };
+    StreamFailure::reported(status, e.to_string())
+}
+
 /// The answer the loop settled on, how to translate it, and the limits of its reads.
 pub struct Settled {
     pub answer: Answer,
@@ -108,12 +121,86 @@ pub struct Settled {
 
 /// The start of a stream, read and held back until its first real content.
 pub struct Held {
-    /// Translates the rest of the stream (`None`: relayed as it is).
-    pub translator: Option<StreamTranslator>,
+    /// Reads the rest of the stream.
+    pub reader: BodyReader,
     /// The bytes to write first, in the app's format.
     pub preamble: Vec<u8>,
     /// The whole stream is in `preamble`.
     pub ended: bool,
+}
+
+/// What the relay passes a body through on its way to the app: a translation, or, for a body
+/// in the app's own format, a scan that reads its usage and hands it on as it is.
+pub enum BodyReader {
+    /// SSE in another format: translated event by event (`scratch` holds the output).
+    /// (Boxed: a translator is half a kilobyte, the other readers a few words.)
+    Translate {
+        translator: Box<StreamTranslator>,
+        scratch: Vec<u8>,
+    },
+    /// SSE in the app's format: relayed in whole events, usage read off the way.
+    Tap(UsageTap),
+    /// Any other body in the app's format: relayed as it is, its end kept for its usage.
+    Tail(UsageTail),
+}
+
+impl BodyReader {
+    pub fn translate(translator: StreamTranslator) -> BodyReader {
+        BodyReader::Translate {
+            translator: Box::new(translator),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A reader for a body relayed as it is: a tap for SSE, else a tail.
+    pub fn as_is(plan: &ResponsePlan, sse: bool) -> BodyReader {
+        if sse {
+            BodyReader::Tap(UsageTap::new(plan.from, plan.usage_for_gateway))
+        } else {
+            BodyReader::Tail(UsageTail::new(plan.from))
+        }
+    }
+
+    /// Takes a piece of the body (`done`: the last one); returns what to write to the app.
+    pub fn pass(&mut self, piece: Bytes, done: bool) -> Result<Bytes, StreamFailure> {
+        match self {
+            BodyReader::Translate {
+                translator,
+                scratch,
+            } => {
+                scratch.clear();
+                translator.feed(&piece, scratch)?;
+                if done {
+                    translator.finish(scratch)?;
+                }
+                Ok(Bytes::copy_from_slice(scratch))
+            }
+            BodyReader::Tap(tap) => {
+                let events = tap.feed(piece);
+                if !done {
+                    return Ok(events);
+                }
+                let mut all = BytesMut::from(&events[..]);
+                all.extend_from_slice(&tap.finish());
+                Ok(all.freeze())
+            }
+            BodyReader::Tail(tail) => {
+                tail.feed(&piece);
+                Ok(piece)
+            }
+        }
+    }
+
+    /// The token counts the body reported, once read.
+    pub fn usage(&self) -> Option<TokenUsage> {
+        match self {
+            BodyReader::Translate { translator, .. } => {
+                translator.usage().map(|u| usage::from_openai(&u))
+            }
+            BodyReader::Tap(tap) => tap.usage(),
+            BodyReader::Tail(tail) => tail.usage(),
+        }
+    }
 }
 
 /// An upstream answer's head as the app gets it: everything but the hop-by-hop headers and

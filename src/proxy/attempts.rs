@@ -8,7 +8,7 @@
 //! failed try too. The answer relayed is the first success, or the last failure when
 //! nothing succeeded. A client that goes away ends the loop at once.
 
-use super::answer::{Answer, Held, Settled};
+use super::answer::{read_failure, Answer, BodyReader, Held, Settled};
 use super::client_gone::or_client_gone;
 use super::ctx::RequestCtx;
 use super::prepare::{prepare, token_estimate, Prepared, Target};
@@ -17,12 +17,12 @@ use super::Gateway;
 use crate::body::JsonBody;
 use crate::config::ProviderConfig;
 use crate::dispatch::{retry_after_hint, retryable_status, Plan, FAILURE_PENALTY};
-use crate::endpoint::{Endpoint, Ingress};
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::providers::{echo, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
-use crate::telemetry::metrics::metrics;
+use crate::telemetry::record::{answered_outcome, AttemptRecord};
 use crate::translate::{ResponsePlan, StreamFailure, StreamTranslator};
 use crate::upstream::{ExchangeError, ReadLimits};
 use bytes::Bytes;
@@ -70,7 +70,6 @@ impl Attempts<'_> {
     ) -> Result<Settled, GatewayError> {
         let mut last_answer: Option<Failure> = None;
         let mut last_error: Option<Failure> = None;
-        let mut previous_label: Option<&str> = None;
         for (index, model) in plan.models.iter().enumerate() {
             let last_model = index + 1 == plan.models.len();
             let route = match self.snapshot.router.resolve(model, self.pinned) {
@@ -80,12 +79,6 @@ impl Attempts<'_> {
                     continue;
                 }
             };
-            if let Some(from) = previous_label.replace(route.metric_label) {
-                metrics()
-                    .fallbacks
-                    .with_label_values(&[from, route.metric_label])
-                    .inc();
-            }
             let upstream_model = self.upstream_model(model, &route);
             let prepared = match prepare(
                 self.request,
@@ -106,29 +99,33 @@ impl Attempts<'_> {
                 if try_no > 0 {
                     let wait = plan.retry.delay(try_no, hint, rand::random::<f64>());
                     or_client_gone(session, tokio::time::sleep(wait)).await?;
-                    metrics()
-                        .retries
-                        .with_label_values(&[&route.provider.name, route.metric_label])
-                        .inc();
                 }
-                route.metric_label.clone_into(&mut ctx.served.model_label);
-                ctx.served.provider.clone_from(&route.provider.name);
-                upstream_model.clone_into(&mut ctx.served.upstream_model);
-                ctx.served.attempts += 1;
+                note_served(ctx, &route, upstream_model);
                 let retries_left = try_no < plan.retry.retries;
                 let started = Instant::now();
+                let mut note = AttemptRecord {
+                    model: model.clone(),
+                    provider: route.provider.name.clone(),
+                    label: route.metric_label.to_string(),
+                    outcome: "ok",
+                    status_code: None,
+                    error: None,
+                    latency: Duration::ZERO,
+                };
                 let tried = self
                     .try_once(
                         session,
                         &prepared,
                         &route,
                         upstream_model,
-                        last_model,
-                        retries_left,
-                        &mut last_answer,
-                        &mut last_error,
+                        (last_model, retries_left),
+                        &mut note,
+                        (&mut last_answer, &mut last_error),
                     )
-                    .await?;
+                    .await;
+                note.latency = started.elapsed();
+                ctx.record.attempts.push(note);
+                let tried = tried?;
                 if plan.track_latency {
                     let took = match tried {
                         Tried::Settled(_) => started.elapsed(),
@@ -169,7 +166,8 @@ impl Attempts<'_> {
     }
 
     /// One try: sends, and settles on the answer if it is a success or the last chance;
-    /// otherwise records why it failed.
+    /// otherwise keeps why it failed. `note` gets how the try went, for the record.
+    /// `(last_model, retries_left)` say whether a failure here is final.
     #[allow(clippy::too_many_arguments)]
     async fn try_once(
         &self,
@@ -177,28 +175,28 @@ impl Attempts<'_> {
         prepared: &Prepared<'_>,
         route: &Route<'_>,
         upstream_model: &str,
-        last_model: bool,
-        retries_left: bool,
-        last_answer: &mut Option<Failure>,
-        last_error: &mut Option<Failure>,
+        (last_model, retries_left): (bool, bool),
+        note: &mut AttemptRecord,
+        (last_answer, last_error): (&mut Option<Failure>, &mut Option<Failure>),
     ) -> Result<Tried, GatewayError> {
         let limits = self.limits();
         let result = or_client_gone(
             session,
             self.send(prepared, route.provider, upstream_model, limits.deadline),
         )
-        .await?;
-        metrics()
-            .upstream_attempts
-            .with_label_values(&[
-                &route.provider.name,
-                route.metric_label,
-                outcome_label(&result),
-            ])
-            .inc();
+        .await;
+        let result = match result {
+            Ok(result) => result,
+            Err(gone) => {
+                note.outcome = "client_gone";
+                return Err(gone);
+            }
+        };
+        note.outcome = outcome_label(&result);
         let mut answer = match result {
             Ok(answer) => answer,
             Err(e) => {
+                note.error = Some(e.to_string());
                 *last_error = Some(Failure::Error(exchange_error(e, self.snapshot)));
                 return Ok(Tried::Failed {
                     status: None,
@@ -207,10 +205,12 @@ impl Attempts<'_> {
             }
         };
         let status = answer.status();
+        note.status_code = Some(status);
         let success = (200..300).contains(&status);
         let final_answer = !(retryable_status(status) && retries_left) && last_model;
         if !success && !final_answer {
             let (header, body) = self.drain(answer, limits).await;
+            note.error = error_message(&body);
             let hint = header.as_ref().and_then(|h| {
                 retry_after_hint(
                     h.headers.get("retry-after-ms").map(|v| v.as_bytes()),
@@ -246,6 +246,9 @@ impl Attempts<'_> {
             }))),
             Err(failure) => {
                 tracing::debug!(provider = %route.provider.name, "stream failed before its content: {}", failure.message);
+                note.outcome = "stream_error";
+                note.status_code = Some(failure.status);
+                note.error = Some(failure.message.clone());
                 self.discard(answer).await;
                 *last_answer = Some(Failure::Error(GatewayError::UpstreamStream {
                     status: failure.status,
@@ -281,12 +284,9 @@ impl Attempts<'_> {
                     Operation::Embed => Endpoint::Embeddings,
                     _ => Endpoint::ChatCompletions,
                 };
-                let answer = if request.ingress == Ingress::OpenAi {
-                    echo::answer(endpoint, &request.body, upstream_model, request.stream)
-                } else {
-                    let body = JsonBody::parse(&prepared.body).unwrap_or_default();
-                    echo::answer(endpoint, &body, upstream_model, request.stream)
-                };
+                // What the echo provider answers is what it was sent, as a provider would be.
+                let body = JsonBody::parse(&prepared.body).unwrap_or_default();
+                let answer = echo::answer(endpoint, &body, upstream_model, request.stream);
                 Ok(Answer::Local(answer))
             }
             Target::Estimate => Ok(Answer::Local(token_estimate(&request.body))),
@@ -347,59 +347,83 @@ async fn hold_back(
     limits: ReadLimits,
 ) -> Result<Held, StreamFailure> {
     let identity = plan.is_identity();
-    let mut translator = if identity {
-        StreamTranslator::probe(plan)
+    // Identity: a probe reads the upstream's events to see when content starts, and the tap
+    // hands them on as they are. Translated: the translator does both.
+    let (mut probe, mut reader) = if identity {
+        (
+            Some(StreamTranslator::probe(plan)),
+            BodyReader::as_is(plan, true),
+        )
     } else {
-        StreamTranslator::new(plan)
+        (None, BodyReader::translate(StreamTranslator::new(plan)))
     };
-    // Identity: the raw bytes are kept and the probe writes nothing. Translated: the
-    // translator writes the app's bytes.
     let mut preamble = Vec::new();
     loop {
-        let chunk = answer.next(limits).await.map_err(|e| {
-            let status = if e == ExchangeError::Timeout {
-                504
-            } else {
-                502
-            };
-            StreamFailure::reported(status, e.to_string())
-        })?;
-        match chunk {
-            Some(bytes) => {
-                if identity {
-                    preamble.extend_from_slice(&bytes);
-                }
-                translator.feed(&bytes, &mut preamble)?;
-            }
-            None => {
-                translator.finish(&mut preamble)?;
-                return Ok(Held {
-                    translator: None,
-                    preamble,
-                    ended: true,
-                });
+        let chunk = answer.next(limits).await.map_err(read_failure)?;
+        let done = chunk.is_none();
+        let bytes = chunk.unwrap_or_default();
+        if let Some(probe) = &mut probe {
+            let mut nothing = Vec::new();
+            probe.feed(&bytes, &mut nothing)?;
+            if done {
+                probe.finish(&mut nothing)?;
             }
         }
-        if translator.content_started() {
+        preamble.extend_from_slice(&reader.pass(bytes, done)?);
+        let started = match (&probe, &reader) {
+            (Some(p), _) => p.content_started(),
+            (None, BodyReader::Translate { translator, .. }) => translator.content_started(),
+            _ => true,
+        };
+        if done || started {
             // The rest is pumped as it comes (a translator that saw the end ignores the rest).
             return Ok(Held {
-                translator: (!identity).then_some(translator),
+                reader,
                 preamble,
-                ended: false,
+                ended: done,
             });
         }
     }
 }
 
+/// Notes on the record what this try is for: `x-respan-*` headers and metric labels.
+fn note_served(ctx: &mut RequestCtx, route: &Route<'_>, upstream_model: &str) {
+    let record = &mut ctx.record;
+    let served = &mut record.served;
+    route.metric_label.clone_into(&mut served.model_label);
+    served.provider.clone_from(&route.provider.name);
+    served.provider_type = route.provider.kind.as_str();
+    upstream_model.clone_into(&mut served.upstream_model);
+    served.attempts += 1;
+    record.price_override = route.pricing.map(Into::into);
+    record
+        .upstream_started
+        .get_or_insert_with(std::time::Instant::now);
+}
+
+/// The message of an error answer (OpenAI's, Anthropic's and Gemini's all have
+/// `error.message`), kept short for the record.
+fn error_message(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Wrapper {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Inner {
+        Object { message: String },
+        Text(String),
+    }
+    let message = match serde_json::from_slice::<Wrapper>(body).ok()?.error {
+        Inner::Object { message } | Inner::Text(message) => message,
+    };
+    Some(message.chars().take(500).collect())
+}
+
 /// The `outcome` label of `respan_upstream_attempts_total`.
 fn outcome_label(result: &Result<Answer, ExchangeError>) -> &'static str {
     match result {
-        Ok(answer) => match answer.status() {
-            200..=299 => "ok",
-            429 => "http_429",
-            400..=499 => "http_4xx",
-            _ => "http_5xx",
-        },
+        Ok(answer) => answered_outcome(answer.status()),
         Err(ExchangeError::Connect(_)) => "connect_error",
         Err(ExchangeError::Timeout) => "timeout",
         Err(ExchangeError::Broken(_)) => "broken",

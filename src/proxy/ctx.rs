@@ -3,47 +3,30 @@
 use crate::endpoint::Endpoint;
 use crate::state::Snapshot;
 use crate::telemetry::metrics::InflightGuard;
+use crate::telemetry::record::RequestRecord;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Per-request state. Created by Pingora for every request (`new_ctx`), filled in by
 /// `request_filter`, read by `logging`.
 pub struct RequestCtx {
-    pub started: Instant,
     /// `x-respan-request-id`, unique per request.
     pub request_id: RequestId,
     pub endpoint: Endpoint,
     /// The config this request runs on, from its start to its end.
     pub snapshot: Option<Arc<Snapshot>>,
-    pub served: Served,
+    /// Everything the request's metrics and trace are made of, filled in as it goes.
+    pub record: RequestRecord,
     _inflight: InflightGuard,
-}
-
-/// What served the request, for response headers, metrics and traces.
-#[derive(Debug, Default, Clone)]
-pub struct Served {
-    /// The `model` metric label (see `routing::Route::metric_label`).
-    pub model_label: String,
-    /// The provider's configured name.
-    pub provider: String,
-    /// The model name sent upstream.
-    pub upstream_model: String,
-    /// Upstream calls made (tries of every model).
-    pub attempts: u32,
-    /// Arrival to the first body byte written to the app, for streamed answers.
-    pub time_to_first_byte: Option<Duration>,
-    pub stream: bool,
 }
 
 impl RequestCtx {
     pub fn new() -> RequestCtx {
         RequestCtx {
-            started: Instant::now(),
             request_id: RequestId::random(),
             endpoint: Endpoint::NotFound,
             snapshot: None,
-            served: Served::default(),
+            record: RequestRecord::new(),
             _inflight: InflightGuard::new(),
         }
     }

@@ -23,7 +23,8 @@ use crate::dispatch::LatencyTracker;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::state::SharedState;
-use crate::telemetry::metrics::metrics;
+use crate::telemetry::record::{answered_outcome, AttemptRecord, RequestRecord};
+use crate::telemetry::Telemetry;
 use crate::upstream::Upstream;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -31,6 +32,7 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::Error;
+use std::sync::Arc;
 
 /// The gateway's request handling, shared by every worker thread.
 pub struct Gateway {
@@ -38,15 +40,17 @@ pub struct Gateway {
     upstream: Upstream,
     /// Recent latency per model, for `least_latency` load balance groups.
     latency: LatencyTracker,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Gateway {
     /// `pool_size`: idle upstream connections kept for reuse (see [`Upstream::new`]).
-    pub fn new(state: SharedState, pool_size: usize) -> Gateway {
+    pub fn new(state: SharedState, pool_size: usize, telemetry: Arc<Telemetry>) -> Gateway {
         Gateway {
             state,
             upstream: Upstream::new(pool_size),
             latency: LatencyTracker::default(),
+            telemetry,
         }
     }
 }
@@ -73,9 +77,16 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         ctx.endpoint = Endpoint::classify(&req.method, req.uri.path());
         ctx.snapshot = Some(snapshot.clone());
-        if let Err(e) = auth::check(snapshot.config.auth.as_ref(), req) {
-            respond::error(session, ctx, &e).await;
-            return Ok(true);
+        begin_record(&mut ctx.record, ctx.endpoint, req);
+        match auth::check(snapshot.config.auth.as_ref(), req) {
+            Ok(key) => {
+                let default_customer = key.and_then(|k| k.customer_identifier.clone());
+                ctx.record.subject.customer_identifier = default_customer;
+            }
+            Err(e) => {
+                respond::error(session, ctx, &e).await;
+                return Ok(true);
+            }
         }
         match ctx.endpoint {
             Endpoint::ChatCompletions
@@ -152,38 +163,46 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// Every request ends here, however it was served: its record becomes its metrics, its
+    /// log line and its trace.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
-        record(ctx, status);
+        let mut record = std::mem::take(&mut ctx.record);
+        record.status = status;
+        if ctx.endpoint == Endpoint::Passthrough {
+            passthrough_attempt(&mut record, status, e);
+        }
+        self.telemetry.finish(ctx.request_id.to_string(), record);
     }
 }
 
-/// Counts a finished request in the metrics.
-fn record(ctx: &RequestCtx, status: u16) {
-    let served = &ctx.served;
-    let model = non_empty(&served.model_label, "other");
-    let provider = non_empty(&served.provider, "none");
-    let endpoint = ctx.endpoint.label();
-    let code = http::StatusCode::from_u16(status).ok();
-    let code = code.as_ref().map_or("0", http::StatusCode::as_str);
-    let m = metrics();
-    m.requests
-        .with_label_values(&[endpoint, model, provider, code])
-        .inc();
-    m.request_duration
-        .with_label_values(&[endpoint, model, provider])
-        .observe(ctx.started.elapsed().as_secs_f64());
-    if let (true, Some(ttfb)) = (served.stream, served.time_to_first_byte) {
-        m.time_to_first_token
-            .with_label_values(&[model, provider])
-            .observe(ttfb.as_secs_f64());
+/// What the record knows from the request head alone.
+fn begin_record(record: &mut RequestRecord, endpoint: Endpoint, req: &RequestHeader) {
+    record.endpoint = endpoint.label();
+    record.path = format!("{} {}", req.method, req.uri.path());
+    if let Some(parent) = req.headers.get("traceparent") {
+        record.ids.join(parent.as_bytes());
     }
 }
 
-fn non_empty<'a>(value: &'a str, default: &'a str) -> &'a str {
-    if value.is_empty() {
-        default
-    } else {
-        value
+/// A passthrough's one upstream call, as far as the proxy loop tells it.
+fn passthrough_attempt(record: &mut RequestRecord, status: u16, e: Option<&Error>) {
+    if record.served.provider.is_empty() {
+        return;
     }
+    let failed = e.map(|e| e.etype().as_str().to_string());
+    record.error = record.error.take().or_else(|| failed.clone());
+    record.attempts.push(AttemptRecord {
+        model: String::new(),
+        provider: record.served.provider.clone(),
+        label: record.served.model_label.clone(),
+        outcome: if failed.is_some() {
+            "broken"
+        } else {
+            answered_outcome(status)
+        },
+        status_code: (status > 0 && failed.is_none()).then_some(status),
+        error: failed,
+        latency: record.started.elapsed(),
+    });
 }

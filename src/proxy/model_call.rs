@@ -10,12 +10,14 @@
 use super::attempts::Attempts;
 use super::ctx::RequestCtx;
 use super::relay::relay;
-use super::request::{parse, pinned_provider};
+use super::request::{parse, pinned_provider, ModelRequest};
 use super::respond;
 use super::Gateway;
 use crate::dispatch::Plan;
 use crate::error::GatewayError;
 use crate::state::Snapshot;
+use crate::telemetry::record::{RequestRecord, Subject};
+use crate::telemetry::Telemetry;
 use bytes::Bytes;
 use pingora::proxy::Session;
 
@@ -36,6 +38,7 @@ async fn run(
     // From here on, a client that closes its connection cancels the call at once.
     session.set_abort_on_close(true);
     let request = parse(ctx.endpoint, &bytes, session.req_header())?;
+    note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
     let plan = Plan::new(
         request.model.as_deref(),
         &request.params,
@@ -55,10 +58,51 @@ async fn run(
         pinned: pinned.as_deref(),
     };
     let settled = attempts.run(session, ctx, &plan).await?;
+    let limit = gw.telemetry.capture_limit(&ctx.record);
+    ctx.record
+        .output
+        .start(request.ingress.capture_format(), false, limit);
     // Boxed, like the upstream call: the relay's future is kilobytes, and boxing it keeps
     // every enclosing future small (they are moved as a whole when awaited).
     Box::pin(relay(session, ctx, settled, &gw.upstream)).await;
     Ok(())
+}
+
+/// What the record learns from the parsed request: the model asked for, who it is for, and
+/// (when its text may be kept) the body, shared rather than copied.
+fn note_request(
+    record: &mut RequestRecord,
+    request: &ModelRequest<'_>,
+    bytes: &Bytes,
+    telemetry: &Telemetry,
+) {
+    let p = &request.params;
+    record.requested_model.clone_from(&request.model);
+    record.format = request.ingress.capture_format();
+    record.stream = request.stream;
+    record.disable_log = !telemetry.may_capture(p.disable_log.unwrap_or(false));
+    record.request_breakdown = p.request_breakdown.unwrap_or(false);
+    record.subject = Subject {
+        // The request's own, else its auth key's default.
+        customer_identifier: p
+            .customer_identifier
+            .clone()
+            .or(record.subject.customer_identifier.take()),
+        customer_params: p
+            .customer_params
+            .as_ref()
+            .and_then(|c| serde_json::to_value(c).ok()),
+        thread_identifier: p.thread_identifier.clone(),
+        custom_identifier: p.custom_identifier.clone(),
+        metadata: p
+            .metadata
+            .as_ref()
+            .map(Subject::metadata_strings)
+            .unwrap_or_default(),
+    };
+    if !record.disable_log {
+        record.input = Some(bytes.clone());
+    }
 }
 
 /// Reads the whole request body, refusing it (413) as soon as it is over `limit`.

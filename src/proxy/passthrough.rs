@@ -16,9 +16,11 @@ use pingora::{Error, ErrorType};
 /// Picks the provider for a passthrough request and records it on the request.
 pub fn begin(snapshot: &Snapshot, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     let provider = provider(snapshot)?;
-    ctx.served.provider.clone_from(&provider.name);
-    ctx.served.model_label = "other".into();
-    ctx.served.attempts = 1;
+    let served = &mut ctx.record.served;
+    served.provider.clone_from(&provider.name);
+    served.provider_type = provider.kind.as_str();
+    served.model_label = "other".into();
+    served.attempts = 1;
     Ok(())
 }
 

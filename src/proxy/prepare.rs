@@ -59,8 +59,11 @@ pub fn prepare<'a>(
         });
     }
     let (body, plan) = if wire == Wire::of_ingress(request.ingress) {
-        let plan = ResponsePlan::identity(request.ingress, upstream_model);
-        (encode_body(request, provider, upstream_model), plan)
+        let mut plan = ResponsePlan::identity(request.ingress, upstream_model);
+        let usage_option = usage_for_gateway(request, provider);
+        plan.usage_for_gateway = usage_option.is_some();
+        let body = encode_body(request, provider, upstream_model, usage_option.as_deref());
+        (body, plan)
     } else {
         let t = translate::request(request.ingress, wire, &request.body, upstream_model)
             .map_err(translate_error)?;
@@ -99,6 +102,7 @@ fn encode_body(
     request: &ModelRequest<'_>,
     provider: &ProviderConfig,
     upstream_model: &str,
+    stream_options: Option<&RawValue>,
 ) -> Bytes {
     // The app's `model` stays as it is when the provider gets the same name.
     let renamed =
@@ -108,6 +112,9 @@ fn encode_body(
     if let Some(model) = &model {
         overrides.push(("model", model));
     }
+    if let Some(options) = stream_options {
+        overrides.push(("stream_options", options));
+    }
     if let (true, ProviderKind::OpenAi, Some(metadata)) = (
         request.store,
         provider.kind,
@@ -116,6 +123,31 @@ fn encode_body(
         overrides.push(("metadata", metadata));
     }
     Bytes::from(request.body.encode(&overrides, &[]))
+}
+
+/// For an OpenAI stream whose app did not ask for usage: the app's `stream_options` with
+/// `include_usage` on, so the trace gets the counts (the relay drops that chunk for the app).
+/// Only toward OpenAI itself (and the echo provider): other OpenAI-compatible APIs may refuse
+/// the option, and Azure only takes it from some API versions on.
+fn usage_for_gateway(
+    request: &ModelRequest<'_>,
+    provider: &ProviderConfig,
+) -> Option<Box<RawValue>> {
+    let eligible = matches!(provider.kind, ProviderKind::OpenAi | ProviderKind::Echo);
+    if !(eligible && request.stream && request.ingress == Ingress::OpenAi) {
+        return None;
+    }
+    // A `stream_options` that is not an object is the provider's to refuse, untouched.
+    let given = request
+        .body
+        .get_as::<Option<serde_json::Map<String, serde_json::Value>>>("stream_options")
+        .ok()?;
+    let mut options = given.flatten().unwrap_or_default();
+    if options.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    options.insert("include_usage".into(), true.into());
+    serde_json::value::to_raw_value(&options).ok()
 }
 
 /// Anthropic's `count_tokens` answer for a model without a tokenizer here: about four

@@ -7,12 +7,14 @@
 //! per-chunk writes as the main cost of streaming). Whole answers that need translating
 //! (JSON bodies, error bodies) are small and are read whole first.
 
-use super::answer::{is_event_stream, Answer, Held, Settled};
+use super::answer::{is_event_stream, read_failure, Answer, BodyReader, Held, Settled};
 use super::client_gone::or_client_gone;
 use super::ctx::RequestCtx;
 use super::respond::{add_respan_headers, frame};
 use crate::error::{stream_error_event, GatewayError};
-use crate::translate::{translate_error, ResponsePlan, StreamTranslator};
+use crate::telemetry::record::BodyEnd;
+use crate::translate::usage;
+use crate::translate::{translate_error, ResponsePlan, StreamFailure};
 use crate::upstream::{ReadLimits, Upstream};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
@@ -78,7 +80,7 @@ pub async fn relay(
         }
         (Some(head), None) if plan.is_identity() => {
             let as_is = Held {
-                translator: None,
+                reader: BodyReader::as_is(&plan, is_event_stream(&head.headers)),
                 preamble: Vec::new(),
                 ended: false,
             };
@@ -90,8 +92,13 @@ pub async fn relay(
         upstream.finish(exchange).await;
     }
     let end = match read {
-        Ok(last) => write_last(session, last).await,
+        Ok(last) => write_last(session, ctx, last).await,
         Err(end) => end,
+    };
+    ctx.record.body_end = match end {
+        RelayEnd::Complete => BodyEnd::Complete,
+        RelayEnd::ClientGone => BodyEnd::ClientGone,
+        RelayEnd::UpstreamFailed(_) => BodyEnd::UpstreamFailed,
     };
     if end != RelayEnd::Complete {
         // The answer the app holds is cut short: never reuse its connection.
@@ -100,10 +107,16 @@ pub async fn relay(
     end
 }
 
-async fn write_last(session: &mut Session, last: Last) -> RelayEnd {
+async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> RelayEnd {
     let written = match last {
-        Last::Piece(data) => session.write_response_body(Some(data), true).await,
-        Last::Whole(head, body) => super::respond::write_whole(session, *head, body).await,
+        Last::Piece(data) => {
+            ctx.record.output.push(&data);
+            session.write_response_body(Some(data), true).await
+        }
+        Last::Whole(head, body) => {
+            ctx.record.output.push(&body);
+            super::respond::write_whole(session, *head, body).await
+        }
     };
     match written {
         Ok(()) => RelayEnd::Complete,
@@ -135,30 +148,25 @@ async fn relay_stream(
     frame(&mut head, None);
     add_respan_headers(&mut head, ctx);
     let sse = is_event_stream(&head.headers);
-    ctx.served.stream = sse;
+    ctx.record.stream = sse;
+    ctx.record.output.stream = sse;
     let header = Box::new(ResponseHeader::from(head));
     if session.write_response_header(header, false).await.is_err() {
         return Err(RelayEnd::ClientGone);
     }
     let Held {
-        mut translator,
+        mut reader,
         preamble,
         ended,
     } = held;
-    if ended {
-        ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
-        return Ok(Last::Piece(preamble.into()));
-    }
-    pump(
-        session,
-        ctx,
-        answer,
-        translator.as_mut(),
-        preamble,
-        limits,
-        sse,
-    )
-    .await
+    let last = if ended {
+        ctx.record.first_byte();
+        Ok(Last::Piece(preamble.into()))
+    } else {
+        pump(session, ctx, answer, &mut reader, preamble, limits, sse).await
+    };
+    ctx.record.usage = reader.usage();
+    last
 }
 
 /// Relays the rest of a body but its last piece. `pending` (what was held back, already in
@@ -167,12 +175,11 @@ async fn pump(
     session: &mut Session,
     ctx: &mut RequestCtx,
     answer: &mut Answer,
-    mut translator: Option<&mut StreamTranslator>,
+    reader: &mut BodyReader,
     mut pending: Vec<u8>,
     limits: ReadLimits,
     sse: bool,
 ) -> Result<Last, RelayEnd> {
-    let mut out = Vec::new();
     loop {
         let (batch, done, failure) = if pending.is_empty() {
             let Ok(next) = or_client_gone(session, answer.next(limits)).await else {
@@ -181,51 +188,45 @@ async fn pump(
             match next {
                 Ok(Some(first)) => gather(answer, first),
                 Ok(None) => (Bytes::new(), true, None),
-                Err(e) => (Bytes::new(), false, Some(e.to_string())),
+                Err(e) => (Bytes::new(), false, Some(read_failure(e))),
             }
         } else {
             // What is held goes out now, with whatever else is readable without waiting.
             gather(answer, Bytes::new())
         };
-        let (mut data, failure) = match translator.as_deref_mut() {
-            None => (batch, failure),
-            Some(t) => {
-                out.clear();
-                let mut result = t.feed(&batch, &mut out);
-                if done && result.is_ok() {
-                    result = t.finish(&mut out);
-                }
-                let failure = failure.or(result.err().map(|f| f.message));
-                (Bytes::copy_from_slice(&out), failure)
-            }
+        let (mut data, failure) = match reader.pass(batch, done) {
+            Ok(data) => (data, failure),
+            Err(f) => (Bytes::new(), failure.or(Some(f))),
         };
         if !pending.is_empty() {
             pending.extend_from_slice(&data);
             data = Bytes::from(std::mem::take(&mut pending));
         }
-        if !data.is_empty() && ctx.served.time_to_first_byte.is_none() {
-            ctx.served.time_to_first_byte = Some(ctx.started.elapsed());
+        if !data.is_empty() {
+            ctx.record.first_byte();
         }
         if done && failure.is_none() {
             return Ok(Last::Piece(data));
         }
-        if !data.is_empty()
-            && session
+        if !data.is_empty() {
+            ctx.record.output.push(&data);
+            if session
                 .write_response_body(Some(data), false)
                 .await
                 .is_err()
-        {
-            return Err(RelayEnd::ClientGone);
+            {
+                return Err(RelayEnd::ClientGone);
+            }
         }
-        if let Some(message) = failure {
-            return Err(fail(session, ctx, message, sse).await);
+        if let Some(failure) = failure {
+            return Err(fail(session, ctx, failure, sse).await);
         }
     }
 }
 
 /// `first` plus every piece that is readable right now, as one buffer; whether the body
 /// ended; and a failure met while gathering (after the data before it).
-fn gather(answer: &mut Answer, first: Bytes) -> (Bytes, bool, Option<String>) {
+fn gather(answer: &mut Answer, first: Bytes) -> (Bytes, bool, Option<StreamFailure>) {
     let mut joined: Option<BytesMut> = None;
     loop {
         match answer.try_next() {
@@ -236,7 +237,7 @@ fn gather(answer: &mut Answer, first: Bytes) -> (Bytes, bool, Option<String>) {
                     .extend_from_slice(&more);
             }
             Some(Ok(None)) => return (take(joined, first), true, None),
-            Some(Err(e)) => return (take(joined, first), false, Some(e.to_string())),
+            Some(Err(e)) => return (take(joined, first), false, Some(read_failure(e))),
         }
     }
     (take(joined, first), false, None)
@@ -249,13 +250,23 @@ fn take(joined: Option<BytesMut>, first: Bytes) -> Bytes {
 /// Ends an answer the upstream broke off: a stream gets an in-band error event in the
 /// caller's format (and no end marker, so the app cannot mistake it for a whole answer);
 /// anything else is cut.
-async fn fail(session: &mut Session, ctx: &RequestCtx, message: String, sse: bool) -> RelayEnd {
-    tracing::warn!(request_id = %ctx.request_id, provider = %ctx.served.provider, "upstream failed mid-answer: {message}");
+/// The event carries the failure's status: 504 for a timeout, as for an answer that never
+/// started.
+async fn fail(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    failure: StreamFailure,
+    sse: bool,
+) -> RelayEnd {
+    let message = failure.message;
+    tracing::warn!(request_id = %ctx.request_id, provider = %ctx.record.served.provider, "upstream failed mid-answer: {message}");
+    let text = format!("the upstream failed during the answer: {message}");
     if sse {
-        let text = format!("the upstream failed during the stream: {message}");
-        let event = stream_error_event(ctx.endpoint.ingress(), 502, &text);
+        let event = stream_error_event(ctx.endpoint.ingress(), failure.status, &text);
+        ctx.record.output.push(&event);
         let _ = session.write_response_body(Some(event.into()), true).await;
     }
+    ctx.record.error = Some(text);
     RelayEnd::UpstreamFailed(message)
 }
 
@@ -276,6 +287,7 @@ async fn relay_whole(
         }
     };
     let (status, body) = if (200..300).contains(&status) {
+        ctx.record.usage = usage::of_body(plan.from, &body);
         match plan.translate_body(&body) {
             Ok(translated) => (status, translated),
             Err(e) => {
@@ -295,7 +307,7 @@ async fn relay_whole(
     Ok(Last::Whole(Box::new(head), body))
 }
 
-async fn answer_error(session: &mut Session, ctx: &RequestCtx, e: GatewayError) -> RelayEnd {
+async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: GatewayError) -> RelayEnd {
     super::respond::error(session, ctx, &e).await;
     RelayEnd::UpstreamFailed(e.to_string())
 }

@@ -25,7 +25,7 @@ pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, Hea
         on.then(|| HeaderValue::from_str(text).ok().map(|v| (name, v)))
             .flatten()
     };
-    let served = &ctx.served;
+    let served = &ctx.record.served;
     let served_by = served.attempts > 0;
     [
         text(true, REQUEST_ID, ctx.request_id.as_str()),
@@ -115,9 +115,10 @@ pub async fn write_whole(session: &mut Session, head: Parts, body: Vec<u8>) -> p
     session.write_response_body(Some(body.into()), true).await
 }
 
-/// Answers with an error in the caller's format.
-pub async fn error(session: &mut Session, ctx: &RequestCtx, e: &GatewayError) {
+/// Answers with an error in the caller's format (and notes it on the request's record).
+pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &GatewayError) {
     tracing::debug!(request_id = %ctx.request_id, status = e.status(), "{e}");
+    ctx.record.error = Some(e.to_string());
     json(session, ctx, e.status(), e.body(ctx.endpoint.ingress())).await;
 }
 

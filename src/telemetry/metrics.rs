@@ -3,15 +3,17 @@
 //! Label values come from a small closed set (endpoint names, route labels, provider names,
 //! status codes): never a customer id, a key or a free-form model name (see `routing`).
 
+use super::trace::Trace;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::LazyLock;
 
-/// Buckets for whole requests and time to first token: LLM calls span milliseconds (cache,
-/// echo) to minutes (long generations).
+/// Buckets for whole requests and time to first token: LLM calls span 10 ms (cache hits,
+/// short answers) to 10 minutes (long generations, the default upstream timeout).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
 pub struct Metrics {
@@ -29,6 +31,16 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// `from_model`, `to_model`.
     pub fallbacks: IntCounterVec,
+    /// `model`, `provider`, `type` (`prompt` or `completion`).
+    pub tokens: IntCounterVec,
+    /// `model`, `provider`.
+    pub cost: CounterVec,
+    /// `result` (`hit` or `miss`).
+    pub cache_lookups: IntCounterVec,
+    /// `result` (`success` or `failure`).
+    pub config_reloads: IntCounterVec,
+    /// `exporter`, `result` (`ok`, `error` or `dropped`).
+    pub trace_exports: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -84,6 +96,35 @@ impl Metrics {
             "Moves from a failed model to the next one of the plan.",
             &["from_model", "to_model"],
         );
+        let tokens = counter(
+            "respan_tokens_total",
+            "Tokens the providers reported, by type (prompt or completion).",
+            &["model", "provider", "type"],
+        );
+        let cost = CounterVec::new(
+            Opts::new(
+                "respan_cost_usd_total",
+                "What the requests cost in USD, at catalog or configured prices.",
+            ),
+            &["model", "provider"],
+        )
+        .unwrap_or_else(|e| unreachable!("metric: {e}"));
+        register(&registry, Box::new(cost.clone()));
+        let cache_lookups = counter(
+            "respan_cache_lookups_total",
+            "Response cache lookups, by result.",
+            &["result"],
+        );
+        let config_reloads = counter(
+            "respan_config_reloads_total",
+            "Config reloads, by result.",
+            &["result"],
+        );
+        let trace_exports = counter(
+            "respan_trace_exports_total",
+            "Trace records handed to exporters, by exporter and result.",
+            &["exporter", "result"],
+        );
         let inflight = IntGauge::new(
             "respan_inflight_requests",
             "Requests being served right now.",
@@ -99,6 +140,63 @@ impl Metrics {
             upstream_attempts,
             retries,
             fallbacks,
+            tokens,
+            cost,
+            cache_lookups,
+            config_reloads,
+            trace_exports,
+        }
+    }
+
+    /// Counts a finished request: every metric of a request comes from its record, here.
+    pub fn observe(&self, trace: &Trace) {
+        let r = &trace.record;
+        let model = non_empty(&r.served.model_label, "other");
+        let provider = non_empty(&r.served.provider, "none");
+        let status = http::StatusCode::from_u16(r.status).ok();
+        let code = status.as_ref().map_or("0", http::StatusCode::as_str);
+        self.requests
+            .with_label_values(&[r.endpoint, model, provider, code])
+            .inc();
+        self.request_duration
+            .with_label_values(&[r.endpoint, model, provider])
+            .observe(trace.latency.as_secs_f64());
+        if let (true, Some(ttft)) = (r.stream, r.time_to_first_token) {
+            self.time_to_first_token
+                .with_label_values(&[model, provider])
+                .observe(ttft.as_secs_f64());
+        }
+        if let Some(u) = &r.usage {
+            let tokens = |kind: &str, n: u64| {
+                self.tokens
+                    .with_label_values(&[model, provider, kind])
+                    .inc_by(n)
+            };
+            tokens("prompt", u.prompt_tokens);
+            tokens("completion", u.completion_tokens);
+        }
+        if let Some(cost) = trace.cost {
+            self.cost.with_label_values(&[model, provider]).inc_by(cost);
+        }
+        let mut previous: Option<&super::record::AttemptRecord> = None;
+        for a in &r.attempts {
+            self.upstream_attempts
+                .with_label_values(&[&a.provider, &a.label, a.outcome])
+                .inc();
+            match previous {
+                Some(p) if p.model == a.model => {
+                    self.retries
+                        .with_label_values(&[&a.provider, &a.label])
+                        .inc();
+                }
+                Some(p) => {
+                    self.fallbacks
+                        .with_label_values(&[&p.label, &a.label])
+                        .inc();
+                }
+                None => {}
+            }
+            previous = Some(a);
         }
     }
 
@@ -108,6 +206,14 @@ impl Metrics {
         // Encoding into a Vec only fails on malformed metric families, which we never build.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+fn non_empty<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() {
+        default
+    } else {
+        value
     }
 }
 

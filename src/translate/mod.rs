@@ -11,6 +11,8 @@ pub mod gemini;
 pub mod openai;
 pub mod sse;
 mod stream;
+pub mod transcript;
+pub mod usage;
 
 pub use error::translate_error;
 pub use stream::StreamTranslator;
@@ -137,6 +139,9 @@ pub struct ResponsePlan {
     pub json_mode: JsonMode,
     /// For OpenAI-format streams: the app asked for the usage chunk.
     pub include_usage: bool,
+    /// For OpenAI-format streams relayed as they are: the gateway asked the upstream for a
+    /// usage chunk the app did not ask for, and drops it on the way.
+    pub usage_for_gateway: bool,
     /// The model the answer names when the provider does not. Shared: every try of a model
     /// hands its plan on.
     pub model: Arc<str>,
@@ -150,6 +155,7 @@ impl ResponsePlan {
             to: ingress,
             json_mode: JsonMode::Off,
             include_usage: false,
+            usage_for_gateway: false,
             model: model.into(),
         }
     }
@@ -235,6 +241,7 @@ pub fn request(
             to: ingress,
             json_mode,
             include_usage,
+            usage_for_gateway: false,
             model: upstream_model.into(),
         },
     })

@@ -1,0 +1,104 @@
+//! Bounded copies of what went by (an answer's bytes), so that a thousand live streams with
+//! content capture on hold at most a thousand times the bound.
+
+use bytes::BytesMut;
+use serde_json::Value;
+
+/// `telemetry.max_capture_bytes` by default: a long answer, not a runaway one.
+pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 256 * 1024;
+
+/// The format of the bytes captured, to read their text back when the trace is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    /// Anything else (passthrough paths): kept as text.
+    #[default]
+    Raw,
+}
+
+/// An answer read back from its capture: one assistant message, with its finish reasons.
+#[derive(Debug, Default, PartialEq)]
+pub struct Output {
+    pub message: Option<Value>,
+    pub finish_reasons: Vec<String>,
+}
+
+/// Reads text back from captured bytes (the formats are `translate`'s knowledge; it hands
+/// these in when the telemetry is built).
+#[derive(Debug, Clone, Copy)]
+pub struct Transcriber {
+    pub input: fn(Format, &[u8]) -> Option<Value>,
+    pub output: fn(Format, bool, &[u8]) -> Output,
+}
+
+/// Up to `limit` bytes of a body, and whether more went by.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub format: Format,
+    /// An SSE stream rather than one JSON body.
+    pub stream: bool,
+    bytes: BytesMut,
+    limit: usize,
+    pub truncated: bool,
+}
+
+impl Capture {
+    /// A capture that keeps nothing.
+    pub fn off() -> Capture {
+        Capture::default()
+    }
+
+    /// Starts capturing a body of `format`, up to `limit` bytes (0 keeps nothing).
+    pub fn start(&mut self, format: Format, stream: bool, limit: usize) {
+        *self = Capture {
+            format,
+            stream,
+            bytes: BytesMut::new(),
+            limit,
+            truncated: false,
+        };
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.limit > 0
+    }
+
+    /// Keeps what fits of `data`.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.limit == 0 || data.is_empty() {
+            return;
+        }
+        let room = self.limit - self.bytes.len();
+        if data.len() > room {
+            self.truncated = true;
+        }
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// What was kept.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_up_to_its_limit_and_marks_the_rest() {
+        let mut c = Capture::off();
+        c.push(b"nothing");
+        assert!(c.bytes().is_empty() && !c.truncated);
+        c.start(Format::OpenAi, true, 5);
+        c.push(b"abc");
+        assert!(!c.truncated);
+        c.push(b"defg");
+        assert_eq!(c.bytes(), b"abcde");
+        assert!(c.truncated);
+        c.push(b"h");
+        assert_eq!(c.bytes(), b"abcde");
+    }
+}

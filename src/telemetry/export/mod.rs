@@ -1,0 +1,282 @@
+//! Trace exporters, all off the request path: each has its own bounded queue, filled by
+//! `Telemetry::finish` without ever waiting (a full queue drops the trace and counts it), and
+//! its own background service that sends batches, retries failures with backoff, logs them
+//! at most once a minute, and flushes what is queued at shutdown.
+
+mod http;
+mod jsonl;
+pub mod respan;
+
+use super::capture::Transcriber;
+use super::metrics::metrics;
+use super::trace::Trace;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Traces waiting per exporter: minutes of traffic for a sidecar, bounded memory.
+const QUEUE_CAPACITY: usize = 4096;
+/// Traces sent in one batch at most.
+/// (Respan's bulk endpoint takes 500.)
+const MAX_BATCH: usize = 256;
+/// How long a trace may wait for its batch to fill.
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+/// Tries of one batch before it is given up (counted as errors).
+const MAX_TRIES: u32 = 4;
+/// First wait between tries, doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest the flush at shutdown may take.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+/// At most one failure log line per exporter in this long.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// How OTLP/HTTP bodies are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpEncoding {
+    Protobuf,
+    Json,
+}
+
+/// Where traces go, as configured under `telemetry.exporters`.
+#[derive(Clone)]
+pub enum Destination {
+    Jsonl {
+        path: PathBuf,
+    },
+    OtlpHttp {
+        endpoint: String,
+        encoding: OtlpEncoding,
+        headers: Vec<(String, String)>,
+    },
+    Respan {
+        endpoint: String,
+        api_key: String,
+    },
+}
+
+/// The sending side of an exporter's queue.
+pub struct Queue {
+    name: &'static str,
+    sender: mpsc::Sender<Arc<Trace>>,
+}
+
+impl Queue {
+    /// Queues a trace unless the queue is full (then it is dropped and counted).
+    pub fn offer(&self, trace: &Arc<Trace>) {
+        if self.sender.try_send(trace.clone()).is_err() {
+            count(self.name, "dropped", 1);
+        }
+    }
+}
+
+/// Makes an exporter: its queue, and the background service that drains it.
+pub fn exporter(
+    destination: Destination,
+    transcriber: Transcriber,
+) -> Result<(Queue, ExportService), String> {
+    let sink = Sink::new(destination)?;
+    let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+    let name = sink.name();
+    Ok((
+        Queue { name, sender },
+        ExportService {
+            name,
+            transcriber,
+            state: Mutex::new(Some((sink, receiver))),
+        },
+    ))
+}
+
+/// One exporter's destination, with what it keeps between batches.
+enum Sink {
+    Jsonl(jsonl::Jsonl),
+    Respan(respan::Respan),
+}
+
+impl Sink {
+    fn new(destination: Destination) -> Result<Sink, String> {
+        Ok(match destination {
+            Destination::Jsonl { path } => Sink::Jsonl(jsonl::Jsonl::open(path)?),
+            Destination::Respan { endpoint, api_key } => {
+                Sink::Respan(respan::Respan::new(endpoint, api_key)?)
+            }
+            // Until its exporter lands, refused at start rather than silently idle.
+            Destination::OtlpHttp { .. } => {
+                return Err("the otlp_http exporter is not available yet".into())
+            }
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Sink::Jsonl(_) => "jsonl",
+            Sink::Respan(_) => "respan",
+        }
+    }
+
+    async fn send(&mut self, batch: &[Arc<Trace>], t: &Transcriber) -> Result<(), Failure> {
+        match self {
+            Sink::Jsonl(s) => s.write(batch, t).map_err(Failure::retry),
+            Sink::Respan(s) => s.send(batch, t).await,
+        }
+    }
+}
+
+/// Why a batch was not delivered, and whether trying again may help.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub retryable: bool,
+    /// The receiver's `Retry-After`, if it gave one.
+    pub wait: Option<Duration>,
+}
+
+impl Failure {
+    fn retry(message: String) -> Failure {
+        Failure {
+            message,
+            retryable: true,
+            wait: None,
+        }
+    }
+}
+
+/// Drains one exporter's queue (a Pingora background service on its own thread).
+pub struct ExportService {
+    name: &'static str,
+    transcriber: Transcriber,
+    state: Mutex<Option<(Sink, mpsc::Receiver<Arc<Trace>>)>>,
+}
+
+#[async_trait]
+impl BackgroundService for ExportService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let taken = self.state.lock().ok().and_then(|mut s| s.take());
+        let Some((mut sink, mut receiver)) = taken else {
+            return;
+        };
+        let mut log = RateLimitedLog::default();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                n = receiver.recv_many(&mut batch, MAX_BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                    // Let a burst fill the batch a little before it goes.
+                    let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+                    while batch.len() < MAX_BATCH {
+                        let room = MAX_BATCH - batch.len();
+                        let more = tokio::time::timeout_at(
+                            deadline,
+                            receiver.recv_many(&mut batch, room),
+                        );
+                        if !matches!(more.await, Ok(n) if n > 0) {
+                            break;
+                        }
+                    }
+                    self.deliver(&mut sink, &mut batch, &mut log, None).await;
+                }
+                _ = shutdown.changed() => {
+                    self.flush(&mut sink, &mut receiver, &mut batch, &mut log).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl ExportService {
+    /// At shutdown: sends what is queued, within [`FLUSH_LIMIT`].
+    async fn flush(
+        &self,
+        sink: &mut Sink,
+        receiver: &mut mpsc::Receiver<Arc<Trace>>,
+        batch: &mut Vec<Arc<Trace>>,
+        log: &mut RateLimitedLog,
+    ) {
+        let deadline = Instant::now() + FLUSH_LIMIT;
+        receiver.close();
+        loop {
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(t) => batch.push(t),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            self.deliver(sink, batch, log, Some(deadline)).await;
+        }
+    }
+
+    /// Sends a batch, trying again with backoff while that may help; empties it either way.
+    async fn deliver(
+        &self,
+        sink: &mut Sink,
+        batch: &mut Vec<Arc<Trace>>,
+        log: &mut RateLimitedLog,
+        deadline: Option<Instant>,
+    ) {
+        let n = batch.len() as u64;
+        let mut wait = FIRST_BACKOFF;
+        for try_no in 1..=MAX_TRIES {
+            match sink.send(batch, &self.transcriber).await {
+                Ok(()) => {
+                    count(self.name, "ok", n);
+                    batch.clear();
+                    return;
+                }
+                Err(f) => {
+                    let last = try_no == MAX_TRIES || !f.retryable;
+                    let pause = f.wait.unwrap_or(wait).min(Duration::from_secs(30));
+                    let past = deadline.is_some_and(|d| Instant::now() + pause >= d);
+                    if last || past {
+                        log.warn(self.name, &f.message, n);
+                        break;
+                    }
+                    tokio::time::sleep(pause).await;
+                    wait *= 2;
+                }
+            }
+        }
+        count(self.name, "error", n);
+        batch.clear();
+    }
+}
+
+fn count(exporter: &str, result: &str, n: u64) {
+    metrics()
+        .trace_exports
+        .with_label_values(&[exporter, result])
+        .inc_by(n);
+}
+
+/// Failure logs, at most one a minute (with how many were not logged).
+#[derive(Default)]
+struct RateLimitedLog {
+    last: Option<Instant>,
+    quiet: u64,
+}
+
+impl RateLimitedLog {
+    fn warn(&mut self, exporter: &str, message: &str, lost: u64) {
+        if self.last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            self.quiet += 1;
+            return;
+        }
+        self.last = Some(Instant::now());
+        let quiet = std::mem::take(&mut self.quiet);
+        tracing::warn!(
+            exporter,
+            lost,
+            failures_not_logged = quiet,
+            "trace export failed: {message}"
+        );
+    }
+}

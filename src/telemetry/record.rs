@@ -1,0 +1,208 @@
+//! The one record of a request: filled in as the request goes, whatever path serves it, and
+//! the single source that both the metrics and the trace are derived from when it ends.
+//!
+//! Filling it in is cheap on purpose: names are copied once per attempt, captured text is
+//! kept as the bytes that went by (bounded), and nothing is parsed or serialised until the
+//! request is over (`trace`, off the request path).
+
+use super::capture::{Capture, Format};
+use super::cost::Price;
+use super::ids::TraceIds;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How the answer's body ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Written to its end (or there was nothing to write).
+    #[default]
+    Complete,
+    /// The app closed its connection first.
+    ClientGone,
+    /// The upstream failed after the answer had started.
+    UpstreamFailed,
+}
+
+impl BodyEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyEnd::Complete => "complete",
+            BodyEnd::ClientGone => "client_gone",
+            BodyEnd::UpstreamFailed => "upstream_failed",
+        }
+    }
+}
+
+/// Token counts as a provider reported them, in one shape for every provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Every input token, cached and cache-written ones included.
+    pub prompt_tokens: u64,
+    /// Every output token, reasoning ones included.
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (billed at the cached price).
+    pub cached_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (Anthropic bills these higher).
+    pub cache_write_tokens: u64,
+    /// Output tokens spent on reasoning (billed as output).
+    pub reasoning_tokens: u64,
+}
+
+/// One upstream call of the request.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The model name the plan tried (before routing renamed it).
+    pub model: String,
+    pub provider: String,
+    /// The model's metric label (see `Served::model_label`).
+    pub label: String,
+    /// The `outcome` label of `respan_upstream_attempts_total`.
+    pub outcome: &'static str,
+    /// The answer's status; `None` when no answer came (connect error, timeout).
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency: Duration,
+}
+
+/// The `outcome` label of an upstream call that was answered with `status`.
+pub fn answered_outcome(status: u16) -> &'static str {
+    match status {
+        200..=399 => "ok",
+        429 => "http_429",
+        400..=499 => "http_4xx",
+        _ => "http_5xx",
+    }
+}
+
+/// Who and what a request is about, from the Respan parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub customer_identifier: Option<String>,
+    /// `customer_params` as given (`name`, `email`, ...).
+    pub customer_params: Option<Value>,
+    pub thread_identifier: Option<String>,
+    pub custom_identifier: Option<String>,
+    /// Values kept as strings, as the trace shows them.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Subject {
+    /// `metadata` with every value as a string (strings as they are, others as JSON).
+    pub fn metadata_strings(metadata: &Map<String, Value>) -> Vec<(String, String)> {
+        metadata
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+}
+
+/// What served the request in the end (also the `x-respan-*` answer headers).
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// The `model` metric label (see `routing::Route::metric_label`).
+    pub model_label: String,
+    /// The provider's configured name; its kind's name for the trace's `provider_type`.
+    pub provider: String,
+    pub provider_type: &'static str,
+    /// The model name sent upstream.
+    pub upstream_model: String,
+    /// Upstream calls made (tries of every model).
+    pub attempts: u32,
+}
+
+/// Everything known about one request, as it goes.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub ids: TraceIds,
+    /// The `endpoint` label (`chat.completions`, `anthropic.messages`, ...).
+    pub endpoint: &'static str,
+    /// `POST /v1/...` for passthrough paths; the method and path the app used.
+    pub path: String,
+    pub requested_model: Option<String>,
+    /// The format the app speaks: how its input (and output) are read back.
+    pub format: Format,
+    pub stream: bool,
+    pub subject: Subject,
+    /// No message text in the trace (the request's `disable_log`, or `capture_content: false`).
+    pub disable_log: bool,
+    pub request_breakdown: bool,
+    pub served: Served,
+    pub attempts: Vec<AttemptRecord>,
+    /// The served route's price override (`routes[].pricing`).
+    pub price_override: Option<Price>,
+    /// When the first upstream call began: the time before it is routing time.
+    pub upstream_started: Option<Instant>,
+    /// Arrival to the first body byte written to the app, for streamed answers.
+    pub time_to_first_token: Option<Duration>,
+    pub usage: Option<TokenUsage>,
+    /// The status the app got (0: none was written).
+    pub status: u16,
+    pub error: Option<String>,
+    pub body_end: BodyEnd,
+    pub cache_hit: bool,
+    /// The request body as the app sent it (its messages are read from it for the trace).
+    pub input: Option<Bytes>,
+    /// The answer as the app got it, in its own format, up to the capture limit.
+    pub output: Capture,
+    /// `finish_reason`s as the provider gave them, when known without parsing the output.
+    pub finish_reasons: Vec<String>,
+}
+
+impl RequestRecord {
+    pub fn new() -> RequestRecord {
+        RequestRecord {
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            ids: TraceIds::random(),
+            endpoint: "not_found",
+            path: String::new(),
+            requested_model: None,
+            format: Format::Raw,
+            stream: false,
+            subject: Subject::default(),
+            disable_log: false,
+            request_breakdown: false,
+            served: Served::default(),
+            attempts: Vec::new(),
+            price_override: None,
+            upstream_started: None,
+            time_to_first_token: None,
+            usage: None,
+            status: 0,
+            error: None,
+            body_end: BodyEnd::Complete,
+            cache_hit: false,
+            input: None,
+            output: Capture::off(),
+            finish_reasons: Vec::new(),
+        }
+    }
+
+    /// Time spent in the sidecar before the first upstream call.
+    pub fn routing_time(&self) -> Option<Duration> {
+        self.upstream_started.map(|t| t - self.started)
+    }
+
+    /// Notes the first body byte written, for streams (the first one counts).
+    pub fn first_byte(&mut self) {
+        if self.time_to_first_token.is_none() {
+            self.time_to_first_token = Some(self.started.elapsed());
+        }
+    }
+}
+
+impl Default for RequestRecord {
+    fn default() -> Self {
+        Self::new()
+    }
+}

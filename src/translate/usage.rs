@@ -1,0 +1,467 @@
+//! Token counts read off answers the gateway relays as they are, without translating them:
+//! a whole JSON body, or an SSE stream scanned event by event as it goes by.
+//!
+//! The stream scan only parses events that mention usage (the last one or two of a stream,
+//! or Gemini's chunks, which each carry running totals); every other event is passed on as
+//! bytes. It can also drop the usage chunk the gateway asked an OpenAI upstream for on its
+//! own behalf (`stream_options.include_usage`), which the app did not ask to see.
+
+use super::anthropic::AUsage;
+use super::gemini::UsageMetadata;
+use super::openai::Usage;
+use super::Wire;
+use crate::telemetry::record::TokenUsage;
+use bytes::{Bytes, BytesMut};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// OpenAI usage in the one shape (reasoning tokens are inside the completion count).
+pub fn from_openai(u: &Usage) -> TokenUsage {
+    TokenUsage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
+        cached_tokens: u.cached_tokens(),
+        cache_write_tokens: 0,
+        reasoning_tokens: u
+            .completion_tokens_details
+            .map_or(0, |d| d.reasoning_tokens),
+    }
+}
+
+/// Anthropic usage: its `input_tokens` leaves out cache reads and writes, which are added.
+fn from_anthropic(u: &AUsage) -> TokenUsage {
+    let read = u.cache_read_input_tokens.unwrap_or(0);
+    let written = u.cache_creation_input_tokens.unwrap_or(0);
+    let prompt = u.input_tokens + read + written;
+    TokenUsage {
+        prompt_tokens: prompt,
+        completion_tokens: u.output_tokens,
+        total_tokens: prompt + u.output_tokens,
+        cached_tokens: read,
+        cache_write_tokens: written,
+        reasoning_tokens: 0,
+    }
+}
+
+/// Gemini usage: thinking tokens are billed as output but counted apart; they are added.
+fn from_gemini(u: &UsageMetadata) -> TokenUsage {
+    let completion = u.candidates_token_count + u.thoughts_token_count;
+    TokenUsage {
+        prompt_tokens: u.prompt_token_count,
+        completion_tokens: completion,
+        total_tokens: u.total_token_count.max(u.prompt_token_count + completion),
+        cached_tokens: u.cached_content_token_count,
+        cache_write_tokens: 0,
+        reasoning_tokens: u.thoughts_token_count,
+    }
+}
+
+#[derive(Deserialize)]
+struct WithUsage<U> {
+    #[serde(default)]
+    usage: Option<U>,
+}
+
+#[derive(Deserialize)]
+struct WithUsageMetadata {
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Option<UsageMetadata>,
+}
+
+/// The usage of a whole answer body in `wire`'s format (Gemini's non-SSE stream is a JSON
+/// array of chunks: the last count wins).
+pub fn of_body(wire: Wire, body: &[u8]) -> Option<TokenUsage> {
+    match wire {
+        Wire::OpenAi => serde_json::from_slice::<WithUsage<Usage>>(body)
+            .ok()?
+            .usage
+            .map(|u| from_openai(&u)),
+        Wire::Anthropic => serde_json::from_slice::<WithUsage<AUsage>>(body)
+            .ok()?
+            .usage
+            .map(|u| from_anthropic(&u)),
+        Wire::Gemini if body.trim_ascii_start().starts_with(b"[") => {
+            serde_json::from_slice::<Vec<WithUsageMetadata>>(body)
+                .ok()?
+                .iter()
+                .rev()
+                .find_map(|c| c.usage_metadata.as_ref().map(from_gemini))
+        }
+        Wire::Gemini => serde_json::from_slice::<WithUsageMetadata>(body)
+            .ok()?
+            .usage_metadata
+            .map(|u| from_gemini(&u)),
+    }
+}
+
+/// How much of the end of a body relayed as it is [`UsageTail`] keeps: the usage object comes
+/// last (OpenAI, Anthropic) or nearly (Gemini), well inside this.
+const TAIL_BYTES: usize = 4096;
+
+/// The end of a whole (non-SSE) body relayed as it is, kept to read its usage at the end
+/// without keeping, or parsing, the rest.
+#[derive(Debug)]
+pub struct UsageTail {
+    wire: Wire,
+    tail: Vec<u8>,
+}
+
+impl UsageTail {
+    pub fn new(wire: Wire) -> UsageTail {
+        UsageTail {
+            wire,
+            tail: Vec::new(),
+        }
+    }
+
+    /// Takes a piece of the body as it goes by.
+    pub fn feed(&mut self, piece: &[u8]) {
+        if piece.len() >= TAIL_BYTES {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&piece[piece.len() - TAIL_BYTES..]);
+            return;
+        }
+        let over = (self.tail.len() + piece.len()).saturating_sub(TAIL_BYTES);
+        self.tail.drain(..over);
+        self.tail.extend_from_slice(piece);
+    }
+
+    /// The usage object nearest the end of the body (the top-level one: nested text cannot
+    /// hold an unescaped `"usage":`).
+    pub fn usage(&self) -> Option<TokenUsage> {
+        let key: &[u8] = match self.wire {
+            Wire::Gemini => b"\"usageMetadata\"",
+            _ => b"\"usage\"",
+        };
+        let at = memchr::memmem::rfind(&self.tail, key)? + key.len();
+        let rest = self.tail[at..].trim_ascii_start().strip_prefix(b":")?;
+        let mut de = serde_json::Deserializer::from_slice(rest);
+        match self.wire {
+            Wire::OpenAi => Usage::deserialize(&mut de).ok().map(|u| from_openai(&u)),
+            Wire::Anthropic => AUsage::deserialize(&mut de)
+                .ok()
+                .map(|u| from_anthropic(&u)),
+            Wire::Gemini => UsageMetadata::deserialize(&mut de)
+                .ok()
+                .map(|u| from_gemini(&u)),
+        }
+    }
+}
+
+/// An OpenAI chunk, as far as the scan needs it.
+#[derive(Deserialize)]
+struct OpenAiChunk {
+    #[serde(default)]
+    choices: Vec<IgnoredAny>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// An Anthropic event, as far as the scan needs it: `message_start` carries the input counts,
+/// `message_delta` the output count (and, from some models, the input counts again).
+#[derive(Deserialize)]
+struct AnthropicEvent {
+    #[serde(default)]
+    message: Option<WithUsage<AUsage>>,
+    #[serde(default)]
+    usage: Option<AUsage>,
+}
+
+/// Scans an SSE stream relayed as it is, for its usage. Hands on whole events only (a
+/// partial one waits for its end, which the app needs before it can use it anyway).
+#[derive(Debug)]
+pub struct UsageTap {
+    wire: Wire,
+    /// Drop OpenAI's usage-only chunk (no choices): the gateway asked for it, not the app.
+    drop_usage_chunk: bool,
+    /// The start of an event whose end has not come yet.
+    carry: BytesMut,
+    usage: Option<TokenUsage>,
+    anthropic: AUsage,
+}
+
+impl UsageTap {
+    pub fn new(wire: Wire, drop_usage_chunk: bool) -> UsageTap {
+        UsageTap {
+            wire,
+            drop_usage_chunk: drop_usage_chunk && wire == Wire::OpenAi,
+            carry: BytesMut::new(),
+            usage: None,
+            anthropic: AUsage::default(),
+        }
+    }
+
+    /// Takes a piece of the stream; returns the whole events it completes, to relay.
+    pub fn feed(&mut self, piece: Bytes) -> Bytes {
+        let joined = if self.carry.is_empty() {
+            piece
+        } else {
+            self.carry.extend_from_slice(&piece);
+            std::mem::take(&mut self.carry).freeze()
+        };
+        let whole = whole_events_len(&joined);
+        self.carry.extend_from_slice(&joined[whole..]);
+        self.scan(joined.slice(..whole))
+    }
+
+    /// At the stream's end: what is left (an event without its blank line still counts).
+    pub fn finish(&mut self) -> Bytes {
+        let rest = std::mem::take(&mut self.carry).freeze();
+        self.scan(rest)
+    }
+
+    /// The counts seen so far (the last report wins; Anthropic's are merged).
+    pub fn usage(&self) -> Option<TokenUsage> {
+        self.usage
+    }
+
+    /// Reads the usage of the events in `events`, dropping the ones that must not reach the
+    /// app. Events that do not mention usage are not parsed at all.
+    fn scan(&mut self, events: Bytes) -> Bytes {
+        if memchr::memmem::find(&events, b"sage").is_none() {
+            return events;
+        }
+        let mut kept: Option<BytesMut> = None;
+        let mut start = 0;
+        for end in event_ends(&events) {
+            let event = &events[start..end];
+            let drop = memchr::memmem::find(event, b"sage").is_some() && self.read(event);
+            match (&mut kept, drop) {
+                (None, true) => kept = Some(BytesMut::from(&events[..start])),
+                (Some(out), false) => out.extend_from_slice(event),
+                _ => {}
+            }
+            start = end;
+        }
+        match kept {
+            Some(mut out) => {
+                out.extend_from_slice(&events[start..]);
+                out.freeze()
+            }
+            None => events,
+        }
+    }
+
+    /// Reads one event's usage; whether the event is to be dropped.
+    fn read(&mut self, event: &[u8]) -> bool {
+        let data = event_data(event);
+        match self.wire {
+            Wire::OpenAi => {
+                let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(&data) else {
+                    return false;
+                };
+                let Some(u) = chunk.usage else { return false };
+                self.usage = Some(from_openai(&u));
+                self.drop_usage_chunk && chunk.choices.is_empty()
+            }
+            Wire::Anthropic => {
+                if let Ok(e) = serde_json::from_slice::<AnthropicEvent>(&data) {
+                    let reported = e.message.and_then(|m| m.usage).into_iter().chain(e.usage);
+                    for u in reported {
+                        merge_anthropic(&mut self.anthropic, &u);
+                        self.usage = Some(from_anthropic(&self.anthropic));
+                    }
+                }
+                false
+            }
+            Wire::Gemini => {
+                if let Ok(c) = serde_json::from_slice::<WithUsageMetadata>(&data) {
+                    if let Some(u) = c.usage_metadata {
+                        self.usage = Some(from_gemini(&u));
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Later Anthropic reports replace what they give: the output count always (it is a running
+/// total), the input counts only when present (`message_delta` usually leaves them out).
+fn merge_anthropic(into: &mut AUsage, report: &AUsage) {
+    into.output_tokens = report.output_tokens;
+    if report.input_tokens > 0 {
+        into.input_tokens = report.input_tokens;
+    }
+    if report.cache_read_input_tokens.is_some() {
+        into.cache_read_input_tokens = report.cache_read_input_tokens;
+    }
+    if report.cache_creation_input_tokens.is_some() {
+        into.cache_creation_input_tokens = report.cache_creation_input_tokens;
+    }
+}
+
+/// The length of the part of `buf` made of whole events: up to and including the last blank
+/// line (`\n\n`, `\r\n\r\n` or `\r\r`, as SSE allows).
+fn whole_events_len(buf: &[u8]) -> usize {
+    event_ends(buf).last().unwrap_or(0)
+}
+
+/// Where each whole event of `buf` ends (just past its blank line).
+fn event_ends(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while let Some(found) = memchr::memchr2(b'\n', b'\r', &buf[at..]) {
+            let eol = at + found;
+            let next = if buf[eol] == b'\r' && buf.get(eol + 1) == Some(&b'\n') {
+                eol + 2
+            } else {
+                eol + 1
+            };
+            at = next;
+            // A line end right after a line end is a blank line: the event ends there.
+            let blank = match buf.get(next) {
+                Some(b'\n') => Some(next + 1),
+                Some(b'\r') if buf.get(next + 1) == Some(&b'\n') => Some(next + 2),
+                // A lone `\r` at the very end may be the first half of `\r\n`: wait.
+                Some(b'\r') if next + 1 < buf.len() => Some(next + 1),
+                _ => None,
+            };
+            if let Some(end) = blank {
+                at = end;
+                return Some(end);
+            }
+        }
+        None
+    })
+}
+
+/// The `data:` lines of one event, joined by `\n` (SSE's rule).
+fn event_data(event: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for line in event.split(|&b| b == b'\n' || b == b'\r') {
+        if let Some(value) = line.strip_prefix(b"data:") {
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+        }
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(tap: &mut UsageTap, stream: &[u8], piece: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in stream.chunks(piece) {
+            out.extend_from_slice(&tap.feed(Bytes::copy_from_slice(part)));
+        }
+        out.extend_from_slice(&tap.finish());
+        out
+    }
+
+    const OPENAI: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9,\
+\"prompt_tokens_details\":{\"cached_tokens\":3},\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\n\
+data: [DONE]\n\n";
+
+    #[test]
+    fn openai_usage_is_read_and_the_stream_kept_whole_in_any_pieces() {
+        for piece in [1, 2, 5, 17, OPENAI.len()] {
+            let mut tap = UsageTap::new(Wire::OpenAi, false);
+            assert_eq!(relay(&mut tap, OPENAI, piece), OPENAI, "pieces of {piece}");
+            let u = tap.usage().unwrap();
+            assert_eq!(
+                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+                (7, 2, 9)
+            );
+            assert_eq!((u.cached_tokens, u.reasoning_tokens), (3, 1));
+        }
+    }
+
+    #[test]
+    fn the_usage_chunk_the_gateway_asked_for_is_dropped() {
+        for piece in [1, 3, 64, OPENAI.len()] {
+            let mut tap = UsageTap::new(Wire::OpenAi, true);
+            let out = String::from_utf8(relay(&mut tap, OPENAI, piece)).unwrap();
+            assert_eq!(
+                out,
+                "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+            );
+            assert_eq!(tap.usage().unwrap().total_tokens, 9);
+        }
+    }
+
+    #[test]
+    fn partial_events_wait_for_their_end() {
+        let mut tap = UsageTap::new(Wire::OpenAi, false);
+        assert!(tap.feed(Bytes::from_static(b"data: {\"a\"")).is_empty());
+        assert_eq!(
+            &tap.feed(Bytes::from_static(b":1}\n\ndata: x"))[..],
+            b"data: {\"a\":1}\n\n"
+        );
+        assert_eq!(&tap.finish()[..], b"data: x");
+    }
+
+    #[test]
+    fn crlf_events_are_split_too() {
+        let stream = b"data: {\"choices\":[]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        assert_eq!(event_ends(stream).collect::<Vec<_>>(), vec![24, 40]);
+        assert_eq!(event_ends(b"data: a\r\rdata: b\r\rx").count(), 2);
+        // A `\r` at the very end may be the first half of a `\r\n`: the event waits.
+        assert_eq!(event_ends(b"data: a\r\rdata: b\r\r").count(), 1);
+        assert_eq!(whole_events_len(b"data: a\r"), 0);
+    }
+
+    #[test]
+    fn anthropic_counts_are_merged_from_start_and_delta() {
+        let stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":4,\"cache_creation_input_tokens\":6,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"x\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let mut tap = UsageTap::new(Wire::Anthropic, true);
+        assert_eq!(relay(&mut tap, stream, 9), stream);
+        let u = tap.usage().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (20, 15));
+        assert_eq!((u.cached_tokens, u.cache_write_tokens), (4, 6));
+    }
+
+    #[test]
+    fn gemini_running_totals_keep_the_last() {
+        let stream = b"data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesTokenCount\":1}}\r\n\r\n\
+data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesTokenCount\":8,\"thoughtsTokenCount\":3,\"totalTokenCount\":16}}\r\n\r\n";
+        let mut tap = UsageTap::new(Wire::Gemini, false);
+        assert_eq!(relay(&mut tap, stream, 7), stream);
+        let u = tap.usage().unwrap();
+        assert_eq!(
+            (u.completion_tokens, u.reasoning_tokens, u.total_tokens),
+            (11, 3, 16)
+        );
+    }
+
+    #[test]
+    fn the_tail_of_a_body_tells_its_usage() {
+        let mut body = br#"{"id":"x","choices":[{"message":{"content":"say \"usage\": 5"}}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7},"system_fingerprint":"fp"}"#.to_vec();
+        let pad = vec![b' '; 10_000];
+        body.splice(1..1, pad);
+        for piece in [1, 7, 100, body.len()] {
+            let mut tail = UsageTail::new(Wire::OpenAi);
+            body.chunks(piece).for_each(|p| tail.feed(p));
+            assert_eq!(tail.usage().map(|u| u.total_tokens), Some(7), "{piece}");
+        }
+        let mut gemini = UsageTail::new(Wire::Gemini);
+        gemini.feed(br#"{"candidates":[],"usageMetadata": {"promptTokenCount":2,"candidatesTokenCount":1}}"#);
+        assert_eq!(gemini.usage().map(|u| u.total_tokens), Some(3));
+        let mut none = UsageTail::new(Wire::Anthropic);
+        none.feed(b"{\"content\":[]}");
+        assert_eq!(none.usage(), None);
+    }
+
+    #[test]
+    fn whole_bodies() {
+        let openai = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        assert_eq!(of_body(Wire::OpenAi, openai).unwrap().total_tokens, 7);
+        let anthropic = br#"{"content":[],"usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":2}}"#;
+        let u = of_body(Wire::Anthropic, anthropic).unwrap();
+        assert_eq!((u.prompt_tokens, u.cached_tokens), (5, 2));
+        let gemini_array = br#"[{"usageMetadata":{"promptTokenCount":1}},{"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3}}]"#;
+        assert_eq!(of_body(Wire::Gemini, gemini_array).unwrap().total_tokens, 5);
+        assert_eq!(of_body(Wire::OpenAi, b"not json"), None);
+        assert_eq!(of_body(Wire::OpenAi, br#"{"choices":[]}"#), None);
+    }
+}
