@@ -193,9 +193,9 @@ impl RequestRecord {
         self.upstream_started.map(|t| t - self.started)
     }
 
-    /// Notes the first body byte written, for streams (the first one counts).
+    /// Notes the first body byte written: for streams, their time to first token.
     pub fn first_byte(&mut self) {
-        if self.time_to_first_token.is_none() {
+        if self.stream && self.time_to_first_token.is_none() {
             self.time_to_first_token = Some(self.started.elapsed());
         }
     }

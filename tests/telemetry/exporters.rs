@@ -1,0 +1,240 @@
+//! The exporters against real files and mock receivers; what text and keys reach them.
+
+use crate::support::{client, Mock, Sidecar};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A sidecar whose `oa` provider is `openai`, exporting to a jsonl file and to `respan`.
+async fn exporting(openai: &Mock, respan: &Mock, jsonl: &std::path::Path, extra: &str) -> Sidecar {
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-configured-secret\n\
+         telemetry:\n{extra}  exporters:\n    - type: jsonl\n      path: \"{}\"\n\
+         \x20   - type: respan\n      endpoint: \"{}\"\n      api_key: rk-respan-secret\n",
+        openai.url("/v1"),
+        jsonl.display(),
+        respan.url("/api/request-logs/bulk/"),
+    );
+    Sidecar::start(&config).await
+}
+
+/// Waits until `check` holds (exporters batch for a fraction of a second).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn chat(sidecar: &Sidecar, body: Value) -> String {
+    let r = client()
+        .post(sidecar.url("/v1/chat/completions"))
+        .bearer_auth("sk-app-own-secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["x-respan-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_trace_reaches_the_jsonl_file_and_respan() {
+    let (openai, respan) = (Mock::start().await, Mock::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traces").join("t.jsonl");
+    let sidecar = exporting(&openai, &respan, &path, "").await;
+    let body = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "export me"}],
+        "customer_identifier": "cust-1", "thread_identifier": "th-1", "metadata": {"k": "v"}});
+    let first = chat(&sidecar, body.clone()).await;
+    let second = chat(
+        &sidecar,
+        json!({"stream": true, "model": "gpt-4.1",
+        "messages": [{"role": "user", "content": "stream me"}]}),
+    )
+    .await;
+    eventually("two jsonl lines", || lines(&path).len() == 2).await;
+    let written = lines(&path);
+    assert_eq!(written[0]["request_id"], first.as_str());
+    assert_eq!(written[1]["request_id"], second.as_str());
+    assert_eq!(written[0]["input"][0]["content"], "export me");
+    assert_eq!(written[1]["output"]["content"], "mock answer");
+    // The same record as /api/traces.
+    let api = crate::trace_of(&sidecar, &first).await;
+    assert_eq!(api, written[0]);
+
+    eventually("respan logs", || {
+        respan
+            .received()
+            .iter()
+            .map(|r| r.json()["logs"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+            == 2
+    })
+    .await;
+    let posted = respan.received();
+    assert_eq!(posted[0].path, "/api/request-logs/bulk/");
+    assert_eq!(
+        posted[0].header("authorization"),
+        Some("Bearer rk-respan-secret")
+    );
+    let logs: Vec<Value> = posted
+        .iter()
+        .flat_map(|r| r.json()["logs"].as_array().unwrap().clone())
+        .collect();
+    let log = &logs[0];
+    assert_eq!(log["model"], "gpt-4.1");
+    assert_eq!(log["log_type"], "chat");
+    assert_eq!(log["input"][0]["content"], "export me");
+    assert_eq!(log["output"]["content"], "mock answer");
+    assert_eq!(log["prompt_tokens"], 5);
+    assert_eq!(log["completion_tokens"], 2);
+    assert_eq!(log["customer_identifier"], "cust-1");
+    assert_eq!(log["thread_identifier"], "th-1");
+    assert_eq!(log["metadata"], json!({"k": "v"}));
+    assert_eq!(log["status_code"], 200);
+    assert_eq!(log["provider_id"], "openai");
+    // Seconds, not milliseconds.
+    assert!(log["latency"].as_f64().unwrap() < 5.0);
+    assert!(log["cost"].as_f64().unwrap() > 0.0);
+    assert_eq!(logs[1]["stream"], true);
+    assert!(logs[1]["time_to_first_token"].as_f64().unwrap() > 0.0);
+    let exported = sidecar
+        .metric(
+            "respan_trace_exports_total",
+            &[("exporter", "jsonl"), ("result", "ok")],
+        )
+        .await;
+    assert_eq!(exported, 2.0);
+}
+
+#[tokio::test]
+async fn disable_log_and_keys_leave_no_trace_anywhere() {
+    let (openai, respan) = (Mock::start().await, Mock::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let sidecar = exporting(&openai, &respan, &path, "").await;
+    let id = chat(
+        &sidecar,
+        json!({"model": "gpt-4.1", "stream": true, "disable_log": true,
+            "messages": [{"role": "user", "content": "TOP-SECRET-PROMPT"}],
+            "customer_credentials": {"oa": {"api_key": "sk-customer-secret"}}}),
+    )
+    .await;
+    // The customer's key did go upstream: it is the request's credential.
+    assert_eq!(
+        openai.last().header("authorization"),
+        Some("Bearer sk-customer-secret")
+    );
+    eventually("the jsonl line", || lines(&path).len() == 1).await;
+    eventually("the respan log", || respan.count() == 1).await;
+    let api = crate::trace_of(&sidecar, &id).await;
+    assert_eq!(
+        api["usage"]["total_tokens"], 7,
+        "timings and tokens are kept"
+    );
+    let outputs = [
+        api.to_string(),
+        std::fs::read_to_string(&path).unwrap(),
+        String::from_utf8_lossy(&respan.last().body).into_owned(),
+        sidecar.log(),
+        client()
+            .get(sidecar.admin_url("/config"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    ];
+    for text in &outputs {
+        for secret in [
+            "TOP-SECRET-PROMPT",
+            "mock answer",
+            "sk-customer-secret",
+            "sk-configured-secret",
+            "sk-app-own-secret",
+            "rk-respan-secret",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked into: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn capture_content_off_keeps_text_out_of_every_trace() {
+    let (openai, respan) = (Mock::start().await, Mock::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let sidecar = exporting(&openai, &respan, &path, "  capture_content: false\n").await;
+    let id = chat(
+        &sidecar,
+        json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "PRIVATE-TEXT"}]}),
+    )
+    .await;
+    eventually("the jsonl line", || lines(&path).len() == 1).await;
+    let api = crate::trace_of(&sidecar, &id).await;
+    assert!(
+        api.get("input").is_none() && api.get("output").is_none(),
+        "{api}"
+    );
+    assert!(!std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("PRIVATE-TEXT"));
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_and_counted_without_slowing_requests() {
+    let openai = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port: every export fails.
+    let dead = format!(
+        "http://127.0.0.1:{}/api/request-logs/bulk/",
+        crate::support::free_port()
+    );
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-x\n\
+         telemetry:\n  exporters:\n    - type: respan\n      endpoint: \"{dead}\"\n      api_key: rk\n",
+        openai.url("/v1"),
+    );
+    let _ = dir;
+    let sidecar = Sidecar::start(&config).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        chat(
+            &sidecar,
+            json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "requests waited on the exporter"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let errors = sidecar
+            .metric(
+                "respan_trace_exports_total",
+                &[("exporter", "respan"), ("result", "error")],
+            )
+            .await;
+        if errors == 5.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "errors counted: {errors}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sidecar.log().contains("trace export failed"));
+}
