@@ -11,8 +11,11 @@ use super::answer::{is_event_stream, read_failure, Answer, BodyReader, Held, Set
 use super::client_gone::or_client_gone;
 use super::ctx::RequestCtx;
 use super::respond::{add_respan_headers, frame};
+use crate::endpoint::Ingress;
 use crate::error::{stream_error_event, GatewayError};
+use crate::telemetry::breakdown;
 use crate::telemetry::record::BodyEnd;
+use crate::translate::sse::write_json;
 use crate::translate::usage;
 use crate::translate::{translate_error, ResponsePlan, StreamFailure};
 use crate::upstream::{ReadLimits, Upstream};
@@ -22,6 +25,7 @@ use http::response::Parts;
 use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use serde_json::{json, Value};
 
 /// How a relay ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,7 +82,8 @@ pub async fn relay(
             };
             relay_stream(session, ctx, &mut answer, head, held, limits).await
         }
-        (Some(head), None) if plan.is_identity() => {
+        // A whole answer that gets a breakdown is read whole, to add it.
+        (Some(head), None) if plan.is_identity() && !whole_with_breakdown(ctx, &answer, &head) => {
             let as_is = Held {
                 reader: BodyReader::as_is(&plan, is_event_stream(&head.headers)),
                 preamble: Vec::new(),
@@ -166,7 +171,43 @@ async fn relay_stream(
         pump(session, ctx, answer, &mut reader, preamble, limits, sse).await
     };
     ctx.record.usage = reader.usage();
-    last
+    match last {
+        Ok(Last::Piece(end)) if sse && ctx.record.request_breakdown => {
+            let breakdown = breakdown::of(&ctx.record, 200);
+            Ok(Last::Piece(with_breakdown_event(
+                &end,
+                ctx.endpoint.ingress(),
+                &breakdown,
+            )))
+        }
+        other => other,
+    }
+}
+
+/// Whether a whole answer is to get a breakdown: a success the app asked one for.
+fn whole_with_breakdown(ctx: &RequestCtx, answer: &Answer, head: &Parts) -> bool {
+    ctx.record.request_breakdown
+        && (200..300).contains(&answer.status())
+        && !is_event_stream(&head.headers)
+}
+
+/// The last piece of a stream with the breakdown event added: before OpenAI's `[DONE]` (the
+/// last data event before it), at the end for the other formats, which have no end marker
+/// (Anthropic's as an event of its own name, which the SDKs skip).
+fn with_breakdown_event(end: &[u8], ingress: Ingress, breakdown: &Value) -> Bytes {
+    let value = json!({ "request_breakdown": breakdown });
+    let mut event = Vec::new();
+    let name = (ingress == Ingress::Anthropic).then_some("request_breakdown");
+    write_json(&mut event, name, &value);
+    let at = match ingress {
+        Ingress::OpenAi => memchr::memmem::rfind(end, b"data: [DONE]").unwrap_or(end.len()),
+        Ingress::Anthropic | Ingress::Gemini => end.len(),
+    };
+    let mut out = Vec::with_capacity(end.len() + event.len());
+    out.extend_from_slice(&end[..at]);
+    out.extend_from_slice(&event);
+    out.extend_from_slice(&end[at..]);
+    out.into()
 }
 
 /// Relays the rest of a body but its last piece. `pending` (what was held back, already in
@@ -288,8 +329,17 @@ async fn relay_whole(
     };
     let (status, body) = if (200..300).contains(&status) {
         ctx.record.usage = usage::of_body(plan.from, &body);
-        match plan.translate_body(&body) {
-            Ok(translated) => (status, translated),
+        let body = if plan.is_identity() {
+            Ok(body)
+        } else {
+            plan.translate_body(&body)
+        };
+        match body {
+            Ok(body) if ctx.record.request_breakdown => {
+                let breakdown = breakdown::of(&ctx.record, status);
+                (status, breakdown::add_to_body(body, &breakdown))
+            }
+            Ok(body) => (status, body),
             Err(e) => {
                 return Err(
                     answer_error(session, ctx, GatewayError::NoUpstream(e.to_string())).await,

@@ -6,6 +6,7 @@
 //! by a `Transcriber` that `translate` hands in).
 
 pub mod access_log;
+pub mod breakdown;
 pub mod capture;
 pub mod cost;
 pub mod export;

@@ -373,3 +373,67 @@ async fn tokens_and_cost_are_counted_in_the_metrics() {
         .await;
     assert!((cost - 0.000026).abs() < 1e-12, "{cost}");
 }
+
+#[tokio::test]
+async fn request_breakdown_comes_back_in_the_answer() {
+    let t = three().await;
+    for model in ["gpt-4.1", "claude-haiku-4-5"] {
+        let body = chat(
+            model,
+            "hi",
+            json!({"request_breakdown": true, "metadata": {"k": "v"}}),
+        );
+        let (status, _, text) = post(&t.sidecar, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            answer["choices"][0]["message"]["content"], "mock answer",
+            "{model}"
+        );
+        let b = &answer["request_breakdown"];
+        assert_eq!(b["prompt_tokens"], 5, "{model}: {answer}");
+        assert_eq!(b["completion_tokens"], 2);
+        assert_eq!(b["model"], model);
+        assert_eq!(b["status_code"], 200);
+        assert_eq!(b["stream"], false);
+        assert_eq!(b["attempts"], 1);
+        assert_eq!(b["cached"], false);
+        assert_eq!(b["metadata"], json!({"k": "v"}));
+        assert!(b["cost"].as_f64().unwrap() > 0.0);
+        assert!(b["latency"].as_f64().unwrap() > 0.0);
+        assert!(b["routing_time"].as_f64().unwrap() >= 0.0);
+        assert!(b["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    // Streams: one more data event, the last before [DONE].
+    let body = chat(
+        "claude-haiku-4-5",
+        "hi",
+        json!({"request_breakdown": true, "stream": true}),
+    );
+    let (_, _, text) = post(&t.sidecar, "/v1/chat/completions", &body).await;
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.last(), Some(&"data: [DONE]"));
+    let last: Value =
+        serde_json::from_str(events[events.len() - 2].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(last["request_breakdown"]["completion_tokens"], 2, "{text}");
+    assert_eq!(last["request_breakdown"]["stream"], true);
+    assert!(last["request_breakdown"]["ttft"].as_f64().unwrap() > 0.0);
+    // The Anthropic path: an event of its own name, after the rest.
+    let anthropic = json!({"model": "claude-haiku-4-5", "max_tokens": 10, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}], "request_breakdown": true});
+    let (_, _, text) = post(&t.sidecar, "/v1/messages", &anthropic).await;
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(
+        last.starts_with("event: request_breakdown\ndata: "),
+        "{text}"
+    );
+    assert!(last.contains("\"prompt_tokens\":5"), "{last}");
+    // Without the parameter, nothing is added.
+    let (_, _, text) = post(
+        &t.sidecar,
+        "/v1/chat/completions",
+        &chat("gpt-4.1", "hi", json!({})),
+    )
+    .await;
+    assert!(!text.contains("request_breakdown"));
+}
