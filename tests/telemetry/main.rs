@@ -7,6 +7,7 @@
 mod support;
 
 mod exporters;
+mod metrics;
 mod records;
 
 use serde_json::Value;
