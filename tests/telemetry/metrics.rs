@@ -81,13 +81,16 @@ async fn the_exposition_passes_promtool_and_has_every_contract_metric() {
     assert!(report.trim().is_empty(), "promtool lint: {report}");
 }
 
-/// A Prometheus server killed when dropped.
-struct Prometheus(std::process::Child, tempfile::TempDir);
+/// A Prometheus server killed when dropped (before its data directory goes).
+struct Prometheus {
+    child: std::process::Child,
+    _data: tempfile::TempDir,
+}
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -116,7 +119,7 @@ async fn a_real_prometheus_scrapes_the_admin_port() {
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus (Debian package prometheus) must be installed: .ci/run installs it");
-    let _prometheus = Prometheus(child, dir);
+    let _prometheus = Prometheus { child, _data: dir };
     let query = format!(
         "http://127.0.0.1:{port}/api/v1/query?query=respan_requests_total%7Bmodel%3D%22gpt-*%22%2Cstatus%3D%22200%22%7D"
     );
