@@ -238,3 +238,123 @@ async fn a_failing_receiver_is_retried_and_counted_without_slowing_requests() {
     }
     assert!(sidecar.log().contains("trace export failed"));
 }
+
+/// The attributes of an OTLP span as a JSON object (arrays as JSON arrays).
+fn attributes(
+    span: &opentelemetry_proto::tonic::trace::v1::Span,
+) -> serde_json::Map<String, Value> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    fn plain(v: &V) -> Value {
+        match v {
+            V::StringValue(s) => json!(s),
+            V::IntValue(i) => json!(i),
+            V::DoubleValue(d) => json!(d),
+            V::BoolValue(b) => json!(b),
+            V::ArrayValue(a) => a
+                .values
+                .iter()
+                .filter_map(|x| x.value.as_ref().map(plain))
+                .collect(),
+            _ => Value::Null,
+        }
+    }
+    span.attributes
+        .iter()
+        .filter_map(|kv| Some((kv.key.clone(), plain(kv.value.as_ref()?.value.as_ref()?))))
+        .collect()
+}
+
+#[tokio::test]
+async fn otlp_spans_follow_the_genai_conventions_and_the_apps_trace() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let (openai, collector, json_collector) = (
+        Mock::start().await,
+        Mock::start().await,
+        Mock::start().await,
+    );
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-x\n\
+         telemetry:\n  exporters:\n    - type: otlp_http\n      endpoint: \"{}\"\n      headers: {{x-collector-token: tok}}\n\
+         \x20   - type: otlp_http\n      endpoint: \"{}\"\n      encoding: json\n",
+        openai.url("/v1"),
+        collector.url("/v1/traces"),
+        json_collector.url("/v1/traces"),
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let r = client()
+        .post(sidecar.url("/v1/chat/completions"))
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .json(
+            &json!({"model": "gpt-4.1", "thread_identifier": "th-9", "metadata": {"team": "x"},
+            "messages": [{"role": "user", "content": "otlp me"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-respan-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    eventually("the protobuf export", || collector.count() == 1).await;
+    let received = collector.last();
+    assert_eq!(received.path, "/v1/traces");
+    assert_eq!(
+        received.header("content-type"),
+        Some("application/x-protobuf")
+    );
+    assert_eq!(received.header("x-collector-token"), Some("tok"));
+    let request = ExportTraceServiceRequest::decode(received.body.as_ref()).unwrap();
+    let resource = request.resource_spans[0].resource.as_ref().unwrap();
+    assert_eq!(resource.attributes[0].key, "service.name");
+    let span = &request.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.name, "chat gpt-4.1");
+    assert_eq!(span.kind, 3, "CLIENT");
+    assert_eq!(
+        span.trace_id,
+        [
+            0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80,
+            0x31, 0x9c
+        ]
+    );
+    assert_eq!(
+        span.parent_span_id,
+        [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31]
+    );
+    assert!(span.end_time_unix_nano > span.start_time_unix_nano);
+    let a = attributes(span);
+    assert_eq!(a["gen_ai.operation.name"], "chat");
+    assert_eq!(a["gen_ai.provider.name"], "openai");
+    assert_eq!(a["gen_ai.request.model"], "gpt-4.1");
+    assert_eq!(a["gen_ai.response.model"], "gpt-4.1");
+    assert_eq!(a["gen_ai.usage.input_tokens"], 5);
+    assert_eq!(a["gen_ai.usage.output_tokens"], 2);
+    assert_eq!(a["gen_ai.response.finish_reasons"], json!(["stop"]));
+    assert_eq!(a["gen_ai.conversation.id"], "th-9");
+    assert_eq!(a["respan.request_id"], id.as_str());
+    assert_eq!(a["respan.metadata.team"], "x");
+    assert_eq!(a["respan.provider"], "oa");
+    assert!(a["respan.cost_usd"].as_f64().unwrap() > 0.0);
+    assert!(a["gen_ai.input.messages"]
+        .as_str()
+        .unwrap()
+        .contains("otlp me"));
+    assert!(a["gen_ai.output.messages"]
+        .as_str()
+        .unwrap()
+        .contains("mock answer"));
+
+    eventually("the JSON export", || json_collector.count() == 1).await;
+    let received = json_collector.last();
+    assert_eq!(received.header("content-type"), Some("application/json"));
+    let v = received.json();
+    let span = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    // OTLP/JSON: ids in hex, names in camelCase.
+    assert_eq!(span["traceId"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(span["parentSpanId"], "b7ad6b7169203331");
+    assert_eq!(span["name"], "chat gpt-4.1");
+}

@@ -5,6 +5,7 @@
 
 mod http;
 mod jsonl;
+mod otlp;
 pub mod respan;
 
 use super::capture::Transcriber;
@@ -94,6 +95,7 @@ pub fn exporter(
 /// One exporter's destination, with what it keeps between batches.
 enum Sink {
     Jsonl(jsonl::Jsonl),
+    Otlp(otlp::Otlp),
     Respan(respan::Respan),
 }
 
@@ -104,16 +106,18 @@ impl Sink {
             Destination::Respan { endpoint, api_key } => {
                 Sink::Respan(respan::Respan::new(endpoint, api_key)?)
             }
-            // Until its exporter lands, refused at start rather than silently idle.
-            Destination::OtlpHttp { .. } => {
-                return Err("the otlp_http exporter is not available yet".into())
-            }
+            Destination::OtlpHttp {
+                endpoint,
+                encoding,
+                headers,
+            } => Sink::Otlp(otlp::Otlp::new(endpoint, encoding, headers)?),
         })
     }
 
     fn name(&self) -> &'static str {
         match self {
             Sink::Jsonl(_) => "jsonl",
+            Sink::Otlp(_) => "otlp_http",
             Sink::Respan(_) => "respan",
         }
     }
@@ -121,6 +125,7 @@ impl Sink {
     async fn send(&mut self, batch: &[Arc<Trace>], t: &Transcriber) -> Result<(), Failure> {
         match self {
             Sink::Jsonl(s) => s.write(batch, t).map_err(Failure::retry),
+            Sink::Otlp(s) => s.send(batch, t).await,
             Sink::Respan(s) => s.send(batch, t).await,
         }
     }
