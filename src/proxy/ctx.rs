@@ -4,6 +4,7 @@ use crate::endpoint::Endpoint;
 use crate::state::Snapshot;
 use crate::telemetry::metrics::InflightGuard;
 use crate::telemetry::record::RequestRecord;
+use crate::translate::usage::UsageTail;
 use std::fmt;
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     /// Everything the request's metrics and trace are made of, filled in as it goes.
     pub record: RequestRecord,
+    /// A passthrough answer's end, kept for its usage.
+    pub passthrough_tail: Option<UsageTail>,
     _inflight: InflightGuard,
 }
 
@@ -27,6 +30,7 @@ impl RequestCtx {
             endpoint: Endpoint::NotFound,
             snapshot: None,
             record: RequestRecord::new(),
+            passthrough_tail: None,
             _inflight: InflightGuard::new(),
         }
     }

@@ -139,7 +139,22 @@ impl ProxyHttp for Gateway {
         for (name, value) in respond::respan_headers(ctx) {
             upstream_response.insert_header(name, value)?;
         }
+        let limit = self.telemetry.capture_limit(&ctx.record);
+        passthrough::observe_head(upstream_response, ctx, limit);
         Ok(())
+    }
+
+    /// A passthrough answer's body as it goes by, untouched: kept (bounded) for its trace,
+    /// and its end for its usage.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        passthrough::observe_body(body.as_deref(), end_of_stream, ctx);
+        Ok(None)
     }
 
     /// A passthrough that failed: answered in OpenAI shape (502, or 504 on a timeout) unless

@@ -2,14 +2,18 @@
 //! first provider of type openai through Pingora's own proxy loop, which streams request and
 //! answer bodies of any size. Only the path prefix, `Host` and the key are changed.
 
+use super::answer::is_event_stream;
 use super::ctx::RequestCtx;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::GatewayError;
 use crate::params::RespanParams;
 use crate::providers;
 use crate::state::Snapshot;
+use crate::telemetry::capture::Format;
+use crate::translate::usage::UsageTail;
+use crate::translate::Wire;
 use crate::upstream::Upstream;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorType};
 
@@ -76,6 +80,29 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()>
 
 fn internal(e: impl ToString) -> Box<Error> {
     Error::explain(ErrorType::InternalError, e.to_string())
+}
+
+/// Starts watching a passthrough answer: a stream or not, captured up to `limit`.
+pub fn observe_head(head: &ResponseHeader, ctx: &mut RequestCtx, limit: usize) {
+    let sse = is_event_stream(&head.headers);
+    ctx.record.stream = sse;
+    ctx.record.output.start(Format::Raw, sse, limit);
+    ctx.passthrough_tail = Some(UsageTail::new(Wire::OpenAi));
+}
+
+/// A piece of a passthrough answer going by (as it is: nothing is changed).
+pub fn observe_body(piece: Option<&[u8]>, end: bool, ctx: &mut RequestCtx) {
+    let Some(tail) = ctx.passthrough_tail.as_mut() else {
+        return;
+    };
+    if let Some(piece) = piece.filter(|p| !p.is_empty()) {
+        tail.feed(piece);
+        ctx.record.output.push(piece);
+        ctx.record.first_byte();
+    }
+    if end {
+        ctx.record.usage = tail.usage();
+    }
 }
 
 /// The gateway error for a failed passthrough, for an answer in OpenAI shape.

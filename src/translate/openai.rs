@@ -267,16 +267,26 @@ pub struct Choice {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// Also read from the Responses API's shape (`input_tokens`, `output_tokens`, ...), which
+/// passthrough answers carry.
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "input_tokens_details",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "output_tokens_details",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
 }
 

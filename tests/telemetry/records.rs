@@ -437,3 +437,50 @@ async fn request_breakdown_comes_back_in_the_answer() {
     .await;
     assert!(!text.contains("request_breakdown"));
 }
+
+#[tokio::test]
+async fn passthrough_answers_give_their_usage_and_text_to_the_trace() {
+    let t = three().await;
+    t.openai.push(Reply::status(
+        200,
+        json!({"id": "resp_1", "object": "response", "output": [{"type": "message",
+            "content": [{"type": "output_text", "text": "passed through"}]}],
+            "usage": {"input_tokens": 11, "output_tokens": 4, "total_tokens": 15,
+                "input_tokens_details": {"cached_tokens": 3}}}),
+    ));
+    let body = json!({"model": "gpt-4.1", "input": "hi"});
+    let (status, id, text) = post(&t.sidecar, "/v1/responses", &body).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("passed through"));
+    let r = trace_of(&t.sidecar, &id).await;
+    assert_eq!(r["endpoint"], "passthrough");
+    assert_eq!(r["usage"]["prompt_tokens"], 11);
+    assert_eq!(r["usage"]["completion_tokens"], 4);
+    assert_eq!(r["usage"]["cached_tokens"], 3);
+    assert!(r["output"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("passed through"));
+
+    let completed = json!({"type": "response.completed", "response": {"id": "resp_2",
+        "usage": {"input_tokens": 8, "output_tokens": 2, "total_tokens": 10}}});
+    t.openai.push(Reply::Sse {
+        blocks: vec![
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hey\"}".into(),
+            format!("event: response.completed\ndata: {completed}"),
+        ],
+        gap: std::time::Duration::ZERO,
+        cut_after: None,
+    });
+    let (status, id, _) = post(
+        &t.sidecar,
+        "/v1/responses",
+        &json!({"model": "gpt-4.1", "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let r = trace_of(&t.sidecar, &id).await;
+    assert_eq!(r["stream"], true);
+    assert_eq!(r["usage"]["total_tokens"], 10);
+    assert!(r["ttft_ms"].as_f64().is_some());
+}
