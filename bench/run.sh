@@ -37,6 +37,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 mock_port=18181 nginx_port=18182 sidecar_port=18183 admin_port=18184
+telemetry_port=18185 telemetry_admin_port=18186
 
 taskset -c 1 "$bin/examples/mock_upstream" "$mock_port" "$gap_ms" >/dev/null &
 pids+=($!)
@@ -93,8 +94,26 @@ RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/sidecar.yaml"
 pids+=($!)
 sidecar_pid=$!
 
+# The same sidecar with all three exporters on, to local sinks (the mock answers any path
+# 200; the jsonl file is on local disk): the "telemetry" target.
+sed -e "s/$sidecar_port/$telemetry_port/" -e "s/$admin_port/$telemetry_admin_port/" "$work/sidecar.yaml" > "$work/telemetry.yaml"
+cat >> "$work/telemetry.yaml" <<YAML
+telemetry:
+  exporters:
+    - type: otlp_http
+      endpoint: "http://127.0.0.1:$mock_port/v1/traces"
+    - type: jsonl
+      path: "$work/traces.jsonl"
+    - type: respan
+      endpoint: "http://127.0.0.1:$mock_port/api/request-logs/bulk/"
+      api_key: "bench"
+YAML
+RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/telemetry.yaml" &
+pids+=($!)
+telemetry_pid=$!
+
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"
+wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"; wait_port "$telemetry_port"
 sleep 0.3
 rss_kib() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
 sidecar_idle_rss=$(rss_kib "$sidecar_pid" VmRSS)
@@ -125,12 +144,13 @@ for mode in json stream; do
       rate=(--rate "$per_s"); c="64@$per_s/s"
     fi
     for round in $(seq "$rounds"); do
-      for target in direct nginx sidecar direct-anthropic translated; do
+      for target in direct nginx sidecar telemetry direct-anthropic translated; do
         body="$work/$mode.body"; path=/v1/chat/completions
         case $target in
           direct) port=$mock_port; watch=() ;;
           nginx) port=$nginx_port; watch=(--pid "$nginx_worker") ;;
           sidecar) port=$sidecar_port; watch=(--pid "$sidecar_pid") ;;
+          telemetry) port=$telemetry_port; watch=(--pid "$telemetry_pid") ;;
           direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
           translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
         esac
@@ -144,13 +164,15 @@ for mode in json stream; do
   done
 done
 sidecar_peak_rss=$(rss_kib "$sidecar_pid" VmHWM)
+telemetry_peak_rss=$(rss_kib "$telemetry_pid" VmHWM)
+exported=$(wc -l < "$work/traces.jsonl")
 nginx_peak_rss=$(( $(rss_kib "$nginx_master" VmHWM) + $(rss_kib "$nginx_worker" VmHWM) ))
 
-python3 - "$results" "$sidecar_idle_rss" "$sidecar_peak_rss" "$nginx_idle_rss" "$nginx_peak_rss" "$gap_ms" "$rounds" <<'PY'
+python3 - "$results" "$sidecar_idle_rss" "$sidecar_peak_rss" "$nginx_idle_rss" "$nginx_peak_rss" "$gap_ms" "$rounds" "$telemetry_peak_rss" "$exported" <<'PY'
 import json, statistics, sys
 from collections import defaultdict
 rows = [json.loads(l) for l in open(sys.argv[1])]
-s_idle, s_peak, n_idle, n_peak, gap, rounds = (int(x) for x in sys.argv[2:8])
+s_idle, s_peak, n_idle, n_peak, gap, rounds, t_peak, exported = (int(x) for x in sys.argv[2:10])
 runs = defaultdict(dict)  # (mode, c, target) -> {round: result}
 for r in rows:
     runs[(r["mode"], r["c"], r["target"])][r["round"]] = r["r"]
@@ -167,7 +189,7 @@ for (mode, c, target) in runs:
     added = lambda f: "" if target.startswith("direct") else f"{(med(key, f) - med(direct, f)) / 1000:+.3f}"
     cpu = "" if target.startswith("direct") else f"{med(key, 'cpu_ms_per_req'):.4f}"
     ratio = ""
-    if target in ("sidecar", "translated"):
+    if target in ("sidecar", "telemetry", "translated"):
         # Each round's CPU against nginx's in the same round.
         per_round = [r["cpu_ms_per_req"] / runs[nginx][n]["cpu_ms_per_req"]
                      for n, r in runs[key].items() if runs[nginx][n]["cpu_ms_per_req"]]
@@ -176,4 +198,11 @@ for (mode, c, target) in runs:
     print(f"| {mode} | {c} | {target} | {med(key, 'rps'):.0f} | {ms(med(key, 'p50_us'))} | {ms(med(key, 'p99_us'))} | "
           f"{added('p50_us')} | {added('p99_us')} | {ms(med(key, 'ttfb_p50_us'))} | {added('ttfb_p50_us')} | {cpu} | {ratio} | {errors} |")
 print(f"\nRSS idle / peak: respan-sidecar {s_idle/1024:.1f} / {s_peak/1024:.1f} MiB; nginx (master+worker) {n_idle/1024:.1f} / {n_peak/1024:.1f} MiB")
+print(f"telemetry (otlp_http + jsonl + respan exporters on): peak RSS {t_peak/1024:.1f} MiB, {exported} traces in the jsonl file")
+for mode in ("json", "stream"):
+    for c in sorted({k[1] for k in runs if k[0] == mode}):
+        on, off = (mode, c, "telemetry"), (mode, c, "sidecar")
+        if on in runs and off in runs:
+            per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
+            print(f"exporters on vs off, {mode} c={c}: CPU x{statistics.median(per_round):.3f}, TTFB p50 {(med(on, 'ttfb_p50_us') - med(off, 'ttfb_p50_us')) / 1000:+.3f} ms")
 PY
