@@ -1,5 +1,6 @@
-//! The admin port: `/metrics`, `/healthz`, `/readyz`, `/config`, `/api/traces`. A separate listener, so
-//! scraping and probes never compete with app traffic and can be exposed differently.
+//! The admin port: `/metrics`, `/healthz`, `/readyz`, `/config`, `/api/traces`, and the Logs
+//! page at `/`. A separate listener, so scraping and probes never compete with app traffic
+//! and can be exposed differently.
 
 mod config_view;
 mod readiness;
@@ -15,6 +16,8 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
+
+const LOGS_PAGE: &str = include_str!("logs.html");
 
 /// Serves the admin endpoints.
 pub struct AdminApp {
@@ -39,6 +42,12 @@ impl ServeHttp for AdminApp {
         let uri = &session.req_header().uri;
         let (path, query) = (uri.path(), uri.query().unwrap_or(""));
         match path {
+            // The Logs page: one self-contained file, assets and all, in the binary.
+            "/" => reply(
+                200,
+                "text/html; charset=utf-8",
+                LOGS_PAGE.as_bytes().to_vec(),
+            ),
             "/config" => reply(
                 200,
                 "application/json",

@@ -7,6 +7,7 @@
 mod support;
 
 mod exporters;
+mod logs_page;
 mod metrics;
 mod records;
 
