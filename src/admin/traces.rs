@@ -3,7 +3,7 @@
 
 use crate::telemetry::trace::Trace;
 use crate::telemetry::Telemetry;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// At most this many records in one answer, whatever `limit` asks.
 const MAX_LIMIT: usize = 1000;
@@ -100,7 +100,7 @@ pub fn list(telemetry: &Telemetry, query: &str) -> Vec<u8> {
     let q = Query::parse(query);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let traces = telemetry.recent(limit, |t| q.keeps(t));
-    let data: Vec<&Value> = traces
+    let data: Vec<&RawValue> = traces
         .iter()
         .map(|t| t.json(&telemetry.transcriber))
         .collect();

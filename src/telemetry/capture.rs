@@ -2,7 +2,7 @@
 //! content capture on hold at most a thousand times the bound.
 
 use bytes::BytesMut;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// `telemetry.max_capture_bytes` by default: a long answer, not a runaway one.
 pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 256 * 1024;
@@ -18,18 +18,20 @@ pub enum Format {
     Raw,
 }
 
-/// An answer read back from its capture: one assistant message, with its finish reasons.
-#[derive(Debug, Default, PartialEq)]
+/// An answer read back from its capture: one assistant message (as JSON text), with its
+/// finish reasons.
+#[derive(Debug, Default)]
 pub struct Output {
-    pub message: Option<Value>,
+    pub message: Option<Box<RawValue>>,
     pub finish_reasons: Vec<String>,
 }
 
 /// Reads text back from captured bytes (the formats are `translate`'s knowledge; it hands
-/// these in when the telemetry is built).
+/// these in when the telemetry is built). Both give JSON text, not a `Value` tree: the
+/// exporters only ever copy it out, so it is parsed as little as it can be.
 #[derive(Debug, Clone, Copy)]
 pub struct Transcriber {
-    pub input: fn(Format, &[u8]) -> Option<Value>,
+    pub input: fn(Format, &[u8]) -> Option<Box<RawValue>>,
     pub output: fn(Format, bool, &[u8]) -> Output,
 }
 

@@ -9,6 +9,7 @@ use super::capture::{Capture, Format};
 use super::cost::Price;
 use super::ids::TraceIds;
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,7 +36,7 @@ impl BodyEnd {
 }
 
 /// Token counts as a provider reported them, in one shape for every provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TokenUsage {
     /// Every input token, cached and cache-written ones included.
     pub prompt_tokens: u64,
@@ -154,8 +155,6 @@ pub struct RequestRecord {
     pub input: Option<Bytes>,
     /// The answer as the app got it, in its own format, up to the capture limit.
     pub output: Capture,
-    /// `finish_reason`s as the provider gave them, when known without parsing the output.
-    pub finish_reasons: Vec<String>,
 }
 
 impl RequestRecord {
@@ -184,7 +183,6 @@ impl RequestRecord {
             cache_hit: false,
             input: None,
             output: Capture::off(),
-            finish_reasons: Vec::new(),
         }
     }
 

@@ -2,12 +2,14 @@
 //! `/api/traces`, the jsonl file and the Logs page), made once when first needed, off the
 //! request path.
 
-use super::capture::Transcriber;
+use super::capture::{Output, Transcriber};
 use super::cost::request_cost;
 use super::ids::hex;
-use super::record::{RequestRecord, TokenUsage};
+use super::record::{AttemptRecord, RequestRecord, TokenUsage};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Map, Value};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +21,16 @@ pub struct Trace {
     pub latency: Duration,
     pub ended_at: SystemTime,
     pub cost: Option<f64>,
-    json: OnceLock<Value>,
+    content: OnceLock<Content>,
+    json: OnceLock<Box<RawValue>>,
+}
+
+/// The text of a request and of its answer, read back from their captures (nothing when the
+/// request's text may not be logged).
+#[derive(Debug, Default)]
+pub struct Content {
+    pub input: Option<Box<RawValue>>,
+    pub output: Output,
 }
 
 impl Trace {
@@ -37,108 +48,169 @@ impl Trace {
             ended_at: record.started_at + latency,
             cost,
             record,
+            content: OnceLock::new(),
             json: OnceLock::new(),
         }
     }
 
-    /// The trace record as JSON (made on the first call, then shared).
-    pub fn json(&self, transcriber: &Transcriber) -> &Value {
-        self.json.get_or_init(|| self.build(transcriber))
-    }
-
-    fn build(&self, transcriber: &Transcriber) -> Value {
-        let r = &self.record;
-        let served = r.attempts.last().is_some() || !r.served.provider.is_empty();
-        let mut v = json!({
-            "trace_id": hex(&r.ids.trace_id),
-            "span_id": hex(&r.ids.span_id),
-            "parent_span_id": r.ids.parent_span_id.map(|p| hex(&p)),
-            "request_id": self.request_id,
-            "start_time": rfc3339(r.started_at),
-            "end_time": rfc3339(self.ended_at),
-            "latency_ms": millis(self.latency),
-            "ttft_ms": r.time_to_first_token.map(millis),
-            "routing_time_ms": r.routing_time().map(millis),
-            "endpoint": r.endpoint,
-            "path": r.path,
-            "requested_model": r.requested_model,
-            "model": served.then_some(&r.served.upstream_model).filter(|m| !m.is_empty()),
-            "provider": served.then_some(&r.served.provider).filter(|p| !p.is_empty()),
-            "provider_type": served.then_some(r.served.provider_type).filter(|p| !p.is_empty()),
-            "stream": r.stream,
-            "status_code": r.status,
-            "error": r.error,
-            "body_end": r.body_end.as_str(),
-            "attempts": r.attempts.iter().map(|a| json!({
-                "model": a.model,
-                "provider": a.provider,
-                "status_code": a.status_code,
-                "error": a.error,
-                "latency_ms": millis(a.latency),
-            })).collect::<Vec<_>>(),
-            "usage": r.usage.as_ref().map(usage_json),
-            "cost_usd": self.cost,
-            "cache_hit": r.cache_hit,
-            "customer_identifier": r.subject.customer_identifier,
-            "customer_params": r.subject.customer_params,
-            "custom_identifier": r.subject.custom_identifier,
-            "thread_identifier": r.subject.thread_identifier,
-            "metadata": r.subject.metadata.iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect::<Map<_, _>>(),
-        });
-        if !r.disable_log {
-            self.add_content(&mut v, transcriber);
-        }
-        v
-    }
-
-    /// `input`, `output` and `finish_reasons`: only for a request whose text may be logged.
-    fn add_content(&self, v: &mut Value, transcriber: &Transcriber) {
-        let r = &self.record;
-        let Some(obj) = v.as_object_mut() else { return };
-        if let Some(input) = r
-            .input
-            .as_deref()
-            .and_then(|b| (transcriber.input)(r.format, b))
-        {
-            obj.insert("input".into(), input);
-        }
-        if r.output.is_on() {
-            let out = (transcriber.output)(r.output.format, r.output.stream, r.output.bytes());
-            if let Some(message) = out.message {
-                obj.insert("output".into(), message);
+    /// The request's text (read on the first call, then shared by every exporter).
+    pub fn content(&self, transcriber: &Transcriber) -> &Content {
+        self.content.get_or_init(|| {
+            let r = &self.record;
+            if r.disable_log {
+                return Content::default();
             }
-            if r.output.truncated {
-                obj.insert("output_truncated".into(), true.into());
+            Content {
+                input: r
+                    .input
+                    .as_deref()
+                    .and_then(|b| (transcriber.input)(r.format, b)),
+                output: if r.output.is_on() {
+                    (transcriber.output)(r.output.format, r.output.stream, r.output.bytes())
+                } else {
+                    Output::default()
+                },
             }
-            obj.insert("finish_reasons".into(), json!(out.finish_reasons));
-        }
+        })
     }
 
-    /// The answer's finish reasons (read from the captured output, when there is one).
-    pub fn finish_reasons(&self, transcriber: &Transcriber) -> Vec<String> {
-        self.json(transcriber)
-            .get("finish_reasons")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// The trace record as JSON text (made on the first call, then shared).
+    pub fn json(&self, transcriber: &Transcriber) -> &RawValue {
+        self.json.get_or_init(|| {
+            let record = self.record_json(self.content(transcriber));
+            // Every field is a string, number, bool or JSON text already checked: this
+            // cannot fail, and a record is never worth a panic (`null` if it did).
+            serde_json::value::to_raw_value(&record).unwrap_or_default()
+        })
+    }
+
+    /// The served model, provider and provider type, once an upstream was tried.
+    fn served(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        let r = &self.record;
+        let tried = !r.attempts.is_empty() || !r.served.provider.is_empty();
+        let some = |v: &str| !v.is_empty() && tried;
+        let model = r.served.upstream_model.as_str();
+        let provider = r.served.provider.as_str();
+        let kind = r.served.provider_type;
+        (
+            some(model).then_some(model),
+            some(provider).then_some(provider),
+            some(kind).then_some(kind),
+        )
+    }
+
+    fn record_json<'a>(&'a self, content: &'a Content) -> RecordJson<'a> {
+        let r = &self.record;
+        let (model, provider, provider_type) = self.served();
+        let text = !r.disable_log;
+        RecordJson {
+            trace_id: hex(&r.ids.trace_id),
+            span_id: hex(&r.ids.span_id),
+            parent_span_id: r.ids.parent_span_id.map(|p| hex(&p)),
+            request_id: &self.request_id,
+            start_time: rfc3339(r.started_at),
+            end_time: rfc3339(self.ended_at),
+            latency_ms: millis(self.latency),
+            ttft_ms: r.time_to_first_token.map(millis),
+            routing_time_ms: r.routing_time().map(millis),
+            endpoint: r.endpoint,
+            path: &r.path,
+            requested_model: r.requested_model.as_deref(),
+            model,
+            provider,
+            provider_type,
+            stream: r.stream,
+            status_code: r.status,
+            error: r.error.as_deref(),
+            body_end: r.body_end.as_str(),
+            attempts: Attempts(&r.attempts),
+            usage: r.usage.as_ref(),
+            cost_usd: self.cost,
+            cache_hit: r.cache_hit,
+            customer_identifier: r.subject.customer_identifier.as_deref(),
+            customer_params: r.subject.customer_params.as_ref(),
+            custom_identifier: r.subject.custom_identifier.as_deref(),
+            thread_identifier: r.subject.thread_identifier.as_deref(),
+            metadata: Metadata(&r.subject.metadata),
+            input: content.input.as_deref(),
+            output: content.output.message.as_deref(),
+            output_truncated: text && r.output.truncated,
+            finish_reasons: (text && r.output.is_on()).then_some(&content.output.finish_reasons),
+        }
     }
 }
 
-fn usage_json(u: &TokenUsage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-        "cached_tokens": u.cached_tokens,
-        "cache_write_tokens": u.cache_write_tokens,
-        "reasoning_tokens": u.reasoning_tokens,
-    })
+/// The trace record's fields, borrowed from the trace: serialised once, straight to text.
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: Option<String>,
+    request_id: &'a str,
+    start_time: String,
+    end_time: String,
+    latency_ms: f64,
+    ttft_ms: Option<f64>,
+    routing_time_ms: Option<f64>,
+    endpoint: &'a str,
+    path: &'a str,
+    requested_model: Option<&'a str>,
+    model: Option<&'a str>,
+    provider: Option<&'a str>,
+    provider_type: Option<&'a str>,
+    stream: bool,
+    status_code: u16,
+    error: Option<&'a str>,
+    body_end: &'static str,
+    attempts: Attempts<'a>,
+    usage: Option<&'a TokenUsage>,
+    cost_usd: Option<f64>,
+    cache_hit: bool,
+    customer_identifier: Option<&'a str>,
+    customer_params: Option<&'a Value>,
+    custom_identifier: Option<&'a str>,
+    thread_identifier: Option<&'a str>,
+    metadata: Metadata<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    output_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reasons: Option<&'a Vec<String>>,
+}
+
+/// Every attempt, as the trace record shows them.
+pub struct Attempts<'a>(pub &'a [AttemptRecord]);
+
+impl Serialize for Attempts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Attempt<'a> {
+            model: &'a str,
+            provider: &'a str,
+            status_code: Option<u16>,
+            error: Option<&'a str>,
+            latency_ms: f64,
+        }
+        s.collect_seq(self.0.iter().map(|a| Attempt {
+            model: &a.model,
+            provider: &a.provider,
+            status_code: a.status_code,
+            error: a.error.as_deref(),
+            latency_ms: millis(a.latency),
+        }))
+    }
+}
+
+/// `metadata` as a JSON object of strings.
+pub struct Metadata<'a>(pub &'a [(String, String)]);
+
+impl Serialize for Metadata<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 /// Milliseconds with a tenth of a microsecond kept: `812.4`, not `812.400000001`.
@@ -153,17 +225,24 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::capture::{Format, Output};
-    use crate::telemetry::record::AttemptRecord;
+    use crate::telemetry::capture::Format;
+
+    fn raw(text: &str) -> Option<Box<RawValue>> {
+        RawValue::from_string(text.into()).ok()
+    }
 
     fn transcriber() -> Transcriber {
         Transcriber {
-            input: |_, _| Some(json!([{"role": "user", "content": "secret text"}])),
+            input: |_, _| raw(r#"[{"role": "user", "content": "secret text"}]"#),
             output: |_, _, _| Output {
-                message: Some(json!({"role": "assistant", "content": "answer text"})),
+                message: raw(r#"{"role": "assistant", "content": "answer text"}"#),
                 finish_reasons: vec!["stop".into()],
             },
         }
+    }
+
+    fn parsed(t: &Trace) -> Value {
+        serde_json::from_str(t.json(&transcriber()).get()).unwrap()
     }
 
     fn record() -> RequestRecord {
@@ -199,7 +278,7 @@ mod tests {
     #[test]
     fn the_record_has_the_contracts_fields() {
         let t = Trace::finish("req".into(), record());
-        let v = t.json(&transcriber());
+        let v = parsed(&t);
         for key in [
             "trace_id",
             "span_id",
@@ -226,6 +305,7 @@ mod tests {
             "metadata",
             "input",
             "output",
+            "finish_reasons",
         ] {
             assert!(v.get(key).is_some(), "{key} missing");
         }
@@ -243,7 +323,7 @@ mod tests {
         let mut r = record();
         r.disable_log = true;
         let t = Trace::finish("req".into(), r);
-        let text = t.json(&transcriber()).to_string();
+        let text = t.json(&transcriber()).get().to_string();
         assert!(
             !text.contains("secret text") && !text.contains("answer text"),
             "{text}"

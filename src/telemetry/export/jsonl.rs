@@ -39,9 +39,8 @@ impl Jsonl {
     pub fn write(&mut self, batch: &[Arc<Trace>], t: &Transcriber) -> Result<(), String> {
         self.line.clear();
         for trace in batch {
-            if serde_json::to_writer(&mut self.line, trace.json(t)).is_ok() {
-                self.line.push(b'\n');
-            }
+            self.line.extend_from_slice(trace.json(t).get().as_bytes());
+            self.line.push(b'\n');
         }
         self.file
             .write_all(&self.line)

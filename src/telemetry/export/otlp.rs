@@ -8,7 +8,7 @@
 //! only there when the trace may hold it. An app's `traceparent` makes the span its child.
 
 use super::super::capture::Transcriber;
-use super::super::trace::Trace;
+use super::super::trace::{Attempts, Trace};
 use super::http::{post, Poster};
 use super::{Failure, OtlpEncoding};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 use prost::Message;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,9 +104,19 @@ fn provider_name(kind: &str) -> &str {
     }
 }
 
+/// GenAI's message attributes hold a JSON array of messages.
+fn as_array(json: &RawValue) -> String {
+    let json = json.get();
+    if json.starts_with('[') {
+        json.to_string()
+    } else {
+        format!("[{json}]")
+    }
+}
+
 fn span_of(trace: &Trace, t: &Transcriber) -> Span {
     let r = &trace.record;
-    let record = trace.json(t);
+    let content = trace.content(t);
     let op = operation(r.endpoint);
     let request_model = r.requested_model.as_deref().unwrap_or_default();
     let mut a = vec![
@@ -173,27 +183,21 @@ fn span_of(trace: &Trace, t: &Transcriber) -> Span {
     if let Some(cost) = trace.cost {
         a.push(float("respan.cost_usd", cost));
     }
-    let reasons = trace.finish_reasons(t);
+    let reasons = &content.output.finish_reasons;
     if !reasons.is_empty() {
         a.push(strings("gen_ai.response.finish_reasons", reasons));
     }
     for (k, v) in &r.subject.metadata {
         a.push(text(format!("respan.metadata.{k}"), v.as_str()));
     }
-    if let Some(attempts) = record.get("attempts") {
-        a.push(text("respan.attempts.detail", attempts.to_string()));
+    if let Ok(attempts) = serde_json::to_string(&Attempts(&r.attempts)) {
+        a.push(text("respan.attempts.detail", attempts));
     }
-    for (key, field) in [
-        ("gen_ai.input.messages", "input"),
-        ("gen_ai.output.messages", "output"),
-    ] {
-        if let Some(content) = record.get(field) {
-            let messages = match content {
-                Value::Array(_) => content.clone(),
-                other => Value::Array(vec![other.clone()]),
-            };
-            a.push(text(key, messages.to_string()));
-        }
+    if let Some(input) = &content.input {
+        a.push(text("gen_ai.input.messages", as_array(input)));
+    }
+    if let Some(output) = &content.output.message {
+        a.push(text("gen_ai.output.messages", as_array(output)));
     }
     let failed = r.status >= 500 || r.status == 0 || r.error.is_some();
     Span {
@@ -254,11 +258,11 @@ fn boolean(key: &str, value: bool) -> KeyValue {
     attribute(key, any_value::Value::BoolValue(value))
 }
 
-fn strings(key: &str, values: Vec<String>) -> KeyValue {
+fn strings(key: &str, values: &[String]) -> KeyValue {
     let values = values
-        .into_iter()
+        .iter()
         .map(|v| AnyValue {
-            value: Some(any_value::Value::StringValue(v)),
+            value: Some(any_value::Value::StringValue(v.clone())),
         })
         .collect();
     attribute(key, any_value::Value::ArrayValue(ArrayValue { values }))

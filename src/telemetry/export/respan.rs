@@ -7,10 +7,14 @@
 //! `time_to_first_token` in seconds, `timestamp` the end time.
 
 use super::super::capture::Transcriber;
-use super::super::trace::{rfc3339, Trace};
+use super::super::ids::hex;
+use super::super::record::TokenUsage;
+use super::super::trace::{rfc3339, Metadata, Trace};
 use super::http::{post, Poster};
 use super::Failure;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Where logs go when the config names no endpoint.
@@ -30,8 +34,8 @@ impl Respan {
     }
 
     pub async fn send(&mut self, batch: &[Arc<Trace>], t: &Transcriber) -> Result<(), Failure> {
-        let logs: Vec<Value> = batch.iter().map(|trace| log(trace, t)).collect();
-        let body = serde_json::to_vec(&json!({ "logs": logs })).unwrap_or_default();
+        let logs: Vec<Log> = batch.iter().map(|trace| log(trace, t)).collect();
+        let body = serde_json::to_vec(&Bulk { logs }).unwrap_or_default();
         let headers = [
             ("content-type", "application/json"),
             ("authorization", self.authorization.as_str()),
@@ -40,68 +44,106 @@ impl Respan {
     }
 }
 
+/// The bulk endpoint's body.
+#[derive(Serialize)]
+struct Bulk<'a> {
+    logs: Vec<Log<'a>>,
+}
+
+/// One Respan log, borrowed from its trace; a field with no value is left out.
+#[derive(Serialize)]
+pub struct Log<'a> {
+    model: &'a str,
+    log_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a RawValue>,
+    stream: bool,
+    status_code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+    latency: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_to_first_token: Option<f64>,
+    start_time: String,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<f64>,
+    #[serde(flatten)]
+    tokens: Option<Tokens<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_identifier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_params: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_identifier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_identifier: Option<&'a str>,
+    metadata: Metadata<'a>,
+    trace_unique_id: String,
+    span_unique_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_parent_id: Option<String>,
+    span_name: &'static str,
+}
+
+/// Respan's token fields, and the whole usage beside them.
+#[derive(Serialize)]
+struct Tokens<'a> {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    prompt_cache_hit_tokens: u64,
+    prompt_cache_creation_tokens: u64,
+    usage: &'a TokenUsage,
+}
+
 /// One trace record as a Respan log.
-pub fn log(trace: &Trace, t: &Transcriber) -> Value {
+pub fn log<'a>(trace: &'a Trace, t: &Transcriber) -> Log<'a> {
     let r = &trace.record;
-    let record = trace.json(t);
-    let mut log = Map::new();
-    let mut put = |key: &str, value: Value| {
-        if !value.is_null() {
-            log.insert(key.to_string(), value);
-        }
-    };
+    let content = trace.content(t);
     let model = if r.served.upstream_model.is_empty() {
-        r.requested_model.clone().unwrap_or_default()
+        r.requested_model.as_deref().unwrap_or_default()
     } else {
-        r.served.upstream_model.clone()
+        &r.served.upstream_model
     };
-    put("model", model.into());
-    put(
-        "log_type",
-        if r.endpoint == "embeddings" {
+    Log {
+        model,
+        log_type: if r.endpoint == "embeddings" {
             "embedding"
         } else {
             "chat"
-        }
-        .into(),
-    );
-    put("input", record.get("input").cloned().unwrap_or(Value::Null));
-    put(
-        "output",
-        record.get("output").cloned().unwrap_or(Value::Null),
-    );
-    put("stream", r.stream.into());
-    put("status_code", r.status.into());
-    put("error_message", json!(r.error));
-    put("latency", trace.latency.as_secs_f64().into());
-    put(
-        "time_to_first_token",
-        json!(r.time_to_first_token.map(|d| d.as_secs_f64())),
-    );
-    put("start_time", rfc3339(r.started_at).into());
-    put("timestamp", rfc3339(trace.ended_at).into());
-    put("cost", json!(trace.cost));
-    if let Some(u) = &r.usage {
-        put("prompt_tokens", u.prompt_tokens.into());
-        put("completion_tokens", u.completion_tokens.into());
-        put("prompt_cache_hit_tokens", u.cached_tokens.into());
-        put("prompt_cache_creation_tokens", u.cache_write_tokens.into());
-        put("usage", record.get("usage").cloned().unwrap_or(Value::Null));
+        },
+        input: content.input.as_deref(),
+        output: content.output.message.as_deref(),
+        stream: r.stream,
+        status_code: r.status,
+        error_message: r.error.as_deref(),
+        latency: trace.latency.as_secs_f64(),
+        time_to_first_token: r.time_to_first_token.map(|d| d.as_secs_f64()),
+        start_time: rfc3339(r.started_at),
+        timestamp: rfc3339(trace.ended_at),
+        cost: trace.cost,
+        tokens: r.usage.as_ref().map(|u| Tokens {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            prompt_cache_hit_tokens: u.cached_tokens,
+            prompt_cache_creation_tokens: u.cache_write_tokens,
+            usage: u,
+        }),
+        provider_id: non_empty(r.served.provider_type),
+        customer_identifier: r.subject.customer_identifier.as_deref(),
+        customer_params: r.subject.customer_params.as_ref(),
+        thread_identifier: r.subject.thread_identifier.as_deref(),
+        custom_identifier: r.subject.custom_identifier.as_deref(),
+        metadata: Metadata(&r.subject.metadata),
+        trace_unique_id: hex(&r.ids.trace_id),
+        span_unique_id: hex(&r.ids.span_id),
+        span_parent_id: r.ids.parent_span_id.map(|p| hex(&p)),
+        span_name: r.endpoint,
     }
-    put("provider_id", json!(non_empty(r.served.provider_type)));
-    put("customer_identifier", json!(r.subject.customer_identifier));
-    put("customer_params", json!(r.subject.customer_params));
-    put("thread_identifier", json!(r.subject.thread_identifier));
-    put("custom_identifier", json!(r.subject.custom_identifier));
-    put(
-        "metadata",
-        record.get("metadata").cloned().unwrap_or(Value::Null),
-    );
-    put("trace_unique_id", record["trace_id"].clone());
-    put("span_unique_id", record["span_id"].clone());
-    put("span_parent_id", record["parent_span_id"].clone());
-    put("span_name", r.endpoint.into());
-    Value::Object(log)
 }
 
 fn non_empty(s: &str) -> Option<&str> {
