@@ -409,10 +409,7 @@ pub fn parse(
         .into_iter()
         .map(|u| format!("{}: environment variable {} is not set", u.path, u.name))
         .collect();
-    let version = sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let version = hex::encode(sha2::Sha256::digest(text.as_bytes()));
     Ok(Loaded {
         config,
         version,

@@ -1,8 +1,6 @@
 //! W3C trace context: the ids of a request's span, and its parent from the app's
 //! `traceparent` header (https://www.w3.org/TR/trace-context/#traceparent-header).
 
-use std::fmt::Write;
-
 /// A span's ids: its trace (the app's, when it sent one) and its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceIds {
@@ -81,11 +79,7 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// Lowercase hex of an id.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
