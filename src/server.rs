@@ -87,8 +87,12 @@ fn telemetry(config: &Config) -> Result<(Arc<Telemetry>, Vec<ExportService>), St
     let mut queues = Vec::new();
     let mut services = Vec::new();
     for (i, exporter) in config.telemetry.exporters.iter().enumerate() {
-        let (queue, service) = export::exporter(exporter.destination(), transcriber)
-            .map_err(|e| format!("telemetry.exporters[{i}]: {e}"))?;
+        let (queue, service) = export::exporter(
+            exporter.destination(),
+            transcriber,
+            config.telemetry.export_queue,
+        )
+        .map_err(|e| format!("telemetry.exporters[{i}]: {e}"))?;
         queues.push(queue);
         services.push(service);
     }

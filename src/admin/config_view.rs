@@ -77,6 +77,7 @@ fn config(c: &Config) -> Value {
             "capture_content": c.telemetry.capture_content,
             "max_capture_bytes": c.telemetry.max_capture_bytes,
             "recent_traces": c.telemetry.recent_traces,
+            "export_queue": c.telemetry.export_queue,
             "access_log": c.telemetry.access_log,
             "exporters": c.telemetry.exporters.iter().map(exporter).collect::<Vec<_>>(),
         },

@@ -270,6 +270,8 @@ pub struct TelemetryConfig {
     /// Bytes of each answer kept for its trace.
     pub max_capture_bytes: usize,
     pub recent_traces: usize,
+    /// Traces each exporter holds waiting to be sent; more are dropped and counted.
+    pub export_queue: usize,
     /// One log line per request.
     pub access_log: bool,
     pub exporters: Vec<ExporterConfig>,

@@ -141,6 +141,7 @@ pub struct RawTelemetry {
     pub capture_content: Option<bool>,
     pub max_capture_bytes: Option<usize>,
     pub recent_traces: Option<usize>,
+    pub export_queue: Option<usize>,
     pub access_log: Option<bool>,
     #[serde(default)]
     pub exporters: Vec<RawExporter>,

@@ -394,7 +394,7 @@ fn retry(raw: RawRetry, problems: &mut Vec<Problem>) -> RetryConfig {
 }
 
 use crate::telemetry::capture::DEFAULT_MAX_CAPTURE_BYTES;
-use crate::telemetry::export::{respan, OtlpEncoding};
+use crate::telemetry::export::{respan, OtlpEncoding, DEFAULT_EXPORT_QUEUE};
 
 fn telemetry(raw: RawTelemetry, problems: &mut Vec<Problem>) -> TelemetryConfig {
     let exporters = raw
@@ -451,10 +451,17 @@ fn telemetry(raw: RawTelemetry, problems: &mut Vec<Problem>) -> TelemetryConfig 
             }
         })
         .collect();
+    if raw.export_queue == Some(0) {
+        problems.push(Problem::new(
+            "telemetry.export_queue",
+            "must be at least 1".to_string(),
+        ));
+    }
     TelemetryConfig {
         capture_content: raw.capture_content.unwrap_or(true),
         max_capture_bytes: raw.max_capture_bytes.unwrap_or(DEFAULT_MAX_CAPTURE_BYTES),
         recent_traces: raw.recent_traces.unwrap_or(1000),
+        export_queue: raw.export_queue.unwrap_or(DEFAULT_EXPORT_QUEUE),
         access_log: raw.access_log.unwrap_or(true),
         exporters,
     }

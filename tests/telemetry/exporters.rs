@@ -358,3 +358,111 @@ async fn otlp_spans_follow_the_genai_conventions_and_the_apps_trace() {
     assert_eq!(span["parentSpanId"], "b7ad6b7169203331");
     assert_eq!(span["name"], "chat gpt-4.1");
 }
+
+/// A receiver that takes connections and never answers: its exporter is stuck on one batch.
+fn silent_receiver() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/api/request-logs/bulk/",
+        listener.local_addr().unwrap()
+    );
+    (listener, url)
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_without_slowing_requests() {
+    let openai = Mock::start().await;
+    let (_listener, stuck) = silent_receiver();
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-x\n\
+         telemetry:\n  export_queue: 2\n  exporters:\n    - type: respan\n      endpoint: \"{stuck}\"\n      api_key: rk\n",
+        openai.url("/v1"),
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let body = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "x"}]});
+    // The first trace's batch goes to the receiver and waits there for its answer.
+    chat(&sidecar, body.clone()).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        chat(&sidecar, body.clone()).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "requests waited on the exporter"
+    );
+    // Two wait in the queue; the other eight are dropped.
+    let dropped = sidecar
+        .metric(
+            "respan_trace_exports_total",
+            &[("exporter", "respan"), ("result", "dropped")],
+        )
+        .await;
+    assert_eq!(dropped, 8.0);
+}
+
+#[tokio::test]
+async fn each_request_has_an_access_log_line_unless_turned_off() {
+    let openai = Mock::start().await;
+    let provider = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-configured-secret\n",
+        openai.url("/v1"),
+    );
+    let body =
+        json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "secret text"}]});
+    let on = Sidecar::start_with_env("", &provider, &[("RESPAN_LOG_FORMAT", "json")]).await;
+    openai.push(crate::support::mock::Reply::openai_chat(
+        "gpt-4.1",
+        "answer text",
+    ));
+    chat(&on, body.clone()).await;
+    // The line is written once the answer has gone.
+    eventually("the access log line", || {
+        on.log().contains("respan::access")
+    })
+    .await;
+    let log = on.log();
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["target"] == "respan::access")
+        .unwrap_or_else(|| panic!("no access log line in:\n{log}"));
+    let fields = &line["fields"];
+    assert_eq!(fields["endpoint"], "chat.completions");
+    assert_eq!(fields["requested_model"], "gpt-4.1");
+    assert_eq!(fields["provider"], "oa");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["attempts"], 1);
+    assert!(fields["request_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+    for hidden in [
+        "secret text",
+        "answer text",
+        "sk-configured-secret",
+        "sk-app-own-secret",
+    ] {
+        assert!(!log.contains(hidden), "{hidden} in the log");
+    }
+
+    let off = Sidecar::start(&format!("{provider}telemetry:\n  access_log: false\n")).await;
+    chat(&off, body).await;
+    // Its trace is kept just after the line would have been written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let traces: Value = client()
+            .get(off.admin_url("/api/traces"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if traces["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no trace recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!off.log().contains("respan::access"), "{}", off.log());
+}

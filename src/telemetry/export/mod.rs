@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Traces waiting per exporter: minutes of traffic for a sidecar, bounded memory.
-const QUEUE_CAPACITY: usize = 4096;
+/// Traces waiting per exporter by default (`telemetry.export_queue`): seconds of a busy
+/// sidecar's traffic, minutes of a quiet one's, in bounded memory.
+pub const DEFAULT_EXPORT_QUEUE: usize = 4096;
 /// Traces sent in one batch at most.
 /// (Respan's bulk endpoint takes 500.)
 const MAX_BATCH: usize = 256;
@@ -82,9 +83,10 @@ impl Queue {
 pub fn exporter(
     destination: Destination,
     transcriber: Transcriber,
+    capacity: usize,
 ) -> Result<(Queue, ExportService), String> {
     let sink = Sink::new(destination)?;
-    let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+    let (sender, receiver) = mpsc::channel(capacity.max(1));
     let name = sink.name();
     Ok((
         Queue { name, sender },
