@@ -1,8 +1,9 @@
 //! respan-sidecar: an OpenAI-compatible LLM gateway that runs next to an app, on Pingora.
 //!
 //! Request path: `proxy` (Pingora phases) -> `endpoint` (which API) -> `params` (Respan
-//! parameters) -> `routing` (model -> provider) -> `dispatch` (attempt plan) -> `providers`
-//! (wire details) -> `upstream` (pooled HTTP) -> `proxy::relay` (answer back, streamed).
+//! parameters) -> `routing` (model -> provider) -> `dispatch` (attempt plan, and the attempts:
+//! retries, fallbacks, stream hold-back) -> `providers` (wire details) -> `upstream` (pooled
+//! HTTP) -> `proxy::relay` (answer back, streamed).
 //! `config` and `state` hold what a request runs on; `admin` and `telemetry` report on it.
 
 pub mod admin;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod dispatch;
 pub mod endpoint;
 pub mod error;
+pub mod head;
 pub mod params;
 pub mod providers;
 pub mod proxy;

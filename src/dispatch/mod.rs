@@ -1,9 +1,15 @@
 //! The attempt plan of a model call: which models are tried in which order, how many times
 //! each, and how long to wait between tries.
 //!
-//! The attempt loop (`proxy::attempts`) asks this module what to do next and does it.
+//! `attempts` runs the plan: it prepares each model's request, sends it, retries, falls
+//! back, and holds a stream back until its content starts; `proxy` then relays the answer.
 
+pub mod answer;
+pub mod attempts;
 pub mod balance;
+pub mod caller;
+mod prepare;
+pub mod request;
 mod retry;
 
 pub use balance::{LatencyTracker, FAILURE_PENALTY};

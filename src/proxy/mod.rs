@@ -5,16 +5,12 @@
 //! proxy loop (`upstream_peer`, `upstream_request_filter`, `response_filter`). `logging`
 //! records every request, however it was served.
 
-mod answer;
-mod attempts;
 mod auth;
-mod client_gone;
+mod caller;
 mod ctx;
 mod model_call;
 mod passthrough;
-mod prepare;
 mod relay;
-mod request;
 mod respond;
 
 pub use ctx::RequestCtx;

@@ -7,12 +7,12 @@
 //! for any body size, which the proxy loop (64 KiB replay limit, no retry once an answer was
 //! read) cannot.
 
-use super::attempts::Attempts;
 use super::ctx::RequestCtx;
 use super::relay::relay;
-use super::request::{parse, pinned_provider, ModelRequest};
 use super::respond;
 use super::Gateway;
+use crate::dispatch::attempts::Attempts;
+use crate::dispatch::request::{parse, pinned_provider, ModelRequest};
 use crate::dispatch::Plan;
 use crate::error::GatewayError;
 use crate::state::Snapshot;
@@ -52,12 +52,13 @@ async fn run(
         snapshot.router.resolve(first, pinned.as_deref())?;
     }
     let attempts = Attempts {
-        gw,
+        upstream: &gw.upstream,
+        latency: &gw.latency,
         snapshot,
         request: &request,
         pinned: pinned.as_deref(),
     };
-    let settled = attempts.run(session, ctx, &plan).await?;
+    let settled = attempts.run(session, &mut ctx.record, &plan).await?;
     let limit = gw.telemetry.capture_limit(&ctx.record);
     ctx.record
         .output

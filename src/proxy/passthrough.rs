@@ -2,9 +2,9 @@
 //! first provider of type openai through Pingora's own proxy loop, which streams request and
 //! answer bodies of any size. Only the path prefix, `Host` and the key are changed.
 
-use super::answer::is_event_stream;
 use super::ctx::RequestCtx;
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::dispatch::answer::is_event_stream;
 use crate::error::GatewayError;
 use crate::params::RespanParams;
 use crate::providers;

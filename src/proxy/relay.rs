@@ -7,12 +7,13 @@
 //! per-chunk writes as the main cost of streaming). Whole answers that need translating
 //! (JSON bodies, error bodies) are small and are read whole first.
 
-use super::answer::{is_event_stream, read_failure, Answer, BodyReader, Held, Settled};
-use super::client_gone::or_client_gone;
 use super::ctx::RequestCtx;
-use super::respond::{add_respan_headers, frame};
+use super::respond::add_respan_headers;
+use crate::dispatch::answer::{is_event_stream, read_failure, Answer, BodyReader, Held, Settled};
+use crate::dispatch::caller::or_gone;
 use crate::endpoint::Ingress;
 use crate::error::{stream_error_event, GatewayError};
+use crate::head::frame;
 use crate::telemetry::breakdown;
 use crate::telemetry::record::BodyEnd;
 use crate::translate::sse::write_json;
@@ -223,7 +224,7 @@ async fn pump(
 ) -> Result<Last, RelayEnd> {
     loop {
         let (batch, done, failure) = if pending.is_empty() {
-            let Ok(next) = or_client_gone(session, answer.next(limits)).await else {
+            let Ok(next) = or_gone(session, answer.next(limits)).await else {
                 return Err(RelayEnd::ClientGone);
             };
             match next {

@@ -2,8 +2,9 @@
 //!
 //! Model calls do not go through Pingora's proxy loop (it cannot replay bodies over 64 KiB,
 //! retry after an answer has been read, or re-translate for another provider); the attempt
-//! loop in `proxy::attempts` drives these exchanges itself. An exchange ends either read to the end,
-//! when its connection goes back to the pool, or dropped, when the connection is closed.
+//! loop in `dispatch::attempts` drives these exchanges itself. An exchange ends either read
+//! to the end, when its connection goes back to the pool, or dropped, when the connection is
+//! closed.
 //!
 //! The request goes out in one vectored write of its header and body. Pingora's HTTP/1
 //! client flushes the header on its own, which costs a second loopback send per request

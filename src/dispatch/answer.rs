@@ -1,7 +1,7 @@
 //! An upstream's answer as the relay reads it, whatever produced it, and what the attempt
 //! loop hands the relay: the answer it settled on, with the start of a stream it held back.
 
-use super::respond;
+use crate::head;
 use crate::providers::echo::LocalAnswer;
 use crate::providers::HOP_BY_HOP;
 use crate::telemetry::record::TokenUsage;
@@ -52,18 +52,18 @@ impl Answer {
             Answer::Remote(exchange) => Some(relayed(exchange.header()?)),
             Answer::Buffered(header, body) => {
                 let mut head = relayed(header);
-                respond::frame(&mut head, Some(body.as_ref().map_or(0, Bytes::len)));
+                head::frame(&mut head, Some(body.as_ref().map_or(0, Bytes::len)));
                 Some(head)
             }
             Answer::Local(local) => {
-                let mut head = respond::head(StatusCode::from_u16(local.status).ok()?);
+                let mut head = head::head(StatusCode::from_u16(local.status).ok()?);
                 let headers = &mut head.headers;
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static(local.content_type));
                 let length = match (local.chunks.len(), local.chunks.front()) {
                     (1, Some(only)) => Some(only.len()),
                     _ => None,
                 };
-                respond::frame(&mut head, length);
+                head::frame(&mut head, length);
                 Some(head)
             }
         }
@@ -207,7 +207,7 @@ impl BodyReader {
 /// `x-respan-*` ones (only the gateway sets those). Built fresh in one pass rather than
 /// cloned and pruned (header case is not kept: HTTP/1.1 gives it no meaning).
 fn relayed(upstream: &ResponseHeader) -> Parts {
-    let mut head = respond::head(upstream.status);
+    let mut head = head::head(upstream.status);
     let headers = &mut head.headers;
     headers.reserve(upstream.headers.len() + 4);
     for (name, value) in &upstream.headers {

@@ -9,25 +9,22 @@
 //! nothing succeeded. A client that goes away ends the loop at once.
 
 use super::answer::{read_failure, Answer, BodyReader, Held, Settled};
-use super::client_gone::or_client_gone;
-use super::ctx::RequestCtx;
+use super::caller::{or_gone, Caller};
 use super::prepare::{prepare, token_estimate, Prepared, Target};
 use super::request::ModelRequest;
-use super::Gateway;
+use super::{retry_after_hint, retryable_status, LatencyTracker, Plan, FAILURE_PENALTY};
 use crate::body::JsonBody;
 use crate::config::ProviderConfig;
-use crate::dispatch::{retry_after_hint, retryable_status, Plan, FAILURE_PENALTY};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::providers::{echo, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
-use crate::telemetry::record::{answered_outcome, AttemptRecord};
+use crate::telemetry::record::{answered_outcome, AttemptRecord, RequestRecord};
 use crate::translate::{ResponsePlan, StreamFailure, StreamTranslator};
-use crate::upstream::{ExchangeError, ReadLimits};
+use crate::upstream::{ExchangeError, ReadLimits, Upstream};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -36,7 +33,9 @@ const MAX_ERROR_BODY: usize = 256 * 1024;
 
 /// Runs the attempt plan of one request.
 pub struct Attempts<'a> {
-    pub gw: &'a Gateway,
+    pub upstream: &'a Upstream,
+    /// Where `least_latency` groups' latencies are kept.
+    pub latency: &'a LatencyTracker,
     pub snapshot: &'a Snapshot,
     pub request: &'a ModelRequest<'a>,
     pub pinned: Option<&'a str>,
@@ -62,10 +61,11 @@ enum Tried {
 impl Attempts<'_> {
     /// Tries each model of the plan, each with its retries, until one gives an answer to
     /// relay: a success, or an error that is final (not retryable, or the last chance).
-    pub async fn run(
+    /// Each try is noted on `record` (its attempts, and what serves the request).
+    pub async fn run<C: Caller>(
         &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
+        caller: &mut C,
+        record: &mut RequestRecord,
         plan: &Plan,
     ) -> Result<Settled, GatewayError> {
         let mut last_answer: Option<Failure> = None;
@@ -83,7 +83,7 @@ impl Attempts<'_> {
             let prepared = match prepare(
                 self.request,
                 self.snapshot,
-                session.req_header(),
+                caller.request_header(),
                 &route,
                 model,
                 upstream_model,
@@ -98,9 +98,9 @@ impl Attempts<'_> {
             for try_no in 0..=plan.retry.retries {
                 if try_no > 0 {
                     let wait = plan.retry.delay(try_no, hint, rand::random::<f64>());
-                    or_client_gone(session, tokio::time::sleep(wait)).await?;
+                    or_gone(caller, tokio::time::sleep(wait)).await?;
                 }
-                note_served(ctx, &route, upstream_model);
+                note_served(record, &route, upstream_model);
                 let retries_left = try_no < plan.retry.retries;
                 let started = Instant::now();
                 let mut note = AttemptRecord {
@@ -114,7 +114,7 @@ impl Attempts<'_> {
                 };
                 let tried = self
                     .try_once(
-                        session,
+                        caller,
                         &prepared,
                         &route,
                         upstream_model,
@@ -124,14 +124,14 @@ impl Attempts<'_> {
                     )
                     .await;
                 note.latency = started.elapsed();
-                ctx.record.attempts.push(note);
+                record.attempts.push(note);
                 let tried = tried?;
                 if plan.track_latency {
                     let took = match tried {
                         Tried::Settled(_) => started.elapsed(),
                         Tried::Failed { .. } => FAILURE_PENALTY,
                     };
-                    self.gw.latency.record(model, took);
+                    self.latency.record(model, took);
                 }
                 match tried {
                     Tried::Settled(settled) => return Ok(*settled),
@@ -169,9 +169,9 @@ impl Attempts<'_> {
     /// otherwise keeps why it failed. `note` gets how the try went, for the record.
     /// `(last_model, retries_left)` say whether a failure here is final.
     #[allow(clippy::too_many_arguments)]
-    async fn try_once(
+    async fn try_once<C: Caller>(
         &self,
-        session: &mut Session,
+        caller: &mut C,
         prepared: &Prepared<'_>,
         route: &Route<'_>,
         upstream_model: &str,
@@ -180,8 +180,8 @@ impl Attempts<'_> {
         (last_answer, last_error): (&mut Option<Failure>, &mut Option<Failure>),
     ) -> Result<Tried, GatewayError> {
         let limits = self.limits();
-        let result = or_client_gone(
-            session,
+        let result = or_gone(
+            caller,
             self.send(prepared, route.provider, upstream_model, limits.deadline),
         )
         .await;
@@ -237,7 +237,7 @@ impl Attempts<'_> {
                 held: None,
             })));
         }
-        match or_client_gone(session, hold_back(&mut answer, &prepared.plan, limits)).await? {
+        match or_gone(caller, hold_back(&mut answer, &prepared.plan, limits)).await? {
             Ok(held) => Ok(Tried::Settled(Box::new(Settled {
                 answer,
                 plan: prepared.plan.clone(),
@@ -291,7 +291,7 @@ impl Attempts<'_> {
             }
             Target::Estimate => Ok(Answer::Local(token_estimate(&request.body))),
             Target::Remote { header, base_url } => {
-                let upstream = &self.gw.upstream;
+                let upstream = self.upstream;
                 let connect_timeout = self.snapshot.config.server.connect_timeout;
                 let peer = upstream.peer(base_url, connect_timeout).await?;
                 tracing::debug!(provider = %provider.name, model = upstream_model, "upstream attempt");
@@ -312,7 +312,7 @@ impl Attempts<'_> {
                     .read_to_end(MAX_ERROR_BODY, limits)
                     .await
                     .unwrap_or_default();
-                self.gw.upstream.finish(exchange).await;
+                self.upstream.finish(exchange).await;
                 (header, body)
             }
             Answer::Local(local) => {
@@ -334,7 +334,7 @@ impl Attempts<'_> {
     /// Drops an answer that will not be used (its connection is closed).
     async fn discard(&self, answer: Answer) {
         if let Answer::Remote(exchange) = answer {
-            self.gw.upstream.finish(exchange).await;
+            self.upstream.finish(exchange).await;
         }
     }
 }
@@ -387,8 +387,7 @@ async fn hold_back(
 }
 
 /// Notes on the record what this try is for: `x-respan-*` headers and metric labels.
-fn note_served(ctx: &mut RequestCtx, route: &Route<'_>, upstream_model: &str) {
-    let record = &mut ctx.record;
+fn note_served(record: &mut RequestRecord, route: &Route<'_>, upstream_model: &str) {
     let served = &mut record.served;
     route.metric_label.clone_into(&mut served.model_label);
     served.provider.clone_from(&route.provider.name);

@@ -211,7 +211,7 @@ fn upstream_header(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(header::CONTENT_LENGTH, super::respond::number(length));
+    headers.insert(header::CONTENT_LENGTH, crate::head::number(length));
     headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
