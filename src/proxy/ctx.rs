@@ -2,6 +2,7 @@
 
 use crate::endpoint::Endpoint;
 use crate::state::Snapshot;
+use crate::telemetry::capture::Capture;
 use crate::telemetry::metrics::InflightGuard;
 use crate::telemetry::record::RequestRecord;
 use crate::translate::usage::UsageTail;
@@ -20,6 +21,8 @@ pub struct RequestCtx {
     pub record: RequestRecord,
     /// A passthrough answer's end, kept for its usage.
     pub passthrough_tail: Option<UsageTail>,
+    /// A passthrough request's JSON body, kept (bounded) for its trace.
+    pub passthrough_input: Capture,
     _inflight: InflightGuard,
 }
 
@@ -31,6 +34,7 @@ impl RequestCtx {
             snapshot: None,
             record: RequestRecord::new(),
             passthrough_tail: None,
+            passthrough_input: Capture::off(),
             _inflight: InflightGuard::new(),
         }
     }

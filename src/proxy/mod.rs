@@ -93,7 +93,12 @@ impl ProxyHttp for Gateway {
             Endpoint::Models => {
                 respond::json(session, ctx, 200, respond::models_list(&snapshot)).await;
             }
-            Endpoint::Passthrough => match passthrough::begin(&snapshot, ctx) {
+            Endpoint::Passthrough => match passthrough::begin(
+                &snapshot,
+                session.req_header(),
+                ctx,
+                self.telemetry.capture_limit(&ctx.record),
+            ) {
                 Ok(()) => return Ok(false),
                 Err(e) => respond::error(session, ctx, &e).await,
             },
@@ -137,6 +142,18 @@ impl ProxyHttp for Gateway {
         }
         let limit = self.telemetry.capture_limit(&ctx.record);
         passthrough::observe_head(upstream_response, ctx, limit);
+        Ok(())
+    }
+
+    /// A passthrough request's body as it goes by, untouched: kept (bounded) for its trace.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        passthrough::observe_request_body(body.as_deref(), end_of_stream, ctx);
         Ok(())
     }
 

@@ -17,9 +17,23 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorType};
 
-/// Picks the provider for a passthrough request and records it on the request.
-pub fn begin(snapshot: &Snapshot, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+/// Picks the provider for a passthrough request and records it on the request; a JSON body
+/// (the Responses API's, say) is captured up to `limit` for the trace's input.
+pub fn begin(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+    limit: usize,
+) -> Result<(), GatewayError> {
     let provider = provider(snapshot)?;
+    let json = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json {
+        ctx.record.format = Format::OpenAi;
+        ctx.passthrough_input.start(Format::OpenAi, false, limit);
+    }
     let served = &mut ctx.record.served;
     served.provider.clone_from(&provider.name);
     served.provider_type = provider.kind.as_str();
@@ -88,6 +102,21 @@ pub fn observe_head(head: &ResponseHeader, ctx: &mut RequestCtx, limit: usize) {
     ctx.record.stream = sse;
     ctx.record.output.start(Format::Raw, sse, limit);
     ctx.passthrough_tail = Some(UsageTail::new(Wire::OpenAi));
+}
+
+/// A piece of a passthrough request body going by (as it is). A whole body becomes the
+/// trace's input; one cut at the capture limit is not JSON, so it is left out.
+pub fn observe_request_body(piece: Option<&[u8]>, end: bool, ctx: &mut RequestCtx) {
+    let input = &mut ctx.passthrough_input;
+    if !input.is_on() {
+        return;
+    }
+    if let Some(piece) = piece {
+        input.push(piece);
+    }
+    if end && !input.truncated {
+        ctx.record.input = Some(input.take());
+    }
 }
 
 /// A piece of a passthrough answer going by (as it is: nothing is changed).

@@ -83,6 +83,11 @@ impl Capture {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// What was kept, taken out (the capture is left off).
+    pub fn take(&mut self) -> bytes::Bytes {
+        std::mem::take(self).bytes.freeze()
+    }
 }
 
 #[cfg(test)]

@@ -457,6 +457,8 @@ async fn passthrough_answers_give_their_usage_and_text_to_the_trace() {
     assert_eq!(r["usage"]["prompt_tokens"], 11);
     assert_eq!(r["usage"]["completion_tokens"], 4);
     assert_eq!(r["usage"]["cached_tokens"], 3);
+    // The request's `input` is the trace's, as the app sent it.
+    assert_eq!(r["input"], "hi");
     assert!(r["output"]["content"]
         .as_str()
         .unwrap()
@@ -483,4 +485,6 @@ async fn passthrough_answers_give_their_usage_and_text_to_the_trace() {
     assert_eq!(r["stream"], true);
     assert_eq!(r["usage"]["total_tokens"], 10);
     assert!(r["ttft_ms"].as_f64().is_some());
+    // A body with no conversation in it gives the trace no input.
+    assert!(r.get("input").is_none(), "{r}");
 }
