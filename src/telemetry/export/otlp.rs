@@ -119,7 +119,9 @@ fn span_of(trace: &Trace, t: &Transcriber) -> Span {
     let content = trace.content(t);
     let op = operation(r.endpoint);
     let request_model = r.requested_model.as_deref().unwrap_or_default();
-    let mut a = vec![
+    // Room for every attribute but metadata: the list is not grown as it is filled.
+    let mut a = Vec::with_capacity(40);
+    a.extend([
         text("gen_ai.operation.name", op),
         text("respan.request_id", trace.request_id.as_str()),
         text("respan.endpoint", r.endpoint),
@@ -128,7 +130,7 @@ fn span_of(trace: &Trace, t: &Transcriber) -> Span {
         float("respan.latency_ms", trace.latency.as_secs_f64() * 1e3),
         int("respan.attempts", r.attempts.len() as i64),
         boolean("respan.cache_hit", r.cache_hit),
-    ];
+    ]);
     let mut opt = |key: &'static str, value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
             a.push(text(key, v));

@@ -20,6 +20,9 @@ use std::sync::Arc;
 /// Where logs go when the config names no endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://api.respan.ai/api/request-logs/bulk/";
 
+/// About the size of one log with a short conversation, in bytes.
+const LOG_SIZE: usize = 2048;
+
 pub struct Respan {
     poster: Poster,
     authorization: String,
@@ -35,7 +38,12 @@ impl Respan {
 
     pub async fn send(&mut self, batch: &[Arc<Trace>], t: &Transcriber) -> Result<(), Failure> {
         let logs: Vec<Log> = batch.iter().map(|trace| log(trace, t)).collect();
-        let body = serde_json::to_vec(&Bulk { logs }).unwrap_or_default();
+        // Sized for the usual log up front: a batch's body grown by doubling is copied a
+        // dozen times.
+        let mut body = Vec::with_capacity(logs.len() * LOG_SIZE);
+        if serde_json::to_writer(&mut body, &Bulk { logs }).is_err() {
+            body.clear();
+        }
         let headers = [
             ("content-type", "application/json"),
             ("authorization", self.authorization.as_str()),
