@@ -4,7 +4,8 @@
 //! parameters) -> `routing` (model -> provider) -> `dispatch` (attempt plan, and the attempts:
 //! retries, fallbacks, stream hold-back) -> `providers` (wire details) -> `upstream` (pooled
 //! HTTP) -> `proxy::relay` (answer back, streamed).
-//! `config` and `state` hold what a request runs on; `admin` and `telemetry` report on it.
+//! `config` and `state` hold what a request runs on, `reload` swaps it; `admin` and
+//! `telemetry` report on it.
 
 pub mod admin;
 pub mod body;
@@ -16,6 +17,7 @@ pub mod head;
 pub mod params;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod state;

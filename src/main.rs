@@ -78,7 +78,7 @@ fn run(path: &std::path::Path) -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }
-    match server::run(loaded) {
+    match server::run(path, loaded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

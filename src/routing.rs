@@ -3,11 +3,13 @@
 //! Pure: built once per config snapshot, then only read.
 
 use crate::config::{Config, Pricing, ProviderConfig, ProviderKind};
+use std::sync::Arc;
 
 /// The compiled routing table of one config snapshot.
 #[derive(Debug, Clone)]
 pub struct Router {
-    providers: Vec<ProviderConfig>,
+    /// The config's own providers, shared rather than copied.
+    providers: Arc<Vec<ProviderConfig>>,
     rules: Vec<Rule>,
 }
 
@@ -49,22 +51,28 @@ pub enum RouteError {
 impl Router {
     /// Compiles the config's routes, or the built-in rules when it has none:
     /// `claude-*` to the first anthropic provider, `gemini-*` to the first gemini one and
-    /// everything else to the first openai one.
-    pub fn new(config: &Config) -> Router {
+    /// everything else to the first openai one. A route naming a provider the config does
+    /// not have is refused, never dropped.
+    pub fn new(config: &Config) -> Result<Router, String> {
         let providers = config.providers.clone();
-        let index_of = |name: &str| providers.iter().position(|p| p.name == name);
+        let index_of = |name: &str| {
+            providers
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| format!("no provider named `{name}`"))
+        };
         let rules = match &config.routes {
             Some(routes) => routes
                 .iter()
-                .filter_map(|r| {
-                    Some(Rule {
+                .map(|r| {
+                    Ok(Rule {
                         pattern: r.pattern.clone(),
                         provider: index_of(&r.provider)?,
                         upstream_model: r.upstream_model.clone(),
                         pricing: r.pricing,
                     })
                 })
-                .collect(),
+                .collect::<Result<_, String>>()?,
             None => [
                 ("claude-*", ProviderKind::Anthropic),
                 ("gemini-*", ProviderKind::Gemini),
@@ -81,7 +89,7 @@ impl Router {
             })
             .collect(),
         };
-        Router { providers, rules }
+        Ok(Router { providers, rules })
     }
 
     /// Routes `model`. With `pinned` (the `X-Respan-Route-Provider` header) the named provider
@@ -167,7 +175,7 @@ mod tests {
 
     fn router(yaml: &str) -> Router {
         let loaded = config::parse(yaml, std::path::Path::new("."), &|_| None).unwrap();
-        Router::new(&loaded.config)
+        Router::new(&loaded.config).unwrap()
     }
 
     const PROVIDERS: &str = "providers:\n  oa:\n    type: openai\n  an:\n    type: anthropic\n  ge:\n    type: gemini\n";

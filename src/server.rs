@@ -4,7 +4,9 @@
 use crate::admin::{AdminApp, Readiness, ReadinessProbe};
 use crate::config::{Config, Loaded};
 use crate::proxy::Gateway;
-use crate::state;
+use crate::reload::watch::ConfigWatcher;
+use crate::reload::Reloader;
+use crate::state::{self, Snapshot};
 use crate::telemetry::capture::Transcriber;
 use crate::telemetry::export::{self, ExportService};
 use crate::telemetry::Telemetry;
@@ -14,15 +16,17 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Idle upstream connections kept for reuse: at least the peak concurrent upstream calls
 /// (fewer costs new connections under load).
 const UPSTREAM_POOL_SIZE: usize = 1024;
 
-/// Runs the sidecar until it is told to stop. Returns early only if it cannot start.
-pub fn run(loaded: Loaded) -> Result<(), String> {
-    let config = loaded.config;
+/// Runs the sidecar on the config loaded from `path` until it is told to stop. Returns early
+/// only if it cannot start.
+pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
+    let config = loaded.config.clone();
     // Pingora retries a taken port for 30 s and then panics; check first, fail fast and clear.
     check_bind("server.listen", config.server.listen)?;
     check_bind("server.admin_listen", config.server.admin_listen)?;
@@ -41,7 +45,9 @@ pub fn run(loaded: Loaded) -> Result<(), String> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let (telemetry, exporters) = telemetry(&config)?;
-    let state = state::shared(config, loaded.version);
+    let snapshot = Snapshot::new(config, loaded.version.clone()).map_err(|e| e.to_string())?;
+    let state = state::shared(snapshot);
+    let reloader = Arc::new(Reloader::new(path.to_path_buf(), state.clone(), &loaded));
     let readiness = Readiness::default();
 
     let mut api = http_proxy_service(
@@ -69,6 +75,9 @@ pub fn run(loaded: Loaded) -> Result<(), String> {
     server.add_service(api);
     server.add_service(admin);
     server.add_service(probe);
+    let mut watcher = background_service("config watcher", ConfigWatcher { reloader });
+    watcher.threads = Some(1);
+    server.add_service(watcher);
     for exporter in exporters {
         let mut service = background_service("trace exporter", exporter);
         service.threads = Some(1);

@@ -1,12 +1,14 @@
 //! The config in force, swapped whole on reload.
 //!
 //! Each request loads the snapshot once at its start and keeps that `Arc` to its end, so a
-//! reload never changes the rules under a request in flight.
+//! reload never changes the rules under a request in flight. A snapshot is the one owner of
+//! everything made from its config (the routing table shares the config's providers, with
+//! their header caches), so nothing outlives it or is shared across reloads.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, Problem};
 use crate::routing::Router;
 use arc_swap::ArcSwap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Everything a request needs from the config, prepared once per load.
@@ -20,20 +22,60 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(config: Config, version: String) -> Snapshot {
-        let router = Router::new(&config);
-        Snapshot {
+    /// Prepares a validated config to serve; fails only if its routes name a provider it
+    /// does not have (validation refuses those first).
+    pub fn new(config: Config, version: String) -> Result<Snapshot, ConfigError> {
+        let router = Router::new(&config).map_err(|e| Problem::new("routes", e))?;
+        Ok(Snapshot {
             config,
             router,
             version,
             loaded_at: SystemTime::now(),
-        }
+        })
     }
 }
 
-/// The shared handle: readers `load_full()`, a reload `store()`s a new snapshot.
-pub type SharedState = Arc<ArcSwap<Snapshot>>;
+/// The snapshot in force, and how the last reload went.
+#[derive(Debug)]
+pub struct State {
+    snapshot: ArcSwap<Snapshot>,
+    last_reload_error: Mutex<Option<String>>,
+}
 
-pub fn shared(config: Config, version: String) -> SharedState {
-    Arc::new(ArcSwap::from_pointee(Snapshot::new(config, version)))
+/// The shared handle: requests and the admin port read it, a reload swaps it.
+pub type SharedState = Arc<State>;
+
+pub fn shared(snapshot: Snapshot) -> SharedState {
+    Arc::new(State {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        last_reload_error: Mutex::new(None),
+    })
+}
+
+impl State {
+    /// The snapshot in force, for a request to keep to its end.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Puts a new snapshot in force in one store; it also clears the last reload error.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+        self.set_reload_error(None);
+    }
+
+    /// Why the last reload was refused (`None` once a reload succeeds).
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.last_reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_reload_error(&self, error: Option<String>) {
+        *self
+            .last_reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = error;
+    }
 }

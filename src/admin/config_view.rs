@@ -14,12 +14,12 @@ use serde_json::{json, Map, Value};
 
 const HIDDEN: &str = "***";
 
-/// The body of `/config`.
-pub fn view(snapshot: &Snapshot) -> Vec<u8> {
+/// The body of `/config`: the snapshot in force, and why the last reload was refused.
+pub fn view(snapshot: &Snapshot, last_reload_error: Option<&str>) -> Vec<u8> {
     let v = json!({
         "version": snapshot.version,
         "loaded_at": rfc3339(snapshot.loaded_at),
-        "last_reload_error": Value::Null,
+        "last_reload_error": last_reload_error,
         "config": config(&snapshot.config),
     });
     serde_json::to_vec_pretty(&v).unwrap_or_default()
@@ -162,8 +162,8 @@ telemetry:
     - {type: otlp_http, endpoint: "http://127.0.0.1:4318/v1/traces", headers: {authorization: otlp-secret-qqq6}}
 "#;
         let loaded = crate::config::parse(yaml, std::path::Path::new("."), &|_| None).unwrap();
-        let snapshot = Snapshot::new(loaded.config, loaded.version);
-        let text = String::from_utf8(view(&snapshot)).unwrap();
+        let snapshot = Snapshot::new(loaded.config, loaded.version).unwrap();
+        let text = String::from_utf8(view(&snapshot, None)).unwrap();
         for secret in ["qqq1", "qqq2", "qqq3", "qqq4", "qqq5", "qqq6"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }

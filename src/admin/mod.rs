@@ -51,7 +51,10 @@ impl ServeHttp for AdminApp {
             "/config" => reply(
                 200,
                 "application/json",
-                config_view::view(&self.state.load()),
+                config_view::view(
+                    &self.state.load_full(),
+                    self.state.last_reload_error().as_deref(),
+                ),
             ),
             "/api/traces" => reply(
                 200,

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A validated config.
@@ -29,8 +29,9 @@ use std::time::Duration;
 pub struct Config {
     pub server: ServerConfig,
     pub auth: Option<AuthConfig>,
-    /// In file order: "the first provider of type openai" depends on it.
-    pub providers: Vec<ProviderConfig>,
+    /// In file order: "the first provider of type openai" depends on it. Shared with the
+    /// snapshot's routing table, so each provider (and its key header cache) exists once.
+    pub providers: Arc<Vec<ProviderConfig>>,
     /// `None` when the file has no `routes`: the built-in rules apply.
     pub routes: Option<Vec<RouteConfig>>,
     pub load_balance_groups: BTreeMap<String, LoadBalanceGroup>,
@@ -40,7 +41,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -52,12 +53,12 @@ pub struct ServerConfig {
     pub threads: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
     pub keys: Vec<AuthKey>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthKey {
     pub key: Secret,
     pub customer_identifier: Option<String>,
@@ -188,7 +189,7 @@ pub struct ProviderConfig {
     pub key_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub pattern: String,
     pub provider: String,
@@ -234,7 +235,7 @@ pub struct WeightedModel {
     pub weight: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PromptConfig {
     pub model: Option<String>,
     pub messages: Vec<serde_json::Value>,
@@ -247,7 +248,7 @@ pub enum CacheBackend {
     Redis,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     pub backend: CacheBackend,
     pub redis_url: Option<String>,
@@ -264,7 +265,7 @@ pub struct RetryConfig {
     pub retry_after: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryConfig {
     pub capture_content: bool,
     /// Bytes of each answer kept for its trace.
@@ -288,7 +289,7 @@ impl TelemetryConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ExporterConfig {
     OtlpHttp {
         endpoint: String,

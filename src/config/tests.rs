@@ -136,6 +136,17 @@ fn api_key_file_is_read_relative_to_the_config() {
         p[0].starts_with("providers.a.api_key_file: cannot read"),
         "{p:?}"
     );
+    std::fs::write(dir.path().join("key"), " \n").unwrap();
+    let empty = parse(
+        "providers:\n  a:\n    type: openai\n    api_key_file: key\n",
+        dir.path(),
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(
+        empty.problems[0].to_string().ends_with("key is empty"),
+        "{empty:?}"
+    );
 }
 
 #[test]
@@ -150,10 +161,14 @@ fn base_urls_are_checked() {
 
 #[test]
 fn the_shipped_configs_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("anthropic-key");
+    std::fs::write(&key, "sk-ant-test").unwrap();
+    let key = key.display().to_string();
     for file in ["conf/respan-sidecar.yaml", "conf/example-full.yaml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let text = std::fs::read_to_string(&path).unwrap();
-        let env = |name: &str| (name == "ANTHROPIC_KEY_FILE").then(|| "/dev/null".to_string());
+        let env = |name: &str| (name == "ANTHROPIC_KEY_FILE").then(|| key.clone());
         if let Err(e) = parse(&text, path.parent().unwrap(), &env) {
             panic!("{file}: {e}");
         }

@@ -60,7 +60,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
     Ok(Config {
         server,
         auth,
-        providers,
+        providers: Arc::new(providers),
         routes,
         load_balance_groups,
         prompts,
@@ -194,6 +194,15 @@ fn provider(
         }
         (Some(key), None) => Some(key),
         (None, Some(file)) => match std::fs::read_to_string(file) {
+            // A Secret being rotated can be caught empty: that is a failed load, not a
+            // provider that lost its key.
+            Ok(key) if key.trim().is_empty() => {
+                problems.push(Problem::new(
+                    format!("{path}.api_key_file"),
+                    format!("{} is empty", file.display()),
+                ));
+                None
+            }
             Ok(key) => Some(key.trim().to_string()),
             Err(e) => {
                 problems.push(Problem::new(

@@ -289,7 +289,7 @@ mod tests {
             "providers:\n  p:\n    type: {kind}\n    base_url: \"http://10.0.0.1:8000/v1\"\n    api_key: \"{key}\"\n"
         );
         let loaded = parse(&yaml, Path::new("."), &|_: &str| None).unwrap();
-        loaded.config.providers.into_iter().next().unwrap()
+        loaded.config.providers[0].clone()
     }
 
     fn headers(provider: &ProviderConfig) -> Result<HeaderMap, GatewayError> {

@@ -32,6 +32,8 @@ pub struct Sidecar {
     pub admin: SocketAddr,
     child: Child,
     dir: tempfile::TempDir,
+    /// The `server:` section written before the test's config.
+    server: String,
 }
 
 impl Sidecar {
@@ -66,9 +68,10 @@ impl Sidecar {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let extra: String = server_extra.lines().map(|l| format!("  {l}\n")).collect();
-        let yaml = format!(
-            "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  threads: 2\n{extra}{config}"
+        let server = format!(
+            "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  threads: 2\n{extra}"
         );
+        let yaml = format!("{server}{config}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("respan-sidecar.yaml");
         std::fs::File::create(&path)
@@ -90,6 +93,7 @@ impl Sidecar {
             admin,
             child,
             dir,
+            server,
         }
     }
 
@@ -127,6 +131,43 @@ impl Sidecar {
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("respan-sidecar.yaml")
+    }
+
+    /// The directory of its config file, for files a config names.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Replaces the config (after the same `server:` section) as an editor saves: a new
+    /// file renamed over the old one.
+    pub fn rewrite_config(&self, config: &str) {
+        let new = self.dir.path().join(".respan-sidecar.yaml.new");
+        std::fs::write(&new, format!("{}{config}", self.server)).unwrap();
+        std::fs::rename(&new, self.config_path()).unwrap();
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, `INT`) to the process.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Its exit status, if it exits within `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Scrapes and parses `/metrics`.
