@@ -158,8 +158,8 @@ pub fn error_body(
 }
 
 /// An error event ending a stream in `ingress`'s format (an SSE event, with its blank line).
-pub fn stream_error_event(ingress: Ingress, status: u16, message: &str) -> Vec<u8> {
-    let body = error_body(ingress, status, message, Some("upstream_error"), None);
+pub fn stream_error_event(ingress: Ingress, status: u16, code: &str, message: &str) -> Vec<u8> {
+    let body = error_body(ingress, status, message, Some(code), None);
     let mut event = Vec::with_capacity(body.len() + 24);
     if ingress == Ingress::Anthropic {
         event.extend_from_slice(b"event: error\n");

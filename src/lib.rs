@@ -5,12 +5,13 @@
 //! retries, fallbacks, stream hold-back) -> `providers` (wire details) -> `upstream` (pooled
 //! HTTP) -> `proxy::relay` (answer back, streamed).
 //! `config` and `state` hold what a request runs on, `reload` swaps it; `admin` and
-//! `telemetry` report on it.
+//! `telemetry` report on it; `shutdown` drains the process (`drain` is its shared view).
 
 pub mod admin;
 pub mod body;
 pub mod config;
 pub mod dispatch;
+pub mod drain;
 pub mod endpoint;
 pub mod error;
 pub mod head;
@@ -20,6 +21,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 pub mod translate;

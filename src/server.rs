@@ -1,11 +1,13 @@
 //! Wires a loaded config into a running Pingora server: the API port (the gateway), the
-//! admin port and the background services.
+//! admin port, the background services, and the signals that end it.
 
-use crate::admin::{AdminApp, Readiness, ReadinessProbe};
+use crate::admin::{AdminApp, AdminListener, Readiness, ReadinessProbe};
 use crate::config::{Config, Loaded};
+use crate::drain::Drain;
 use crate::proxy::Gateway;
 use crate::reload::watch::ConfigWatcher;
 use crate::reload::Reloader;
+use crate::shutdown::{DrainService, Signals};
 use crate::state::{self, Snapshot};
 use crate::telemetry::capture::Transcriber;
 use crate::telemetry::export::{self, ExportService};
@@ -13,8 +15,8 @@ use crate::telemetry::Telemetry;
 use crate::translate::transcript;
 use pingora::prelude::{background_service, http_proxy_service};
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
-use pingora::services::listening::Service;
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::BackgroundService;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,12 +31,16 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let config = loaded.config.clone();
     // Pingora retries a taken port for 30 s and then panics; check first, fail fast and clear.
     check_bind("server.listen", config.server.listen)?;
-    check_bind("server.admin_listen", config.server.admin_listen)?;
+    let admin_socket = TcpListener::bind(config.server.admin_listen).map_err(|e| {
+        let addr = config.server.admin_listen;
+        format!("server.admin_listen: cannot listen on {addr}: {e}")
+    })?;
     let server_conf = ServerConf {
         threads: config.server.threads,
         // Measured: no work stealing is cheaper per request for a proxy this size.
         work_stealing: false,
-        grace_period_seconds: Some(config.server.shutdown_grace.as_secs()),
+        // Only a fallback: the drain ends the process itself (see `shutdown`).
+        grace_period_seconds: Some(config.server.shutdown_grace.as_secs() + PINGORA_GRACE_MARGIN),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: UPSTREAM_POOL_SIZE,
         ..ServerConf::default()
@@ -44,51 +50,69 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
 
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
-    let (telemetry, exporters) = telemetry(&config)?;
+    let drain = Drain::default();
+    let (telemetry, exporters) = telemetry(&config, &drain)?;
     let snapshot = Snapshot::new(config, loaded.version.clone()).map_err(|e| e.to_string())?;
     let state = state::shared(snapshot);
     let reloader = Arc::new(Reloader::new(path.to_path_buf(), state.clone(), &loaded));
     let readiness = Readiness::default();
 
-    let mut api = http_proxy_service(
-        &server.configuration,
-        Gateway::new(state.clone(), UPSTREAM_POOL_SIZE, telemetry.clone()),
+    let gateway = Gateway::new(
+        state.clone(),
+        UPSTREAM_POOL_SIZE,
+        telemetry.clone(),
+        drain.clone(),
     );
+    let mut api = http_proxy_service(&server.configuration, gateway);
     api.add_tcp(&listen.to_string());
-
-    let mut admin = Service::new(
-        "admin".to_string(),
-        AdminApp::new(readiness.clone(), state, telemetry),
-    );
-    admin.add_tcp(&admin_listen.to_string());
-    admin.threads = Some(1);
-
-    let mut probe = background_service(
-        "readiness",
-        ReadinessProbe {
-            readiness,
-            api_addr: listen,
-        },
-    );
-    probe.threads = Some(1);
-
     server.add_service(api);
-    server.add_service(admin);
-    server.add_service(probe);
-    let mut watcher = background_service("config watcher", ConfigWatcher { reloader });
-    watcher.threads = Some(1);
-    server.add_service(watcher);
+
+    let admin = AdminApp::new(readiness.clone(), state.clone(), telemetry);
+    add_background(
+        &mut server,
+        "admin",
+        AdminListener::new(admin, admin_socket),
+    );
+    let probe = ReadinessProbe {
+        readiness: readiness.clone(),
+        api_addr: listen,
+    };
+    add_background(&mut server, "readiness", probe);
+    add_background(&mut server, "config watcher", ConfigWatcher { reloader });
     for exporter in exporters {
-        let mut service = background_service("trace exporter", exporter);
-        service.threads = Some(1);
-        server.add_service(service);
+        add_background(&mut server, "trace exporter", exporter);
     }
+    let drainer = DrainService {
+        drain: drain.clone(),
+        state,
+    };
+    add_background(&mut server, "drain", drainer);
     tracing::info!(%listen, %admin_listen, "respan-sidecar starting");
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { drain, readiness }),
+    });
+    Ok(())
+}
+
+/// Pingora's fallback grace period outlasts the drain's own deadline by this many seconds.
+const PINGORA_GRACE_MARGIN: u64 = 3;
+
+/// Adds a background service on a thread of its own.
+fn add_background<S: BackgroundService + Send + Sync + 'static>(
+    server: &mut Server,
+    name: &str,
+    service: S,
+) {
+    let mut service = background_service(name, service);
+    service.threads = Some(1);
+    server.add_service(service);
 }
 
 /// The telemetry, with a queue and a background service for each configured exporter.
-fn telemetry(config: &Config) -> Result<(Arc<Telemetry>, Vec<ExportService>), String> {
+fn telemetry(
+    config: &Config,
+    drain: &Drain,
+) -> Result<(Arc<Telemetry>, Vec<ExportService>), String> {
     let transcriber = Transcriber {
         input: transcript::input,
         output: transcript::output,
@@ -100,6 +124,7 @@ fn telemetry(config: &Config) -> Result<(Arc<Telemetry>, Vec<ExportService>), St
             exporter.destination(),
             transcriber,
             config.telemetry.export_queue,
+            drain.clone(),
         )
         .map_err(|e| format!("telemetry.exporters[{i}]: {e}"))?;
         queues.push(queue);

@@ -3,9 +3,11 @@
 //! and can be exposed differently.
 
 mod config_view;
+mod listener;
 mod readiness;
 mod traces;
 
+pub use listener::AdminListener;
 pub use readiness::{Readiness, ReadinessProbe};
 
 use crate::state::SharedState;

@@ -16,6 +16,7 @@ mod respond;
 pub use ctx::RequestCtx;
 
 use crate::dispatch::LatencyTracker;
+use crate::drain::Drain;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::state::SharedState;
@@ -37,16 +38,24 @@ pub struct Gateway {
     /// Recent latency per model, for `least_latency` load balance groups.
     latency: LatencyTracker,
     telemetry: Arc<Telemetry>,
+    /// Tells streams when a shutdown's grace period is spent.
+    drain: Drain,
 }
 
 impl Gateway {
     /// `pool_size`: idle upstream connections kept for reuse (see [`Upstream::new`]).
-    pub fn new(state: SharedState, pool_size: usize, telemetry: Arc<Telemetry>) -> Gateway {
+    pub fn new(
+        state: SharedState,
+        pool_size: usize,
+        telemetry: Arc<Telemetry>,
+        drain: Drain,
+    ) -> Gateway {
         Gateway {
             state,
             upstream: Upstream::new(pool_size),
             latency: LatencyTracker::default(),
             telemetry,
+            drain,
         }
     }
 }
@@ -133,10 +142,11 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        respond::close_if_draining(session);
         for (name, value) in respond::respan_headers(ctx) {
             upstream_response.insert_header(name, value)?;
         }

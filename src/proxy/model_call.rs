@@ -65,7 +65,7 @@ async fn run(
         .start(request.ingress.capture_format(), false, limit);
     // Boxed, like the upstream call: the relay's future is kilobytes, and boxing it keeps
     // every enclosing future small (they are moved as a whole when awaited).
-    Box::pin(relay(session, ctx, settled, &gw.upstream)).await;
+    Box::pin(relay(session, ctx, settled, &gw.upstream, &gw.drain)).await;
     Ok(())
 }
 

@@ -8,9 +8,10 @@
 //! (JSON bodies, error bodies) are small and are read whole first.
 
 use super::ctx::RequestCtx;
-use super::respond::add_respan_headers;
+use super::respond::{add_respan_headers, close_if_draining};
 use crate::dispatch::answer::{is_event_stream, read_failure, Answer, BodyReader, Held, Settled};
 use crate::dispatch::caller::or_gone;
+use crate::drain::Drain;
 use crate::endpoint::Ingress;
 use crate::error::{stream_error_event, GatewayError};
 use crate::head::frame;
@@ -27,6 +28,7 @@ use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
+use std::future::Future;
 
 /// How a relay ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub enum RelayEnd {
     /// The upstream failed after the answer had started; the app got an in-band error
     /// (streams) or a cut connection.
     UpstreamFailed(String),
+    /// The shutdown's grace period ended first; the app got an in-band error.
+    ShutDown,
 }
 
 /// Headers that describe a body the translation replaces.
@@ -66,6 +70,7 @@ pub async fn relay(
     ctx: &mut RequestCtx,
     settled: Settled,
     upstream: &Upstream,
+    drain: &Drain,
 ) -> RelayEnd {
     let Settled {
         mut answer,
@@ -81,7 +86,7 @@ pub async fn relay(
             } else {
                 translated_head(head, "text/event-stream")
             };
-            relay_stream(session, ctx, &mut answer, head, held, limits).await
+            relay_stream(session, ctx, &mut answer, head, held, limits, drain).await
         }
         // A whole answer that gets a breakdown is read whole, to add it.
         (Some(head), None) if plan.is_identity() && !whole_with_breakdown(ctx, &answer, &head) => {
@@ -90,7 +95,7 @@ pub async fn relay(
                 preamble: Vec::new(),
                 ended: false,
             };
-            relay_stream(session, ctx, &mut answer, head, as_is, limits).await
+            relay_stream(session, ctx, &mut answer, head, as_is, limits, drain).await
         }
         (Some(head), None) => relay_whole(session, ctx, &mut answer, head, &plan, limits).await,
     };
@@ -105,6 +110,7 @@ pub async fn relay(
         RelayEnd::Complete => BodyEnd::Complete,
         RelayEnd::ClientGone => BodyEnd::ClientGone,
         RelayEnd::UpstreamFailed(_) => BodyEnd::UpstreamFailed,
+        RelayEnd::ShutDown => BodyEnd::ShutDown,
     };
     if end != RelayEnd::Complete {
         // The answer the app holds is cut short: never reuse its connection.
@@ -150,12 +156,14 @@ async fn relay_stream(
     mut head: Parts,
     held: Held,
     limits: ReadLimits,
+    drain: &Drain,
 ) -> Result<Last, RelayEnd> {
     frame(&mut head, None);
     add_respan_headers(&mut head, ctx);
     let sse = is_event_stream(&head.headers);
     ctx.record.stream = sse;
     ctx.record.output.stream = sse;
+    close_if_draining(session);
     let header = Box::new(ResponseHeader::from(head));
     if session.write_response_header(header, false).await.is_err() {
         return Err(RelayEnd::ClientGone);
@@ -169,7 +177,18 @@ async fn relay_stream(
         ctx.record.first_byte();
         Ok(Last::Piece(preamble.into()))
     } else {
-        pump(session, ctx, answer, &mut reader, preamble, limits, sse).await
+        let deadline = drain.deadline();
+        pump(
+            session,
+            ctx,
+            answer,
+            &mut reader,
+            preamble,
+            limits,
+            sse,
+            deadline,
+        )
+        .await
     };
     ctx.record.usage = reader.usage();
     match last {
@@ -212,7 +231,9 @@ fn with_breakdown_event(end: &[u8], ingress: Ingress, breakdown: &Value) -> Byte
 }
 
 /// Relays the rest of a body but its last piece. `pending` (what was held back, already in
-/// the app's format) goes out with the first batch: one write instead of two.
+/// the app's format) goes out with the first batch: one write instead of two. A shutdown's
+/// `deadline` ends it with an in-band error.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -221,10 +242,18 @@ async fn pump(
     mut pending: Vec<u8>,
     limits: ReadLimits,
     sse: bool,
+    deadline: impl Future<Output = ()>,
 ) -> Result<Last, RelayEnd> {
+    // Made once per stream: it registers with the drain on its first poll only.
+    tokio::pin!(deadline);
     loop {
         let (batch, done, failure) = if pending.is_empty() {
-            let Ok(next) = or_gone(session, answer.next(limits)).await else {
+            let next = tokio::select! {
+                biased;
+                next = or_gone(session, answer.next(limits)) => next,
+                () = &mut deadline => return Err(shut_down(session, ctx, sse).await),
+            };
+            let Ok(next) = next else {
                 return Err(RelayEnd::ClientGone);
             };
             match next {
@@ -303,13 +332,33 @@ async fn fail(
     let message = failure.message;
     tracing::warn!(request_id = %ctx.request_id, provider = %ctx.record.served.provider, "upstream failed mid-answer: {message}");
     let text = format!("the upstream failed during the answer: {message}");
+    end_with_error(session, ctx, (failure.status, "upstream_error"), text, sse).await;
+    RelayEnd::UpstreamFailed(message)
+}
+
+/// Ends an answer still running when a shutdown's grace period is spent: a stream gets an
+/// in-band 503 event, as an upstream failure would give it.
+async fn shut_down(session: &mut Session, ctx: &mut RequestCtx, sse: bool) -> RelayEnd {
+    let text = "the sidecar is shutting down and its grace period ended before the answer did";
+    end_with_error(session, ctx, (503, "shutting_down"), text.to_string(), sse).await;
+    RelayEnd::ShutDown
+}
+
+/// Writes a stream's last event, an error in the caller's format (`status`, `code`), and
+/// notes the error on the record.
+async fn end_with_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    (status, code): (u16, &str),
+    text: String,
+    sse: bool,
+) {
     if sse {
-        let event = stream_error_event(ctx.endpoint.ingress(), failure.status, &text);
+        let event = stream_error_event(ctx.endpoint.ingress(), status, code, &text);
         ctx.record.output.push(&event);
         let _ = session.write_response_body(Some(event.into()), true).await;
     }
     ctx.record.error = Some(text);
-    RelayEnd::UpstreamFailed(message)
 }
 
 /// Reads a whole answer and translates it (a success or an error body).

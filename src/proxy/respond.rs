@@ -70,10 +70,20 @@ pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Ve
 
 /// Writes a complete answer: its head, then its whole body.
 pub async fn write_whole(session: &mut Session, head: Parts, body: Vec<u8>) -> pingora::Result<()> {
+    close_if_draining(session);
     session
         .write_response_header(Box::new(ResponseHeader::from(head)), false)
         .await?;
     session.write_response_body(Some(body.into()), true).await
+}
+
+/// During a shutdown's drain, an answer says `Connection: close` (Pingora writes it when
+/// keep-alive is off), so a pooling client does not send its next request to a connection
+/// that is about to close.
+pub fn close_if_draining(session: &mut Session) {
+    if session.is_process_shutting_down() {
+        session.set_keepalive(None);
+    }
 }
 
 /// Answers with an error in the caller's format (and notes it on the request's record).

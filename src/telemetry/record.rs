@@ -23,6 +23,8 @@ pub enum BodyEnd {
     ClientGone,
     /// The upstream failed after the answer had started.
     UpstreamFailed,
+    /// A shutdown's grace period ended it.
+    ShutDown,
 }
 
 impl BodyEnd {
@@ -31,6 +33,7 @@ impl BodyEnd {
             BodyEnd::Complete => "complete",
             BodyEnd::ClientGone => "client_gone",
             BodyEnd::UpstreamFailed => "upstream_failed",
+            BodyEnd::ShutDown => "shutdown",
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The sidecar's life as Kubernetes drives it, over real files, signals and sockets: config
 //! and key files reloaded while it serves, and graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::disallowed_methods)] // tests spawn their own clients
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod reload;
+mod shutdown;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

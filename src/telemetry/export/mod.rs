@@ -1,7 +1,7 @@
 //! Trace exporters, all off the request path: each has its own bounded queue, filled by
 //! `Telemetry::finish` without ever waiting (a full queue drops the trace and counts it), and
 //! its own background service that sends batches, retries failures with backoff, logs them
-//! at most once a minute, and flushes what is queued at shutdown.
+//! at most once a minute, and flushes what is queued once a shutdown has drained.
 
 mod http;
 mod jsonl;
@@ -11,6 +11,7 @@ pub mod respan;
 use super::capture::Transcriber;
 use super::metrics::metrics;
 use super::trace::Trace;
+use crate::drain::{Drain, Phase};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -84,6 +85,7 @@ pub fn exporter(
     destination: Destination,
     transcriber: Transcriber,
     capacity: usize,
+    drain: Drain,
 ) -> Result<(Queue, ExportService), String> {
     let sink = Sink::new(destination)?;
     let (sender, receiver) = mpsc::channel(capacity.max(1));
@@ -93,6 +95,7 @@ pub fn exporter(
         ExportService {
             name,
             transcriber,
+            drain,
             state: Mutex::new(Some((sink, receiver))),
         },
     ))
@@ -160,16 +163,22 @@ impl Failure {
 pub struct ExportService {
     name: &'static str,
     transcriber: Transcriber,
+    drain: Drain,
     state: Mutex<Option<(Sink, mpsc::Receiver<Arc<Trace>>)>>,
 }
 
 #[async_trait]
 impl BackgroundService for ExportService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn start(&self, _shutdown: ShutdownWatch) {
         let taken = self.state.lock().ok().and_then(|mut s| s.take());
         let Some((mut sink, mut receiver)) = taken else {
             return;
         };
+        // Not Pingora's shutdown: requests still draining then have traces to come. The
+        // drain says when none is left, and waits for this guard before the process exits.
+        let _running = self.drain.exporter();
+        let quiet = self.drain.reached(Phase::Quiet);
+        tokio::pin!(quiet);
         let mut log = RateLimitedLog::default();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
@@ -181,7 +190,7 @@ impl BackgroundService for ExportService {
                     fill(&mut receiver, &mut batch).await;
                     self.deliver(&mut sink, &mut batch, &mut log, None).await;
                 }
-                _ = shutdown.changed() => {
+                () = &mut quiet => {
                     self.flush(&mut sink, &mut receiver, &mut batch, &mut log).await;
                     return;
                 }
