@@ -188,3 +188,92 @@ async fn a_stream_begun_before_a_reload_finishes_on_the_old_route() {
     }
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
 }
+
+/// Requests in a loop until `stop`: every answer must be whole (streams to `[DONE]`).
+async fn steady_load(
+    sidecar: std::sync::Arc<Sidecar>,
+    streaming: bool,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    let client = crate::support::client();
+    let mut served = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let body = if streaming {
+            stream("gpt-4o")
+        } else {
+            crate::support::chat("gpt-4o", "hi")
+        };
+        let response = client
+            .post(sidecar.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        if streaming {
+            assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        } else {
+            assert!(text.contains("mock answer"), "{text}");
+        }
+        served += 1;
+    }
+    served
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_reloads_under_load_fail_nothing_and_leak_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (a, b) = (Mock::start().await, Mock::start().await);
+    // Big enough (200 routes) that a snapshot kept alive by mistake shows in the RSS.
+    let config = |n: usize| {
+        let routes: String = (0..200)
+            .map(|i| {
+                route(
+                    &format!("model-{n}-{i}"),
+                    if i % 2 == 0 { "a" } else { "b" },
+                )
+            })
+            .collect();
+        let provider = if n % 2 == 0 { "a" } else { "b" };
+        two_providers(&a, &b, &format!("{routes}{}", route("*", provider)))
+    };
+    let sidecar = Arc::new(Sidecar::start(&config(0)).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..6)
+        .map(|i| tokio::spawn(steady_load(sidecar.clone(), i % 2 == 1, stop.clone())))
+        .collect();
+    let mut rss_at_20 = 0;
+    for n in 1..=100 {
+        sidecar.rewrite_config(&config(n));
+        // SIGHUP reloads at once; the file watch then finds nothing new.
+        sidecar.signal("HUP");
+        let reloaded = || sidecar.metric("respan_config_reloads_total", &[("result", "success")]);
+        within(SECOND, "the reload", || async {
+            reloaded().await == n as f64
+        })
+        .await;
+        if n == 20 {
+            rss_at_20 = sidecar.rss_kib();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut served = 0;
+    for task in load {
+        served += task.await.unwrap();
+    }
+    let rss_at_100 = sidecar.rss_kib();
+    eprintln!("{served} requests during 100 reloads; RSS after 20: {rss_at_20} KiB, after 100: {rss_at_100} KiB");
+    assert!(served > 100, "{served}");
+    assert!(
+        rss_at_100 < rss_at_20 + 4096,
+        "RSS grew from {rss_at_20} to {rss_at_100} KiB"
+    );
+    assert_eq!(
+        sidecar
+            .metric("respan_config_reloads_total", &[("result", "failure")])
+            .await,
+        0.0
+    );
+}

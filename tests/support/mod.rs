@@ -146,11 +146,19 @@ impl Sidecar {
         std::fs::rename(&new, self.config_path()).unwrap();
     }
 
+    /// Its resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// Sends a signal (`HUP`, `TERM`, `INT`) to the process.
     pub fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
+        // The shell's builtin `kill`: a fresh machine may have no kill binary.
+        let sent = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{name} {}", self.child.id()))
             .status()
             .unwrap();
         assert!(sent.success(), "kill -{name} failed");
