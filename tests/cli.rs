@@ -49,9 +49,20 @@ fn check_lists_every_problem_with_its_path() {
 
 #[test]
 fn check_names_unknown_keys() {
-    let out = sidecar(&["check"], "servr:\n  listen: 127.0.0.1:1\n");
+    let out = sidecar(
+        &["check"],
+        "servr:\n  listen: 127.0.0.1:1\nserver:\n  lisen: x\n  threads: 0\n",
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `servr`"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Every problem, the unknown keys included, each at its path.
+    for problem in [
+        "servr: unknown key",
+        "server.lisen: unknown key",
+        "server.threads: must be above 0",
+    ] {
+        assert!(err.contains(problem), "{problem} not in {err}");
+    }
 }
 
 #[test]

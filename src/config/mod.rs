@@ -1,7 +1,7 @@
 //! The config the gateway runs on, and how a file becomes one.
 //!
 //! `load` reads the file, parses YAML into a tree, expands `${VAR}` in its strings, maps it
-//! onto the raw serde structs (`raw`, unknown keys rejected, type errors named by YAML path)
+//! onto the raw serde structs (`raw`, unknown keys all listed, type errors named by YAML path)
 //! and then validates it into the types below (`validate`), collecting every problem rather
 //! than stopping at the first. Nothing here touches the network.
 
@@ -402,12 +402,30 @@ pub fn parse(
             .map(|p| Problem::new(p, "`${` without a closing `}`"))
             .collect(),
     })?;
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
-        let path = e.path().to_string();
+    // Unknown keys are collected (all of them) rather than refused one at a time; a type
+    // error still stops the reading, after the unknown keys seen before it.
+    let mut unknown = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let read: Result<raw::RawConfig, _> = serde_ignored::deserialize(
+        serde_path_to_error::Deserializer::new(tree, &mut track),
+        |key| unknown.push(Problem::new(yaml_path(&key), "unknown key")),
+    );
+    let raw = read.map_err(|e| {
+        let path = track.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        Problem::new(path, e.into_inner().to_string())
+        unknown.push(Problem::new(path, e.to_string()));
+        ConfigError {
+            problems: std::mem::take(&mut unknown),
+        }
     })?;
-    let config = validate::validate(raw, base_dir)?;
+    let config = match validate::validate(raw, base_dir) {
+        Ok(config) if unknown.is_empty() => config,
+        Ok(_) => return Err(ConfigError { problems: unknown }),
+        Err(e) => {
+            unknown.extend(e.problems);
+            return Err(ConfigError { problems: unknown });
+        }
+    };
     let warnings = unset
         .into_iter()
         .map(|u| format!("{}: environment variable {} is not set", u.path, u.name))
@@ -418,6 +436,22 @@ pub fn parse(
         version,
         warnings,
     })
+}
+
+/// A key's path as problems name it: `providers.a.headers`, `routes[0].match`.
+fn yaml_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", yaml_path(parent)),
+        Path::Map { parent, key } => match yaml_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => yaml_path(parent),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The config file as written: serde structs that mirror the YAML one to one.
 //!
-//! Every struct rejects unknown keys so a typo is an error, not a silently ignored setting.
+//! A key none of these structs has is an error, not a silently ignored setting: `parse`
+//! lists every one of them (serde's `deny_unknown_fields` would stop at the first).
 //! Nothing here checks meaning (URLs, references between sections): that is `validate`'s job,
 //! which turns these into the types the gateway runs on.
 
@@ -9,7 +10,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
@@ -30,7 +30,6 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
@@ -45,21 +44,18 @@ pub struct RawServer {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAuth {
     #[serde(default)]
     pub keys: Vec<RawAuthKey>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAuthKey {
     pub key: String,
     pub customer_identifier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawProvider {
     #[serde(rename = "type")]
     pub kind: String,
@@ -72,7 +68,6 @@ pub struct RawProvider {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     #[serde(rename = "match")]
     pub pattern: String,
@@ -82,14 +77,12 @@ pub struct RawRoute {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawPricing {
     pub input_per_million: f64,
     pub output_per_million: f64,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLoadBalanceGroup {
     pub models: Vec<RawWeightedModel>,
     /// `weighted` (default) or `least_latency`.
@@ -97,7 +90,6 @@ pub struct RawLoadBalanceGroup {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawWeightedModel {
     pub model: String,
     #[serde(default = "default_weight")]
@@ -109,7 +101,7 @@ fn default_weight() -> f64 {
 }
 
 /// A prompt template: `model`, `messages` and any other chat parameter, kept as JSON.
-/// (Open by design: every chat parameter is allowed, so no `deny_unknown_fields` here.)
+/// (Open by design: every chat parameter is allowed, so no key of a prompt is unknown.)
 #[derive(Debug, Deserialize)]
 pub struct RawPrompt {
     pub model: Option<String>,
@@ -119,7 +111,6 @@ pub struct RawPrompt {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCache {
     pub backend: Option<String>,
     pub redis_url: Option<String>,
@@ -128,7 +119,6 @@ pub struct RawCache {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRetry {
     pub retry_enabled: Option<bool>,
     pub num_retries: Option<u32>,
@@ -136,7 +126,6 @@ pub struct RawRetry {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTelemetry {
     pub capture_content: Option<bool>,
     pub max_capture_bytes: Option<usize>,
@@ -148,7 +137,6 @@ pub struct RawTelemetry {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawExporter {
     #[serde(rename = "type")]
     pub kind: String,
