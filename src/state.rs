@@ -6,6 +6,7 @@
 //! their header caches), so nothing outlives it or is shared across reloads.
 
 use crate::config::{Config, ConfigError, Problem};
+use crate::providers;
 use crate::routing::Router;
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex};
@@ -22,9 +23,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Prepares a validated config to serve; fails only if its routes name a provider it
-    /// does not have (validation refuses those first).
+    /// Prepares a validated config to serve: its routing table and each provider's key
+    /// header. Fails if a key cannot be sent as a header, or a route names a provider the
+    /// config does not have (validation refuses those first).
     pub fn new(config: Config, version: String) -> Result<Snapshot, ConfigError> {
+        let problems: Vec<Problem> = config
+            .providers
+            .iter()
+            .filter_map(|p| {
+                let e = providers::prepare(p).err()?;
+                Some(Problem::new(
+                    format!("providers.{}.api_key", p.name),
+                    e.to_string(),
+                ))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
         let router = Router::new(&config).map_err(|e| Problem::new("routes", e))?;
         Ok(Snapshot {
             config,

@@ -182,10 +182,9 @@ pub struct ProviderConfig {
     pub api_key_file: Option<PathBuf>,
     pub api_version: Option<String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// `api_key` as the header that carries it, made on the first call (by
-    /// `providers::add_provider_headers`, which knows each provider's scheme) and reused by
-    /// every later one; `None` inside when the key cannot be a header value. A new key means
-    /// a new config (configs are rebuilt whole, never edited), so it never goes stale.
+    /// `api_key` as the header that carries it: made when the snapshot that owns this
+    /// provider is prepared (`providers::prepare`, which knows each provider's scheme), then
+    /// reused by every call. A new key means a new config and a new snapshot.
     pub key_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
 }
 

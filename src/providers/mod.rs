@@ -254,6 +254,17 @@ pub fn add_provider_headers(
     Ok(())
 }
 
+/// Makes a provider's configured key header when its config is prepared, so that a key that
+/// cannot be sent refuses the config (at start or reload) instead of failing every request.
+pub fn prepare(provider: &ProviderConfig) -> Result<(), GatewayError> {
+    if let Some(key) = &provider.api_key {
+        let made = key_header(provider.kind, key)?;
+        // A provider is prepared once, by the snapshot that owns it.
+        let _ = provider.key_header.set(Some(made));
+    }
+    Ok(())
+}
+
 /// The header that carries `key` at a provider of `kind`.
 ///
 /// Keys come from config files and request parameters: a newline in one must not become a
@@ -317,6 +328,8 @@ mod tests {
     #[test]
     fn a_key_that_cannot_be_a_header_is_refused_without_echoing_it() {
         let bad = provider("openai", "sk-se\\ncret");
+        let e = prepare(&bad).unwrap_err().to_string();
+        assert!(e.contains("authorization") && !e.contains("cret"), "{e}");
         for _ in 0..2 {
             let e = headers(&bad).unwrap_err().to_string();
             assert!(e.contains("authorization") && !e.contains("cret"), "{e}");

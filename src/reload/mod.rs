@@ -13,6 +13,7 @@ use crate::telemetry::metrics::metrics;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// What one reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,7 @@ impl Reloader {
     /// in force; a bad one is refused whole (logged, counted, shown in `/config`).
     pub fn reload(&self) -> Outcome {
         let mut in_force = self.in_force.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
         let loaded = match config::load(&self.path) {
             Ok(loaded) => loaded,
             Err(e) => return self.refuse(&e),
@@ -74,7 +76,8 @@ impl Reloader {
         self.state.store(snapshot);
         *in_force = print;
         count("success");
-        tracing::info!(path = %self.path.display(), "config reloaded: {what}");
+        let took_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(path = %self.path.display(), took_ms, "config reloaded: {what}");
         Outcome::Reloaded
     }
 
@@ -170,6 +173,16 @@ mod tests {
         assert_eq!(r.reload(), Outcome::Reloaded);
         assert_eq!(r.state.load_full().config.providers[0].name, "b");
         assert!(r.state.last_reload_error().is_none());
+        // Prepared before the swap: a key that cannot be sent refuses the config.
+        std::fs::write(
+            r.path(),
+            "providers:\n  c:\n    type: openai\n    api_key: \"sk\\nx\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.reload(), Outcome::Refused);
+        let error = r.state.last_reload_error().unwrap();
+        assert!(error.starts_with("providers.c.api_key: "), "{error}");
+        assert_eq!(r.state.load_full().config.providers[0].name, "b");
     }
 
     #[test]
