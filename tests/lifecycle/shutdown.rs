@@ -17,8 +17,13 @@ fn with_traces(mock: &Mock, jsonl: &std::path::Path) -> String {
     )
 }
 
-fn pieces(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("p{i} ")).collect()
+/// A mock that streams `n` pieces `gap` apart; the pieces.
+async fn slow_stream(n: usize, gap: Duration) -> (Mock, Vec<String>) {
+    let mock = Mock::start().await;
+    let pieces: Vec<String> = (0..n).map(|i| format!("p{i} ")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    mock.push(Reply::openai_stream("gpt-4o", &refs, gap));
+    (mock, pieces)
 }
 
 async fn readyz(sidecar: &Sidecar) -> u16 {
@@ -57,14 +62,7 @@ async fn sigterm_when_idle_exits_0_within_100_ms_with_its_traces_flushed() {
 
 #[tokio::test]
 async fn sigterm_during_a_slow_stream_lets_it_finish_then_exits_0() {
-    let mock = Mock::start().await;
-    let pieces = pieces(6);
-    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-    mock.push(Reply::openai_stream(
-        "gpt-4o",
-        &refs,
-        Duration::from_millis(150),
-    ));
+    let (mock, pieces) = slow_stream(6, Duration::from_millis(150)).await;
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("traces.jsonl");
     let mut sidecar = Sidecar::start(&with_traces(&mock, &jsonl)).await;
@@ -100,14 +98,7 @@ async fn sigterm_during_a_slow_stream_lets_it_finish_then_exits_0() {
 
 #[tokio::test]
 async fn a_stream_past_the_grace_period_ends_with_an_in_band_error() {
-    let mock = Mock::start().await;
-    let pieces = pieces(40);
-    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-    mock.push(Reply::openai_stream(
-        "gpt-4o",
-        &refs,
-        Duration::from_millis(100),
-    ));
+    let (mock, _) = slow_stream(40, Duration::from_millis(100)).await;
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("traces.jsonl");
     let config = with_traces(&mock, &jsonl);
