@@ -188,8 +188,16 @@ impl BackgroundService for ExportService {
                     if n == 0 {
                         return;
                     }
-                    fill(&mut receiver, &mut batch).await;
+                    // A drain gone quiet does not wait for the batch to fill.
+                    let stopping = tokio::select! {
+                        () = fill(&mut receiver, &mut batch) => false,
+                        () = &mut quiet => true,
+                    };
                     self.deliver(&mut sink, &mut batch, &mut log, None).await;
+                    if stopping {
+                        self.flush(&mut sink, &mut receiver, &mut batch, &mut log).await;
+                        return;
+                    }
                 }
                 () = &mut quiet => {
                     self.flush(&mut sink, &mut receiver, &mut batch, &mut log).await;
