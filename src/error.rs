@@ -33,6 +33,8 @@ pub enum GatewayError {
     ClientClosed,
     #[error("no load balance group named `{0}`")]
     UnknownGroup(String),
+    #[error("no prompt named `{0}`")]
+    UnknownPrompt(String),
     #[error("the upstream failed before its answer started ({status}): {message}")]
     UpstreamStream { status: u16, message: String },
     #[error("no endpoint at {method} {path}")]
@@ -75,7 +77,8 @@ impl GatewayError {
             GatewayError::Unauthorized => 401,
             GatewayError::Route(RouteError::NoRoute(_))
             | GatewayError::NotFound { .. }
-            | GatewayError::UnknownGroup(_) => 404,
+            | GatewayError::UnknownGroup(_)
+            | GatewayError::UnknownPrompt(_) => 404,
             GatewayError::UpstreamStream { status, .. } => *status,
             // nginx's code for a client that went away: never sent, only counted.
             GatewayError::ClientClosed => 499,
@@ -95,6 +98,7 @@ impl GatewayError {
             GatewayError::Route(RouteError::NoRoute(_)) => Some("model_not_found"),
             GatewayError::Route(RouteError::UnknownProvider(_)) => Some("provider_not_found"),
             GatewayError::UnknownGroup(_) => Some("load_balance_group_not_found"),
+            GatewayError::UnknownPrompt(_) => Some("prompt_not_found"),
             GatewayError::UpstreamStream { .. } => Some("upstream_error"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::BodyTooLarge { .. } => Some("request_too_large"),

@@ -1,9 +1,10 @@
 //! respan-sidecar: an OpenAI-compatible LLM gateway that runs next to an app, on Pingora.
 //!
 //! Request path: `proxy` (Pingora phases) -> `endpoint` (which API) -> `params` (Respan
-//! parameters) -> `routing` (model -> provider) -> `dispatch` (attempt plan, and the attempts:
-//! retries, fallbacks, stream hold-back) -> `providers` (wire details) -> `upstream` (pooled
-//! HTTP) -> `proxy::relay` (answer back, streamed).
+//! parameters) -> `prompts` (a `prompt` rendered in) -> `routing` (model -> provider) ->
+//! `dispatch` (attempt plan, and the attempts: retries, fallbacks, stream hold-back) ->
+//! `providers` (wire details) -> `upstream` (pooled HTTP) -> `proxy::relay` (answer back,
+//! streamed).
 //! `config` and `state` hold what a request runs on, `reload` swaps it; `admin` and
 //! `telemetry` report on it; `shutdown` drains the process (`drain` is its shared view).
 
@@ -16,6 +17,7 @@ pub mod endpoint;
 pub mod error;
 pub mod head;
 pub mod params;
+pub mod prompts;
 pub mod providers;
 pub mod proxy;
 pub mod reload;

@@ -15,6 +15,7 @@ use crate::dispatch::attempts::Attempts;
 use crate::dispatch::request::{parse, pinned_provider, ModelRequest};
 use crate::dispatch::Plan;
 use crate::error::GatewayError;
+use crate::prompts;
 use crate::state::Snapshot;
 use crate::telemetry::record::{RequestRecord, Subject};
 use crate::telemetry::Telemetry;
@@ -37,7 +38,8 @@ async fn run(
     let bytes = read_body(session, snapshot.config.server.max_request_body_bytes).await?;
     // From here on, a client that closes its connection cancels the call at once.
     session.set_abort_on_close(true);
-    let request = parse(ctx.endpoint, &bytes, session.req_header())?;
+    let mut request = parse(ctx.endpoint, &bytes, session.req_header())?;
+    prompts::apply(&mut request, &snapshot.config.prompts)?;
     note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
     let plan = Plan::new(
         request.model.as_deref(),

@@ -11,6 +11,7 @@ mod errors;
 mod native;
 mod passthrough;
 mod pool;
+mod prompts;
 mod retry;
 
 use support::Mock;
