@@ -5,11 +5,13 @@
 //! `dispatch` (attempt plan, and the attempts: retries, fallbacks, stream hold-back) ->
 //! `providers` (wire details) -> `upstream` (pooled HTTP) -> `proxy::relay` (answer back,
 //! streamed).
+//! `cache` keeps answers for `cache_enabled` requests.
 //! `config` and `state` hold what a request runs on, `reload` swaps it; `admin` and
 //! `telemetry` report on it; `shutdown` drains the process (`drain` is its shared view).
 
 pub mod admin;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod dispatch;
 pub mod drain;

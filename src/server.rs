@@ -2,6 +2,7 @@
 //! admin port, the background services, and the signals that end it.
 
 use crate::admin::{AdminApp, AdminListener, Readiness, ReadinessProbe};
+use crate::cache::ResponseCache;
 use crate::config::{Config, Loaded};
 use crate::drain::Drain;
 use crate::proxy::Gateway;
@@ -62,6 +63,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
         UPSTREAM_POOL_SIZE,
         telemetry.clone(),
         drain.clone(),
+        ResponseCache::new(loaded.config.cache.max_entries),
     );
     let mut api = http_proxy_service(&server.configuration, gateway);
     api.add_tcp(&listen.to_string());

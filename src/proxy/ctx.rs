@@ -1,5 +1,6 @@
 //! The state of one request, carried through Pingora's phases.
 
+use crate::cache::Slot;
 use crate::endpoint::Endpoint;
 use crate::state::Snapshot;
 use crate::telemetry::capture::Capture;
@@ -23,6 +24,10 @@ pub struct RequestCtx {
     pub passthrough_tail: Option<UsageTail>,
     /// A passthrough request's JSON body, kept (bounded) for its trace.
     pub passthrough_input: Capture,
+    /// A cacheable request that missed: where its answer is to be stored.
+    pub cache_slot: Option<Slot>,
+    /// `x-respan-cache`: `hit` or `miss`, for a request that looked in the cache.
+    pub cache_status: Option<&'static str>,
     _inflight: InflightGuard,
 }
 
@@ -35,6 +40,8 @@ impl RequestCtx {
             record: RequestRecord::new(),
             passthrough_tail: None,
             passthrough_input: Capture::off(),
+            cache_slot: None,
+            cache_status: None,
             _inflight: InflightGuard::new(),
         }
     }

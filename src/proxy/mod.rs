@@ -6,6 +6,7 @@
 //! records every request, however it was served.
 
 mod auth;
+mod cached;
 mod caller;
 mod ctx;
 mod model_call;
@@ -15,6 +16,7 @@ mod respond;
 
 pub use ctx::RequestCtx;
 
+use crate::cache::ResponseCache;
 use crate::dispatch::LatencyTracker;
 use crate::drain::Drain;
 use crate::endpoint::Endpoint;
@@ -40,6 +42,8 @@ pub struct Gateway {
     telemetry: Arc<Telemetry>,
     /// Tells streams when a shutdown's grace period is spent.
     drain: Drain,
+    /// Answers kept for `cache_enabled` requests.
+    cache: Arc<ResponseCache>,
 }
 
 impl Gateway {
@@ -49,6 +53,7 @@ impl Gateway {
         pool_size: usize,
         telemetry: Arc<Telemetry>,
         drain: Drain,
+        cache: ResponseCache,
     ) -> Gateway {
         Gateway {
             state,
@@ -56,6 +61,7 @@ impl Gateway {
             latency: LatencyTracker::default(),
             telemetry,
             drain,
+            cache: Arc::new(cache),
         }
     }
 }

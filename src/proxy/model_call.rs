@@ -7,6 +7,7 @@
 //! for any body size, which the proxy loop (64 KiB replay limit, no retry once an answer was
 //! read) cannot.
 
+use super::cached::answer_from_cache;
 use super::ctx::RequestCtx;
 use super::relay::relay;
 use super::respond;
@@ -49,9 +50,17 @@ async fn run(
         &mut rand::thread_rng(),
     )?;
     let pinned = pinned_provider(session.req_header())?;
+    let limit = gw.telemetry.capture_limit(&ctx.record);
+    ctx.record
+        .output
+        .start(request.ingress.capture_format(), false, limit);
     // An unknown model is answered before anything is sent anywhere.
     if let Some(first) = plan.models.first() {
-        snapshot.router.resolve(first, pinned.as_deref())?;
+        let route = snapshot.router.resolve(first, pinned.as_deref())?;
+        let cache = &snapshot.config.cache;
+        if answer_from_cache(&gw.cache, cache, session, ctx, &request, &route).await {
+            return Ok(());
+        }
     }
     let attempts = Attempts {
         upstream: &gw.upstream,
@@ -61,10 +70,6 @@ async fn run(
         pinned: pinned.as_deref(),
     };
     let settled = attempts.run(session, &mut ctx.record, &plan).await?;
-    let limit = gw.telemetry.capture_limit(&ctx.record);
-    ctx.record
-        .output
-        .start(request.ingress.capture_format(), false, limit);
     // Boxed, like the upstream call: the relay's future is kilobytes, and boxing it keeps
     // every enclosing future small (they are moved as a whole when awaited).
     Box::pin(relay(session, ctx, settled, &gw.upstream, &gw.drain)).await;

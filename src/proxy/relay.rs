@@ -89,7 +89,12 @@ pub async fn relay(
             relay_stream(session, ctx, &mut answer, head, held, limits, drain).await
         }
         // A whole answer that gets a breakdown is read whole, to add it.
-        (Some(head), None) if plan.is_identity() && !whole_with_breakdown(ctx, &answer, &head) => {
+        // A whole answer to be cached is read whole, to store it.
+        (Some(head), None)
+            if plan.is_identity()
+                && !whole_with_breakdown(ctx, &answer, &head)
+                && ctx.cache_slot.is_none() =>
+        {
             let as_is = Held {
                 reader: BodyReader::as_is(&plan, is_event_stream(&head.headers)),
                 preamble: Vec::new(),
@@ -384,6 +389,9 @@ async fn relay_whole(
         } else {
             plan.translate_body(&body)
         };
+        if let Ok(body) = &body {
+            keep(ctx, body);
+        }
         match body {
             Ok(body) if ctx.record.request_breakdown => {
                 let breakdown = breakdown::of(&ctx.record, status);
@@ -405,6 +413,15 @@ async fn relay_whole(
     frame(&mut head, Some(body.len()));
     add_respan_headers(&mut head, ctx);
     Ok(Last::Whole(Box::new(head), body))
+}
+
+/// Stores a complete successful answer (as the app gets it, before any breakdown of this
+/// request is added) if the request missed the cache.
+fn keep(ctx: &mut RequestCtx, body: &[u8]) {
+    if let Some(slot) = ctx.cache_slot.take() {
+        let served = ctx.record.served.clone();
+        slot.fill(Bytes::copy_from_slice(body), served, ctx.record.usage);
+    }
 }
 
 async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: GatewayError) -> RelayEnd {

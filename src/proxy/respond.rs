@@ -37,6 +37,8 @@ pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, Hea
         ),
         text(served_by, PROVIDER, &served.provider),
         served_by.then(|| (ATTEMPTS, number(served.attempts as usize))),
+        ctx.cache_status
+            .map(|s| (super::cached::CACHE_HEADER, HeaderValue::from_static(s))),
     ]
     .into_iter()
     .flatten()

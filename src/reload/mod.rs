@@ -118,7 +118,7 @@ fn fingerprint(loaded: &Loaded) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// Settings bound at start (listeners, threads, exporters) keep their running values in a
+/// Settings bound at start (listeners, threads, the cache's store, exporters) keep their running values in a
 /// reloaded config, so `/config` shows what is really in force; returns those that changed.
 fn keep_restart_settings(old: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
@@ -134,6 +134,13 @@ fn keep_restart_settings(old: &Config, new: &mut Config) -> Vec<&'static str> {
     if o.threads != n.threads {
         changed.push("server.threads");
         n.threads = o.threads;
+    }
+    let (o, n) = (&old.cache, &mut new.cache);
+    if (o.backend, o.max_entries, &o.redis_url) != (n.backend, n.max_entries, &n.redis_url) {
+        changed.push("cache.backend, redis_url or max_entries");
+        n.backend = o.backend;
+        n.max_entries = o.max_entries;
+        n.redis_url.clone_from(&o.redis_url);
     }
     if old.telemetry != new.telemetry {
         changed.push("telemetry");

@@ -37,11 +37,16 @@ impl Trace {
     /// Freezes a record at the request's end.
     pub fn finish(request_id: String, record: RequestRecord) -> Trace {
         let latency = record.started.elapsed();
-        let cost = request_cost(
-            record.usage.as_ref(),
-            &record.served.upstream_model,
-            record.price_override,
-        );
+        // A cache hit made no upstream call: it cost nothing.
+        let cost = if record.cache_hit {
+            Some(0.0)
+        } else {
+            request_cost(
+                record.usage.as_ref(),
+                &record.served.upstream_model,
+                record.price_override,
+            )
+        };
         Trace {
             request_id,
             latency,

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod cache;
 mod chat;
 mod credentials;
 mod errors;

@@ -1,0 +1,131 @@
+//! What makes two requests the same for the cache: the API they came in on, the route
+//! (provider and model), the body without the Respan parameters in a canonical form (keys
+//! sorted, no whitespace, so key order and formatting do not matter), and the customer when
+//! entries are scoped to it.
+
+use crate::body::JsonBody;
+use crate::endpoint::Ingress;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// A sha256 of what the answer depends on.
+pub type Key = [u8; 32];
+
+/// The route and the customer a key is made for.
+pub struct Scope<'a> {
+    pub ingress: Ingress,
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// `Some` when `cache_by_customer`.
+    pub customer: Option<&'a str>,
+}
+
+/// The key of a request body (already without the Respan parameters) in `scope`.
+pub fn of(body: &JsonBody<'_>, scope: &Scope<'_>) -> Key {
+    let mut hash = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    part(b"respan-cache-v1");
+    part(format!("{:?}", scope.ingress).as_bytes());
+    part(scope.provider.as_bytes());
+    part(scope.model.as_bytes());
+    part(scope.customer.unwrap_or("").as_bytes());
+    let mut fields: Vec<(&str, &serde_json::value::RawValue)> =
+        body.fields().filter(|(k, _)| *k != "model").collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut text = Vec::new();
+    for (k, raw) in fields {
+        part(k.as_bytes());
+        text.clear();
+        // Every value of a parsed body is valid JSON.
+        let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        canonical(&value, &mut text);
+        part(&text);
+    }
+    hash.finalize().into()
+}
+
+/// JSON with object keys sorted at every depth.
+fn canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(&Value::String(k.clone()), out);
+                out.push(b':');
+                canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(body: &str, customer: Option<&str>) -> Key {
+        let body = JsonBody::parse(body.as_bytes()).unwrap();
+        let scope = Scope {
+            ingress: Ingress::OpenAi,
+            provider: "p",
+            model: "m",
+            customer,
+        };
+        of(&body, &scope)
+    }
+
+    #[test]
+    fn key_order_and_whitespace_do_not_matter_but_content_does() {
+        let a = key(
+            r#"{"model":"x","messages":[{"role":"user","content":"hi"}],"temperature":0}"#,
+            None,
+        );
+        let b = key(
+            r#"{ "temperature": 0, "messages": [ {"content": "hi", "role": "user"} ], "model": "y" }"#,
+            None,
+        );
+        assert_eq!(a, b, "the routed model is in the scope, the body's is not");
+        assert_ne!(
+            a,
+            key(
+                r#"{"messages":[{"role":"user","content":"ho"}],"temperature":0}"#,
+                None
+            )
+        );
+        assert_ne!(
+            a,
+            key(
+                r#"{"messages":[{"role":"user","content":"hi"}],"temperature":1}"#,
+                None
+            )
+        );
+        assert_ne!(
+            a,
+            key(
+                r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0}"#,
+                Some("c")
+            )
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! A model call's use of the response cache: looked up once its route is known; a hit is
+//! answered here, with no upstream call; a miss leaves a slot the relay fills.
+
+use super::ctx::RequestCtx;
+use super::respond::{add_respan_headers, write_whole};
+use crate::cache::{self, key, Cached, ResponseCache, Slot};
+use crate::config::CacheConfig;
+use crate::dispatch::request::ModelRequest;
+use crate::head::{frame, head};
+use crate::routing::Route;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
+use pingora::proxy::Session;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The `x-respan-cache` header.
+pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-respan-cache");
+
+/// Looks the request up if it may use the cache. A hit is answered (true); a miss notes the
+/// slot its answer goes to.
+pub async fn answer_from_cache(
+    cache: &Arc<ResponseCache>,
+    config: &CacheConfig,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    request: &ModelRequest<'_>,
+    route: &Route<'_>,
+) -> bool {
+    if !cache::eligible(request) {
+        return false;
+    }
+    let by_customer = request
+        .params
+        .cache_options
+        .as_ref()
+        .and_then(|o| o.cache_by_customer)
+        .unwrap_or(false);
+    let scope = key::Scope {
+        ingress: request.ingress,
+        provider: &route.provider.name,
+        model: route.upstream_model,
+        customer: by_customer
+            .then_some(ctx.record.subject.customer_identifier.as_deref())
+            .flatten(),
+    };
+    let key = key::of(&request.body, &scope);
+    match cache.lookup(&key) {
+        Some(hit) => {
+            replay(session, ctx, &hit).await;
+            true
+        }
+        None => {
+            let ttl = request.params.cache_ttl.map(Duration::from_secs);
+            ctx.cache_status = Some("miss");
+            ctx.cache_slot = Some(Slot {
+                cache: cache.clone(),
+                key,
+                ttl: ttl.unwrap_or(config.default_ttl),
+            });
+            false
+        }
+    }
+}
+
+/// Answers with a stored answer, and records it as a hit: what served it first, its usage,
+/// no upstream call.
+async fn replay(session: &mut Session, ctx: &mut RequestCtx, hit: &Cached) {
+    ctx.cache_status = Some("hit");
+    ctx.record.cache_hit = true;
+    ctx.record.served = hit.served.clone();
+    ctx.record.served.attempts = 0;
+    ctx.record.usage = hit.usage;
+    ctx.record.first_byte();
+    let mut head = head(StatusCode::OK);
+    head.headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    frame(&mut head, Some(hit.body.len()));
+    add_respan_headers(&mut head, ctx);
+    ctx.record.output.push(&hit.body);
+    if let Err(e) = write_whole(session, head, hit.body.to_vec()).await {
+        tracing::debug!(request_id = %ctx.request_id, "client went away before a cached answer: {e}");
+    }
+}

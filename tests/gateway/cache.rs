@@ -1,0 +1,114 @@
+//! `cache_enabled`: identical requests answered once by the provider, then from the cache.
+
+use crate::openai_config;
+use crate::support::{client, post_chat, Mock, Sidecar};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn cached(text: &str) -> Value {
+    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}],
+           "temperature": 0, "cache_enabled": true})
+}
+
+async fn ask(sidecar: &Sidecar, body: &Value) -> (String, Value) {
+    let response = post_chat(sidecar, body).await;
+    assert_eq!(response.status(), 200);
+    let state = response.headers()["x-respan-cache"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (state, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn identical_requests_reach_the_provider_once() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let (state, first) = ask(&sidecar, &cached("hi")).await;
+    assert_eq!(state, "miss");
+    for _ in 0..3 {
+        let (state, again) = ask(&sidecar, &cached("hi")).await;
+        assert_eq!(state, "hit");
+        assert_eq!(again, first);
+    }
+    // The same request in another key order and spacing is the same entry.
+    let reordered = r#"{ "cache_enabled": true, "temperature": 0,
+        "messages": [ {"content": "hi", "role": "user"} ], "model": "gpt-4o" }"#;
+    let response = client()
+        .post(sidecar.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(reordered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-respan-cache"], "hit");
+    assert_eq!(mock.count(), 1);
+    // Another conversation is another entry; without cache_enabled there is no lookup.
+    assert_eq!(ask(&sidecar, &cached("ho")).await.0, "miss");
+    let mut plain = cached("hi");
+    plain["cache_enabled"] = json!(false);
+    let response = post_chat(&sidecar, &plain).await;
+    assert!(response.headers().get("x-respan-cache").is_none());
+    assert_eq!(mock.count(), 3);
+    sidecar.idle().await;
+    let hits = sidecar
+        .metric("respan_cache_lookups_total", &[("result", "hit")])
+        .await;
+    let misses = sidecar
+        .metric("respan_cache_lookups_total", &[("result", "miss")])
+        .await;
+    assert_eq!((hits, misses), (4.0, 2.0));
+    let traces: Value = client()
+        .get(sidecar.admin_url("/api/traces?limit=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hit = traces["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["cache_hit"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(hit["cost_usd"], 0.0);
+    assert_eq!(hit["provider"], "mock");
+    assert!(hit["attempts"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn entries_expire_and_are_scoped_and_failures_are_not_kept() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    // A failure is not stored.
+    mock.push(crate::support::Reply::openai_error(400, "refused"));
+    let response = post_chat(&sidecar, &cached("a")).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(ask(&sidecar, &cached("a")).await.0, "miss");
+    assert_eq!(ask(&sidecar, &cached("a")).await.0, "hit");
+    // cache_ttl: gone after it.
+    let mut short = cached("b");
+    short["cache_ttl"] = json!(1);
+    assert_eq!(ask(&sidecar, &short).await.0, "miss");
+    assert_eq!(ask(&sidecar, &short).await.0, "hit");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(ask(&sidecar, &short).await.0, "miss");
+    // cache_by_customer: each customer their own entry; without it, one shared.
+    let for_customer = |c: &str| {
+        let mut body = cached("c");
+        body["customer_identifier"] = json!(c);
+        body["cache_options"] = json!({"cache_by_customer": true});
+        body
+    };
+    assert_eq!(ask(&sidecar, &for_customer("x")).await.0, "miss");
+    assert_eq!(ask(&sidecar, &for_customer("y")).await.0, "miss");
+    assert_eq!(ask(&sidecar, &for_customer("x")).await.0, "hit");
+    // A request with its own credentials never looks up or stores.
+    let mut own = cached("a");
+    own["customer_credentials"] = json!({"mock": {"api_key": "sk-own"}});
+    let response = post_chat(&sidecar, &own).await;
+    assert!(response.headers().get("x-respan-cache").is_none());
+    assert_eq!(mock.last().header("authorization"), Some("Bearer sk-own"));
+}
