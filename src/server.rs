@@ -63,7 +63,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
         UPSTREAM_POOL_SIZE,
         telemetry.clone(),
         drain.clone(),
-        ResponseCache::new(loaded.config.cache.max_entries),
+        ResponseCache::new(&loaded.config.cache)?,
     );
     let mut api = http_proxy_service(&server.configuration, gateway);
     api.add_tcp(&listen.to_string());

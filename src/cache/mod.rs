@@ -1,12 +1,15 @@
-//! The response cache (`cache_enabled`): exact-match answers kept in memory, with a TTL per
-//! entry, bounded by `cache.max_entries`.
+//! The response cache (`cache_enabled`): exact-match answers kept with a TTL per entry, in
+//! memory (`memory`, the default, bounded by `cache.max_entries`) or in Redis shared by a
+//! fleet of sidecars (`redis`).
 //!
 //! `key` says what makes two requests the same; this module keeps and finds their answers.
 //! Only complete successful answers are stored, as the app got them (so they replay to the
 //! same API format, which is part of the key); streams are not cached yet.
 
 pub mod key;
+mod redis;
 
+use crate::config::{CacheBackend, CacheConfig};
 use crate::dispatch::request::ModelRequest;
 use crate::providers::Operation;
 use crate::telemetry::metrics::metrics;
@@ -32,7 +35,12 @@ pub struct Cached {
 
 /// The process's cache, shared by every request (and kept across reloads).
 pub struct ResponseCache {
-    entries: Cache<Key, Arc<Cached>>,
+    store: Store,
+}
+
+enum Store {
+    Memory(Cache<Key, Arc<Cached>>),
+    Redis(redis::RedisStore),
 }
 
 /// Each entry lives for its own `cache_ttl`.
@@ -45,25 +53,37 @@ impl Expiry<Key, Arc<Cached>> for PerEntryTtl {
 }
 
 impl ResponseCache {
-    pub fn new(max_entries: u64) -> ResponseCache {
-        ResponseCache {
-            entries: Cache::builder()
-                .max_capacity(max_entries)
-                .expire_after(PerEntryTtl)
-                .build(),
-        }
+    /// The configured backend; Redis is not connected until first used.
+    pub fn new(config: &CacheConfig) -> Result<ResponseCache, String> {
+        let store = match (config.backend, &config.redis_url) {
+            (CacheBackend::Redis, Some(url)) => Store::Redis(redis::RedisStore::new(url)?),
+            _ => Store::Memory(
+                Cache::builder()
+                    .max_capacity(config.max_entries)
+                    .expire_after(PerEntryTtl)
+                    .build(),
+            ),
+        };
+        Ok(ResponseCache { store })
     }
 
-    /// The answer stored under `key`, counted as a hit or a miss.
-    pub fn lookup(&self, key: &Key) -> Option<Arc<Cached>> {
-        let found = self.entries.get(key);
+    /// The answer stored under `key`, counted as a hit or a miss (a backend that fails is a
+    /// miss).
+    pub async fn lookup(&self, key: &Key) -> Option<Arc<Cached>> {
+        let found = match &self.store {
+            Store::Memory(entries) => entries.get(key),
+            Store::Redis(redis) => redis.get(key).await.map(Arc::new),
+        };
         let result = if found.is_some() { "hit" } else { "miss" };
         metrics().cache_lookups.with_label_values(&[result]).inc();
         found
     }
 
-    fn store(&self, key: Key, answer: Cached) {
-        self.entries.insert(key, Arc::new(answer));
+    async fn store(&self, key: Key, answer: Cached) {
+        match &self.store {
+            Store::Memory(entries) => entries.insert(key, Arc::new(answer)),
+            Store::Redis(redis) => redis.set(&key, &answer).await,
+        }
     }
 }
 
@@ -78,22 +98,40 @@ pub fn eligible(request: &ModelRequest<'_>) -> bool {
         && p.credential_override.is_none()
 }
 
-/// A request's place in the cache, taken when it missed: where its answer goes.
+/// A request's place in the cache, taken when it missed: where its answer goes once it is
+/// known to be a complete success.
 pub struct Slot {
-    pub cache: Arc<ResponseCache>,
-    pub key: Key,
-    pub ttl: Duration,
+    cache: Arc<ResponseCache>,
+    key: Key,
+    ttl: Duration,
+    answer: Option<Cached>,
 }
 
 impl Slot {
-    /// Stores the request's answer (a complete success).
-    pub fn fill(self, body: Bytes, served: Served, usage: Option<TokenUsage>) {
-        let answer = Cached {
+    pub fn new(cache: Arc<ResponseCache>, key: Key, ttl: Duration) -> Slot {
+        Slot {
+            cache,
+            key,
+            ttl,
+            answer: None,
+        }
+    }
+
+    /// Notes the request's answer, a complete success, to be stored by [`Slot::store`].
+    pub fn keep(&mut self, body: Bytes, served: Served, usage: Option<TokenUsage>) {
+        self.answer = Some(Cached {
             body,
             served,
             usage,
             ttl: self.ttl,
-        };
-        self.cache.store(self.key, answer);
+        });
+    }
+
+    /// Stores the kept answer, if there is one (after the app has it: a slow backend never
+    /// delays an answer).
+    pub async fn store(self) {
+        if let Some(answer) = self.answer {
+            self.cache.store(self.key, answer).await;
+        }
     }
 }

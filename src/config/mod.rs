@@ -77,7 +77,8 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    fn parse(name: &str) -> Option<Self> {
+    /// The kind a `type` names (`as_str` the other way).
+    pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "openai" => ProviderKind::OpenAi,
             "azure_openai" => ProviderKind::AzureOpenAi,

@@ -45,7 +45,7 @@ pub async fn answer_from_cache(
             .flatten(),
     };
     let key = key::of(&request.body, &scope);
-    match cache.lookup(&key) {
+    match cache.lookup(&key).await {
         Some(hit) => {
             replay(session, ctx, &hit).await;
             true
@@ -53,11 +53,8 @@ pub async fn answer_from_cache(
         None => {
             let ttl = request.params.cache_ttl.map(Duration::from_secs);
             ctx.cache_status = Some("miss");
-            ctx.cache_slot = Some(Slot {
-                cache: cache.clone(),
-                key,
-                ttl: ttl.unwrap_or(config.default_ttl),
-            });
+            let ttl = ttl.unwrap_or(config.default_ttl);
+            ctx.cache_slot = Some(Slot::new(cache.clone(), key, ttl));
             false
         }
     }

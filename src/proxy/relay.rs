@@ -111,6 +111,9 @@ pub async fn relay(
         Ok(last) => write_last(session, ctx, last).await,
         Err(end) => end,
     };
+    if let Some(slot) = ctx.cache_slot.take() {
+        slot.store().await;
+    }
     ctx.record.body_end = match end {
         RelayEnd::Complete => BodyEnd::Complete,
         RelayEnd::ClientGone => BodyEnd::ClientGone,
@@ -415,12 +418,12 @@ async fn relay_whole(
     Ok(Last::Whole(Box::new(head), body))
 }
 
-/// Stores a complete successful answer (as the app gets it, before any breakdown of this
-/// request is added) if the request missed the cache.
+/// Keeps a complete successful answer (as the app gets it, before any breakdown of this
+/// request is added) for the cache, if the request missed it; stored once it is written.
 fn keep(ctx: &mut RequestCtx, body: &[u8]) {
-    if let Some(slot) = ctx.cache_slot.take() {
+    if let Some(slot) = ctx.cache_slot.as_mut() {
         let served = ctx.record.served.clone();
-        slot.fill(Bytes::copy_from_slice(body), served, ctx.record.usage);
+        slot.keep(Bytes::copy_from_slice(body), served, ctx.record.usage);
     }
 }
 

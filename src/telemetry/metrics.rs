@@ -37,6 +37,8 @@ pub struct Metrics {
     pub cost: CounterVec,
     /// `result` (`hit` or `miss`).
     pub cache_lookups: IntCounterVec,
+    /// `op` (`connect`, `get` or `set`): failed calls to the shared cache's Redis.
+    pub cache_errors: IntCounterVec,
     /// `result` (`success` or `failure`).
     pub config_reloads: IntCounterVec,
     /// `exporter`, `result` (`ok`, `error` or `dropped`).
@@ -115,6 +117,11 @@ impl Metrics {
             "Response cache lookups, by result.",
             &["result"],
         );
+        let cache_errors = counter(
+            "respan_cache_errors_total",
+            "Failed calls to the shared cache (each served as a miss), by operation.",
+            &["op"],
+        );
         let config_reloads = counter(
             "respan_config_reloads_total",
             "Config reloads, by result.",
@@ -143,6 +150,7 @@ impl Metrics {
             tokens,
             cost,
             cache_lookups,
+            cache_errors,
             config_reloads,
             trace_exports,
         }

@@ -39,7 +39,7 @@ impl BodyEnd {
 }
 
 /// Token counts as a provider reported them, in one shape for every provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TokenUsage {
     /// Every input token, cached and cache-written ones included.
     pub prompt_tokens: u64,

@@ -112,3 +112,90 @@ async fn entries_expire_and_are_scoped_and_failures_are_not_kept() {
     assert!(response.headers().get("x-respan-cache").is_none());
     assert_eq!(mock.last().header("authorization"), Some("Bearer sk-own"));
 }
+
+/// A `redis-server` on a free port, stopped when dropped.
+struct Redis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    async fn start_on(port: u16) -> Redis {
+        let redis = Redis {
+            port,
+            child: std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server (apt-get install redis-server)"),
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sidecars_share_answers_through_redis_and_survive_its_outage() {
+    let redis = Redis::start_on(crate::support::free_port()).await;
+    let mock = Mock::start().await;
+    let config = format!(
+        "{}cache:\n  backend: redis\n  redis_url: \"redis://127.0.0.1:{}\"\n",
+        openai_config(&mock),
+        redis.port
+    );
+    let (a, b) = (Sidecar::start(&config).await, Sidecar::start(&config).await);
+    assert_eq!(ask(&a, &cached("shared")).await.0, "miss");
+    let (state, from_b) = ask(&b, &cached("shared")).await;
+    assert_eq!(state, "hit", "b serves what a stored");
+    assert_eq!(from_b["choices"][0]["message"]["content"], "mock answer");
+    assert_eq!(mock.count(), 1);
+    // Redis goes away: every request still succeeds, promptly, as a miss.
+    let port = redis.port;
+    drop(redis);
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        assert_eq!(ask(&a, &cached(&format!("down {i}"))).await.0, "miss");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert!(a.metric("respan_cache_errors_total", &[]).await > 0.0);
+    // Redis is back: hits resume.
+    let _redis = Redis::start_on(port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        ask(&a, &cached("again")).await;
+        if ask(&b, &cached("again")).await.0 == "hit" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no hit after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
