@@ -47,6 +47,12 @@ pub async fn answer_from_cache(
     let key = key::of(&request.body, &scope);
     match cache.lookup(&key).await {
         Some(hit) => {
+            ctx.record.omit_trace = request
+                .params
+                .cache_options
+                .as_ref()
+                .and_then(|o| o.omit_log)
+                .unwrap_or(false);
             replay(session, ctx, &hit).await;
             true
         }

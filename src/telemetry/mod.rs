@@ -69,14 +69,17 @@ impl Telemetry {
         }
     }
 
-    /// At a request's end: its metrics, its log line, and its trace handed to the recent
-    /// list and to every exporter's queue (a full queue drops it and counts the drop; the
+    /// At a request's end: its metrics, its log line, and (unless it is to be omitted) its
+    /// trace handed to the recent list and to every exporter's queue (a full queue drops it and counts the drop; the
     /// request never waits).
     pub fn finish(&self, request_id: String, record: RequestRecord) {
         let trace = Trace::finish(request_id, record);
         metrics().observe(&trace);
         if self.settings.access_log {
             access_log::line(&trace);
+        }
+        if trace.record.omit_trace {
+            return;
         }
         let trace = Arc::new(trace);
         for queue in &self.queues {

@@ -154,6 +154,8 @@ pub struct RequestRecord {
     pub error: Option<String>,
     pub body_end: BodyEnd,
     pub cache_hit: bool,
+    /// `cache_options.omit_log` on a hit: metrics only, no trace.
+    pub omit_trace: bool,
     /// The request body as the app sent it (its messages are read from it for the trace).
     pub input: Option<Bytes>,
     /// The answer as the app got it, in its own format, up to the capture limit.
@@ -184,6 +186,7 @@ impl RequestRecord {
             error: None,
             body_end: BodyEnd::Complete,
             cache_hit: false,
+            omit_trace: false,
             input: None,
             output: Capture::off(),
         }

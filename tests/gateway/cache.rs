@@ -74,6 +74,21 @@ async fn identical_requests_reach_the_provider_once() {
         .unwrap()
         .clone();
     assert_eq!(hit["cost_usd"], 0.0);
+    // omit_log: a hit leaves no trace (it is still counted).
+    let before = traces["data"].as_array().unwrap().len();
+    let mut quiet = cached("hi");
+    quiet["cache_options"] = json!({"omit_log": true});
+    assert_eq!(ask(&sidecar, &quiet).await.0, "hit");
+    sidecar.idle().await;
+    let after: Value = client()
+        .get(sidecar.admin_url("/api/traces?limit=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["data"].as_array().unwrap().len(), before);
     assert_eq!(hit["provider"], "mock");
     assert!(hit["attempts"].as_array().unwrap().is_empty());
 }
