@@ -19,7 +19,8 @@
 #   BENCH_SECONDS=20 bench/run.sh        # longer runs
 #   BENCH_GAP_MS=5 bench/run.sh          # stream tokens 5 ms apart, like a real model
 #
-# Needs nginx (apt-get install -y nginx) and taskset (util-linux). The proxy under test runs
+# Needs nginx (apt-get install -y nginx) and taskset (util-linux); with redis-server
+# installed, Redis cache hits are measured too. The proxy under test runs
 # on CPU 0, the mock upstream and the load generator on CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,8 +113,22 @@ RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/telemetry.yam
 pids+=($!)
 telemetry_pid=$!
 
+# Cache hits: the same request with cache_enabled, against the sidecar's memory cache, and
+# (when redis-server is installed) against a sidecar whose cache is a local Redis.
+redis_port=18187 redis_sidecar_port=18188 redis_admin_port=18189
+if command -v redis-server >/dev/null; then
+  taskset -c 1 redis-server --port "$redis_port" --save "" --appendonly no >/dev/null &
+  pids+=($!)
+  sed -e "s/$sidecar_port/$redis_sidecar_port/" -e "s/$admin_port/$redis_admin_port/" "$work/sidecar.yaml" > "$work/redis.yaml"
+  printf 'cache:\n  backend: redis\n  redis_url: "redis://127.0.0.1:%s"\n' "$redis_port" >> "$work/redis.yaml"
+  RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/redis.yaml" &
+  pids+=($!)
+  redis_sidecar_pid=$!
+fi
+
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"; wait_port "$telemetry_port"
+[ -n "${redis_sidecar_pid:-}" ] && wait_port "$redis_sidecar_port"
 sleep 0.3
 rss_kib() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
 sidecar_idle_rss=$(rss_kib "$sidecar_pid" VmRSS)
@@ -123,6 +138,7 @@ nginx_idle_rss=$(( $(rss_kib "$nginx_master" VmRSS) + $(rss_kib "$nginx_worker" 
 messages='"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}]'
 echo "{\"model\":\"gpt-4o-mini\",$messages,\"customer_identifier\":\"bench\"}" > "$work/json.body"
 echo "{\"model\":\"gpt-4o-mini\",$messages,\"stream\":true,\"customer_identifier\":\"bench\"}" > "$work/stream.body"
+echo "{\"model\":\"gpt-4o-mini\",$messages,\"customer_identifier\":\"bench\",\"cache_enabled\":true}" > "$work/json.cached.body"
 # The translated path: the same OpenAI request for a Claude model, and its Anthropic form
 # for the direct baseline.
 sed 's/gpt-4o-mini/claude-bench/' "$work/json.body" > "$work/json.translated.body"
@@ -144,8 +160,11 @@ for mode in json stream; do
       rate=(--rate "$per_s"); c="64@$per_s/s"
     fi
     for round in $(seq "$rounds"); do
-      for target in direct nginx sidecar telemetry direct-anthropic translated; do
+      for target in direct nginx sidecar telemetry direct-anthropic translated cache-hit cache-hit-redis; do
         body="$work/$mode.body"; path=/v1/chat/completions
+        # Streams are not cached (yet); Redis only when it is installed.
+        case $target in cache-hit*) [ "$mode" = json ] || continue ;; esac
+        [ "$target" = cache-hit-redis ] && [ -z "${redis_sidecar_pid:-}" ] && continue
         case $target in
           direct) port=$mock_port; watch=() ;;
           nginx) port=$nginx_port; watch=(--pid "$nginx_worker") ;;
@@ -153,6 +172,8 @@ for mode in json stream; do
           telemetry) port=$telemetry_port; watch=(--pid "$telemetry_pid") ;;
           direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
           translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
+          cache-hit) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/json.cached.body" ;;
+          cache-hit-redis) port=$redis_sidecar_port; watch=(--pid "$redis_sidecar_pid"); body="$work/json.cached.body" ;;
         esac
         line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port$path" \
           --body "$body" --concurrency "${c%%@*}" --seconds "$run_seconds" --warmup 1 \
@@ -189,7 +210,7 @@ for (mode, c, target) in runs:
     added = lambda f: "" if target.startswith("direct") else f"{(med(key, f) - med(direct, f)) / 1000:+.3f}"
     cpu = "" if target.startswith("direct") else f"{med(key, 'cpu_ms_per_req'):.4f}"
     ratio = ""
-    if target in ("sidecar", "telemetry", "translated"):
+    if target in ("sidecar", "telemetry", "translated", "cache-hit", "cache-hit-redis"):
         # Each round's CPU against nginx's in the same round.
         per_round = [r["cpu_ms_per_req"] / runs[nginx][n]["cpu_ms_per_req"]
                      for n, r in runs[key].items() if runs[nginx][n]["cpu_ms_per_req"]]
@@ -205,4 +226,10 @@ for mode in ("json", "stream"):
         if on in runs and off in runs:
             per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
             print(f"exporters on vs off, {mode} c={c}: CPU x{statistics.median(per_round):.3f}, TTFB p50 {(med(on, 'ttfb_p50_us') - med(off, 'ttfb_p50_us')) / 1000:+.3f} ms")
+for c in sorted({k[1] for k in runs if k[0] == "json"}):
+    for hit in ("cache-hit", "cache-hit-redis"):
+        on, off = ("json", c, hit), ("json", c, "sidecar")
+        if on in runs and off in runs:
+            per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
+            print(f"{hit} vs proxied, json c={c}: CPU x{statistics.median(per_round):.3f}, p50 {med(on, 'p50_us') / 1000:.3f} ms against {med(off, 'p50_us') / 1000:.3f} ms")
 PY
