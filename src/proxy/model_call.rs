@@ -41,6 +41,7 @@ async fn run(
     session.set_abort_on_close(true);
     let mut request = parse(ctx.endpoint, &bytes, session.req_header())?;
     prompts::apply(&mut request, &snapshot.config.prompts)?;
+    ctx.record.prompt_id = request.params.prompt.as_ref().map(|p| p.prompt_id.clone());
     note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
     let plan = Plan::new(
         request.model.as_deref(),

@@ -154,6 +154,8 @@ pub struct RequestRecord {
     pub error: Option<String>,
     pub body_end: BodyEnd,
     pub cache_hit: bool,
+    /// The `prompt` template the request was rendered from.
+    pub prompt_id: Option<String>,
     /// `cache_options.omit_log` on a hit: metrics only, no trace.
     pub omit_trace: bool,
     /// The request body as the app sent it (its messages are read from it for the trace).
@@ -186,6 +188,7 @@ impl RequestRecord {
             error: None,
             body_end: BodyEnd::Complete,
             cache_hit: false,
+            prompt_id: None,
             omit_trace: false,
             input: None,
             output: Capture::off(),

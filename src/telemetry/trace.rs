@@ -136,6 +136,7 @@ impl Trace {
             customer_params: r.subject.customer_params.as_ref(),
             custom_identifier: r.subject.custom_identifier.as_deref(),
             thread_identifier: r.subject.thread_identifier.as_deref(),
+            prompt_id: r.prompt_id.as_deref(),
             metadata: Metadata(&r.subject.metadata),
             input: content.input.as_deref(),
             output: content.output.message.as_deref(),
@@ -176,6 +177,9 @@ struct RecordJson<'a> {
     custom_identifier: Option<&'a str>,
     thread_identifier: Option<&'a str>,
     metadata: Metadata<'a>,
+    /// The `prompt` template the request was rendered from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
