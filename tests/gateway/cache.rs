@@ -58,37 +58,19 @@ async fn identical_requests_reach_the_provider_once() {
         .metric("respan_cache_lookups_total", &[("result", "miss")])
         .await;
     assert_eq!((hits, misses), (4.0, 2.0));
-    let traces: Value = client()
-        .get(sidecar.admin_url("/api/traces?limit=10"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let hit = traces["data"]
-        .as_array()
-        .unwrap()
+    let traces = sidecar.traces("limit=10").await;
+    let hit = traces
         .iter()
         .find(|t| t["cache_hit"] == true)
         .unwrap()
         .clone();
     assert_eq!(hit["cost_usd"], 0.0);
     // omit_log: a hit leaves no trace (it is still counted).
-    let before = traces["data"].as_array().unwrap().len();
+    let before = traces.len();
     let mut quiet = cached("hi");
     quiet["cache_options"] = json!({"omit_log": true});
     assert_eq!(ask(&sidecar, &quiet).await.0, "hit");
-    sidecar.idle().await;
-    let after: Value = client()
-        .get(sidecar.admin_url("/api/traces?limit=10"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(after["data"].as_array().unwrap().len(), before);
+    assert_eq!(sidecar.traces("limit=10").await.len(), before);
     assert_eq!(hit["provider"], "mock");
     assert!(hit["attempts"].as_array().unwrap().is_empty());
 }

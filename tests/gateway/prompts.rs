@@ -46,16 +46,7 @@ async fn a_prompt_is_rendered_into_the_request_the_provider_gets() {
     assert_eq!(sent["temperature"], 0.9);
     assert_eq!(sent["max_tokens"], 50);
     assert!(sent.get("prompt").is_none());
-    sidecar.idle().await;
-    let traces: Value = crate::support::client()
-        .get(sidecar.admin_url("/api/traces?limit=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(traces["data"][0]["prompt_id"], "greet");
+    assert_eq!(sidecar.traces("limit=1").await[0]["prompt_id"], "greet");
     // With `override`, the prompt's win; a model in the request wins over the prompt's.
     let body = json!({
         "model": "gpt-4o",

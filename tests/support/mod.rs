@@ -207,6 +207,20 @@ impl Sidecar {
             .sum()
     }
 
+    /// The trace records of `/api/traces?{query}`, once every request has ended.
+    pub async fn traces(&self, query: &str) -> Vec<serde_json::Value> {
+        self.idle().await;
+        let v: serde_json::Value = client()
+            .get(self.admin_url(&format!("/api/traces?{query}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["data"].as_array().unwrap().clone()
+    }
+
     /// Waits until no request is in flight. A request's metrics are recorded after the app got
     /// its answer (in Pingora's logging phase), so this is how a test knows they are all there.
     pub async fn idle(&self) {

@@ -12,7 +12,7 @@ mod metrics;
 mod records;
 
 use serde_json::Value;
-use support::{client, Mock, Sidecar};
+use support::{Mock, Sidecar};
 
 /// Providers of each type (`oa`, `an`, `ge`) and routes to them by model prefix.
 pub fn three_providers(openai: &Mock, anthropic: &Mock, gemini: &Mock) -> String {
@@ -30,16 +30,7 @@ pub fn three_providers(openai: &Mock, anthropic: &Mock, gemini: &Mock) -> String
 
 /// The sidecar's recent trace records, newest first, once nothing is in flight.
 pub async fn traces(sidecar: &Sidecar, query: &str) -> Vec<Value> {
-    sidecar.idle().await;
-    let v: Value = client()
-        .get(sidecar.admin_url(&format!("/api/traces?{query}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["data"].as_array().unwrap().clone()
+    sidecar.traces(query).await
 }
 
 /// The one trace of the request with this id.
