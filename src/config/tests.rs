@@ -181,3 +181,15 @@ fn the_shipped_configs_load() {
         }
     }
 }
+
+#[test]
+fn prompt_templates_are_checked_at_load() {
+    let p = problems(
+        "prompts:\n  a:\n    messages:\n      - role: user\n        content: \"hi {{ name \"\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("prompts.a.messages[0].content: not a valid template"),
+        "{p:?}"
+    );
+}

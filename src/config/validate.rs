@@ -43,6 +43,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
             if p.messages.is_empty() {
                 problems.push(Problem::new(format!("prompts.{id}.messages"), "is empty"));
             }
+            for (i, message) in p.messages.iter().enumerate() {
+                let path = format!("prompts.{id}.messages[{i}]");
+                check_templates(&path, message, &mut problems);
+            }
             let prompt = PromptConfig {
                 model: p.model,
                 messages: p.messages,
@@ -68,6 +72,30 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
         retry,
         telemetry,
     })
+}
+
+/// Every string of a prompt message is a template: one that does not parse is a problem of
+/// the config, not a failed request later.
+fn check_templates(path: &str, value: &serde_json::Value, problems: &mut Vec<Problem>) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => {
+            if let Err(e) = minijinja::Environment::new().template_from_str(text) {
+                problems.push(Problem::new(path, format!("not a valid template: {e}")));
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_templates(&format!("{path}[{i}]"), item, problems);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                check_templates(&format!("{path}.{key}"), item, problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
