@@ -6,7 +6,8 @@
 //! needs and the request lacks is a 400 naming it, never an empty string; extra variables
 //! are ignored. The rendered messages replace the request's. The prompt's other parameters
 //! fill in what the request does not set, or win over it with `override: true`; its `model`
-//! serves when the request names none.
+//! serves when the request names none. Templates are OpenAI messages; on the Anthropic API
+//! their system messages become `system`.
 
 use crate::config::PromptConfig;
 use crate::dispatch::request::ModelRequest;
@@ -26,9 +27,9 @@ pub fn apply(
     let Some(param) = request.params.prompt.as_ref() else {
         return Ok(());
     };
-    if request.ingress != Ingress::OpenAi {
+    if request.ingress == Ingress::Gemini {
         return Err(GatewayError::Unsupported(
-            "`prompt` is supported on the OpenAI API paths only".into(),
+            "`prompt` is supported on the OpenAI and Anthropic API paths".into(),
         ));
     }
     let prompt = prompts
@@ -36,7 +37,15 @@ pub fn apply(
         .ok_or_else(|| GatewayError::UnknownPrompt(param.prompt_id.clone()))?;
     let variables = Value::Object(param.variables.clone());
     let messages = render(&param.prompt_id, &prompt.messages, &variables)?;
-    request.body.set("messages", raw(&Value::Array(messages))?);
+    if request.ingress == Ingress::Anthropic {
+        let (system, messages) = split_system(messages);
+        if let Some(system) = system {
+            request.body.set("system", raw(&Value::String(system))?);
+        }
+        request.body.set("messages", raw(&Value::Array(messages))?);
+    } else {
+        request.body.set("messages", raw(&Value::Array(messages))?);
+    }
     for (key, value) in &prompt.parameters {
         if param.override_params || request.body.get(key).is_none() {
             request.body.set(key.clone(), raw(value)?);
@@ -51,6 +60,18 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// Templates are written as OpenAI messages; Anthropic's API takes the system text apart:
+/// the system messages' text, joined, and the other messages.
+fn split_system(messages: Vec<Value>) -> (Option<String>, Vec<Value>) {
+    let (system, rest): (Vec<Value>, Vec<Value>) =
+        messages.into_iter().partition(|m| m["role"] == "system");
+    let text: Vec<&str> = system
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    ((!text.is_empty()).then(|| text.join("\n\n")), rest)
 }
 
 fn raw(value: &Value) -> Result<Cow<'static, RawValue>, GatewayError> {

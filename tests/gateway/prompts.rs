@@ -82,3 +82,32 @@ async fn an_unknown_prompt_or_a_missing_variable_never_reaches_the_provider() {
     );
     assert_eq!(mock.count(), 0);
 }
+
+#[tokio::test]
+async fn a_prompt_serves_the_anthropic_api_with_its_system_text_apart() {
+    let mock = Mock::start().await;
+    let sidecar = sidecar(&mock).await;
+    let body = json!({
+        "max_tokens": 10,
+        "prompt": {"prompt_id": "greet", "variables": {"name": "ada", "formal": false}}
+    });
+    let response = crate::support::client()
+        .post(sidecar.url("/api/anthropic/v1/messages"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The OpenAI provider gets the prompt translated from the Anthropic request.
+    let sent = mock.last().json();
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello to ADA."}
+        ])
+    );
+    // The request's max_tokens wins over the prompt's 50 (sent as OpenAI's field).
+    assert_eq!(sent["max_completion_tokens"], 10);
+}
