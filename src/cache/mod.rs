@@ -17,8 +17,10 @@ use crate::telemetry::record::{Served, TokenUsage};
 use bytes::Bytes;
 use moka::sync::Cache;
 use moka::Expiry;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 pub use key::Key;
 
@@ -36,6 +38,16 @@ pub struct Cached {
 /// The process's cache, shared by every request (and kept across reloads).
 pub struct ResponseCache {
     store: Store,
+    /// Keys being answered now by a request that missed, and how its followers hear that
+    /// it is over.
+    inflight: Mutex<HashMap<Key, watch::Sender<bool>>>,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Hit(Arc<Cached>),
+    /// The caller asks the provider; its answer goes in the slot.
+    Miss(Box<Slot>),
 }
 
 enum Store {
@@ -64,19 +76,66 @@ impl ResponseCache {
                     .build(),
             ),
         };
-        Ok(ResponseCache { store })
+        Ok(ResponseCache {
+            store,
+            inflight: Mutex::default(),
+        })
     }
 
-    /// The answer stored under `key`, counted as a hit or a miss (a backend that fails is a
-    /// miss).
-    pub async fn lookup(&self, key: &Key) -> Option<Arc<Cached>> {
-        let found = match &self.store {
-            Store::Memory(entries) => entries.get(key),
-            Store::Redis(redis) => redis.get(key).await.map(Arc::new),
+    /// The answer stored under `key`. When there is none but an identical request is being
+    /// answered right now, waits (at most `wait`) for its answer instead of asking the
+    /// provider again; if that request fails, this one asks for itself. Counted as a hit or
+    /// a miss; a backend that fails is a miss.
+    pub async fn lookup(self: &Arc<Self>, key: Key, ttl: Duration, wait: Duration) -> Lookup {
+        let found = self.find(key, ttl, wait).await;
+        let result = match found {
+            Lookup::Hit(_) => "hit",
+            Lookup::Miss(_) => "miss",
         };
-        let result = if found.is_some() { "hit" } else { "miss" };
         metrics().cache_lookups.with_label_values(&[result]).inc();
         found
+    }
+
+    async fn find(self: &Arc<Self>, key: Key, ttl: Duration, wait: Duration) -> Lookup {
+        if let Some(hit) = self.get(&key).await {
+            return Lookup::Hit(hit);
+        }
+        let leader = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match inflight.get(&key) {
+                Some(answered) => Err(answered.subscribe()),
+                None => {
+                    let (done, _) = watch::channel(false);
+                    inflight.insert(key, done.clone());
+                    Ok(done)
+                }
+            }
+        };
+        let leader = match leader {
+            Ok(done) => Some(done),
+            Err(mut answered) => {
+                // The leader's sender gone also means it is over.
+                let _ = tokio::time::timeout(wait, answered.wait_for(|done| *done)).await;
+                if let Some(hit) = self.get(&key).await {
+                    return Lookup::Hit(hit);
+                }
+                None
+            }
+        };
+        Lookup::Miss(Box::new(Slot {
+            cache: self.clone(),
+            key,
+            ttl,
+            answer: None,
+            leader,
+        }))
+    }
+
+    async fn get(&self, key: &Key) -> Option<Arc<Cached>> {
+        match &self.store {
+            Store::Memory(entries) => entries.get(key),
+            Store::Redis(redis) => redis.get(key).await.map(Arc::new),
+        }
     }
 
     async fn store(&self, key: Key, answer: Cached) {
@@ -99,24 +158,17 @@ pub fn eligible(request: &ModelRequest<'_>) -> bool {
 }
 
 /// A request's place in the cache, taken when it missed: where its answer goes once it is
-/// known to be a complete success.
+/// known to be a complete success. The first of identical requests in flight leads: when its
+/// slot is stored or dropped, the others waiting on it go on.
 pub struct Slot {
     cache: Arc<ResponseCache>,
     key: Key,
     ttl: Duration,
     answer: Option<Cached>,
+    leader: Option<watch::Sender<bool>>,
 }
 
 impl Slot {
-    pub fn new(cache: Arc<ResponseCache>, key: Key, ttl: Duration) -> Slot {
-        Slot {
-            cache,
-            key,
-            ttl,
-            answer: None,
-        }
-    }
-
     /// Notes the request's answer, a complete success, to be stored by [`Slot::store`].
     pub fn keep(&mut self, body: Bytes, served: Served, usage: Option<TokenUsage>) {
         self.answer = Some(Cached {
@@ -128,10 +180,24 @@ impl Slot {
     }
 
     /// Stores the kept answer, if there is one (after the app has it: a slow backend never
-    /// delays an answer).
-    pub async fn store(self) {
-        if let Some(answer) = self.answer {
+    /// delays an answer), then lets the requests waiting on this one go on.
+    pub async fn store(mut self) {
+        if let Some(answer) = self.answer.take() {
             self.cache.store(self.key, answer).await;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(done) = self.leader.take() {
+            let mut inflight = self
+                .cache
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            inflight.remove(&self.key);
+            let _ = done.send(true);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::ctx::RequestCtx;
 use super::respond::{add_respan_headers, write_whole};
-use crate::cache::{self, key, Cached, ResponseCache, Slot};
+use crate::cache::{self, key, Cached, Lookup, ResponseCache};
 use crate::config::CacheConfig;
 use crate::dispatch::request::ModelRequest;
 use crate::head::{frame, head};
@@ -17,11 +17,12 @@ use std::time::Duration;
 /// The `x-respan-cache` header.
 pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-respan-cache");
 
-/// Looks the request up if it may use the cache. A hit is answered (true); a miss notes the
-/// slot its answer goes to.
+/// Looks the request up if it may use the cache (waiting at most `wait` for an identical
+/// request in flight). A hit is answered (true); a miss notes the slot its answer goes to.
 pub async fn answer_from_cache(
     cache: &Arc<ResponseCache>,
     config: &CacheConfig,
+    wait: Duration,
     session: &mut Session,
     ctx: &mut RequestCtx,
     request: &ModelRequest<'_>,
@@ -45,8 +46,10 @@ pub async fn answer_from_cache(
             .flatten(),
     };
     let key = key::of(&request.body, &scope);
-    match cache.lookup(&key).await {
-        Some(hit) => {
+    let ttl = request.params.cache_ttl.map(Duration::from_secs);
+    let ttl = ttl.unwrap_or(config.default_ttl);
+    match cache.lookup(key, ttl, wait).await {
+        Lookup::Hit(hit) => {
             ctx.record.omit_trace = request
                 .params
                 .cache_options
@@ -56,11 +59,9 @@ pub async fn answer_from_cache(
             replay(session, ctx, &hit).await;
             true
         }
-        None => {
-            let ttl = request.params.cache_ttl.map(Duration::from_secs);
+        Lookup::Miss(slot) => {
             ctx.cache_status = Some("miss");
-            let ttl = ttl.unwrap_or(config.default_ttl);
-            ctx.cache_slot = Some(Slot::new(cache.clone(), key, ttl));
+            ctx.cache_slot = Some(slot);
             false
         }
     }

@@ -25,7 +25,7 @@ pub struct RequestCtx {
     /// A passthrough request's JSON body, kept (bounded) for its trace.
     pub passthrough_input: Capture,
     /// A cacheable request that missed: where its answer is to be stored.
-    pub cache_slot: Option<Slot>,
+    pub cache_slot: Option<Box<Slot>>,
     /// `x-respan-cache`: `hit` or `miss`, for a request that looked in the cache.
     pub cache_status: Option<&'static str>,
     _inflight: InflightGuard,

@@ -58,8 +58,11 @@ async fn run(
     // An unknown model is answered before anything is sent anywhere.
     if let Some(first) = plan.models.first() {
         let route = snapshot.router.resolve(first, pinned.as_deref())?;
-        let cache = &snapshot.config.cache;
-        if answer_from_cache(&gw.cache, cache, session, ctx, &request, &route).await {
+        let (cache, wait) = (
+            &snapshot.config.cache,
+            snapshot.config.server.upstream_timeout,
+        );
+        if answer_from_cache(&gw.cache, cache, wait, session, ctx, &request, &route).await {
             return Ok(());
         }
     }

@@ -196,3 +196,51 @@ async fn sidecars_share_answers_through_redis_and_survive_its_outage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `n` identical cacheable requests at once; their statuses and `x-respan-cache` headers.
+async fn at_once(sidecar: &Sidecar, n: usize) -> Vec<(u16, String)> {
+    let body = cached("together");
+    let sends = (0..n).map(|_| async {
+        let response = post_chat(sidecar, &body).await;
+        let state = response
+            .headers()
+            .get("x-respan-cache")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (response.status().as_u16(), state)
+    });
+    futures::future::join_all(sends).await
+}
+
+#[tokio::test]
+async fn identical_requests_in_flight_make_one_upstream_call() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let slow = || {
+        crate::support::Reply::Delay(
+            Duration::from_millis(300),
+            Box::new(crate::support::Reply::openai_chat("gpt-4o", "once")),
+        )
+    };
+    mock.push(slow());
+    let answers = at_once(&sidecar, 5).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let misses = answers.iter().filter(|(_, s)| s == "miss").count();
+    assert_eq!((misses, mock.count()), (1, 1), "{answers:?}");
+}
+
+#[tokio::test]
+async fn when_the_leader_fails_the_others_ask_for_themselves() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    mock.push(crate::support::Reply::Delay(
+        Duration::from_millis(300),
+        Box::new(crate::support::Reply::openai_error(400, "refused")),
+    ));
+    let answers = at_once(&sidecar, 3).await;
+    let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!((ok, mock.count()), (2, 3), "{answers:?}");
+}
