@@ -2,14 +2,11 @@
 //! answered here, with no upstream call; a miss leaves a slot the relay fills.
 
 use super::ctx::RequestCtx;
-use super::respond::{add_respan_headers, write_whole};
+use super::respond;
 use crate::cache::{self, key, Cached, Lookup, ResponseCache};
 use crate::config::CacheConfig;
 use crate::dispatch::request::ModelRequest;
-use crate::head::{frame, head};
 use crate::routing::Route;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, StatusCode};
 use pingora::proxy::Session;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,13 +73,6 @@ async fn replay(session: &mut Session, ctx: &mut RequestCtx, hit: &Cached) {
     ctx.record.served.attempts = 0;
     ctx.record.usage = hit.usage;
     ctx.record.first_byte();
-    let mut head = head(StatusCode::OK);
-    head.headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    frame(&mut head, Some(hit.body.len()));
-    add_respan_headers(&mut head, ctx);
     ctx.record.output.push(&hit.body);
-    if let Err(e) = write_whole(session, head, hit.body.to_vec()).await {
-        tracing::debug!(request_id = %ctx.request_id, "client went away before a cached answer: {e}");
-    }
+    respond::json(session, ctx, 200, hit.body.clone()).await;
 }

@@ -8,7 +8,7 @@
 //! (JSON bodies, error bodies) are small and are read whole first.
 
 use super::ctx::RequestCtx;
-use super::respond::{add_respan_headers, close_if_draining};
+use super::respond::{add_respan_headers, write_head, write_whole};
 use crate::dispatch::answer::{is_event_stream, read_failure, Answer, BodyReader, Held, Settled};
 use crate::dispatch::caller::or_gone;
 use crate::drain::Drain;
@@ -25,7 +25,6 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::response::Parts;
 use http::StatusCode;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -135,7 +134,7 @@ async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> 
         }
         Last::Whole(head, body) => {
             ctx.record.output.push(&body);
-            super::respond::write_whole(session, *head, body).await
+            write_whole(session, *head, body.into()).await
         }
     };
     match written {
@@ -171,9 +170,7 @@ async fn relay_stream(
     let sse = is_event_stream(&head.headers);
     ctx.record.stream = sse;
     ctx.record.output.stream = sse;
-    close_if_draining(session);
-    let header = Box::new(ResponseHeader::from(head));
-    if session.write_response_header(header, false).await.is_err() {
+    if write_head(session, head).await.is_err() {
         return Err(RelayEnd::ClientGone);
     }
     let Held {

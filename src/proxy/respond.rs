@@ -5,6 +5,7 @@ use super::ctx::RequestCtx;
 use crate::error::GatewayError;
 use crate::head::{frame, head, number};
 use crate::state::Snapshot;
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::response::Parts;
 use http::StatusCode;
@@ -52,10 +53,11 @@ pub fn add_respan_headers(head: &mut Parts, ctx: &RequestCtx) {
 }
 
 /// Writes a complete JSON answer.
-pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Vec<u8>) {
+pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: impl Into<Bytes>) {
     let Ok(status) = StatusCode::from_u16(status) else {
         return;
     };
+    let body = body.into();
     let mut head = head(status);
     let headers = &mut head.headers;
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -71,17 +73,23 @@ pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: Ve
 }
 
 /// Writes a complete answer: its head, then its whole body.
-pub async fn write_whole(session: &mut Session, head: Parts, body: Vec<u8>) -> pingora::Result<()> {
+pub async fn write_whole(session: &mut Session, head: Parts, body: Bytes) -> pingora::Result<()> {
+    write_head(session, head).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Writes the head of one of the gateway's own answers (its body follows): every head the
+/// gateway writes goes through here, so each says `Connection: close` during a drain.
+pub async fn write_head(session: &mut Session, head: Parts) -> pingora::Result<()> {
     close_if_draining(session);
     session
         .write_response_header(Box::new(ResponseHeader::from(head)), false)
-        .await?;
-    session.write_response_body(Some(body.into()), true).await
+        .await
 }
 
 /// During a shutdown's drain, an answer says `Connection: close` (Pingora writes it when
 /// keep-alive is off), so a pooling client does not send its next request to a connection
-/// that is about to close.
+/// that is about to close. (Passthrough heads are Pingora's: `response_filter` calls this.)
 pub fn close_if_draining(session: &mut Session) {
     if session.is_process_shutting_down() {
         session.set_keepalive(None);
