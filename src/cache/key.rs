@@ -28,7 +28,11 @@ pub fn of(body: &JsonBody<'_>, scope: &Scope<'_>) -> Key {
         hash.update(bytes);
     };
     part(b"respan-cache-v1");
-    part(format!("{:?}", scope.ingress).as_bytes());
+    part(match scope.ingress {
+        Ingress::OpenAi => b"openai",
+        Ingress::Anthropic => b"anthropic",
+        Ingress::Gemini => b"gemini",
+    });
     part(scope.provider.as_bytes());
     part(scope.model.as_bytes());
     part(scope.customer.unwrap_or("").as_bytes());
@@ -58,7 +62,7 @@ fn canonical(value: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                canonical(&Value::String(k.clone()), out);
+                let _ = serde_json::to_writer(&mut *out, k);
                 out.push(b':');
                 canonical(&map[k], out);
             }
@@ -126,6 +130,20 @@ mod tests {
                 r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0}"#,
                 Some("c")
             )
+        );
+        let body =
+            JsonBody::parse(br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0}"#)
+                .unwrap();
+        let anthropic = Scope {
+            ingress: Ingress::Anthropic,
+            provider: "p",
+            model: "m",
+            customer: None,
+        };
+        assert_ne!(
+            a,
+            of(&body, &anthropic),
+            "the answer's format is part of the key"
         );
     }
 }
