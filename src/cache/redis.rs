@@ -7,13 +7,13 @@
 
 use super::{Cached, Key};
 use crate::config::ProviderKind;
+use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::record::{Served, TokenUsage};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The longest a lookup or a store may wait for Redis.
@@ -24,8 +24,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Answers larger than this (before compression) are not shared.
 const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
-/// At most one failure log line in this long.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Keys are namespaced and versioned: a format change never reads an old value.
 const KEY_PREFIX: &str = "respan:cache:v1:";
 
@@ -33,7 +31,7 @@ const KEY_PREFIX: &str = "respan:cache:v1:";
 pub struct RedisStore {
     client: redis::Client,
     state: tokio::sync::Mutex<Connection>,
-    last_log: Mutex<Option<Instant>>,
+    log: LogLimit,
 }
 
 #[derive(Default)]
@@ -60,7 +58,7 @@ impl RedisStore {
         Ok(RedisStore {
             client,
             state: tokio::sync::Mutex::default(),
-            last_log: Mutex::new(None),
+            log: LogLimit::once_a_minute(),
         })
     }
 
@@ -83,15 +81,12 @@ impl RedisStore {
             .unwrap_or(u64::MAX)
             .max(1);
         let write = conn.pset_ex::<_, _, ()>(redis_key(key), value, ttl_ms);
-        match tokio::time::timeout(CALL_TIMEOUT, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.failed::<()>("set", &e.to_string());
-            }
-            Err(_) => {
-                self.failed::<()>("set", "timed out");
-            }
-        }
+        let why = match tokio::time::timeout(CALL_TIMEOUT, write).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        self.failed::<()>("set", &why);
     }
 
     /// The connection, made if there is none and the last try is not too recent.
@@ -125,10 +120,12 @@ impl RedisStore {
     /// Counts a failure and logs it (at most once a minute); the caller goes on without Redis.
     fn failed<T>(&self, op: &str, message: &str) -> Option<T> {
         metrics().cache_errors.with_label_values(&[op]).inc();
-        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
-        if !last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
-            *last = Some(Instant::now());
-            tracing::warn!(op, "redis cache unavailable, serving without it: {message}");
+        if let Some(quiet) = self.log.permit() {
+            tracing::warn!(
+                op,
+                failures_not_logged = quiet,
+                "redis cache unavailable, serving without it: {message}"
+            );
         }
         None
     }

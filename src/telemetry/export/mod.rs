@@ -9,6 +9,7 @@ mod otlp;
 pub mod respan;
 
 use super::capture::Transcriber;
+use super::logging::LogLimit;
 use super::metrics::metrics;
 use super::trace::Trace;
 use crate::drain::{Drain, Phase};
@@ -38,8 +39,6 @@ const MAX_TRIES: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest the flush at shutdown may take.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
-/// At most one failure log line per exporter in this long.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// How OTLP/HTTP bodies are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +95,7 @@ pub fn exporter(
             name,
             transcriber,
             drain,
+            log: LogLimit::once_a_minute(),
             state: Mutex::new(Some((sink, receiver))),
         },
     ))
@@ -164,6 +164,7 @@ pub struct ExportService {
     name: &'static str,
     transcriber: Transcriber,
     drain: Drain,
+    log: LogLimit,
     state: Mutex<Option<(Sink, mpsc::Receiver<Arc<Trace>>)>>,
 }
 
@@ -180,7 +181,6 @@ impl BackgroundService for ExportService {
         yield_to_requests(self.name);
         let quiet = self.drain.reached(Phase::Quiet);
         tokio::pin!(quiet);
-        let mut log = RateLimitedLog::default();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             tokio::select! {
@@ -193,14 +193,14 @@ impl BackgroundService for ExportService {
                         () = fill(&mut receiver, &mut batch) => false,
                         () = &mut quiet => true,
                     };
-                    self.deliver(&mut sink, &mut batch, &mut log, None).await;
+                    self.deliver(&mut sink, &mut batch, None).await;
                     if stopping {
-                        self.flush(&mut sink, &mut receiver, &mut batch, &mut log).await;
+                        self.flush(&mut sink, &mut receiver, &mut batch).await;
                         return;
                     }
                 }
                 () = &mut quiet => {
-                    self.flush(&mut sink, &mut receiver, &mut batch, &mut log).await;
+                    self.flush(&mut sink, &mut receiver, &mut batch).await;
                     return;
                 }
             }
@@ -243,7 +243,6 @@ impl ExportService {
         sink: &mut Sink,
         receiver: &mut mpsc::Receiver<Arc<Trace>>,
         batch: &mut Vec<Arc<Trace>>,
-        log: &mut RateLimitedLog,
     ) {
         let deadline = Instant::now() + FLUSH_LIMIT;
         receiver.close();
@@ -257,7 +256,7 @@ impl ExportService {
             if batch.is_empty() || Instant::now() >= deadline {
                 return;
             }
-            self.deliver(sink, batch, log, Some(deadline)).await;
+            self.deliver(sink, batch, Some(deadline)).await;
         }
     }
 
@@ -266,7 +265,6 @@ impl ExportService {
         &self,
         sink: &mut Sink,
         batch: &mut Vec<Arc<Trace>>,
-        log: &mut RateLimitedLog,
         deadline: Option<Instant>,
     ) {
         let n = batch.len() as u64;
@@ -283,7 +281,7 @@ impl ExportService {
                     let pause = f.wait.unwrap_or(wait).min(Duration::from_secs(30));
                     let past = deadline.is_some_and(|d| Instant::now() + pause >= d);
                     if last || past {
-                        log.warn(self.name, &f.message, n);
+                        self.warn(&f.message, n);
                         break;
                     }
                     tokio::time::sleep(pause).await;
@@ -294,6 +292,18 @@ impl ExportService {
         count(self.name, "error", n);
         batch.clear();
     }
+
+    /// A batch given up, logged at most once a minute (with how many were not).
+    fn warn(&self, message: &str, lost: u64) {
+        if let Some(quiet) = self.log.permit() {
+            tracing::warn!(
+                exporter = self.name,
+                lost,
+                failures_not_logged = quiet,
+                "trace export failed: {message}"
+            );
+        }
+    }
 }
 
 fn count(exporter: &str, result: &str, n: u64) {
@@ -301,28 +311,4 @@ fn count(exporter: &str, result: &str, n: u64) {
         .trace_exports
         .with_label_values(&[exporter, result])
         .inc_by(n);
-}
-
-/// Failure logs, at most one a minute (with how many were not logged).
-#[derive(Default)]
-struct RateLimitedLog {
-    last: Option<Instant>,
-    quiet: u64,
-}
-
-impl RateLimitedLog {
-    fn warn(&mut self, exporter: &str, message: &str, lost: u64) {
-        if self.last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
-            self.quiet += 1;
-            return;
-        }
-        self.last = Some(Instant::now());
-        let quiet = std::mem::take(&mut self.quiet);
-        tracing::warn!(
-            exporter,
-            lost,
-            failures_not_logged = quiet,
-            "trace export failed: {message}"
-        );
-    }
 }
