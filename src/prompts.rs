@@ -36,16 +36,13 @@ pub fn apply(
         .get(&param.prompt_id)
         .ok_or_else(|| GatewayError::UnknownPrompt(param.prompt_id.clone()))?;
     let variables = Value::Object(param.variables.clone());
-    let messages = render(&param.prompt_id, &prompt.messages, &variables)?;
+    let mut messages = render(&param.prompt_id, &prompt.messages, &variables)?;
     if request.ingress == Ingress::Anthropic {
-        let (system, messages) = split_system(messages);
-        if let Some(system) = system {
+        if let Some(system) = take_system(&mut messages) {
             request.body.set("system", raw(&Value::String(system))?);
         }
-        request.body.set("messages", raw(&Value::Array(messages))?);
-    } else {
-        request.body.set("messages", raw(&Value::Array(messages))?);
     }
+    request.body.set("messages", raw(&Value::Array(messages))?);
     for (key, value) in &prompt.parameters {
         if param.override_params || request.body.get(key).is_none() {
             request.body.set(key.clone(), raw(value)?);
@@ -63,15 +60,17 @@ pub fn apply(
 }
 
 /// Templates are written as OpenAI messages; Anthropic's API takes the system text apart:
-/// the system messages' text, joined, and the other messages.
-fn split_system(messages: Vec<Value>) -> (Option<String>, Vec<Value>) {
-    let (system, rest): (Vec<Value>, Vec<Value>) =
-        messages.into_iter().partition(|m| m["role"] == "system");
-    let text: Vec<&str> = system
-        .iter()
-        .filter_map(|m| m["content"].as_str())
-        .collect();
-    ((!text.is_empty()).then(|| text.join("\n\n")), rest)
+/// the system messages are taken out, and their text returned, joined.
+fn take_system(messages: &mut Vec<Value>) -> Option<String> {
+    let mut text = Vec::new();
+    messages.retain(|m| {
+        let system = m["role"] == "system";
+        if system {
+            text.extend(m["content"].as_str().map(str::to_string));
+        }
+        !system
+    });
+    (!text.is_empty()).then(|| text.join("\n\n"))
 }
 
 fn raw(value: &Value) -> Result<Cow<'static, RawValue>, GatewayError> {

@@ -7,6 +7,7 @@ use crate::cache::{self, key, Cached, Lookup, ResponseCache};
 use crate::config::CacheConfig;
 use crate::dispatch::request::ModelRequest;
 use crate::routing::Route;
+use crate::telemetry::record::CacheUse;
 use pingora::proxy::Session;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,7 @@ pub async fn answer_from_cache(
             true
         }
         Lookup::Miss(slot) => {
-            ctx.cache_status = Some("miss");
+            ctx.record.cache = CacheUse::Miss;
             ctx.cache_slot = Some(slot);
             false
         }
@@ -67,8 +68,7 @@ pub async fn answer_from_cache(
 /// Answers with a stored answer, and records it as a hit: what served it first, its usage,
 /// no upstream call.
 async fn replay(session: &mut Session, ctx: &mut RequestCtx, hit: &Cached) {
-    ctx.cache_status = Some("hit");
-    ctx.record.cache_hit = true;
+    ctx.record.cache = CacheUse::Hit;
     ctx.record.served = hit.served.clone();
     ctx.record.served.attempts = 0;
     ctx.record.usage = hit.usage;

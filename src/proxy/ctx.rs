@@ -26,8 +26,6 @@ pub struct RequestCtx {
     pub passthrough_input: Capture,
     /// A cacheable request that missed: where its answer is to be stored.
     pub cache_slot: Option<Box<Slot>>,
-    /// `x-respan-cache`: `hit` or `miss`, for a request that looked in the cache.
-    pub cache_status: Option<&'static str>,
     _inflight: InflightGuard,
 }
 
@@ -41,7 +39,6 @@ impl RequestCtx {
             passthrough_tail: None,
             passthrough_input: Capture::off(),
             cache_slot: None,
-            cache_status: None,
             _inflight: InflightGuard::new(),
         }
     }

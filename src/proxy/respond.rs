@@ -38,7 +38,9 @@ pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, Hea
         ),
         text(served_by, PROVIDER, &served.provider),
         served_by.then(|| (ATTEMPTS, number(served.attempts as usize))),
-        ctx.cache_status
+        ctx.record
+            .cache
+            .header()
             .map(|s| (super::cached::CACHE_HEADER, HeaderValue::from_static(s))),
     ]
     .into_iter()

@@ -23,7 +23,7 @@ pub fn of(record: &RequestRecord, status: u16) -> Value {
         "cost": cost,
         "model": record.served.upstream_model,
         "provider": record.served.provider,
-        "cached": record.cache_hit,
+        "cached": record.cache_hit(),
         "timestamp": rfc3339(SystemTime::now()),
         "status_code": status,
         "stream": record.stream,

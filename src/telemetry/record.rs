@@ -38,6 +38,34 @@ impl BodyEnd {
     }
 }
 
+/// What the response cache did for a request (its `x-respan-cache` header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Not a `cache_enabled` request, or one that may not use the cache.
+    #[default]
+    NotLooked,
+    Miss,
+    Hit,
+}
+
+impl CacheUse {
+    /// The `x-respan-cache` value, for a request that looked.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            CacheUse::NotLooked => None,
+            CacheUse::Miss => Some("miss"),
+            CacheUse::Hit => Some("hit"),
+        }
+    }
+}
+
+impl RequestRecord {
+    /// Answered from the cache, with no upstream call.
+    pub fn cache_hit(&self) -> bool {
+        self.cache == CacheUse::Hit
+    }
+}
+
 /// Token counts as a provider reported them, in one shape for every provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TokenUsage {
@@ -153,7 +181,8 @@ pub struct RequestRecord {
     pub status: u16,
     pub error: Option<String>,
     pub body_end: BodyEnd,
-    pub cache_hit: bool,
+    /// What the response cache did for it.
+    pub cache: CacheUse,
     /// The `prompt` template the request was rendered from.
     pub prompt_id: Option<String>,
     /// `cache_options.omit_log` on a hit: metrics only, no trace.
@@ -187,7 +216,7 @@ impl RequestRecord {
             status: 0,
             error: None,
             body_end: BodyEnd::Complete,
-            cache_hit: false,
+            cache: CacheUse::NotLooked,
             prompt_id: None,
             omit_trace: false,
             input: None,

@@ -38,7 +38,7 @@ impl Trace {
     pub fn finish(request_id: String, record: RequestRecord) -> Trace {
         let latency = record.started.elapsed();
         // A cache hit made no upstream call: it cost nothing.
-        let cost = if record.cache_hit {
+        let cost = if record.cache_hit() {
             Some(0.0)
         } else {
             request_cost(
@@ -131,7 +131,7 @@ impl Trace {
             attempts: Attempts(&r.attempts),
             usage: r.usage.as_ref(),
             cost_usd: self.cost,
-            cache_hit: r.cache_hit,
+            cache_hit: r.cache_hit(),
             customer_identifier: r.subject.customer_identifier.as_deref(),
             customer_params: r.subject.customer_params.as_ref(),
             custom_identifier: r.subject.custom_identifier.as_deref(),

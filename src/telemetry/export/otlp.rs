@@ -129,7 +129,7 @@ fn span_of(trace: &Trace, t: &Transcriber) -> Span {
         int("http.response.status_code", r.status.into()),
         float("respan.latency_ms", trace.latency.as_secs_f64() * 1e3),
         int("respan.attempts", r.attempts.len() as i64),
-        boolean("respan.cache_hit", r.cache_hit),
+        boolean("respan.cache_hit", r.cache_hit()),
     ]);
     let mut opt = |key: &'static str, value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
