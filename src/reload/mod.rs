@@ -58,6 +58,8 @@ impl Reloader {
         };
         let print = fingerprint(&loaded);
         if print == *in_force {
+            // The file is back to the config in force: an earlier refusal no longer stands.
+            self.state.set_reload_error(None);
             return Outcome::Unchanged;
         }
         for warning in &loaded.warnings {
@@ -176,6 +178,10 @@ mod tests {
             .unwrap()
             .contains("not valid YAML"));
         assert_eq!(r.state.load_full().config.providers[0].name, "a");
+        // Put back as it was: nothing to reload, and the refusal is over.
+        std::fs::write(r.path(), yaml).unwrap();
+        assert_eq!(r.reload(), Outcome::Unchanged);
+        assert!(r.state.last_reload_error().is_none());
         std::fs::write(r.path(), "providers:\n  b:\n    type: echo\n").unwrap();
         assert_eq!(r.reload(), Outcome::Reloaded);
         assert_eq!(r.state.load_full().config.providers[0].name, "b");
