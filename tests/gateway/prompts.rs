@@ -18,6 +18,14 @@ const PROMPTS: &str = r#"prompts:
         content: "Say hello to {{ name | upper }}."
 "#;
 
+/// `greet` rendered: its system text and the name it says hello to.
+fn greeting(system: &str, name: &str) -> Value {
+    json!([
+        {"role": "system", "content": system},
+        {"role": "user", "content": format!("Say hello to {name}.")}
+    ])
+}
+
 async fn sidecar(mock: &Mock) -> Sidecar {
     Sidecar::start(&format!("{}{PROMPTS}", openai_config(mock))).await
 }
@@ -37,10 +45,7 @@ async fn a_prompt_is_rendered_into_the_request_the_provider_gets() {
     assert_eq!(sent["model"], "gpt-4o-mini");
     assert_eq!(
         sent["messages"],
-        json!([
-            {"role": "system", "content": "You are terse. Be formal."},
-            {"role": "user", "content": "Say hello to ADA."}
-        ])
+        greeting("You are terse. Be formal.", "ADA")
     );
     // The request's own parameters win; the prompt fills in the rest.
     assert_eq!(sent["temperature"], 0.9);
@@ -101,13 +106,7 @@ async fn a_prompt_serves_the_anthropic_api_with_its_system_text_apart() {
     // The OpenAI provider gets the prompt translated from the Anthropic request.
     let sent = mock.last().json();
     assert_eq!(sent["model"], "gpt-4o-mini");
-    assert_eq!(
-        sent["messages"],
-        json!([
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Say hello to ADA."}
-        ])
-    );
+    assert_eq!(sent["messages"], greeting("You are terse.", "ADA"));
     // The request's max_tokens wins over the prompt's 50 (sent as OpenAI's field).
     assert_eq!(sent["max_completion_tokens"], 10);
 }
