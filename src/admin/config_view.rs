@@ -66,6 +66,7 @@ fn config(c: &Config) -> Value {
             // A Redis URL may carry a password.
             "redis_url": c.cache.redis_url.as_ref().map(|_| HIDDEN),
             "max_entries": c.cache.max_entries,
+            "max_bytes": c.cache.max_bytes,
             "default_ttl_seconds": c.cache.default_ttl.as_secs(),
         },
         "retry": {

@@ -1,12 +1,16 @@
 //! What makes two requests the same for the cache: the API they came in on, the route
 //! (provider and model), the body without the Respan parameters in a canonical form (keys
 //! sorted, no whitespace, so key order and formatting do not matter), and the customer when
-//! entries are scoped to it.
+//! entries are scoped to it. Streaming or not is not part of it: one answer serves both.
 
 use crate::body::JsonBody;
 use crate::endpoint::Ingress;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+/// Body fields the answer does not depend on: the model is keyed as routed, and whether it
+/// streams (and with a usage chunk) only changes how the same answer is told.
+const NOT_KEYED: [&str; 3] = ["model", "stream", "stream_options"];
 
 /// A sha256 of what the answer depends on.
 pub type Key = [u8; 32];
@@ -36,8 +40,10 @@ pub fn of(body: &JsonBody<'_>, scope: &Scope<'_>) -> Key {
     part(scope.provider.as_bytes());
     part(scope.model.as_bytes());
     part(scope.customer.unwrap_or("").as_bytes());
-    let mut fields: Vec<(&str, &serde_json::value::RawValue)> =
-        body.fields().filter(|(k, _)| *k != "model").collect();
+    let mut fields: Vec<(&str, &serde_json::value::RawValue)> = body
+        .fields()
+        .filter(|(k, _)| !NOT_KEYED.contains(k))
+        .collect();
     fields.sort_by(|a, b| a.0.cmp(b.0));
     let mut text = Vec::new();
     for (k, raw) in fields {
@@ -97,6 +103,13 @@ mod tests {
             customer,
         };
         of(&body, &scope)
+    }
+
+    #[test]
+    fn streaming_or_not_is_the_same_entry() {
+        let plain = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+        let streamed = r#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+        assert_eq!(key(plain, None), key(streamed, None));
     }
 
     #[test]

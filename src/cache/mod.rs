@@ -1,19 +1,22 @@
 //! The response cache (`cache_enabled`): exact-match answers kept with a TTL per entry, in
-//! memory (`memory`, the default, bounded by `cache.max_entries`) or in Redis shared by a
-//! fleet of sidecars (`redis`).
+//! memory (`memory`, the default, bounded by `cache.max_entries` and `cache.max_bytes`) or in
+//! Redis shared by a fleet of sidecars (`redis`).
 //!
 //! `key` says what makes two requests the same; this module keeps and finds their answers.
-//! Only complete successful answers are stored, as the app got them (so they replay to the
-//! same API format, which is part of the key); streams are not cached yet.
+//! Only complete successful answers are stored, as whole JSON answers in the format the app
+//! got them in (the API format is part of the key): a stream is kept gathered into its whole
+//! answer, so one entry serves a request that streams and one that does not.
 
 pub mod key;
 mod redis;
 
 use crate::config::{CacheBackend, CacheConfig};
 use crate::dispatch::request::ModelRequest;
+use crate::endpoint::Ingress;
 use crate::providers::Operation;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::record::{Served, TokenUsage};
+use crate::translate::collect;
 use bytes::Bytes;
 use moka::sync::Cache;
 use moka::Expiry;
@@ -23,6 +26,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use key::Key;
+
+/// Answers larger than this are not stored (streams stop being kept once they pass it).
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// A stored answer, and what its replay puts on the record.
 #[derive(Debug)]
@@ -64,17 +70,27 @@ impl Expiry<Key, Arc<Cached>> for PerEntryTtl {
     }
 }
 
+/// The memory backend: one bound in bytes that also bounds the entries, as each entry weighs
+/// at least `max_bytes / max_entries` (moka has a single weighted capacity).
+fn memory_store(config: &CacheConfig) -> Cache<Key, Arc<Cached>> {
+    let floor = config.max_bytes / config.max_entries.max(1);
+    let floor = u32::try_from(floor).unwrap_or(u32::MAX);
+    Cache::builder()
+        .max_capacity(config.max_bytes)
+        .weigher(move |_, answer: &Arc<Cached>| {
+            let size = u32::try_from(answer.body.len()).unwrap_or(u32::MAX);
+            size.max(floor)
+        })
+        .expire_after(PerEntryTtl)
+        .build()
+}
+
 impl ResponseCache {
     /// The configured backend; Redis is not connected until first used.
     pub fn new(config: &CacheConfig) -> Result<ResponseCache, String> {
         let store = match (config.backend, &config.redis_url) {
             (CacheBackend::Redis, Some(url)) => Store::Redis(redis::RedisStore::new(url)?),
-            _ => Store::Memory(
-                Cache::builder()
-                    .max_capacity(config.max_entries)
-                    .expire_after(PerEntryTtl)
-                    .build(),
-            ),
+            _ => Store::Memory(memory_store(config)),
         };
         Ok(ResponseCache {
             store,
@@ -86,8 +102,8 @@ impl ResponseCache {
     /// answered right now, waits (at most `wait`) for its answer instead of asking the
     /// provider again; if that request fails, this one asks for itself. Counted as a hit or
     /// a miss; a backend that fails is a miss.
-    pub async fn lookup(self: &Arc<Self>, key: Key, ttl: Duration, wait: Duration) -> Lookup {
-        let found = self.find(key, ttl, wait).await;
+    pub async fn lookup(self: &Arc<Self>, entry: Entry, wait: Duration) -> Lookup {
+        let found = self.find(entry, wait).await;
         let result = match found {
             Lookup::Hit(_) => "hit",
             Lookup::Miss(_) => "miss",
@@ -96,7 +112,8 @@ impl ResponseCache {
         found
     }
 
-    async fn find(self: &Arc<Self>, key: Key, ttl: Duration, wait: Duration) -> Lookup {
+    async fn find(self: &Arc<Self>, entry: Entry, wait: Duration) -> Lookup {
+        let key = entry.key;
         if let Some(hit) = self.get(&key).await {
             return Lookup::Hit(hit);
         }
@@ -124,9 +141,9 @@ impl ResponseCache {
         };
         Lookup::Miss(Box::new(Slot {
             cache: self.clone(),
-            key,
-            ttl,
+            entry,
             answer: None,
+            stream: None,
             leader,
         }))
     }
@@ -139,6 +156,9 @@ impl ResponseCache {
     }
 
     async fn store(&self, key: Key, answer: Cached) {
+        if answer.body.len() > MAX_ANSWER_BYTES {
+            return;
+        }
         match &self.store {
             Store::Memory(entries) => entries.insert(key, Arc::new(answer)),
             Store::Redis(redis) => redis.set(&key, &answer).await,
@@ -146,15 +166,23 @@ impl ResponseCache {
     }
 }
 
-/// Whether a request may use the cache: it asked to, it is a whole (not streamed) answer,
-/// and it brings no credentials of its own (those never share an entry).
+/// Whether a request may use the cache: it asked to, it asks for an answer (Gemini's only
+/// when not streamed), and it brings no credentials of its own (those never share an entry).
 pub fn eligible(request: &ModelRequest<'_>) -> bool {
     let p = &request.params;
     p.cache_enabled == Some(true)
-        && !request.stream
+        && !(request.stream && request.ingress == Ingress::Gemini)
         && matches!(request.operation, Operation::Generate { .. })
         && p.customer_credentials.is_none()
         && p.credential_override.is_none()
+}
+
+/// What a request looks up, and how its answer would be kept.
+pub struct Entry {
+    pub key: Key,
+    pub ttl: Duration,
+    /// The format of the answer (streams are gathered in it).
+    pub ingress: Ingress,
 }
 
 /// A request's place in the cache, taken when it missed: where its answer goes once it is
@@ -162,10 +190,17 @@ pub fn eligible(request: &ModelRequest<'_>) -> bool {
 /// slot is stored or dropped, the others waiting on it go on.
 pub struct Slot {
     cache: Arc<ResponseCache>,
-    key: Key,
-    ttl: Duration,
+    entry: Entry,
     answer: Option<Cached>,
+    /// A stream's pieces as the app got them, while they fit in an entry.
+    stream: Option<Stream>,
     leader: Option<watch::Sender<bool>>,
+}
+
+#[derive(Default)]
+struct Stream {
+    pieces: Vec<Bytes>,
+    bytes: usize,
 }
 
 impl Slot {
@@ -175,15 +210,44 @@ impl Slot {
             body,
             served,
             usage,
-            ttl: self.ttl,
+            ttl: self.entry.ttl,
         });
+    }
+
+    /// The answer is a stream: its pieces are noted as they are sent.
+    pub fn expect_stream(&mut self) {
+        self.stream = Some(Stream::default());
+    }
+
+    /// Notes a piece of a stream as the app gets it (shared, not copied). A stream grown
+    /// past what an entry may hold is not kept.
+    pub fn sent(&mut self, piece: &Bytes) {
+        if let Some(stream) = &mut self.stream {
+            stream.bytes += piece.len();
+            if stream.bytes > MAX_ANSWER_BYTES {
+                self.stream = None;
+            } else {
+                stream.pieces.push(piece.clone());
+            }
+        }
+    }
+
+    /// The stream ended as a complete success: keeps the whole answer it tells, if it is one
+    /// (it ends as its format says, with no error in it).
+    pub fn keep_stream(&mut self, served: &Served, usage: Option<TokenUsage>) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        if let Some(whole) = collect::whole(self.entry.ingress, &stream.pieces, usage.as_ref()) {
+            self.keep(whole.into(), served.clone(), usage);
+        }
     }
 
     /// Stores the kept answer, if there is one (after the app has it: a slow backend never
     /// delays an answer), then lets the requests waiting on this one go on.
     pub async fn store(mut self) {
         if let Some(answer) = self.answer.take() {
-            self.cache.store(self.key, answer).await;
+            self.cache.store(self.entry.key, answer).await;
         }
     }
 }
@@ -196,8 +260,55 @@ impl Drop for Slot {
                 .inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            inflight.remove(&self.key);
+            inflight.remove(&self.entry.key);
             let _ = done.send(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory(max_entries: u64, max_bytes: u64) -> ResponseCache {
+        let config = CacheConfig {
+            backend: CacheBackend::Memory,
+            redis_url: None,
+            max_entries,
+            max_bytes,
+            default_ttl: Duration::from_secs(60),
+        };
+        ResponseCache::new(&config).unwrap()
+    }
+
+    /// Stores `n` answers of `size` bytes; how many are kept, and their bytes.
+    async fn fill(cache: &ResponseCache, n: u8, size: usize) -> (u64, u64) {
+        for i in 0..n {
+            let answer = Cached {
+                body: Bytes::from(vec![b'x'; size]),
+                served: Served::default(),
+                usage: None,
+                ttl: Duration::from_secs(60),
+            };
+            cache.store([i; 32], answer).await;
+        }
+        let Store::Memory(entries) = &cache.store else {
+            unreachable!("a memory cache")
+        };
+        entries.run_pending_tasks();
+        (entries.entry_count(), entries.weighted_size())
+    }
+
+    #[tokio::test]
+    async fn the_memory_cache_is_bounded_by_bytes_and_by_entries() {
+        let (kept, bytes) = fill(&memory(1000, 10_000), 50, 1000).await;
+        assert!(
+            kept <= 10 && bytes <= 10_000,
+            "{kept} answers, {bytes} bytes"
+        );
+        let (kept, _) = fill(&memory(5, 10_000), 50, 10).await;
+        assert!(kept <= 5, "{kept} answers");
+        let (kept, _) = fill(&memory(5, 10_000_000), 1, MAX_ANSWER_BYTES + 1).await;
+        assert_eq!(kept, 0, "an answer too large for an entry is not kept");
     }
 }

@@ -22,8 +22,6 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Time between tries to connect while Redis is unreachable.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
-/// Answers larger than this (before compression) are not shared.
-const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 /// Keys are namespaced and versioned: a format change never reads an old value.
 const KEY_PREFIX: &str = "respan:cache:v1:";
 
@@ -136,9 +134,6 @@ fn redis_key(key: &Key) -> String {
 }
 
 fn encode(answer: &Cached) -> Option<Vec<u8>> {
-    if answer.body.len() > MAX_VALUE_BYTES {
-        return None;
-    }
     let s = &answer.served;
     let wire = Wire {
         body: String::from_utf8(answer.body.to_vec()).ok()?,

@@ -253,6 +253,8 @@ pub struct CacheConfig {
     pub backend: CacheBackend,
     pub redis_url: Option<String>,
     pub max_entries: u64,
+    /// The memory backend's bound on the bytes of its answers.
+    pub max_bytes: u64,
     pub default_ttl: Duration,
 }
 

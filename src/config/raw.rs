@@ -115,6 +115,7 @@ pub struct RawCache {
     pub backend: Option<String>,
     pub redis_url: Option<String>,
     pub max_entries: Option<u64>,
+    pub max_bytes: Option<u64>,
     pub default_ttl_seconds: Option<u64>,
 }
 

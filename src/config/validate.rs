@@ -411,6 +411,7 @@ fn cache(raw: RawCache, problems: &mut Vec<Problem>) -> CacheConfig {
         backend,
         redis_url: raw.redis_url,
         max_entries: raw.max_entries.unwrap_or(10_000),
+        max_bytes: raw.max_bytes.unwrap_or(256 * 1024 * 1024),
         default_ttl: Duration::from_secs(raw.default_ttl_seconds.unwrap_or(30 * 24 * 3600)),
     }
 }

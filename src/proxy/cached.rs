@@ -1,13 +1,16 @@
 //! A model call's use of the response cache: looked up once its route is known; a hit is
-//! answered here, with no upstream call; a miss leaves a slot the relay fills.
+//! answered here, with no upstream call, as a stream or a whole answer as the request asks;
+//! a miss leaves a slot the relay fills.
 
 use super::ctx::RequestCtx;
 use super::respond;
-use crate::cache::{self, key, Cached, Lookup, ResponseCache};
+use crate::cache::{self, key, Cached, Entry, Lookup, ResponseCache};
 use crate::config::CacheConfig;
 use crate::dispatch::request::ModelRequest;
 use crate::routing::Route;
 use crate::telemetry::record::CacheUse;
+use crate::translate::openai::StreamOptions;
+use crate::translate::replay;
 use pingora::proxy::Session;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +46,13 @@ pub async fn answer_from_cache(
             .then_some(ctx.record.subject.customer_identifier.as_deref())
             .flatten(),
     };
-    let key = key::of(&request.body, &scope);
     let ttl = request.params.cache_ttl.map(Duration::from_secs);
-    let ttl = ttl.unwrap_or(config.default_ttl);
-    match cache.lookup(key, ttl, wait).await {
+    let entry = Entry {
+        key: key::of(&request.body, &scope),
+        ttl: ttl.unwrap_or(config.default_ttl),
+        ingress: request.ingress,
+    };
+    match cache.lookup(entry, wait).await {
         Lookup::Hit(hit) => {
             ctx.record.omit_trace = request
                 .params
@@ -54,10 +60,13 @@ pub async fn answer_from_cache(
                 .as_ref()
                 .and_then(|o| o.omit_log)
                 .unwrap_or(false);
-            replay(session, ctx, &hit).await;
+            answer(session, ctx, request, &hit).await;
             true
         }
-        Lookup::Miss(slot) => {
+        Lookup::Miss(mut slot) => {
+            if request.stream {
+                slot.expect_stream();
+            }
             ctx.record.cache = CacheUse::Miss;
             ctx.cache_slot = Some(slot);
             false
@@ -65,14 +74,43 @@ pub async fn answer_from_cache(
     }
 }
 
-/// Answers with a stored answer, and records it as a hit: what served it first, its usage,
-/// no upstream call.
-async fn replay(session: &mut Session, ctx: &mut RequestCtx, hit: &Cached) {
+/// Answers with a stored answer (told as a stream if the request streams), and records it as
+/// a hit: what served it first, its usage, no upstream call.
+async fn answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    request: &ModelRequest<'_>,
+    hit: &Cached,
+) {
     ctx.record.cache = CacheUse::Hit;
     ctx.record.served = hit.served.clone();
     ctx.record.served.attempts = 0;
     ctx.record.usage = hit.usage;
+    let streamed = request
+        .stream
+        .then(|| replay::stream(request.ingress, &hit.body, include_usage(request)))
+        .flatten();
     ctx.record.first_byte();
-    ctx.record.output.push(&hit.body);
-    respond::json(session, ctx, 200, hit.body.clone()).await;
+    match streamed {
+        Some(events) => {
+            ctx.record.output.stream = true;
+            ctx.record.output.push(&events);
+            respond::whole(session, ctx, 200, respond::EVENT_STREAM, events).await;
+        }
+        None => {
+            ctx.record.output.push(&hit.body);
+            respond::json(session, ctx, 200, hit.body.clone()).await;
+        }
+    }
+}
+
+/// Whether an OpenAI streaming request asked for the usage chunk.
+fn include_usage(request: &ModelRequest<'_>) -> bool {
+    request
+        .body
+        .get_as::<Option<StreamOptions>>("stream_options")
+        .ok()
+        .flatten()
+        .flatten()
+        .is_some_and(|o| o.include_usage)
 }

@@ -7,6 +7,7 @@ use crate::telemetry::capture::Capture;
 use crate::telemetry::metrics::InflightGuard;
 use crate::telemetry::record::RequestRecord;
 use crate::translate::usage::UsageTail;
+use bytes::Bytes;
 use std::fmt;
 use std::sync::Arc;
 
@@ -40,6 +41,15 @@ impl RequestCtx {
             passthrough_input: Capture::off(),
             cache_slot: None,
             _inflight: InflightGuard::new(),
+        }
+    }
+
+    /// Notes a piece of a streamed answer as the app gets it: for its trace, and for the
+    /// cache when the stream is to be stored.
+    pub fn sent(&mut self, piece: &Bytes) {
+        self.record.output.push(piece);
+        if let Some(slot) = &mut self.cache_slot {
+            slot.sent(piece);
         }
     }
 }

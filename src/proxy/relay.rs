@@ -110,7 +110,10 @@ pub async fn relay(
         Ok(last) => write_last(session, ctx, last).await,
         Err(end) => end,
     };
-    if let Some(slot) = ctx.cache_slot.take() {
+    if let Some(mut slot) = ctx.cache_slot.take() {
+        if end == RelayEnd::Complete && ctx.record.stream {
+            slot.keep_stream(&ctx.record.served, ctx.record.usage);
+        }
         slot.store().await;
     }
     ctx.record.body_end = match end {
@@ -129,7 +132,7 @@ pub async fn relay(
 async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> RelayEnd {
     let written = match last {
         Last::Piece(data) => {
-            ctx.record.output.push(&data);
+            ctx.sent(&data);
             session.write_response_body(Some(data), true).await
         }
         Last::Whole(head, body) => {
@@ -285,7 +288,7 @@ async fn pump(
             return Ok(Last::Piece(data));
         }
         if !data.is_empty() {
-            ctx.record.output.push(&data);
+            ctx.sent(&data);
             if session
                 .write_response_body(Some(data), false)
                 .await

@@ -54,15 +54,30 @@ pub fn add_respan_headers(head: &mut Parts, ctx: &RequestCtx) {
     }
 }
 
+/// The content type of SSE streams.
+pub const EVENT_STREAM: &str = "text/event-stream";
+
 /// Writes a complete JSON answer.
 pub async fn json(session: &mut Session, ctx: &RequestCtx, status: u16, body: impl Into<Bytes>) {
+    whole(session, ctx, status, "application/json", body).await;
+}
+
+/// Writes a complete answer of the gateway's own, of `content_type` (a stream replayed from
+/// the cache is one too: all its events are known).
+pub async fn whole(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) {
     let Ok(status) = StatusCode::from_u16(status) else {
         return;
     };
     let body = body.into();
     let mut head = head(status);
     let headers = &mut head.headers;
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     frame(&mut head, Some(body.len()));
     add_respan_headers(&mut head, ctx);
     // An answer before the request body was read to its end (401, 413, ...) closes the

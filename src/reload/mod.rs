@@ -7,7 +7,7 @@
 mod changes;
 pub mod watch;
 
-use crate::config::{self, Config, ConfigError, Loaded};
+use crate::config::{self, CacheConfig, Config, ConfigError, Loaded};
 use crate::state::{SharedState, Snapshot};
 use crate::telemetry::metrics::metrics;
 use sha2::{Digest, Sha256};
@@ -138,10 +138,12 @@ fn keep_restart_settings(old: &Config, new: &mut Config) -> Vec<&'static str> {
         n.threads = o.threads;
     }
     let (o, n) = (&old.cache, &mut new.cache);
-    if (o.backend, o.max_entries, &o.redis_url) != (n.backend, n.max_entries, &n.redis_url) {
-        changed.push("cache.backend, redis_url or max_entries");
+    let bounds = |c: &CacheConfig| (c.backend, c.max_entries, c.max_bytes, c.redis_url.clone());
+    if bounds(o) != bounds(n) {
+        changed.push("cache.backend, redis_url, max_entries or max_bytes");
         n.backend = o.backend;
         n.max_entries = o.max_entries;
+        n.max_bytes = o.max_bytes;
         n.redis_url.clone_from(&o.redis_url);
     }
     if old.telemetry != new.telemetry {

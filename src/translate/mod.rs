@@ -6,9 +6,11 @@
 //! Pure: bytes and values in, bytes and values out.
 
 pub mod anthropic;
+pub mod collect;
 mod error;
 pub mod gemini;
 pub mod openai;
+pub mod replay;
 pub mod sse;
 mod stream;
 pub mod transcript;

@@ -244,3 +244,164 @@ async fn when_the_leader_fails_the_others_ask_for_themselves() {
     let ok = answers.iter().filter(|(status, _)| *status == 200).count();
     assert_eq!((ok, mock.count()), (2, 3), "{answers:?}");
 }
+
+/// The JSON of each data event of an SSE body (the `[DONE]` marker apart).
+fn data_events(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+/// A streamed answer: its `x-respan-cache` state and its SSE text.
+async fn ask_streamed(sidecar: &Sidecar, path: &str, body: &Value) -> (String, String) {
+    let response = client()
+        .post(sidecar.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let state = response.headers()["x-respan-cache"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (state, response.text().await.unwrap())
+}
+
+/// The text an OpenAI stream tells, and the ids its chunks carry.
+fn openai_text(sse: &str) -> (String, Vec<String>) {
+    let events = data_events(sse);
+    let text = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let ids = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    (text, ids)
+}
+
+#[tokio::test]
+async fn a_stream_is_kept_and_replayed_as_a_stream_or_a_whole_answer_and_the_reverse() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let path = "/v1/chat/completions";
+    let mut streamed = cached("stream me");
+    streamed["stream"] = json!(true);
+    let (state, first) = ask_streamed(&sidecar, path, &streamed).await;
+    assert_eq!(state, "miss");
+    let (text, first_ids) = openai_text(&first);
+    assert_eq!(text, "mock answer");
+
+    // A hit, told as a stream again: the same text and finish, a fresh id, no usage chunk
+    // since none was asked for.
+    let (state, again) = ask_streamed(&sidecar, path, &streamed).await;
+    assert_eq!(state, "hit");
+    let (text, ids) = openai_text(&again);
+    assert_eq!(text, "mock answer");
+    assert_ne!(ids[0], first_ids[0]);
+    assert!(ids.iter().all(|id| *id == ids[0]), "one id per stream");
+    let events = data_events(&again);
+    assert!(events.iter().all(|e| e.get("usage").is_none()));
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    assert!(again.ends_with("data: [DONE]\n\n"));
+
+    // Asked with the usage chunk, it comes (the counts the gateway read for itself).
+    streamed["stream_options"] = json!({"include_usage": true});
+    let (state, with_usage) = ask_streamed(&sidecar, path, &streamed).await;
+    assert_eq!(state, "hit");
+    let usage = data_events(&with_usage).last().unwrap()["usage"].clone();
+    assert_eq!(usage["total_tokens"], 7, "{with_usage}");
+
+    // The same request not streamed: the whole answer the stream told.
+    let (state, whole) = ask(&sidecar, &cached("stream me")).await;
+    assert_eq!(state, "hit");
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["choices"][0]["message"]["content"], "mock answer");
+    assert_eq!(whole["usage"]["total_tokens"], 7);
+
+    // The reverse: a whole answer kept, then asked for as a stream.
+    let (state, whole) = ask(&sidecar, &cached("whole first")).await;
+    assert_eq!(state, "miss");
+    let mut streamed = cached("whole first");
+    streamed["stream"] = json!(true);
+    let (state, replayed) = ask_streamed(&sidecar, path, &streamed).await;
+    assert_eq!(state, "hit");
+    let (text, _) = openai_text(&replayed);
+    assert_eq!(
+        text,
+        whole["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    assert_eq!(mock.count(), 2);
+    sidecar.idle().await;
+    let traces = sidecar.traces("limit=10").await;
+    let hit = traces
+        .iter()
+        .find(|t| t["cache_hit"] == true && t["stream"] == true)
+        .unwrap();
+    assert_eq!(hit["output"]["content"], "mock answer", "{hit}");
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_translated_from_openai_is_kept_in_its_own_format() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let path = "/api/anthropic/v1/messages";
+    let body = json!({"model": "gpt-4o", "max_tokens": 10, "stream": true, "cache_enabled": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let text = |sse: &str| -> (String, String) {
+        let events = data_events(sse);
+        let text = events
+            .iter()
+            .filter_map(|e| e["delta"]["text"].as_str())
+            .collect();
+        (
+            text,
+            events[0]["message"]["id"].as_str().unwrap().to_string(),
+        )
+    };
+    let (state, first) = ask_streamed(&sidecar, path, &body).await;
+    assert_eq!(state, "miss");
+    let (state, again) = ask_streamed(&sidecar, path, &body).await;
+    assert_eq!(state, "hit");
+    let ((first_text, first_id), (again_text, again_id)) = (text(&first), text(&again));
+    assert_eq!(
+        (first_text.as_str(), again_text.as_str()),
+        ("mock answer", "mock answer")
+    );
+    assert_ne!(first_id, again_id);
+    assert!(again.contains("event: message_stop\n"));
+    let mut whole = body.clone();
+    whole["stream"] = json!(false);
+    let response = client()
+        .post(sidecar.url(path))
+        .json(&whole)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-respan-cache"], "hit");
+    let message: Value = response.json().await.unwrap();
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["content"][0]["text"], "mock answer");
+    assert_eq!(message["stop_reason"], "end_turn");
+    // A request on another API is another entry.
+    let mut openai = cached("hi");
+    openai["stream"] = json!(true);
+    assert_eq!(
+        ask_streamed(&sidecar, "/v1/chat/completions", &openai)
+            .await
+            .0,
+        "miss"
+    );
+    assert_eq!(mock.count(), 2);
+}

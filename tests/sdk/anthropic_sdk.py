@@ -40,6 +40,35 @@ def native():
     check(count.input_tokens == 12, f"count: {count}")
 
 
+def cached_stream():
+    """A stream kept by the cache replays to the SDK as the same message, and as a whole one."""
+    def streamed():
+        with client.messages.stream(
+            model="claude-haiku-4-5", max_tokens=50,
+            messages=[{"role": "user", "content": "cache this stream"}],
+            extra_body={"cache_enabled": True},
+        ) as stream:
+            final = stream.get_final_message()
+            state = stream.response.headers["x-respan-cache"]
+        return state, final
+
+    first_state, first = streamed()
+    state, again = streamed()
+    check((first_state, state) == ("miss", "hit"), f"cache states: {first_state}, {state}")
+    check(again.to_dict()["content"] == first.to_dict()["content"], f"content: {again.content} vs {first.content}")
+    check(again.stop_reason == first.stop_reason == "end_turn", f"stop: {again.stop_reason}")
+    check(again.usage.output_tokens == first.usage.output_tokens, f"usage: {again.usage}")
+    check(again.id != first.id, f"a fresh id: {again.id}")
+    raw = client.messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=50,
+        messages=[{"role": "user", "content": "cache this stream"}],
+        extra_body={"cache_enabled": True},
+    )
+    check(raw.headers["x-respan-cache"] == "hit", f"whole from a stream: {raw.headers}")
+    whole = raw.parse()
+    check([b.text for b in whole.content] == [b.text for b in first.content], f"whole: {whole}")
+
+
 def translated():
     m = client.messages.create(
         model="gpt-4o", max_tokens=50, system="be brief",
@@ -98,6 +127,7 @@ def errors():
 
 
 native()
+cached_stream()
 translated()
 tools()
 errors()

@@ -63,6 +63,40 @@ def streaming():
     check(usage is not None and usage.completion_tokens == 3, f"usage: {usage}")
 
 
+def cached_streams():
+    """A stream kept by the cache replays to the SDK as the same stream, and as a whole answer."""
+    def streamed(**extra):
+        raw = client.chat.completions.with_raw_response.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "cache this stream"}],
+            stream=True, extra_body={"cache_enabled": True}, **extra,
+        )
+        text, finish, ids, usage = [], None, set(), None
+        for chunk in raw.parse():
+            ids.add(chunk.id)
+            usage = chunk.usage or usage
+            if chunk.choices:
+                text.append(chunk.choices[0].delta.content or "")
+                finish = chunk.choices[0].finish_reason or finish
+        return raw.headers["x-respan-cache"], "".join(text), finish, ids, usage
+
+    first = streamed()
+    again = streamed()
+    check(first[0] == "miss" and again[0] == "hit", f"cache states: {first[0]}, {again[0]}")
+    check(again[1:3] == first[1:3] == ("mock answer", "stop"), f"replayed: {again} vs {first}")
+    check(len(again[3]) == 1 and again[3] != first[3], f"ids: {again[3]} vs {first[3]}")
+    check(again[4] is None, f"no usage chunk unless asked: {again[4]}")
+    with_usage = streamed(stream_options={"include_usage": True})
+    check(with_usage[4] is not None and with_usage[4].total_tokens == 7, f"usage: {with_usage[4]}")
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "cache this stream"}],
+        extra_body={"cache_enabled": True},
+    )
+    whole = raw.parse()
+    check(raw.headers["x-respan-cache"] == "hit", f"whole from a stream: {raw.headers}")
+    check(whole.choices[0].message.content == "mock answer", f"whole: {whole}")
+    check(whole.usage.total_tokens == 7, f"whole usage: {whole.usage}")
+
+
 def embeddings_and_models():
     e = client.embeddings.create(model="echo-embed", input=["a", "b"])
     check(len(e.data) == 2 and len(e.data[0].embedding) == 8, f"embeddings: {e}")
@@ -112,6 +146,7 @@ def errors():
 
 plain()
 streaming()
+cached_streams()
 embeddings_and_models()
 reliability()
 errors()
