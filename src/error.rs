@@ -33,8 +33,8 @@ pub enum GatewayError {
     ClientClosed,
     #[error("no load balance group named `{0}`")]
     UnknownGroup(String),
-    #[error("no prompt named `{0}`")]
-    UnknownPrompt(String),
+    #[error("{}", unknown_prompt(id, *version))]
+    UnknownPrompt { id: String, version: Option<u64> },
     #[error("the upstream failed before its answer started ({status}): {message}")]
     UpstreamStream { status: u16, message: String },
     #[error("no endpoint at {method} {path}")]
@@ -78,7 +78,7 @@ impl GatewayError {
             GatewayError::Route(RouteError::NoRoute(_))
             | GatewayError::NotFound { .. }
             | GatewayError::UnknownGroup(_)
-            | GatewayError::UnknownPrompt(_) => 404,
+            | GatewayError::UnknownPrompt { .. } => 404,
             GatewayError::UpstreamStream { status, .. } => *status,
             // nginx's code for a client that went away: never sent, only counted.
             GatewayError::ClientClosed => 499,
@@ -98,7 +98,7 @@ impl GatewayError {
             GatewayError::Route(RouteError::NoRoute(_)) => Some("model_not_found"),
             GatewayError::Route(RouteError::UnknownProvider(_)) => Some("provider_not_found"),
             GatewayError::UnknownGroup(_) => Some("load_balance_group_not_found"),
-            GatewayError::UnknownPrompt(_) => Some("prompt_not_found"),
+            GatewayError::UnknownPrompt { .. } => Some("prompt_not_found"),
             GatewayError::UpstreamStream { .. } => Some("upstream_error"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::BodyTooLarge { .. } => Some("request_too_large"),
@@ -172,6 +172,14 @@ pub fn stream_error_event(ingress: Ingress, status: u16, code: &str, message: &s
     event.extend(body);
     event.extend_from_slice(b"\n\n");
     event
+}
+
+/// The message of an unknown prompt, or of a version it does not have.
+fn unknown_prompt(id: &str, version: Option<u64>) -> String {
+    match version {
+        Some(version) => format!("prompt `{id}` has no version {version}"),
+        None => format!("no prompt named `{id}`"),
+    }
 }
 
 fn openai_type(status: u16) -> &'static str {

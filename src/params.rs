@@ -122,6 +122,8 @@ pub struct PromptParam {
     pub prompt_id: String,
     #[serde(default)]
     pub variables: Map<String, Value>,
+    /// One of the prompt's versions; the deployed one without it.
+    pub version: Option<u64>,
     #[serde(default, rename = "override")]
     pub override_params: bool,
     #[serde(default)]

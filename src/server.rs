@@ -5,6 +5,7 @@ use crate::admin::{AdminApp, AdminListener, Readiness, ReadinessProbe};
 use crate::cache::ResponseCache;
 use crate::config::{Config, Loaded};
 use crate::drain::Drain;
+use crate::prompts::managed::{ManagedPrompts, PromptRefresher};
 use crate::proxy::Gateway;
 use crate::reload::watch::ConfigWatcher;
 use crate::reload::Reloader;
@@ -58,12 +59,14 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let reloader = Arc::new(Reloader::new(path.to_path_buf(), state.clone(), &loaded));
     let readiness = Readiness::default();
 
+    let prompts = Arc::new(ManagedPrompts::default());
     let gateway = Gateway::new(
         state.clone(),
         UPSTREAM_POOL_SIZE,
         telemetry.clone(),
         drain.clone(),
         ResponseCache::new(&loaded.config.cache)?,
+        prompts.clone(),
     );
     let mut api = http_proxy_service(&server.configuration, gateway);
     api.add_tcp(&listen.to_string());
@@ -81,6 +84,11 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     };
     add_background(&mut server, "readiness", probe);
     add_background(&mut server, "config watcher", ConfigWatcher { reloader });
+    let refresher = PromptRefresher {
+        prompts,
+        state: state.clone(),
+    };
+    add_background(&mut server, "prompt refresher", refresher);
     for exporter in exporters {
         add_background(&mut server, "trace exporter", exporter);
     }

@@ -5,7 +5,8 @@
 //! later cannot appear here by accident: only what is named below is shown.
 
 use crate::config::{
-    BalanceStrategy, CacheBackend, Config, ExporterConfig, ProviderConfig, RouteConfig, Secret,
+    BalanceStrategy, CacheBackend, Config, ExporterConfig, PromptConfig, ProviderConfig,
+    RouteConfig, Secret,
 };
 use crate::state::Snapshot;
 use crate::telemetry::export::OtlpEncoding;
@@ -23,6 +24,22 @@ pub fn view(snapshot: &Snapshot, last_reload_error: Option<&str>) -> Vec<u8> {
         "config": config(&snapshot.config),
     });
     serde_json::to_vec_pretty(&v).unwrap_or_default()
+}
+
+/// A prompt template and its other versions.
+fn prompt(p: &PromptConfig) -> Value {
+    let versions: Map<String, Value> = p
+        .versions
+        .iter()
+        .map(|(n, v)| (n.to_string(), prompt(v)))
+        .collect();
+    json!({
+        "model": p.model,
+        "messages": p.messages,
+        "parameters": p.parameters,
+        "version": p.version,
+        "versions": versions,
+    })
 }
 
 fn config(c: &Config) -> Value {
@@ -53,11 +70,12 @@ fn config(c: &Config) -> Value {
             },
             "models": g.models.iter().map(|m| json!({"model": m.model, "weight": m.weight})).collect::<Vec<_>>(),
         }))).collect::<Map<_, _>>(),
-        "prompts": c.prompts.iter().map(|(name, p)| (name.clone(), json!({
-            "model": p.model,
-            "messages": p.messages,
-            "parameters": p.parameters,
-        }))).collect::<Map<_, _>>(),
+        "prompts": c.prompts.iter().map(|(name, p)| (name.clone(), prompt(p))).collect::<Map<_, _>>(),
+        "respan_prompts": c.respan_prompts.as_ref().map(|r| json!({
+            "base_url": r.base_url,
+            "api_key": HIDDEN,
+            "refresh_seconds": r.refresh.as_secs(),
+        })),
         "cache": {
             "backend": match c.cache.backend {
                 CacheBackend::Memory => "memory",

@@ -36,6 +36,7 @@ pub struct Config {
     pub routes: Option<Vec<RouteConfig>>,
     pub load_balance_groups: BTreeMap<String, LoadBalanceGroup>,
     pub prompts: BTreeMap<String, PromptConfig>,
+    pub respan_prompts: Option<RespanPromptsConfig>,
     pub cache: CacheConfig,
     pub retry: RetryConfig,
     pub telemetry: TelemetryConfig,
@@ -240,6 +241,20 @@ pub struct PromptConfig {
     pub model: Option<String>,
     pub messages: Vec<serde_json::Value>,
     pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// This template's version number, when it has one (the deployed version).
+    pub version: Option<u64>,
+    /// Other versions a request may pick with `prompt.version`.
+    pub versions: BTreeMap<u64, PromptConfig>,
+}
+
+/// Where prompts the config does not hold are fetched: the Respan platform's prompt API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RespanPromptsConfig {
+    pub api_key: Secret,
+    /// The API's root, e.g. `https://api.respan.ai/api`.
+    pub base_url: String,
+    /// How old a fetched prompt may get before it is fetched again (in the background).
+    pub refresh: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub load_balance_groups: BTreeMap<String, RawLoadBalanceGroup>,
     #[serde(default)]
     pub prompts: BTreeMap<String, RawPrompt>,
+    pub respan_prompts: Option<RawRespanPrompts>,
     #[serde(default)]
     pub cache: RawCache,
     #[serde(default)]
@@ -100,14 +101,26 @@ fn default_weight() -> f64 {
     1.0
 }
 
-/// A prompt template: `model`, `messages` and any other chat parameter, kept as JSON.
+/// A prompt template: `model`, `messages` and any other chat parameter, kept as JSON; its
+/// `version` number and other `versions` by number.
 /// (Open by design: every chat parameter is allowed, so no key of a prompt is unknown.)
 #[derive(Debug, Deserialize)]
 pub struct RawPrompt {
     pub model: Option<String>,
     pub messages: Vec<serde_json::Value>,
+    pub version: Option<u64>,
+    #[serde(default)]
+    pub versions: BTreeMap<u64, RawPrompt>,
     #[serde(flatten)]
     pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Prompts managed on the Respan platform, fetched by id.
+#[derive(Debug, Deserialize)]
+pub struct RawRespanPrompts {
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    pub refresh_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

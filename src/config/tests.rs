@@ -193,3 +193,31 @@ fn prompt_templates_are_checked_at_load() {
         "{p:?}"
     );
 }
+
+#[test]
+fn prompt_versions_and_the_respan_source_are_read_and_checked() {
+    let config = parse_ok(
+        "prompts:\n  a:\n    version: 2\n    messages: [{role: user, content: hi}]\n    versions:\n      1:\n        temperature: 0.5\n        messages: [{role: user, content: ho}]\n\
+         respan_prompts:\n  api_key: rk-1\n",
+    );
+    let prompt = &config.prompts["a"];
+    assert_eq!(prompt.version, Some(2));
+    assert_eq!(prompt.versions[&1].version, Some(1));
+    assert_eq!(prompt.versions[&1].parameters["temperature"], 0.5);
+    assert!(!prompt.parameters.contains_key("versions"));
+    let source = config.respan_prompts.unwrap();
+    assert_eq!(source.base_url, "https://api.respan.ai/api");
+    assert_eq!(source.refresh, Duration::from_secs(60));
+    let p = problems(
+        "prompts:\n  a:\n    messages: [{role: user, content: hi}]\n    versions:\n      1:\n        messages: []\n\
+         respan_prompts:\n  base_url: ftp://x\n",
+    );
+    assert_eq!(
+        p,
+        [
+            "prompts.a.versions.1.messages: is empty",
+            "respan_prompts.api_key: is required (the Respan API key)",
+        ],
+        "{p:?}"
+    );
+}

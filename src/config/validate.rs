@@ -10,6 +10,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+/// The Respan platform's API root, where managed prompts are fetched.
+const RESPAN_API: &str = "https://api.respan.ai/api";
 
 /// Turns a parsed raw config into a [`Config`], or lists everything wrong with it.
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
@@ -40,21 +42,13 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
         .prompts
         .into_iter()
         .map(|(id, p)| {
-            if p.messages.is_empty() {
-                problems.push(Problem::new(format!("prompts.{id}.messages"), "is empty"));
-            }
-            for (i, message) in p.messages.iter().enumerate() {
-                let path = format!("prompts.{id}.messages[{i}]");
-                check_templates(&path, message, &mut problems);
-            }
-            let prompt = PromptConfig {
-                model: p.model,
-                messages: p.messages,
-                parameters: p.parameters,
-            };
+            let prompt = prompt(&format!("prompts.{id}"), p, &mut problems);
             (id, prompt)
         })
         .collect();
+    let respan_prompts = raw
+        .respan_prompts
+        .and_then(|r| respan_prompts(r, &mut problems));
     let cache = cache(raw.cache, &mut problems);
     let retry = retry(raw.retry, &mut problems);
     let telemetry = telemetry(raw.telemetry, &mut problems);
@@ -68,9 +62,74 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
         routes,
         load_balance_groups,
         prompts,
+        respan_prompts,
         cache,
         retry,
         telemetry,
+    })
+}
+
+/// A prompt and its other versions, each checked: messages that are there and parse.
+fn prompt(path: &str, raw: RawPrompt, problems: &mut Vec<Problem>) -> PromptConfig {
+    if raw.messages.is_empty() {
+        problems.push(Problem::new(format!("{path}.messages"), "is empty"));
+    }
+    for (i, message) in raw.messages.iter().enumerate() {
+        check_templates(&format!("{path}.messages[{i}]"), message, problems);
+    }
+    let versions = raw
+        .versions
+        .into_iter()
+        .map(|(number, v)| {
+            let version_path = format!("{path}.versions.{number}");
+            if !v.versions.is_empty() {
+                problems.push(Problem::new(
+                    format!("{version_path}.versions"),
+                    "a version has no versions of its own",
+                ));
+            }
+            let mut version = prompt(&version_path, v, problems);
+            version.version = Some(number);
+            (number, version)
+        })
+        .collect();
+    PromptConfig {
+        model: raw.model,
+        messages: raw.messages,
+        parameters: raw.parameters,
+        version: raw.version,
+        versions,
+    }
+}
+
+/// The Respan prompt source: a key is required; the refresh is at least a second.
+fn respan_prompts(
+    raw: RawRespanPrompts,
+    problems: &mut Vec<Problem>,
+) -> Option<RespanPromptsConfig> {
+    let Some(api_key) = raw.api_key.filter(|k| !k.is_empty()) else {
+        problems.push(Problem::new(
+            "respan_prompts.api_key",
+            "is required (the Respan API key)",
+        ));
+        return None;
+    };
+    let base_url = raw
+        .base_url
+        .unwrap_or_else(|| RESPAN_API.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        problems.push(Problem::new(
+            "respan_prompts.base_url",
+            format!("`{base_url}` is not an http(s) URL"),
+        ));
+    }
+    let refresh = Duration::from_secs(raw.refresh_seconds.unwrap_or(60).max(1));
+    Some(RespanPromptsConfig {
+        api_key: Secret::new(api_key),
+        base_url,
+        refresh,
     })
 }
 

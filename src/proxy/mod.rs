@@ -21,6 +21,7 @@ use crate::dispatch::LatencyTracker;
 use crate::drain::Drain;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::prompts::managed::ManagedPrompts;
 use crate::state::SharedState;
 use crate::telemetry::record::{answered_outcome, AttemptRecord, RequestRecord};
 use crate::telemetry::Telemetry;
@@ -44,6 +45,8 @@ pub struct Gateway {
     drain: Drain,
     /// Answers kept for `cache_enabled` requests.
     cache: Arc<ResponseCache>,
+    /// Prompts fetched from the Respan platform.
+    prompts: Arc<ManagedPrompts>,
 }
 
 impl Gateway {
@@ -54,6 +57,7 @@ impl Gateway {
         telemetry: Arc<Telemetry>,
         drain: Drain,
         cache: ResponseCache,
+        prompts: Arc<ManagedPrompts>,
     ) -> Gateway {
         Gateway {
             state,
@@ -62,6 +66,7 @@ impl Gateway {
             telemetry,
             drain,
             cache: Arc::new(cache),
+            prompts,
         }
     }
 }

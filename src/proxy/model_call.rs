@@ -40,7 +40,7 @@ async fn run(
     // From here on, a client that closes its connection cancels the call at once.
     session.set_abort_on_close(true);
     let mut request = parse(ctx.endpoint, &bytes, session.req_header())?;
-    prompts::apply(&mut request, &snapshot.config.prompts)?;
+    ctx.record.prompt_version = prompts::apply(&mut request, &snapshot.config, &gw.prompts).await?;
     ctx.record.prompt_id = request.params.prompt.as_ref().map(|p| p.prompt_id.clone());
     note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
     let plan = Plan::new(

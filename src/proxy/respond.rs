@@ -134,7 +134,11 @@ pub fn models_list(snapshot: &Snapshot) -> Vec<u8> {
         .values()
         .flat_map(|g| &g.models)
         .map(|w| w.model.clone());
-    let prompted = config.prompts.values().filter_map(|p| p.model.clone());
+    let prompted = config
+        .prompts
+        .values()
+        .flat_map(|p| std::iter::once(p).chain(p.versions.values()))
+        .filter_map(|p| p.model.clone());
     for model in grouped.chain(prompted) {
         if !models.iter().any(|(m, _)| *m == model) {
             let owner = snapshot

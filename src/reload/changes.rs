@@ -23,6 +23,7 @@ pub fn describe(old: &Config, new: &Config) -> String {
     let sections = [
         ("server", old.server != new.server),
         ("auth", old.auth != new.auth),
+        ("respan_prompts", old.respan_prompts != new.respan_prompts),
         ("cache", old.cache != new.cache),
         ("retry", old.retry != new.retry),
     ];

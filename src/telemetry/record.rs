@@ -185,6 +185,8 @@ pub struct RequestRecord {
     pub cache: CacheUse,
     /// The `prompt` template the request was rendered from.
     pub prompt_id: Option<String>,
+    /// The version of that template, when it has a number.
+    pub prompt_version: Option<u64>,
     /// `cache_options.omit_log` on a hit: metrics only, no trace.
     pub omit_trace: bool,
     /// The request body as the app sent it (its messages are read from it for the trace).
@@ -218,6 +220,7 @@ impl RequestRecord {
             body_end: BodyEnd::Complete,
             cache: CacheUse::NotLooked,
             prompt_id: None,
+            prompt_version: None,
             omit_trace: false,
             input: None,
             output: Capture::off(),

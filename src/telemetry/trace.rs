@@ -137,6 +137,7 @@ impl Trace {
             custom_identifier: r.subject.custom_identifier.as_deref(),
             thread_identifier: r.subject.thread_identifier.as_deref(),
             prompt_id: r.prompt_id.as_deref(),
+            prompt_version: r.prompt_version,
             metadata: Metadata(&r.subject.metadata),
             input: content.input.as_deref(),
             output: content.output.message.as_deref(),
@@ -180,6 +181,8 @@ struct RecordJson<'a> {
     /// The `prompt` template the request was rendered from.
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_version: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]

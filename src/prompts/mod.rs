@@ -1,0 +1,258 @@
+//! The `prompt` parameter: a prompt template rendered into a model request before its
+//! attempt plan is made.
+//!
+//! Templates come from the config's `prompts` (the offline source, part of the hot-reloaded
+//! state) or, for an id the config does not hold, from the Respan platform (`managed`).
+//! `prompt.version` picks one of a prompt's versions; without it the deployed one serves.
+//!
+//! Every string in the template's messages is a minijinja template (`{{variable}}`,
+//! `{% if %}`, filters), rendered with the request's `variables`. A variable the template
+//! needs and the request lacks is a 400 naming it, never an empty string; extra variables
+//! are ignored. The rendered messages replace the request's. The prompt's other parameters
+//! fill in what the request does not set, or win over it with `override: true`; its `model`
+//! serves when the request names none. Templates are OpenAI messages: on the Anthropic API
+//! their system messages become `system`; on Gemini's they are translated to `contents`
+//! and `systemInstruction`, and their parameters to `generationConfig`.
+
+pub mod managed;
+
+use crate::config::{Config, PromptConfig};
+use crate::dispatch::request::ModelRequest;
+use crate::endpoint::Ingress;
+use crate::error::GatewayError;
+use crate::params::PromptParam;
+use crate::translate::gemini;
+use crate::translate::openai::ChatRequest;
+use managed::ManagedPrompts;
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::value::{to_raw_value, RawValue};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Renders the request's `prompt` into it, if it has one; the version it rendered, if the
+/// template has a number.
+pub async fn apply(
+    request: &mut ModelRequest<'_>,
+    config: &Config,
+    managed: &ManagedPrompts,
+) -> Result<Option<u64>, GatewayError> {
+    let Some(param) = request.params.prompt.clone() else {
+        return Ok(None);
+    };
+    let template = find(&param, config, managed).await?;
+    render_into(request, &param, &template)?;
+    Ok(template.version)
+}
+
+/// A template, borrowed from the config or shared from the managed prompts.
+enum Template<'a> {
+    Config(&'a PromptConfig),
+    Managed(Arc<PromptConfig>),
+}
+
+impl std::ops::Deref for Template<'_> {
+    type Target = PromptConfig;
+
+    fn deref(&self) -> &PromptConfig {
+        match self {
+            Template::Config(prompt) => prompt,
+            Template::Managed(prompt) => prompt,
+        }
+    }
+}
+
+/// The config's prompt (or the version asked of it), else the Respan platform's.
+async fn find<'a>(
+    param: &PromptParam,
+    config: &'a Config,
+    managed: &ManagedPrompts,
+) -> Result<Template<'a>, GatewayError> {
+    let id = &param.prompt_id;
+    if let Some(prompt) = config.prompts.get(id) {
+        let chosen = match param.version {
+            None => Some(prompt),
+            Some(v) if prompt.version == Some(v) => Some(prompt),
+            Some(v) => prompt.versions.get(&v),
+        };
+        return chosen.map(Template::Config).ok_or_else(|| unknown(param));
+    }
+    match &config.respan_prompts {
+        Some(source) => managed
+            .get(source, id, param.version)
+            .await
+            .map(Template::Managed),
+        None => Err(unknown(param)),
+    }
+}
+
+fn unknown(param: &PromptParam) -> GatewayError {
+    GatewayError::UnknownPrompt {
+        id: param.prompt_id.clone(),
+        version: param.version,
+    }
+}
+
+/// Puts the rendered template in the request, in its API's shape.
+fn render_into(
+    request: &mut ModelRequest<'_>,
+    param: &PromptParam,
+    prompt: &PromptConfig,
+) -> Result<(), GatewayError> {
+    let variables = Value::Object(param.variables.clone());
+    let mut messages = render(&param.prompt_id, &prompt.messages, &variables)?;
+    let parameters = match request.ingress {
+        Ingress::OpenAi => {
+            request.body.set("messages", raw(&Value::Array(messages))?);
+            prompt.parameters.clone()
+        }
+        Ingress::Anthropic => {
+            if let Some(system) = take_system(&mut messages) {
+                request.body.set("system", raw(&Value::String(system))?);
+            }
+            request.body.set("messages", raw(&Value::Array(messages))?);
+            prompt.parameters.clone()
+        }
+        Ingress::Gemini => {
+            let mut gemini = as_gemini(messages, &prompt.parameters)?;
+            for field in ["contents", "systemInstruction"] {
+                if let Some(value) = gemini.remove(field) {
+                    request.body.set(field, raw(&value)?);
+                }
+            }
+            gemini
+        }
+    };
+    for (key, value) in &parameters {
+        if param.override_params || request.body.get(key).is_none() {
+            request.body.set(key.clone(), raw(value)?);
+        }
+    }
+    if request.model.is_none() {
+        if let Some(model) = &prompt.model {
+            request.model = Some(model.clone());
+            request
+                .body
+                .set("model", raw(&Value::String(model.clone()))?);
+        }
+    }
+    Ok(())
+}
+
+/// The template's messages and parameters as a Gemini request's fields (`contents`,
+/// `systemInstruction`, `generationConfig`, ...), through the OpenAI -> Gemini translation.
+fn as_gemini(
+    messages: Vec<Value>,
+    parameters: &Map<String, Value>,
+) -> Result<Map<String, Value>, GatewayError> {
+    let invalid = |e: String| GatewayError::invalid_field("prompt", e);
+    let mut chat = parameters.clone();
+    chat.insert("model".into(), Value::String(String::new()));
+    chat.insert("messages".into(), Value::Array(messages));
+    let chat: ChatRequest =
+        serde_json::from_value(Value::Object(chat)).map_err(|e| invalid(e.to_string()))?;
+    let request = gemini::request::from_openai(chat).map_err(|e| invalid(e.to_string()))?;
+    match serde_json::to_value(request) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Ok(Map::new()),
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
+/// Templates are written as OpenAI messages; Anthropic's API takes the system text apart:
+/// the system messages are taken out, and their text returned, joined.
+fn take_system(messages: &mut Vec<Value>) -> Option<String> {
+    let mut text = Vec::new();
+    messages.retain(|m| {
+        let system = m["role"] == "system";
+        if system {
+            text.extend(m["content"].as_str().map(str::to_string));
+        }
+        !system
+    });
+    (!text.is_empty()).then(|| text.join("\n\n"))
+}
+
+fn raw(value: &Value) -> Result<Cow<'static, RawValue>, GatewayError> {
+    to_raw_value(value)
+        .map(Cow::Owned)
+        .map_err(|e| GatewayError::invalid_field("prompt", e.to_string()))
+}
+
+/// The template's messages with every string rendered.
+fn render(id: &str, messages: &[Value], variables: &Value) -> Result<Vec<Value>, GatewayError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let given: BTreeSet<&str> = variables
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut missing = BTreeSet::new();
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        out.push(render_value(
+            &env,
+            id,
+            message,
+            variables,
+            &given,
+            &mut missing,
+        )?);
+    }
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.into_iter().collect();
+        return Err(GatewayError::invalid_field(
+            "prompt.variables",
+            format!("prompt `{id}` needs {}", names.join(", ")),
+        ));
+    }
+    Ok(out)
+}
+
+/// Renders the strings inside `value`; notes the variables they need that are not given
+/// (those are rendered as nothing and reported together).
+fn render_value(
+    env: &Environment,
+    id: &str,
+    value: &Value,
+    variables: &Value,
+    given: &BTreeSet<&str>,
+    missing: &mut BTreeSet<String>,
+) -> Result<Value, GatewayError> {
+    let broken = |e: minijinja::Error| GatewayError::Unsupported(format!("prompt `{id}`: {e}"));
+    Ok(match value {
+        Value::String(text) => {
+            let template = env.template_from_str(text).map_err(broken)?;
+            let lacking: Vec<String> = template
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !given.contains(v.as_str()))
+                .collect();
+            if lacking.is_empty() {
+                Value::String(template.render(variables).map_err(broken)?)
+            } else {
+                missing.extend(lacking);
+                Value::Null
+            }
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(env, id, v, variables, given, missing))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        render_value(env, id, v, variables, given, missing)?,
+                    ))
+                })
+                .collect::<Result<Map<_, _>, GatewayError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
