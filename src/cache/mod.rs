@@ -9,6 +9,7 @@
 
 pub mod key;
 mod redis;
+pub mod tee;
 
 use crate::config::{CacheBackend, CacheConfig};
 use crate::dispatch::request::ModelRequest;
@@ -26,9 +27,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use key::Key;
+use tee::{Tee, Telling};
 
-/// Answers larger than this are not stored (streams stop being kept once they pass it).
-const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Answers larger than this are not stored.
+const MAX_ANSWER_BYTES: usize = tee::MAX_STREAM_BYTES;
 
 /// A stored answer, and what its replay puts on the record.
 #[derive(Debug)]
@@ -44,14 +46,24 @@ pub struct Cached {
 /// The process's cache, shared by every request (and kept across reloads).
 pub struct ResponseCache {
     store: Store,
-    /// Keys being answered now by a request that missed, and how its followers hear that
-    /// it is over.
-    inflight: Mutex<HashMap<Key, watch::Sender<bool>>>,
+    /// Keys being answered now by a request that missed (its leader).
+    inflight: Mutex<HashMap<Key, InFlight>>,
+}
+
+/// A request being answered, as identical requests arriving meanwhile find it.
+struct InFlight {
+    /// Becomes true when it is over (answer stored or not).
+    done: watch::Sender<bool>,
+    /// Its stream, if it streams.
+    tee: Option<Arc<Tee>>,
 }
 
 /// What a lookup found.
 pub enum Lookup {
     Hit(Arc<Cached>),
+    /// An identical streaming request is being answered: the caller relays its stream as it
+    /// comes (and asks for itself if that fails before the stream starts).
+    Follow(Follower),
     /// The caller asks the provider; its answer goes in the slot.
     Miss(Box<Slot>),
 }
@@ -99,16 +111,17 @@ impl ResponseCache {
     }
 
     /// The answer stored under `key`. When there is none but an identical request is being
-    /// answered right now, waits (at most `wait`) for its answer instead of asking the
-    /// provider again; if that request fails, this one asks for itself. Counted as a hit or
-    /// a miss; a backend that fails is a miss.
+    /// answered right now, follows its stream if both stream alike, else waits (at most
+    /// `wait`) for its answer instead of asking the provider again; if that request fails,
+    /// this one asks for itself. Counted as a hit or a miss (a follower once it knows); a
+    /// backend that fails is a miss.
     pub async fn lookup(self: &Arc<Self>, entry: Entry, wait: Duration) -> Lookup {
         let found = self.find(entry, wait).await;
-        let result = match found {
-            Lookup::Hit(_) => "hit",
-            Lookup::Miss(_) => "miss",
-        };
-        metrics().cache_lookups.with_label_values(&[result]).inc();
+        match found {
+            Lookup::Hit(_) => count("hit"),
+            Lookup::Miss(_) => count("miss"),
+            Lookup::Follow(_) => {}
+        }
         found
     }
 
@@ -117,20 +130,36 @@ impl ResponseCache {
         if let Some(hit) = self.get(&key).await {
             return Lookup::Hit(hit);
         }
+        let tee = entry.stream.map(|telling| Arc::new(Tee::new(telling)));
         let leader = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             match inflight.get(&key) {
-                Some(answered) => Err(answered.subscribe()),
+                Some(answered) => Err((answered.done.subscribe(), answered.tee.clone())),
                 None => {
                     let (done, _) = watch::channel(false);
-                    inflight.insert(key, done.clone());
+                    let tee = tee.clone();
+                    inflight.insert(
+                        key,
+                        InFlight {
+                            done: done.clone(),
+                            tee,
+                        },
+                    );
                     Ok(done)
                 }
             }
         };
         let leader = match leader {
             Ok(done) => Some(done),
-            Err(mut answered) => {
+            Err((_, Some(followed)))
+                if entry.stream.is_some_and(|t| t.may_follow(followed.telling)) =>
+            {
+                return Lookup::Follow(Follower {
+                    tee: followed,
+                    slot: self.slot(entry, tee, None),
+                });
+            }
+            Err((mut answered, _)) => {
                 // The leader's sender gone also means it is over.
                 let _ = tokio::time::timeout(wait, answered.wait_for(|done| *done)).await;
                 if let Some(hit) = self.get(&key).await {
@@ -139,13 +168,22 @@ impl ResponseCache {
                 None
             }
         };
-        Lookup::Miss(Box::new(Slot {
+        Lookup::Miss(self.slot(entry, tee, leader))
+    }
+
+    fn slot(
+        self: &Arc<Self>,
+        entry: Entry,
+        tee: Option<Arc<Tee>>,
+        leader: Option<watch::Sender<bool>>,
+    ) -> Box<Slot> {
+        Box::new(Slot {
             cache: self.clone(),
             entry,
             answer: None,
-            stream: None,
+            tee,
             leader,
-        }))
+        })
     }
 
     async fn get(&self, key: &Key) -> Option<Arc<Cached>> {
@@ -166,6 +204,10 @@ impl ResponseCache {
     }
 }
 
+fn count(result: &str) {
+    metrics().cache_lookups.with_label_values(&[result]).inc();
+}
+
 /// Whether a request may use the cache: it asked to, it asks for an answer (Gemini's only
 /// when not streamed), and it brings no credentials of its own (those never share an entry).
 pub fn eligible(request: &ModelRequest<'_>) -> bool {
@@ -183,6 +225,28 @@ pub struct Entry {
     pub ttl: Duration,
     /// The format of the answer (streams are gathered in it).
     pub ingress: Ingress,
+    /// How the request's stream is told, if it streams (and may share a stream in flight).
+    pub stream: Option<Telling>,
+}
+
+/// A request following an identical one's stream.
+pub struct Follower {
+    pub tee: Arc<Tee>,
+    /// Its own place in the cache, should it have to ask for itself.
+    slot: Box<Slot>,
+}
+
+impl Follower {
+    /// It was sent the whole stream: a hit.
+    pub fn followed(self) {
+        count("hit");
+    }
+
+    /// The stream it followed failed before it started: it asks for itself, a miss.
+    pub fn ask_for_itself(self) -> Box<Slot> {
+        count("miss");
+        self.slot
+    }
 }
 
 /// A request's place in the cache, taken when it missed: where its answer goes once it is
@@ -192,15 +256,9 @@ pub struct Slot {
     cache: Arc<ResponseCache>,
     entry: Entry,
     answer: Option<Cached>,
-    /// A stream's pieces as the app got them, while they fit in an entry.
-    stream: Option<Stream>,
+    /// The request's stream as its app gets it (shared with its followers if it leads).
+    tee: Option<Arc<Tee>>,
     leader: Option<watch::Sender<bool>>,
-}
-
-#[derive(Default)]
-struct Stream {
-    pieces: Vec<Bytes>,
-    bytes: usize,
 }
 
 impl Slot {
@@ -214,31 +272,25 @@ impl Slot {
         });
     }
 
-    /// The answer is a stream: its pieces are noted as they are sent.
-    pub fn expect_stream(&mut self) {
-        self.stream = Some(Stream::default());
-    }
-
-    /// Notes a piece of a stream as the app gets it (shared, not copied). A stream grown
-    /// past what an entry may hold is not kept.
-    pub fn sent(&mut self, piece: &Bytes) {
-        if let Some(stream) = &mut self.stream {
-            stream.bytes += piece.len();
-            if stream.bytes > MAX_ANSWER_BYTES {
-                self.stream = None;
-            } else {
-                stream.pieces.push(piece.clone());
-            }
+    /// Notes a piece of a stream as the app gets it (shared, not copied), `served` by what
+    /// answers it.
+    pub fn sent(&mut self, piece: &Bytes, served: &Served) {
+        if let Some(tee) = &self.tee {
+            tee.push(piece, served);
         }
     }
 
-    /// The stream ended as a complete success: keeps the whole answer it tells, if it is one
-    /// (it ends as its format says, with no error in it).
+    /// The stream ended as a complete success: its followers end theirs, and the whole
+    /// answer it tells is kept, if it is one (it ends as its format says, with no error).
     pub fn keep_stream(&mut self, served: &Served, usage: Option<TokenUsage>) {
-        let Some(stream) = self.stream.take() else {
+        let Some(tee) = &self.tee else {
             return;
         };
-        if let Some(whole) = collect::whole(self.entry.ingress, &stream.pieces, usage.as_ref()) {
+        tee.end(tee::End::Complete(usage));
+        let Some(pieces) = tee.complete_pieces() else {
+            return;
+        };
+        if let Some(whole) = collect::whole(self.entry.ingress, &pieces, usage.as_ref()) {
             self.keep(whole.into(), served.clone(), usage);
         }
     }
@@ -254,6 +306,9 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(tee) = &self.tee {
+            tee.end(tee::End::Failed);
+        }
         if let Some(done) = self.leader.take() {
             let mut inflight = self
                 .cache

@@ -1,25 +1,34 @@
 //! A model call's use of the response cache: looked up once its route is known; a hit is
 //! answered here, with no upstream call, as a stream or a whole answer as the request asks;
-//! a miss leaves a slot the relay fills.
+//! so is a request following an identical stream in flight; a miss leaves a slot the relay
+//! fills.
 
 use super::ctx::RequestCtx;
 use super::respond;
-use crate::cache::{self, key, Cached, Entry, Lookup, ResponseCache};
+use crate::cache::tee::{End, Next, Telling};
+use crate::cache::{self, key, Cached, Entry, Follower, Lookup, ResponseCache, Slot};
 use crate::config::CacheConfig;
 use crate::dispatch::request::ModelRequest;
+use crate::error::stream_error_event;
+use crate::head::{frame, head};
 use crate::routing::Route;
-use crate::telemetry::record::CacheUse;
+use crate::telemetry::record::{BodyEnd, CacheUse};
 use crate::translate::openai::StreamOptions;
 use crate::translate::replay;
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::StatusCode;
 use pingora::proxy::Session;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The `x-respan-cache` header.
 pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-respan-cache");
 
 /// Looks the request up if it may use the cache (waiting at most `wait` for an identical
-/// request in flight). A hit is answered (true); a miss notes the slot its answer goes to.
+/// request in flight). A hit, or a stream followed to its end, is answered (true); a miss
+/// notes the slot its answer goes to.
 pub async fn answer_from_cache(
     cache: &Arc<ResponseCache>,
     config: &CacheConfig,
@@ -51,25 +60,134 @@ pub async fn answer_from_cache(
         key: key::of(&request.body, &scope),
         ttl: ttl.unwrap_or(config.default_ttl),
         ingress: request.ingress,
+        stream: request.stream.then(|| Telling {
+            include_usage: include_usage(request),
+            breakdown: ctx.record.request_breakdown,
+        }),
     };
-    match cache.lookup(entry, wait).await {
+    let omit_log = request
+        .params
+        .cache_options
+        .as_ref()
+        .and_then(|o| o.omit_log)
+        .unwrap_or(false);
+    let slot = match cache.lookup(entry, wait).await {
         Lookup::Hit(hit) => {
-            ctx.record.omit_trace = request
-                .params
-                .cache_options
-                .as_ref()
-                .and_then(|o| o.omit_log)
-                .unwrap_or(false);
+            ctx.record.omit_trace = omit_log;
             answer(session, ctx, request, &hit).await;
-            true
+            return true;
         }
-        Lookup::Miss(mut slot) => {
-            if request.stream {
-                slot.expect_stream();
+        Lookup::Follow(follower) => {
+            match follow(session, ctx, follower, Instant::now() + wait).await {
+                Ok(()) => {
+                    ctx.record.omit_trace = omit_log;
+                    return true;
+                }
+                Err(slot) => slot,
             }
-            ctx.record.cache = CacheUse::Miss;
-            ctx.cache_slot = Some(slot);
-            false
+        }
+        Lookup::Miss(slot) => slot,
+    };
+    ctx.record.cache = CacheUse::Miss;
+    ctx.cache_slot = Some(slot);
+    false
+}
+
+/// Relays the stream of an identical request in flight as it comes: a hit, once it has
+/// started. One that fails (or is silent until `deadline`) before it started leaves this
+/// request to ask for itself (its slot); after, the app gets an in-band error.
+async fn follow(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    follower: Follower,
+    deadline: Instant,
+) -> Result<(), Box<Slot>> {
+    let mut seen = 0;
+    loop {
+        let next = follower.tee.next(seen, deadline).await;
+        let failed = match next {
+            Next::Pieces(pieces, served) => {
+                if seen == 0 && !start_followed(session, ctx, served).await {
+                    break;
+                }
+                seen += pieces.len();
+                let data = joined(pieces);
+                ctx.record.output.push(&data);
+                if session
+                    .write_response_body(Some(data), false)
+                    .await
+                    .is_err()
+                {
+                    ctx.record.body_end = BodyEnd::ClientGone;
+                    break;
+                }
+                continue;
+            }
+            Next::Ended(End::Complete(usage)) if seen > 0 => {
+                ctx.record.usage = usage;
+                if session.write_response_body(None, true).await.is_err() {
+                    ctx.record.body_end = BodyEnd::ClientGone;
+                }
+                break;
+            }
+            Next::Ended(_) | Next::TimedOut if seen == 0 => {
+                return Err(follower.ask_for_itself());
+            }
+            Next::Ended(_) | Next::TimedOut => {
+                "the identical request whose stream this one followed failed during the answer"
+            }
+        };
+        let event = stream_error_event(ctx.endpoint.ingress(), 502, "upstream_error", failed);
+        ctx.record.output.push(&event);
+        ctx.record.error = Some(failed.to_string());
+        ctx.record.body_end = BodyEnd::UpstreamFailed;
+        let _ = session.write_response_body(Some(event.into()), true).await;
+        break;
+    }
+    if ctx.record.body_end != BodyEnd::Complete {
+        session.set_keepalive(None);
+    }
+    follower.followed();
+    Ok(())
+}
+
+/// Writes the head of a followed stream, recorded as a hit served by what serves the
+/// stream; false if the app is gone.
+async fn start_followed(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    served: crate::telemetry::record::Served,
+) -> bool {
+    ctx.record.cache = CacheUse::Hit;
+    ctx.record.served = served;
+    ctx.record.served.attempts = 0;
+    ctx.record.stream = true;
+    ctx.record.output.stream = true;
+    ctx.record.first_byte();
+    let mut head = head(StatusCode::OK);
+    head.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(respond::EVENT_STREAM),
+    );
+    frame(&mut head, None);
+    respond::add_respan_headers(&mut head, ctx);
+    let written = respond::write_head(session, head).await.is_ok();
+    if !written {
+        ctx.record.body_end = BodyEnd::ClientGone;
+    }
+    written
+}
+
+/// Pieces as one buffer (one write).
+fn joined(pieces: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(pieces) {
+        Ok([one]) => one,
+        Err(pieces) => {
+            let mut all = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+            for piece in &pieces {
+                all.extend_from_slice(piece);
+            }
+            all.freeze()
         }
     }
 }

@@ -49,7 +49,7 @@ impl RequestCtx {
     pub fn sent(&mut self, piece: &Bytes) {
         self.record.output.push(piece);
         if let Some(slot) = &mut self.cache_slot {
-            slot.sent(piece);
+            slot.sent(piece, &self.record.served);
         }
     }
 }

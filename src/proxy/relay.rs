@@ -132,7 +132,7 @@ pub async fn relay(
 async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> RelayEnd {
     let written = match last {
         Last::Piece(data) => {
-            ctx.sent(&data);
+            ctx.record.output.push(&data);
             session.write_response_body(Some(data), true).await
         }
         Last::Whole(head, body) => {
@@ -200,13 +200,17 @@ async fn relay_stream(
     };
     ctx.record.usage = reader.usage();
     match last {
-        Ok(Last::Piece(end)) if sse && ctx.record.request_breakdown => {
-            let breakdown = breakdown::of(&ctx.record, 200);
-            Ok(Last::Piece(with_breakdown_event(
-                &end,
-                ctx.endpoint.ingress(),
-                &breakdown,
-            )))
+        Ok(Last::Piece(end)) => {
+            // The cache keeps (and shares) the stream without this request's breakdown.
+            if let Some(slot) = ctx.cache_slot.as_mut() {
+                slot.sent(&end, &ctx.record.served);
+            }
+            if sse && ctx.record.request_breakdown {
+                let breakdown = breakdown::of(&ctx.record, 200);
+                let ingress = ctx.endpoint.ingress();
+                return Ok(Last::Piece(with_breakdown_event(&end, ingress, &breakdown)));
+            }
+            Ok(Last::Piece(end))
         }
         other => other,
     }

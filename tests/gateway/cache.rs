@@ -236,8 +236,9 @@ async fn identical_requests_in_flight_make_one_upstream_call() {
 async fn when_the_leader_fails_the_others_ask_for_themselves() {
     let mock = Mock::start().await;
     let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    // Long enough for all three to arrive while it runs, even on a loaded machine.
     mock.push(crate::support::Reply::Delay(
-        Duration::from_millis(300),
+        Duration::from_millis(1000),
         Box::new(crate::support::Reply::openai_error(400, "refused")),
     ));
     let answers = at_once(&sidecar, 3).await;
@@ -404,4 +405,95 @@ async fn an_anthropic_stream_translated_from_openai_is_kept_in_its_own_format() 
         "miss"
     );
     assert_eq!(mock.count(), 2);
+}
+
+/// A streamed request's `x-respan-cache` state, when its first piece came (from `start`),
+/// and its whole text.
+async fn timed_stream(
+    sidecar: &Sidecar,
+    body: &Value,
+    start: std::time::Instant,
+) -> (String, Duration, String) {
+    let mut response = post_chat(sidecar, body).await;
+    assert_eq!(response.status(), 200);
+    let state = response.headers()["x-respan-cache"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut text = Vec::new();
+    let mut first = None;
+    while let Some(piece) = response.chunk().await.unwrap() {
+        first.get_or_insert_with(|| start.elapsed());
+        text.extend_from_slice(&piece);
+    }
+    (state, first.unwrap(), String::from_utf8(text).unwrap())
+}
+
+#[tokio::test]
+async fn identical_streams_in_flight_follow_the_first_as_it_arrives() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let gap = Duration::from_millis(150);
+    mock.push(crate::support::Reply::openai_stream(
+        "gpt-4o",
+        &["one ", "two ", "three"],
+        gap,
+    ));
+    let mut body = cached("follow me");
+    body["stream"] = json!(true);
+    let start = std::time::Instant::now();
+    let leader = timed_stream(&sidecar, &body, start);
+    let followers = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let each = (0..3).map(|_| timed_stream(&sidecar, &body, start));
+        futures::future::join_all(each).await
+    };
+    let (leader, followers) = tokio::join!(leader, followers);
+    assert_eq!(mock.count(), 1, "one upstream call for four streams");
+    assert_eq!(leader.0, "miss");
+    let whole = start.elapsed();
+    for (state, first, text) in &followers {
+        assert_eq!(state, "hit");
+        assert_eq!(openai_text(text).0, "one two three");
+        assert_eq!(openai_text(text).1[0], openai_text(&leader.2).1[0]);
+        // Each got its first piece as the stream went on, not once it was over.
+        assert!(
+            *first + 2 * gap < whole,
+            "first piece at {first:?} of {whole:?}"
+        );
+    }
+    sidecar.idle().await;
+    let hits = sidecar
+        .metric("respan_cache_lookups_total", &[("result", "hit")])
+        .await;
+    assert_eq!(hits, 3.0);
+    // The stream was kept too.
+    let (state, again) = ask_streamed(&sidecar, "/v1/chat/completions", &body).await;
+    assert_eq!(
+        (state.as_str(), openai_text(&again).0.as_str()),
+        ("hit", "one two three")
+    );
+}
+
+#[tokio::test]
+async fn followers_of_a_stream_that_fails_before_it_starts_ask_for_themselves() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    mock.push(crate::support::Reply::Delay(
+        Duration::from_millis(1000),
+        Box::new(crate::support::Reply::openai_error(400, "refused")),
+    ));
+    let mut body = cached("fail first");
+    body["stream"] = json!(true);
+    let sends = (0..3).map(|_| async {
+        let response = post_chat(&sidecar, &body).await;
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    });
+    let answers = futures::future::join_all(sends).await;
+    let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!((ok, mock.count()), (2, 3), "{answers:?}");
+    for (_, text) in answers.iter().filter(|(status, _)| *status == 200) {
+        assert_eq!(openai_text(text).0, "mock answer");
+    }
 }
