@@ -21,6 +21,8 @@ pub struct Trace {
     pub latency: Duration,
     pub ended_at: SystemTime,
     pub cost: Option<f64>,
+    /// A cache hit's: what its answer cost when it was asked of the provider.
+    pub cost_saved: Option<f64>,
     content: OnceLock<Content>,
     json: OnceLock<Box<RawValue>>,
 }
@@ -37,21 +39,23 @@ impl Trace {
     /// Freezes a record at the request's end.
     pub fn finish(request_id: String, record: RequestRecord) -> Trace {
         let latency = record.started.elapsed();
-        // A cache hit made no upstream call: it cost nothing.
-        let cost = if record.cache_hit() {
-            Some(0.0)
+        let priced = request_cost(
+            record.usage.as_ref(),
+            &record.served.upstream_model,
+            record.price_override,
+        );
+        // A cache hit made no upstream call: it cost nothing, and saved what it would have.
+        let (cost, cost_saved) = if record.cache_hit() {
+            (Some(0.0), priced)
         } else {
-            request_cost(
-                record.usage.as_ref(),
-                &record.served.upstream_model,
-                record.price_override,
-            )
+            (priced, None)
         };
         Trace {
             request_id,
             latency,
             ended_at: record.started_at + latency,
             cost,
+            cost_saved,
             record,
             content: OnceLock::new(),
             json: OnceLock::new(),
@@ -131,6 +135,7 @@ impl Trace {
             attempts: Attempts(&r.attempts),
             usage: r.usage.as_ref(),
             cost_usd: self.cost,
+            cost_saved_usd: self.cost_saved,
             cache_hit: r.cache_hit(),
             customer_identifier: r.subject.customer_identifier.as_deref(),
             customer_params: r.subject.customer_params.as_ref(),
@@ -172,6 +177,8 @@ struct RecordJson<'a> {
     attempts: Attempts<'a>,
     usage: Option<&'a TokenUsage>,
     cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_saved_usd: Option<f64>,
     cache_hit: bool,
     customer_identifier: Option<&'a str>,
     customer_params: Option<&'a Value>,

@@ -65,6 +65,7 @@ async fn identical_requests_reach_the_provider_once() {
         .unwrap()
         .clone();
     assert_eq!(hit["cost_usd"], 0.0);
+    assert!(hit["cost_saved_usd"].as_f64().unwrap() > 0.0, "{hit}");
     // omit_log: a hit leaves no trace (it is still counted).
     let before = traces.len();
     let mut quiet = cached("hi");

@@ -185,6 +185,9 @@ fn span_of(trace: &Trace, t: &Transcriber) -> Span {
     if let Some(cost) = trace.cost {
         a.push(float("respan.cost_usd", cost));
     }
+    if let Some(saved) = trace.cost_saved {
+        a.push(float("respan.cost_saved_usd", saved));
+    }
     let reasons = &content.output.finish_reasons;
     if !reasons.is_empty() {
         a.push(strings("gen_ai.response.finish_reasons", reasons));
