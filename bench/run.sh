@@ -139,6 +139,7 @@ messages='"messages":[{"role":"system","content":"You are a helpful assistant."}
 echo "{\"model\":\"gpt-4o-mini\",$messages,\"customer_identifier\":\"bench\"}" > "$work/json.body"
 echo "{\"model\":\"gpt-4o-mini\",$messages,\"stream\":true,\"customer_identifier\":\"bench\"}" > "$work/stream.body"
 echo "{\"model\":\"gpt-4o-mini\",$messages,\"customer_identifier\":\"bench\",\"cache_enabled\":true}" > "$work/json.cached.body"
+echo "{\"model\":\"gpt-4o-mini\",$messages,\"stream\":true,\"customer_identifier\":\"bench\",\"cache_enabled\":true}" > "$work/stream.cached.body"
 # The translated path: the same OpenAI request for a Claude model, and its Anthropic form
 # for the direct baseline.
 sed 's/gpt-4o-mini/claude-bench/' "$work/json.body" > "$work/json.translated.body"
@@ -162,8 +163,7 @@ for mode in json stream; do
     for round in $(seq "$rounds"); do
       for target in direct nginx sidecar telemetry direct-anthropic translated cache-hit cache-hit-redis; do
         body="$work/$mode.body"; path=/v1/chat/completions
-        # Streams are not cached (yet); Redis only when it is installed.
-        case $target in cache-hit*) [ "$mode" = json ] || continue ;; esac
+        # Redis only when it is installed.
         [ "$target" = cache-hit-redis ] && [ -z "${redis_sidecar_pid:-}" ] && continue
         case $target in
           direct) port=$mock_port; watch=() ;;
@@ -172,8 +172,8 @@ for mode in json stream; do
           telemetry) port=$telemetry_port; watch=(--pid "$telemetry_pid") ;;
           direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
           translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
-          cache-hit) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/json.cached.body" ;;
-          cache-hit-redis) port=$redis_sidecar_port; watch=(--pid "$redis_sidecar_pid"); body="$work/json.cached.body" ;;
+          cache-hit) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.cached.body" ;;
+          cache-hit-redis) port=$redis_sidecar_port; watch=(--pid "$redis_sidecar_pid"); body="$work/$mode.cached.body" ;;
         esac
         line=$(taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$port$path" \
           --body "$body" --concurrency "${c%%@*}" --seconds "$run_seconds" --warmup 1 \
@@ -226,10 +226,11 @@ for mode in ("json", "stream"):
         if on in runs and off in runs:
             per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
             print(f"exporters on vs off, {mode} c={c}: CPU x{statistics.median(per_round):.3f}, TTFB p50 {(med(on, 'ttfb_p50_us') - med(off, 'ttfb_p50_us')) / 1000:+.3f} ms")
-for c in sorted({k[1] for k in runs if k[0] == "json"}):
-    for hit in ("cache-hit", "cache-hit-redis"):
-        on, off = ("json", c, hit), ("json", c, "sidecar")
-        if on in runs and off in runs:
-            per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
-            print(f"{hit} vs proxied, json c={c}: CPU x{statistics.median(per_round):.3f}, p50 {med(on, 'p50_us') / 1000:.3f} ms against {med(off, 'p50_us') / 1000:.3f} ms")
+for mode in ("json", "stream"):
+    for c in sorted({k[1] for k in runs if k[0] == mode}):
+        for hit in ("cache-hit", "cache-hit-redis"):
+            on, off = (mode, c, hit), (mode, c, "sidecar")
+            if on in runs and off in runs:
+                per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
+                print(f"{hit} vs proxied, {mode} c={c}: CPU x{statistics.median(per_round):.3f}, p50 {med(on, 'p50_us') / 1000:.3f} ms against {med(off, 'p50_us') / 1000:.3f} ms")
 PY

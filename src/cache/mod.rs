@@ -68,23 +68,33 @@ pub enum Lookup {
     Miss(Box<Slot>),
 }
 
-enum Store {
-    Memory(Cache<Key, Arc<Cached>>),
-    Redis(redis::RedisStore),
+/// Where answers are kept: in memory, and in Redis too with the `redis` backend. In front of
+/// Redis the memory store is a near cache: a hit found there costs no round trip, and its
+/// entries live at most `NEAR_TTL` (so an entry removed from Redis stops serving soon).
+struct Store {
+    near: Cache<Key, Arc<Cached>>,
+    shared: Option<redis::RedisStore>,
 }
 
-/// Each entry lives for its own `cache_ttl`.
-struct PerEntryTtl;
+/// The longest an answer read from (or written to) Redis is also served from memory.
+const NEAR_TTL: Duration = Duration::from_secs(300);
+/// The longest any answer is kept, whatever `cache_ttl` asks.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Each entry lives for its own `cache_ttl`, at most `cap`.
+struct PerEntryTtl {
+    cap: Duration,
+}
 
 impl Expiry<Key, Arc<Cached>> for PerEntryTtl {
     fn expire_after_create(&self, _: &Key, value: &Arc<Cached>, _: Instant) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl.min(self.cap))
     }
 }
 
-/// The memory backend: one bound in bytes that also bounds the entries, as each entry weighs
+/// The memory store: one bound in bytes that also bounds the entries, as each entry weighs
 /// at least `max_bytes / max_entries` (moka has a single weighted capacity).
-fn memory_store(config: &CacheConfig) -> Cache<Key, Arc<Cached>> {
+fn memory_store(config: &CacheConfig, cap: Duration) -> Cache<Key, Arc<Cached>> {
     let floor = config.max_bytes / config.max_entries.max(1);
     let floor = u32::try_from(floor).unwrap_or(u32::MAX);
     Cache::builder()
@@ -93,7 +103,7 @@ fn memory_store(config: &CacheConfig) -> Cache<Key, Arc<Cached>> {
             let size = u32::try_from(answer.body.len()).unwrap_or(u32::MAX);
             size.max(floor)
         })
-        .expire_after(PerEntryTtl)
+        .expire_after(PerEntryTtl { cap })
         .build()
 }
 
@@ -101,8 +111,14 @@ impl ResponseCache {
     /// The configured backend; Redis is not connected until first used.
     pub fn new(config: &CacheConfig) -> Result<ResponseCache, String> {
         let store = match (config.backend, &config.redis_url) {
-            (CacheBackend::Redis, Some(url)) => Store::Redis(redis::RedisStore::new(url)?),
-            _ => Store::Memory(memory_store(config)),
+            (CacheBackend::Redis, Some(url)) => Store {
+                near: memory_store(config, NEAR_TTL),
+                shared: Some(redis::RedisStore::new(url)?),
+            },
+            _ => Store {
+                near: memory_store(config, MAX_TTL),
+                shared: None,
+            },
         };
         Ok(ResponseCache {
             store,
@@ -187,20 +203,25 @@ impl ResponseCache {
     }
 
     async fn get(&self, key: &Key) -> Option<Arc<Cached>> {
-        match &self.store {
-            Store::Memory(entries) => entries.get(key),
-            Store::Redis(redis) => redis.get(key).await.map(Arc::new),
+        let Store { near, shared } = &self.store;
+        if let Some(hit) = near.get(key) {
+            return Some(hit);
         }
+        let hit = Arc::new(shared.as_ref()?.get(key).await?);
+        near.insert(*key, hit.clone());
+        Some(hit)
     }
 
     async fn store(&self, key: Key, answer: Cached) {
         if answer.body.len() > MAX_ANSWER_BYTES {
             return;
         }
-        match &self.store {
-            Store::Memory(entries) => entries.insert(key, Arc::new(answer)),
-            Store::Redis(redis) => redis.set(&key, &answer).await,
+        let Store { near, shared } = &self.store;
+        let answer = Arc::new(answer);
+        if let Some(redis) = shared {
+            redis.set(&key, &answer).await;
         }
+        near.insert(key, answer);
     }
 }
 
@@ -347,9 +368,7 @@ mod tests {
             };
             cache.store([i; 32], answer).await;
         }
-        let Store::Memory(entries) = &cache.store else {
-            unreachable!("a memory cache")
-        };
+        let entries = &cache.store.near;
         entries.run_pending_tasks();
         (entries.entry_count(), entries.weighted_size())
     }

@@ -1,6 +1,6 @@
 //! The shared backend: answers kept in Redis, so every sidecar of a fleet serves what any
-//! of them stored. Values are the answer and what its replay records, as JSON compressed with
-//! LZ4 and bounded in size. Redis is never allowed to fail or slow a request: every call has
+//! of them stored. A value is what the answer's replay records (a small JSON head, with when
+//! the entry expires) and the answer's bytes as they are, compressed with LZ4. Redis is never allowed to fail or slow a request: every call has
 //! a short timeout, and an error or a timeout is a miss (or a store skipped), counted and
 //! logged at most once a minute. While Redis is unreachable, a new connection is tried at
 //! most once a second.
@@ -14,7 +14,7 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest a lookup or a store may wait for Redis.
 const CALL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Time between tries to connect while Redis is unreachable.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Keys are namespaced and versioned: a format change never reads an old value.
-const KEY_PREFIX: &str = "respan:cache:v1:";
+const KEY_PREFIX: &str = "respan:cache:v2:";
 
 /// A Redis server, connected on first use and again after it was lost.
 pub struct RedisStore {
@@ -38,15 +38,17 @@ struct Connection {
     last_try: Option<Instant>,
 }
 
-/// A stored answer as it is written in Redis.
+/// The head of a value (the answer's bytes follow it).
 #[derive(Serialize, Deserialize)]
-struct Wire {
-    body: String,
+struct Head {
     model_label: String,
     provider: String,
     provider_type: String,
     upstream_model: String,
     usage: Option<TokenUsage>,
+    /// When the entry expires (Unix ms): what is left of it when read is how long the near
+    /// cache may keep it.
+    expires_at_ms: u64,
 }
 
 impl RedisStore {
@@ -75,9 +77,7 @@ impl RedisStore {
         let Some(mut conn) = self.connection().await else {
             return;
         };
-        let ttl_ms = u64::try_from(answer.ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let ttl_ms = millis(answer.ttl).max(1);
         let write = conn.pset_ex::<_, _, ()>(redis_key(key), value, ttl_ms);
         let why = match tokio::time::timeout(CALL_TIMEOUT, write).await {
             Ok(Ok(())) => return,
@@ -133,37 +133,60 @@ fn redis_key(key: &Key) -> String {
     format!("{KEY_PREFIX}{}", hex::encode(key))
 }
 
+/// `len(head) as u32 LE | head JSON | answer`, compressed.
 fn encode(answer: &Cached) -> Option<Vec<u8>> {
     let s = &answer.served;
-    let wire = Wire {
-        body: String::from_utf8(answer.body.to_vec()).ok()?,
+    let head = Head {
         model_label: s.model_label.clone(),
         provider: s.provider.clone(),
         provider_type: s.provider_type.to_string(),
         upstream_model: s.upstream_model.clone(),
         usage: answer.usage,
+        expires_at_ms: unix_ms().saturating_add(millis(answer.ttl)),
     };
-    let json = serde_json::to_vec(&wire).ok()?;
-    Some(lz4_flex::compress_prepend_size(&json))
+    let head = serde_json::to_vec(&head).ok()?;
+    let mut value = Vec::with_capacity(4 + head.len() + answer.body.len());
+    value.extend_from_slice(&u32::try_from(head.len()).ok()?.to_le_bytes());
+    value.extend_from_slice(&head);
+    value.extend_from_slice(&answer.body);
+    Some(lz4_flex::compress_prepend_size(&value))
 }
 
-/// A value read back; anything unreadable (another format, a corrupt value) is a miss.
+/// A value read back; anything unreadable (another format, a corrupt value) or expired is a
+/// miss. The answer is a slice of the decompressed value, not a copy.
 fn decode(value: &[u8]) -> Option<Cached> {
-    let json = lz4_flex::decompress_size_prepended(value).ok()?;
-    let wire: Wire = serde_json::from_slice(&json).ok()?;
-    let provider_type = ProviderKind::parse(&wire.provider_type).map_or("", ProviderKind::as_str);
+    let value = Bytes::from(lz4_flex::decompress_size_prepended(value).ok()?);
+    let len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?);
+    let end = 4 + usize::try_from(len).ok()?;
+    let head: Head = serde_json::from_slice(value.get(4..end)?).ok()?;
+    let left = head
+        .expires_at_ms
+        .checked_sub(unix_ms())
+        .filter(|ms| *ms > 0)?;
+    let provider_type = ProviderKind::parse(&head.provider_type).map_or("", ProviderKind::as_str);
     Some(Cached {
-        body: Bytes::from(wire.body),
+        body: value.slice(end..),
         served: Served {
-            model_label: wire.model_label,
-            provider: wire.provider,
+            model_label: head.model_label,
+            provider: head.provider,
             provider_type,
-            upstream_model: wire.upstream_model,
+            upstream_model: head.upstream_model,
             attempts: 0,
         },
-        usage: wire.usage,
-        ttl: Duration::ZERO,
+        usage: head.usage,
+        ttl: Duration::from_millis(left),
     })
+}
+
+fn unix_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    millis(since)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -192,6 +215,12 @@ mod tests {
         assert_eq!(back.served.provider_type, "openai");
         assert_eq!(back.served.upstream_model, "gpt-4o");
         assert_eq!(back.usage, answer.usage);
+        assert!(back.ttl <= answer.ttl && back.ttl > Duration::from_secs(4));
         assert!(decode(b"not lz4").is_none());
+        let expired = Cached {
+            ttl: Duration::ZERO,
+            ..answer
+        };
+        assert!(decode(&encode(&expired).unwrap()).is_none());
     }
 }

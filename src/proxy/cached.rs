@@ -41,12 +41,9 @@ pub async fn answer_from_cache(
     if !cache::eligible(request) {
         return false;
     }
-    let by_customer = request
-        .params
-        .cache_options
-        .as_ref()
-        .and_then(|o| o.cache_by_customer)
-        .unwrap_or(false);
+    let options = request.params.cache_options.as_ref();
+    let by_customer = options.and_then(|o| o.cache_by_customer).unwrap_or(false);
+    let omit_log = options.and_then(|o| o.omit_log).unwrap_or(false);
     let scope = key::Scope {
         ingress: request.ingress,
         provider: &route.provider.name,
@@ -58,19 +55,13 @@ pub async fn answer_from_cache(
     let ttl = request.params.cache_ttl.map(Duration::from_secs);
     let entry = Entry {
         key: key::of(&request.body, &scope),
-        ttl: ttl.unwrap_or(config.default_ttl),
+        ttl: ttl.unwrap_or(config.default_ttl).min(cache::MAX_TTL),
         ingress: request.ingress,
         stream: request.stream.then(|| Telling {
             include_usage: include_usage(request),
             breakdown: ctx.record.request_breakdown,
         }),
     };
-    let omit_log = request
-        .params
-        .cache_options
-        .as_ref()
-        .and_then(|o| o.omit_log)
-        .unwrap_or(false);
     let slot = match cache.lookup(entry, wait).await {
         Lookup::Hit(hit) => {
             ctx.record.omit_trace = omit_log;

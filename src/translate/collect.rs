@@ -125,16 +125,7 @@ impl OpenAiStream {
     }
 
     fn choice(&mut self, choice: &Value) {
-        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let at = by_index(
-            &mut self.choices,
-            index,
-            |c| c.index,
-            |index| OpenAiChoice {
-                index,
-                ..OpenAiChoice::default()
-            },
-        );
+        let at = by_index(&mut self.choices, choice);
         if let Some(reason) = choice.get("finish_reason").filter(|r| !r.is_null()) {
             at.finish_reason = Some(reason.clone());
         }
@@ -182,16 +173,7 @@ impl OpenAiStream {
 
 impl OpenAiChoice {
     fn tool_call(&mut self, call: &Value) {
-        let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let at = by_index(
-            &mut self.tool_calls,
-            index,
-            |c| c.index,
-            |index| OpenAiToolCall {
-                index,
-                ..OpenAiToolCall::default()
-            },
-        );
+        let at = by_index(&mut self.tool_calls, call);
         if let Some(id) = call.get("id").filter(|v| !v.is_null()) {
             at.id = Some(id.clone());
         }
@@ -240,17 +222,45 @@ impl OpenAiChoice {
     }
 }
 
-/// The entry of `items` with `index`, added (in arrival order) if it is new.
-fn by_index<T>(
-    items: &mut Vec<T>,
-    index: u64,
-    index_of: impl Fn(&T) -> u64,
-    new: impl FnOnce(u64) -> T,
-) -> &mut T {
-    let at = match items.iter().position(|item| index_of(item) == index) {
+/// Choices and tool calls: streamed in pieces that name the one they add to by `index`.
+trait Indexed: Default {
+    fn index(&self) -> u64;
+    fn with_index(index: u64) -> Self;
+}
+
+impl Indexed for OpenAiChoice {
+    fn index(&self) -> u64 {
+        self.index
+    }
+
+    fn with_index(index: u64) -> Self {
+        OpenAiChoice {
+            index,
+            ..OpenAiChoice::default()
+        }
+    }
+}
+
+impl Indexed for OpenAiToolCall {
+    fn index(&self) -> u64 {
+        self.index
+    }
+
+    fn with_index(index: u64) -> Self {
+        OpenAiToolCall {
+            index,
+            ..OpenAiToolCall::default()
+        }
+    }
+}
+
+/// The entry of `items` that `piece`'s `index` names, added (in arrival order) if new.
+fn by_index<'a, T: Indexed>(items: &'a mut Vec<T>, piece: &Value) -> &'a mut T {
+    let index = piece.get("index").and_then(Value::as_u64).unwrap_or(0);
+    let at = match items.iter().position(|item| item.index() == index) {
         Some(at) => at,
         None => {
-            items.push(new(index));
+            items.push(T::with_index(index));
             items.len() - 1
         }
     };

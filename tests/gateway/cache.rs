@@ -1,7 +1,7 @@
 //! `cache_enabled`: identical requests answered once by the provider, then from the cache.
 
 use crate::openai_config;
-use crate::support::{client, post_chat, Mock, Sidecar};
+use crate::support::{client, post_chat, post_json, Mock, Sidecar};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -182,6 +182,10 @@ async fn sidecars_share_answers_through_redis_and_survive_its_outage() {
         );
     }
     assert!(a.metric("respan_cache_errors_total", &[]).await > 0.0);
+    // What a sidecar stored or read lately it still serves from memory.
+    assert_eq!(ask(&a, &cached("shared")).await.0, "hit");
+    assert_eq!(ask(&b, &cached("shared")).await.0, "hit");
+    assert_eq!(mock.count(), 6);
     // Redis is back: hits resume.
     let _redis = Redis::start_on(port).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -258,12 +262,7 @@ fn data_events(text: &str) -> Vec<Value> {
 
 /// A streamed answer: its `x-respan-cache` state and its SSE text.
 async fn ask_streamed(sidecar: &Sidecar, path: &str, body: &Value) -> (String, String) {
-    let response = client()
-        .post(sidecar.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_json(sidecar, path, body).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -385,12 +384,7 @@ async fn an_anthropic_stream_translated_from_openai_is_kept_in_its_own_format() 
     assert!(again.contains("event: message_stop\n"));
     let mut whole = body.clone();
     whole["stream"] = json!(false);
-    let response = client()
-        .post(sidecar.url(path))
-        .json(&whole)
-        .send()
-        .await
-        .unwrap();
+    let response = post_json(&sidecar, path, &whole).await;
     assert_eq!(response.headers()["x-respan-cache"], "hit");
     let message: Value = response.json().await.unwrap();
     assert_eq!(message["type"], "message");

@@ -1,7 +1,7 @@
 //! `prompt`: config templates rendered into the request the provider gets.
 
 use crate::openai_config;
-use crate::support::{post_chat, Mock, Reply, Sidecar};
+use crate::support::{post_chat, post_json, Mock, Reply, Sidecar};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -97,12 +97,7 @@ async fn a_prompt_serves_the_anthropic_api_with_its_system_text_apart() {
         "max_tokens": 10,
         "prompt": {"prompt_id": "greet", "variables": {"name": "ada", "formal": false}}
     });
-    let response = crate::support::client()
-        .post(sidecar.url("/api/anthropic/v1/messages"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_json(&sidecar, "/api/anthropic/v1/messages", &body).await;
     assert_eq!(response.status(), 200);
     // The OpenAI provider gets the prompt translated from the Anthropic request.
     let sent = mock.last().json();
@@ -173,12 +168,8 @@ async fn a_prompt_serves_the_gemini_api() {
         "generationConfig": {"maxOutputTokens": 20},
         "prompt": {"prompt_id": "greet", "variables": {"name": "ada", "formal": false}}
     });
-    let response = crate::support::client()
-        .post(sidecar.url("/api/google/gemini/v1beta/models/gemini-2.5-flash:generateContent"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let path = "/api/google/gemini/v1beta/models/gemini-2.5-flash:generateContent";
+    let response = post_json(&sidecar, path, &body).await;
     assert_eq!(response.status(), 200);
     let sent = mock.last().json();
     assert_eq!(

@@ -246,8 +246,17 @@ pub fn chat(model: &str, text: &str) -> serde_json::Value {
 
 /// POSTs a JSON body to the sidecar's `/v1/chat/completions`.
 pub async fn post_chat(sidecar: &Sidecar, body: &serde_json::Value) -> reqwest::Response {
+    post_json(sidecar, "/v1/chat/completions", body).await
+}
+
+/// POSTs a JSON body to one of the sidecar's paths.
+pub async fn post_json(
+    sidecar: &Sidecar,
+    path: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
     client()
-        .post(sidecar.url("/v1/chat/completions"))
+        .post(sidecar.url(path))
         .json(body)
         .send()
         .await
