@@ -107,6 +107,8 @@ pub struct RetryParams {
 pub struct CacheOptions {
     pub cache_by_customer: Option<bool>,
     pub omit_log: Option<bool>,
+    /// `false`: one answer serves the same conversation whatever model it is routed to.
+    pub is_cached_by_model: Option<bool>,
 }
 
 /// Credentials a request brings for a provider or a model; `Debug` never shows the key.

@@ -18,8 +18,9 @@ pub type Key = [u8; 32];
 /// The route and the customer a key is made for.
 pub struct Scope<'a> {
     pub ingress: Ingress,
-    pub provider: &'a str,
-    pub model: &'a str,
+    /// The provider and model routed to; `None` when answers are shared across models
+    /// (`cache_options.is_cached_by_model: false`).
+    pub route: Option<(&'a str, &'a str)>,
     /// `Some` when `cache_by_customer`.
     pub customer: Option<&'a str>,
 }
@@ -37,8 +38,9 @@ pub fn of(body: &JsonBody<'_>, scope: &Scope<'_>) -> Key {
         Ingress::Anthropic => b"anthropic",
         Ingress::Gemini => b"gemini",
     });
-    part(scope.provider.as_bytes());
-    part(scope.model.as_bytes());
+    let (provider, model) = scope.route.unwrap_or_default();
+    part(provider.as_bytes());
+    part(model.as_bytes());
     part(scope.customer.unwrap_or("").as_bytes());
     let mut fields: Vec<(&str, &serde_json::value::RawValue)> = body
         .fields()
@@ -98,11 +100,27 @@ mod tests {
         let body = JsonBody::parse(body.as_bytes()).unwrap();
         let scope = Scope {
             ingress: Ingress::OpenAi,
-            provider: "p",
-            model: "m",
+            route: Some(("p", "m")),
             customer,
         };
         of(&body, &scope)
+    }
+
+    #[test]
+    fn answers_shared_across_models_leave_the_route_out() {
+        let body = JsonBody::parse(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let scope = |route| Scope {
+            ingress: Ingress::OpenAi,
+            route,
+            customer: None,
+        };
+        let any = of(&body, &scope(None));
+        assert_eq!(any, of(&body, &scope(None)));
+        assert_ne!(any, of(&body, &scope(Some(("p", "m")))));
+        assert_ne!(
+            of(&body, &scope(Some(("p", "m")))),
+            of(&body, &scope(Some(("p", "n"))))
+        );
     }
 
     #[test]
@@ -149,8 +167,7 @@ mod tests {
                 .unwrap();
         let anthropic = Scope {
             ingress: Ingress::Anthropic,
-            provider: "p",
-            model: "m",
+            route: Some(("p", "m")),
             customer: None,
         };
         assert_ne!(

@@ -229,12 +229,11 @@ fn count(result: &str) {
     metrics().cache_lookups.with_label_values(&[result]).inc();
 }
 
-/// Whether a request may use the cache: it asked to, it asks for an answer (Gemini's only
-/// when not streamed), and it brings no credentials of its own (those never share an entry).
+/// Whether a request may use the cache: it asked to, it asks for an answer, and it brings
+/// no credentials of its own (those never share an entry).
 pub fn eligible(request: &ModelRequest<'_>) -> bool {
     let p = &request.params;
     p.cache_enabled == Some(true)
-        && !(request.stream && request.ingress == Ingress::Gemini)
         && matches!(request.operation, Operation::Generate { .. })
         && p.customer_credentials.is_none()
         && p.credential_override.is_none()

@@ -43,11 +43,11 @@ pub async fn answer_from_cache(
     }
     let options = request.params.cache_options.as_ref();
     let by_customer = options.and_then(|o| o.cache_by_customer).unwrap_or(false);
+    let by_model = options.and_then(|o| o.is_cached_by_model).unwrap_or(true);
     let omit_log = options.and_then(|o| o.omit_log).unwrap_or(false);
     let scope = key::Scope {
         ingress: request.ingress,
-        provider: &route.provider.name,
-        model: route.upstream_model,
+        route: by_model.then_some((route.provider.name.as_str(), route.upstream_model)),
         customer: by_customer
             .then_some(ctx.record.subject.customer_identifier.as_deref())
             .flatten(),

@@ -20,7 +20,7 @@ pub fn whole(ingress: Ingress, pieces: &[Bytes], usage: Option<&TokenUsage>) -> 
     let mut gathered = match ingress {
         Ingress::OpenAi => Gathered::OpenAi(OpenAiStream::default()),
         Ingress::Anthropic => Gathered::Anthropic(AnthropicStream::default()),
-        Ingress::Gemini => return None,
+        Ingress::Gemini => Gathered::Gemini(GeminiStream::default()),
     };
     let mut readable = true;
     let mut on_event = |e: &super::sse::Event| readable &= gathered.event(&e.data).is_some();
@@ -35,6 +35,7 @@ pub fn whole(ingress: Ingress, pieces: &[Bytes], usage: Option<&TokenUsage>) -> 
     let whole = match gathered {
         Gathered::OpenAi(stream) => stream.into_whole(usage)?,
         Gathered::Anthropic(stream) => stream.into_whole()?,
+        Gathered::Gemini(stream) => stream.into_whole()?,
     };
     serde_json::to_vec(&whole).ok()
 }
@@ -42,6 +43,7 @@ pub fn whole(ingress: Ingress, pieces: &[Bytes], usage: Option<&TokenUsage>) -> 
 enum Gathered {
     OpenAi(OpenAiStream),
     Anthropic(AnthropicStream),
+    Gemini(GeminiStream),
 }
 
 impl Gathered {
@@ -50,6 +52,7 @@ impl Gathered {
         match self {
             Gathered::OpenAi(stream) => stream.event(data),
             Gathered::Anthropic(stream) => stream.event(data),
+            Gathered::Gemini(stream) => stream.event(data),
         }
     }
 }
@@ -388,6 +391,110 @@ fn append(block: &mut Value, field: &str, text: &str) {
     }
 }
 
+/// `streamGenerateContent` chunks, gathered: each chunk is a `GenerateContentResponse`
+/// holding the parts that are new. The stream has no end marker: it is whole once a
+/// candidate has a `finishReason`.
+#[derive(Default)]
+struct GeminiStream {
+    /// The fields of the chunks but `candidates`: the last value of each.
+    whole: Map<String, Value>,
+    /// Candidates by index, with their parts so far.
+    candidates: Vec<(u64, Map<String, Value>)>,
+    finished: bool,
+}
+
+impl GeminiStream {
+    fn event(&mut self, data: &str) -> Option<()> {
+        let mut chunk: Map<String, Value> = serde_json::from_str(data).ok()?;
+        if chunk.contains_key("error") {
+            return None;
+        }
+        if let Some(Value::Array(candidates)) = chunk.remove("candidates") {
+            for candidate in candidates {
+                self.candidate(candidate);
+            }
+        }
+        // responseId, modelVersion, usageMetadata, promptFeedback: the last one counts.
+        self.whole.extend(chunk);
+        Some(())
+    }
+
+    fn candidate(&mut self, candidate: Value) {
+        let Value::Object(mut candidate) = candidate else {
+            return;
+        };
+        let index = candidate.get("index").and_then(Value::as_u64).unwrap_or(0);
+        self.finished |= candidate.get("finishReason").is_some_and(|r| !r.is_null());
+        let parts = match candidate
+            .get_mut("content")
+            .and_then(|c| c.get_mut("parts"))
+        {
+            Some(Value::Array(parts)) => std::mem::take(parts),
+            _ => Vec::new(),
+        };
+        let at = match self.candidates.iter().position(|(i, _)| *i == index) {
+            Some(at) => at,
+            None => {
+                self.candidates.push((index, Map::new()));
+                self.candidates.len() - 1
+            }
+        };
+        let so_far = &mut self.candidates[at].1;
+        let mut kept_parts = match so_far.remove("content") {
+            Some(Value::Object(content)) => content,
+            _ => Map::new(),
+        };
+        let all = kept_parts
+            .entry("parts")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(all) = all {
+            for part in parts {
+                add_part(all, part);
+            }
+        }
+        if let Some(Value::Object(content)) = candidate.remove("content") {
+            for (name, value) in content.into_iter().filter(|(n, _)| n != "parts") {
+                kept_parts.insert(name, value);
+            }
+        }
+        so_far.extend(candidate);
+        so_far.insert("content".into(), Value::Object(kept_parts));
+    }
+
+    fn into_whole(mut self) -> Option<Value> {
+        if !self.finished {
+            return None;
+        }
+        let candidates: Vec<Value> = self
+            .candidates
+            .into_iter()
+            .map(|(_, c)| Value::Object(c))
+            .collect();
+        self.whole.insert("candidates".into(), candidates.into());
+        Some(Value::Object(self.whole))
+    }
+}
+
+/// Adds a streamed part: text continues the last part when both are text of the same kind
+/// (thought or not); any other part is a part of its own.
+fn add_part(parts: &mut Vec<Value>, part: Value) {
+    let text_kind = |p: &Value| {
+        let plain = p
+            .as_object()
+            .is_some_and(|o| o.keys().all(|k| matches!(k.as_str(), "text" | "thought")));
+        (plain && p.get("text").is_some()).then(|| p.get("thought").cloned())
+    };
+    if let (Some(last), Some(kind)) = (parts.last_mut(), text_kind(&part)) {
+        if text_kind(last) == Some(kind) {
+            if let Some(text) = part.get("text").and_then(Value::as_str) {
+                append(last, "text", text);
+                return;
+            }
+        }
+    }
+    parts.push(part);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +600,28 @@ mod tests {
             assert_eq!(content[1], json!({"type": "text", "text": "Hi there"}));
             assert_eq!(content[2]["input"], json!({"a": 1}));
         }
+    }
+
+    #[test]
+    fn a_gemini_stream_becomes_its_whole_answer_once_it_finished() {
+        let stream = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hel\"}],\"role\":\"model\"},\"index\":0}],\"modelVersion\":\"gemini-2.5-flash\"}\r\n\r\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"},{\"functionCall\":{\"name\":\"get\",\"args\":{}}}],\"role\":\"model\"},\"index\":0,\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"totalTokenCount\":7}}\r\n\r\n",
+        );
+        for piece in [1, 9, 4096] {
+            let whole = gather(Ingress::Gemini, stream, piece).unwrap();
+            let candidate = &whole["candidates"][0];
+            assert_eq!(
+                candidate["content"]["parts"],
+                json!([{"text": "Hello"}, {"functionCall": {"name": "get", "args": {}}}])
+            );
+            assert_eq!(candidate["content"]["role"], "model");
+            assert_eq!(candidate["finishReason"], "STOP");
+            assert_eq!(whole["usageMetadata"]["totalTokenCount"], 7);
+            assert_eq!(whole["modelVersion"], "gemini-2.5-flash");
+        }
+        let unfinished = stream.replace(",\"finishReason\":\"STOP\"", "");
+        assert!(gather(Ingress::Gemini, &unfinished, 64).is_none());
     }
 
     #[test]

@@ -18,8 +18,18 @@ pub fn stream(ingress: Ingress, whole: &[u8], include_usage: bool) -> Option<Vec
     match ingress {
         Ingress::OpenAi => openai(whole, include_usage),
         Ingress::Anthropic => anthropic(whole),
-        Ingress::Gemini => None,
+        Ingress::Gemini => Some(gemini(whole)),
     }
+}
+
+/// A whole Gemini answer is a chunk of its stream: the stream is that one chunk, under a
+/// fresh `responseId`.
+fn gemini(mut whole: Map<String, Value>) -> Vec<u8> {
+    let id = format!("{:024x}", rand::random::<u128>() >> 32);
+    whole.insert("responseId".into(), id.into());
+    let mut out = Vec::new();
+    write_json(&mut out, None, &whole);
+    out
 }
 
 /// Per choice: the role, the text (with its logprobs), a refusal, each tool call, then the
@@ -208,6 +218,15 @@ mod tests {
             !without.contains("\"usage\""),
             "no usage chunk unless asked"
         );
+    }
+
+    #[test]
+    fn a_gemini_answer_replays_as_one_chunk() {
+        let whole = json!({"candidates": [{"content": {"parts": [{"text": "Hi"}], "role": "model"},
+            "index": 0, "finishReason": "STOP"}], "responseId": "old"});
+        let (back, _) = round_trip(Ingress::Gemini, &whole, false);
+        assert_eq!(back["candidates"], whole["candidates"]);
+        assert_ne!(back["responseId"], "old");
     }
 
     #[test]

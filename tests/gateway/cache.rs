@@ -492,3 +492,67 @@ async fn followers_of_a_stream_that_fails_before_it_starts_ask_for_themselves() 
         assert_eq!(openai_text(text).0, "mock answer");
     }
 }
+
+#[tokio::test]
+async fn a_gemini_stream_is_kept_and_replayed_either_way() {
+    let mock = Mock::start_as(crate::support::mock::Flavor::Gemini).await;
+    let config = format!(
+        "providers:\n  ge:\n    type: gemini\n    base_url: \"{}\"\n    api_key: sk-ge\nroutes:\n  - match: \"*\"\n    provider: ge\n",
+        mock.url("")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let body =
+        json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "cache_enabled": true});
+    let models = "/api/google/gemini/v1beta/models/gemini-2.5-flash";
+    let stream = format!("{models}:streamGenerateContent?alt=sse");
+    let text = |sse: &str| -> String {
+        data_events(sse)
+            .iter()
+            .flat_map(|e| {
+                e["candidates"][0]["content"]["parts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|p| p["text"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (state, first) = ask_streamed(&sidecar, &stream, &body).await;
+    assert_eq!(
+        (state.as_str(), text(&first).as_str()),
+        ("miss", "mock answer")
+    );
+    let (state, again) = ask_streamed(&sidecar, &stream, &body).await;
+    assert_eq!(
+        (state.as_str(), text(&again).as_str()),
+        ("hit", "mock answer")
+    );
+    let last = data_events(&again).pop().unwrap();
+    assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(last["usageMetadata"]["totalTokenCount"], 7);
+    let response = post_json(&sidecar, &format!("{models}:generateContent"), &body).await;
+    assert_eq!(response.headers()["x-respan-cache"], "hit");
+    let whole: Value = response.json().await.unwrap();
+    assert_eq!(
+        whole["candidates"][0]["content"]["parts"][0]["text"],
+        "mock answer"
+    );
+    assert_eq!(mock.count(), 1);
+}
+
+#[tokio::test]
+async fn is_cached_by_model_false_shares_an_answer_across_models() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let asked = |model: &str, by_model: bool| {
+        let mut body = cached("any model");
+        body["model"] = json!(model);
+        body["cache_options"] = json!({"is_cached_by_model": by_model});
+        body
+    };
+    assert_eq!(ask(&sidecar, &asked("gpt-4o", false)).await.0, "miss");
+    assert_eq!(ask(&sidecar, &asked("gpt-4o-mini", false)).await.0, "hit");
+    // By model (the default), another model is another entry.
+    assert_eq!(ask(&sidecar, &asked("gpt-4o-mini", true)).await.0, "miss");
+    assert_eq!(mock.count(), 2);
+}
