@@ -4,6 +4,9 @@
 //!
 //! Pieces are `Bytes` shared with the writes to the app, never copied. Followers read them
 //! from the start (a late one catches up) and wait on a watch channel for more.
+//!
+//! The upstream call is the leader's: should the leader's app go away mid-stream (which
+//! cancels its call), its followers get an in-band error.
 
 use crate::telemetry::record::{Served, TokenUsage};
 use bytes::Bytes;
@@ -119,8 +122,9 @@ impl Tee {
     }
 
     /// The pieces after the first `seen`, else the end, else waits for either (until
-    /// `deadline`).
-    pub async fn next(&self, seen: usize, deadline: Instant) -> Next {
+    /// `deadline`, if there is one: the tee always ends, as its leader's slot ends it when
+    /// dropped).
+    pub async fn next(&self, seen: usize, deadline: Option<Instant>) -> Next {
         loop {
             // Subscribed before reading: a change made after the read is not missed.
             let mut changed = self.changed.subscribe();
@@ -135,11 +139,18 @@ impl Tee {
                 }
             }
             // The sender lives as long as the tee, so `changed` only ends by a change.
-            if tokio::time::timeout_at(deadline, changed.changed())
-                .await
-                .is_err()
-            {
-                return Next::TimedOut;
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, changed.changed())
+                        .await
+                        .is_err()
+                    {
+                        return Next::TimedOut;
+                    }
+                }
+                None => {
+                    let _ = changed.changed().await;
+                }
             }
         }
     }
@@ -167,7 +178,7 @@ mod tests {
         let follower = async {
             let mut got = Vec::new();
             loop {
-                match tee.next(got.len(), deadline).await {
+                match tee.next(got.len(), Some(deadline)).await {
                     Next::Pieces(pieces, _) => got.extend(pieces),
                     Next::Ended(End::Complete(_)) => return got,
                     Next::Ended(End::Failed) | Next::TimedOut => panic!("not complete"),
@@ -192,11 +203,14 @@ mod tests {
         tee.push(&big, &Served::default());
         let deadline = Instant::now() + Duration::from_millis(50);
         assert!(matches!(
-            tee.next(0, deadline).await,
+            tee.next(0, Some(deadline)).await,
             Next::Ended(End::Failed)
         ));
         assert!(tee.complete_pieces().is_none());
         let silent = self::tee();
-        assert!(matches!(silent.next(0, deadline).await, Next::TimedOut));
+        assert!(matches!(
+            silent.next(0, Some(deadline)).await,
+            Next::TimedOut
+        ));
     }
 }

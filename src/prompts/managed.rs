@@ -47,8 +47,34 @@ type Id = (String, Option<u64>);
 /// The prompts fetched so far, shared by every request (and kept across reloads).
 pub struct ManagedPrompts {
     kept: Cache<Id, Arc<Kept>>,
+    /// Fetches that gave no prompt lately, answered again without asking the platform: an
+    /// unknown id for `NOT_FOUND_FOR`, a platform that failed for `FAILED_FOR` (so a flood
+    /// of requests naming unknown ids, or an outage, does not become one call each).
+    refused: Cache<Id, Arc<Fetch>>,
     client: reqwest::Client,
     log: LogLimit,
+}
+
+/// How long an id the platform does not have is known as unknown.
+const NOT_FOUND_FOR: Duration = Duration::from_secs(60);
+/// How long a failed fetch is not tried again.
+const FAILED_FOR: Duration = Duration::from_secs(5);
+
+/// Each refusal lives as long as its kind says.
+struct RefusedFor;
+
+impl moka::Expiry<Id, Arc<Fetch>> for RefusedFor {
+    fn expire_after_create(
+        &self,
+        _: &Id,
+        refusal: &Arc<Fetch>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(match **refusal {
+            Fetch::NotFound => NOT_FOUND_FOR,
+            Fetch::Failed(_) => FAILED_FOR,
+        })
+    }
 }
 
 struct Kept {
@@ -69,6 +95,10 @@ impl Default for ManagedPrompts {
     fn default() -> Self {
         ManagedPrompts {
             kept: Cache::new(MAX_KEPT),
+            refused: Cache::builder()
+                .max_capacity(MAX_KEPT)
+                .expire_after(RefusedFor)
+                .build(),
             client: reqwest::Client::new(),
             log: LogLimit::once_a_minute(),
         }
@@ -91,20 +121,26 @@ impl ManagedPrompts {
         if !is_id(id) {
             return Err(unknown());
         }
+        let key = (id.to_string(), version);
         let fetch = async {
-            let prompt = self.fetch(source, id, version).await?;
-            Ok::<_, Fetch>(Arc::new(Kept {
-                prompt: Arc::new(prompt),
-                fetched: Instant::now(),
-            }))
+            if let Some(refused) = self.refused.get(&key).await {
+                return Err(refused);
+            }
+            match self.fetch(source, id, version).await {
+                Ok(prompt) => Ok(Arc::new(Kept {
+                    prompt: Arc::new(prompt),
+                    fetched: Instant::now(),
+                })),
+                Err(refused) => {
+                    let refused = Arc::new(refused);
+                    self.refused.insert(key.clone(), refused.clone()).await;
+                    Err(refused)
+                }
+            }
         };
-        match self
-            .kept
-            .try_get_with((id.to_string(), version), fetch)
-            .await
-        {
+        match self.kept.try_get_with(key.clone(), fetch).await {
             Ok(kept) => Ok(kept.prompt.clone()),
-            Err(e) => match &*e {
+            Err(e) => match &**e {
                 Fetch::NotFound => Err(unknown()),
                 Fetch::Failed(why) => Err(GatewayError::NoUpstream(format!(
                     "the Respan prompt API could not give prompt `{id}`: {why}"

@@ -10,9 +10,10 @@
 //! needs and the request lacks is a 400 naming it, never an empty string; extra variables
 //! are ignored. The rendered messages replace the request's. The prompt's other parameters
 //! fill in what the request does not set, or win over it with `override: true`; its `model`
-//! serves when the request names none. Templates are OpenAI messages: on the Anthropic API
-//! their system messages become `system`; on Gemini's they are translated to `contents`
-//! and `systemInstruction`, and their parameters to `generationConfig`.
+//! serves when the request names none. Templates are OpenAI messages and parameters: on the
+//! Anthropic API their system messages become `system` and their parameters Anthropic's
+//! (those it has); on Gemini's they are translated to `contents` and `systemInstruction`,
+//! and their parameters to `generationConfig`.
 
 pub mod managed;
 
@@ -21,8 +22,8 @@ use crate::dispatch::request::ModelRequest;
 use crate::endpoint::Ingress;
 use crate::error::GatewayError;
 use crate::params::PromptParam;
-use crate::translate::gemini;
 use crate::translate::openai::ChatRequest;
+use crate::translate::{anthropic, gemini};
 use managed::ManagedPrompts;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::value::{to_raw_value, RawValue};
@@ -112,7 +113,7 @@ fn render_into(
                 request.body.set("system", raw(&Value::String(system))?);
             }
             request.body.set("messages", raw(&Value::Array(messages))?);
-            prompt.parameters.clone()
+            as_anthropic(&prompt.parameters)?
         }
         Ingress::Gemini => {
             let mut gemini = as_gemini(messages, &prompt.parameters)?;
@@ -120,6 +121,9 @@ fn render_into(
                 if let Some(value) = gemini.remove(field) {
                     request.body.set(field, raw(&value)?);
                 }
+            }
+            if let Some(Value::Object(config)) = gemini.remove("generationConfig") {
+                merge_generation_config(request, config, param.override_params)?;
             }
             gemini
         }
@@ -137,6 +141,79 @@ fn render_into(
                 .set("model", raw(&Value::String(model.clone()))?);
         }
     }
+    Ok(())
+}
+
+/// Fields of an Anthropic request that a prompt's (OpenAI-named) parameters may set.
+const ANTHROPIC_PARAMETERS: [&str; 7] = [
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+];
+
+/// The prompt's parameters as an Anthropic request's, through the OpenAI -> Anthropic
+/// translation (`stop` becomes `stop_sequences`, tools take Anthropic's shape). Parameters
+/// Anthropic has no field for (penalties, `seed`, `response_format`, ...) are left out.
+fn as_anthropic(parameters: &Map<String, Value>) -> Result<Map<String, Value>, GatewayError> {
+    let invalid = |e: String| GatewayError::invalid_field("prompt", e);
+    let mut chat = parameters.clone();
+    chat.remove("response_format");
+    chat.insert("model".into(), Value::String(String::new()));
+    chat.insert("messages".into(), Value::Array(Vec::new()));
+    let chat: ChatRequest =
+        serde_json::from_value(Value::Object(chat)).map_err(|e| invalid(e.to_string()))?;
+    let (request, _) = anthropic::request::from_openai(chat).map_err(|e| invalid(e.to_string()))?;
+    let Ok(Value::Object(mut fields)) = serde_json::to_value(request) else {
+        return Ok(Map::new());
+    };
+    let mut out: Map<String, Value> = ANTHROPIC_PARAMETERS
+        .iter()
+        .filter_map(|name| Some((name.to_string(), fields.remove(*name)?)))
+        .filter(|(_, value)| !value.is_null())
+        .collect();
+    // Anthropic always has one; the prompt's counts only if it set one.
+    if ["max_tokens", "max_completion_tokens"]
+        .iter()
+        .any(|name| parameters.contains_key(*name))
+    {
+        out.extend(
+            fields
+                .remove("max_tokens")
+                .map(|v| ("max_tokens".into(), v)),
+        );
+    }
+    Ok(out)
+}
+
+/// The prompt's generation settings merged into the request's own `generationConfig` field
+/// by field: the request's win, unless `override`.
+fn merge_generation_config(
+    request: &mut ModelRequest<'_>,
+    prompt: Map<String, Value>,
+    override_params: bool,
+) -> Result<(), GatewayError> {
+    if prompt.is_empty() {
+        return Ok(());
+    }
+    let own = request
+        .body
+        .get_as::<Option<Map<String, Value>>>("generationConfig")
+        .map_err(|e| GatewayError::invalid_field("generationConfig", e))?
+        .flatten()
+        .unwrap_or_default();
+    let mut merged = own.clone();
+    for (name, value) in prompt {
+        if override_params || !own.contains_key(&name) {
+            merged.insert(name, value);
+        }
+    }
+    request
+        .body
+        .set("generationConfig", raw(&Value::Object(merged))?);
     Ok(())
 }
 

@@ -86,7 +86,8 @@ pub async fn answer_from_cache(
 
 /// Relays the stream of an identical request in flight as it comes: a hit, once it has
 /// started. One that fails (or is silent until `deadline`) before it started leaves this
-/// request to ask for itself (its slot); after, the app gets an in-band error.
+/// request to ask for itself (its slot); after, the app gets an in-band error. Once started,
+/// the stream runs as long as the leader's does (the leader's own limits bound it).
 async fn follow(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -95,7 +96,10 @@ async fn follow(
 ) -> Result<(), Box<Slot>> {
     let mut seen = 0;
     loop {
-        let next = follower.tee.next(seen, deadline).await;
+        let next = follower
+            .tee
+            .next(seen, (seen == 0).then_some(deadline))
+            .await;
         let failed = match next {
             Next::Pieces(pieces, served) => {
                 if seen == 0 && !start_followed(session, ctx, served).await {

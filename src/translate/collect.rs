@@ -291,8 +291,8 @@ fn openai_usage(u: &TokenUsage) -> Value {
 struct AnthropicStream {
     /// From `message_start`, with `message_delta`'s fields merged in.
     message: Option<Map<String, Value>>,
-    /// Content blocks by index, each with the `input` JSON text of a tool call so far.
-    blocks: Vec<(Value, String)>,
+    /// Content blocks in index order, each with the `input` JSON text of a tool call so far.
+    blocks: Vec<(Map<String, Value>, String)>,
     done: bool,
 }
 
@@ -306,11 +306,15 @@ impl AnthropicStream {
                 self.message = Some(event.get("message")?.as_object()?.clone());
             }
             Some("content_block_start") => {
-                let index = index?;
-                if self.blocks.len() <= index {
-                    self.blocks.resize(index + 1, (Value::Null, String::new()));
+                let block = (
+                    event.get("content_block")?.as_object()?.clone(),
+                    String::new(),
+                );
+                // Blocks start in index order: the next one, or one started again.
+                match index? {
+                    next if next == self.blocks.len() => self.blocks.push(block),
+                    again => *self.blocks.get_mut(again)? = block,
                 }
-                self.blocks[index] = (event.get("content_block")?.clone(), String::new());
             }
             Some("content_block_delta") => {
                 let (block, input) = self.blocks.get_mut(index?)?;
@@ -319,7 +323,7 @@ impl AnthropicStream {
             Some("content_block_stop") => {
                 let (block, input) = self.blocks.get_mut(index?)?;
                 if !input.is_empty() {
-                    block["input"] = serde_json::from_str(input).ok()?;
+                    block.insert("input".into(), serde_json::from_str(input).ok()?);
                 }
             }
             Some("message_delta") => self.message_delta(&event)?,
@@ -343,8 +347,13 @@ impl AnthropicStream {
         }
         if let Some(counts) = event.get("usage").and_then(Value::as_object) {
             let usage = message.entry("usage").or_insert_with(|| json!({}));
-            for (name, count) in counts.iter().filter(|(_, c)| !c.is_null()) {
-                usage[name.as_str()] = count.clone();
+            if !usage.is_object() {
+                *usage = json!({});
+            }
+            if let Value::Object(usage) = usage {
+                for (name, count) in counts.iter().filter(|(_, c)| !c.is_null()) {
+                    usage.insert(name.clone(), count.clone());
+                }
             }
         }
         Some(())
@@ -355,8 +364,7 @@ impl AnthropicStream {
         let content: Vec<Value> = self
             .blocks
             .into_iter()
-            .map(|(block, _)| block)
-            .filter(|b| !b.is_null())
+            .map(|(block, _)| Value::Object(block))
             .collect();
         message.insert("content".into(), content.into());
         Some(Value::Object(message))
@@ -365,18 +373,22 @@ impl AnthropicStream {
 
 /// Applies one `content_block_delta` to its block (a tool call's input is kept as text until
 /// the block stops).
-fn add_delta(block: &mut Value, input: &mut String, delta: &Value) -> Option<()> {
+fn add_delta(block: &mut Map<String, Value>, input: &mut String, delta: &Value) -> Option<()> {
     let text = |name: &str| delta.get(name).and_then(Value::as_str);
     match delta.get("type").and_then(Value::as_str)? {
         "text_delta" => append(block, "text", text("text")?),
         "thinking_delta" => append(block, "thinking", text("thinking")?),
-        "signature_delta" => block["signature"] = text("signature")?.into(),
+        "signature_delta" => {
+            block.insert("signature".into(), text("signature")?.into());
+        }
         "input_json_delta" => input.push_str(text("partial_json")?),
         "citations_delta" => {
             let citation = delta.get("citation")?.clone();
             match block.get_mut("citations").and_then(Value::as_array_mut) {
                 Some(citations) => citations.push(citation),
-                None => block["citations"] = json!([citation]),
+                None => {
+                    block.insert("citations".into(), json!([citation]));
+                }
             }
         }
         _ => {}
@@ -384,10 +396,12 @@ fn add_delta(block: &mut Value, input: &mut String, delta: &Value) -> Option<()>
     Some(())
 }
 
-fn append(block: &mut Value, field: &str, text: &str) {
-    match block.get_mut(field) {
+fn append(fields: &mut Map<String, Value>, field: &str, text: &str) {
+    match fields.get_mut(field) {
         Some(Value::String(so_far)) => so_far.push_str(text),
-        _ => block[field] = text.into(),
+        _ => {
+            fields.insert(field.into(), text.into());
+        }
     }
 }
 
@@ -485,11 +499,12 @@ fn add_part(parts: &mut Vec<Value>, part: Value) {
         (plain && p.get("text").is_some()).then(|| p.get("thought").cloned())
     };
     if let (Some(last), Some(kind)) = (parts.last_mut(), text_kind(&part)) {
-        if text_kind(last) == Some(kind) {
-            if let Some(text) = part.get("text").and_then(Value::as_str) {
-                append(last, "text", text);
-                return;
-            }
+        let text = part.get("text").and_then(Value::as_str);
+        if let (true, Some(last), Some(text)) =
+            (text_kind(last) == Some(kind), last.as_object_mut(), text)
+        {
+            append(last, "text", text);
+            return;
         }
     }
     parts.push(part);
@@ -622,6 +637,20 @@ mod tests {
         }
         let unfinished = stream.replace(",\"finishReason\":\"STOP\"", "");
         assert!(gather(Ingress::Gemini, &unfinished, 64).is_none());
+    }
+
+    #[test]
+    fn hostile_events_are_refused_without_a_panic() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":5}}\n\n";
+        for event in [
+            "{\"type\":\"content_block_start\",\"index\":100000000000,\"content_block\":{\"type\":\"text\"}}",
+            "{\"type\":\"content_block_start\",\"index\":18446744073709551615,\"content_block\":{\"type\":\"text\"}}",
+            "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":\"x\"}",
+            "{\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":1}}",
+        ] {
+            let stream = format!("{start}data: {event}\n\ndata: {{\"type\":\"message_stop\"}}\n\n");
+            let _ = gather(Ingress::Anthropic, &stream, 64);
+        }
     }
 
     #[test]

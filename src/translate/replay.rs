@@ -82,8 +82,8 @@ fn openai(whole: Map<String, Value>, include_usage: bool) -> Option<Vec<u8>> {
         }
         let calls = message.get("tool_calls").and_then(Value::as_array);
         for (i, call) in calls.into_iter().flatten().enumerate() {
-            let mut call = call.clone();
-            call["index"] = i.into();
+            let mut call = call.as_object()?.clone();
+            call.insert("index".into(), i.into());
             chunk(delta(json!({ "tool_calls": [call] }), None), None);
         }
         let reason = choice.get("finish_reason").unwrap_or(&Value::Null);
@@ -108,9 +108,9 @@ fn anthropic(mut whole: Map<String, Value>) -> Option<Vec<u8>> {
     whole.insert("id".into(), message_id().into());
     whole.insert("content".into(), json!([]));
     let usage = whole.get("usage").cloned().unwrap_or_else(|| json!({}));
-    let mut start_usage = usage.clone();
-    start_usage["output_tokens"] = 0.into();
-    whole.insert("usage".into(), start_usage);
+    let mut start_usage = usage.as_object().cloned().unwrap_or_default();
+    start_usage.insert("output_tokens".into(), 0.into());
+    whole.insert("usage".into(), Value::Object(start_usage));
     let mut out = Vec::new();
     let mut event = |name: &str, value: Value| write_json(&mut out, Some(name), &value);
     event(
@@ -218,6 +218,15 @@ mod tests {
             !without.contains("\"usage\""),
             "no usage chunk unless asked"
         );
+    }
+
+    #[test]
+    fn odd_stored_answers_are_refused_without_a_panic() {
+        let odd = br#"{"choices":[{"message":{"tool_calls":[1]}}],"usage":"x"}"#;
+        assert!(stream(Ingress::OpenAi, odd, true).is_none());
+        let odd = br#"{"content":[{"type":"text","text":"a"}],"usage":"x"}"#;
+        assert!(stream(Ingress::Anthropic, odd, false).is_some());
+        assert!(stream(Ingress::Anthropic, b"[]", false).is_none());
     }
 
     #[test]

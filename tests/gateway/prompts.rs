@@ -180,8 +180,11 @@ async fn a_prompt_serves_the_gemini_api() {
         sent["systemInstruction"]["parts"][0]["text"],
         "You are terse."
     );
-    // The request's own generationConfig wins over the one the prompt's parameters make.
-    assert_eq!(sent["generationConfig"], json!({"maxOutputTokens": 20}));
+    // The prompt's parameters fill in the request's generationConfig, field by field.
+    assert_eq!(
+        sent["generationConfig"],
+        json!({"maxOutputTokens": 20, "temperature": 0.2})
+    );
     assert!(sent.get("prompt").is_none());
 }
 
@@ -301,6 +304,8 @@ async fn an_unknown_or_unreachable_respan_prompt_is_a_clear_error() {
         (404, json!("prompt_not_found"))
     );
     assert_eq!(respan.last().path, "/api/prompts/nope/versions/2/");
+    // Known as unknown for a while: asked again, the platform is not.
+    assert_eq!(error(post_chat(&sidecar, &ask).await).await.0, 404);
     // An id that is not one is never sent to the platform.
     let ask = json!({"prompt": {"prompt_id": "../admin", "variables": {}}});
     assert_eq!(error(post_chat(&sidecar, &ask).await).await.0, 404);
@@ -314,4 +319,29 @@ async fn an_unknown_or_unreachable_respan_prompt_is_a_clear_error() {
         "{message}"
     );
     assert_eq!(provider.count(), 0);
+}
+
+#[tokio::test]
+async fn a_prompt_on_the_anthropic_api_sets_anthropic_parameters_only() {
+    let mock = Mock::start_as(crate::support::mock::Flavor::Anthropic).await;
+    let config = format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\nroutes:\n  - match: \"*\"\n    provider: an\n\
+         prompts:\n  tools:\n    model: claude-haiku-4-5\n    stop: [\"END\"]\n    seed: 7\n    frequency_penalty: 0.5\n    temperature: 0.3\n\
+         \x20   tools: [{{type: function, function: {{name: get, parameters: {{type: object}}}}}}]\n\
+         \x20   messages: [{{role: user, content: \"hi\"}}]\n",
+        mock.url("")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let body = json!({"max_tokens": 10, "prompt": {"prompt_id": "tools"}});
+    let response = post_json(&sidecar, "/api/anthropic/v1/messages", &body).await;
+    assert_eq!(response.status(), 200);
+    let sent = mock.last().json();
+    assert_eq!(sent["stop_sequences"], json!(["END"]));
+    assert_eq!(sent["temperature"], 0.3);
+    assert_eq!(sent["max_tokens"], 10);
+    assert_eq!(sent["tools"][0]["name"], "get");
+    assert_eq!(sent["tools"][0]["input_schema"], json!({"type": "object"}));
+    for openai_only in ["seed", "frequency_penalty", "stop"] {
+        assert!(sent.get(openai_only).is_none(), "{openai_only}: {sent}");
+    }
 }
