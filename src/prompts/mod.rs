@@ -159,17 +159,11 @@ const ANTHROPIC_PARAMETERS: [&str; 7] = [
 /// translation (`stop` becomes `stop_sequences`, tools take Anthropic's shape). Parameters
 /// Anthropic has no field for (penalties, `seed`, `response_format`, ...) are left out.
 fn as_anthropic(parameters: &Map<String, Value>) -> Result<Map<String, Value>, GatewayError> {
-    let invalid = |e: String| GatewayError::invalid_field("prompt", e);
     let mut chat = parameters.clone();
     chat.remove("response_format");
-    chat.insert("model".into(), Value::String(String::new()));
-    chat.insert("messages".into(), Value::Array(Vec::new()));
-    let chat: ChatRequest =
-        serde_json::from_value(Value::Object(chat)).map_err(|e| invalid(e.to_string()))?;
-    let (request, _) = anthropic::request::from_openai(chat).map_err(|e| invalid(e.to_string()))?;
-    let Ok(Value::Object(mut fields)) = serde_json::to_value(request) else {
-        return Ok(Map::new());
-    };
+    let (request, _) =
+        anthropic::request::from_openai(as_chat(Vec::new(), chat)?).map_err(invalid)?;
+    let mut fields = fields_of(request)?;
     let mut out: Map<String, Value> = ANTHROPIC_PARAMETERS
         .iter()
         .filter_map(|name| Some((name.to_string(), fields.remove(*name)?)))
@@ -223,18 +217,32 @@ fn as_gemini(
     messages: Vec<Value>,
     parameters: &Map<String, Value>,
 ) -> Result<Map<String, Value>, GatewayError> {
-    let invalid = |e: String| GatewayError::invalid_field("prompt", e);
-    let mut chat = parameters.clone();
-    chat.insert("model".into(), Value::String(String::new()));
-    chat.insert("messages".into(), Value::Array(messages));
-    let chat: ChatRequest =
-        serde_json::from_value(Value::Object(chat)).map_err(|e| invalid(e.to_string()))?;
-    let request = gemini::request::from_openai(chat).map_err(|e| invalid(e.to_string()))?;
-    match serde_json::to_value(request) {
-        Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Ok(Map::new()),
-        Err(e) => Err(invalid(e.to_string())),
+    let request =
+        gemini::request::from_openai(as_chat(messages, parameters.clone())?).map_err(invalid)?;
+    fields_of(request)
+}
+
+/// A template's messages and parameters as the OpenAI request both translations start from.
+fn as_chat(
+    messages: Vec<Value>,
+    mut parameters: Map<String, Value>,
+) -> Result<ChatRequest, GatewayError> {
+    parameters.insert("model".into(), Value::String(String::new()));
+    parameters.insert("messages".into(), Value::Array(messages));
+    serde_json::from_value(Value::Object(parameters)).map_err(invalid)
+}
+
+/// A translated request's fields.
+fn fields_of(request: impl serde::Serialize) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::to_value(request).map_err(invalid)? {
+        Value::Object(fields) => Ok(fields),
+        _ => Ok(Map::new()),
     }
+}
+
+/// A prompt that cannot be expressed for the request's API.
+fn invalid(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::invalid_field("prompt", e.to_string())
 }
 
 /// Templates are written as OpenAI messages; Anthropic's API takes the system text apart:

@@ -23,9 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The `x-respan-cache` header.
-pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-respan-cache");
-
 /// Looks the request up if it may use the cache (waiting at most `wait` for an identical
 /// request in flight). A hit, or a stream followed to its end, is answered (true); a miss
 /// notes the slot its answer goes to.

@@ -17,9 +17,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-respan-request-id");
 const MODEL: HeaderName = HeaderName::from_static("x-respan-model");
 const PROVIDER: HeaderName = HeaderName::from_static("x-respan-provider");
 const ATTEMPTS: HeaderName = HeaderName::from_static("x-respan-attempts");
+const CACHE: HeaderName = HeaderName::from_static("x-respan-cache");
 
 /// `x-respan-request-id` and, once something served the request, `x-respan-model`,
-/// `x-respan-provider` and `x-respan-attempts`.
+/// `x-respan-provider` and `x-respan-attempts`; `x-respan-cache` when it used the cache.
 pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
     // Values are hex ids, config names and model names the gateway already validated as
     // header-safe, so conversion failures cannot happen; they are skipped rather than fatal.
@@ -41,7 +42,7 @@ pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, Hea
         ctx.record
             .cache
             .header()
-            .map(|s| (super::cached::CACHE_HEADER, HeaderValue::from_static(s))),
+            .map(|s| (CACHE, HeaderValue::from_static(s))),
     ]
     .into_iter()
     .flatten()

@@ -248,7 +248,9 @@ async fn when_the_leader_fails_the_others_ask_for_themselves() {
     ));
     let answers = at_once(&sidecar, 3).await;
     let ok = answers.iter().filter(|(status, _)| *status == 200).count();
-    assert_eq!((ok, mock.count()), (2, 3), "{answers:?}");
+    // Each asked for itself, unless the other's answer was stored by the time it woke.
+    assert_eq!(ok, 2, "{answers:?}");
+    assert!((2..=3).contains(&mock.count()), "{answers:?}");
 }
 
 /// The JSON of each data event of an SSE body (the `[DONE]` marker apart).
@@ -487,7 +489,9 @@ async fn followers_of_a_stream_that_fails_before_it_starts_ask_for_themselves() 
     });
     let answers = futures::future::join_all(sends).await;
     let ok = answers.iter().filter(|(status, _)| *status == 200).count();
-    assert_eq!((ok, mock.count()), (2, 3), "{answers:?}");
+    // Each asked for itself, unless the other's answer was stored by the time it woke.
+    assert_eq!(ok, 2, "{answers:?}");
+    assert!((2..=3).contains(&mock.count()), "{answers:?}");
     for (_, text) in answers.iter().filter(|(status, _)| *status == 200) {
         assert_eq!(openai_text(text).0, "mock answer");
     }
