@@ -346,7 +346,6 @@ async fn a_stream_is_kept_and_replayed_as_a_stream_or_a_whole_answer_and_the_rev
         whole["choices"][0]["message"]["content"].as_str().unwrap()
     );
     assert_eq!(mock.count(), 2);
-    sidecar.idle().await;
     let traces = sidecar.traces("limit=10").await;
     let hit = traces
         .iter()
