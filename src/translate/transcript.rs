@@ -94,27 +94,9 @@ pub fn output(format: Format, stream: bool, bytes: &[u8]) -> Output {
         return message.finish();
     }
     let mut message = Message::default();
-    let mut each = |data: &[u8]| match format {
-        Format::OpenAi => {
-            if let Ok(answer) = serde_json::from_slice(data) {
-                message.openai(answer);
-            }
-        }
-        Format::Anthropic => {
-            if let Ok(event) = serde_json::from_slice(data) {
-                message.anthropic(event);
-            }
-        }
-        Format::Gemini => {
-            if let Ok(chunk) = serde_json::from_slice::<Value>(data) {
-                message.gemini(&chunk);
-            }
-        }
-        Format::Raw => {}
-    };
     if stream {
         let mut parser = super::sse::SseParser::default();
-        let mut on_event = |e: &super::sse::Event| each(e.data.as_bytes());
+        let mut on_event = |e: &super::sse::Event| message.read(format, &e.data);
         let _ = parser.feed(bytes, &mut on_event);
         parser.finish(&mut on_event);
     } else if format == Format::Gemini && bytes.trim_ascii_start().starts_with(b"[") {
@@ -122,8 +104,8 @@ pub fn output(format: Format, stream: bool, bytes: &[u8]) -> Output {
         if let Ok(chunks) = serde_json::from_slice::<Vec<Value>>(bytes) {
             chunks.iter().for_each(|c| message.gemini(c));
         }
-    } else {
-        each(bytes);
+    } else if let Ok(text) = std::str::from_utf8(bytes) {
+        message.read(format, text);
     }
     message.finish()
 }
@@ -132,7 +114,57 @@ pub fn output(format: Format, stream: bool, bytes: &[u8]) -> Output {
 #[derive(Deserialize)]
 struct OpenAiAnswer<'a> {
     #[serde(borrow, default)]
-    choices: Vec<OpenAiChoice<'a>>,
+    choices: First<OpenAiChoice<'a>>,
+}
+
+const CHOICES_KEY: &str = "\"choices\":";
+
+/// `choices[0]` of a whole answer or a chunk. Most of a chunk's bytes are the fields before
+/// its choices (id, object, created, model), and reading them cost half of a stream's
+/// transcript; so the reading starts at the `"choices":` key when the text has it (it
+/// cannot be inside a string, where its quotes would be escaped), and the whole object is
+/// read only when that does not parse.
+fn first_choice(data: &str) -> Option<OpenAiChoice<'_>> {
+    let at_key = memchr::memmem::find(data.as_bytes(), CHOICES_KEY.as_bytes());
+    if let Some(choices) = at_key.and_then(|i| data.get(i + CHOICES_KEY.len()..)) {
+        let mut reader = serde_json::Deserializer::from_str(choices);
+        if let Ok(First(choice)) = First::deserialize(&mut reader) {
+            return choice;
+        }
+    }
+    let answer: OpenAiAnswer = serde_json::from_str(data).ok()?;
+    answer.choices.0
+}
+
+/// The first element of an array, the rest skipped: no `Vec` per stream chunk for the one
+/// choice a transcript reads.
+struct First<T>(Option<T>);
+
+impl<T> Default for First<T> {
+    fn default() -> Self {
+        First(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = First<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<First<T>, A::Error> {
+                let first = seq.next_element()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(First(first))
+            }
+        }
+        deserializer.deserialize_seq(Visit(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -227,6 +259,29 @@ struct Message {
 }
 
 impl Message {
+    /// One whole answer or one stream event, as JSON text (already known to be UTF-8, so
+    /// its strings are not checked again).
+    fn read(&mut self, format: Format, data: &str) {
+        match format {
+            Format::OpenAi => {
+                if let Some(choice) = first_choice(data) {
+                    self.openai(choice);
+                }
+            }
+            Format::Anthropic => {
+                if let Ok(event) = serde_json::from_str(data) {
+                    self.anthropic(event);
+                }
+            }
+            Format::Gemini => {
+                if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+                    self.gemini(&chunk);
+                }
+            }
+            Format::Raw => {}
+        }
+    }
+
     fn tool(&mut self, index: usize) -> Option<&mut (String, String, String)> {
         // An index far past the calls seen is not a real call: never grow without bound.
         if index > self.tools.len() + 64 {
@@ -245,10 +300,7 @@ impl Message {
     }
 
     /// A whole answer's `choices[0].message`, or a chunk's `choices[0].delta`.
-    fn openai(&mut self, answer: OpenAiAnswer) {
-        let Some(choice) = answer.choices.into_iter().next() else {
-            return;
-        };
+    fn openai(&mut self, choice: OpenAiChoice) {
         self.seen = true;
         self.finish_reason(choice.finish_reason.as_deref());
         let Some(part) = choice.message else { return };
@@ -449,6 +501,23 @@ mod tests {
         assert_eq!(m["tool_calls"][0]["function"]["name"], "get");
         assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
         assert_eq!(out.finish_reasons, vec!["tool_calls"]);
+    }
+
+    #[test]
+    fn a_choice_is_read_from_its_key_and_the_whole_chunk_when_that_fails() {
+        let text = |data: &str| {
+            let mut m = Message::default();
+            m.read(Format::OpenAi, data);
+            m.text
+        };
+        // Fields before the choices, a second choice, and the key's text inside a string.
+        let chunk = r#"{"id":"x \"choices\": [","model":"m","choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#;
+        assert_eq!(text(chunk), "a");
+        // Spaced out, the key is not found as text: the whole chunk is read.
+        assert_eq!(text(r#"{"choices" : [{"delta":{"content":"c"}}]}"#), "c");
+        // No choice (a usage chunk), or choices of the wrong type: nothing.
+        assert_eq!(text(r#"{"choices":[],"usage":{"total_tokens":1}}"#), "");
+        assert_eq!(text(r#"{"choices":"no"}"#), "");
     }
 
     #[test]
