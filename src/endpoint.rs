@@ -9,6 +9,8 @@ pub enum Ingress {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API: OpenAI's format for errors, its own for answers.
+    Responses,
 }
 
 impl Ingress {
@@ -16,6 +18,7 @@ impl Ingress {
     pub fn capture_format(self) -> Format {
         match self {
             Ingress::OpenAi => Format::OpenAi,
+            Ingress::Responses => Format::Responses,
             Ingress::Anthropic => Format::Anthropic,
             Ingress::Gemini => Format::Gemini,
         }
@@ -27,6 +30,9 @@ impl Ingress {
 pub enum Endpoint {
     /// Routed by the body's `model`; translated for non-OpenAI providers.
     ChatCompletions,
+    /// OpenAI's Responses API, routed by the body's `model`: native to OpenAI providers,
+    /// translated for others.
+    Responses,
     /// Routed by the body's `model` to an OpenAI-type provider.
     Embeddings,
     /// Answered locally from the config.
@@ -61,6 +67,7 @@ impl Endpoint {
             }
             _ if post && GeminiCall::parse(path).is_some() => Endpoint::Gemini,
             "/v1/embeddings" | "/api/embeddings" if post => Endpoint::Embeddings,
+            "/v1/responses" | "/api/responses" if post => Endpoint::Responses,
             "/v1/models" | "/api/models" if method == Method::GET => Endpoint::Models,
             _ if path.starts_with("/v1/") => Endpoint::Passthrough,
             _ => Endpoint::NotFound,
@@ -72,6 +79,7 @@ impl Endpoint {
         match self {
             Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Ingress::Anthropic,
             Endpoint::Gemini => Ingress::Gemini,
+            Endpoint::Responses => Ingress::Responses,
             _ => Ingress::OpenAi,
         }
     }
@@ -81,6 +89,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "chat.completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
             Endpoint::Models => "models",
             Endpoint::AnthropicMessages => "anthropic.messages",
             Endpoint::AnthropicCountTokens => "anthropic.count_tokens",

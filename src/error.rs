@@ -142,7 +142,7 @@ pub fn error_body(
     param: Option<&str>,
 ) -> Vec<u8> {
     let value = match ingress {
-        Ingress::OpenAi => json!({"error": {
+        Ingress::OpenAi | Ingress::Responses => json!({"error": {
             "message": message,
             "type": openai_type(status),
             "param": param,
@@ -163,6 +163,13 @@ pub fn error_body(
 
 /// An error event ending a stream in `ingress`'s format (an SSE event, with its blank line).
 pub fn stream_error_event(ingress: Ingress, status: u16, code: &str, message: &str) -> Vec<u8> {
+    if ingress == Ingress::Responses {
+        // The Responses API's own `error` event: flat, typed.
+        let data = json!({"type": "error", "code": code, "message": message, "param": null});
+        let mut event = Vec::new();
+        crate::translate::sse::write_json(&mut event, Some("error"), &data);
+        return event;
+    }
     let body = error_body(ingress, status, message, Some(code), None);
     let mut event = Vec::with_capacity(body.len() + 24);
     if ingress == Ingress::Anthropic {

@@ -156,3 +156,50 @@ async fn google_genai_python_sdk() {
         .iter()
         .all(|r| r.header("x-goog-api-key") == Some("sk-ge")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_python_sdk_responses_api_on_claude_and_gemini() {
+    let anthropic = Mock::start_as(Flavor::Anthropic).await;
+    anthropic.push(Reply::status(
+        200,
+        serde_json::json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "shell", "input": {"cmd": "ls"}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 4}}),
+    ));
+    anthropic.push(Reply::anthropic_message("claude-x", "mock answer"));
+    anthropic.push(Reply::status(
+        200,
+        serde_json::json!({"id": "msg_2", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-1"},
+                {"type": "text", "text": "thought"}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 4}}),
+    ));
+    let gemini = Mock::start_as(Flavor::Gemini).await;
+    let config = format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         \x20 ge:\n    type: gemini\n    base_url: \"{}\"\n    api_key: sk-ge\n\
+         routes:\n  - match: \"claude-*\"\n    provider: an\n  - match: \"gemini-*\"\n    provider: ge\n",
+        anthropic.url(""),
+        gemini.url("")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let url = sidecar.url("/v1");
+    tokio::task::spawn_blocking(move || run_python("responses_sdk.py", &url))
+        .await
+        .unwrap();
+    let got = anthropic.received();
+    // The tool's output went back as Anthropic's tool_result for the call it answers.
+    let after_tool = got[1].json();
+    assert_eq!(after_tool["messages"][1]["content"][0]["id"], "toolu_1");
+    assert_eq!(
+        after_tool["messages"][2]["content"][0]["tool_use_id"],
+        "toolu_1"
+    );
+    // The signed thinking came back, exactly, on the next turn, from encrypted_content.
+    let next_turn = got[3].json();
+    assert_eq!(
+        next_turn["messages"][1]["content"][0],
+        serde_json::json!({"type": "thinking", "thinking": "hmm", "signature": "sig-1"})
+    );
+    assert!(gemini.count() >= 3);
+}

@@ -37,6 +37,7 @@ pub fn of(body: &JsonBody<'_>, scope: &Scope<'_>) -> Key {
         Ingress::OpenAi => b"openai",
         Ingress::Anthropic => b"anthropic",
         Ingress::Gemini => b"gemini",
+        Ingress::Responses => b"responses",
     });
     let (provider, model) = scope.route.unwrap_or_default();
     part(provider.as_bytes());

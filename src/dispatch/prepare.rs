@@ -47,7 +47,7 @@ pub fn prepare<'a>(
     upstream_model: &str,
 ) -> Result<Prepared<'a>, GatewayError> {
     let provider = route.provider;
-    let wire = Wire::of(provider.kind);
+    let wire = Wire::of(provider.kind, request.ingress);
     if matches!(request.operation, Operation::CountTokens { .. })
         && request.ingress == Ingress::Anthropic
         && wire != Wire::Anthropic
@@ -83,7 +83,13 @@ pub fn prepare<'a>(
         &request.params,
         snapshot.config.auth.is_some(),
     )?;
-    let path = providers::model_call_path(provider, request.operation, upstream_model, &creds)?;
+    let operation = match request.operation {
+        Operation::Generate { stream, .. } if wire == Wire::Responses => {
+            Operation::Respond { stream }
+        }
+        op => op,
+    };
+    let path = providers::model_call_path(provider, operation, upstream_model, &creds)?;
     let header = upstream_header(downstream, provider, &creds, &path, body.len())?;
     Ok(Prepared {
         target: Target::Remote {

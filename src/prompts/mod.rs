@@ -27,7 +27,7 @@ use crate::translate::{anthropic, gemini};
 use managed::ManagedPrompts;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::value::{to_raw_value, RawValue};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -108,6 +108,11 @@ fn render_into(
             request.body.set("messages", raw(&Value::Array(messages))?);
             prompt.parameters.clone()
         }
+        Ingress::Responses => {
+            // A chat message is also a Responses input item.
+            request.body.set("input", raw(&Value::Array(messages))?);
+            as_responses(&prompt.parameters)
+        }
         Ingress::Anthropic => {
             if let Some(system) = take_system(&mut messages) {
                 request.body.set("system", raw(&Value::String(system))?);
@@ -181,6 +186,44 @@ fn as_anthropic(parameters: &Map<String, Value>) -> Result<Map<String, Value>, G
         );
     }
     Ok(out)
+}
+
+/// The prompt's parameters (chat completions names) as a Responses API request's: the output
+/// limit is `max_output_tokens`, tools are flat, `response_format` is `text.format`. Chat-only
+/// parameters with no Responses field (`stop`, penalties, `seed`, `n`) are left out.
+fn as_responses(parameters: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (name, value) in parameters {
+        match name.as_str() {
+            "temperature" | "top_p" | "parallel_tool_calls" | "user" | "metadata" => {
+                out.insert(name.clone(), value.clone());
+            }
+            "max_tokens" | "max_completion_tokens" => {
+                out.insert("max_output_tokens".into(), value.clone());
+            }
+            "tool_choice" => {
+                let named = value.pointer("/function/name").cloned();
+                let choice =
+                    named.map_or(value.clone(), |n| json!({"type": "function", "name": n}));
+                out.insert(name.clone(), choice);
+            }
+            "tools" => {
+                let flat = value.as_array().into_iter().flatten().map(|tool| {
+                    let mut flat = tool.get("function").cloned().unwrap_or_default();
+                    flat["type"] = "function".into();
+                    flat
+                });
+                out.insert(name.clone(), Value::Array(flat.collect()));
+            }
+            "response_format" => {
+                let mut format = value.get("json_schema").cloned().unwrap_or_default();
+                format["type"] = value.get("type").cloned().unwrap_or_default();
+                out.insert("text".into(), json!({ "format": format }));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The prompt's generation settings merged into the request's own `generationConfig` field

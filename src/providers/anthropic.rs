@@ -9,6 +9,9 @@ use http::header::HeaderName;
 pub fn path(base: &str, op: Operation) -> Result<String, GatewayError> {
     match op {
         Operation::Generate { .. } => Ok(format!("{base}/v1/messages")),
+        Operation::Respond { .. } => Err(GatewayError::Unsupported(
+            "Anthropic is sent Responses API requests as messages".into(),
+        )),
         Operation::CountTokens { .. } => Ok(format!("{base}/v1/messages/count_tokens")),
         Operation::Embed => Err(GatewayError::Unsupported(
             "Anthropic models do not serve embeddings".into(),

@@ -21,6 +21,11 @@ pub fn path(
                 "Azure OpenAI does not count tokens".into(),
             ))
         }
+        Operation::Respond { .. } => {
+            return Err(GatewayError::Unsupported(
+                "Azure OpenAI is sent Responses API requests as chat completions".into(),
+            ))
+        }
     };
     // Deployment names are letters, digits, `-`, `_` and `.`; anything else would change the
     // URL's meaning, so it is refused rather than escaped.

@@ -37,6 +37,11 @@ pub fn path(base: &str, op: Operation, model: &str) -> Result<String, GatewayErr
                 "embeddings are served by OpenAI-type providers".into(),
             ))
         }
+        Operation::Respond { .. } => {
+            return Err(GatewayError::Unsupported(
+                "Gemini is sent Responses API requests as generateContent".into(),
+            ))
+        }
     };
     let version = version.unwrap_or(DEFAULT_VERSION);
     Ok(format!("{base}/{version}/models/{model}:{method}"))

@@ -119,6 +119,10 @@ pub enum Operation {
         version: Option<&'static str>,
     },
     Embed,
+    /// OpenAI's Responses API, spoken natively (to OpenAI providers only).
+    Respond {
+        stream: bool,
+    },
 }
 
 /// The path and query of a model call at this provider.

@@ -9,6 +9,7 @@ pub fn path(base: &str, op: Operation) -> Result<String, GatewayError> {
     let suffix = match op {
         Operation::Generate { .. } => "/chat/completions",
         Operation::Embed => "/embeddings",
+        Operation::Respond { .. } => "/responses",
         Operation::CountTokens { .. } => {
             return Err(GatewayError::Unsupported(
                 "OpenAI-type providers do not count tokens".into(),

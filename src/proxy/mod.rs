@@ -106,6 +106,7 @@ impl ProxyHttp for Gateway {
         }
         match ctx.endpoint {
             Endpoint::ChatCompletions
+            | Endpoint::Responses
             | Endpoint::Embeddings
             | Endpoint::AnthropicMessages
             | Endpoint::AnthropicCountTokens

@@ -229,11 +229,12 @@ fn whole_with_breakdown(ctx: &RequestCtx, answer: &Answer, head: &Parts) -> bool
 fn with_breakdown_event(end: &[u8], ingress: Ingress, breakdown: &Value) -> Bytes {
     let value = json!({ "request_breakdown": breakdown });
     let mut event = Vec::new();
-    let name = (ingress == Ingress::Anthropic).then_some("request_breakdown");
+    let name =
+        matches!(ingress, Ingress::Anthropic | Ingress::Responses).then_some("request_breakdown");
     write_json(&mut event, name, &value);
     let at = match ingress {
         Ingress::OpenAi => memchr::memmem::rfind(end, b"data: [DONE]").unwrap_or(end.len()),
-        Ingress::Anthropic | Ingress::Gemini => end.len(),
+        Ingress::Anthropic | Ingress::Gemini | Ingress::Responses => end.len(),
     };
     let mut out = Vec::with_capacity(end.len() + event.len());
     out.extend_from_slice(&end[..at]);

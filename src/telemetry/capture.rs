@@ -13,6 +13,8 @@ pub enum Format {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API.
+    Responses,
     /// Anything else (passthrough paths): kept as text.
     #[default]
     Raw,

@@ -11,6 +11,7 @@ mod error;
 pub mod gemini;
 pub mod openai;
 pub mod replay;
+pub mod responses;
 pub mod sse;
 mod stream;
 pub mod transcript;
@@ -32,11 +33,15 @@ pub enum Wire {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API: spoken only by OpenAI itself, to a Responses ingress.
+    Responses,
 }
 
 impl Wire {
-    pub fn of(kind: ProviderKind) -> Wire {
+    /// The format a provider of `kind` is spoken to in, for an app on `ingress`.
+    pub fn of(kind: ProviderKind, ingress: Ingress) -> Wire {
         match kind {
+            ProviderKind::OpenAi if ingress == Ingress::Responses => Wire::Responses,
             ProviderKind::Anthropic => Wire::Anthropic,
             ProviderKind::Gemini => Wire::Gemini,
             ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Echo => Wire::OpenAi,
@@ -49,6 +54,7 @@ impl Wire {
             Ingress::OpenAi => Wire::OpenAi,
             Ingress::Anthropic => Wire::Anthropic,
             Ingress::Gemini => Wire::Gemini,
+            Ingress::Responses => Wire::Responses,
         }
     }
 
@@ -58,6 +64,7 @@ impl Wire {
             Wire::OpenAi => Ingress::OpenAi,
             Wire::Anthropic => Ingress::Anthropic,
             Wire::Gemini => Ingress::Gemini,
+            Wire::Responses => Ingress::Responses,
         }
     }
 }
@@ -180,9 +187,12 @@ impl ResponsePlan {
                 serde_json::from_slice(body).map_err(unreadable)?,
                 &self.model,
             ),
+            // Only ever relayed as it is (to a Responses ingress).
+            Wire::Responses => return Ok(body.to_vec()),
         };
         let out = match self.to {
             Ingress::Anthropic => serde_json::to_vec(&anthropic::response::from_openai(canonical)),
+            Ingress::Responses => serde_json::to_vec(&responses::response::from_openai(canonical)),
             Ingress::OpenAi | Ingress::Gemini => serde_json::to_vec(&canonical),
         };
         out.map_err(|e| TranslateError::Upstream(e.to_string()))
@@ -212,6 +222,9 @@ pub fn request(
         Ingress::Anthropic => {
             anthropic::request::to_openai(body.to_typed().map_err(invalid_body)?)?
         }
+        Ingress::Responses => {
+            responses::request::to_openai(body.to_typed().map_err(invalid_body)?)?
+        }
         Ingress::Gemini => {
             return Err(TranslateError::invalid(
                 "model",
@@ -235,6 +248,12 @@ pub fn request(
         Wire::Gemini => serialize(serde_json::to_vec(&gemini::request::from_openai(
             canonical,
         )?))?,
+        Wire::Responses => {
+            return Err(TranslateError::invalid(
+                "body",
+                "only a Responses API request is sent to the Responses API",
+            ))
+        }
     };
     Ok(Translated {
         body: out,

@@ -19,6 +19,7 @@ pub fn stream(ingress: Ingress, whole: &[u8], include_usage: bool) -> Option<Vec
         Ingress::OpenAi => openai(whole, include_usage),
         Ingress::Anthropic => anthropic(whole),
         Ingress::Gemini => Some(gemini(whole)),
+        Ingress::Responses => None,
     }
 }
 

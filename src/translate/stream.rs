@@ -4,6 +4,7 @@
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
+use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
 use super::{ResponsePlan, StreamFailure, Wire};
 use crate::endpoint::Ingress;
@@ -12,9 +13,15 @@ use std::sync::Arc;
 
 /// Reads the provider's events into OpenAI chunks.
 enum Decoder {
-    OpenAi { usage: Option<Usage>, done: bool },
+    OpenAi {
+        usage: Option<Usage>,
+        done: bool,
+    },
     Anthropic(AnthropicToOpenAi),
     Gemini(GeminiToOpenAi),
+    /// OpenAI's Responses API, only ever watched (relayed as it is): its events are typed,
+    /// and the `event:` name tells all the probe needs.
+    Responses,
 }
 
 /// Writes OpenAI chunks in the ingress format.
@@ -26,6 +33,7 @@ enum Encoder {
         writer: ChunkWriter,
     },
     Anthropic(FromOpenAi),
+    Responses(ResponsesFromOpenAi),
 }
 
 /// Translates one streamed answer, and tells when its real content starts.
@@ -49,6 +57,9 @@ impl StreamTranslator {
     pub fn new(plan: &ResponsePlan) -> Self {
         let encoder = match plan.to {
             Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.to_string())),
+            Ingress::Responses => {
+                Encoder::Responses(ResponsesFromOpenAi::new(plan.model.to_string()))
+            }
             Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
                 include_usage: plan.include_usage,
                 last: None,
@@ -72,6 +83,7 @@ impl StreamTranslator {
             },
             Wire::Anthropic => Decoder::Anthropic(AnthropicToOpenAi::new(plan.json_mode.clone())),
             Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.to_string())),
+            Wire::Responses => Decoder::Responses,
         };
         StreamTranslator {
             parser: SseParser::default(),
@@ -150,6 +162,7 @@ impl Translation {
             Decoder::OpenAi { usage, .. } => *usage,
             Decoder::Anthropic(d) => Some(d.usage()),
             Decoder::Gemini(d) => d.usage(),
+            Decoder::Responses => None,
         }
     }
 
@@ -195,6 +208,14 @@ impl Translation {
             Decoder::Gemini(d) => {
                 d.event(&event.data, &mut self.chunks)?;
                 false
+            }
+            Decoder::Responses => {
+                let kind = event.name.as_str();
+                self.content |= !matches!(kind, "response.created" | "response.in_progress");
+                matches!(
+                    kind,
+                    "response.completed" | "response.incomplete" | "response.failed" | "error"
+                )
             }
         };
         self.content |= self.chunks.iter().any(has_content);
@@ -315,6 +336,7 @@ impl Encoder {
                 *last = Some(chunk);
             }
             Encoder::Anthropic(e) => e.chunk(&chunk, out),
+            Encoder::Responses(e) => e.chunk(&chunk, out),
         }
     }
 
@@ -344,6 +366,7 @@ impl Encoder {
                 }
                 e.finish(out);
             }
+            Encoder::Responses(e) => e.finish(usage, out),
         }
     }
 }

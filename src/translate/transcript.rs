@@ -18,7 +18,7 @@ use std::borrow::Cow;
 /// A request's conversation, from its body.
 pub fn input(format: Format, body: &[u8]) -> Option<Box<RawValue>> {
     match format {
-        Format::OpenAi => {
+        Format::OpenAi | Format::Responses => {
             let body: OpenAiRequest = serde_json::from_slice(body).ok()?;
             body.messages.or(body.input).map(RawValue::to_owned)
         }
@@ -203,6 +203,42 @@ struct OpenAiFunction<'a> {
     arguments: Option<Cow<'a, str>>,
 }
 
+/// A whole `response` object, or a stream event: only the terminal events (which hold the
+/// whole response) are read.
+#[derive(Deserialize)]
+struct ResponsesAnswer<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    output: Option<Vec<ResponsesItem<'a>>>,
+    #[serde(borrow)]
+    response: Option<Box<ResponsesAnswer<'a>>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesItem<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    content: Option<Vec<ResponsesPart<'a>>>,
+    #[serde(borrow)]
+    summary: Option<Vec<ResponsesPart<'a>>>,
+    #[serde(borrow)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesPart<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
 /// A whole Messages answer or one event of its stream.
 #[derive(Deserialize)]
 struct AnthropicEvent<'a> {
@@ -278,6 +314,11 @@ impl Message {
                     self.gemini(&chunk);
                 }
             }
+            Format::Responses => {
+                if let Ok(answer) = serde_json::from_str::<ResponsesAnswer>(data) {
+                    self.responses(answer);
+                }
+            }
             Format::Raw => {}
         }
     }
@@ -313,6 +354,44 @@ impl Message {
                     push(&mut tool.1, function.name.as_deref());
                     push(&mut tool.2, function.arguments.as_deref());
                 }
+            }
+        }
+    }
+
+    /// A whole response, or a stream's terminal event (`response.completed`, ...).
+    fn responses(&mut self, answer: ResponsesAnswer) {
+        let answer = match answer.kind.as_deref() {
+            None | Some("response") => answer,
+            Some("response.completed" | "response.incomplete" | "response.failed") => {
+                match answer.response {
+                    Some(response) => *response,
+                    None => return,
+                }
+            }
+            Some(_) => return,
+        };
+        self.seen = true;
+        self.finish_reason(answer.status.as_deref());
+        for item in answer.output.into_iter().flatten() {
+            let texts = |parts: Option<Vec<ResponsesPart>>| {
+                parts
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.text)
+                    .collect::<String>()
+            };
+            match &*item.kind {
+                "message" => self.text.push_str(&texts(item.content)),
+                "reasoning" => self.reasoning.push_str(&texts(item.summary)),
+                "function_call" => {
+                    let index = self.tools.len();
+                    if let Some(tool) = self.tool(index) {
+                        push(&mut tool.0, item.call_id.as_deref());
+                        push(&mut tool.1, item.name.as_deref());
+                        push(&mut tool.2, item.arguments.as_deref());
+                    }
+                }
+                _ => {}
             }
         }
     }

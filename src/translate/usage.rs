@@ -73,7 +73,8 @@ struct WithUsageMetadata {
 /// array of chunks: the last count wins).
 pub fn of_body(wire: Wire, body: &[u8]) -> Option<TokenUsage> {
     match wire {
-        Wire::OpenAi => serde_json::from_slice::<WithUsage<Usage>>(body)
+        // `Usage` reads the Responses API's names too.
+        Wire::OpenAi | Wire::Responses => serde_json::from_slice::<WithUsage<Usage>>(body)
             .ok()?
             .usage
             .map(|u| from_openai(&u)),
@@ -139,7 +140,9 @@ impl UsageTail {
         let rest = self.tail[at..].trim_ascii_start().strip_prefix(b":")?;
         let mut de = serde_json::Deserializer::from_slice(rest);
         match self.wire {
-            Wire::OpenAi => Usage::deserialize(&mut de).ok().map(|u| from_openai(&u)),
+            Wire::OpenAi | Wire::Responses => {
+                Usage::deserialize(&mut de).ok().map(|u| from_openai(&u))
+            }
             Wire::Anthropic => AUsage::deserialize(&mut de)
                 .ok()
                 .map(|u| from_anthropic(&u)),
@@ -167,6 +170,13 @@ struct AnthropicEvent {
     message: Option<WithUsage<AUsage>>,
     #[serde(default)]
     usage: Option<AUsage>,
+}
+
+/// A Responses API event, as far as the scan needs it.
+#[derive(Deserialize)]
+struct WithResponse {
+    #[serde(default)]
+    response: Option<WithUsage<Usage>>,
 }
 
 /// Scans an SSE stream relayed as it is, for its usage. Hands on whole events only (a
@@ -270,6 +280,15 @@ impl UsageTap {
                 if let Ok(c) = serde_json::from_slice::<WithUsageMetadata>(&data) {
                     if let Some(u) = c.usage_metadata {
                         self.usage = Some(from_gemini(&u));
+                    }
+                }
+                false
+            }
+            // The terminal event (`response.completed`, ...) holds the whole response.
+            Wire::Responses => {
+                if let Ok(e) = serde_json::from_slice::<WithResponse>(&data) {
+                    if let Some(u) = e.response.and_then(|r| r.usage) {
+                        self.usage = Some(from_openai(&u));
                     }
                 }
                 false

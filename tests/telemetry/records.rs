@@ -439,7 +439,7 @@ async fn request_breakdown_comes_back_in_the_answer() {
 }
 
 #[tokio::test]
-async fn passthrough_answers_give_their_usage_and_text_to_the_trace() {
+async fn openai_responses_answers_give_their_usage_and_text_to_the_trace() {
     let t = three().await;
     t.openai.push(Reply::status(
         200,
@@ -453,7 +453,7 @@ async fn passthrough_answers_give_their_usage_and_text_to_the_trace() {
     assert_eq!(status, 200);
     assert!(text.contains("passed through"));
     let r = trace_of(&t.sidecar, &id).await;
-    assert_eq!(r["endpoint"], "passthrough");
+    assert_eq!(r["endpoint"], "responses");
     assert_eq!(r["usage"]["prompt_tokens"], 11);
     assert_eq!(r["usage"]["completion_tokens"], 4);
     assert_eq!(r["usage"]["cached_tokens"], 3);

@@ -1,0 +1,132 @@
+//! OpenAI's Responses API (`/v1/responses`), as an ingress: its requests become the OpenAI
+//! chat form (`request`), and chat answers and streams become `response` objects and the
+//! Responses API's typed events (`response`, `stream`), so a coding agent speaking it can use
+//! any provider. Toward OpenAI itself the API is spoken natively: nothing here is used.
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use super::openai::Usage;
+use serde_json::{json, Value};
+
+/// A fresh id with a Responses API prefix (`resp`, `msg`, `fc`, `rs`).
+fn item_id(prefix: &str) -> String {
+    format!("{prefix}_{:032x}", rand::random::<u128>())
+}
+
+/// Chat usage in the Responses API's shape.
+fn usage(u: &Usage) -> Value {
+    json!({
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": u.cached_tokens()},
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {
+            "reasoning_tokens": u.completion_tokens_details.map_or(0, |d| d.reasoning_tokens)
+        },
+        "total_tokens": u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
+    })
+}
+
+/// A chat `finish_reason` as a response's `status` and `incomplete_details`.
+fn ending(finish_reason: Option<&str>) -> (&'static str, Value) {
+    match finish_reason {
+        Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
+        Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),
+        _ => ("completed", Value::Null),
+    }
+}
+
+/// A provider's opaque thinking (Anthropic's signed thinking blocks) as a reasoning item's
+/// `encrypted_content`: the app sends it back unread on its next turn, and the sidecar keeps
+/// nothing. It is the blocks' JSON text: opaque to the app, exact for the provider.
+fn encrypted_content(thinking: &[Value]) -> Option<String> {
+    (!thinking.is_empty())
+        .then(|| serde_json::to_string(thinking).ok())
+        .flatten()
+}
+
+/// The thinking blocks an `encrypted_content` holds; nothing for one this gateway did not
+/// write (OpenAI's own, from an earlier turn on another model).
+fn thinking_of(encrypted: &str) -> Vec<Value> {
+    serde_json::from_str::<Vec<Value>>(encrypted)
+        .ok()
+        .filter(|blocks| blocks.iter().all(Value::is_object))
+        .unwrap_or_default()
+}
+
+/// A `reasoning` output item.
+fn reasoning_item(id: &str, summary: &str, thinking: &[Value]) -> Value {
+    let mut item = json!({
+        "id": id,
+        "type": "reasoning",
+        "summary": if summary.is_empty() {
+            json!([])
+        } else {
+            json!([{"type": "summary_text", "text": summary}])
+        },
+    });
+    if let Some(opaque) = encrypted_content(thinking) {
+        item["encrypted_content"] = opaque.into();
+    }
+    item
+}
+
+/// A `message` output item holding one `output_text`.
+fn message_item(id: &str, status: &str, text: Option<&str>) -> Value {
+    json!({
+        "id": id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": match text {
+            Some(text) => json!([text_part(text)]),
+            None => json!([]),
+        },
+    })
+}
+
+fn text_part(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+/// A `function_call` output item.
+fn function_call_item(id: &str, status: &str, call_id: &str, name: &str, arguments: &str) -> Value {
+    json!({
+        "id": id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    })
+}
+
+/// A `response` object around `output`.
+fn response_object(id: &str, model: &str, status: &str, output: Value, end: &End) -> Value {
+    json!({
+        "id": id,
+        "object": "response",
+        "created_at": end.created_at,
+        "status": status,
+        "error": null,
+        "incomplete_details": end.incomplete_details,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": end.usage.as_ref().map(usage),
+        "metadata": {},
+    })
+}
+
+/// What a response object says beside its output.
+struct End {
+    created_at: u64,
+    incomplete_details: Value,
+    usage: Option<Usage>,
+}
+
+#[cfg(test)]
+mod tests;

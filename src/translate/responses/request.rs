@@ -1,0 +1,389 @@
+//! A Responses API request -> the OpenAI chat form every provider translation starts from.
+//!
+//! `input` items become messages: `function_call` items join the assistant turn they belong
+//! to, `function_call_output` items become tool messages (matched by `call_id`), and a
+//! `reasoning` item's `encrypted_content` (the provider's own opaque thinking, as this
+//! gateway wrote it) goes back on the next assistant turn.
+
+use super::super::openai::{
+    ChatRequest, Content, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
+    NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
+};
+use super::super::TranslateError;
+use super::thinking_of;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The fields of a Responses request that are translated; the rest (`store`, `include`,
+/// `truncation`, `service_tier`, ...) mean nothing to another provider.
+#[derive(Debug, Deserialize)]
+pub struct ResponsesRequest {
+    #[serde(default)]
+    input: Option<Input>,
+    #[serde(default)]
+    instructions: Option<String>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    text: Option<TextConfig>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    safety_identifier: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    previous_response_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Input {
+    Text(String),
+    Items(Vec<Value>),
+}
+
+#[derive(Debug, Deserialize)]
+struct TextConfig {
+    #[serde(default)]
+    format: Option<Value>,
+}
+
+/// Tools only OpenAI runs (on its side): no other provider can take them.
+const BUILT_IN_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "file_search",
+    "computer_use_preview",
+    "code_interpreter",
+    "image_generation",
+    "mcp",
+    "local_shell",
+];
+
+pub fn to_openai(req: ResponsesRequest) -> Result<ChatRequest, TranslateError> {
+    if req.previous_response_id.is_some() {
+        return Err(TranslateError::invalid(
+            "previous_response_id",
+            "responses are not stored for this model's provider: send the whole conversation in `input`",
+        ));
+    }
+    let mut messages = Vec::new();
+    if let Some(instructions) = req.instructions.filter(|i| !i.is_empty()) {
+        messages.push(text_message("system", instructions));
+    }
+    match req.input {
+        Some(Input::Text(text)) => messages.push(text_message("user", text)),
+        Some(Input::Items(items)) => Conversation::default().read(items, &mut messages)?,
+        None => {}
+    }
+    let stream = req.stream.unwrap_or(false);
+    Ok(ChatRequest {
+        messages,
+        stream,
+        // The terminal event carries the usage: an OpenAI-format provider is asked for it.
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+        max_tokens: req.max_output_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        tools: req.tools.map(tools).transpose()?,
+        tool_choice: req.tool_choice.map(tool_choice).transpose()?,
+        parallel_tool_calls: req.parallel_tool_calls,
+        response_format: req
+            .text
+            .and_then(|t| t.format)
+            .map(response_format)
+            .transpose()?
+            .flatten(),
+        user: req.safety_identifier.or(req.user),
+        ..ChatRequest::default()
+    })
+}
+
+fn text_message(role: &str, text: String) -> Message {
+    Message {
+        role: role.to_string(),
+        content: Some(Content::Text(text)),
+        ..Message::default()
+    }
+}
+
+/// Reads `input` items in order, keeping what belongs to the assistant turn being built.
+#[derive(Default)]
+struct Conversation {
+    /// Thinking from `reasoning` items, for the next assistant turn.
+    thinking: Vec<Value>,
+    summary: String,
+}
+
+impl Conversation {
+    fn read(mut self, items: Vec<Value>, out: &mut Vec<Message>) -> Result<(), TranslateError> {
+        for (i, item) in items.into_iter().enumerate() {
+            let at = |field: &str| format!("input[{i}].{field}");
+            let kind = item
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("message");
+            match kind {
+                "message" => self.message(&item, i, out)?,
+                "function_call" => {
+                    let call = ToolCall {
+                        id: string(&item, "call_id", &at("call_id"))?,
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name: string(&item, "name", &at("name"))?,
+                            arguments: string(&item, "arguments", &at("arguments"))?,
+                        },
+                    };
+                    self.assistant(out)
+                        .tool_calls
+                        .get_or_insert_with(Vec::new)
+                        .push(call);
+                }
+                "function_call_output" => out.push(Message {
+                    role: "tool".into(),
+                    tool_call_id: Some(string(&item, "call_id", &at("call_id"))?),
+                    content: Some(Content::Text(output_text(item.get("output")))),
+                    ..Message::default()
+                }),
+                "reasoning" => self.reasoning(&item),
+                other => {
+                    return Err(TranslateError::invalid(
+                        at("type"),
+                        format!("`{other}` items are only understood by OpenAI models"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn message(
+        &mut self,
+        item: &Value,
+        i: usize,
+        out: &mut Vec<Message>,
+    ) -> Result<(), TranslateError> {
+        let role = match item.get("role").and_then(Value::as_str) {
+            Some("developer" | "system") => "system",
+            Some("user") => "user",
+            Some("assistant") => "assistant",
+            _ => {
+                return Err(TranslateError::invalid(
+                    format!("input[{i}].role"),
+                    "must be user, assistant, system or developer",
+                ))
+            }
+        };
+        let content = content(item.get("content"), i)?;
+        if role == "assistant" {
+            let turn = self.assistant(out);
+            turn.content = Some(match turn.content.take() {
+                Some(before) => Content::Text(before.text() + &content.text()),
+                None => content,
+            });
+        } else {
+            out.push(Message {
+                role: role.into(),
+                content: Some(content),
+                ..Message::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// The assistant turn the next assistant item belongs to: the last message if it is one
+    /// that no tool result has answered yet, else a new one (with pending thinking).
+    fn assistant<'a>(&mut self, out: &'a mut Vec<Message>) -> &'a mut Message {
+        let open = out.last().is_some_and(|m| m.role == "assistant");
+        if !open {
+            out.push(Message {
+                role: "assistant".into(),
+                reasoning_content: (!self.summary.is_empty())
+                    .then(|| std::mem::take(&mut self.summary)),
+                thinking_blocks: (!self.thinking.is_empty())
+                    .then(|| std::mem::take(&mut self.thinking)),
+                ..Message::default()
+            });
+        }
+        let last = out.len() - 1;
+        &mut out[last]
+    }
+
+    fn reasoning(&mut self, item: &Value) {
+        for part in item
+            .get("summary")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(text) = part.get("text").and_then(Value::as_str) {
+                self.summary.push_str(text);
+            }
+        }
+        let opaque = item.get("encrypted_content").and_then(Value::as_str);
+        self.thinking
+            .extend(opaque.map(thinking_of).into_iter().flatten());
+    }
+}
+
+fn string(item: &Value, field: &str, at: &str) -> Result<String, TranslateError> {
+    item.get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| TranslateError::invalid(at, "must be a string"))
+}
+
+/// A tool result's text: a string, or the text of its parts.
+fn output_text(output: Option<&Value>) -> String {
+    match output {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// A message's content: a string, or `input_text` / `output_text` / `input_image` parts.
+fn content(content: Option<&Value>, i: usize) -> Result<Content, TranslateError> {
+    let parts = match content {
+        Some(Value::String(s)) => return Ok(Content::Text(s.clone())),
+        Some(Value::Array(parts)) => parts,
+        _ => {
+            return Err(TranslateError::invalid(
+                format!("input[{i}].content"),
+                "must be a string or an array of parts",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, part) in parts.iter().enumerate() {
+        let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
+        let text = || part.get("text").and_then(Value::as_str).map(str::to_string);
+        out.push(match kind {
+            "input_text" | "output_text" | "text" => Part {
+                kind: "text".into(),
+                text: text(),
+                image_url: None,
+            },
+            "input_image" => Part {
+                kind: "image_url".into(),
+                text: None,
+                image_url: Some(ImageUrl {
+                    url: image_url(part).ok_or_else(|| {
+                        TranslateError::invalid(
+                            format!("input[{i}].content[{j}].image_url"),
+                            "an image must be given by URL or data URL (file_id is OpenAI's)",
+                        )
+                    })?,
+                    detail: part
+                        .get("detail")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                }),
+            },
+            other => {
+                return Err(TranslateError::invalid(
+                    format!("input[{i}].content[{j}].type"),
+                    format!("`{other}` parts are only understood by OpenAI models"),
+                ))
+            }
+        });
+    }
+    Ok(Content::Parts(out))
+}
+
+fn image_url(part: &Value) -> Option<String> {
+    match part.get("image_url")? {
+        Value::String(url) => Some(url.clone()),
+        Value::Object(o) => o.get("url")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// `function` tools, flat in the Responses API (`name`, `parameters` at the top).
+fn tools(tools: Vec<Value>) -> Result<Vec<Tool>, TranslateError> {
+    tools
+        .into_iter()
+        .enumerate()
+        .map(|(i, tool)| {
+            let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
+            if kind != "function" {
+                let why = if BUILT_IN_TOOLS.contains(&kind) {
+                    format!("the built-in tool `{kind}` runs only on OpenAI models")
+                } else {
+                    format!("`{kind}` tools cannot be sent to this model's provider")
+                };
+                return Err(TranslateError::invalid(format!("tools[{i}].type"), why));
+            }
+            Ok(Tool {
+                kind: "function".into(),
+                function: FunctionDef {
+                    name: string(&tool, "name", &format!("tools[{i}].name"))?,
+                    description: tool
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    parameters: tool.get("parameters").cloned(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// `auto` / `none` / `required`, or `{"type": "function", "name": ...}`.
+fn tool_choice(choice: Value) -> Result<ToolChoice, TranslateError> {
+    match &choice {
+        Value::String(mode) => Ok(ToolChoice::Mode(mode.clone())),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = string(&choice, "name", "tool_choice.name")?;
+            Ok(ToolChoice::Named(NamedToolChoice {
+                kind: "function".into(),
+                function: ToolName { name },
+            }))
+        }
+        _ => Err(TranslateError::invalid(
+            "tool_choice",
+            "must be auto, none, required or a function",
+        )),
+    }
+}
+
+/// `text.format`: `text` (nothing to ask), `json_object`, or `json_schema` (flat here,
+/// nested in chat completions).
+fn response_format(format: Value) -> Result<Option<ResponseFormat>, TranslateError> {
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+        Some("json_schema") => Ok(Some(ResponseFormat::JsonSchema {
+            json_schema: JsonSchema {
+                name: format
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("response")
+                    .to_string(),
+                schema: format.get("schema").cloned(),
+                strict: format.get("strict").and_then(Value::as_bool),
+            },
+        })),
+        _ => Err(TranslateError::invalid(
+            "text.format.type",
+            "must be text, json_object or json_schema",
+        )),
+    }
+}

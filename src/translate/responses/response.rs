@@ -1,0 +1,54 @@
+//! A whole chat answer -> a Responses API `response` object: reasoning first (with the
+//! provider's opaque thinking as `encrypted_content`), then the message, then the tool calls,
+//! in the order the model made them.
+
+use super::super::openai::ChatResponse;
+use super::{
+    ending, function_call_item, item_id, message_item, reasoning_item, response_object, End,
+};
+use serde_json::Value;
+
+pub fn from_openai(answer: ChatResponse) -> Value {
+    let created_at = if answer.created > 0 {
+        answer.created
+    } else {
+        super::super::openai::now_unix()
+    };
+    let mut output = Vec::new();
+    let mut finish = None;
+    if let Some(choice) = answer.choices.into_iter().next() {
+        let m = choice.message;
+        let summary = m.reasoning_content.unwrap_or_default();
+        let thinking = m.thinking_blocks.unwrap_or_default();
+        if !summary.is_empty() || !thinking.is_empty() {
+            output.push(reasoning_item(&item_id("rs"), &summary, &thinking));
+        }
+        let text = m.content.map(|c| c.text()).filter(|t| !t.is_empty());
+        if let Some(text) = text {
+            output.push(message_item(&item_id("msg"), "completed", Some(&text)));
+        }
+        for call in m.tool_calls.into_iter().flatten() {
+            output.push(function_call_item(
+                &item_id("fc"),
+                "completed",
+                &call.id,
+                &call.function.name,
+                &call.function.arguments,
+            ));
+        }
+        finish = choice.finish_reason;
+    }
+    let (status, incomplete_details) = ending(finish.as_deref());
+    let end = End {
+        created_at,
+        incomplete_details,
+        usage: answer.usage,
+    };
+    response_object(
+        &item_id("resp"),
+        &answer.model,
+        status,
+        Value::Array(output),
+        &end,
+    )
+}

@@ -1,0 +1,286 @@
+//! OpenAI chunks -> the Responses API's typed events, chunk by chunk: `response.created` and
+//! `response.in_progress` first, each output item opened (`output_item.added`, its part),
+//! filled by deltas, and closed (`.done` events) as the next begins, and a terminal
+//! `response.completed` or `response.incomplete` holding the whole response, which is
+//! the one thing kept until the end (the protocol repeats the output there).
+
+use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
+use super::super::sse::write_json;
+use super::{
+    ending, function_call_item, item_id, message_item, reasoning_item, response_object, text_part,
+    End,
+};
+use serde_json::{json, Value};
+
+/// The output item being streamed.
+enum Open {
+    Reasoning {
+        id: String,
+        summary: String,
+        /// A `summary_text` part was announced (there is summary text).
+        part: bool,
+        thinking: Vec<Value>,
+    },
+    Text {
+        id: String,
+        text: String,
+    },
+    Call {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+        /// The chat chunk's tool call index it is built from.
+        index: u32,
+    },
+}
+
+pub struct FromOpenAi {
+    id: String,
+    model: String,
+    created_at: u64,
+    sequence: u64,
+    started: bool,
+    /// The items already closed, for the terminal event.
+    output: Vec<Value>,
+    open: Option<Open>,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl FromOpenAi {
+    pub fn new(model: String) -> Self {
+        FromOpenAi {
+            id: item_id("resp"),
+            model,
+            created_at: super::super::openai::now_unix(),
+            sequence: 0,
+            started: false,
+            output: Vec::new(),
+            open: None,
+            finish_reason: None,
+            usage: None,
+        }
+    }
+
+    /// Translates one chunk, appending the events it makes.
+    pub fn chunk(&mut self, chunk: &ChatChunk, out: &mut Vec<u8>) {
+        self.start(out);
+        if let UsageField::Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
+            return;
+        };
+        self.reasoning(&choice.delta, out);
+        if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+            self.text(text, out);
+        }
+        for call in choice.delta.tool_calls.iter().flatten() {
+            self.call(call, out);
+        }
+        if let Some(reason) = &choice.finish_reason {
+            self.finish_reason = Some(reason.clone());
+        }
+    }
+
+    /// Ends the response: the open item closed, then the terminal event.
+    pub fn finish(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
+        self.start(out);
+        self.close(out);
+        let (status, incomplete_details) = ending(self.finish_reason.as_deref());
+        let end = End {
+            created_at: self.created_at,
+            incomplete_details,
+            usage: usage.or(self.usage),
+        };
+        let output = Value::Array(std::mem::take(&mut self.output));
+        let response = response_object(&self.id, &self.model, status, output, &end);
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        self.event(out, kind, json!({"response": response}));
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let end = End {
+            created_at: self.created_at,
+            incomplete_details: Value::Null,
+            usage: None,
+        };
+        let response = response_object(&self.id, &self.model, "in_progress", json!([]), &end);
+        self.event(out, "response.created", json!({"response": response}));
+        self.event(out, "response.in_progress", json!({"response": response}));
+    }
+
+    fn reasoning(&mut self, delta: &Delta, out: &mut Vec<u8>) {
+        let text = delta.reasoning_content.as_deref().filter(|t| !t.is_empty());
+        let blocks = delta.thinking_blocks.as_deref().filter(|b| !b.is_empty());
+        if text.is_none() && blocks.is_none() {
+            return;
+        }
+        if !matches!(self.open, Some(Open::Reasoning { .. })) {
+            let id = item_id("rs");
+            self.open_item(out, reasoning_item(&id, "", &[]));
+            self.open = Some(Open::Reasoning {
+                id,
+                summary: String::new(),
+                part: false,
+                thinking: Vec::new(),
+            });
+        }
+        let index = self.index();
+        let Some(Open::Reasoning {
+            id,
+            summary,
+            part,
+            thinking,
+        }) = &mut self.open
+        else {
+            return;
+        };
+        let (id, announce) = (id.clone(), text.is_some() && !std::mem::replace(part, true));
+        if let Some(text) = text {
+            summary.push_str(text);
+        }
+        thinking.extend(blocks.into_iter().flatten().cloned());
+        let base = json!({"item_id": id, "output_index": index, "summary_index": 0});
+        if announce {
+            let mut e = base.clone();
+            e["part"] = json!({"type": "summary_text", "text": ""});
+            self.event(out, "response.reasoning_summary_part.added", e);
+        }
+        if let Some(text) = text {
+            let mut e = base;
+            e["delta"] = text.into();
+            self.event(out, "response.reasoning_summary_text.delta", e);
+        }
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        if !matches!(self.open, Some(Open::Text { .. })) {
+            let id = item_id("msg");
+            self.open_item(out, message_item(&id, "in_progress", None));
+            let e = json!({"item_id": id, "output_index": self.index(), "content_index": 0,
+                "part": text_part("")});
+            self.event(out, "response.content_part.added", e);
+            self.open = Some(Open::Text {
+                id,
+                text: String::new(),
+            });
+        }
+        let index = self.index();
+        if let Some(Open::Text { id, text: all }) = &mut self.open {
+            all.push_str(text);
+            let e = json!({"item_id": id, "output_index": index, "content_index": 0,
+                "delta": text, "logprobs": []});
+            self.event(out, "response.output_text.delta", e);
+        }
+    }
+
+    fn call(&mut self, call: &ToolCallDelta, out: &mut Vec<u8>) {
+        let same = matches!(self.open, Some(Open::Call { index, .. }) if index == call.index);
+        let function = call.function.as_ref();
+        if !same || call.id.is_some() {
+            let (id, call_id) = (item_id("fc"), call.id.clone().unwrap_or_default());
+            let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
+            self.open_item(
+                out,
+                function_call_item(&id, "in_progress", &call_id, &name, ""),
+            );
+            self.open = Some(Open::Call {
+                id,
+                call_id,
+                name,
+                arguments: String::new(),
+                index: call.index,
+            });
+        }
+        let delta = function.and_then(|f| f.arguments.as_deref());
+        let index = self.index();
+        if let (Some(delta), Some(Open::Call { id, arguments, .. })) =
+            (delta.filter(|d| !d.is_empty()), &mut self.open)
+        {
+            arguments.push_str(delta);
+            let e = json!({"item_id": id, "output_index": index, "delta": delta});
+            self.event(out, "response.function_call_arguments.delta", e);
+        }
+    }
+
+    /// The output index of the open item (or of the next one).
+    fn index(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Closes the open item, if any, and announces a new one.
+    fn open_item(&mut self, out: &mut Vec<u8>, item: Value) {
+        self.close(out);
+        let e = json!({"output_index": self.index(), "item": item});
+        self.event(out, "response.output_item.added", e);
+    }
+
+    /// Closes the open item: its `.done` events, with the whole of what it streamed.
+    fn close(&mut self, out: &mut Vec<u8>) {
+        let Some(open) = self.open.take() else { return };
+        let index = self.index();
+        let item = match open {
+            Open::Reasoning {
+                id,
+                summary,
+                part,
+                thinking,
+            } => {
+                if part {
+                    let base = json!({"item_id": id, "output_index": index, "summary_index": 0});
+                    let mut e = base.clone();
+                    e["text"] = summary.as_str().into();
+                    self.event(out, "response.reasoning_summary_text.done", e);
+                    let mut e = base;
+                    e["part"] = json!({"type": "summary_text", "text": summary});
+                    self.event(out, "response.reasoning_summary_part.done", e);
+                }
+                reasoning_item(&id, &summary, &thinking)
+            }
+            Open::Text { id, text } => {
+                let base = json!({"item_id": id, "output_index": index, "content_index": 0});
+                let mut e = base.clone();
+                e["text"] = text.as_str().into();
+                e["logprobs"] = json!([]);
+                self.event(out, "response.output_text.done", e);
+                let mut e = base;
+                e["part"] = text_part(&text);
+                self.event(out, "response.content_part.done", e);
+                message_item(&id, "completed", Some(&text))
+            }
+            Open::Call {
+                id,
+                call_id,
+                name,
+                arguments,
+                ..
+            } => {
+                let e = json!({"item_id": id, "output_index": index, "name": name,
+                    "arguments": arguments});
+                self.event(out, "response.function_call_arguments.done", e);
+                function_call_item(&id, "completed", &call_id, &name, &arguments)
+            }
+        };
+        let e = json!({"output_index": index, "item": item});
+        self.event(out, "response.output_item.done", e);
+        self.output.push(item);
+    }
+
+    /// Writes one event: `event: <type>`, and its data with `type` and the next
+    /// `sequence_number` added.
+    fn event(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
+        data["type"] = kind.into();
+        data["sequence_number"] = self.sequence.into();
+        self.sequence += 1;
+        write_json(out, Some(kind), &data);
+    }
+}

@@ -1,0 +1,231 @@
+use super::request::{to_openai, ResponsesRequest};
+use super::response::from_openai;
+use super::stream::FromOpenAi;
+use crate::translate::openai::{
+    ChatChunk, ChatResponse, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage, UsageField,
+};
+use crate::translate::sse::SseParser;
+use serde_json::{json, Value};
+
+fn request(
+    body: Value,
+) -> Result<crate::translate::openai::ChatRequest, crate::translate::TranslateError> {
+    to_openai(serde_json::from_value::<ResponsesRequest>(body).unwrap())
+}
+
+#[test]
+fn input_items_become_a_conversation_with_its_tool_turns() {
+    let thinking = json!([{"type": "thinking", "thinking": "t", "signature": "sig"}]);
+    let chat = request(json!({
+        "model": "claude-x", "instructions": "be brief", "max_output_tokens": 100,
+        "input": [
+            {"role": "developer", "content": "dev"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "run ls"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "plan"}],
+             "encrypted_content": thinking.to_string()},
+            {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "done"}]}
+        ],
+        "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}, "strict": false}],
+        "tool_choice": {"type": "function", "name": "shell"},
+        "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}}}
+    }))
+    .unwrap();
+    let roles: Vec<&str> = chat.messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(
+        roles,
+        ["system", "system", "user", "assistant", "tool", "assistant"]
+    );
+    let call_turn = &chat.messages[3];
+    assert_eq!(call_turn.tool_calls.as_ref().unwrap()[0].id, "call_1");
+    assert_eq!(call_turn.reasoning_content.as_deref(), Some("plan"));
+    assert_eq!(
+        call_turn.thinking_blocks.as_ref().unwrap()[0]["signature"],
+        "sig"
+    );
+    assert_eq!(chat.messages[4].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(chat.max_tokens, Some(100));
+    assert_eq!(chat.tools.unwrap()[0].function.name, "shell");
+    let v = serde_json::to_value(chat.response_format.unwrap()).unwrap();
+    assert_eq!(v["json_schema"]["name"], "out");
+}
+
+#[test]
+fn what_only_openai_can_do_is_refused_by_name() {
+    let err = request(json!({"input": "hi", "tools": [{"type": "web_search"}]})).unwrap_err();
+    assert!(err.to_string().contains("web_search"), "{err}");
+    let err = request(json!({"input": "hi", "previous_response_id": "resp_1"})).unwrap_err();
+    assert!(err.to_string().contains("previous_response_id"), "{err}");
+    let err = request(json!({"input": [{"type": "item_reference", "id": "x"}]})).unwrap_err();
+    assert!(err.to_string().contains("item_reference"), "{err}");
+    let err = request(
+        json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("input[0].content[0].type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_whole_answer_becomes_a_response_with_its_items() {
+    let answer: ChatResponse = serde_json::from_value(json!({
+        "id": "x", "created": 5, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "hi", "reasoning_content": "why",
+            "thinking_blocks": [{"type": "thinking", "thinking": "why", "signature": "s"}],
+            "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    }))
+    .unwrap();
+    let r = from_openai(answer);
+    assert_eq!(r["object"], "response");
+    assert_eq!(r["status"], "completed");
+    let kinds: Vec<&str> = r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["reasoning", "message", "function_call"]);
+    assert_eq!(r["output"][1]["content"][0]["text"], "hi");
+    assert_eq!(r["output"][2]["call_id"], "call_9");
+    assert_eq!(r["usage"]["total_tokens"], 7);
+    // The opaque thinking comes back whole on the next turn.
+    let opaque = r["output"][0]["encrypted_content"].as_str().unwrap();
+    assert_eq!(super::thinking_of(opaque)[0]["signature"], "s");
+}
+
+#[test]
+fn a_length_stop_is_incomplete() {
+    let answer: ChatResponse = serde_json::from_value(json!({"id": "x", "choices": [
+        {"message": {"role": "assistant", "content": "cut"}, "finish_reason": "length"}]}))
+    .unwrap();
+    let r = from_openai(answer);
+    assert_eq!(r["status"], "incomplete");
+    assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
+}
+
+fn chunk(delta: Delta, finish: Option<&str>) -> ChatChunk {
+    ChatChunk {
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: finish.map(str::to_string),
+            logprobs: None,
+        }],
+        ..ChatChunk::default()
+    }
+}
+
+fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut parser = SseParser::default();
+    let mut on = |e: &crate::translate::sse::Event| {
+        out.push((e.name.clone(), serde_json::from_str(&e.data).unwrap()))
+    };
+    parser.feed(bytes, &mut on).unwrap();
+    parser.finish(&mut on);
+    out
+}
+
+#[test]
+fn a_stream_is_told_as_typed_events_in_order() {
+    let mut e = FromOpenAi::new("m".into());
+    let mut out = Vec::new();
+    let text = |t: &str| Delta {
+        content: Some(t.into()),
+        ..Delta::default()
+    };
+    e.chunk(
+        &chunk(
+            Delta {
+                reasoning_content: Some("think".into()),
+                ..Delta::default()
+            },
+            None,
+        ),
+        &mut out,
+    );
+    e.chunk(&chunk(text("Hel"), None), &mut out);
+    e.chunk(&chunk(text("lo"), None), &mut out);
+    let call = |id: Option<&str>, name: Option<&str>, args: &str| Delta {
+        tool_calls: Some(vec![ToolCallDelta {
+            index: 0,
+            id: id.map(str::to_string),
+            kind: None,
+            function: Some(FunctionDelta {
+                name: name.map(str::to_string),
+                arguments: Some(args.into()),
+            }),
+        }]),
+        ..Delta::default()
+    };
+    e.chunk(
+        &chunk(call(Some("call_1"), Some("shell"), "{\"a\""), None),
+        &mut out,
+    );
+    e.chunk(
+        &chunk(call(None, None, ":1}"), Some("tool_calls")),
+        &mut out,
+    );
+    let usage = Usage {
+        prompt_tokens: 2,
+        completion_tokens: 3,
+        total_tokens: 5,
+        ..Usage::default()
+    };
+    e.chunk(
+        &ChatChunk {
+            usage: UsageField::Some(usage),
+            ..ChatChunk::default()
+        },
+        &mut out,
+    );
+    e.finish(None, &mut out);
+    let events = events(&out);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (i, (name, data)) in events.iter().enumerate() {
+        assert_eq!(data["type"], name.as_str());
+        assert_eq!(data["sequence_number"], i);
+    }
+    let done = &events[12].1;
+    assert_eq!(
+        (done["text"].as_str(), done["output_index"].as_u64()),
+        (Some("Hello"), Some(1))
+    );
+    let completed = &events.last().unwrap().1["response"];
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(completed["output"][2]["arguments"], "{\"a\":1}");
+    assert_eq!(completed["output"][2]["call_id"], "call_1");
+    assert_eq!(completed["usage"]["input_tokens"], 2);
+    assert_eq!(completed["id"], events[0].1["response"]["id"]);
+}
