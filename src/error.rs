@@ -41,6 +41,9 @@ pub enum GatewayError {
     NotFound { method: String, path: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A path only a kind of provider serves, and the config has none of that kind.
+    #[error("`{path}` is served by a provider of type {kind}, and none is configured")]
+    NoProviderFor { path: String, kind: &'static str },
     #[error("no upstream answered: {0}")]
     NoUpstream(String),
     #[error("the upstream did not answer within {0:?}")]
@@ -77,6 +80,7 @@ impl GatewayError {
             GatewayError::Unauthorized => 401,
             GatewayError::Route(RouteError::NoRoute(_))
             | GatewayError::NotFound { .. }
+            | GatewayError::NoProviderFor { .. }
             | GatewayError::UnknownGroup(_)
             | GatewayError::UnknownPrompt { .. } => 404,
             GatewayError::UpstreamStream { status, .. } => *status,
@@ -101,6 +105,7 @@ impl GatewayError {
             GatewayError::UnknownPrompt { .. } => Some("prompt_not_found"),
             GatewayError::UpstreamStream { .. } => Some("upstream_error"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
+            GatewayError::NoProviderFor { .. } => Some("provider_not_found"),
             GatewayError::BodyTooLarge { .. } => Some("request_too_large"),
             GatewayError::NoUpstream(_) => Some("upstream_unavailable"),
             GatewayError::UpstreamTimeout(_) => Some("upstream_timeout"),

@@ -265,7 +265,9 @@ fn anthropic_metadata(
             ))
         }
     }
-    if let Some(user_id) = metadata.remove("user_id") {
+    // Anthropic's own field stays in the body, and is on the trace too (Claude Code's is a
+    // JSON text of device and session ids).
+    if let Some(user_id) = metadata.get("user_id") {
         let user = serde_json::json!({ "user_id": user_id });
         body.set("metadata", Cow::Owned(raw_json(&user)));
     }
@@ -433,7 +435,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.params.customer_identifier.as_deref(), Some("c"));
-        assert_eq!(e.params.metadata.unwrap()["team"], "x");
+        let metadata = e.params.metadata.unwrap();
+        assert_eq!(
+            (metadata["team"].as_str(), metadata["user_id"].as_str()),
+            (Some("x"), Some("u-1"))
+        );
         assert_eq!(
             b.encode(&[], &[]),
             br#"{"model":"m","metadata":{"user_id":"u-1"}}"#

@@ -3,7 +3,7 @@
 
 use crate::head;
 use crate::providers::echo::LocalAnswer;
-use crate::providers::HOP_BY_HOP;
+use crate::providers::relays_back;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::usage::{self, UsageTail, UsageTap};
 use crate::translate::{ResponsePlan, StreamFailure, StreamTranslator};
@@ -203,16 +203,14 @@ impl BodyReader {
     }
 }
 
-/// An upstream answer's head as the app gets it: everything but the hop-by-hop headers and
-/// `x-respan-*` ones (only the gateway sets those). Built fresh in one pass rather than
+/// An upstream answer's head as the app gets it: the headers that [`relays_back`]. Built fresh in one pass rather than
 /// cloned and pruned (header case is not kept: HTTP/1.1 gives it no meaning).
 fn relayed(upstream: &ResponseHeader) -> Parts {
     let mut head = head::head(upstream.status);
     let headers = &mut head.headers;
     headers.reserve(upstream.headers.len() + 4);
     for (name, value) in &upstream.headers {
-        let name_text = name.as_str();
-        if !HOP_BY_HOP.contains(&name_text) && !name_text.starts_with("x-respan-") {
+        if relays_back(name.as_str()) {
             headers.append(name.clone(), value.clone());
         }
     }

@@ -58,7 +58,8 @@ pub fn prepare<'a>(
             plan: ResponsePlan::identity(Ingress::Anthropic, upstream_model),
         });
     }
-    let (body, plan) = if wire == Wire::of_ingress(request.ingress) {
+    let native = wire == Wire::of_ingress(request.ingress);
+    let (body, plan) = if native {
         let mut plan = ResponsePlan::identity(request.ingress, upstream_model);
         let usage_option = usage_for_gateway(request, provider);
         plan.usage_for_gateway = usage_option.is_some();
@@ -89,7 +90,10 @@ pub fn prepare<'a>(
         }
         op => op,
     };
-    let path = providers::model_call_path(provider, operation, upstream_model, &creds)?;
+    let mut path = providers::model_call_path(provider, operation, upstream_model, &creds)?;
+    if native {
+        path = with_app_query(path, downstream.uri.query());
+    }
     let header = upstream_header(downstream, provider, &creds, &path, body.len())?;
     Ok(Prepared {
         target: Target::Remote {
@@ -131,6 +135,32 @@ fn encode_body(
     Bytes::from(request.body.encode(&overrides, &[]))
 }
 
+/// The app's query string on a call in its own API (`/v1/messages?beta=true`, as Claude
+/// Code sends), added to the provider's path: all of it but a key (Gemini's `key=`, which
+/// the gateway's credentials replace) and the parameters the path sets itself.
+fn with_app_query(mut path: String, query: Option<&str>) -> String {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return path;
+    };
+    let own: Vec<String> = path
+        .split_once('?')
+        .map(|(_, q)| q.split('&').map(|p| name_of(p).to_string()).collect())
+        .unwrap_or_default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let name = name_of(pair);
+        if name == "key" || own.iter().any(|o| o == name) {
+            continue;
+        }
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(pair);
+    }
+    path
+}
+
+fn name_of(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name)
+}
+
 /// For an OpenAI stream whose app did not ask for usage: the app's `stream_options` with
 /// `include_usage` on, so the trace gets the counts (the relay drops that chunk for the app).
 /// Only toward OpenAI itself (and the echo provider): other OpenAI-compatible APIs may refuse
@@ -170,6 +200,24 @@ pub fn token_estimate(body: &JsonBody<'_>) -> echo::LocalAnswer {
         content_type: "application/json",
         chunks: VecDeque::from([Bytes::from(format!("{{\"input_tokens\":{tokens}}}"))]),
     }
+}
+
+#[cfg(test)]
+#[test]
+fn the_apps_query_joins_the_path_but_never_a_key() {
+    let q = |path: &str, query| with_app_query(path.to_string(), query);
+    assert_eq!(
+        q("/v1/messages", Some("beta=true")),
+        "/v1/messages?beta=true"
+    );
+    assert_eq!(q("/v1/messages", None), "/v1/messages");
+    assert_eq!(
+        q(
+            "/v1beta/models/m:streamGenerateContent?alt=sse",
+            Some("alt=sse&key=AIza&x=1")
+        ),
+        "/v1beta/models/m:streamGenerateContent?alt=sse&x=1"
+    );
 }
 
 fn translate_error(e: TranslateError) -> GatewayError {

@@ -156,6 +156,13 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Whether an answer's header `name` goes back to the app: not the hop-by-hop ones, not
+/// `x-respan-*` (only the gateway sets those), and not `Server`, which would name the
+/// provider behind a gateway whose point is that the app need not know it.
+pub fn relays_back(name: &str) -> bool {
+    !(HOP_BY_HOP.contains(&name) || name == "server" || name.starts_with("x-respan-"))
+}
+
 /// Headers that carry the app's key; forwarded only for bring-your-own-key.
 const KEY_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 

@@ -159,6 +159,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         respond::close_if_draining(session);
+        // The provider's `Server` header names what the gateway stands in front of.
+        upstream_response.remove_header("server");
         for (name, value) in respond::respan_headers(ctx) {
             upstream_response.insert_header(name, value)?;
         }

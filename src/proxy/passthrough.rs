@@ -25,7 +25,10 @@ pub fn begin(
     ctx: &mut RequestCtx,
     limit: usize,
 ) -> Result<(), GatewayError> {
-    let provider = provider(snapshot)?;
+    let provider = provider(snapshot).ok_or_else(|| GatewayError::NoProviderFor {
+        path: req.uri.path().to_string(),
+        kind: ProviderKind::OpenAi.as_str(),
+    })?;
     let json = req
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -42,13 +45,8 @@ pub fn begin(
     Ok(())
 }
 
-fn provider(snapshot: &Snapshot) -> Result<&ProviderConfig, GatewayError> {
-    snapshot
-        .router
-        .first_of_kind(ProviderKind::OpenAi)
-        .ok_or_else(|| {
-            GatewayError::NoUpstream("no provider of type openai to pass this path to".into())
-        })
+fn provider(snapshot: &Snapshot) -> Option<&ProviderConfig> {
+    snapshot.router.first_of_kind(ProviderKind::OpenAi)
 }
 
 fn snapshot(ctx: &RequestCtx) -> pingora::Result<&Snapshot> {
@@ -60,7 +58,7 @@ fn snapshot(ctx: &RequestCtx) -> pingora::Result<&Snapshot> {
 /// The peer to proxy to (`upstream_peer` phase).
 pub async fn peer(upstream: &Upstream, ctx: &RequestCtx) -> pingora::Result<Box<HttpPeer>> {
     let snapshot = snapshot(ctx)?;
-    let provider = provider(snapshot).map_err(internal)?;
+    let provider = provider(snapshot).ok_or_else(|| internal("no provider of type openai"))?;
     let base = provider
         .base_url
         .as_ref()
@@ -78,7 +76,7 @@ pub async fn peer(upstream: &Upstream, ctx: &RequestCtx) -> pingora::Result<Box<
 /// `{base_url path}/rest`, and `Host` and the key become the provider's.
 pub fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     let snapshot = snapshot(ctx)?;
-    let provider = provider(snapshot).map_err(internal)?;
+    let provider = provider(snapshot).ok_or_else(|| internal("no provider of type openai"))?;
     let no_params = RespanParams::default();
     let creds =
         providers::credentials(provider, "", "", &no_params, snapshot.config.auth.is_some())

@@ -141,3 +141,55 @@ async fn gemini_native_hides_the_apps_key_and_parameters() {
     assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
     assert_eq!(mock.count(), 1);
 }
+
+#[tokio::test]
+async fn claude_codes_requests_keep_their_query_their_user_id_and_hide_the_providers_server() {
+    let anthropic = Mock::start_as(Flavor::Anthropic).await;
+    let openai = Mock::start().await;
+    anthropic
+        .push(Reply::anthropic_message("claude-x", "hi").with_header("server", "upstream/1.0"));
+    openai.push(Reply::openai_chat("gpt-x", "hi").with_header("server", "upstream/1.0"));
+    let sidecar = Sidecar::start(&format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         \x20 oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-oa\n\
+         routes:\n  - match: \"claude-*\"\n    provider: an\n  - match: \"*\"\n    provider: oa\n",
+        anthropic.url(""),
+        openai.url("/v1")
+    ))
+    .await;
+    let user_id = r#"{"device_id":"d-1","session_id":"s-1"}"#;
+    for model in ["claude-x", "gpt-x"] {
+        let body = json!({"model": model, "max_tokens": 5, "metadata": {"user_id": user_id},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let r = client()
+            .post(sidecar.url("/v1/messages?beta=true"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+        assert!(
+            r.headers().get("server").is_none(),
+            "{model}: {:?}",
+            r.headers()
+        );
+        let id = r.headers()["x-respan-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let trace = sidecar
+            .traces("limit=10")
+            .await
+            .into_iter()
+            .find(|t| t["request_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(trace["metadata"]["user_id"], user_id, "{model}");
+    }
+    // Native: the query and Anthropic's own user_id go on; translated: no OpenAI `user`.
+    let native = anthropic.last();
+    assert_eq!(native.path, "/v1/messages?beta=true");
+    assert_eq!(native.json()["metadata"]["user_id"], user_id);
+    let translated = openai.last();
+    assert_eq!(translated.path, "/v1/chat/completions");
+    assert!(translated.json().get("user").is_none());
+}

@@ -1,6 +1,6 @@
 //! Other `/v1/...` paths go untouched to the first openai provider.
 
-use crate::support::{client, Mock, Sidecar};
+use crate::support::{client, Mock, Reply, Sidecar};
 
 #[tokio::test]
 async fn other_paths_pass_through_with_the_provider_key() {
@@ -10,6 +10,9 @@ async fn other_paths_pass_through_with_the_provider_key() {
         mock.url("/openai/v1")
     );
     let sidecar = Sidecar::start(&config).await;
+    mock.push(
+        Reply::status(200, serde_json::json!({"data": []})).with_header("server", "upstream/1.0"),
+    );
     let r = client()
         .get(sidecar.url("/v1/files?purpose=batch"))
         .bearer_auth("app")
@@ -19,6 +22,7 @@ async fn other_paths_pass_through_with_the_provider_key() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-respan-provider"], "oa");
+    assert!(r.headers().get("server").is_none(), "{:?}", r.headers());
     assert_eq!(r.headers()["x-respan-request-id"].len(), 32);
     let got = mock.last();
     assert_eq!(
@@ -45,10 +49,17 @@ async fn other_paths_pass_through_with_the_provider_key() {
 }
 
 #[tokio::test]
-async fn passthrough_without_an_openai_provider_is_502() {
+async fn passthrough_without_an_openai_provider_is_a_404_naming_it_and_a_down_one_502() {
     let sidecar = Sidecar::start("providers:\n  echo:\n    type: echo\n").await;
     let r = client().get(sidecar.url("/v1/files")).send().await.unwrap();
-    assert_eq!(r.status(), 502);
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "provider_not_found");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("/v1/files") && message.contains("openai"),
+        "{message}"
+    );
     let port = crate::support::free_port();
     let down = Sidecar::start(&format!(
         "providers:\n  oa:\n    type: openai\n    base_url: \"http://127.0.0.1:{port}/v1\"\n"

@@ -341,7 +341,6 @@ pub fn to_openai(req: MessagesRequest) -> Result<ChatRequest, TranslateError> {
         tools,
         tool_choice,
         parallel_tool_calls,
-        user: req.metadata.and_then(|m| m.user_id),
         ..ChatRequest::default()
     })
 }

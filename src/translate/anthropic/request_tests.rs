@@ -177,5 +177,7 @@ fn anthropic_requests_become_openai() {
     assert_eq!(v["max_completion_tokens"], 100);
     assert_eq!(v["stream_options"], json!({"include_usage": true}));
     assert_eq!(v["stop"], json!(["Z"]));
-    assert_eq!(v["user"], "u");
+    // Anthropic's user_id is not OpenAI's `user` (Claude Code's is a blob of device and
+    // session ids): it is on the trace instead.
+    assert!(v.get("user").is_none());
 }
