@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod body;
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod dispatch;
 pub mod drain;

@@ -20,6 +20,7 @@ struct Rule {
     provider: usize,
     upstream_model: Option<String>,
     pricing: Option<Pricing>,
+    max_output_tokens: Option<u64>,
 }
 
 impl Rule {
@@ -38,6 +39,8 @@ pub struct Route<'a> {
     /// pattern for a glob, `other` when no route names it. Keeps label sets small.
     pub metric_label: &'a str,
     pub pricing: Option<Pricing>,
+    /// The route's own output limit (`max_output_tokens`), over the model catalog's.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +73,7 @@ impl Router {
                         provider: index_of(&r.provider)?,
                         upstream_model: r.upstream_model.clone(),
                         pricing: r.pricing,
+                        max_output_tokens: r.max_output_tokens,
                     })
                 })
                 .collect::<Result<_, String>>()?,
@@ -85,6 +89,7 @@ impl Router {
                     provider: providers.iter().position(|p| p.kind == kind)?,
                     upstream_model: None,
                     pricing: None,
+                    max_output_tokens: None,
                 })
             })
             .collect(),
@@ -114,6 +119,7 @@ impl Router {
                 upstream_model: model,
                 metric_label,
                 pricing: rule.and_then(|r| r.pricing),
+                max_output_tokens: rule.and_then(|r| r.max_output_tokens),
             });
         }
         let rule = rule.ok_or_else(|| RouteError::NoRoute(model.to_string()))?;
@@ -122,6 +128,7 @@ impl Router {
             upstream_model: rule.upstream_model.as_deref().unwrap_or(model),
             metric_label,
             pricing: rule.pricing,
+            max_output_tokens: rule.max_output_tokens,
         })
     }
 

@@ -196,6 +196,8 @@ pub struct RouteConfig {
     pub provider: String,
     pub upstream_model: Option<String>,
     pub pricing: Option<Pricing>,
+    /// A ceiling on `max_tokens` when an Anthropic request is translated for this route.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -204,9 +206,9 @@ pub struct Pricing {
     pub output_per_million: f64,
 }
 
-impl From<Pricing> for crate::telemetry::cost::Price {
+impl From<Pricing> for crate::catalog::Price {
     fn from(p: Pricing) -> Self {
-        crate::telemetry::cost::Price {
+        crate::catalog::Price {
             input: p.input_per_million,
             output: p.output_per_million,
             cached_input: None,

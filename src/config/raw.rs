@@ -75,6 +75,7 @@ pub struct RawRoute {
     pub provider: String,
     pub upstream_model: Option<String>,
     pub pricing: Option<RawPricing>,
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -401,11 +401,18 @@ fn route(
             output_per_million: p.output_per_million,
         }
     });
+    if raw.max_output_tokens == Some(0) {
+        problems.push(Problem::new(
+            format!("{path}.max_output_tokens"),
+            "must be 1 or more",
+        ));
+    }
     Some(RouteConfig {
         pattern: raw.pattern,
         provider: raw.provider,
         upstream_model: raw.upstream_model,
         pricing,
+        max_output_tokens: raw.max_output_tokens,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use super::request::ModelRequest;
 use crate::body::{raw_string, JsonBody};
+use crate::catalog;
 use crate::config::{BaseUrl, ProviderConfig, ProviderKind};
 use crate::endpoint::Ingress;
 use crate::error::GatewayError;
@@ -66,8 +67,17 @@ pub fn prepare<'a>(
         let body = encode_body(request, provider, upstream_model, usage_option.as_deref());
         (body, plan)
     } else {
-        let t = translate::request(request.ingress, wire, &request.body, upstream_model)
-            .map_err(translate_error)?;
+        let ceiling = route
+            .max_output_tokens
+            .or_else(|| catalog::max_output_tokens(upstream_model));
+        let t = translate::request(
+            request.ingress,
+            wire,
+            &request.body,
+            upstream_model,
+            ceiling,
+        )
+        .map_err(translate_error)?;
         (Bytes::from(t.body), t.plan)
     };
     if provider.kind == ProviderKind::Echo {

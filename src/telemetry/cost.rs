@@ -1,60 +1,12 @@
-//! What a request cost in USD: its token counts times the model's prices, from the catalog
-//! shipped in the binary (`pricing.json`, public list prices) or a route's own `pricing`.
+//! What a request cost in USD: its token counts times the model's prices, from the model
+//! catalog shipped in the binary (`catalog`, public list prices) or a route's own `pricing`.
 //!
 //! Cached input is billed at the cached price, tokens written to Anthropic's prompt cache at
 //! the cache-write price, and reasoning tokens as output (they are part of the output count).
 //! A model the catalog does not know has no cost (absent, not 0).
 
 use super::record::TokenUsage;
-use serde::Deserialize;
-use std::sync::LazyLock;
-
-/// USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-    /// Cache reads; the input price when absent.
-    #[serde(default)]
-    pub cached_input: Option<f64>,
-    /// Anthropic's cache writes; the input price when absent.
-    #[serde(default)]
-    pub cache_write: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Entry {
-    #[serde(rename = "match")]
-    pattern: String,
-    #[serde(flatten)]
-    price: Price,
-}
-
-#[derive(Debug, Deserialize)]
-struct Catalog {
-    models: Vec<Entry>,
-}
-
-static CATALOG: LazyLock<Vec<Entry>> = LazyLock::new(|| {
-    // Shipped with the binary and checked by a test: a parse failure cannot reach a release.
-    serde_json::from_str::<Catalog>(include_str!("pricing.json"))
-        .map(|c| c.models)
-        .unwrap_or_default()
-});
-
-/// The catalog price of `model`: the first entry whose name it is, or whose `prefix*` it
-/// starts with (dated snapshots such as `gpt-4.1-2025-04-14` share their family's price).
-/// A provider prefix (`openai/gpt-4.1`) is ignored.
-pub fn catalog_price(model: &str) -> Option<Price> {
-    let model = model.rsplit('/').next().unwrap_or(model);
-    CATALOG
-        .iter()
-        .find(|e| match e.pattern.strip_suffix('*') {
-            Some(prefix) => model.starts_with(prefix),
-            None => e.pattern == model,
-        })
-        .map(|e| e.price)
-}
+use crate::catalog::{self, Price};
 
 /// The cost of `usage` at `price`.
 pub fn cost(usage: &TokenUsage, price: &Price) -> f64 {
@@ -76,7 +28,7 @@ pub fn request_cost(
     price_override: Option<Price>,
 ) -> Option<f64> {
     let usage = usage?;
-    let price = price_override.or_else(|| catalog_price(model))?;
+    let price = price_override.or_else(|| catalog::price(model))?;
     Some(cost(usage, &price))
 }
 
@@ -95,32 +47,6 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
-    }
-
-    #[test]
-    fn the_catalog_parses_and_knows_each_providers_current_models() {
-        assert!(CATALOG.len() > 20, "{} entries", CATALOG.len());
-        for model in [
-            "gpt-4.1",
-            "gpt-4.1-mini-2025-04-14",
-            "gpt-4o-mini",
-            "o3",
-            "claude-sonnet-4-5",
-            "claude-haiku-4-5-20251001",
-            "gemini-2.5-flash",
-            "text-embedding-3-small",
-        ] {
-            assert!(catalog_price(model).is_some(), "{model}");
-        }
-        assert_eq!(catalog_price("no-such-model"), None);
-        assert_eq!(catalog_price("openai/gpt-4.1"), catalog_price("gpt-4.1"));
-    }
-
-    #[test]
-    fn specific_entries_win_over_their_family() {
-        let mini = catalog_price("gpt-4.1-mini").unwrap();
-        let full = catalog_price("gpt-4.1").unwrap();
-        assert!(mini.input < full.input);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! metrics, its access log line and its trace are derived when it ends (`Telemetry::finish`);
 //! the exporters that ship traces off the request path; and the process's own logs.
 //!
-//! Used by every other module; uses none of them (the formats of captured text are read back
+//! Used by every other module; uses none of them but the model catalog (the formats of captured text are read back
 //! by a `Transcriber` that `translate` hands in).
 
 pub mod access_log;

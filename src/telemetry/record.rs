@@ -6,8 +6,8 @@
 //! request is over (`trace`, off the request path).
 
 use super::capture::{Capture, Format};
-use super::cost::Price;
 use super::ids::TraceIds;
+use crate::catalog::Price;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};

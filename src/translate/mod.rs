@@ -207,7 +207,12 @@ pub struct Translated {
 }
 
 /// Builds the body of a model call for a provider speaking `wire`, from a request in the
-/// `ingress` format (Respan parameters already removed), naming `upstream_model`.
+/// `ingress` format (Respan parameters already removed), naming `upstream_model`, whose
+/// output limit is `ceiling` when it is known.
+///
+/// Anthropic requires `max_tokens`, and its clients set it high (Claude Code: 64,000), so on
+/// that ingress it is a ceiling, not a wish: it is lowered to the target model's limit, which
+/// would otherwise refuse every request. Other ingresses' limits are the app's, untouched.
 ///
 /// Same-format calls are not handled here: the caller forwards the body as it is.
 pub fn request(
@@ -215,6 +220,7 @@ pub fn request(
     wire: Wire,
     body: &JsonBody<'_>,
     upstream_model: &str,
+    ceiling: Option<u64>,
 ) -> Result<Translated, TranslateError> {
     let invalid_body = |e: serde_json::Error| TranslateError::invalid("body", e.to_string());
     let mut canonical: ChatRequest = match ingress {
@@ -233,6 +239,12 @@ pub fn request(
         }
     };
     canonical.model = upstream_model.to_string();
+    if let (Ingress::Anthropic, Some(ceiling)) = (ingress, ceiling) {
+        let limits = [&mut canonical.max_tokens, &mut canonical.max_completion_tokens];
+        for asked in limits.into_iter().flatten() {
+            *asked = (*asked).min(ceiling);
+        }
+    }
     let include_usage = canonical.include_usage();
     let mut json_mode = JsonMode::Off;
     let serialize = |r: Result<Vec<u8>, serde_json::Error>| {

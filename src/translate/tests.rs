@@ -33,17 +33,66 @@ fn openai_requests_for_each_wire() {
         json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}], "stream": true,
         "stream_options": {"include_usage": true}}),
     );
-    let t = request(Ingress::OpenAi, Wire::Anthropic, &b, "claude-haiku-4-5").unwrap();
+    let t = request(
+        Ingress::OpenAi,
+        Wire::Anthropic,
+        &b,
+        "claude-haiku-4-5",
+        None,
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(
         (v["model"].as_str(), v["stream"].as_bool()),
         (Some("claude-haiku-4-5"), Some(true))
     );
     assert!(t.plan.include_usage && !t.plan.is_identity());
-    let t = request(Ingress::OpenAi, Wire::Gemini, &b, "gemini-2.5-flash").unwrap();
+    let t = request(Ingress::OpenAi, Wire::Gemini, &b, "gemini-2.5-flash", None).unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["contents"][0]["parts"][0]["text"], "hi");
     assert!(v.get("model").is_none());
+}
+
+#[test]
+fn an_anthropic_max_tokens_is_a_ceiling_lowered_to_the_target_models_limit() {
+    let b = body(
+        json!({"model": "m", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let sent = |ingress, wire, ceiling| {
+        let t = request(ingress, wire, &b, "gpt-4.1", ceiling).unwrap();
+        serde_json::from_slice::<Value>(&t.body).unwrap()
+    };
+    assert_eq!(
+        sent(Ingress::Anthropic, Wire::OpenAi, Some(32768))["max_completion_tokens"],
+        32768
+    );
+    let gemini = sent(Ingress::Anthropic, Wire::Gemini, Some(8192));
+    assert_eq!(gemini["generationConfig"]["maxOutputTokens"], 8192);
+    // Under the limit, or with no limit known, the request's own stands.
+    assert_eq!(
+        sent(Ingress::Anthropic, Wire::OpenAi, Some(100_000))["max_completion_tokens"],
+        64000
+    );
+    assert_eq!(
+        sent(Ingress::Anthropic, Wire::OpenAi, None)["max_completion_tokens"],
+        64000
+    );
+    // An OpenAI app's limit is its own.
+    let openai = body(
+        json!({"model": "m", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let t = request(
+        Ingress::OpenAi,
+        Wire::Anthropic,
+        &openai,
+        "claude-3-haiku",
+        Some(4096),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&t.body).unwrap()["max_tokens"],
+        64000
+    );
 }
 
 #[test]
@@ -51,15 +100,15 @@ fn anthropic_requests_reach_openai_and_gemini() {
     let b = body(
         json!({"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
     );
-    let t = request(Ingress::Anthropic, Wire::OpenAi, &b, "gpt-4o-2024").unwrap();
+    let t = request(Ingress::Anthropic, Wire::OpenAi, &b, "gpt-4o-2024", None).unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["model"], "gpt-4o-2024");
     assert_eq!(v["messages"][0], json!({"role": "user", "content": "hi"}));
-    let t = request(Ingress::Anthropic, Wire::Gemini, &b, "gemini-2.5-pro").unwrap();
+    let t = request(Ingress::Anthropic, Wire::Gemini, &b, "gemini-2.5-pro", None).unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["generationConfig"]["maxOutputTokens"], 10);
     assert!(matches!(
-        request(Ingress::Gemini, Wire::OpenAi, &b, "x"),
+        request(Ingress::Gemini, Wire::OpenAi, &b, "x", None),
         Err(TranslateError::Invalid { .. })
     ));
 }

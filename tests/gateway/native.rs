@@ -193,3 +193,46 @@ async fn claude_codes_requests_keep_their_query_their_user_id_and_hide_the_provi
     assert_eq!(translated.path, "/v1/chat/completions");
     assert!(translated.json().get("user").is_none());
 }
+
+#[tokio::test]
+async fn claude_codes_max_tokens_is_capped_at_the_target_models_limit() {
+    let openai = Mock::start().await;
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-oa\n\
+         routes:\n  - match: small-model\n    provider: oa\n    max_output_tokens: 1000\n\
+         \x20 - match: \"*\"\n    provider: oa\n",
+        openai.url("/v1")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let limits = [
+        ("gpt-4.1", 32768),
+        ("gpt-4.1-mini-2025-04-14", 32768),
+        ("small-model", 1000),
+        ("unknown-model", 64000),
+    ];
+    for (model, expected) in limits {
+        let body = json!({"model": model, "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]});
+        let r = client()
+            .post(sidecar.url("/v1/messages"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+        assert_eq!(
+            openai.last().json()["max_completion_tokens"],
+            expected,
+            "{model}"
+        );
+    }
+    // The OpenAI path's own limit is the app's.
+    let body = json!({"model": "gpt-4.1", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]});
+    let r = client()
+        .post(sidecar.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(openai.last().json()["max_tokens"], 64000);
+}
