@@ -240,7 +240,10 @@ pub fn request(
     };
     canonical.model = upstream_model.to_string();
     if let (Ingress::Anthropic, Some(ceiling)) = (ingress, ceiling) {
-        let limits = [&mut canonical.max_tokens, &mut canonical.max_completion_tokens];
+        let limits = [
+            &mut canonical.max_tokens,
+            &mut canonical.max_completion_tokens,
+        ];
         for asked in limits.into_iter().flatten() {
             *asked = (*asked).min(ceiling);
         }
