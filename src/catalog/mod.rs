@@ -31,6 +31,9 @@ struct Entry {
     /// The most tokens one answer may have (chat models only).
     #[serde(default)]
     max_output_tokens: Option<u64>,
+    /// An OpenAI reasoning model: it takes `reasoning_effort`.
+    #[serde(default)]
+    reasoning: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +64,11 @@ pub fn price(model: &str) -> Option<Price> {
 /// The output limit of `model`, where it is known.
 pub fn max_output_tokens(model: &str) -> Option<u64> {
     entry(model)?.max_output_tokens
+}
+
+/// Whether `model` is an OpenAI reasoning model (`reasoning_effort` is refused by others).
+pub fn reasons(model: &str) -> bool {
+    entry(model).is_some_and(|e| e.reasoning)
 }
 
 #[cfg(test)]
@@ -100,5 +108,7 @@ mod tests {
         assert_eq!(max_output_tokens("gemini-2.5-pro"), Some(65536));
         assert_eq!(max_output_tokens("text-embedding-3-small"), None);
         assert_eq!(max_output_tokens("no-such-model"), None);
+        assert!(reasons("gpt-5-mini") && reasons("o3") && reasons("o4-mini-2025-04-16"));
+        assert!(!reasons("gpt-4.1") && !reasons("gpt-4o") && !reasons("claude-sonnet-4-5"));
     }
 }

@@ -67,17 +67,14 @@ pub fn prepare<'a>(
         let body = encode_body(request, provider, upstream_model, usage_option.as_deref());
         (body, plan)
     } else {
-        let ceiling = route
-            .max_output_tokens
-            .or_else(|| catalog::max_output_tokens(upstream_model));
-        let t = translate::request(
-            request.ingress,
-            wire,
-            &request.body,
-            upstream_model,
-            ceiling,
-        )
-        .map_err(translate_error)?;
+        let target = translate::Target {
+            max_output_tokens: route
+                .max_output_tokens
+                .or_else(|| catalog::max_output_tokens(upstream_model)),
+            reasons: catalog::reasons(upstream_model),
+        };
+        let t = translate::request(request.ingress, wire, &request.body, upstream_model, target)
+            .map_err(translate_error)?;
         (Bytes::from(t.body), t.plan)
     };
     if provider.kind == ProviderKind::Echo {

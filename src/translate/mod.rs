@@ -10,6 +10,7 @@ pub mod collect;
 mod error;
 pub mod gemini;
 pub mod openai;
+mod reasoning;
 pub mod replay;
 pub mod responses;
 pub mod sse;
@@ -206,9 +207,17 @@ pub struct Translated {
     pub plan: ResponsePlan,
 }
 
+/// What a translation must know of the model it is for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target {
+    /// Its output limit, when known.
+    pub max_output_tokens: Option<u64>,
+    /// It is an OpenAI reasoning model, which takes `reasoning_effort` (others refuse it).
+    pub reasons: bool,
+}
+
 /// Builds the body of a model call for a provider speaking `wire`, from a request in the
-/// `ingress` format (Respan parameters already removed), naming `upstream_model`, whose
-/// output limit is `ceiling` when it is known.
+/// `ingress` format (Respan parameters already removed), naming `upstream_model`.
 ///
 /// Anthropic requires `max_tokens`, and its clients set it high (Claude Code: 64,000), so on
 /// that ingress it is a ceiling, not a wish: it is lowered to the target model's limit, which
@@ -220,7 +229,7 @@ pub fn request(
     wire: Wire,
     body: &JsonBody<'_>,
     upstream_model: &str,
-    ceiling: Option<u64>,
+    target: Target,
 ) -> Result<Translated, TranslateError> {
     let invalid_body = |e: serde_json::Error| TranslateError::invalid("body", e.to_string());
     let mut canonical: ChatRequest = match ingress {
@@ -239,7 +248,7 @@ pub fn request(
         }
     };
     canonical.model = upstream_model.to_string();
-    if let (Ingress::Anthropic, Some(ceiling)) = (ingress, ceiling) {
+    if let (Ingress::Anthropic, Some(ceiling)) = (ingress, target.max_output_tokens) {
         let limits = [
             &mut canonical.max_tokens,
             &mut canonical.max_completion_tokens,
@@ -254,7 +263,14 @@ pub fn request(
         r.map_err(|e| TranslateError::Upstream(e.to_string()))
     };
     let out = match wire {
-        Wire::OpenAi => serialize(serde_json::to_vec(&canonical))?,
+        Wire::OpenAi => {
+            // Anthropic's budget is not OpenAI's to read; the effort only a reasoning model's.
+            canonical.thinking = None;
+            if !target.reasons {
+                canonical.reasoning_effort = None;
+            }
+            serialize(serde_json::to_vec(&canonical))?
+        }
         Wire::Anthropic => {
             let (req, mode) = anthropic::request::from_openai(canonical)?;
             json_mode = mode;

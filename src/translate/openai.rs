@@ -49,6 +49,9 @@ pub struct ChatRequest {
     pub response_format: Option<ResponseFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// How hard a reasoning model thinks: `minimal`, `low`, `medium`, `high`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
     /// Anthropic's extended thinking, passed by apps through `extra_body`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Value>,

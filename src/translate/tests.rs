@@ -38,7 +38,7 @@ fn openai_requests_for_each_wire() {
         Wire::Anthropic,
         &b,
         "claude-haiku-4-5",
-        None,
+        Target::default(),
     )
     .unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
@@ -47,10 +47,62 @@ fn openai_requests_for_each_wire() {
         (Some("claude-haiku-4-5"), Some(true))
     );
     assert!(t.plan.include_usage && !t.plan.is_identity());
-    let t = request(Ingress::OpenAi, Wire::Gemini, &b, "gemini-2.5-flash", None).unwrap();
+    let t = request(
+        Ingress::OpenAi,
+        Wire::Gemini,
+        &b,
+        "gemini-2.5-flash",
+        Target::default(),
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["contents"][0]["parts"][0]["text"], "hi");
     assert!(v.get("model").is_none());
+}
+
+#[test]
+fn thinking_maps_to_each_providers_reasoning_settings() {
+    let b = body(json!({"model": "m", "max_tokens": 32000,
+        "thinking": {"type": "enabled", "budget_tokens": 10000},
+        "messages": [{"role": "user", "content": "hi"}]}));
+    let sent = |wire, model, reasons| {
+        let target = Target {
+            max_output_tokens: None,
+            reasons,
+        };
+        let t = request(Ingress::Anthropic, wire, &b, model, target).unwrap();
+        serde_json::from_slice::<Value>(&t.body).unwrap()
+    };
+    // To an OpenAI reasoning model an effort; to any other nothing (it would refuse it).
+    let o3 = sent(Wire::OpenAi, "o3", true);
+    assert_eq!(o3["reasoning_effort"], "medium");
+    assert!(o3.get("thinking").is_none());
+    assert!(sent(Wire::OpenAi, "gpt-4.1", false)
+        .get("reasoning_effort")
+        .is_none());
+    // To Gemini the exact budget, with the thoughts.
+    let gemini = sent(Wire::Gemini, "gemini-2.5-pro", false);
+    assert_eq!(
+        gemini["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 10000, "includeThoughts": true})
+    );
+    // From an OpenAI app's effort, Anthropic gets a budget that fits, and no temperature.
+    let openai = body(json!({"model": "m", "max_tokens": 4000, "temperature": 0.2,
+        "reasoning_effort": "high", "messages": [{"role": "user", "content": "hi"}]}));
+    let t = request(
+        Ingress::OpenAi,
+        Wire::Anthropic,
+        &openai,
+        "claude-sonnet-4-5",
+        Target::default(),
+    )
+    .unwrap();
+    let v: Value = serde_json::from_slice(&t.body).unwrap();
+    assert_eq!(
+        v["thinking"],
+        json!({"type": "enabled", "budget_tokens": 3999})
+    );
+    assert!(v.get("temperature").is_none());
 }
 
 #[test]
@@ -59,7 +111,11 @@ fn an_anthropic_max_tokens_is_a_ceiling_lowered_to_the_target_models_limit() {
         json!({"model": "m", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]}),
     );
     let sent = |ingress, wire, ceiling| {
-        let t = request(ingress, wire, &b, "gpt-4.1", ceiling).unwrap();
+        let target = Target {
+            max_output_tokens: ceiling,
+            reasons: false,
+        };
+        let t = request(ingress, wire, &b, "gpt-4.1", target).unwrap();
         serde_json::from_slice::<Value>(&t.body).unwrap()
     };
     assert_eq!(
@@ -86,7 +142,10 @@ fn an_anthropic_max_tokens_is_a_ceiling_lowered_to_the_target_models_limit() {
         Wire::Anthropic,
         &openai,
         "claude-3-haiku",
-        Some(4096),
+        Target {
+            max_output_tokens: Some(4096),
+            reasons: false,
+        },
     )
     .unwrap();
     assert_eq!(
@@ -100,15 +159,29 @@ fn anthropic_requests_reach_openai_and_gemini() {
     let b = body(
         json!({"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
     );
-    let t = request(Ingress::Anthropic, Wire::OpenAi, &b, "gpt-4o-2024", None).unwrap();
+    let t = request(
+        Ingress::Anthropic,
+        Wire::OpenAi,
+        &b,
+        "gpt-4o-2024",
+        Target::default(),
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["model"], "gpt-4o-2024");
     assert_eq!(v["messages"][0], json!({"role": "user", "content": "hi"}));
-    let t = request(Ingress::Anthropic, Wire::Gemini, &b, "gemini-2.5-pro", None).unwrap();
+    let t = request(
+        Ingress::Anthropic,
+        Wire::Gemini,
+        &b,
+        "gemini-2.5-pro",
+        Target::default(),
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["generationConfig"]["maxOutputTokens"], 10);
     assert!(matches!(
-        request(Ingress::Gemini, Wire::OpenAi, &b, "x", None),
+        request(Ingress::Gemini, Wire::OpenAi, &b, "x", Target::default()),
         Err(TranslateError::Invalid { .. })
     ));
 }

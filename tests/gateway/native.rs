@@ -225,6 +225,21 @@ async fn claude_codes_max_tokens_is_capped_at_the_target_models_limit() {
             "{model}"
         );
     }
+    // Claude Code's thinking: an effort for a reasoning model, nothing for another.
+    for (model, effort) in [("o3", Some("high")), ("gpt-4.1", None)] {
+        let body = json!({"model": model, "max_tokens": 32000, "messages": [{"role": "user", "content": "hi"}],
+            "thinking": {"type": "enabled", "budget_tokens": 31999}});
+        let r = client()
+            .post(sidecar.url("/v1/messages"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+        let sent = openai.last().json();
+        assert_eq!(sent["reasoning_effort"].as_str(), effort, "{model}");
+        assert!(sent.get("thinking").is_none(), "{model}");
+    }
     // The OpenAI path's own limit is the app's.
     let body = json!({"model": "gpt-4.1", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]});
     let r = client()

@@ -41,6 +41,9 @@ pub struct MessagesRequest {
     pub metadata: Option<AMetadata>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Value>,
+    /// `effort`: how much the model spends on its answer (read, never sent by translation).
+    #[serde(default, skip_serializing)]
+    pub output_config: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

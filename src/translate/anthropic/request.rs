@@ -6,7 +6,7 @@ use crate::translate::openai::{
     ChatRequest, Content, FunctionCall, FunctionDef, ImageUrl, Message, NamedToolChoice, Part,
     ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
-use crate::translate::TranslateError;
+use crate::translate::{reasoning, TranslateError};
 use serde_json::json;
 
 /// How an OpenAI `response_format` was carried out, so the answer can be turned back.
@@ -87,25 +87,37 @@ pub fn from_openai(req: ChatRequest) -> Result<(MessagesRequest, JsonMode), Tran
         Some(ResponseFormat::JsonObject) => system.push(text_block(JSON_OBJECT_INSTRUCTION.into())),
         Some(ResponseFormat::Text) | None => {}
     }
+    let max_tokens = req
+        .max_completion_tokens
+        .or(req.max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    // An effort asked of a reasoning model becomes a thinking budget; Anthropic then takes
+    // no sampling settings.
+    let derived = req.thinking.is_none().then(|| {
+        let effort = req.reasoning_effort.as_deref()?;
+        reasoning::anthropic_thinking(effort, max_tokens)
+    });
+    let thinks = derived.as_ref().is_some_and(Option::is_some);
     let request = MessagesRequest {
         model: req.model,
         system: (!system.is_empty()).then_some(System::Blocks(system)),
         messages: turns,
-        max_tokens: req
-            .max_completion_tokens
-            .or(req.max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         stop_sequences: req.stop.map(Stop::into_vec),
-        temperature: req.temperature.map(|t| t.clamp(0.0, 1.0)),
-        top_p: req.top_p,
-        top_k: req.top_k,
+        temperature: req
+            .temperature
+            .filter(|_| !thinks)
+            .map(|t| t.clamp(0.0, 1.0)),
+        top_p: req.top_p.filter(|_| !thinks),
+        top_k: req.top_k.filter(|_| !thinks),
         stream: req.stream.then_some(true),
         tools,
         tool_choice,
         metadata: req.user.map(|user| AMetadata {
             user_id: Some(user),
         }),
-        thinking: req.thinking,
+        thinking: req.thinking.or(derived.flatten()),
+        output_config: None,
     };
     Ok((request, json_mode))
 }
@@ -341,6 +353,12 @@ pub fn to_openai(req: MessagesRequest) -> Result<ChatRequest, TranslateError> {
         tools,
         tool_choice,
         parallel_tool_calls,
+        reasoning_effort: reasoning::effort_of_anthropic(
+            req.thinking.as_ref(),
+            req.output_config.as_ref(),
+        ),
+        // The exact budget, for a provider that takes one (Gemini).
+        thinking: req.thinking,
         ..ChatRequest::default()
     })
 }

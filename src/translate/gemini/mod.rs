@@ -105,6 +105,8 @@ pub struct GenerationConfig {
     pub presence_penalty: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_config: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -3,7 +3,7 @@
 use super::*;
 use crate::translate::anthropic::request::parse_data_url;
 use crate::translate::openai::{ChatRequest, Content, Message, ResponseFormat, Stop, ToolChoice};
-use crate::translate::TranslateError;
+use crate::translate::{reasoning, TranslateError};
 use serde_json::{json, Map};
 use std::collections::HashMap;
 
@@ -50,6 +50,10 @@ pub fn from_openai(req: ChatRequest) -> Result<GenerateRequest, TranslateError> 
         seed: req.seed,
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
+        thinking_config: reasoning::gemini_thinking(
+            req.thinking.as_ref(),
+            req.reasoning_effort.as_deref(),
+        ),
         ..GenerationConfig::default()
     };
     match req.response_format {

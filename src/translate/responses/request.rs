@@ -44,6 +44,14 @@ pub struct ResponsesRequest {
     stream: Option<bool>,
     #[serde(default)]
     previous_response_id: Option<String>,
+    #[serde(default)]
+    reasoning: Option<ReasoningConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReasoningConfig {
+    #[serde(default)]
+    effort: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +116,7 @@ pub fn to_openai(req: ResponsesRequest) -> Result<ChatRequest, TranslateError> {
             .transpose()?
             .flatten(),
         user: req.safety_identifier.or(req.user),
+        reasoning_effort: req.reasoning.and_then(|r| r.effort),
         ..ChatRequest::default()
     })
 }

@@ -18,6 +18,7 @@ fn input_items_become_a_conversation_with_its_tool_turns() {
     let thinking = json!([{"type": "thinking", "thinking": "t", "signature": "sig"}]);
     let chat = request(json!({
         "model": "claude-x", "instructions": "be brief", "max_output_tokens": 100,
+        "reasoning": {"effort": "high", "summary": "auto"},
         "input": [
             {"role": "developer", "content": "dev"},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "run ls"}]},
@@ -46,6 +47,7 @@ fn input_items_become_a_conversation_with_its_tool_turns() {
     );
     assert_eq!(chat.messages[4].tool_call_id.as_deref(), Some("call_1"));
     assert_eq!(chat.max_tokens, Some(100));
+    assert_eq!(chat.reasoning_effort.as_deref(), Some("high"));
     assert_eq!(chat.tools.unwrap()[0].function.name, "shell");
     let v = serde_json::to_value(chat.response_format.unwrap()).unwrap();
     assert_eq!(v["json_schema"]["name"], "out");
