@@ -147,6 +147,10 @@ sed 's/gpt-4o-mini/claude-bench/' "$work/stream.body" > "$work/stream.translated
 anthropic='"model":"claude-bench","max_tokens":4096,"system":"You are a helpful assistant.","messages":[{"role":"user","content":"Write one sentence about foxes."}]'
 echo "{$anthropic}" > "$work/json.anthropic.body"
 echo "{$anthropic,\"stream\":true}" > "$work/stream.anthropic.body"
+# The Responses API for the same Claude model (what the Codex CLI sends), translated both ways.
+responses='"model":"claude-bench","max_output_tokens":4096,"instructions":"You are a helpful assistant.","input":[{"role":"user","content":"Write one sentence about foxes."}]'
+echo "{$responses}" > "$work/json.responses.body"
+echo "{$responses,\"stream\":true}" > "$work/stream.responses.body"
 
 results="$work/results.jsonl"
 # The median of one field over a row's rounds (for the fixed rate, set from the maximum).
@@ -161,7 +165,7 @@ for mode in json stream; do
       rate=(--rate "$per_s"); c="64@$per_s/s"
     fi
     for round in $(seq "$rounds"); do
-      for target in direct nginx sidecar telemetry direct-anthropic translated cache-hit cache-hit-redis; do
+      for target in direct nginx sidecar telemetry direct-anthropic translated responses cache-hit cache-hit-redis; do
         body="$work/$mode.body"; path=/v1/chat/completions
         # Redis only when it is installed.
         [ "$target" = cache-hit-redis ] && [ -z "${redis_sidecar_pid:-}" ] && continue
@@ -172,6 +176,7 @@ for mode in json stream; do
           telemetry) port=$telemetry_port; watch=(--pid "$telemetry_pid") ;;
           direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
           translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
+          responses) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.responses.body"; path=/v1/responses ;;
           cache-hit) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.cached.body" ;;
           cache-hit-redis) port=$redis_sidecar_port; watch=(--pid "$redis_sidecar_pid"); body="$work/$mode.cached.body" ;;
         esac
@@ -203,14 +208,14 @@ print("| mode | c | target | req/s | p50 ms | p99 ms | added p50 | added p99 | T
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (mode, c, target) in runs:
     key = (mode, c, target)
-    # The translated path is compared with going direct to the same (Anthropic) upstream.
-    direct = (mode, c, "direct-anthropic" if target == "translated" else "direct")
+    # The translated paths are compared with going direct to the same (Anthropic) upstream.
+    direct = (mode, c, "direct-anthropic" if target in ("translated", "responses") else "direct")
     nginx = (mode, c, "nginx")
     ms = lambda us: f"{us / 1000:.3f}"
     added = lambda f: "" if target.startswith("direct") else f"{(med(key, f) - med(direct, f)) / 1000:+.3f}"
     cpu = "" if target.startswith("direct") else f"{med(key, 'cpu_ms_per_req'):.4f}"
     ratio = ""
-    if target in ("sidecar", "telemetry", "translated", "cache-hit", "cache-hit-redis"):
+    if target in ("sidecar", "telemetry", "translated", "responses", "cache-hit", "cache-hit-redis"):
         # Each round's CPU against nginx's in the same round.
         per_round = [r["cpu_ms_per_req"] / runs[nginx][n]["cpu_ms_per_req"]
                      for n, r in runs[key].items() if runs[nginx][n]["cpu_ms_per_req"]]
