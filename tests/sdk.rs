@@ -203,3 +203,38 @@ async fn openai_python_sdk_responses_api_on_claude_and_gemini() {
     );
     assert!(gemini.count() >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_agents_sdk_runs_a_tool_agent_on_a_claude_model() {
+    let anthropic = Mock::start_as(Flavor::Anthropic).await;
+    anthropic.push(Reply::status(
+        200,
+        serde_json::json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "tool_use", "id": "toolu_w", "name": "get_weather", "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 9, "output_tokens": 5}}),
+    ));
+    anthropic.push(Reply::anthropic_message(
+        "claude-x",
+        "It is sunny in Paris.",
+    ));
+    let config = format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         routes:\n  - match: \"claude-*\"\n    provider: an\n",
+        anthropic.url("")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let url = sidecar.url("/v1");
+    tokio::task::spawn_blocking(move || run_python("agents_sdk.py", &url))
+        .await
+        .unwrap();
+    let got = anthropic.received();
+    assert_eq!(got.len(), 2);
+    let first = got[0].json();
+    assert_eq!(first["tools"][0]["name"], "get_weather");
+    assert_eq!(first["system"][0]["text"], "Answer with the tool's help.");
+    // The tool's answer went back to Claude as the result of its call.
+    let second = got[1].json();
+    let result = &second["messages"][2]["content"][0];
+    assert_eq!(result["tool_use_id"], "toolu_w");
+    assert!(result.to_string().contains("sunny in Paris"), "{result}");
+}

@@ -196,3 +196,40 @@ async fn an_idle_stream_before_content_falls_back() {
     assert_eq!(headers["x-respan-provider"], "fast");
     assert_eq!(content_of(&text), "mock answer");
 }
+
+#[tokio::test]
+async fn a_responses_stream_that_breaks_before_content_falls_back_with_one_preamble() {
+    let first = Mock::start_as(Flavor::Anthropic).await;
+    let second = Mock::start_as(Flavor::Gemini).await;
+    let Reply::Sse { blocks, .. } = Reply::anthropic_stream("claude-x", &["never seen"]) else {
+        unreachable!()
+    };
+    // `message_start` and the block's start, then the connection breaks.
+    first.push(Reply::Sse {
+        blocks,
+        gap: Duration::from_millis(20),
+        cut_after: Some(2),
+    });
+    let config = format!(
+        "providers:\n{}{}routes:\n  - match: \"claude-*\"\n    provider: an\n  - match: \"gemini-*\"\n    provider: ge\n",
+        provider("an", "anthropic", &first.url("")),
+        provider("ge", "gemini", &second.url(""))
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let request = json!({"model": "claude-x", "input": "hi", "stream": true,
+        "fallback_models": ["gemini-2.5-flash"], "retry_params": {"retry_enabled": false}});
+    let r = crate::support::post_json(&sidecar, "/v1/responses", &request).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-respan-provider"], "ge");
+    let text = r.text().await.unwrap();
+    assert_eq!(text.matches("event: response.created").count(), 1, "{text}");
+    assert!(
+        !text.contains("never seen") && !text.contains("event: error"),
+        "{text}"
+    );
+    let completed = text
+        .split("\n\n")
+        .find(|e| e.starts_with("event: response.completed"))
+        .unwrap();
+    assert!(completed.contains("mock answer"), "{completed}");
+}
