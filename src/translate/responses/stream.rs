@@ -10,7 +10,26 @@ use super::{
     ending, function_call_item, item_id, message_item, reasoning_item, response_object, text_part,
     End,
 };
+use serde::Serialize;
 use serde_json::{json, Value};
+
+/// A delta event, the one a stream is mostly made of: written from borrowed fields, not
+/// built as a `Value` (a map per event cost more than the rest of the translation).
+#[derive(Serialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+}
 
 /// The output item being streamed.
 enum Open {
@@ -33,6 +52,28 @@ enum Open {
         /// The chat chunk's tool call index it is built from.
         index: u32,
     },
+}
+
+/// Writes a delta event under the next `sequence_number`.
+fn write_delta(out: &mut Vec<u8>, sequence: &mut u64, mut event: DeltaEvent) {
+    event.sequence_number = *sequence;
+    *sequence += 1;
+    write_json(out, Some(event.kind), &event);
+}
+
+impl<'a> DeltaEvent<'a> {
+    fn of(item_id: &'a str, output_index: usize, delta: &'a str) -> Self {
+        DeltaEvent {
+            kind: "",
+            sequence_number: 0,
+            item_id,
+            output_index,
+            content_index: None,
+            summary_index: None,
+            delta,
+            logprobs: None,
+        }
+    }
 }
 
 pub struct FromOpenAi {
@@ -156,9 +197,12 @@ impl FromOpenAi {
             self.event(out, "response.reasoning_summary_part.added", e);
         }
         if let Some(text) = text {
-            let mut e = base;
-            e["delta"] = text.into();
-            self.event(out, "response.reasoning_summary_text.delta", e);
+            let event = DeltaEvent {
+                kind: "response.reasoning_summary_text.delta",
+                summary_index: Some(0),
+                ..DeltaEvent::of(&id, index, text)
+            };
+            write_delta(out, &mut self.sequence, event);
         }
     }
 
@@ -177,9 +221,13 @@ impl FromOpenAi {
         let index = self.index();
         if let Some(Open::Text { id, text: all }) = &mut self.open {
             all.push_str(text);
-            let e = json!({"item_id": id, "output_index": index, "content_index": 0,
-                "delta": text, "logprobs": []});
-            self.event(out, "response.output_text.delta", e);
+            let event = DeltaEvent {
+                kind: "response.output_text.delta",
+                content_index: Some(0),
+                logprobs: Some([]),
+                ..DeltaEvent::of(id, index, text)
+            };
+            write_delta(out, &mut self.sequence, event);
         }
     }
 
@@ -207,8 +255,11 @@ impl FromOpenAi {
             (delta.filter(|d| !d.is_empty()), &mut self.open)
         {
             arguments.push_str(delta);
-            let e = json!({"item_id": id, "output_index": index, "delta": delta});
-            self.event(out, "response.function_call_arguments.delta", e);
+            let event = DeltaEvent {
+                kind: "response.function_call_arguments.delta",
+                ..DeltaEvent::of(id, index, delta)
+            };
+            write_delta(out, &mut self.sequence, event);
         }
     }
 
