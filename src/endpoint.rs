@@ -33,6 +33,9 @@ pub enum Endpoint {
     /// OpenAI's Responses API, routed by the body's `model`: native to OpenAI providers,
     /// translated for others.
     Responses,
+    /// `GET` or `DELETE /v1/responses/{id}` (and `GET .../input_items`): answered from the
+    /// responses the sidecar kept; one it did not keep is a passthrough (OpenAI may hold it).
+    StoredResponse,
     /// Routed by the body's `model` to an OpenAI-type provider.
     Embeddings,
     /// Answered locally from the config.
@@ -69,6 +72,7 @@ impl Endpoint {
             "/v1/embeddings" | "/api/embeddings" if post => Endpoint::Embeddings,
             "/v1/responses" | "/api/responses" if post => Endpoint::Responses,
             "/v1/models" | "/api/models" if method == Method::GET => Endpoint::Models,
+            _ if StoredResponseCall::parse(method, path).is_some() => Endpoint::StoredResponse,
             _ if path.starts_with("/v1/") => Endpoint::Passthrough,
             _ => Endpoint::NotFound,
         }
@@ -90,12 +94,49 @@ impl Endpoint {
             Endpoint::ChatCompletions => "chat.completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Responses => "responses",
+            Endpoint::StoredResponse => "responses.stored",
             Endpoint::Models => "models",
             Endpoint::AnthropicMessages => "anthropic.messages",
             Endpoint::AnthropicCountTokens => "anthropic.count_tokens",
             Endpoint::Gemini => "gemini.generate_content",
             Endpoint::Passthrough => "passthrough",
             Endpoint::NotFound => "not_found",
+        }
+    }
+}
+
+/// What a stored-response path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredResponseCall<'a> {
+    Get(&'a str),
+    InputItems(&'a str),
+    Delete(&'a str),
+}
+
+impl<'a> StoredResponseCall<'a> {
+    /// `/v1/responses/{id}` (or under `/api/`), `GET` or `DELETE`, and `GET
+    /// /v1/responses/{id}/input_items`.
+    pub fn parse(method: &Method, path: &'a str) -> Option<StoredResponseCall<'a>> {
+        let rest = path
+            .strip_prefix("/v1/responses/")
+            .or_else(|| path.strip_prefix("/api/responses/"))?;
+        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if id.is_empty() {
+            return None;
+        }
+        match (tail, method) {
+            ("", &Method::GET) => Some(StoredResponseCall::Get(id)),
+            ("", &Method::DELETE) => Some(StoredResponseCall::Delete(id)),
+            ("input_items", &Method::GET) => Some(StoredResponseCall::InputItems(id)),
+            _ => None,
+        }
+    }
+
+    pub fn id(&self) -> &'a str {
+        match self {
+            StoredResponseCall::Get(id)
+            | StoredResponseCall::InputItems(id)
+            | StoredResponseCall::Delete(id) => id,
         }
     }
 }
@@ -175,6 +216,25 @@ mod tests {
         ] {
             assert!(GeminiCall::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stored_response_paths() {
+        let get = Method::GET;
+        let call = StoredResponseCall::parse(&get, "/v1/responses/resp_1/input_items");
+        assert_eq!(call, Some(StoredResponseCall::InputItems("resp_1")));
+        let call = StoredResponseCall::parse(&Method::DELETE, "/api/responses/resp_1");
+        assert_eq!(call, Some(StoredResponseCall::Delete("resp_1")));
+        for (method, bad) in [
+            (&get, "/v1/responses/"),
+            (&Method::POST, "/v1/responses/resp_1/cancel"),
+            (&Method::POST, "/v1/responses/resp_1"),
+            (&get, "/v1/responses/resp_1/other"),
+        ] {
+            assert!(StoredResponseCall::parse(method, bad).is_none(), "{bad}");
+        }
+        let e = Endpoint::classify(&Method::POST, "/v1/responses/resp_1/cancel");
+        assert_eq!(e, Endpoint::Passthrough);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub enum GatewayError {
     /// A path only a kind of provider serves, and the config has none of that kind.
     #[error("`{path}` is served by a provider of type {kind}, and none is configured")]
     NoProviderFor { path: String, kind: &'static str },
+    #[error("no stored response with id `{0}`")]
+    ResponseNotFound(String),
     #[error("no upstream answered: {0}")]
     NoUpstream(String),
     #[error("the upstream did not answer within {0:?}")]
@@ -81,6 +83,7 @@ impl GatewayError {
             GatewayError::Route(RouteError::NoRoute(_))
             | GatewayError::NotFound { .. }
             | GatewayError::NoProviderFor { .. }
+            | GatewayError::ResponseNotFound(_)
             | GatewayError::UnknownGroup(_)
             | GatewayError::UnknownPrompt { .. } => 404,
             GatewayError::UpstreamStream { status, .. } => *status,
@@ -106,6 +109,7 @@ impl GatewayError {
             GatewayError::UpstreamStream { .. } => Some("upstream_error"),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::NoProviderFor { .. } => Some("provider_not_found"),
+            GatewayError::ResponseNotFound(_) => Some("not_found"),
             GatewayError::BodyTooLarge { .. } => Some("request_too_large"),
             GatewayError::NoUpstream(_) => Some("upstream_unavailable"),
             GatewayError::UpstreamTimeout(_) => Some("upstream_timeout"),

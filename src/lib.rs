@@ -5,7 +5,8 @@
 //! `dispatch` (attempt plan, and the attempts: retries, fallbacks, stream hold-back) ->
 //! `providers` (wire details) -> `upstream` (pooled HTTP) -> `proxy::relay` (answer back,
 //! streamed).
-//! `cache` keeps answers for `cache_enabled` requests.
+//! `cache` keeps answers for `cache_enabled` requests; `stored_responses` keeps Responses API
+//! answers for `previous_response_id`.
 //! `config` and `state` hold what a request runs on, `reload` swaps it; `admin` and
 //! `telemetry` report on it; `shutdown` drains the process (`drain` is its shared view).
 
@@ -28,6 +29,7 @@ pub mod routing;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod stored_responses;
 pub mod telemetry;
 pub mod translate;
 pub mod upstream;

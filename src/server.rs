@@ -11,6 +11,7 @@ use crate::reload::watch::ConfigWatcher;
 use crate::reload::Reloader;
 use crate::shutdown::{DrainService, Signals};
 use crate::state::{self, Snapshot};
+use crate::stored_responses::StoredResponses;
 use crate::telemetry::capture::Transcriber;
 use crate::telemetry::export::{self, ExportService};
 use crate::telemetry::Telemetry;
@@ -67,6 +68,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
         drain.clone(),
         ResponseCache::new(&loaded.config.cache)?,
         prompts.clone(),
+        StoredResponses::new(&loaded.config.cache)?,
     );
     let mut api = http_proxy_service(&server.configuration, gateway);
     api.add_tcp(&listen.to_string());

@@ -87,6 +87,10 @@ fn config(c: &Config) -> Value {
             "max_bytes": c.cache.max_bytes,
             "default_ttl_seconds": c.cache.default_ttl.as_secs(),
         },
+        "responses": {
+            "store": c.responses.store,
+            "store_ttl_seconds": c.responses.store_ttl.as_secs(),
+        },
         "retry": {
             "retry_enabled": c.retry.retry_enabled,
             "num_retries": c.retry.num_retries,

@@ -8,7 +8,7 @@
 //! answer, so one entry serves a request that streams and one that does not.
 
 pub mod key;
-mod redis;
+pub(crate) mod redis;
 pub mod tee;
 
 use crate::config::{CacheBackend, CacheConfig};

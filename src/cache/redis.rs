@@ -63,28 +63,54 @@ impl RedisStore {
     }
 
     pub async fn get(&self, key: &Key) -> Option<Cached> {
+        self.get_bytes(&redis_key(key))
+            .await
+            .and_then(|v| decode(&v))
+    }
+
+    pub async fn set(&self, key: &Key, answer: &Cached) {
+        if let Some(value) = encode(answer) {
+            self.set_bytes(&redis_key(key), value, answer.ttl).await;
+        }
+    }
+
+    /// The value under a key of this gateway's namespace (a cached answer's, a stored
+    /// response's); none on any failure.
+    pub async fn get_bytes(&self, key: &str) -> Option<Vec<u8>> {
         let mut conn = self.connection().await?;
-        let read = conn.get::<_, Option<Vec<u8>>>(redis_key(key));
+        let read = conn.get::<_, Option<Vec<u8>>>(key);
         match tokio::time::timeout(CALL_TIMEOUT, read).await {
-            Ok(Ok(value)) => value.and_then(|v| decode(&v)),
+            Ok(Ok(value)) => value,
             Ok(Err(e)) => self.failed("get", &e.to_string()),
             Err(_) => self.failed("get", "timed out"),
         }
     }
 
-    pub async fn set(&self, key: &Key, answer: &Cached) {
-        let Some(value) = encode(answer) else { return };
+    /// Sets a value that expires after `ttl` (at least a millisecond).
+    pub async fn set_bytes(&self, key: &str, value: Vec<u8>, ttl: Duration) {
         let Some(mut conn) = self.connection().await else {
             return;
         };
-        let ttl_ms = millis(answer.ttl).max(1);
-        let write = conn.pset_ex::<_, _, ()>(redis_key(key), value, ttl_ms);
+        let write = conn.pset_ex::<_, _, ()>(key, value, millis(ttl).max(1));
         let why = match tokio::time::timeout(CALL_TIMEOUT, write).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_string(),
         };
         self.failed::<()>("set", &why);
+    }
+
+    /// Removes a key; whether it was there.
+    pub async fn delete(&self, key: &str) -> bool {
+        let Some(mut conn) = self.connection().await else {
+            return false;
+        };
+        let removed = conn.del::<_, u64>(key);
+        match tokio::time::timeout(CALL_TIMEOUT, removed).await {
+            Ok(Ok(n)) => n > 0,
+            Ok(Err(e)) => self.failed("delete", &e.to_string()).unwrap_or(false),
+            Err(_) => self.failed("delete", "timed out").unwrap_or(false),
+        }
     }
 
     /// The connection, made if there is none and the last try is not too recent.

@@ -40,6 +40,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub retry: RetryConfig,
     pub telemetry: TelemetryConfig,
+    pub responses: ResponsesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -273,6 +274,15 @@ pub struct CacheConfig {
     /// The memory backend's bound on the bytes of its answers.
     pub max_bytes: u64,
     pub default_ttl: Duration,
+}
+
+/// Responses API answers kept for `previous_response_id` and `GET /v1/responses/{id}`, in
+/// the cache's backend (`cache.backend`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResponsesConfig {
+    /// Off by default: a kept response holds the conversation's text.
+    pub store: bool,
+    pub store_ttl: Duration,
 }
 
 /// Defaults for `retry_params` when a request gives none.

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub retry: RawRetry,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub responses: RawResponses,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +133,12 @@ pub struct RawCache {
     pub max_entries: Option<u64>,
     pub max_bytes: Option<u64>,
     pub default_ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawResponses {
+    pub store: Option<bool>,
+    pub store_ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -52,6 +52,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
     let cache = cache(raw.cache, &mut problems);
     let retry = retry(raw.retry, &mut problems);
     let telemetry = telemetry(raw.telemetry, &mut problems);
+    let responses = responses(raw.responses, &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
@@ -66,6 +67,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
         cache,
         retry,
         telemetry,
+        responses,
     })
 }
 
@@ -479,6 +481,20 @@ fn cache(raw: RawCache, problems: &mut Vec<Problem>) -> CacheConfig {
         max_entries: raw.max_entries.unwrap_or(10_000),
         max_bytes: raw.max_bytes.unwrap_or(256 * 1024 * 1024),
         default_ttl: Duration::from_secs(raw.default_ttl_seconds.unwrap_or(30 * 24 * 3600)),
+    }
+}
+
+fn responses(raw: RawResponses, problems: &mut Vec<Problem>) -> ResponsesConfig {
+    let ttl = raw.store_ttl_seconds.unwrap_or(24 * 3600);
+    if ttl == 0 {
+        problems.push(Problem::new(
+            "responses.store_ttl_seconds",
+            "must be 1 or more",
+        ));
+    }
+    ResponsesConfig {
+        store: raw.store.unwrap_or(false),
+        store_ttl: Duration::from_secs(ttl),
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::cache::Slot;
 use crate::endpoint::Endpoint;
 use crate::state::Snapshot;
+use crate::stored_responses::Keeping;
 use crate::telemetry::capture::Capture;
 use crate::telemetry::metrics::InflightGuard;
 use crate::telemetry::record::RequestRecord;
@@ -27,6 +28,8 @@ pub struct RequestCtx {
     pub passthrough_input: Capture,
     /// A cacheable request that missed: where its answer is to be stored.
     pub cache_slot: Option<Box<Slot>>,
+    /// A Responses API answer to keep for `previous_response_id` (`responses.store`).
+    pub keeping: Option<Box<Keeping>>,
     _inflight: InflightGuard,
 }
 
@@ -40,16 +43,20 @@ impl RequestCtx {
             passthrough_tail: None,
             passthrough_input: Capture::off(),
             cache_slot: None,
+            keeping: None,
             _inflight: InflightGuard::new(),
         }
     }
 
-    /// Notes a piece of a streamed answer as the app gets it: for its trace, and for the
-    /// cache when the stream is to be stored.
+    /// Notes a piece of a streamed answer as the app gets it: for its trace, for the cache
+    /// when the stream is to be stored, and for a response to be kept.
     pub fn sent(&mut self, piece: &Bytes) {
         self.record.output.push(piece);
         if let Some(slot) = &mut self.cache_slot {
             slot.sent(piece, &self.record.served);
+        }
+        if let Some(keeping) = &mut self.keeping {
+            keeping.sent(piece);
         }
     }
 }

@@ -13,16 +13,19 @@ mod model_call;
 mod passthrough;
 mod relay;
 mod respond;
+mod stored_response;
 
 pub use ctx::RequestCtx;
 
 use crate::cache::ResponseCache;
+use crate::config::ProviderKind;
 use crate::dispatch::LatencyTracker;
 use crate::drain::Drain;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, StoredResponseCall};
 use crate::error::GatewayError;
 use crate::prompts::managed::ManagedPrompts;
-use crate::state::SharedState;
+use crate::state::{SharedState, Snapshot};
+use crate::stored_responses::StoredResponses;
 use crate::telemetry::record::{answered_outcome, AttemptRecord, RequestRecord};
 use crate::telemetry::Telemetry;
 use crate::upstream::Upstream;
@@ -47,6 +50,8 @@ pub struct Gateway {
     cache: Arc<ResponseCache>,
     /// Prompts fetched from the Respan platform.
     prompts: Arc<ManagedPrompts>,
+    /// Responses API answers kept for `previous_response_id`.
+    stored: Arc<StoredResponses>,
 }
 
 impl Gateway {
@@ -58,6 +63,7 @@ impl Gateway {
         drain: Drain,
         cache: ResponseCache,
         prompts: Arc<ManagedPrompts>,
+        stored: StoredResponses,
     ) -> Gateway {
         Gateway {
             state,
@@ -67,7 +73,52 @@ impl Gateway {
             drain,
             cache: Arc::new(cache),
             prompts,
+            stored: Arc::new(stored),
         }
+    }
+}
+
+impl Gateway {
+    /// Starts a passthrough (`false`: Pingora's proxy loop goes on), or answers why not.
+    async fn pass_through(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+    ) -> bool {
+        let limit = self.telemetry.capture_limit(&ctx.record);
+        match passthrough::begin(snapshot, session.req_header(), ctx, limit) {
+            Ok(()) => false,
+            Err(e) => {
+                respond::error(session, ctx, &e).await;
+                true
+            }
+        }
+    }
+
+    /// A stored-response path for a response not kept here: OpenAI may hold it, on a `/v1/`
+    /// path, if an OpenAI provider is configured; else it is not found.
+    async fn not_kept(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+    ) -> bool {
+        let req = session.req_header();
+        let path = req.uri.path();
+        let openai = snapshot
+            .router
+            .first_of_kind(ProviderKind::OpenAi)
+            .is_some();
+        if openai && path.starts_with("/v1/") {
+            ctx.endpoint = Endpoint::Passthrough;
+            ctx.record.endpoint = Endpoint::Passthrough.label();
+            return self.pass_through(session, ctx, snapshot).await;
+        }
+        let id = StoredResponseCall::parse(&req.method, path).map_or("", |c| c.id());
+        let e = GatewayError::ResponseNotFound(id.to_string());
+        respond::error(session, ctx, &e).await;
+        true
     }
 }
 
@@ -114,15 +165,12 @@ impl ProxyHttp for Gateway {
             Endpoint::Models => {
                 respond::json(session, ctx, 200, respond::models_list(&snapshot)).await;
             }
-            Endpoint::Passthrough => match passthrough::begin(
-                &snapshot,
-                session.req_header(),
-                ctx,
-                self.telemetry.capture_limit(&ctx.record),
-            ) {
-                Ok(()) => return Ok(false),
-                Err(e) => respond::error(session, ctx, &e).await,
-            },
+            Endpoint::StoredResponse => {
+                if !stored_response::serve(&self.stored, session, ctx, &snapshot).await {
+                    return Ok(self.not_kept(session, ctx, &snapshot).await);
+                }
+            }
+            Endpoint::Passthrough => return Ok(self.pass_through(session, ctx, &snapshot).await),
             Endpoint::NotFound => {
                 let req = session.req_header();
                 let e = GatewayError::NotFound {

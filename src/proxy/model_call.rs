@@ -18,6 +18,7 @@ use crate::dispatch::Plan;
 use crate::error::GatewayError;
 use crate::prompts;
 use crate::state::Snapshot;
+use crate::stored_responses;
 use crate::telemetry::record::{RequestRecord, Subject};
 use crate::telemetry::Telemetry;
 use bytes::Bytes;
@@ -42,6 +43,10 @@ async fn run(
     let mut request = parse(ctx.endpoint, &bytes, session.req_header())?;
     ctx.record.prompt_version = prompts::apply(&mut request, &snapshot.config, &gw.prompts).await?;
     ctx.record.prompt_id = request.params.prompt.as_ref().map(|p| p.prompt_id.clone());
+    let responses = &snapshot.config.responses;
+    ctx.keeping = stored_responses::recall(&gw.stored, responses, &mut request)
+        .await?
+        .map(Box::new);
     note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
     let plan = Plan::new(
         request.model.as_deref(),

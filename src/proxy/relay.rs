@@ -88,11 +88,12 @@ pub async fn relay(
             relay_stream(session, ctx, &mut answer, head, held, limits, drain).await
         }
         // A whole answer that gets a breakdown is read whole, to add it.
-        // A whole answer to be cached is read whole, to store it.
+        // A whole answer to be cached (or kept) is read whole, to store it.
         (Some(head), None)
             if plan.is_identity()
                 && !whole_with_breakdown(ctx, &answer, &head)
-                && ctx.cache_slot.is_none() =>
+                && ctx.cache_slot.is_none()
+                && ctx.keeping.is_none() =>
         {
             let as_is = Held {
                 reader: BodyReader::as_is(&plan, is_event_stream(&head.headers)),
@@ -116,6 +117,11 @@ pub async fn relay(
         }
         slot.store().await;
     }
+    if let Some(keeping) = ctx.keeping.take() {
+        if end == RelayEnd::Complete {
+            keeping.keep().await;
+        }
+    }
     ctx.record.body_end = match end {
         RelayEnd::Complete => BodyEnd::Complete,
         RelayEnd::ClientGone => BodyEnd::ClientGone,
@@ -133,6 +139,9 @@ async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> 
     let written = match last {
         Last::Piece(data) => {
             ctx.record.output.push(&data);
+            if let Some(keeping) = &mut ctx.keeping {
+                keeping.sent(&data);
+            }
             session.write_response_body(Some(data), true).await
         }
         Last::Whole(head, body) => {
@@ -424,8 +433,12 @@ async fn relay_whole(
 }
 
 /// Keeps a complete successful answer (as the app gets it, before any breakdown of this
-/// request is added) for the cache, if the request missed it; stored once it is written.
+/// request is added) for the cache, if the request missed it, and as a response to keep;
+/// stored once it is written.
 fn keep(ctx: &mut RequestCtx, body: &[u8]) {
+    if let Some(keeping) = &mut ctx.keeping {
+        keeping.answered(body);
+    }
     if let Some(slot) = ctx.cache_slot.as_mut() {
         let served = ctx.record.served.clone();
         slot.keep(Bytes::copy_from_slice(body), served, ctx.record.usage);

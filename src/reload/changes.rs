@@ -26,6 +26,7 @@ pub fn describe(old: &Config, new: &Config) -> String {
         ("respan_prompts", old.respan_prompts != new.respan_prompts),
         ("cache", old.cache != new.cache),
         ("retry", old.retry != new.retry),
+        ("responses", old.responses != new.responses),
     ];
     for (name, changed) in sections {
         if changed {

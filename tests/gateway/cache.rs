@@ -1,7 +1,7 @@
 //! `cache_enabled`: identical requests answered once by the provider, then from the cache.
 
 use crate::openai_config;
-use crate::support::{client, post_chat, post_json, Mock, Sidecar};
+use crate::support::{client, post_chat, post_json, Mock, Redis, Sidecar};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -109,49 +109,6 @@ async fn entries_expire_and_are_scoped_and_failures_are_not_kept() {
     let response = post_chat(&sidecar, &own).await;
     assert!(response.headers().get("x-respan-cache").is_none());
     assert_eq!(mock.last().header("authorization"), Some("Bearer sk-own"));
-}
-
-/// A `redis-server` on a free port, stopped when dropped.
-struct Redis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Redis {
-    async fn start_on(port: u16) -> Redis {
-        let redis = Redis {
-            port,
-            child: std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server (apt-get install redis-server)"),
-        };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("redis-server did not start");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

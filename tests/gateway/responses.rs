@@ -1,7 +1,7 @@
 //! The Responses API (`/v1/responses`): routed by model, native to OpenAI providers, and
 //! translated both ways (answers and typed event streams) for the others.
 
-use crate::support::{client, post_json, Mock, Reply, Sidecar};
+use crate::support::{client, post_json, Mock, Redis, Reply, Sidecar};
 use serde_json::{json, Value};
 
 /// `claude-*` to an Anthropic mock, `gemini-*` to a Gemini mock, the rest to an OpenAI mock.
@@ -214,4 +214,172 @@ async fn what_only_openai_runs_is_refused_before_any_provider_is_asked() {
         assert!(message.contains(named), "{message}");
     }
     assert_eq!(openai.count() + anthropic.count(), 0);
+}
+
+/// An Anthropic and a Gemini provider, no OpenAI one, and `responses.store` on (in Redis when
+/// `redis` is given).
+async fn keeping(anthropic: &Mock, gemini: &Mock, redis: Option<u16>) -> Sidecar {
+    let backend = redis.map_or(String::new(), |port| {
+        format!("cache:\n  backend: redis\n  redis_url: \"redis://127.0.0.1:{port}\"\n")
+    });
+    Sidecar::start(&format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         \x20 ge:\n    type: gemini\n    base_url: \"{}\"\n    api_key: sk-ge\n\
+         routes:\n  - match: \"claude-*\"\n    provider: an\n  - match: \"gemini-*\"\n    provider: ge\n\
+         responses:\n  store: true\n{backend}",
+        anthropic.url(""),
+        gemini.url("")
+    ))
+    .await
+}
+
+/// The roles and texts of the Anthropic messages a mock was last sent.
+fn anthropic_turns(sent: &Value) -> Vec<(String, String)> {
+    sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let text = m["content"]
+                .as_array()
+                .map(|parts| parts.iter().filter_map(|p| p["text"].as_str()).collect())
+                .unwrap_or_else(|| m["content"].as_str().unwrap_or_default().to_string());
+            (m["role"].as_str().unwrap().to_string(), text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn previous_response_id_continues_a_kept_conversation_across_providers() {
+    let (anthropic, gemini) = (Mock::start().await, Mock::start().await);
+    let sidecar = keeping(&anthropic, &gemini, None).await;
+    anthropic.push(Reply::anthropic_message("claude-x", "hello"));
+    let first = post_json(
+        &sidecar,
+        "/v1/responses",
+        &json!({"model": "claude-x", "input": "hi", "instructions": "be brief"}),
+    )
+    .await;
+    let first: Value = first.json().await.unwrap();
+    let first_id = first["id"].as_str().unwrap();
+
+    // The second turn streams: its response is kept from the stream's terminal event.
+    anthropic.push(Reply::anthropic_stream("claude-x", &["fine", "."]));
+    let body = json!({"model": "claude-x", "input": "how are you?", "stream": true,
+        "previous_response_id": first_id});
+    let second = post_json(&sidecar, "/v1/responses", &body).await;
+    let events = events(&second.text().await.unwrap());
+    let second_id = events.last().unwrap().1["response"]["id"].clone();
+    let sent = anthropic.last().json();
+    assert_eq!(
+        anthropic_turns(&sent),
+        [
+            ("user".into(), "hi".into()),
+            ("assistant".into(), "hello".into()),
+            ("user".into(), "how are you?".into())
+        ]
+    );
+    // Instructions are the turn's own, not carried over.
+    assert!(sent.get("system").is_none(), "{sent}");
+
+    // The third turn goes to Gemini, with the whole conversation.
+    gemini.push(Reply::gemini(&["bye"], false));
+    let body =
+        json!({"model": "gemini-2.5-flash", "input": "bye", "previous_response_id": second_id});
+    let third = post_json(&sidecar, "/v1/responses", &body).await;
+    assert_eq!(third.status(), 200);
+    let contents = gemini.last().json()["contents"].clone();
+    let roles: Vec<&str> = contents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "model", "user", "model", "user"]);
+    assert_eq!(contents[3]["parts"][0]["text"], "fine.");
+
+    // The kept response, its input items, and its deletion.
+    let client = client();
+    let url = sidecar.url(&format!("/v1/responses/{}", second_id.as_str().unwrap()));
+    let got: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["id"], second_id);
+    assert_eq!(got["output"][0]["content"][0]["text"], "fine.");
+    let items = client
+        .get(format!("{url}/input_items"))
+        .send()
+        .await
+        .unwrap();
+    let items: Value = items.json().await.unwrap();
+    assert_eq!(items["object"], "list");
+    let texts: Vec<&str> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["content"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["how are you?", "hello", "hi"], "newest first");
+    let deleted: Value = client
+        .delete(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(deleted["deleted"], true);
+    let gone = client.get(&url).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    let gone: Value = gone.json().await.unwrap();
+    assert_eq!(gone["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn a_response_asked_not_to_be_stored_is_not_kept() {
+    let (anthropic, gemini) = (Mock::start().await, Mock::start().await);
+    let sidecar = keeping(&anthropic, &gemini, None).await;
+    anthropic.push(Reply::anthropic_message("claude-x", "hello"));
+    let body = json!({"model": "claude-x", "input": "hi", "store": false});
+    let first: Value = post_json(&sidecar, "/v1/responses", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap();
+    let got = client()
+        .get(sidecar.url(&format!("/v1/responses/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 404);
+    let body = json!({"model": "claude-x", "input": "again", "previous_response_id": id});
+    let next = post_json(&sidecar, "/v1/responses", &body).await;
+    assert_eq!(next.status(), 400);
+    let v: Value = next.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "previous_response_id", "{v}");
+    assert_eq!(anthropic.count(), 1);
+}
+
+#[tokio::test]
+async fn sidecars_sharing_redis_continue_each_other_s_conversations() {
+    let redis = Redis::start_on(crate::support::free_port()).await;
+    let (anthropic, gemini) = (Mock::start().await, Mock::start().await);
+    let one = keeping(&anthropic, &gemini, Some(redis.port)).await;
+    let other = keeping(&anthropic, &gemini, Some(redis.port)).await;
+    anthropic.push(Reply::anthropic_message("claude-x", "hello"));
+    let first: Value = post_json(
+        &one,
+        "/v1/responses",
+        &json!({"model": "claude-x", "input": "hi"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    anthropic.push(Reply::anthropic_message("claude-x", "again"));
+    let body = json!({"model": "claude-x", "input": "more", "previous_response_id": first["id"]});
+    let second = post_json(&other, "/v1/responses", &body).await;
+    assert_eq!(second.status(), 200);
+    let turns = anthropic_turns(&anthropic.last().json());
+    assert_eq!(turns.len(), 3, "{turns:?}");
+    assert_eq!(turns[1], ("assistant".into(), "hello".into()));
 }

@@ -83,7 +83,7 @@ pub fn to_openai(req: ResponsesRequest) -> Result<ChatRequest, TranslateError> {
     if req.previous_response_id.is_some() {
         return Err(TranslateError::invalid(
             "previous_response_id",
-            "responses are not stored for this model's provider: send the whole conversation in `input`",
+            "names a response this gateway did not keep (`responses.store` is off, the request said `store: false`, or it expired): send the whole conversation in `input`",
         ));
     }
     let mut messages = Vec::new();

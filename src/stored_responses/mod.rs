@@ -1,0 +1,252 @@
+//! Responses API answers kept for a while (`responses.store`), so that `previous_response_id`
+//! works on every route, Claude and Gemini models included, and `GET /v1/responses/{id}`
+//! (and its `input_items`) finds what the sidecar answered.
+//!
+//! A kept response is the `response` object the app got and the whole conversation that led
+//! to it, as input items. A turn naming it as `previous_response_id` is sent as that
+//! conversation, the response's output, then what the turn adds: every provider gets the
+//! whole conversation, as it would without the parameter. A request saying `store: false`
+//! (the Codex CLI's way: its state rides in `encrypted_content`) is not kept.
+
+mod store;
+
+use crate::config::{CacheConfig, ResponsesConfig};
+use crate::dispatch::request::ModelRequest;
+use crate::endpoint::Ingress;
+use crate::error::GatewayError;
+use crate::telemetry::capture::{Capture, Format};
+use crate::translate::sse::SseParser;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+
+/// The largest answer kept: a stream is gathered up to this many bytes.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// The process's kept responses (built once; `responses.store` is read per request).
+pub struct StoredResponses {
+    store: Store,
+}
+
+/// A kept response and the conversation before it.
+#[derive(Serialize, Deserialize)]
+pub struct Kept {
+    pub response: Value,
+    pub input: Vec<Value>,
+}
+
+impl Kept {
+    /// The conversation a next turn continues: the input, then the response's output.
+    fn conversation(self) -> Vec<Value> {
+        let mut items = self.input;
+        if let Some(Value::Array(output)) = self.response.get("output") {
+            items.extend(output.iter().cloned());
+        }
+        items
+    }
+
+    /// `GET /v1/responses/{id}/input_items`: a list, newest first as OpenAI's default order.
+    pub fn input_items(&self) -> Value {
+        let data: Vec<&Value> = self.input.iter().rev().collect();
+        let id = |item: Option<&&Value>| item.and_then(|i| i.get("id")).cloned();
+        json!({
+            "object": "list",
+            "data": data,
+            "first_id": id(data.first()),
+            "last_id": id(data.last()),
+            "has_more": false,
+        })
+    }
+}
+
+impl StoredResponses {
+    pub fn new(config: &CacheConfig) -> Result<StoredResponses, String> {
+        Ok(StoredResponses {
+            store: Store::new(config)?,
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Option<Kept> {
+        let json = self.store.get(id).await?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    pub async fn delete(&self, id: &str) -> bool {
+        self.store.delete(id).await
+    }
+}
+
+/// Before routing: a Responses request naming a kept `previous_response_id` is rewritten to
+/// carry the whole conversation instead. One naming a response not kept here is left as it
+/// is: an OpenAI route may know it (a route that cannot is refused by its translation).
+/// Gives what is needed to keep this request's response, if it is to be kept.
+pub async fn recall(
+    stored: &Arc<StoredResponses>,
+    config: &ResponsesConfig,
+    request: &mut ModelRequest<'_>,
+) -> Result<Option<Keeping>, GatewayError> {
+    if request.ingress != Ingress::Responses || !config.store {
+        return Ok(None);
+    }
+    let body = &mut request.body;
+    let previous = body
+        .get_as::<Option<String>>("previous_response_id")
+        .map_err(|e| GatewayError::invalid_field("previous_response_id", e))?
+        .flatten();
+    let mut conversation = match previous {
+        Some(id) => match stored.get(&id).await {
+            Some(kept) => kept.conversation(),
+            None => return Ok(None),
+        },
+        None => Vec::new(),
+    };
+    let continued = !conversation.is_empty();
+    conversation.extend(input_items(body.get_as::<Value>("input"))?);
+    if continued {
+        let input = serde_json::value::to_raw_value(&conversation)
+            .map_err(|e| GatewayError::invalid_field("input", e.to_string()))?;
+        body.take("previous_response_id");
+        body.set("input", Cow::Owned(input));
+    }
+    let keep = body
+        .get_as::<Option<bool>>("store")
+        .map_err(|e| GatewayError::invalid_field("store", e))?
+        .flatten()
+        != Some(false);
+    Ok(keep.then(|| Keeping {
+        stored: stored.clone(),
+        ttl: config.store_ttl,
+        input: conversation,
+        whole: None,
+        stream: capture(),
+    }))
+}
+
+/// A request's `input` as items: a string is one user message.
+fn input_items(input: Result<Option<Value>, String>) -> Result<Vec<Value>, GatewayError> {
+    match input.map_err(|e| GatewayError::invalid_field("input", e))? {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(text)) => Ok(vec![json!({
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        })]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(GatewayError::invalid_field(
+            "input",
+            "must be a string or an array of items",
+        )),
+    }
+}
+
+fn capture() -> Capture {
+    let mut c = Capture::off();
+    c.start(Format::Responses, true, MAX_ANSWER_BYTES);
+    c
+}
+
+/// A response to keep once the app has it whole.
+pub struct Keeping {
+    stored: Arc<StoredResponses>,
+    ttl: Duration,
+    input: Vec<Value>,
+    /// A JSON answer, as the app got it.
+    whole: Option<Bytes>,
+    /// A stream as the app got it (bounded).
+    stream: Capture,
+}
+
+impl Keeping {
+    /// Notes a whole (JSON) successful answer.
+    pub fn answered(&mut self, body: &[u8]) {
+        self.whole = Some(Bytes::copy_from_slice(body));
+    }
+
+    /// Notes a piece of a stream.
+    pub fn sent(&mut self, piece: &[u8]) {
+        self.stream.push(piece);
+    }
+
+    /// Keeps the response the answer holds, if it is one: a JSON `response` object, or the
+    /// one a stream's terminal event carries (a stream cut short has none).
+    pub async fn keep(self) {
+        let response = match &self.whole {
+            Some(body) => serde_json::from_slice::<Value>(body).ok(),
+            None if !self.stream.truncated => terminal_response(self.stream.bytes()),
+            None => None,
+        };
+        let Some(response) = response.filter(|r| r["object"] == "response") else {
+            return;
+        };
+        let Some(id) = response["id"].as_str().map(str::to_string) else {
+            return;
+        };
+        let kept = Kept {
+            response,
+            input: self.input,
+        };
+        if let Ok(json) = serde_json::to_vec(&kept) {
+            self.stored.store.put(&id, json.into(), self.ttl).await;
+        }
+    }
+}
+
+/// The `response` of a stream's `response.completed` (or `.incomplete`) event.
+fn terminal_response(stream: &[u8]) -> Option<Value> {
+    #[derive(Deserialize)]
+    struct Terminal {
+        #[serde(rename = "type")]
+        kind: String,
+        response: Value,
+    }
+    let mut found = None;
+    let mut on_event = |e: &crate::translate::sse::Event| {
+        if let Ok(t) = serde_json::from_str::<Terminal>(&e.data) {
+            if matches!(
+                t.kind.as_str(),
+                "response.completed" | "response.incomplete"
+            ) {
+                found = Some(t.response);
+            }
+        }
+    };
+    let mut parser = SseParser::default();
+    parser.feed(stream, &mut on_event).ok()?;
+    parser.finish(&mut on_event);
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_s_terminal_event_holds_the_response() {
+        let stream = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"output\":[]}}\n\n\
+            event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"object\":\"response\",\"output\":[1]}}\n\n";
+        let response = terminal_response(stream).unwrap();
+        assert_eq!(response["output"], json!([1]));
+        assert!(terminal_response(b"event: response.created\ndata: {}\n\n").is_none());
+    }
+
+    #[test]
+    fn a_next_turn_continues_the_input_then_the_output() {
+        let kept = Kept {
+            response: json!({"id": "r", "output": [{"type": "message", "id": "m"}]}),
+            input: vec![json!({"type": "message", "id": "u"})],
+        };
+        let ids: Vec<_> = kept
+            .conversation()
+            .iter()
+            .map(|i| i["id"].clone())
+            .collect();
+        assert_eq!(ids, [json!("u"), json!("m")]);
+        let items = input_items(Ok(Some(json!("hi")))).unwrap();
+        assert_eq!(items[0]["content"][0]["text"], "hi");
+        assert!(input_items(Ok(Some(json!(3)))).is_err());
+    }
+}
