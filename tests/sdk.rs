@@ -178,7 +178,8 @@ async fn openai_python_sdk_responses_api_on_claude_and_gemini() {
     let config = format!(
         "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
          \x20 ge:\n    type: gemini\n    base_url: \"{}\"\n    api_key: sk-ge\n\
-         routes:\n  - match: \"claude-*\"\n    provider: an\n  - match: \"gemini-*\"\n    provider: ge\n",
+         routes:\n  - match: \"claude-*\"\n    provider: an\n  - match: \"gemini-*\"\n    provider: ge\n\
+         responses:\n  store: true\n",
         anthropic.url(""),
         gemini.url("")
     );
@@ -201,7 +202,18 @@ async fn openai_python_sdk_responses_api_on_claude_and_gemini() {
         next_turn["messages"][1]["content"][0],
         serde_json::json!({"type": "thinking", "thinking": "hmm", "signature": "sig-1"})
     );
-    assert!(gemini.count() >= 3);
+    // previous_response_id: the last turn went with the whole conversation.
+    let roles = |body: serde_json::Value, field: &str| -> Vec<String> {
+        let turns = body[field].as_array().cloned().unwrap_or_default();
+        turns
+            .iter()
+            .map(|t| t["role"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let last = got.last().unwrap().json();
+    assert_eq!(roles(last, "messages"), ["user", "assistant", "user"]);
+    let last = gemini.received().last().unwrap().json();
+    assert_eq!(roles(last, "contents"), ["user", "model", "user"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

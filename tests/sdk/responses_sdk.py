@@ -1,7 +1,8 @@
 """The official openai SDK's Responses API through the sidecar to non-OpenAI models.
 
 Run by tests/sdk.rs with SIDECAR_URL set; the Anthropic mock's scripted replies come
-first (a tool call, then a thinking answer), its default answer ("mock answer") after.
+first (a tool call, then a thinking answer), its default answer ("mock answer") after; the
+sidecar keeps responses (`responses.store`), so `previous_response_id` works.
 """
 import json
 import os
@@ -81,10 +82,24 @@ def refused():
     check(False, "a built-in tool on a claude model must be refused")
 
 
+def previous_response_id_continues(model):
+    first = client.responses.create(model=model, input="remember 7")
+    second = client.responses.create(model=model, input="which number?",
+                                     previous_response_id=first.id)
+    check(second.output_text == "mock answer", f"{model}: the next turn {second}")
+    kept = client.responses.retrieve(second.id)
+    check(kept.id == second.id and kept.output_text == "mock answer", f"{model}: kept {kept}")
+    items = client.responses.input_items.list(second.id)
+    texts = [i.content[0].text for i in items.data]
+    check(texts == ["which number?", "mock answer", "remember 7"], f"{model}: items {texts}")
+
+
 tool_round_trip()
 reasoning_carried_to_the_next_turn()
 text_and_stream("claude-x")
 text_and_stream("gemini-2.5-flash")
 structured_output()
 refused()
+previous_response_id_continues("claude-x")
+previous_response_id_continues("gemini-2.5-flash")
 print("ok")
