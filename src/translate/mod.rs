@@ -26,6 +26,7 @@ use crate::config::ProviderKind;
 use crate::endpoint::Ingress;
 use anthropic::request::JsonMode;
 use openai::{ChatRequest, ChatResponse};
+use responses::ToolNamespaces;
 use std::sync::Arc;
 
 /// The wire format a provider speaks.
@@ -155,6 +156,8 @@ pub struct ResponsePlan {
     /// The model the answer names when the provider does not. Shared: every try of a model
     /// hands its plan on.
     pub model: Arc<str>,
+    /// A Responses request's `namespace` tools, whose calls come back flat.
+    pub namespaces: ToolNamespaces,
 }
 
 impl ResponsePlan {
@@ -167,6 +170,7 @@ impl ResponsePlan {
             include_usage: false,
             usage_for_gateway: false,
             model: model.into(),
+            namespaces: ToolNamespaces::default(),
         }
     }
 
@@ -193,7 +197,10 @@ impl ResponsePlan {
         };
         let out = match self.to {
             Ingress::Anthropic => serde_json::to_vec(&anthropic::response::from_openai(canonical)),
-            Ingress::Responses => serde_json::to_vec(&responses::response::from_openai(canonical)),
+            Ingress::Responses => serde_json::to_vec(&responses::response::from_openai(
+                canonical,
+                &self.namespaces,
+            )),
             Ingress::OpenAi | Ingress::Gemini => serde_json::to_vec(&canonical),
         };
         out.map_err(|e| TranslateError::Upstream(e.to_string()))
@@ -232,13 +239,17 @@ pub fn request(
     target: Target,
 ) -> Result<Translated, TranslateError> {
     let invalid_body = |e: serde_json::Error| TranslateError::invalid("body", e.to_string());
+    let mut namespaces = ToolNamespaces::default();
     let mut canonical: ChatRequest = match ingress {
         Ingress::OpenAi => body.to_typed().map_err(invalid_body)?,
         Ingress::Anthropic => {
             anthropic::request::to_openai(body.to_typed().map_err(invalid_body)?)?
         }
         Ingress::Responses => {
-            responses::request::to_openai(body.to_typed().map_err(invalid_body)?)?
+            let (chat, of_tools) =
+                responses::request::to_openai(body.to_typed().map_err(invalid_body)?)?;
+            namespaces = of_tools;
+            chat
         }
         Ingress::Gemini => {
             return Err(TranslateError::invalid(
@@ -295,6 +306,7 @@ pub fn request(
             include_usage,
             usage_for_gateway: false,
             model: upstream_model.into(),
+            namespaces,
         },
     })
 }

@@ -57,9 +57,10 @@ impl StreamTranslator {
     pub fn new(plan: &ResponsePlan) -> Self {
         let encoder = match plan.to {
             Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.to_string())),
-            Ingress::Responses => {
-                Encoder::Responses(ResponsesFromOpenAi::new(plan.model.to_string()))
-            }
+            Ingress::Responses => Encoder::Responses(ResponsesFromOpenAi::new(
+                plan.model.to_string(),
+                plan.namespaces.clone(),
+            )),
             Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
                 include_usage: plan.include_usage,
                 last: None,

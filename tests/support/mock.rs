@@ -131,6 +131,52 @@ impl Reply {
         )
     }
 
+    /// An Anthropic event stream calling one tool, its input JSON in two pieces.
+    pub fn anthropic_tool_stream(model: &str, tool: &str, input: &Value) -> Reply {
+        let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}");
+        let json = input.to_string();
+        let (a, b) = json.split_at(json.len() / 2);
+        let delta = |part: &str| {
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": part}}),
+            )
+        };
+        let blocks = vec![
+            event(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_tool",
+                "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+            ),
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_cli", "name": tool, "input": {}}}),
+            ),
+            delta(a),
+            delta(b),
+            event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            event(
+                "message_delta",
+                json!({"type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                "usage": {"output_tokens": 9}}),
+            ),
+            event("message_stop", json!({"type": "message_stop"})),
+        ];
+        Reply::Sse {
+            blocks,
+            gap: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
     /// An Anthropic event stream of `pieces`.
     pub fn anthropic_stream(model: &str, pieces: &[&str]) -> Reply {
         let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}");
@@ -402,6 +448,7 @@ fn default_reply(flavor: Flavor, received: &Received) -> Reply {
             reply
         }
         Flavor::OpenAi => Reply::openai_chat(model, "mock answer"),
+        Flavor::Anthropic if stream => Reply::anthropic_stream(model, &["mock ", "answer"]),
         Flavor::Anthropic if stream => Reply::anthropic_stream(model, &["mock ", "answer"]),
         Flavor::Anthropic => Reply::anthropic_message(model, "mock answer"),
         Flavor::Gemini => Reply::gemini(

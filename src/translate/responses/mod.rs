@@ -9,6 +9,42 @@ pub mod stream;
 
 use super::openai::Usage;
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The `namespace` tools of a request (the Codex CLI groups its sub-agent tools in one):
+/// other providers have flat tools only, so each function of a namespace goes to them
+/// named `{namespace}__{name}`, and a call of such a name comes back as the namespace's
+/// own call (`namespace` and `name`). Only the request's namespaces are split back, so a
+/// function that merely has `__` in its name is left whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolNamespaces(Arc<[String]>);
+
+/// Between a namespace and a function of it, in the flat name.
+const NAMESPACE_SEPARATOR: &str = "__";
+
+impl ToolNamespaces {
+    fn new(names: Vec<String>) -> ToolNamespaces {
+        ToolNamespaces(names.into())
+    }
+
+    /// A flat name as a namespace (if it is in one of the request's) and a name.
+    fn split<'a>(&self, flat: &'a str) -> (Option<&'a str>, &'a str) {
+        for namespace in self.0.iter() {
+            let inner = flat
+                .strip_prefix(namespace.as_str())
+                .and_then(|rest| rest.strip_prefix(NAMESPACE_SEPARATOR));
+            if let Some(name) = inner {
+                return (Some(&flat[..namespace.len()]), name);
+            }
+        }
+        (None, flat)
+    }
+}
+
+/// The flat name of `name` in `namespace`.
+fn flat_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}{NAMESPACE_SEPARATOR}{name}")
+}
 
 /// A fresh id with a Responses API prefix (`resp`, `msg`, `fc`, `rs`).
 fn item_id(prefix: &str) -> String {
@@ -90,16 +126,27 @@ fn text_part(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": []})
 }
 
-/// A `function_call` output item.
-fn function_call_item(id: &str, status: &str, call_id: &str, name: &str, arguments: &str) -> Value {
-    json!({
+/// A `function_call` output item (named in its namespace, if the flat name is of one).
+fn function_call_item(
+    id: &str,
+    status: &str,
+    call_id: &str,
+    (name, namespaces): (&str, &ToolNamespaces),
+    arguments: &str,
+) -> Value {
+    let (namespace, name) = namespaces.split(name);
+    let mut item = json!({
         "id": id,
         "type": "function_call",
         "status": status,
         "call_id": call_id,
         "name": name,
         "arguments": arguments,
-    })
+    });
+    if let Some(namespace) = namespace {
+        item["namespace"] = namespace.into();
+    }
+    item
 }
 
 /// A `response` object around `output`.

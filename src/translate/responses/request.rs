@@ -10,7 +10,7 @@ use super::super::openai::{
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
 use super::super::TranslateError;
-use super::thinking_of;
+use super::{flat_name, thinking_of, ToolNamespaces};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -79,7 +79,8 @@ const BUILT_IN_TOOLS: &[&str] = &[
     "local_shell",
 ];
 
-pub fn to_openai(req: ResponsesRequest) -> Result<ChatRequest, TranslateError> {
+/// The chat form of a request, and the namespaces its tools were flattened from.
+pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNamespaces), TranslateError> {
     if req.previous_response_id.is_some() {
         return Err(TranslateError::invalid(
             "previous_response_id",
@@ -96,7 +97,14 @@ pub fn to_openai(req: ResponsesRequest) -> Result<ChatRequest, TranslateError> {
         None => {}
     }
     let stream = req.stream.unwrap_or(false);
-    Ok(ChatRequest {
+    let (tools, namespaces) = match req.tools {
+        Some(given) => {
+            let (tools, namespaces) = tools(given)?;
+            (Some(tools), namespaces)
+        }
+        None => (None, ToolNamespaces::default()),
+    };
+    let chat = ChatRequest {
         messages,
         stream,
         // The terminal event carries the usage: an OpenAI-format provider is asked for it.
@@ -106,7 +114,7 @@ pub fn to_openai(req: ResponsesRequest) -> Result<ChatRequest, TranslateError> {
         max_tokens: req.max_output_tokens,
         temperature: req.temperature,
         top_p: req.top_p,
-        tools: req.tools.map(tools).transpose()?,
+        tools,
         tool_choice: req.tool_choice.map(tool_choice).transpose()?,
         parallel_tool_calls: req.parallel_tool_calls,
         response_format: req
@@ -118,7 +126,8 @@ pub fn to_openai(req: ResponsesRequest) -> Result<ChatRequest, TranslateError> {
         user: req.safety_identifier.or(req.user),
         reasoning_effort: req.reasoning.and_then(|r| r.effort),
         ..ChatRequest::default()
-    })
+    };
+    Ok((chat, namespaces))
 }
 
 fn text_message(role: &str, text: String) -> Message {
@@ -148,11 +157,16 @@ impl Conversation {
             match kind {
                 "message" => self.message(&item, i, out)?,
                 "function_call" => {
+                    let name = string(&item, "name", &at("name"))?;
+                    let name = match item.get("namespace").and_then(Value::as_str) {
+                        Some(namespace) => flat_name(namespace, &name),
+                        None => name,
+                    };
                     let call = ToolCall {
                         id: string(&item, "call_id", &at("call_id"))?,
                         kind: "function".into(),
                         function: FunctionCall {
-                            name: string(&item, "name", &at("name"))?,
+                            name,
                             arguments: string(&item, "arguments", &at("arguments"))?,
                         },
                     };
@@ -326,33 +340,62 @@ fn image_url(part: &Value) -> Option<String> {
 }
 
 /// `function` tools, flat in the Responses API (`name`, `parameters` at the top).
-fn tools(tools: Vec<Value>) -> Result<Vec<Tool>, TranslateError> {
-    tools
-        .into_iter()
-        .enumerate()
-        .map(|(i, tool)| {
-            let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
-            if kind != "function" {
-                let why = if BUILT_IN_TOOLS.contains(&kind) {
-                    format!("the built-in tool `{kind}` runs only on OpenAI models")
-                } else {
-                    format!("`{kind}` tools cannot be sent to this model's provider")
-                };
-                return Err(TranslateError::invalid(format!("tools[{i}].type"), why));
-            }
-            Ok(Tool {
-                kind: "function".into(),
-                function: FunctionDef {
-                    name: string(&tool, "name", &format!("tools[{i}].name"))?,
-                    description: tool
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    parameters: tool.get("parameters").cloned(),
-                },
-            })
-        })
-        .collect()
+/// Flat function tools; a `namespace` tool's functions are each one, under a flat name.
+fn tools(given: Vec<Value>) -> Result<(Vec<Tool>, ToolNamespaces), TranslateError> {
+    let mut tools = Vec::with_capacity(given.len());
+    let mut namespaces = Vec::new();
+    for (i, tool) in given.iter().enumerate() {
+        let at = format!("tools[{i}]");
+        if tool.get("type").and_then(Value::as_str) != Some("namespace") {
+            tools.push(function(tool, None, &at)?);
+            continue;
+        }
+        let namespace = string(tool, "name", &format!("{at}.name"))?;
+        let inner = tool.get("tools").and_then(Value::as_array);
+        for (j, f) in inner.into_iter().flatten().enumerate() {
+            tools.push(function(f, Some(&namespace), &format!("{at}.tools[{j}]"))?);
+        }
+        namespaces.push(namespace);
+    }
+    Ok((tools, ToolNamespaces::new(namespaces)))
+}
+
+/// A `function` tool (in `namespace`, if given); any other type is refused, naming it.
+fn function(tool: &Value, namespace: Option<&str>, at: &str) -> Result<Tool, TranslateError> {
+    let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
+    if kind != "function" {
+        let why = if BUILT_IN_TOOLS.contains(&kind) {
+            format!(
+                "the built-in tool `{kind}` runs only on OpenAI models{}",
+                hint(kind)
+            )
+        } else {
+            format!("`{kind}` tools cannot be sent to this model's provider")
+        };
+        return Err(TranslateError::invalid(format!("{at}.type"), why));
+    }
+    let name = string(tool, "name", &format!("{at}.name"))?;
+    Ok(Tool {
+        kind: "function".into(),
+        function: FunctionDef {
+            name: namespace.map_or_else(|| name.clone(), |n| flat_name(n, &name)),
+            description: tool
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            parameters: tool.get("parameters").cloned(),
+        },
+    })
+}
+
+/// How to stop a client that sends a built-in tool by default from sending it.
+fn hint(kind: &str) -> &'static str {
+    match kind {
+        "web_search" | "web_search_preview" => {
+            " (the Codex CLI sends it unless its config says `web_search = \"disabled\"`)"
+        }
+        _ => "",
+    }
 }
 
 /// `auto` / `none` / `required`, or `{"type": "function", "name": ...}`.

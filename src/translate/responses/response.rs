@@ -3,12 +3,13 @@
 //! in the order the model made them.
 
 use super::super::openai::ChatResponse;
+use super::ToolNamespaces;
 use super::{
     ending, function_call_item, item_id, message_item, reasoning_item, response_object, End,
 };
 use serde_json::Value;
 
-pub fn from_openai(answer: ChatResponse) -> Value {
+pub fn from_openai(answer: ChatResponse, namespaces: &ToolNamespaces) -> Value {
     let created_at = if answer.created > 0 {
         answer.created
     } else {
@@ -32,7 +33,7 @@ pub fn from_openai(answer: ChatResponse) -> Value {
                 &item_id("fc"),
                 "completed",
                 &call.id,
-                &call.function.name,
+                (&call.function.name, namespaces),
                 &call.function.arguments,
             ));
         }

@@ -8,7 +8,7 @@ use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
 use super::super::sse::write_json;
 use super::{
     ending, function_call_item, item_id, message_item, reasoning_item, response_object, text_part,
-    End,
+    End, ToolNamespaces,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -77,6 +77,7 @@ impl<'a> DeltaEvent<'a> {
 }
 
 pub struct FromOpenAi {
+    namespaces: ToolNamespaces,
     id: String,
     model: String,
     created_at: u64,
@@ -90,8 +91,9 @@ pub struct FromOpenAi {
 }
 
 impl FromOpenAi {
-    pub fn new(model: String) -> Self {
+    pub fn new(model: String, namespaces: ToolNamespaces) -> Self {
         FromOpenAi {
+            namespaces,
             id: item_id("resp"),
             model,
             created_at: super::super::openai::now_unix(),
@@ -239,7 +241,7 @@ impl FromOpenAi {
             let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
             self.open_item(
                 out,
-                function_call_item(&id, "in_progress", &call_id, &name, ""),
+                function_call_item(&id, "in_progress", &call_id, (&name, &self.namespaces), ""),
             );
             self.open = Some(Open::Call {
                 id,
@@ -318,7 +320,13 @@ impl FromOpenAi {
                 let e = json!({"item_id": id, "output_index": index, "name": name,
                     "arguments": arguments});
                 self.event(out, "response.function_call_arguments.done", e);
-                function_call_item(&id, "completed", &call_id, &name, &arguments)
+                function_call_item(
+                    &id,
+                    "completed",
+                    &call_id,
+                    (&name, &self.namespaces),
+                    &arguments,
+                )
             }
         };
         let e = json!({"output_index": index, "item": item});

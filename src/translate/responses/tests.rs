@@ -1,6 +1,7 @@
 use super::request::{to_openai, ResponsesRequest};
 use super::response::from_openai;
 use super::stream::FromOpenAi;
+use super::ToolNamespaces;
 use crate::translate::openai::{
     ChatChunk, ChatResponse, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage, UsageField,
 };
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 fn request(
     body: Value,
 ) -> Result<crate::translate::openai::ChatRequest, crate::translate::TranslateError> {
-    to_openai(serde_json::from_value::<ResponsesRequest>(body).unwrap())
+    to_openai(serde_json::from_value::<ResponsesRequest>(body).unwrap()).map(|(chat, _)| chat)
 }
 
 #[test]
@@ -82,7 +83,7 @@ fn a_whole_answer_becomes_a_response_with_its_items() {
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
     }))
     .unwrap();
-    let r = from_openai(answer);
+    let r = from_openai(answer, &ToolNamespaces::default());
     assert_eq!(r["object"], "response");
     assert_eq!(r["status"], "completed");
     let kinds: Vec<&str> = r["output"]
@@ -105,7 +106,7 @@ fn a_length_stop_is_incomplete() {
     let answer: ChatResponse = serde_json::from_value(json!({"id": "x", "choices": [
         {"message": {"role": "assistant", "content": "cut"}, "finish_reason": "length"}]}))
     .unwrap();
-    let r = from_openai(answer);
+    let r = from_openai(answer, &ToolNamespaces::default());
     assert_eq!(r["status"], "incomplete");
     assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
 }
@@ -135,7 +136,7 @@ fn events(bytes: &[u8]) -> Vec<(String, Value)> {
 
 #[test]
 fn a_stream_is_told_as_typed_events_in_order() {
-    let mut e = FromOpenAi::new("m".into());
+    let mut e = FromOpenAi::new("m".into(), ToolNamespaces::default());
     let mut out = Vec::new();
     let text = |t: &str| Delta {
         content: Some(t.into()),
@@ -230,4 +231,39 @@ fn a_stream_is_told_as_typed_events_in_order() {
     assert_eq!(completed["output"][2]["call_id"], "call_1");
     assert_eq!(completed["usage"]["input_tokens"], 2);
     assert_eq!(completed["id"], events[0].1["response"]["id"]);
+}
+
+#[test]
+fn namespace_tools_go_flat_and_their_calls_come_back_in_their_namespace() {
+    let body = json!({"input": [
+            {"type": "function_call", "call_id": "c0", "namespace": "agents", "name": "spawn",
+             "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c0", "output": "ok"}],
+        "tools": [{"type": "function", "name": "a__b", "parameters": {}},
+            {"type": "namespace", "name": "agents", "description": "sub-agents",
+             "tools": [{"type": "function", "name": "spawn", "parameters": {}}]}]});
+    let (chat, namespaces) = to_openai(serde_json::from_value(body).unwrap()).unwrap();
+    let names: Vec<&str> = chat
+        .tools
+        .iter()
+        .flatten()
+        .map(|t| t.function.name.as_str())
+        .collect();
+    assert_eq!(names, ["a__b", "agents__spawn"]);
+    let sent = chat.messages[0].tool_calls.as_ref().unwrap();
+    assert_eq!(sent[0].function.name, "agents__spawn");
+
+    let answer: ChatResponse = serde_json::from_value(json!({"id": "x", "object": "chat.completion",
+        "created": 1, "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
+        "message": {"role": "assistant", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}},
+            {"id": "c2", "type": "function", "function": {"name": "a__b", "arguments": "{}"}}]}}]}))
+    .unwrap();
+    let r = from_openai(answer, &namespaces);
+    assert_eq!(
+        (&r["output"][0]["namespace"], &r["output"][0]["name"]),
+        (&json!("agents"), &json!("spawn"))
+    );
+    assert_eq!(r["output"][1]["name"], "a__b");
+    assert!(r["output"][1].get("namespace").is_none());
 }
