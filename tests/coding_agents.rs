@@ -100,3 +100,150 @@ async fn the_codex_cli_runs_a_shell_command_on_a_claude_model() {
     );
     assert!(got.iter().all(|r| r.header("x-api-key") == Some("sk-an")));
 }
+
+/// Claude Code (`claude -p`) with the sidecar as its Anthropic API, and its task: one Bash
+/// call that writes a file. Its non-essential traffic is off; its key is a dummy.
+async fn claude_code(sidecar: &Sidecar, model: &str) -> (tempfile::TempDir, String) {
+    let work = tempfile::tempdir().unwrap();
+    let mut claude = Command::new(agent("claude"));
+    claude
+        .args(["-p", "Write the word from-the-sidecar into proof.txt"])
+        .args([
+            "--model",
+            model,
+            "--allowedTools",
+            "Bash",
+            "--output-format",
+            "text",
+        ])
+        .env("ANTHROPIC_BASE_URL", sidecar.url(""))
+        .env("ANTHROPIC_API_KEY", "sk-ant-dummy")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1");
+    let output = run(claude, work.path()).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    (work, stdout)
+}
+
+const BASH: &str = "echo from-the-sidecar > proof.txt";
+
+fn proof(work: &tempfile::TempDir) -> String {
+    let text = std::fs::read_to_string(work.path().join("proof.txt")).unwrap_or_default();
+    text.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_runs_a_bash_command_on_anthropic() {
+    let anthropic = Mock::start_as(Flavor::Anthropic).await;
+    anthropic.push(Reply::anthropic_tool_stream(
+        "claude-sonnet-4-5",
+        "Bash",
+        &json!({"command": BASH, "description": "write the file"}),
+    ));
+    anthropic.push(Reply::anthropic_stream(
+        "claude-sonnet-4-5",
+        &["Done: ", "proof.txt is written."],
+    ));
+    let sidecar = Sidecar::start(&format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n",
+        anthropic.url("")
+    ))
+    .await;
+    let (work, stdout) = claude_code(&sidecar, "claude-sonnet-4-5").await;
+    let got = anthropic.received();
+    let paths: Vec<String> = got.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(proof(&work), "from-the-sidecar", "{paths:?}\n{stdout}");
+    assert!(stdout.contains("proof.txt is written"), "{stdout}");
+    assert!(got
+        .iter()
+        .any(|r| anthropic_tool_result(&r.json()).is_some()));
+}
+
+/// Every Claude model routed to `provider` (a `type` and its mock), as `upstream`.
+async fn routed_to(kind: &str, mock: &Mock, upstream: &str) -> Sidecar {
+    let base = if kind == "openai" {
+        mock.url("/v1")
+    } else {
+        mock.url("")
+    };
+    Sidecar::start(&format!(
+        "providers:\n  up:\n    type: {kind}\n    base_url: \"{base}\"\n    api_key: sk-up\n\
+         routes:\n  - match: \"*\"\n    provider: up\n    upstream_model: {upstream}\n"
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_runs_a_bash_command_on_an_openai_model_within_its_output_limit() {
+    let openai = Mock::start().await;
+    openai.limit_max_tokens(32_768);
+    openai.push(Reply::openai_tool_stream(
+        "gpt-4.1",
+        "Bash",
+        &json!({"command": BASH, "description": "write the file"}),
+    ));
+    openai.push(Reply::openai_stream(
+        "gpt-4.1",
+        &["Done: ", "proof.txt is written."],
+        std::time::Duration::ZERO,
+    ));
+    let sidecar = routed_to("openai", &openai, "gpt-4.1").await;
+    let (work, stdout) = claude_code(&sidecar, "claude-sonnet-4-5").await;
+    let got = openai.received();
+    let asked: Vec<Value> = got
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            let limit = &body["max_completion_tokens"];
+            if limit.is_null() {
+                body["max_tokens"].clone()
+            } else {
+                limit.clone()
+            }
+        })
+        .collect();
+    assert_eq!(proof(&work), "from-the-sidecar", "{asked:?}\n{stdout}");
+    assert!(stdout.contains("proof.txt is written"), "{stdout}");
+    assert!(
+        asked
+            .iter()
+            .all(|m| m.as_u64().is_some_and(|m| m <= 32_768)),
+        "{asked:?}"
+    );
+    let tool_result = got.iter().any(|r| {
+        let messages = r.json()["messages"].clone();
+        messages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["role"] == "tool" && m["tool_call_id"] == "call_cli")
+    });
+    assert!(
+        tool_result,
+        "the command's output went back as a tool message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_runs_a_bash_command_on_a_gemini_model() {
+    let gemini = Mock::start_as(Flavor::Gemini).await;
+    gemini.push(Reply::gemini_tool_stream(
+        "Bash",
+        &json!({"command": BASH, "description": "write the file"}),
+    ));
+    gemini.push(Reply::gemini(&["Done: ", "proof.txt is written."], true));
+    let sidecar = routed_to("gemini", &gemini, "gemini-2.5-flash").await;
+    let (work, stdout) = claude_code(&sidecar, "claude-sonnet-4-5").await;
+    let got = gemini.received();
+    let paths: Vec<String> = got.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(proof(&work), "from-the-sidecar", "{paths:?}\n{stdout}");
+    assert!(stdout.contains("proof.txt is written"), "{stdout}");
+    let answered = got
+        .iter()
+        .any(|r| r.json().to_string().contains("functionResponse"));
+    assert!(
+        answered,
+        "the command's output went back as a functionResponse"
+    );
+}

@@ -234,6 +234,47 @@ impl Reply {
         }
     }
 
+    /// An OpenAI chat stream calling one tool, its arguments in two pieces.
+    pub fn openai_tool_stream(model: &str, tool: &str, arguments: &Value) -> Reply {
+        let chunk = |delta: Value, finish: Value| {
+            let c = json!({"id": "chatcmpl-tool", "object": "chat.completion.chunk", "created": 1,
+                "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            format!("data: {c}")
+        };
+        let json = arguments.to_string();
+        let (a, b) = json.split_at(json.len() / 2);
+        let part = |p: &str| json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]});
+        let blocks = vec![
+            chunk(
+                json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
+                "id": "call_cli", "type": "function", "function": {"name": tool, "arguments": ""}}]}),
+                Value::Null,
+            ),
+            chunk(part(a), Value::Null),
+            chunk(part(b), Value::Null),
+            chunk(json!({}), json!("tool_calls")),
+            "data: [DONE]".to_string(),
+        ];
+        Reply::Sse {
+            blocks,
+            gap: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
+    /// A Gemini stream (`alt=sse`) calling one function.
+    pub fn gemini_tool_stream(tool: &str, args: &Value) -> Reply {
+        let piece = json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": tool,
+            "args": args}}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 9, "totalTokenCount": 29},
+            "modelVersion": "gemini-2.5-flash"});
+        Reply::Sse {
+            blocks: vec![format!("data: {piece}")],
+            gap: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
     pub fn openai_stream(model: &str, pieces: &[&str], gap: Duration) -> Reply {
         let chunk = |delta: Value, finish: Value| {
             let c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
@@ -275,6 +316,8 @@ struct MockState {
     script: Mutex<VecDeque<Reply>>,
     /// Answers the client stopped waiting for (the request was dropped before it ended).
     cancelled: std::sync::atomic::AtomicUsize,
+    /// The output token limit an OpenAI model enforces (0: none), as a 400.
+    max_tokens: std::sync::atomic::AtomicU64,
 }
 
 /// Counts an answer as cancelled if it is dropped before it is marked done.
@@ -370,6 +413,14 @@ impl Mock {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Refuses, as OpenAI does, a request asking for more than `limit` output tokens.
+    pub fn limit_max_tokens(&self, limit: u64) -> &Self {
+        self.state
+            .max_tokens
+            .store(limit, std::sync::atomic::Ordering::SeqCst);
+        self
+    }
+
     /// Queues a reply; replies are used in order, then the default applies.
     pub fn push(&self, reply: Reply) -> &Self {
         self.state.script.lock().unwrap().push_back(reply);
@@ -420,7 +471,10 @@ async fn handle(State(state): State<Arc<MockState>>, request: Request) -> Respon
         body,
         at: Instant::now(),
     };
-    let scripted = state.script.lock().unwrap().pop_front();
+    let scripted = match over_limit(&state, &received) {
+        Some(refusal) => Some(refusal),
+        None => state.script.lock().unwrap().pop_front(),
+    };
     let reply = scripted.unwrap_or_else(|| default_reply(state.flavor, &received));
     state.received.lock().unwrap().push(received);
     let watch = Watch {
@@ -428,6 +482,23 @@ async fn handle(State(state): State<Arc<MockState>>, request: Request) -> Respon
         done: false,
     };
     respond(reply, watch).await
+}
+
+/// OpenAI's refusal of an output limit above the model's, if the mock enforces one.
+fn over_limit(state: &MockState, received: &Received) -> Option<Reply> {
+    let limit = state.max_tokens.load(std::sync::atomic::Ordering::SeqCst);
+    let body: Value = serde_json::from_slice(&received.body).ok()?;
+    let asked = body["max_tokens"]
+        .as_u64()
+        .or(body["max_completion_tokens"].as_u64())?;
+    (limit > 0 && asked > limit).then(|| {
+        Reply::status(
+            400,
+            json!({"error": {"message": format!("max_tokens is too large: {asked}. \
+            This model supports at most {limit} completion tokens, whereas you provided {asked}."),
+            "type": "invalid_request_error", "param": "max_tokens", "code": "invalid_value"}}),
+        )
+    })
 }
 
 fn default_reply(flavor: Flavor, received: &Received) -> Reply {
