@@ -9,6 +9,7 @@
 //! answers for `previous_response_id`.
 //! `config` and `state` hold what a request runs on, `reload` swaps it; `admin` and
 //! `telemetry` report on it; `shutdown` drains the process (`drain` is its shared view).
+//! `inject` adds the sidecar to Kubernetes manifests (the `inject` command).
 
 pub mod admin;
 pub mod body;
@@ -20,6 +21,7 @@ pub mod drain;
 pub mod endpoint;
 pub mod error;
 pub mod head;
+pub mod inject;
 pub mod params;
 pub mod prompts;
 pub mod providers;

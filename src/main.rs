@@ -1,7 +1,7 @@
 //! The `respan-sidecar` command: parse the command line and hand over; no logic here.
 
 use clap::{Parser, Subcommand};
-use respan_sidecar::{config, server, telemetry};
+use respan_sidecar::{config, inject, server, telemetry};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,13 +36,46 @@ enum Command {
     Run,
     /// Parse and validate the config: prints `config OK`, or every problem and exits 1.
     Check,
+    /// Print Kubernetes manifests with the sidecar added to pods annotated
+    /// `respan.ai/inject: "true"` (pipe into `kubectl apply -f -`).
+    Inject(Manifests),
+    /// Print Kubernetes manifests with what `inject` added taken out.
+    Uninject(Manifests),
+}
+
+#[derive(clap::Args)]
+struct Manifests {
+    /// A YAML file of one or more documents; `-` or none reads stdin.
+    #[arg(short = 'f', long = "filename")]
+    file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
+        Command::Inject(m) => manifests(m, inject::Change::Inject),
+        Command::Uninject(m) => manifests(m, inject::Change::Uninject),
         Command::Run => run(&cli.config),
+    }
+}
+
+fn manifests(m: Manifests, change: inject::Change) -> ExitCode {
+    let text = match m.file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => {
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        None => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}")),
+    };
+    match text.and_then(|t| inject::documents(&t, change)) {
+        Ok(out) => {
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
