@@ -25,11 +25,11 @@ fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures/k8s").join(name)
 }
 
-/// Runs `respan-sidecar <verb>` with `input` on stdin; returns stdout, or panics with stderr.
-fn sidecar(verb: &str, input: &str) -> String {
+/// Runs `respan-sidecar <args>` with `input` on stdin.
+fn run(args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_respan-sidecar"))
-        .args([verb, "-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -41,7 +41,12 @@ fn sidecar(verb: &str, input: &str) -> String {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `respan-sidecar <verb> -f -` on `input`: its stdout, or a panic with its stderr.
+fn sidecar(verb: &str, input: &str) -> String {
+    let out = run(&[verb, "-f", "-"], input);
     assert!(
         out.status.success(),
         "{verb}: {}",
@@ -105,21 +110,7 @@ fn bad_input_is_a_clear_error_naming_the_document() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_respan-sidecar"))
-        .arg("inject")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"kind: Pod\n---\nkind: [1\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run(&["inject"], "kind: Pod\n---\nkind: [1\n");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("document 2"), "{err}");

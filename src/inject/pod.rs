@@ -181,28 +181,25 @@ fn mapping<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Mapping, String> {
 }
 
 fn child_mapping<'a>(m: &'a mut Mapping, key: &str) -> Result<&'a mut Mapping, String> {
-    let child = m
-        .entry(key.into())
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
-    if child.is_null() {
-        *child = Value::Mapping(Mapping::new());
-    }
-    child
+    child(m, key, Value::Mapping(Mapping::new()))
         .as_mapping_mut()
         .ok_or_else(|| format!("`{key}` is not a mapping"))
 }
 
 /// `m[key]` as a list, made if it is absent.
 fn list<'a>(m: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, String> {
-    let child = m
-        .entry(key.into())
-        .or_insert_with(|| Value::Sequence(Vec::new()));
-    if child.is_null() {
-        *child = Value::Sequence(Vec::new());
-    }
-    child
+    child(m, key, Value::Sequence(Vec::new()))
         .as_sequence_mut()
         .ok_or_else(|| format!("`{key}` is not a list"))
+}
+
+/// `m[key]`, set to `empty` when it is absent or null (`key:` with nothing after it).
+fn child<'a>(m: &'a mut Mapping, key: &str, empty: Value) -> &'a mut Value {
+    let child = m.entry(key.into()).or_insert(Value::Null);
+    if child.is_null() {
+        *child = empty;
+    }
+    child
 }
 
 fn named(v: &Value, name: &str) -> bool {
