@@ -9,7 +9,8 @@
 //! answers for `previous_response_id`.
 //! `config` and `state` hold what a request runs on, `reload` swaps it; `admin` and
 //! `telemetry` report on it; `shutdown` drains the process (`drain` is its shared view).
-//! `inject` adds the sidecar to Kubernetes manifests (the `inject` command).
+//! `inject` adds the sidecar to Kubernetes manifests (the `inject` command), `webhook` to pods
+//! as a cluster creates them (the `webhook` command).
 
 pub mod admin;
 pub mod body;
@@ -35,3 +36,4 @@ pub mod stored_responses;
 pub mod telemetry;
 pub mod translate;
 pub mod upstream;
+pub mod webhook;

@@ -1,7 +1,7 @@
 //! The `respan-sidecar` command: parse the command line and hand over; no logic here.
 
 use clap::{Parser, Subcommand};
-use respan_sidecar::{config, inject, server, telemetry};
+use respan_sidecar::{config, inject, server, telemetry, webhook};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,22 @@ enum Command {
     Inject(Manifests),
     /// Print Kubernetes manifests with what `inject` added taken out.
     Uninject(Manifests),
+    /// Serve the mutating admission webhook that injects the sidecar into pods annotated
+    /// `respan.ai/inject: "true"` as they are created (HTTPS, POST /mutate).
+    Webhook(Webhook),
+}
+
+#[derive(clap::Args)]
+struct Webhook {
+    /// The HTTPS listen address.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: std::net::SocketAddr,
+    /// The serving certificate chain (PEM); read again when it changes.
+    #[arg(long, default_value = "/etc/respan-webhook/tls.crt")]
+    tls_cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long, default_value = "/etc/respan-webhook/tls.key")]
+    tls_key: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -56,7 +72,24 @@ fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Inject(m) => manifests(m, inject::Change::Inject),
         Command::Uninject(m) => manifests(m, inject::Change::Uninject),
+        Command::Webhook(w) => serve_webhook(w),
         Command::Run => run(&cli.config),
+    }
+}
+
+fn serve_webhook(w: Webhook) -> ExitCode {
+    telemetry::logging::init();
+    let options = webhook::Options {
+        listen: w.listen,
+        tls_cert: w.tls_cert,
+        tls_key: w.tls_key,
+    };
+    match webhook::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("webhook: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

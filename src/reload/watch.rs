@@ -71,7 +71,7 @@ async fn recv_signal(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option
 }
 
 /// Waits until no event has come for [`DEBOUNCE`] (at most [`MAX_DELAY`] in all).
-async fn settle(changed: &mut mpsc::UnboundedReceiver<()>) {
+pub(crate) async fn settle(changed: &mut mpsc::UnboundedReceiver<()>) {
     let give_up = tokio::time::Instant::now() + MAX_DELAY;
     loop {
         let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(give_up);
@@ -88,13 +88,13 @@ fn drop_pending(changed: &mut mpsc::UnboundedReceiver<()>) {
 }
 
 /// A notify watcher on the directories of some files, sending `()` for each event about one
-/// of them. Dropping it stops the watch.
-struct FileWatch {
+/// of them. Dropping it stops the watch. The webhook watches its certificate with it too.
+pub(crate) struct FileWatch {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl FileWatch {
-    fn new(files: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> FileWatch {
+    pub(crate) fn new(files: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> FileWatch {
         let mut names: BTreeSet<OsString> = files
             .iter()
             .filter_map(|f| f.file_name())
@@ -114,7 +114,7 @@ impl FileWatch {
         let mut watcher = match notify::recommended_watcher(handler) {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!("config files are not watched (SIGHUP still reloads): {e}");
+                tracing::warn!("files are not watched (SIGHUP still reloads the config): {e}");
                 return FileWatch { _watcher: None };
             }
         };
