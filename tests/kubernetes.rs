@@ -1,7 +1,8 @@
 //! Kubernetes: `inject` and `uninject` on fixture manifests of every kind against expected
 //! output files, idempotence, the `k8s/` manifests and every injected output validated
 //! offline against the Kubernetes JSON schemas (`kubernetes-validate`, installed by .ci/run),
-//! and `check` on the ConfigMap's config.
+//! `check` on the ConfigMap's config, and the webhook's manifests agreeing with each other and
+//! with the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_yaml::Value;
@@ -144,7 +145,9 @@ fn every_manifest_and_injected_output_passes_the_kubernetes_schemas() {
     // Only kinds with no schema in Kubernetes itself may go unchecked.
     for line in report.lines().filter(|l| l.starts_with("WARN")) {
         assert!(
-            line.contains("kind PodMonitor") || line.contains("kind List"),
+            ["PodMonitor", "List", "Issuer", "Certificate"]
+                .iter()
+                .any(|kind| line.contains(&format!("kind {kind} "))),
             "{line}"
         );
     }
@@ -186,4 +189,67 @@ fn the_config_map_s_config_checks() {
 fn config_grace_ms(config: &str) -> u64 {
     let v: Value = serde_yaml::from_str(config).unwrap();
     v["server"]["shutdown_grace_ms"].as_u64().unwrap()
+}
+
+/// The one object of `kind` in `docs`.
+fn object<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let mut of_kind = docs.iter().filter(|d| d["kind"] == kind);
+    let found = of_kind.next().unwrap_or_else(|| panic!("no {kind}"));
+    assert!(of_kind.next().is_none(), "one {kind}");
+    found
+}
+
+#[test]
+fn the_webhook_manifests_agree_with_each_other_and_the_binary() {
+    let docs = documents(&read(&root().join("k8s/webhook.yaml")));
+    let certs = documents(&read(&root().join("k8s/webhook-cert-manager.yaml")));
+    let (service, deployment) = (object(&docs, "Service"), object(&docs, "Deployment"));
+    let config = object(&docs, "MutatingWebhookConfiguration");
+    let hook = &config["webhooks"][0];
+    let target = &hook["clientConfig"]["service"];
+    assert_eq!(target["name"], service["metadata"]["name"]);
+    assert_eq!(target["namespace"], service["metadata"]["namespace"]);
+    assert_eq!(target["path"], "/mutate");
+    assert_eq!(target["port"], service["spec"]["ports"][0]["port"]);
+    assert_eq!(hook["failurePolicy"], "Ignore");
+    assert_eq!(hook["sideEffects"], "None");
+
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(service["spec"]["selector"], pod["metadata"]["labels"]);
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"],
+        container["ports"][0]["name"]
+    );
+    let certificate = object(&certs, "Certificate");
+    assert_eq!(
+        pod["spec"]["volumes"][0]["secret"]["secretName"],
+        certificate["spec"]["secretName"]
+    );
+    let ns = service["metadata"]["namespace"].as_str().unwrap();
+    let host = format!("{}.{ns}.svc", service["metadata"]["name"].as_str().unwrap());
+    assert!(certificate["spec"]["dnsNames"]
+        .as_sequence()
+        .unwrap()
+        .contains(&host.into()));
+    assert_eq!(
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        format!("{ns}/{}", certificate["metadata"]["name"].as_str().unwrap()).as_str()
+    );
+
+    // The container's args are the binary's: it gets as far as reading the mounted
+    // certificate (absent here), not a usage error.
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_respan-sidecar"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/etc/respan-webhook/tls.crt"), "{err}");
 }
