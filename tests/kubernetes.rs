@@ -5,9 +5,12 @@
 //! with the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use support::run_with_stdin as run;
 
 const FIXTURES: [&str; 6] = [
     "deployment",
@@ -24,25 +27,6 @@ fn root() -> PathBuf {
 
 fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures/k8s").join(name)
-}
-
-/// Runs `respan-sidecar <args>` with `input` on stdin.
-fn run(args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_respan-sidecar"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// `respan-sidecar <verb> -f -` on `input`: its stdout, or a panic with its stderr.

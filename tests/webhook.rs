@@ -174,21 +174,7 @@ fn patched(pod: &Value, response: &Value) -> Value {
 
 /// What `respan-sidecar inject` makes of the pod (JSON is YAML), as JSON.
 fn injected_by_the_cli(pod: &Value) -> Value {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_respan-sidecar"))
-        .arg("inject")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = pod.to_string();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::run_with_stdin(&["inject"], &pod.to_string());
     assert!(out.status.success());
     let yaml: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
     serde_json::to_value(yaml).unwrap()

@@ -105,8 +105,10 @@ async fn a_stream_past_the_grace_period_ends_with_an_in_band_error() {
     let mut sidecar = Sidecar::start_with_server("shutdown_grace_ms: 300", &config).await;
     let mut response = crate::support::post_chat(&sidecar, &stream("gpt-4o")).await;
     let mut text = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
-    sidecar.signal("TERM");
+    // Taken before the signal: the sidecar's grace timer starts when the
+    // signal arrives, which `signal` may already have seen happen.
     let signalled = Instant::now();
+    sidecar.signal("TERM");
     while let Some(chunk) = response.chunk().await.unwrap() {
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
