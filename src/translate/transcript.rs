@@ -125,7 +125,7 @@ const CHOICES_KEY: &str = "\"choices\":";
 /// cannot be inside a string, where its quotes would be escaped), and the whole object is
 /// read only when that does not parse.
 fn first_choice(data: &str) -> Option<OpenAiChoice<'_>> {
-    let at_key = memchr::memmem::find(data.as_bytes(), CHOICES_KEY.as_bytes());
+    let at_key = choices_finder().find(data.as_bytes());
     if let Some(choices) = at_key.and_then(|i| data.get(i + CHOICES_KEY.len()..)) {
         let mut reader = serde_json::Deserializer::from_str(choices);
         if let Ok(First(choice)) = First::deserialize(&mut reader) {
@@ -134,6 +134,13 @@ fn first_choice(data: &str) -> Option<OpenAiChoice<'_>> {
     }
     let answer: OpenAiAnswer = serde_json::from_str(data).ok()?;
     answer.choices.0
+}
+
+/// The `"choices":` searcher, built once: building one costs more than a search.
+fn choices_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
+    &FINDER
 }
 
 /// The first element of an array, the rest skipped: no `Vec` per stream chunk for the one
