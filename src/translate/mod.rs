@@ -26,7 +26,7 @@ use crate::config::ProviderKind;
 use crate::endpoint::Ingress;
 use anthropic::request::JsonMode;
 use openai::{ChatRequest, ChatResponse};
-use responses::ToolNamespaces;
+use responses::ToolNames;
 use std::sync::Arc;
 
 /// The wire format a provider speaks.
@@ -156,8 +156,8 @@ pub struct ResponsePlan {
     /// The model the answer names when the provider does not. Shared: every try of a model
     /// hands its plan on.
     pub model: Arc<str>,
-    /// A Responses request's `namespace` tools, whose calls come back flat.
-    pub namespaces: ToolNamespaces,
+    /// A Responses request's `namespace` and `custom` tools, whose calls come back as functions.
+    pub tool_names: ToolNames,
 }
 
 impl ResponsePlan {
@@ -170,7 +170,7 @@ impl ResponsePlan {
             include_usage: false,
             usage_for_gateway: false,
             model: model.into(),
-            namespaces: ToolNamespaces::default(),
+            tool_names: ToolNames::default(),
         }
     }
 
@@ -199,7 +199,7 @@ impl ResponsePlan {
             Ingress::Anthropic => serde_json::to_vec(&anthropic::response::from_openai(canonical)),
             Ingress::Responses => serde_json::to_vec(&responses::response::from_openai(
                 canonical,
-                &self.namespaces,
+                &self.tool_names,
             )),
             Ingress::OpenAi | Ingress::Gemini => serde_json::to_vec(&canonical),
         };
@@ -239,7 +239,7 @@ pub fn request(
     target: Target,
 ) -> Result<Translated, TranslateError> {
     let invalid_body = |e: serde_json::Error| TranslateError::invalid("body", e.to_string());
-    let mut namespaces = ToolNamespaces::default();
+    let mut tool_names = ToolNames::default();
     let mut canonical: ChatRequest = match ingress {
         Ingress::OpenAi => body.to_typed().map_err(invalid_body)?,
         Ingress::Anthropic => {
@@ -248,7 +248,7 @@ pub fn request(
         Ingress::Responses => {
             let (chat, of_tools) =
                 responses::request::to_openai(body.to_typed().map_err(invalid_body)?)?;
-            namespaces = of_tools;
+            tool_names = of_tools;
             chat
         }
         Ingress::Gemini => {
@@ -306,7 +306,7 @@ pub fn request(
             include_usage,
             usage_for_gateway: false,
             model: upstream_model.into(),
-            namespaces,
+            tool_names,
         },
     })
 }

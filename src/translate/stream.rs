@@ -59,7 +59,7 @@ impl StreamTranslator {
             Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.to_string())),
             Ingress::Responses => Encoder::Responses(ResponsesFromOpenAi::new(
                 plan.model.to_string(),
-                plan.namespaces.clone(),
+                plan.tool_names.clone(),
             )),
             Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
                 include_usage: plan.include_usage,

@@ -238,6 +238,9 @@ struct ResponsesItem<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     arguments: Option<Cow<'a, str>>,
+    /// A `custom_tool_call`'s free-form input (shown as its arguments).
+    #[serde(borrow)]
+    input: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -390,12 +393,12 @@ impl Message {
             match &*item.kind {
                 "message" => self.text.push_str(&texts(item.content)),
                 "reasoning" => self.reasoning.push_str(&texts(item.summary)),
-                "function_call" => {
+                "function_call" | "custom_tool_call" => {
                     let index = self.tools.len();
                     if let Some(tool) = self.tool(index) {
                         push(&mut tool.0, item.call_id.as_deref());
                         push(&mut tool.1, item.name.as_deref());
-                        push(&mut tool.2, item.arguments.as_deref());
+                        push(&mut tool.2, item.arguments.or(item.input).as_deref());
                     }
                 }
                 _ => {}
@@ -623,6 +626,33 @@ mod tests {
         assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"d\":\"/\"}");
         assert_eq!(m["tool_calls"][0]["id"], "toolu_1");
         assert_eq!(out.finish_reasons, vec!["tool_use"]);
+    }
+
+    #[test]
+    fn a_responses_stream_is_read_from_its_terminal_event_custom_calls_too() {
+        let sse = concat!(
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"output\":[",
+            "{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"hi\"}]},",
+            "{\"type\":\"custom_tool_call\",\"call_id\":\"c1\",\"name\":\"apply_patch\",\"input\":\"*** Begin Patch\"}]}}\n\n",
+        );
+        let out = output(Format::Responses, true, sse.as_bytes());
+        let m = message(&out);
+        assert_eq!(m["content"], "hi");
+        let call = &m["tool_calls"][0];
+        assert_eq!(
+            (
+                &call["id"],
+                &call["function"]["name"],
+                &call["function"]["arguments"]
+            ),
+            (
+                &json!("c1"),
+                &json!("apply_patch"),
+                &json!("*** Begin Patch")
+            )
+        );
+        assert_eq!(out.finish_reasons, vec!["completed"]);
     }
 
     #[test]

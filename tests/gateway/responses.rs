@@ -141,6 +141,78 @@ async fn a_tool_round_trip_reaches_anthropic_as_tool_use_and_tool_result() {
     assert_eq!(sent["tools"][0]["name"], "shell");
 }
 
+/// A `custom` tool (the Codex CLI's `apply_patch` is one: free-form text in).
+fn apply_patch_tool() -> Value {
+    json!([{"type": "custom", "name": "apply_patch", "description": "Edit files.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch"}}])
+}
+
+#[tokio::test]
+async fn a_custom_tool_reaches_anthropic_as_a_tool_of_one_string_and_streams_back_as_a_custom_call()
+{
+    let (_, anthropic, _, sidecar) = three().await;
+    let patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch";
+    let args = serde_json::to_string(&json!({"input": patch})).unwrap();
+    let (head, tail) = args.split_at(args.len() / 2);
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let sse = [
+        event("message_start", json!({"type": "message_start", "message": {"id": "msg_1",
+            "type": "message", "role": "assistant", "model": "claude-x", "content": [],
+            "usage": {"input_tokens": 5, "output_tokens": 1}}})),
+        event("content_block_start", json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_p", "name": "apply_patch", "input": {}}})),
+        event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": head}})),
+        event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": tail}})),
+        event("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        event("message_delta", json!({"type": "message_delta",
+            "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})),
+        event("message_stop", json!({"type": "message_stop"})),
+    ]
+    .concat();
+    anthropic.push(Reply::sse_text(&sse));
+    let body = json!({"model": "claude-x", "input": "add a.txt", "stream": true,
+        "tools": apply_patch_tool()});
+    let r = post_json(&sidecar, "/v1/responses", &body).await;
+    assert_eq!(r.status(), 200);
+    let sent = anthropic.last().json();
+    assert_eq!(sent["tools"][0]["name"], "apply_patch");
+    assert_eq!(
+        sent["tools"][0]["input_schema"]["required"],
+        json!(["input"])
+    );
+    let events = events(&r.text().await.unwrap());
+    let input_done = events
+        .iter()
+        .find(|(n, _)| n == "response.custom_tool_call_input.done")
+        .map(|(_, d)| d["input"].clone());
+    assert_eq!(input_done, Some(json!(patch)));
+    assert!(!events
+        .iter()
+        .any(|(n, _)| n == "response.function_call_arguments.delta"));
+    let call = events.last().unwrap().1["response"]["output"][0].clone();
+    assert_eq!(
+        (&call["type"], &call["call_id"], &call["input"]),
+        (&json!("custom_tool_call"), &json!("toolu_p"), &json!(patch))
+    );
+
+    // The next turn sends the call back as a tool_use with that input, and its output.
+    anthropic.push(Reply::anthropic_message("claude-x", "added"));
+    let input = json!([{"role": "user", "content": "add a.txt"}, call,
+        {"type": "custom_tool_call_output", "call_id": "toolu_p", "output": "Done!"}]);
+    let body = json!({"model": "claude-x", "input": input, "tools": apply_patch_tool()});
+    let second = post_json(&sidecar, "/v1/responses", &body).await;
+    assert_eq!(second.status(), 200);
+    let sent = anthropic.last().json();
+    let used = &sent["messages"][1]["content"][0];
+    assert_eq!(
+        (&used["type"], &used["input"]),
+        (&json!("tool_use"), &json!({"input": patch}))
+    );
+    assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "toolu_p");
+}
+
 #[tokio::test]
 async fn a_claude_stream_is_told_as_typed_events_with_a_terminal_response() {
     let (_, anthropic, gemini, sidecar) = three().await;

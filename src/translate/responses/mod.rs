@@ -11,25 +11,41 @@ use super::openai::Usage;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The `namespace` tools of a request (the Codex CLI groups its sub-agent tools in one):
-/// other providers have flat tools only, so each function of a namespace goes to them
-/// named `{namespace}__{name}`, and a call of such a name comes back as the namespace's
-/// own call (`namespace` and `name`). Only the request's namespaces are split back, so a
-/// function that merely has `__` in its name is left whole.
+/// The tools of a request that other providers cannot take as they are, so their calls
+/// must be turned back on the way out.
+///
+/// `namespace` tools (the Codex CLI groups its sub-agent tools in one): other providers have
+/// flat tools only, so each function of a namespace goes to them named
+/// `{namespace}__{name}`, and a call of such a name comes back as the namespace's own call
+/// (`namespace` and `name`). Only the request's namespaces are split back, so a function
+/// that merely has `__` in its name is left whole.
+///
+/// `custom` tools (free-form text in, such as a patch): other providers have JSON-schema
+/// functions only, so each goes to them as a function of one string, `input`, and a call of
+/// it comes back as a `custom_tool_call` whose `input` is that string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ToolNamespaces(Arc<[String]>);
+pub struct ToolNames {
+    namespaces: Arc<[String]>,
+    custom: Arc<[String]>,
+}
 
 /// Between a namespace and a function of it, in the flat name.
 const NAMESPACE_SEPARATOR: &str = "__";
 
-impl ToolNamespaces {
-    fn new(names: Vec<String>) -> ToolNamespaces {
-        ToolNamespaces(names.into())
+/// The one parameter a `custom` tool has as a function.
+const CUSTOM_INPUT: &str = "input";
+
+impl ToolNames {
+    fn new(namespaces: Vec<String>, custom: Vec<String>) -> ToolNames {
+        ToolNames {
+            namespaces: namespaces.into(),
+            custom: custom.into(),
+        }
     }
 
     /// A flat name as a namespace (if it is in one of the request's) and a name.
     fn split<'a>(&self, flat: &'a str) -> (Option<&'a str>, &'a str) {
-        for namespace in self.0.iter() {
+        for namespace in self.namespaces.iter() {
             let inner = flat
                 .strip_prefix(namespace.as_str())
                 .and_then(|rest| rest.strip_prefix(NAMESPACE_SEPARATOR));
@@ -39,6 +55,35 @@ impl ToolNamespaces {
         }
         (None, flat)
     }
+
+    /// Whether calls of `name` are of a `custom` tool.
+    fn is_custom(&self, name: &str) -> bool {
+        self.custom.iter().any(|c| c == name)
+    }
+
+    /// The id prefix of a call's output item.
+    fn call_prefix(&self, name: &str) -> &'static str {
+        if self.is_custom(name) {
+            "ctc"
+        } else {
+            "fc"
+        }
+    }
+}
+
+/// A `custom` tool's input as its function's arguments: `{"input": "..."}`.
+fn custom_arguments(input: &str) -> String {
+    json!({ CUSTOM_INPUT: input }).to_string()
+}
+
+/// A `custom` tool's input from its function's arguments (the arguments as they are, if a
+/// model did not keep to the one string it was given).
+fn custom_input(arguments: &str) -> String {
+    let parsed = serde_json::from_str::<Value>(arguments).ok();
+    match parsed.as_ref().and_then(|v| v.get(CUSTOM_INPUT)?.as_str()) {
+        Some(input) => input.to_string(),
+        None => arguments.to_string(),
+    }
 }
 
 /// The flat name of `name` in `namespace`.
@@ -46,7 +91,7 @@ fn flat_name(namespace: &str, name: &str) -> String {
     format!("{namespace}{NAMESPACE_SEPARATOR}{name}")
 }
 
-/// A fresh id with a Responses API prefix (`resp`, `msg`, `fc`, `rs`).
+/// A fresh id with a Responses API prefix (`resp`, `msg`, `fc`, `ctc`, `rs`).
 fn item_id(prefix: &str) -> String {
     format!("{prefix}_{:032x}", rand::random::<u128>())
 }
@@ -131,7 +176,7 @@ fn function_call_item(
     id: &str,
     status: &str,
     call_id: &str,
-    (name, namespaces): (&str, &ToolNamespaces),
+    (name, namespaces): (&str, &ToolNames),
     arguments: &str,
 ) -> Value {
     let (namespace, name) = namespaces.split(name);
@@ -147,6 +192,34 @@ fn function_call_item(
         item["namespace"] = namespace.into();
     }
     item
+}
+
+/// A `custom_tool_call` output item.
+fn custom_call_item(id: &str, status: &str, call_id: &str, name: &str, input: &str) -> Value {
+    json!({
+        "id": id,
+        "type": "custom_tool_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "input": input,
+    })
+}
+
+/// The output item of a tool call: a `custom_tool_call` for a `custom` tool, else a
+/// `function_call` (named in its namespace, if the flat name is of one).
+fn call_item(
+    id: &str,
+    status: &str,
+    call_id: &str,
+    (name, tools): (&str, &ToolNames),
+    arguments: &str,
+) -> Value {
+    if tools.is_custom(name) {
+        custom_call_item(id, status, call_id, name, &custom_input(arguments))
+    } else {
+        function_call_item(id, status, call_id, (name, tools), arguments)
+    }
 }
 
 /// A `response` object around `output`.

@@ -1,7 +1,7 @@
 //! A Responses API request -> the OpenAI chat form every provider translation starts from.
 //!
-//! `input` items become messages: `function_call` items join the assistant turn they belong
-//! to, `function_call_output` items become tool messages (matched by `call_id`), and a
+//! `input` items become messages: `function_call` (and `custom_tool_call`) items join the
+//! assistant turn they belong to, their outputs become tool messages (matched by `call_id`), and a
 //! `reasoning` item's `encrypted_content` (the provider's own opaque thinking, as this
 //! gateway wrote it) goes back on the next assistant turn.
 
@@ -10,9 +10,9 @@ use super::super::openai::{
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
 use super::super::TranslateError;
-use super::{flat_name, thinking_of, ToolNamespaces};
+use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The fields of a Responses request that are translated; the rest (`store`, `include`,
 /// `truncation`, `service_tier`, ...) mean nothing to another provider.
@@ -79,8 +79,8 @@ const BUILT_IN_TOOLS: &[&str] = &[
     "local_shell",
 ];
 
-/// The chat form of a request, and the namespaces its tools were flattened from.
-pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNamespaces), TranslateError> {
+/// The chat form of a request, and the tool_names its tools were flattened from.
+pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNames), TranslateError> {
     if req.previous_response_id.is_some() {
         return Err(TranslateError::invalid(
             "previous_response_id",
@@ -97,12 +97,12 @@ pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNamespaces),
         None => {}
     }
     let stream = req.stream.unwrap_or(false);
-    let (tools, namespaces) = match req.tools {
+    let (tools, tool_names) = match req.tools {
         Some(given) => {
-            let (tools, namespaces) = tools(given)?;
-            (Some(tools), namespaces)
+            let (tools, tool_names) = tools(given)?;
+            (Some(tools), tool_names)
         }
-        None => (None, ToolNamespaces::default()),
+        None => (None, ToolNames::default()),
     };
     let chat = ChatRequest {
         messages,
@@ -127,7 +127,7 @@ pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNamespaces),
         reasoning_effort: req.reasoning.and_then(|r| r.effort),
         ..ChatRequest::default()
     };
-    Ok((chat, namespaces))
+    Ok((chat, tool_names))
 }
 
 fn text_message(role: &str, text: String) -> Message {
@@ -162,20 +162,17 @@ impl Conversation {
                         Some(namespace) => flat_name(namespace, &name),
                         None => name,
                     };
-                    let call = ToolCall {
-                        id: string(&item, "call_id", &at("call_id"))?,
-                        kind: "function".into(),
-                        function: FunctionCall {
-                            name,
-                            arguments: string(&item, "arguments", &at("arguments"))?,
-                        },
-                    };
-                    self.assistant(out)
-                        .tool_calls
-                        .get_or_insert_with(Vec::new)
-                        .push(call);
+                    let arguments = string(&item, "arguments", &at("arguments"))?;
+                    let call_id = string(&item, "call_id", &at("call_id"))?;
+                    self.call(call_id, name, arguments, out);
                 }
-                "function_call_output" => out.push(Message {
+                "custom_tool_call" => {
+                    let arguments = custom_arguments(&string(&item, "input", &at("input"))?);
+                    let name = string(&item, "name", &at("name"))?;
+                    let call_id = string(&item, "call_id", &at("call_id"))?;
+                    self.call(call_id, name, arguments, out);
+                }
+                "function_call_output" | "custom_tool_call_output" => out.push(Message {
                     role: "tool".into(),
                     tool_call_id: Some(string(&item, "call_id", &at("call_id"))?),
                     content: Some(Content::Text(output_text(item.get("output")))),
@@ -243,6 +240,19 @@ impl Conversation {
         }
         let last = out.len() - 1;
         &mut out[last]
+    }
+
+    /// A tool call, on the assistant turn it belongs to.
+    fn call(&mut self, id: String, name: String, arguments: String, out: &mut Vec<Message>) {
+        let call = ToolCall {
+            id,
+            kind: "function".into(),
+            function: FunctionCall { name, arguments },
+        };
+        self.assistant(out)
+            .tool_calls
+            .get_or_insert_with(Vec::new)
+            .push(call);
     }
 
     fn reasoning(&mut self, item: &Value) {
@@ -339,25 +349,68 @@ fn image_url(part: &Value) -> Option<String> {
     }
 }
 
-/// `function` tools, flat in the Responses API (`name`, `parameters` at the top).
-/// Flat function tools; a `namespace` tool's functions are each one, under a flat name.
-fn tools(given: Vec<Value>) -> Result<(Vec<Tool>, ToolNamespaces), TranslateError> {
+/// Flat `function` tools; a `namespace` tool's functions are each one, under a flat name;
+/// a `custom` tool is a function of one string.
+fn tools(given: Vec<Value>) -> Result<(Vec<Tool>, ToolNames), TranslateError> {
     let mut tools = Vec::with_capacity(given.len());
-    let mut namespaces = Vec::new();
+    let (mut namespaces, mut custom) = (Vec::new(), Vec::new());
     for (i, tool) in given.iter().enumerate() {
         let at = format!("tools[{i}]");
-        if tool.get("type").and_then(Value::as_str) != Some("namespace") {
-            tools.push(function(tool, None, &at)?);
-            continue;
+        match tool.get("type").and_then(Value::as_str) {
+            Some("namespace") => {
+                let namespace = string(tool, "name", &format!("{at}.name"))?;
+                let inner = tool.get("tools").and_then(Value::as_array);
+                for (j, f) in inner.into_iter().flatten().enumerate() {
+                    tools.push(function(f, Some(&namespace), &format!("{at}.tools[{j}]"))?);
+                }
+                namespaces.push(namespace);
+            }
+            Some("custom") => {
+                let tool = custom_tool(tool, &at)?;
+                custom.push(tool.function.name.clone());
+                tools.push(tool);
+            }
+            _ => tools.push(function(tool, None, &at)?),
         }
-        let namespace = string(tool, "name", &format!("{at}.name"))?;
-        let inner = tool.get("tools").and_then(Value::as_array);
-        for (j, f) in inner.into_iter().flatten().enumerate() {
-            tools.push(function(f, Some(&namespace), &format!("{at}.tools[{j}]"))?);
-        }
-        namespaces.push(namespace);
     }
-    Ok((tools, ToolNamespaces::new(namespaces)))
+    Ok((tools, ToolNames::new(namespaces, custom)))
+}
+
+/// A `custom` tool as a function whose one parameter, `input`, is the free-form text; its
+/// `format` (a grammar, or plain text) is told to the model in that parameter's description.
+fn custom_tool(tool: &Value, at: &str) -> Result<Tool, TranslateError> {
+    let name = string(tool, "name", &format!("{at}.name"))?;
+    let format = tool.get("format");
+    let described = match format.and_then(|f| f.get("type")).and_then(Value::as_str) {
+        Some("grammar") => {
+            let syntax = format
+                .and_then(|f| f.get("syntax"))
+                .and_then(Value::as_str)
+                .unwrap_or("grammar");
+            let definition = format
+                .and_then(|f| f.get("definition"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            format!("Free-form text in this {syntax} grammar:\n{definition}")
+        }
+        _ => "Free-form text.".to_string(),
+    };
+    Ok(Tool {
+        kind: "function".into(),
+        function: FunctionDef {
+            name,
+            description: tool
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            parameters: Some(json!({
+                "type": "object",
+                "properties": {CUSTOM_INPUT: {"type": "string", "description": described}},
+                "required": [CUSTOM_INPUT],
+                "additionalProperties": false,
+            })),
+        },
+    })
 }
 
 /// A `function` tool (in `namespace`, if given); any other type is refused, naming it.
@@ -398,11 +451,16 @@ fn hint(kind: &str) -> &'static str {
     }
 }
 
-/// `auto` / `none` / `required`, or `{"type": "function", "name": ...}`.
+/// `auto` / `none` / `required`, or `{"type": "function" | "custom", "name": ...}`.
 fn tool_choice(choice: Value) -> Result<ToolChoice, TranslateError> {
     match &choice {
         Value::String(mode) => Ok(ToolChoice::Mode(mode.clone())),
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+        Value::Object(o)
+            if matches!(
+                o.get("type").and_then(Value::as_str),
+                Some("function" | "custom")
+            ) =>
+        {
             let name = string(&choice, "name", "tool_choice.name")?;
             Ok(ToolChoice::Named(NamedToolChoice {
                 kind: "function".into(),
@@ -411,7 +469,7 @@ fn tool_choice(choice: Value) -> Result<ToolChoice, TranslateError> {
         }
         _ => Err(TranslateError::invalid(
             "tool_choice",
-            "must be auto, none, required or a function",
+            "must be auto, none, required, a function or a custom tool",
         )),
     }
 }

@@ -1,15 +1,13 @@
 //! A whole chat answer -> a Responses API `response` object: reasoning first (with the
 //! provider's opaque thinking as `encrypted_content`), then the message, then the tool calls,
-//! in the order the model made them.
+//! in the order the model made them (a `custom` tool's as a `custom_tool_call`).
 
 use super::super::openai::ChatResponse;
-use super::ToolNamespaces;
-use super::{
-    ending, function_call_item, item_id, message_item, reasoning_item, response_object, End,
-};
+use super::ToolNames;
+use super::{call_item, ending, item_id, message_item, reasoning_item, response_object, End};
 use serde_json::Value;
 
-pub fn from_openai(answer: ChatResponse, namespaces: &ToolNamespaces) -> Value {
+pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> Value {
     let created_at = if answer.created > 0 {
         answer.created
     } else {
@@ -29,11 +27,11 @@ pub fn from_openai(answer: ChatResponse, namespaces: &ToolNamespaces) -> Value {
             output.push(message_item(&item_id("msg"), "completed", Some(&text)));
         }
         for call in m.tool_calls.into_iter().flatten() {
-            output.push(function_call_item(
-                &item_id("fc"),
+            output.push(call_item(
+                &item_id(tool_names.call_prefix(&call.function.name)),
                 "completed",
                 &call.id,
-                (&call.function.name, namespaces),
+                (&call.function.name, tool_names),
                 &call.function.arguments,
             ));
         }

@@ -1,14 +1,15 @@
 //! OpenAI chunks -> the Responses API's typed events, chunk by chunk: `response.created` and
 //! `response.in_progress` first, each output item opened (`output_item.added`, its part),
-//! filled by deltas, and closed (`.done` events) as the next begins, and a terminal
+//! filled by deltas (a `custom` tool's input in one, when its call ends: it streams as
+//! JSON around the text), and closed (`.done` events) as the next begins, and a terminal
 //! `response.completed` or `response.incomplete` holding the whole response, which is
 //! the one thing kept until the end (the protocol repeats the output there).
 
 use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
 use super::super::sse::write_json;
 use super::{
-    ending, function_call_item, item_id, message_item, reasoning_item, response_object, text_part,
-    End, ToolNamespaces,
+    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, message_item,
+    reasoning_item, response_object, text_part, End, ToolNames,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -51,6 +52,9 @@ enum Open {
         arguments: String,
         /// The chat chunk's tool call index it is built from.
         index: u32,
+        /// Of a `custom` tool: its input is only known whole, when the call ends (the
+        /// arguments stream as the JSON object around it).
+        custom: bool,
     },
 }
 
@@ -77,7 +81,7 @@ impl<'a> DeltaEvent<'a> {
 }
 
 pub struct FromOpenAi {
-    namespaces: ToolNamespaces,
+    tool_names: ToolNames,
     id: String,
     model: String,
     created_at: u64,
@@ -91,9 +95,9 @@ pub struct FromOpenAi {
 }
 
 impl FromOpenAi {
-    pub fn new(model: String, namespaces: ToolNamespaces) -> Self {
+    pub fn new(model: String, tool_names: ToolNames) -> Self {
         FromOpenAi {
-            namespaces,
+            tool_names,
             id: item_id("resp"),
             model,
             created_at: super::super::openai::now_unix(),
@@ -237,15 +241,15 @@ impl FromOpenAi {
         let same = matches!(self.open, Some(Open::Call { index, .. }) if index == call.index);
         let function = call.function.as_ref();
         if !same || call.id.is_some() {
-            let (id, call_id) = (item_id("fc"), call.id.clone().unwrap_or_default());
             let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
-            self.open_item(
-                out,
-                function_call_item(&id, "in_progress", &call_id, (&name, &self.namespaces), ""),
-            );
+            let id = item_id(self.tool_names.call_prefix(&name));
+            let call_id = call.id.clone().unwrap_or_default();
+            let item = call_item(&id, "in_progress", &call_id, (&name, &self.tool_names), "");
+            self.open_item(out, item);
             self.open = Some(Open::Call {
                 id,
                 call_id,
+                custom: self.tool_names.is_custom(&name),
                 name,
                 arguments: String::new(),
                 index: call.index,
@@ -253,15 +257,24 @@ impl FromOpenAi {
         }
         let delta = function.and_then(|f| f.arguments.as_deref());
         let index = self.index();
-        if let (Some(delta), Some(Open::Call { id, arguments, .. })) =
-            (delta.filter(|d| !d.is_empty()), &mut self.open)
-        {
+        let Some(Open::Call {
+            id,
+            arguments,
+            custom,
+            ..
+        }) = &mut self.open
+        else {
+            return;
+        };
+        if let Some(delta) = delta.filter(|d| !d.is_empty()) {
             arguments.push_str(delta);
-            let event = DeltaEvent {
-                kind: "response.function_call_arguments.delta",
-                ..DeltaEvent::of(id, index, delta)
-            };
-            write_delta(out, &mut self.sequence, event);
+            if !*custom {
+                let event = DeltaEvent {
+                    kind: "response.function_call_arguments.delta",
+                    ..DeltaEvent::of(id, index, delta)
+                };
+                write_delta(out, &mut self.sequence, event);
+            }
         }
     }
 
@@ -315,6 +328,24 @@ impl FromOpenAi {
                 call_id,
                 name,
                 arguments,
+                custom: true,
+                ..
+            } => {
+                let input = custom_input(&arguments);
+                let event = DeltaEvent {
+                    kind: "response.custom_tool_call_input.delta",
+                    ..DeltaEvent::of(&id, index, &input)
+                };
+                write_delta(out, &mut self.sequence, event);
+                let e = json!({"item_id": id, "output_index": index, "input": input});
+                self.event(out, "response.custom_tool_call_input.done", e);
+                custom_call_item(&id, "completed", &call_id, &name, &input)
+            }
+            Open::Call {
+                id,
+                call_id,
+                name,
+                arguments,
                 ..
             } => {
                 let e = json!({"item_id": id, "output_index": index, "name": name,
@@ -324,7 +355,7 @@ impl FromOpenAi {
                     &id,
                     "completed",
                     &call_id,
-                    (&name, &self.namespaces),
+                    (&name, &self.tool_names),
                     &arguments,
                 )
             }

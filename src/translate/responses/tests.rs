@@ -1,7 +1,7 @@
 use super::request::{to_openai, ResponsesRequest};
 use super::response::from_openai;
 use super::stream::FromOpenAi;
-use super::ToolNamespaces;
+use super::ToolNames;
 use crate::translate::openai::{
     ChatChunk, ChatResponse, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage, UsageField,
 };
@@ -83,7 +83,7 @@ fn a_whole_answer_becomes_a_response_with_its_items() {
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
     }))
     .unwrap();
-    let r = from_openai(answer, &ToolNamespaces::default());
+    let r = from_openai(answer, &ToolNames::default());
     assert_eq!(r["object"], "response");
     assert_eq!(r["status"], "completed");
     let kinds: Vec<&str> = r["output"]
@@ -106,7 +106,7 @@ fn a_length_stop_is_incomplete() {
     let answer: ChatResponse = serde_json::from_value(json!({"id": "x", "choices": [
         {"message": {"role": "assistant", "content": "cut"}, "finish_reason": "length"}]}))
     .unwrap();
-    let r = from_openai(answer, &ToolNamespaces::default());
+    let r = from_openai(answer, &ToolNames::default());
     assert_eq!(r["status"], "incomplete");
     assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
 }
@@ -136,7 +136,7 @@ fn events(bytes: &[u8]) -> Vec<(String, Value)> {
 
 #[test]
 fn a_stream_is_told_as_typed_events_in_order() {
-    let mut e = FromOpenAi::new("m".into(), ToolNamespaces::default());
+    let mut e = FromOpenAi::new("m".into(), ToolNames::default());
     let mut out = Vec::new();
     let text = |t: &str| Delta {
         content: Some(t.into()),
@@ -242,7 +242,7 @@ fn namespace_tools_go_flat_and_their_calls_come_back_in_their_namespace() {
         "tools": [{"type": "function", "name": "a__b", "parameters": {}},
             {"type": "namespace", "name": "agents", "description": "sub-agents",
              "tools": [{"type": "function", "name": "spawn", "parameters": {}}]}]});
-    let (chat, namespaces) = to_openai(serde_json::from_value(body).unwrap()).unwrap();
+    let (chat, tool_names) = to_openai(serde_json::from_value(body).unwrap()).unwrap();
     let names: Vec<&str> = chat
         .tools
         .iter()
@@ -259,11 +259,106 @@ fn namespace_tools_go_flat_and_their_calls_come_back_in_their_namespace() {
             {"id": "c1", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}},
             {"id": "c2", "type": "function", "function": {"name": "a__b", "arguments": "{}"}}]}}]}))
     .unwrap();
-    let r = from_openai(answer, &namespaces);
+    let r = from_openai(answer, &tool_names);
     assert_eq!(
         (&r["output"][0]["namespace"], &r["output"][0]["name"]),
         (&json!("agents"), &json!("spawn"))
     );
     assert_eq!(r["output"][1]["name"], "a__b");
     assert!(r["output"][1].get("namespace").is_none());
+}
+
+#[test]
+fn custom_tools_go_as_functions_of_one_string_and_come_back_as_custom_calls() {
+    let body = json!({"input": [
+            {"type": "custom_tool_call", "call_id": "c0", "name": "apply_patch",
+             "input": "*** Begin Patch\n*** End Patch"},
+            {"type": "custom_tool_call_output", "call_id": "c0", "output": "Done"}],
+        "tools": [{"type": "custom", "name": "apply_patch", "description": "Edit files.",
+            "format": {"type": "grammar", "syntax": "lark", "definition": "start: \"x\""}}],
+        "tool_choice": {"type": "custom", "name": "apply_patch"}});
+    let (chat, tool_names) = to_openai(serde_json::from_value(body).unwrap()).unwrap();
+    let tool = &chat.tools.as_ref().unwrap()[0].function;
+    assert_eq!(tool.description.as_deref(), Some("Edit files."));
+    let schema = tool.parameters.as_ref().unwrap();
+    assert_eq!(schema["required"], json!(["input"]));
+    let told = schema["properties"]["input"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        told.contains("lark") && told.contains("start: \"x\""),
+        "{told}"
+    );
+    let sent = &chat.messages[0].tool_calls.as_ref().unwrap()[0].function;
+    assert_eq!(
+        serde_json::from_str::<Value>(&sent.arguments).unwrap()["input"],
+        "*** Begin Patch\n*** End Patch"
+    );
+    assert_eq!(
+        (
+            chat.messages[1].role.as_str(),
+            chat.messages[1].tool_call_id.as_deref()
+        ),
+        ("tool", Some("c0"))
+    );
+    let choice = serde_json::to_value(chat.tool_choice.unwrap()).unwrap();
+    assert_eq!(choice["function"]["name"], "apply_patch");
+
+    // A whole answer: the call's input is the string its arguments held.
+    let answer: ChatResponse = serde_json::from_value(json!({"id": "x", "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+        "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "apply_patch", "arguments": "{\"input\":\"patch text\"}"}}]}}]}))
+    .unwrap();
+    let r = from_openai(answer, &tool_names);
+    let item = &r["output"][0];
+    assert_eq!(item["type"], "custom_tool_call");
+    assert_eq!(
+        (&item["call_id"], &item["input"]),
+        (&json!("c1"), &json!("patch text"))
+    );
+    assert!(item["id"].as_str().unwrap().starts_with("ctc_"));
+
+    // A stream: no argument deltas (they are JSON around the text), the input whole at the end.
+    let mut e = FromOpenAi::new("m".into(), tool_names);
+    let mut out = Vec::new();
+    for (id, args) in [(Some("c2"), "{\"input\":\"li"), (None, "ne 1\\nline 2\"}")] {
+        let delta = Delta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index: 0,
+                id: id.map(str::to_string),
+                kind: None,
+                function: Some(FunctionDelta {
+                    name: id.map(|_| "apply_patch".to_string()),
+                    arguments: Some(args.into()),
+                }),
+            }]),
+            ..Delta::default()
+        };
+        e.chunk(&chunk(delta, None), &mut out);
+    }
+    e.finish(None, &mut out);
+    let events = events(&out);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names[2..],
+        [
+            "response.output_item.added",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(events[2].1["item"]["type"], "custom_tool_call");
+    assert_eq!(events[3].1["delta"], "line 1\nline 2");
+    assert_eq!(events[4].1["input"], "line 1\nline 2");
+    let done = &events[6].1["response"]["output"][0];
+    assert_eq!(
+        (&done["type"], &done["input"]),
+        (&json!("custom_tool_call"), &json!("line 1\nline 2"))
+    );
+    for (i, (_, data)) in events.iter().enumerate() {
+        assert_eq!(data["sequence_number"], i);
+    }
 }
