@@ -455,3 +455,50 @@ async fn sidecars_sharing_redis_continue_each_other_s_conversations() {
     assert_eq!(turns.len(), 3, "{turns:?}");
     assert_eq!(turns[1], ("assistant".into(), "hello".into()));
 }
+
+#[tokio::test]
+async fn a_system_turn_mid_conversation_stays_a_system_turn_toward_openai_shaped_providers() {
+    let openai = Mock::start().await;
+    let azure = Mock::start().await;
+    let sidecar = Sidecar::start(&format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-oa\n\
+         \x20 az:\n    type: azure_openai\n    base_url: \"{}\"\n    api_key: az-key\n    api_version: \"2024-10-21\"\n\
+         routes:\n  - match: \"az-*\"\n    provider: az\n  - match: \"*\"\n    provider: oa\n",
+        openai.url("/v1"),
+        azure.url("")
+    ))
+    .await;
+    let roles = |sent: &Value| -> Vec<String> {
+        sent["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Chat completions: the conversation goes as it was sent, a late system turn included.
+    let messages = json!([{"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+        {"role": "system", "content": "now answer in French"}, {"role": "user", "content": "bye"}]);
+    for model in ["gpt-4o", "az-gpt-4o"] {
+        let body = json!({"model": model, "messages": messages});
+        let r = post_json(&sidecar, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status(), 200, "{model}");
+        let mock = if model == "gpt-4o" { &openai } else { &azure };
+        assert_eq!(mock.last().json()["messages"], messages, "{model}");
+    }
+    // The Responses API translated to chat: a developer item in the middle is a system turn there.
+    let input = json!([{"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "hello"}]},
+        {"role": "developer", "content": "now answer in French"},
+        {"role": "user", "content": "bye"}]);
+    let body = json!({"model": "az-gpt-4o", "instructions": "be brief", "input": input});
+    let r = post_json(&sidecar, "/v1/responses", &body).await;
+    assert_eq!(r.status(), 200);
+    let sent = azure.last().json();
+    assert_eq!(
+        roles(&sent),
+        ["system", "user", "assistant", "system", "user"]
+    );
+    assert_eq!(sent["messages"][3]["content"], "now answer in French");
+}
