@@ -152,6 +152,37 @@ pub struct Part {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<ImageUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePart>,
+}
+
+/// A `file` part: a document given inline (`file_data`, a base64 data URL) or as the id of a
+/// file kept by OpenAI.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct FilePart {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+}
+
+impl FilePart {
+    /// The file given inline, as (media type, base64 data): what other providers can take.
+    pub fn inline(&self) -> Result<(&str, &str), super::TranslateError> {
+        let refuse = |why: &str| Err(super::TranslateError::invalid("messages", why));
+        match (&self.file_data, &self.file_id) {
+            (Some(data), _) => match super::anthropic::request::parse_data_url(data) {
+                Some(inline) => Ok(inline),
+                None => refuse("a file's file_data must be a base64 data URL (data:<type>;base64,...)"),
+            },
+            (None, Some(_)) => refuse(
+                "a file_id names a file kept by OpenAI, which only OpenAI models can read: send the file as file_data",
+            ),
+            (None, None) => refuse("a file part needs file_data"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -502,3 +502,42 @@ async fn a_system_turn_mid_conversation_stays_a_system_turn_toward_openai_shaped
     );
     assert_eq!(sent["messages"][3]["content"], "now answer in French");
 }
+
+#[tokio::test]
+async fn an_input_file_reaches_claude_as_a_document_and_gemini_inline() {
+    let (openai, anthropic, gemini, sidecar) = three().await;
+    anthropic.push(Reply::anthropic_message("claude-x", "a summary"));
+    gemini.push(Reply::gemini(&["a summary"], false));
+    let input = json!([{"role": "user", "content": [
+        {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0"},
+        {"type": "input_text", "text": "summarise"}]}]);
+    for model in ["claude-x", "gemini-2.5-flash"] {
+        let body = json!({"model": model, "input": input});
+        let r = post_json(&sidecar, "/v1/responses", &body).await;
+        assert_eq!(r.status(), 200, "{model}");
+    }
+    let document = &anthropic.last().json()["messages"][0]["content"][0];
+    assert_eq!(
+        (
+            &document["type"],
+            &document["title"],
+            &document["source"]["data"]
+        ),
+        (&json!("document"), &json!("a.pdf"), &json!("JVBERi0"))
+    );
+    let part = &gemini.last().json()["contents"][0]["parts"][0];
+    assert_eq!(part["inlineData"]["mimeType"], "application/pdf");
+    // A file kept by OpenAI cannot be read elsewhere: a 400 before any provider is asked.
+    let asked = anthropic.count();
+    let body = json!({"model": "claude-x", "input": [{"role": "user", "content": [
+        {"type": "input_file", "file_id": "file-abc"}]}]});
+    let r = post_json(&sidecar, "/v1/responses", &body).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("file_id"),
+        "{v}"
+    );
+    assert_eq!(anthropic.count(), asked);
+    assert_eq!(openai.count(), 0);
+}

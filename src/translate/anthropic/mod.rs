@@ -91,6 +91,12 @@ pub enum Block {
     Image {
         source: ImageSource,
     },
+    /// A PDF or a plain text document.
+    Document {
+        source: DocumentSource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
     ToolUse {
         id: String,
         name: String,
@@ -117,6 +123,15 @@ pub enum Block {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ImageSource {
     Base64 { media_type: String, data: String },
+    Url { url: String },
+}
+
+/// Where a document's bytes are: inline (a PDF as base64, or text as it is) or at a URL.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DocumentSource {
+    Base64 { media_type: String, data: String },
+    Text { media_type: String, data: String },
     Url { url: String },
 }
 

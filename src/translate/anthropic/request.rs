@@ -3,10 +3,11 @@
 
 use super::*;
 use crate::translate::openai::{
-    ChatRequest, Content, FunctionCall, FunctionDef, ImageUrl, Message, NamedToolChoice, Part,
-    ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
+    ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, Message, NamedToolChoice,
+    Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
 use crate::translate::{reasoning, TranslateError};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde_json::json;
 
 /// How an OpenAI `response_format` was carried out, so the answer can be turned back.
@@ -155,10 +156,11 @@ fn user_blocks(content: Option<Content>) -> Result<Vec<Block>, TranslateError> {
         Some(Content::Parts(parts)) => {
             let mut blocks = Vec::with_capacity(parts.len());
             for part in parts {
-                match (part.kind.as_str(), part.text, part.image_url) {
-                    ("text", Some(text), _) => blocks.extend(non_empty_text(text)),
-                    ("image_url", _, Some(image)) => blocks.push(image_block(&image.url)?),
-                    (other, _, _) => {
+                match (part.kind.as_str(), part.text, part.image_url, part.file) {
+                    ("text", Some(text), ..) => blocks.extend(non_empty_text(text)),
+                    ("image_url", _, Some(image), _) => blocks.push(image_block(&image.url)?),
+                    ("file", .., Some(file)) => blocks.push(document_block(&file)?),
+                    (other, ..) => {
                         return Err(TranslateError::invalid(
                             "messages",
                             format!("content part `{other}` is not supported for Anthropic models"),
@@ -193,6 +195,45 @@ fn image_block(url: &str) -> Result<Block, TranslateError> {
         }
     };
     Ok(Block::Image { source })
+}
+
+/// A file as a document: Anthropic reads PDFs (as base64) and plain text (as text).
+fn document_block(file: &FilePart) -> Result<Block, TranslateError> {
+    let (media_type, data) = file.inline()?;
+    let source = match media_type {
+        "application/pdf" => DocumentSource::Base64 {
+            media_type: media_type.to_string(),
+            data: data.to_string(),
+        },
+        "text/plain" => {
+            let text = BASE64_STANDARD
+                .decode(data)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| {
+                    TranslateError::invalid(
+                        "messages",
+                        "a text/plain file must be UTF-8 text in base64",
+                    )
+                })?;
+            DocumentSource::Text {
+                media_type: media_type.to_string(),
+                data: text,
+            }
+        }
+        other => {
+            return Err(TranslateError::invalid(
+                "messages",
+                format!(
+                    "a `{other}` file cannot be sent to Anthropic models (PDF and plain text can)"
+                ),
+            ))
+        }
+    };
+    Ok(Block::Document {
+        source,
+        title: file.filename.clone(),
+    })
 }
 
 /// `data:<media type>;base64,<data>` -> (media type, data).
@@ -406,6 +447,24 @@ fn assistant_message(blocks: Vec<Block>) -> Message {
     }
 }
 
+/// A document as a `file` part's data URL (text is sent as base64 text/plain, as OpenAI
+/// takes files); one at a URL cannot be given inline.
+fn document_data_url(source: DocumentSource) -> Result<String, TranslateError> {
+    match source {
+        DocumentSource::Base64 { media_type, data } => {
+            Ok(format!("data:{media_type};base64,{data}"))
+        }
+        DocumentSource::Text { data, .. } => Ok(format!(
+            "data:text/plain;base64,{}",
+            BASE64_STANDARD.encode(data)
+        )),
+        DocumentSource::Url { .. } => Err(TranslateError::invalid(
+            "messages",
+            "a document at a URL can only be read by Anthropic models: send it as base64",
+        )),
+    }
+}
+
 /// A user turn: its tool results become `tool` messages first (OpenAI wants them right after
 /// the assistant's calls), then the rest is one user message.
 fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), TranslateError> {
@@ -425,11 +484,19 @@ fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), Trans
             Block::Text { text, .. } => parts.push(Part {
                 kind: "text".into(),
                 text: Some(text),
-                image_url: None,
+                ..Part::default()
+            }),
+            Block::Document { source, title } => parts.push(Part {
+                kind: "file".into(),
+                file: Some(FilePart {
+                    file_data: Some(document_data_url(source)?),
+                    filename: title,
+                    file_id: None,
+                }),
+                ..Part::default()
             }),
             Block::Image { source } => parts.push(Part {
                 kind: "image_url".into(),
-                text: None,
                 image_url: Some(ImageUrl {
                     url: match source {
                         ImageSource::Base64 { media_type, data } => {
@@ -439,6 +506,7 @@ fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), Trans
                     },
                     detail: None,
                 }),
+                ..Part::default()
             }),
             Block::ToolUse { .. } | Block::Thinking { .. } | Block::RedactedThinking { .. } => {
                 return Err(TranslateError::invalid(

@@ -119,6 +119,64 @@ fn images_by_data_url_and_https() {
 }
 
 #[test]
+fn files_become_documents_and_documents_files() {
+    let text = BASE64_STANDARD.encode("plain words");
+    let out = to_anthropic(
+        json!({"model": "c", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0", "filename": "a.pdf"}},
+            {"type": "file", "file": {"file_data": format!("data:text/plain;base64,{text}")}},
+        ]}]}),
+    );
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([
+            {"type": "document", "title": "a.pdf",
+             "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0"}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain words"}},
+        ])
+    );
+    for (file, why) in [
+        (json!({"file_id": "file-1"}), "file_id"),
+        (
+            json!({"file_data": "data:image/tiff;base64,AA"}),
+            "image/tiff",
+        ),
+        (json!({"file_data": "not a data url"}), "data URL"),
+    ] {
+        let req = openai(
+            json!({"model": "c", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": file}]}]}),
+        );
+        let err = from_openai(req).unwrap_err().to_string();
+        assert!(err.contains(why), "{err}");
+    }
+
+    // Claude Code's documents, toward another provider: a file part each.
+    let req: MessagesRequest = serde_json::from_value(json!({"model": "gpt-4o", "max_tokens": 10,
+        "messages": [{"role": "user", "content": [
+            {"type": "document", "title": "a.pdf",
+             "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0"}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain words"}},
+            {"type": "text", "text": "summarise"}]}]}))
+    .unwrap();
+    let v = serde_json::to_value(to_openai(req).unwrap()).unwrap();
+    assert_eq!(
+        v["messages"][0]["content"],
+        json!([
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0", "filename": "a.pdf"}},
+            {"type": "file", "file": {"file_data": format!("data:text/plain;base64,{text}")}},
+            {"type": "text", "text": "summarise"},
+        ])
+    );
+    let by_url: MessagesRequest =
+        serde_json::from_value(json!({"model": "gpt-4o", "max_tokens": 10,
+        "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}}]}]}))
+        .unwrap();
+    assert!(to_openai(by_url).is_err());
+}
+
+#[test]
 fn json_schema_becomes_a_forced_tool_and_json_object_an_instruction() {
     let (req, mode) = from_openai(openai(json!({"model": "c", "messages": [{"role": "user", "content": "x"}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "the answer!", "schema": {"type": "object", "properties": {"a": {"type": "number"}}}}}}))).unwrap();

@@ -71,7 +71,7 @@ pub fn to_openai(resp: MessagesResponse, json_mode: &JsonMode) -> ChatResponse {
             Block::RedactedThinking { data } => {
                 thinking_blocks.push(json!({"type": "redacted_thinking", "data": data}));
             }
-            Block::Image { .. } | Block::ToolResult { .. } => {}
+            Block::Image { .. } | Block::Document { .. } | Block::ToolResult { .. } => {}
         }
     }
     let forced = forced_answer.is_some();

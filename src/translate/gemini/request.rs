@@ -120,10 +120,14 @@ fn user_parts(content: Option<Content>) -> Result<Vec<GPart>, TranslateError> {
         .into_iter()
         .filter(|p| p.kind != "text" || p.text.as_deref().is_some_and(|t| !t.is_empty()))
         .map(
-            |part| match (part.kind.as_str(), part.text, part.image_url) {
-                ("text", Some(text), _) => Ok(text_part(text)),
-                ("image_url", _, Some(image)) => image_part(&image.url),
-                (other, _, _) => Err(TranslateError::invalid(
+            |part| match (part.kind.as_str(), part.text, part.image_url, part.file) {
+                ("text", Some(text), ..) => Ok(text_part(text)),
+                ("image_url", _, Some(image), _) => image_part(&image.url),
+                ("file", .., Some(file)) => {
+                    let (mime_type, data) = file.inline()?;
+                    Ok(inline_part(mime_type, data))
+                }
+                (other, ..) => Err(TranslateError::invalid(
                     "messages",
                     format!("content part `{other}` is not supported for Gemini models"),
                 )),
@@ -132,15 +136,20 @@ fn user_parts(content: Option<Content>) -> Result<Vec<GPart>, TranslateError> {
         .collect()
 }
 
+/// Bytes given inline (an image, a PDF, any file Gemini reads).
+fn inline_part(mime_type: &str, data: &str) -> GPart {
+    GPart {
+        inline_data: Some(Blob {
+            mime_type: mime_type.to_string(),
+            data: data.to_string(),
+        }),
+        ..GPart::default()
+    }
+}
+
 fn image_part(url: &str) -> Result<GPart, TranslateError> {
     if let Some((mime_type, data)) = parse_data_url(url) {
-        return Ok(GPart {
-            inline_data: Some(Blob {
-                mime_type: mime_type.to_string(),
-                data: data.to_string(),
-            }),
-            ..GPart::default()
-        });
+        return Ok(inline_part(mime_type, data));
     }
     if !url.starts_with("https://") && !url.starts_with("http://") && !url.starts_with("gs://") {
         return Err(TranslateError::invalid(

@@ -103,3 +103,23 @@ fn images_inline_and_by_uri() {
         {"fileData": {"mimeType": "image/png", "fileUri": "https://x.test/a.PNG?x=1"}}])
     );
 }
+
+#[test]
+fn files_are_sent_inline() {
+    let out = to_gemini(
+        json!({"model": "g", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0", "filename": "a.pdf"}},
+        {"type": "text", "text": "summarise"}]}]}),
+    );
+    assert_eq!(
+        out["contents"][0]["parts"],
+        json!([{"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0"}}, {"text": "summarise"}])
+    );
+    let req: ChatRequest = serde_json::from_value(json!({"model": "g", "messages": [
+        {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}))
+    .unwrap();
+    assert!(from_openai(req)
+        .unwrap_err()
+        .to_string()
+        .contains("file_id"));
+}

@@ -6,7 +6,7 @@
 //! gateway wrote it) goes back on the next assistant turn.
 
 use super::super::openai::{
-    ChatRequest, Content, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
+    ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
 use super::super::TranslateError;
@@ -292,7 +292,8 @@ fn output_text(output: Option<&Value>) -> String {
     }
 }
 
-/// A message's content: a string, or `input_text` / `output_text` / `input_image` parts.
+/// A message's content: a string, or `input_text` / `output_text` / `input_image` /
+/// `input_file` parts.
 fn content(content: Option<&Value>, i: usize) -> Result<Content, TranslateError> {
     let parts = match content {
         Some(Value::String(s)) => return Ok(Content::Text(s.clone())),
@@ -312,11 +313,11 @@ fn content(content: Option<&Value>, i: usize) -> Result<Content, TranslateError>
             "input_text" | "output_text" | "text" => Part {
                 kind: "text".into(),
                 text: text(),
-                image_url: None,
+                ..Part::default()
             },
+            "input_file" => file_part(part, &format!("input[{i}].content[{j}]"))?,
             "input_image" => Part {
                 kind: "image_url".into(),
-                text: None,
                 image_url: Some(ImageUrl {
                     url: image_url(part).ok_or_else(|| {
                         TranslateError::invalid(
@@ -329,6 +330,7 @@ fn content(content: Option<&Value>, i: usize) -> Result<Content, TranslateError>
                         .and_then(Value::as_str)
                         .map(str::to_string),
                 }),
+                ..Part::default()
             },
             other => {
                 return Err(TranslateError::invalid(
@@ -339,6 +341,27 @@ fn content(content: Option<&Value>, i: usize) -> Result<Content, TranslateError>
         });
     }
     Ok(Content::Parts(out))
+}
+
+/// An `input_file` part as a chat `file` part; a file by URL is refused (only OpenAI fetches
+/// those), as is a `file_id` when the provider is asked (only OpenAI keeps files).
+fn file_part(part: &Value, at: &str) -> Result<Part, TranslateError> {
+    if part.get("file_url").is_some() {
+        return Err(TranslateError::invalid(
+            format!("{at}.file_url"),
+            "a file by URL is only fetched for OpenAI models: send it as file_data",
+        ));
+    }
+    let field = |name: &str| part.get(name).and_then(Value::as_str).map(str::to_string);
+    Ok(Part {
+        kind: "file".into(),
+        file: Some(FilePart {
+            file_data: field("file_data"),
+            filename: field("filename"),
+            file_id: field("file_id"),
+        }),
+        ..Part::default()
+    })
 }
 
 fn image_url(part: &Value) -> Option<String> {

@@ -62,10 +62,15 @@ fn what_only_openai_can_do_is_refused_by_name() {
     assert!(err.to_string().contains("previous_response_id"), "{err}");
     let err = request(json!({"input": [{"type": "item_reference", "id": "x"}]})).unwrap_err();
     assert!(err.to_string().contains("item_reference"), "{err}");
-    let err = request(
-        json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
-    )
+    let err = request(json!({"input": [{"role": "user", "content": [
+        {"type": "input_file", "file_url": "https://example.com/a.pdf"}]}]}))
     .unwrap_err();
+    assert!(
+        err.to_string().contains("input[0].content[0].file_url"),
+        "{err}"
+    );
+    let err = request(json!({"input": [{"role": "user", "content": [{"type": "input_audio"}]}]}))
+        .unwrap_err();
     assert!(
         err.to_string().contains("input[0].content[0].type"),
         "{err}"
@@ -361,4 +366,17 @@ fn custom_tools_go_as_functions_of_one_string_and_come_back_as_custom_calls() {
     for (i, (_, data)) in events.iter().enumerate() {
         assert_eq!(data["sequence_number"], i);
     }
+}
+
+#[test]
+fn input_files_become_file_parts() {
+    let chat = request(json!({"input": [{"role": "user", "content": [
+        {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0"},
+        {"type": "input_text", "text": "summarise"}]}]}))
+    .unwrap();
+    let v = serde_json::to_value(&chat.messages[0]).unwrap();
+    assert_eq!(
+        v["content"][0],
+        json!({"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0", "filename": "a.pdf"}})
+    );
 }
