@@ -21,8 +21,7 @@ pub fn whole(ingress: Ingress, pieces: &[Bytes], usage: Option<&TokenUsage>) -> 
         Ingress::OpenAi => Gathered::OpenAi(OpenAiStream::default()),
         Ingress::Anthropic => Gathered::Anthropic(AnthropicStream::default()),
         Ingress::Gemini => Gathered::Gemini(GeminiStream::default()),
-        // Not kept yet: a Responses stream is answered by its provider each time.
-        Ingress::Responses => return None,
+        Ingress::Responses => Gathered::Responses(ResponsesStream::default()),
     };
     let mut readable = true;
     let mut on_event = |e: &super::sse::Event| readable &= gathered.event(&e.data).is_some();
@@ -38,6 +37,7 @@ pub fn whole(ingress: Ingress, pieces: &[Bytes], usage: Option<&TokenUsage>) -> 
         Gathered::OpenAi(stream) => stream.into_whole(usage)?,
         Gathered::Anthropic(stream) => stream.into_whole()?,
         Gathered::Gemini(stream) => stream.into_whole()?,
+        Gathered::Responses(stream) => stream.whole?,
     };
     serde_json::to_vec(&whole).ok()
 }
@@ -46,6 +46,7 @@ enum Gathered {
     OpenAi(OpenAiStream),
     Anthropic(AnthropicStream),
     Gemini(GeminiStream),
+    Responses(ResponsesStream),
 }
 
 impl Gathered {
@@ -55,6 +56,30 @@ impl Gathered {
             Gathered::OpenAi(stream) => stream.event(data),
             Gathered::Anthropic(stream) => stream.event(data),
             Gathered::Gemini(stream) => stream.event(data),
+            Gathered::Responses(stream) => stream.event(data),
+        }
+    }
+}
+
+/// Responses API events: nothing to gather, since the terminal event holds the whole
+/// response.
+#[derive(Default)]
+struct ResponsesStream {
+    whole: Option<Value>,
+}
+
+impl ResponsesStream {
+    fn event(&mut self, data: &str) -> Option<()> {
+        let mut event: Map<String, Value> = serde_json::from_str(data).ok()?;
+        match event.get("type").and_then(Value::as_str) {
+            // A stop at the token limit is an answer too, as it is in chat completions.
+            Some("response.completed" | "response.incomplete") => {
+                self.whole = Some(event.remove("response")?);
+                Some(())
+            }
+            Some("error" | "response.failed") => None,
+            // The items as they stream, and the gateway's own request breakdown.
+            _ => Some(()),
         }
     }
 }

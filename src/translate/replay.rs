@@ -3,7 +3,8 @@
 //! `collect`).
 //!
 //! The stream says what the answer says (text, tool calls, thinking, finish reason, usage)
-//! in as few events as the format allows, under a fresh id, as SSE text ready to write.
+//! in as few events as the format allows, under a fresh id (a Responses API answer keeps its
+//! own: `previous_response_id` names it), as SSE text ready to write.
 
 use super::anthropic::message_id;
 use super::openai::{completion_id, now_unix};
@@ -19,8 +20,162 @@ pub fn stream(ingress: Ingress, whole: &[u8], include_usage: bool) -> Option<Vec
         Ingress::OpenAi => openai(whole, include_usage),
         Ingress::Anthropic => anthropic(whole),
         Ingress::Gemini => Some(gemini(whole)),
-        Ingress::Responses => None,
+        Ingress::Responses => responses(whole),
     }
+}
+
+/// A whole response: `response.created` and `response.in_progress` (no output yet), each output item (added,
+/// its text, arguments or summary as one delta, done), then the terminal event with the
+/// whole response. The response keeps its id: it is the one `previous_response_id` names.
+fn responses(whole: Map<String, Value>) -> Option<Vec<u8>> {
+    let output = whole.get("output")?.as_array()?;
+    let terminal = match whole.get("status").and_then(Value::as_str) {
+        Some("incomplete") => "response.incomplete",
+        _ => "response.completed",
+    };
+    let mut started = whole.clone();
+    started.insert("status".into(), "in_progress".into());
+    started.insert("output".into(), json!([]));
+    started.insert("usage".into(), Value::Null);
+    let mut events = Events::default();
+    events.write("response.created", json!({"response": started}));
+    events.write("response.in_progress", json!({"response": started}));
+    for (index, item) in output.iter().enumerate() {
+        events.write(
+            "response.output_item.added",
+            json!({"output_index": index, "item": opened(item)}),
+        );
+        events.item(index, item);
+        events.write(
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        );
+    }
+    events.write(terminal, json!({"response": whole}));
+    Some(events.out)
+}
+
+/// Responses API events being written, each under the next `sequence_number`.
+#[derive(Default)]
+struct Events {
+    out: Vec<u8>,
+    sequence: u64,
+}
+
+impl Events {
+    fn write(&mut self, kind: &str, mut data: Value) {
+        data["type"] = kind.into();
+        data["sequence_number"] = self.sequence.into();
+        self.sequence += 1;
+        write_json(&mut self.out, Some(kind), &data);
+    }
+
+    /// What fills an output item in: its text, arguments, input or summary, whole.
+    fn item(&mut self, index: usize, item: &Value) {
+        let id = item.get("id").cloned().unwrap_or(Value::Null);
+        let place = Place(json!({"item_id": id, "output_index": index}));
+        let field = |name: &str| item.get(name).cloned().unwrap_or_else(|| "".into());
+        match item.get("type").and_then(Value::as_str) {
+            Some("message") => {
+                for (j, part) in parts(item, "content").enumerate() {
+                    self.content_part(&place, j, part);
+                }
+            }
+            Some("reasoning") => {
+                for (j, part) in parts(item, "summary").enumerate() {
+                    self.summary_part(&place, j, part);
+                }
+            }
+            Some("function_call") => {
+                let arguments = field("arguments");
+                let delta = place.with(json!({"delta": arguments}));
+                self.write("response.function_call_arguments.delta", delta);
+                let done = place.with(json!({"name": field("name"), "arguments": arguments}));
+                self.write("response.function_call_arguments.done", done);
+            }
+            Some("custom_tool_call") => {
+                let input = field("input");
+                let delta = place.with(json!({"delta": input}));
+                self.write("response.custom_tool_call_input.delta", delta);
+                let done = place.with(json!({"input": input}));
+                self.write("response.custom_tool_call_input.done", done);
+            }
+            _ => {}
+        }
+    }
+
+    /// A message's part: added (empty, if text), its text as one delta, done.
+    fn content_part(&mut self, place: &Place, j: usize, part: &Value) {
+        let is_text = part.get("type").and_then(Value::as_str) == Some("output_text");
+        let empty = json!({"type": "output_text", "text": "", "annotations": []});
+        let opened = if is_text { &empty } else { part };
+        let added = place.with(json!({"content_index": j, "part": opened}));
+        self.write("response.content_part.added", added);
+        if is_text {
+            let text = part.get("text").cloned().unwrap_or_else(|| "".into());
+            let delta = json!({"content_index": j, "delta": text, "logprobs": []});
+            self.write("response.output_text.delta", place.with(delta));
+            let done = json!({"content_index": j, "text": text, "logprobs": []});
+            self.write("response.output_text.done", place.with(done));
+        }
+        let done = place.with(json!({"content_index": j, "part": part}));
+        self.write("response.content_part.done", done);
+    }
+
+    /// A reasoning summary's part: added empty, its text as one delta, done.
+    fn summary_part(&mut self, place: &Place, j: usize, part: &Value) {
+        let text = part.get("text").cloned().unwrap_or_else(|| "".into());
+        let empty = json!({"type": "summary_text", "text": ""});
+        let added = place.with(json!({"summary_index": j, "part": empty}));
+        self.write("response.reasoning_summary_part.added", added);
+        let delta = place.with(json!({"summary_index": j, "delta": text}));
+        self.write("response.reasoning_summary_text.delta", delta);
+        let done = place.with(json!({"summary_index": j, "text": text}));
+        self.write("response.reasoning_summary_text.done", done);
+        let done = place.with(json!({"summary_index": j, "part": part}));
+        self.write("response.reasoning_summary_part.done", done);
+    }
+}
+
+/// Where an event is about: its item's id and output index.
+struct Place(Value);
+
+impl Place {
+    /// The place, with `fields` beside it.
+    fn with(&self, fields: Value) -> Value {
+        let mut event = self.0.clone();
+        if let (Some(event), Value::Object(fields)) = (event.as_object_mut(), fields) {
+            event.extend(fields);
+        }
+        event
+    }
+}
+
+/// The parts of an item's `field` (`content`, `summary`).
+fn parts<'a>(item: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
+    item.get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// An output item as `output_item.added` tells it: in progress, nothing in it yet.
+fn opened(item: &Value) -> Value {
+    let mut opened = item.clone();
+    if opened.get("status").is_some() {
+        opened["status"] = "in_progress".into();
+    }
+    for (field, empty) in [
+        ("content", json!([])),
+        ("summary", json!([])),
+        ("arguments", json!("")),
+        ("input", json!("")),
+    ] {
+        if opened.get(field).is_some() {
+            opened[field] = empty;
+        }
+    }
+    opened
 }
 
 /// A whole Gemini answer is a chunk of its stream: the stream is that one chunk, under a
@@ -258,5 +413,73 @@ mod tests {
         }
         assert!(sse.starts_with("event: message_start\n"));
         assert!(sse.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+    }
+
+    #[test]
+    fn a_response_replays_as_typed_events_that_gather_back_to_it() {
+        let whole = json!({
+            "id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
+            "model": "claude-x", "output": [
+                {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "plan"}]},
+                {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "Hi", "annotations": []}]},
+                {"id": "fc_1", "type": "function_call", "status": "completed", "call_id": "c1",
+                 "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+                {"id": "ctc_1", "type": "custom_tool_call", "status": "completed", "call_id": "c2",
+                 "name": "apply_patch", "input": "patch"}],
+            "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+        });
+        let (back, sse) = round_trip(Ingress::Responses, &whole, false);
+        assert_eq!(
+            back, whole,
+            "the terminal event holds the response as it was"
+        );
+        let events: Vec<Value> = sse
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["sequence_number"], i);
+        }
+        assert_eq!(events[0]["response"]["status"], "in_progress");
+        assert_eq!(events[8]["item"]["content"], json!([]));
+        assert_eq!(
+            (&events[10]["item_id"], &events[10]["delta"]),
+            (&json!("msg_1"), &json!("Hi"))
+        );
+        assert_eq!(events[15]["delta"], "{\"cmd\":\"ls\"}");
+        let failed =
+            "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{}}\n\n";
+        assert!(collect::whole(Ingress::Responses, &[Bytes::from(failed)], None).is_none());
     }
 }

@@ -516,3 +516,54 @@ async fn is_cached_by_model_false_shares_an_answer_across_models() {
     assert_eq!(ask(&sidecar, &asked("gpt-4o-mini", true)).await.0, "miss");
     assert_eq!(mock.count(), 2);
 }
+
+#[tokio::test]
+async fn a_responses_stream_translated_from_anthropic_is_kept_and_replayed_as_typed_events() {
+    let anthropic = Mock::start().await;
+    anthropic.push(crate::support::Reply::anthropic_stream(
+        "claude-x",
+        &["Hel", "lo"],
+    ));
+    let config = format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n",
+        anthropic.url("")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let path = "/v1/responses";
+    let body = json!({"model": "claude-x", "input": "hi", "stream": true, "cache_enabled": true});
+    let text = |sse: &str| -> String {
+        data_events(sse)
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .filter_map(|e| e["delta"].as_str())
+            .collect()
+    };
+    let (state, first) = ask_streamed(&sidecar, path, &body).await;
+    assert_eq!(state, "miss");
+    assert_eq!(text(&first), "Hello");
+    let (state, again) = ask_streamed(&sidecar, path, &body).await;
+    assert_eq!(state, "hit");
+    assert_eq!(text(&again), "Hello");
+    let events = data_events(&again);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{again}");
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.completed");
+    let first_done = data_events(&first)
+        .into_iter()
+        .find(|e| e["type"] == "response.completed")
+        .unwrap()["response"]
+        .clone();
+    assert_eq!(last["response"]["id"], first_done["id"]);
+    assert_eq!(last["response"]["output"], first_done["output"]);
+    // Not streamed: the whole response the stream told.
+    let mut whole = body.clone();
+    whole["stream"] = json!(false);
+    let response = post_json(&sidecar, path, &whole).await;
+    assert_eq!(response.headers()["x-respan-cache"], "hit");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["object"], "response");
+    assert_eq!(answer["output"], first_done["output"]);
+    assert_eq!(anthropic.count(), 1);
+}
