@@ -10,6 +10,7 @@ mod support;
 
 mod cases;
 mod providers;
+mod responses;
 
 use providers::{Capability, ProviderCase, PROVIDERS};
 use serde_json::Value;
