@@ -8,6 +8,7 @@ pub mod response;
 pub mod stream;
 
 use super::openai::Usage;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -223,23 +224,52 @@ fn call_item(
 }
 
 /// A `response` object around `output`.
-fn response_object(id: &str, model: &str, status: &str, output: Value, end: &End) -> Value {
-    json!({
-        "id": id,
-        "object": "response",
-        "created_at": end.created_at,
-        "status": status,
-        "error": null,
-        "incomplete_details": end.incomplete_details,
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": true,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": end.usage.as_ref().map(usage),
-        "metadata": {},
-    })
+fn response_object<'a>(
+    id: &'a str,
+    model: &'a str,
+    status: &'a str,
+    output: &'a [Value],
+    end: &'a End,
+) -> ResponseObject<'a> {
+    ResponseObject {
+        id,
+        object: "response",
+        created_at: end.created_at,
+        status,
+        error: None,
+        incomplete_details: &end.incomplete_details,
+        model,
+        output,
+        parallel_tool_calls: true,
+        tool_choice: "auto",
+        tools: [],
+        usage: end.usage.as_ref().map(usage),
+        metadata: Empty {},
+    }
 }
+
+/// A `response` object, written from its fields: built as a `Value` first, its map cost
+/// more than a short stream's deltas (a stream writes three: created, in progress, done).
+#[derive(Serialize)]
+struct ResponseObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created_at: u64,
+    status: &'a str,
+    error: Option<()>,
+    incomplete_details: &'a Value,
+    model: &'a str,
+    output: &'a [Value],
+    parallel_tool_calls: bool,
+    tool_choice: &'static str,
+    tools: [(); 0],
+    usage: Option<Value>,
+    metadata: Empty,
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct Empty {}
 
 /// What a response object says beside its output.
 struct End {

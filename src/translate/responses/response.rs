@@ -43,11 +43,8 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> Value {
         incomplete_details,
         usage: answer.usage,
     };
-    response_object(
-        &item_id("resp"),
-        &answer.model,
-        status,
-        Value::Array(output),
-        &end,
-    )
+    let id = item_id("resp");
+    let response = response_object(&id, &answer.model, status, &output, &end);
+    // Fields of the gateway's own types: serialising them cannot fail.
+    serde_json::to_value(response).unwrap_or_default()
 }

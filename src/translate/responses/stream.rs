@@ -9,7 +9,7 @@ use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
 use super::super::sse::write_json;
 use super::{
     call_item, custom_call_item, custom_input, ending, function_call_item, item_id, message_item,
-    reasoning_item, response_object, text_part, End, ToolNames,
+    reasoning_item, response_object, text_part, End, ResponseObject, ToolNames,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -30,6 +30,30 @@ struct DeltaEvent<'a> {
     delta: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<[(); 0]>,
+}
+
+/// An event that holds the whole response or a whole item, written from it where it lies:
+/// put in a `json!` object it would be copied first, and the terminal event holds all of
+/// the output (that copy cost more than a short stream's deltas).
+#[derive(Serialize)]
+struct Whole<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    #[serde(flatten)]
+    whole: WholeEvent<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WholeEvent<'a> {
+    Response {
+        response: &'a ResponseObject<'a>,
+    },
+    Item {
+        output_index: usize,
+        item: &'a Value,
+    },
 }
 
 /// The output item being streamed.
@@ -56,6 +80,17 @@ enum Open {
         /// arguments stream as the JSON object around it).
         custom: bool,
     },
+}
+
+/// Writes an event holding the response or an item, under the next `sequence_number`.
+fn write_whole(out: &mut Vec<u8>, sequence: &mut u64, kind: &str, whole: WholeEvent) {
+    let event = Whole {
+        kind,
+        sequence_number: *sequence,
+        whole,
+    };
+    *sequence += 1;
+    write_json(out, Some(kind), &event);
 }
 
 /// Writes a delta event under the next `sequence_number`.
@@ -141,14 +176,21 @@ impl FromOpenAi {
             incomplete_details,
             usage: usage.or(self.usage),
         };
-        let output = Value::Array(std::mem::take(&mut self.output));
-        let response = response_object(&self.id, &self.model, status, output, &end);
+        let output = std::mem::take(&mut self.output);
+        let response = response_object(&self.id, &self.model, status, &output, &end);
         let kind = if status == "completed" {
             "response.completed"
         } else {
             "response.incomplete"
         };
-        self.event(out, kind, json!({"response": response}));
+        write_whole(
+            out,
+            &mut self.sequence,
+            kind,
+            WholeEvent::Response {
+                response: &response,
+            },
+        );
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {
@@ -160,9 +202,23 @@ impl FromOpenAi {
             incomplete_details: Value::Null,
             usage: None,
         };
-        let response = response_object(&self.id, &self.model, "in_progress", json!([]), &end);
-        self.event(out, "response.created", json!({"response": response}));
-        self.event(out, "response.in_progress", json!({"response": response}));
+        let response = response_object(&self.id, &self.model, "in_progress", &[], &end);
+        write_whole(
+            out,
+            &mut self.sequence,
+            "response.created",
+            WholeEvent::Response {
+                response: &response,
+            },
+        );
+        write_whole(
+            out,
+            &mut self.sequence,
+            "response.in_progress",
+            WholeEvent::Response {
+                response: &response,
+            },
+        );
     }
 
     fn reasoning(&mut self, delta: &Delta, out: &mut Vec<u8>) {
@@ -286,8 +342,12 @@ impl FromOpenAi {
     /// Closes the open item, if any, and announces a new one.
     fn open_item(&mut self, out: &mut Vec<u8>, item: Value) {
         self.close(out);
-        let e = json!({"output_index": self.index(), "item": item});
-        self.event(out, "response.output_item.added", e);
+        let output_index = self.index();
+        let item = WholeEvent::Item {
+            output_index,
+            item: &item,
+        };
+        write_whole(out, &mut self.sequence, "response.output_item.added", item);
     }
 
     /// Closes the open item: its `.done` events, with the whole of what it streamed.
@@ -360,8 +420,11 @@ impl FromOpenAi {
                 )
             }
         };
-        let e = json!({"output_index": index, "item": item});
-        self.event(out, "response.output_item.done", e);
+        let done = WholeEvent::Item {
+            output_index: index,
+            item: &item,
+        };
+        write_whole(out, &mut self.sequence, "response.output_item.done", done);
         self.output.push(item);
     }
 
