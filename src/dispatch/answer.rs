@@ -169,6 +169,10 @@ impl BodyReader {
                 scratch,
             } => {
                 scratch.clear();
+                // A translated event is about as long as the one it comes from, or up to
+                // twice (the Responses API's carry ids and indexes): room up front, so a
+                // piece holding a whole stream is not copied over as the buffer doubles.
+                scratch.reserve(piece.len() * 2);
                 translator.feed(&piece, scratch)?;
                 if done {
                     translator.finish(scratch)?;
