@@ -156,6 +156,15 @@ pub struct Part {
     pub file: Option<FilePart>,
 }
 
+/// `data:<media type>;base64,<data>` -> (media type, data): how OpenAI's API takes images
+/// and files inline.
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((media_type, data))
+}
+
 /// A `file` part: a document given inline (`file_data`, a base64 data URL) or as the id of a
 /// file kept by OpenAI.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -173,7 +182,7 @@ impl FilePart {
     pub fn inline(&self) -> Result<(&str, &str), super::TranslateError> {
         let refuse = |why: &str| Err(super::TranslateError::invalid("messages", why));
         match (&self.file_data, &self.file_id) {
-            (Some(data), _) => match super::anthropic::request::parse_data_url(data) {
+            (Some(data), _) => match parse_data_url(data) {
                 Some(inline) => Ok(inline),
                 None => refuse("a file's file_data must be a base64 data URL (data:<type>;base64,...)"),
             },

@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::translate::openai::{
-    ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, Message, NamedToolChoice,
-    Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
+    parse_data_url, ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, Message,
+    NamedToolChoice, Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
+    ToolName,
 };
 use crate::translate::{reasoning, TranslateError};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
@@ -234,14 +235,6 @@ fn document_block(file: &FilePart) -> Result<Block, TranslateError> {
         source,
         title: file.filename.clone(),
     })
-}
-
-/// `data:<media type>;base64,<data>` -> (media type, data).
-pub(crate) fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    Some((media_type, data))
 }
 
 fn assistant_blocks(message: Message) -> Result<Vec<Block>, TranslateError> {

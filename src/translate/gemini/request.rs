@@ -1,8 +1,9 @@
 //! OpenAI request -> Gemini `generateContent` request.
 
 use super::*;
-use crate::translate::anthropic::request::parse_data_url;
-use crate::translate::openai::{ChatRequest, Content, Message, ResponseFormat, Stop, ToolChoice};
+use crate::translate::openai::{
+    parse_data_url, ChatRequest, Content, Message, ResponseFormat, Stop, ToolChoice,
+};
 use crate::translate::{reasoning, TranslateError};
 use serde_json::{json, Map};
 use std::collections::HashMap;
