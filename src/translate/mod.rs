@@ -197,10 +197,7 @@ impl ResponsePlan {
         };
         let out = match self.to {
             Ingress::Anthropic => serde_json::to_vec(&anthropic::response::from_openai(canonical)),
-            Ingress::Responses => serde_json::to_vec(&responses::response::from_openai(
-                canonical,
-                &self.tool_names,
-            )),
+            Ingress::Responses => responses::response::from_openai(canonical, &self.tool_names),
             Ingress::OpenAi | Ingress::Gemini => serde_json::to_vec(&canonical),
         };
         out.map_err(|e| TranslateError::Upstream(e.to_string()))

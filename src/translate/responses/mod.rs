@@ -3,11 +3,13 @@
 //! Responses API's typed events (`response`, `stream`), so a coding agent speaking it can use
 //! any provider. Toward OpenAI itself the API is spoken natively: nothing here is used.
 
+pub mod replay;
 pub mod request;
 pub mod response;
 pub mod stream;
 
 use super::openai::Usage;
+use super::sse::write_json;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -270,6 +272,53 @@ struct ResponseObject<'a> {
 /// `{}`.
 #[derive(Serialize)]
 struct Empty {}
+
+/// Numbers a stream's events (`sequence_number`, from 0) and writes them from borrowed
+/// parts: an event that holds the response or an item is written from it where it lies
+/// (put in a `json!` object it would be copied first, and the terminal event holds all of
+/// the output).
+#[derive(Debug, Default)]
+struct Sequence(u64);
+
+impl Sequence {
+    /// The next number.
+    fn next(&mut self) -> u64 {
+        self.0 += 1;
+        self.0 - 1
+    }
+
+    /// Writes `event: <kind>` and data of `fields` with `type` and the next
+    /// `sequence_number` beside them.
+    fn write(&mut self, out: &mut Vec<u8>, kind: &str, fields: impl Serialize) {
+        #[derive(Serialize)]
+        struct Event<'a, T> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            sequence_number: u64,
+            #[serde(flatten)]
+            fields: T,
+        }
+        let event = Event {
+            kind,
+            sequence_number: self.next(),
+            fields,
+        };
+        write_json(out, Some(kind), &event);
+    }
+}
+
+/// The data of `response.created`, `.in_progress` and the terminal events.
+#[derive(Serialize)]
+struct OfResponse<'a, R> {
+    response: &'a R,
+}
+
+/// The data of `response.output_item.added` and `.done`.
+#[derive(Serialize)]
+struct OfItem<'a> {
+    output_index: usize,
+    item: &'a Value,
+}
 
 /// What a response object says beside its output.
 struct End {

@@ -79,7 +79,7 @@ const BUILT_IN_TOOLS: &[&str] = &[
     "local_shell",
 ];
 
-/// The chat form of a request, and the tool_names its tools were flattened from.
+/// The chat form of a request, and the names of its tools whose calls must be turned back.
 pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNames), TranslateError> {
     if req.previous_response_id.is_some() {
         return Err(TranslateError::invalid(

@@ -5,9 +5,9 @@
 use super::super::openai::ChatResponse;
 use super::ToolNames;
 use super::{call_item, ending, item_id, message_item, reasoning_item, response_object, End};
-use serde_json::Value;
 
-pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> Value {
+/// The answer as a `response` object's JSON.
+pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::Result<Vec<u8>> {
     let created_at = if answer.created > 0 {
         answer.created
     } else {
@@ -44,7 +44,5 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> Value {
         usage: answer.usage,
     };
     let id = item_id("resp");
-    let response = response_object(&id, &answer.model, status, &output, &end);
-    // Fields of the gateway's own types: serialising them cannot fail.
-    serde_json::to_value(response).unwrap_or_default()
+    serde_json::to_vec(&response_object(&id, &answer.model, status, &output, &end))
 }

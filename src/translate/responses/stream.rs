@@ -9,7 +9,7 @@ use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
 use super::super::sse::write_json;
 use super::{
     call_item, custom_call_item, custom_input, ending, function_call_item, item_id, message_item,
-    reasoning_item, response_object, text_part, End, ResponseObject, ToolNames,
+    reasoning_item, response_object, text_part, End, OfItem, OfResponse, Sequence, ToolNames,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -30,30 +30,6 @@ struct DeltaEvent<'a> {
     delta: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<[(); 0]>,
-}
-
-/// An event that holds the whole response or a whole item, written from it where it lies:
-/// put in a `json!` object it would be copied first, and the terminal event holds all of
-/// the output (that copy cost more than a short stream's deltas).
-#[derive(Serialize)]
-struct Whole<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    sequence_number: u64,
-    #[serde(flatten)]
-    whole: WholeEvent<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum WholeEvent<'a> {
-    Response {
-        response: &'a ResponseObject<'a>,
-    },
-    Item {
-        output_index: usize,
-        item: &'a Value,
-    },
 }
 
 /// The output item being streamed.
@@ -82,21 +58,9 @@ enum Open {
     },
 }
 
-/// Writes an event holding the response or an item, under the next `sequence_number`.
-fn write_whole(out: &mut Vec<u8>, sequence: &mut u64, kind: &str, whole: WholeEvent) {
-    let event = Whole {
-        kind,
-        sequence_number: *sequence,
-        whole,
-    };
-    *sequence += 1;
-    write_json(out, Some(kind), &event);
-}
-
 /// Writes a delta event under the next `sequence_number`.
-fn write_delta(out: &mut Vec<u8>, sequence: &mut u64, mut event: DeltaEvent) {
-    event.sequence_number = *sequence;
-    *sequence += 1;
+fn write_delta(out: &mut Vec<u8>, sequence: &mut Sequence, mut event: DeltaEvent) {
+    event.sequence_number = sequence.next();
     write_json(out, Some(event.kind), &event);
 }
 
@@ -120,7 +84,7 @@ pub struct FromOpenAi {
     id: String,
     model: String,
     created_at: u64,
-    sequence: u64,
+    sequence: Sequence,
     started: bool,
     /// The items already closed, for the terminal event.
     output: Vec<Value>,
@@ -136,7 +100,7 @@ impl FromOpenAi {
             id: item_id("resp"),
             model,
             created_at: super::super::openai::now_unix(),
-            sequence: 0,
+            sequence: Sequence::default(),
             started: false,
             output: Vec::new(),
             open: None,
@@ -183,11 +147,10 @@ impl FromOpenAi {
         } else {
             "response.incomplete"
         };
-        write_whole(
+        self.sequence.write(
             out,
-            &mut self.sequence,
             kind,
-            WholeEvent::Response {
+            OfResponse {
                 response: &response,
             },
         );
@@ -203,19 +166,17 @@ impl FromOpenAi {
             usage: None,
         };
         let response = response_object(&self.id, &self.model, "in_progress", &[], &end);
-        write_whole(
+        self.sequence.write(
             out,
-            &mut self.sequence,
             "response.created",
-            WholeEvent::Response {
+            OfResponse {
                 response: &response,
             },
         );
-        write_whole(
+        self.sequence.write(
             out,
-            &mut self.sequence,
             "response.in_progress",
-            WholeEvent::Response {
+            OfResponse {
                 response: &response,
             },
         );
@@ -256,7 +217,8 @@ impl FromOpenAi {
         if announce {
             let mut e = base.clone();
             e["part"] = json!({"type": "summary_text", "text": ""});
-            self.event(out, "response.reasoning_summary_part.added", e);
+            self.sequence
+                .write(out, "response.reasoning_summary_part.added", e);
         }
         if let Some(text) = text {
             let event = DeltaEvent {
@@ -274,7 +236,7 @@ impl FromOpenAi {
             self.open_item(out, message_item(&id, "in_progress", None));
             let e = json!({"item_id": id, "output_index": self.index(), "content_index": 0,
                 "part": text_part("")});
-            self.event(out, "response.content_part.added", e);
+            self.sequence.write(out, "response.content_part.added", e);
             self.open = Some(Open::Text {
                 id,
                 text: String::new(),
@@ -342,12 +304,12 @@ impl FromOpenAi {
     /// Closes the open item, if any, and announces a new one.
     fn open_item(&mut self, out: &mut Vec<u8>, item: Value) {
         self.close(out);
-        let output_index = self.index();
-        let item = WholeEvent::Item {
-            output_index,
+        let added = OfItem {
+            output_index: self.index(),
             item: &item,
         };
-        write_whole(out, &mut self.sequence, "response.output_item.added", item);
+        self.sequence
+            .write(out, "response.output_item.added", added);
     }
 
     /// Closes the open item: its `.done` events, with the whole of what it streamed.
@@ -365,10 +327,12 @@ impl FromOpenAi {
                     let base = json!({"item_id": id, "output_index": index, "summary_index": 0});
                     let mut e = base.clone();
                     e["text"] = summary.as_str().into();
-                    self.event(out, "response.reasoning_summary_text.done", e);
+                    self.sequence
+                        .write(out, "response.reasoning_summary_text.done", e);
                     let mut e = base;
                     e["part"] = json!({"type": "summary_text", "text": summary});
-                    self.event(out, "response.reasoning_summary_part.done", e);
+                    self.sequence
+                        .write(out, "response.reasoning_summary_part.done", e);
                 }
                 reasoning_item(&id, &summary, &thinking)
             }
@@ -377,10 +341,10 @@ impl FromOpenAi {
                 let mut e = base.clone();
                 e["text"] = text.as_str().into();
                 e["logprobs"] = json!([]);
-                self.event(out, "response.output_text.done", e);
+                self.sequence.write(out, "response.output_text.done", e);
                 let mut e = base;
                 e["part"] = text_part(&text);
-                self.event(out, "response.content_part.done", e);
+                self.sequence.write(out, "response.content_part.done", e);
                 message_item(&id, "completed", Some(&text))
             }
             Open::Call {
@@ -398,7 +362,8 @@ impl FromOpenAi {
                 };
                 write_delta(out, &mut self.sequence, event);
                 let e = json!({"item_id": id, "output_index": index, "input": input});
-                self.event(out, "response.custom_tool_call_input.done", e);
+                self.sequence
+                    .write(out, "response.custom_tool_call_input.done", e);
                 custom_call_item(&id, "completed", &call_id, &name, &input)
             }
             Open::Call {
@@ -410,7 +375,8 @@ impl FromOpenAi {
             } => {
                 let e = json!({"item_id": id, "output_index": index, "name": name,
                     "arguments": arguments});
-                self.event(out, "response.function_call_arguments.done", e);
+                self.sequence
+                    .write(out, "response.function_call_arguments.done", e);
                 function_call_item(
                     &id,
                     "completed",
@@ -420,20 +386,11 @@ impl FromOpenAi {
                 )
             }
         };
-        let done = WholeEvent::Item {
+        let done = OfItem {
             output_index: index,
             item: &item,
         };
-        write_whole(out, &mut self.sequence, "response.output_item.done", done);
+        self.sequence.write(out, "response.output_item.done", done);
         self.output.push(item);
-    }
-
-    /// Writes one event: `event: <type>`, and its data with `type` and the next
-    /// `sequence_number` added.
-    fn event(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
-        data["type"] = kind.into();
-        data["sequence_number"] = self.sequence.into();
-        self.sequence += 1;
-        write_json(out, Some(kind), &data);
     }
 }

@@ -8,6 +8,11 @@ use crate::translate::openai::{
 use crate::translate::sse::SseParser;
 use serde_json::{json, Value};
 
+/// A whole answer as the `response` object's JSON, parsed back.
+fn response(answer: ChatResponse, tool_names: &ToolNames) -> Value {
+    serde_json::from_slice(&from_openai(answer, tool_names).unwrap()).unwrap()
+}
+
 fn request(
     body: Value,
 ) -> Result<crate::translate::openai::ChatRequest, crate::translate::TranslateError> {
@@ -88,7 +93,7 @@ fn a_whole_answer_becomes_a_response_with_its_items() {
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
     }))
     .unwrap();
-    let r = from_openai(answer, &ToolNames::default());
+    let r = response(answer, &ToolNames::default());
     assert_eq!(r["object"], "response");
     assert_eq!(r["status"], "completed");
     let kinds: Vec<&str> = r["output"]
@@ -111,7 +116,7 @@ fn a_length_stop_is_incomplete() {
     let answer: ChatResponse = serde_json::from_value(json!({"id": "x", "choices": [
         {"message": {"role": "assistant", "content": "cut"}, "finish_reason": "length"}]}))
     .unwrap();
-    let r = from_openai(answer, &ToolNames::default());
+    let r = response(answer, &ToolNames::default());
     assert_eq!(r["status"], "incomplete");
     assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
 }
@@ -264,7 +269,7 @@ fn namespace_tools_go_flat_and_their_calls_come_back_in_their_namespace() {
             {"id": "c1", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}},
             {"id": "c2", "type": "function", "function": {"name": "a__b", "arguments": "{}"}}]}}]}))
     .unwrap();
-    let r = from_openai(answer, &tool_names);
+    let r = response(answer, &tool_names);
     assert_eq!(
         (&r["output"][0]["namespace"], &r["output"][0]["name"]),
         (&json!("agents"), &json!("spawn"))
@@ -315,7 +320,7 @@ fn custom_tools_go_as_functions_of_one_string_and_come_back_as_custom_calls() {
         "tool_calls": [{"id": "c1", "type": "function",
             "function": {"name": "apply_patch", "arguments": "{\"input\":\"patch text\"}"}}]}}]}))
     .unwrap();
-    let r = from_openai(answer, &tool_names);
+    let r = response(answer, &tool_names);
     let item = &r["output"][0];
     assert_eq!(item["type"], "custom_tool_call");
     assert_eq!(
