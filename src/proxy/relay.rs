@@ -54,6 +54,11 @@ const BODY_HEADERS: [HeaderName; 4] = [
 enum Last {
     /// The body's last piece (possibly empty), written with the body's end.
     Piece(Bytes),
+    /// A stream that ended before any of it was written (it all came in the first reads):
+    /// its head, framed by the body's length, and the whole body. With a length, Pingora
+    /// sends the head and the body in one write; a chunked head is sent on its own, and
+    /// the end of the chunks on its own again.
+    Streamed(Box<Parts>, Bytes),
     /// A whole answer read and translated in memory: its head and body.
     Whole(Box<Parts>, Vec<u8>),
 }
@@ -138,11 +143,12 @@ pub async fn relay(
 async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> RelayEnd {
     let written = match last {
         Last::Piece(data) => {
-            ctx.record.output.push(&data);
-            if let Some(keeping) = &mut ctx.keeping {
-                keeping.sent(&data);
-            }
+            note_last(ctx, &data);
             session.write_response_body(Some(data), true).await
+        }
+        Last::Streamed(head, data) => {
+            note_last(ctx, &data);
+            write_whole(session, *head, data).await
         }
         Last::Whole(head, body) => {
             ctx.record.output.push(&body);
@@ -152,6 +158,15 @@ async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> 
     match written {
         Ok(()) => RelayEnd::Complete,
         Err(_) => RelayEnd::ClientGone,
+    }
+}
+
+/// Notes a stream's last piece on the record and on a response to be kept (the cache has
+/// it already: the breakdown event added to it is this request's own).
+fn note_last(ctx: &mut RequestCtx, data: &Bytes) {
+    ctx.record.output.push(data);
+    if let Some(keeping) = &mut ctx.keeping {
+        keeping.sent(data);
     }
 }
 
@@ -167,7 +182,9 @@ fn translated_head(mut head: Parts, content_type: &'static str) -> Parts {
 }
 
 /// Relays a body as it arrives: first what was held back, then the rest, through the held
-/// translator if there is one. Everything but the last piece is written.
+/// translator if there is one. Everything but the last piece is written, and the head
+/// with the first piece written: a body that has ended by then goes out whole, with its
+/// length.
 async fn relay_stream(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -177,51 +194,64 @@ async fn relay_stream(
     limits: ReadLimits,
     drain: &Drain,
 ) -> Result<Last, RelayEnd> {
-    frame(&mut head, None);
     add_respan_headers(&mut head, ctx);
     let sse = is_event_stream(&head.headers);
     ctx.record.stream = sse;
     ctx.record.output.stream = sse;
-    if write_head(session, head).await.is_err() {
-        return Err(RelayEnd::ClientGone);
-    }
     let Held {
         mut reader,
         preamble,
         ended,
     } = held;
+    let mut unwritten = Some(head);
     let last = if ended {
         ctx.record.first_byte();
-        Ok(Last::Piece(preamble.into()))
+        Ok(preamble.into())
     } else {
         let deadline = drain.deadline();
-        pump(
-            session,
-            ctx,
-            answer,
-            &mut reader,
-            preamble,
-            limits,
+        let stream = Stream {
+            reader: &mut reader,
+            head: &mut unwritten,
             sse,
-            deadline,
-        )
-        .await
+        };
+        pump(session, ctx, answer, stream, preamble, limits, deadline).await
     };
     ctx.record.usage = reader.usage();
-    match last {
-        Ok(Last::Piece(end)) => {
-            // The cache keeps (and shares) the stream without this request's breakdown.
-            if let Some(slot) = ctx.cache_slot.as_mut() {
-                slot.sent(&end, &ctx.record.served);
-            }
-            if sse && ctx.record.request_breakdown {
-                let breakdown = breakdown::of(&ctx.record, 200);
-                let ingress = ctx.endpoint.ingress();
-                return Ok(Last::Piece(with_breakdown_event(&end, ingress, &breakdown)));
-            }
-            Ok(Last::Piece(end))
+    let mut end = last?;
+    // The cache keeps (and shares) the stream without this request's breakdown.
+    if let Some(slot) = ctx.cache_slot.as_mut() {
+        slot.sent(&end, &ctx.record.served);
+    }
+    if sse && ctx.record.request_breakdown {
+        let breakdown = breakdown::of(&ctx.record, 200);
+        end = with_breakdown_event(&end, ctx.endpoint.ingress(), &breakdown);
+    }
+    Ok(match unwritten {
+        Some(mut head) => {
+            frame(&mut head, Some(end.len()));
+            Last::Streamed(Box::new(head), end)
         }
-        other => other,
+        None => Last::Piece(end),
+    })
+}
+
+/// A body being relayed: how it is read, and its head until that is written.
+struct Stream<'a> {
+    reader: &'a mut BodyReader,
+    head: &'a mut Option<Parts>,
+    sse: bool,
+}
+
+impl Stream<'_> {
+    /// Writes the head if it is not yet, framed for a body of unknown length.
+    async fn start(&mut self, session: &mut Session) -> Result<(), RelayEnd> {
+        let Some(mut head) = self.head.take() else {
+            return Ok(());
+        };
+        frame(&mut head, None);
+        write_head(session, head)
+            .await
+            .map_err(|_| RelayEnd::ClientGone)
     }
 }
 
@@ -252,24 +282,26 @@ fn with_breakdown_event(end: &[u8], ingress: Ingress, breakdown: &Value) -> Byte
     out.into()
 }
 
-/// Relays the rest of a body but its last piece. `pending` (what was held back, already in
-/// the app's format) goes out with the first batch: one write instead of two. A shutdown's
-/// `deadline` ends it with an in-band error.
-#[allow(clippy::too_many_arguments)]
+/// Relays the rest of a body but its last piece, which it returns. `pending` (what was
+/// held back, already in the app's format) goes out with the first batch: one write
+/// instead of two. The head is written before anything is waited for, or with the first
+/// batch when there is one at once (and not at all when that batch ends the body). A
+/// shutdown's `deadline` ends it with an in-band error.
 async fn pump(
     session: &mut Session,
     ctx: &mut RequestCtx,
     answer: &mut Answer,
-    reader: &mut BodyReader,
+    mut stream: Stream<'_>,
     mut pending: Vec<u8>,
     limits: ReadLimits,
-    sse: bool,
     deadline: impl Future<Output = ()>,
-) -> Result<Last, RelayEnd> {
+) -> Result<Bytes, RelayEnd> {
+    let sse = stream.sse;
     // Made once per stream: it registers with the drain on its first poll only.
     tokio::pin!(deadline);
     loop {
         let (batch, done, failure) = if pending.is_empty() {
+            stream.start(session).await?;
             let next = tokio::select! {
                 biased;
                 next = or_gone(session, answer.next(limits)) => next,
@@ -287,7 +319,7 @@ async fn pump(
             // What is held goes out now, with whatever else is readable without waiting.
             gather(answer, Bytes::new())
         };
-        let (mut data, failure) = match reader.pass(batch, done) {
+        let (mut data, failure) = match stream.reader.pass(batch, done) {
             Ok(data) => (data, failure),
             Err(f) => (Bytes::new(), failure.or(Some(f))),
         };
@@ -299,8 +331,9 @@ async fn pump(
             ctx.record.first_byte();
         }
         if done && failure.is_none() {
-            return Ok(Last::Piece(data));
+            return Ok(data);
         }
+        stream.start(session).await?;
         if !data.is_empty() {
             ctx.sent(&data);
             if session

@@ -130,6 +130,49 @@ async fn aliases_and_model_name_maps_rename_the_upstream_model() {
     assert!(mock.last().json().get("model_name_map").is_none());
 }
 
+/// A stream that has all come by the time the sidecar writes its first piece goes out whole,
+/// framed by its length (Pingora then sends head and body in one write, where a chunked head
+/// and the chunks' end each take one of their own); a stream still running is chunked. The
+/// events are the same either way, and the connection stays usable.
+#[tokio::test]
+async fn a_stream_that_came_whole_goes_out_with_its_length() {
+    let mock = Mock::start().await;
+    let Reply::Sse { blocks, .. } = Reply::openai_stream("gpt-4o", &["a ", "b"], Duration::ZERO)
+    else {
+        unreachable!("openai_stream is an SSE reply")
+    };
+    // All events in one upstream write.
+    mock.push(Reply::Sse {
+        blocks: vec![blocks.join("\n\n")],
+        gap: Duration::ZERO,
+        cut_after: None,
+    });
+    mock.push(Reply::openai_stream(
+        "gpt-4o",
+        &["a ", "b"],
+        Duration::from_millis(30),
+    ));
+    let sidecar = Sidecar::start(&openai_config(&mock)).await;
+    let mut body = chat("gpt-4o", "hi");
+    body["stream"] = json!(true);
+    let body = serde_json::to_vec(&body).unwrap();
+    let mut conn = RawConn::connect(sidecar.addr).await;
+    let whole = conn.post("/v1/chat/completions", &body).await;
+    assert_eq!(whole.status, 200);
+    let length = whole.body.len().to_string();
+    assert_eq!(whole.header("content-length"), Some(length.as_str()));
+    assert!(whole.header("transfer-encoding").is_none());
+    assert_eq!(whole.header("content-type"), Some("text/event-stream"));
+    let paced = conn.post("/v1/chat/completions", &body).await;
+    assert_eq!(paced.status, 200);
+    assert_eq!(paced.header("transfer-encoding"), Some("chunked"));
+    assert!(paced.header("content-length").is_none());
+    assert_eq!(
+        String::from_utf8(whole.body).unwrap(),
+        String::from_utf8(paced.body).unwrap()
+    );
+}
+
 #[tokio::test]
 async fn streams_are_relayed_chunk_by_chunk() {
     let mock = Mock::start().await;
