@@ -54,13 +54,11 @@ const BODY_HEADERS: [HeaderName; 4] = [
 enum Last {
     /// The body's last piece (possibly empty), written with the body's end.
     Piece(Bytes),
-    /// A stream that ended before any of it was written (it all came in the first reads):
-    /// its head, framed by the body's length, and the whole body. With a length, Pingora
-    /// sends the head and the body in one write; a chunked head is sent on its own, and
-    /// the end of the chunks on its own again.
-    Streamed(Box<Parts>, Bytes),
-    /// A whole answer read and translated in memory: its head and body.
-    Whole(Box<Parts>, Vec<u8>),
+    /// A whole answer, none of it written yet: its head, framed by the body's length, and
+    /// its body. (A stream that has all come by its first write is sent so too: with a
+    /// length, Pingora sends head and body in one write, where a chunked head is sent on
+    /// its own, and the end of the chunks on its own again.)
+    Whole(Box<Parts>, Bytes),
 }
 
 /// Writes the settled answer to the app in the format its plan says.
@@ -113,7 +111,7 @@ pub async fn relay(
         upstream.finish(exchange).await;
     }
     let end = match read {
-        Ok(last) => write_last(session, ctx, last).await,
+        Ok(last) => write_last(session, last).await,
         Err(end) => end,
     };
     if let Some(mut slot) = ctx.cache_slot.take() {
@@ -140,33 +138,14 @@ pub async fn relay(
     end
 }
 
-async fn write_last(session: &mut Session, ctx: &mut RequestCtx, last: Last) -> RelayEnd {
+async fn write_last(session: &mut Session, last: Last) -> RelayEnd {
     let written = match last {
-        Last::Piece(data) => {
-            note_last(ctx, &data);
-            session.write_response_body(Some(data), true).await
-        }
-        Last::Streamed(head, data) => {
-            note_last(ctx, &data);
-            write_whole(session, *head, data).await
-        }
-        Last::Whole(head, body) => {
-            ctx.record.output.push(&body);
-            write_whole(session, *head, body.into()).await
-        }
+        Last::Piece(data) => session.write_response_body(Some(data), true).await,
+        Last::Whole(head, body) => write_whole(session, *head, body).await,
     };
     match written {
         Ok(()) => RelayEnd::Complete,
         Err(_) => RelayEnd::ClientGone,
-    }
-}
-
-/// Notes a stream's last piece on the record and on a response to be kept (the cache has
-/// it already: the breakdown event added to it is this request's own).
-fn note_last(ctx: &mut RequestCtx, data: &Bytes) {
-    ctx.record.output.push(data);
-    if let Some(keeping) = &mut ctx.keeping {
-        keeping.sent(data);
     }
 }
 
@@ -226,10 +205,15 @@ async fn relay_stream(
         let breakdown = breakdown::of(&ctx.record, 200);
         end = with_breakdown_event(&end, ctx.endpoint.ingress(), &breakdown);
     }
+    // On the record and on a response to be kept as the app gets it, breakdown included.
+    ctx.record.output.push(&end);
+    if let Some(keeping) = &mut ctx.keeping {
+        keeping.sent(&end);
+    }
     Ok(match unwritten {
         Some(mut head) => {
             frame(&mut head, Some(end.len()));
-            Last::Streamed(Box::new(head), end)
+            Last::Whole(Box::new(head), end)
         }
         None => Last::Piece(end),
     })
@@ -462,7 +446,8 @@ async fn relay_whole(
         .map_err(|_| RelayEnd::UpstreamFailed(format!("bad status {status}")))?;
     frame(&mut head, Some(body.len()));
     add_respan_headers(&mut head, ctx);
-    Ok(Last::Whole(Box::new(head), body))
+    ctx.record.output.push(&body);
+    Ok(Last::Whole(Box::new(head), body.into()))
 }
 
 /// Keeps a complete successful answer (as the app gets it, before any breakdown of this
