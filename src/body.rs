@@ -26,9 +26,23 @@ pub enum BodyError {
     NotJson(String),
     #[error("request body must be a JSON object")]
     NotObject,
+    #[error("request body is nested deeper than {0} levels")]
+    TooDeep(usize),
 }
 
 impl<'a> JsonBody<'a> {
+    /// Parses a body whose arrays and objects nest at most `max_depth` deep.
+    ///
+    /// The bound is checked by a scan first: values are kept as raw text, which serde_json
+    /// skips without recursing, so its own recursion limit never sees a deep conversation
+    /// that a provider's parser would then be handed.
+    pub fn parse_within(bytes: &'a [u8], max_depth: usize) -> Result<JsonBody<'a>, BodyError> {
+        if !nesting_within(bytes, max_depth) {
+            return Err(BodyError::TooDeep(max_depth));
+        }
+        JsonBody::parse(bytes)
+    }
+
     /// Parses in one pass: the conversation is validated, never copied or built into a tree.
     pub fn parse(bytes: &'a [u8]) -> Result<JsonBody<'a>, BodyError> {
         serde_json::from_slice(bytes).map_err(|e| match e.classify() {
@@ -126,6 +140,48 @@ impl<'a> JsonBody<'a> {
         out.push(b'}');
         out
     }
+}
+
+/// Whether the arrays and objects of a JSON text nest at most `max_depth` deep (brackets
+/// inside strings do not count). Text that is not JSON may pass: the parser refuses it.
+pub fn nesting_within(bytes: &[u8], max_depth: usize) -> bool {
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(found) = memchr::memchr3(b'"', b'[', b'{', &bytes[at..]) {
+        // Closers between here and the opener found only lower the depth.
+        depth = depth.saturating_sub(closers(&bytes[at..at + found]));
+        at += found;
+        if bytes[at] == b'"' {
+            at = string_end(bytes, at + 1);
+            continue;
+        }
+        depth += 1;
+        if depth > max_depth {
+            return false;
+        }
+        at += 1;
+    }
+    true
+}
+
+fn closers(text: &[u8]) -> usize {
+    memchr::memchr2_iter(b']', b'}', text).count()
+}
+
+/// The index just past the string whose contents start at `from`.
+fn string_end(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[from..]) {
+        from += found;
+        if bytes[from] == b'"' {
+            return from + 1;
+        }
+        // An escape: skip the escaped character (`\"` does not end the string).
+        from += 2;
+        if from >= bytes.len() {
+            break;
+        }
+    }
+    bytes.len()
 }
 
 /// Appends `s` as a JSON string literal.
@@ -233,6 +289,26 @@ mod tests {
             JsonBody::parse(b"{} x"),
             Err(BodyError::NotJson(_))
         ));
+    }
+
+    #[test]
+    fn nesting_is_bounded_outside_strings() {
+        let deep = |n: usize| format!("{{\"m\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(nesting_within(deep(63).as_bytes(), 64));
+        assert!(!nesting_within(deep(64).as_bytes(), 64));
+        assert!(!nesting_within(deep(100_000).as_bytes(), 64));
+        // Siblings do not add up; brackets and escaped quotes in strings do not count.
+        let wide = format!("{{\"a\":[{}]}}", vec!["[[1]]"; 1000].join(","));
+        assert!(nesting_within(wide.as_bytes(), 4));
+        let text = r#"{"a":"[[[[\"{{{{\\","b":[1]}"#;
+        assert!(nesting_within(text.as_bytes(), 2));
+        assert!(nesting_within(b"{\"a\":\"unterminated \\", 1));
+        let body = deep(100_000);
+        assert_eq!(
+            JsonBody::parse_within(body.as_bytes(), 64).unwrap_err(),
+            BodyError::TooDeep(64)
+        );
+        assert!(JsonBody::parse_within(deep(10).as_bytes(), 64).is_ok());
     }
 
     #[test]

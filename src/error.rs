@@ -98,6 +98,7 @@ impl GatewayError {
     /// OpenAI's `error.code`, where OpenAI has one for the case.
     fn code(&self) -> Option<&'static str> {
         match self {
+            GatewayError::Body(BodyError::TooDeep(_)) => Some("json_too_deep"),
             GatewayError::Body(_) => Some("invalid_json"),
             GatewayError::MissingModel => Some("missing_model"),
             GatewayError::InvalidField { .. } | GatewayError::Param(_) => Some("invalid_parameter"),
@@ -116,6 +117,17 @@ impl GatewayError {
             GatewayError::ClientRead(_)
             | GatewayError::Unsupported(_)
             | GatewayError::ClientClosed => None,
+        }
+    }
+
+    /// The `reason` of `respan_rejected_requests_total` for a request refused before any
+    /// provider was asked because of what it is, not what it asks.
+    pub fn rejection(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::BodyTooLarge { .. } => Some("body_too_large"),
+            GatewayError::Body(BodyError::TooDeep(_)) => Some("too_deep"),
+            GatewayError::Unauthorized => Some("unauthorized"),
+            _ => None,
         }
     }
 

@@ -49,6 +49,7 @@ fn config(c: &Config) -> Value {
             "listen": s.listen.to_string(),
             "admin_listen": s.admin_listen.to_string(),
             "max_request_body_bytes": s.max_request_body_bytes,
+            "max_json_depth": s.max_json_depth,
             "upstream_timeout_ms": s.upstream_timeout.as_millis() as u64,
             "connect_timeout_ms": s.connect_timeout.as_millis() as u64,
             "stream_idle_timeout_ms": s.stream_idle_timeout.as_millis() as u64,

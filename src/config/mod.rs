@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_request_body_bytes: usize,
+    /// A model call's body nested deeper is refused (400) before any provider sees it.
+    pub max_json_depth: usize,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub stream_idle_timeout: Duration,

@@ -37,6 +37,8 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub max_request_body_bytes: Option<u64>,
+    /// Deepest nesting of arrays and objects a request body may have.
+    pub max_json_depth: Option<u64>,
     pub upstream_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     /// Longest silence between two pieces of a streamed answer.

@@ -9,6 +9,9 @@ use super::*;
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+/// Deeper than any real conversation (tool schemas nest a few levels), far below what a
+/// provider's recursive parser would choke on.
+const DEFAULT_MAX_JSON_DEPTH: u64 = 64;
 const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 /// The Respan platform's API root, where managed prompts are fetched.
 const RESPAN_API: &str = "https://api.respan.ai/api";
@@ -197,6 +200,10 @@ fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
             "must be above 0",
         ));
     }
+    let max_json_depth = raw.max_json_depth.unwrap_or(DEFAULT_MAX_JSON_DEPTH);
+    if max_json_depth == 0 {
+        problems.push(Problem::new("server.max_json_depth", "must be above 0"));
+    }
     let threads = raw.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -207,6 +214,7 @@ fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
         listen,
         admin_listen,
         max_request_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+        max_json_depth: usize::try_from(max_json_depth).unwrap_or(usize::MAX),
         upstream_timeout: positive_ms(
             "upstream_timeout_ms",
             raw.upstream_timeout_ms,

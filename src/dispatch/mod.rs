@@ -11,6 +11,7 @@ pub mod caller;
 mod prepare;
 pub mod request;
 mod retry;
+mod shape;
 
 pub use balance::{LatencyTracker, FAILURE_PENALTY};
 pub use retry::{retry_after_hint, retryable_status, RetryPolicy, MAX_RETRY_WAIT};

@@ -26,13 +26,15 @@ pub struct ModelRequest<'a> {
     pub store: bool,
 }
 
+/// Parses a model call's body (nested at most `max_depth` deep, its conversation in shape).
 pub fn parse<'a>(
     endpoint: Endpoint,
     bytes: &'a [u8],
     req: &RequestHeader,
+    max_depth: usize,
 ) -> Result<ModelRequest<'a>, GatewayError> {
     let ingress = endpoint.ingress();
-    let mut body = JsonBody::parse(bytes)?;
+    let mut body = JsonBody::parse_within(bytes, max_depth)?;
     let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
     let Extracted {
         params,
@@ -87,6 +89,7 @@ pub fn parse<'a>(
             (model, op)
         }
     };
+    super::shape::check(endpoint, &body)?;
     let stream = matches!(operation, Operation::Generate { stream: true, .. });
     let store = flag("store")?;
     Ok(ModelRequest {

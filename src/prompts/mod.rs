@@ -10,7 +10,7 @@
 //! needs and the request lacks is a 400 naming it, never an empty string; extra variables
 //! are ignored. The rendered messages replace the request's. The prompt's other parameters
 //! fill in what the request does not set, or win over it with `override: true`; its `model`
-//! serves when the request names none. Templates are OpenAI messages and parameters: on the
+//! serves when the request names none, or always with `override`. Templates are OpenAI messages and parameters: on the
 //! Anthropic API their system messages become `system` and their parameters Anthropic's
 //! (those it has); on Gemini's they are translated to `contents` and `systemInstruction`,
 //! and their parameters to `generationConfig`.
@@ -138,12 +138,17 @@ fn render_into(
             request.body.set(key.clone(), raw(value)?);
         }
     }
-    if request.model.is_none() {
+    // The prompt's model serves a request that names none; with `override` it wins over the
+    // request's, as on Respan.
+    if request.model.is_none() || param.override_params {
         if let Some(model) = &prompt.model {
             request.model = Some(model.clone());
-            request
-                .body
-                .set("model", raw(&Value::String(model.clone()))?);
+            // Gemini's model is in the path, which the route rewrites; its body has none.
+            if request.ingress != Ingress::Gemini {
+                request
+                    .body
+                    .set("model", raw(&Value::String(model.clone()))?);
+            }
         }
     }
     Ok(())

@@ -40,7 +40,13 @@ async fn run(
     let bytes = read_body(session, snapshot.config.server.max_request_body_bytes).await?;
     // From here on, a client that closes its connection cancels the call at once.
     session.set_abort_on_close(true);
-    let mut request = parse(ctx.endpoint, &bytes, session.req_header())?;
+    let server = &snapshot.config.server;
+    let mut request = parse(
+        ctx.endpoint,
+        &bytes,
+        session.req_header(),
+        server.max_json_depth,
+    )?;
     ctx.record.prompt_version = prompts::apply(&mut request, &snapshot.config, &gw.prompts).await?;
     ctx.record.prompt_id = request.params.prompt.as_ref().map(|p| p.prompt_id.clone());
     let responses = &snapshot.config.responses;

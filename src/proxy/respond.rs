@@ -117,6 +117,9 @@ pub fn close_if_draining(session: &mut Session) {
 /// Answers with an error in the caller's format (and notes it on the request's record).
 pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &GatewayError) {
     tracing::debug!(request_id = %ctx.request_id, status = e.status(), "{e}");
+    if let Some(reason) = e.rejection() {
+        crate::telemetry::metrics::metrics().rejected(reason);
+    }
     ctx.record.error = Some(e.to_string());
     json(session, ctx, e.status(), e.body(ctx.endpoint.ingress())).await;
 }

@@ -49,7 +49,10 @@ impl Reloader {
 
     /// Reads the config again and puts it in force if it is valid and differs from the one
     /// in force; a bad one is refused whole (logged, counted, shown in `/config`).
-    pub fn reload(&self) -> Outcome {
+    ///
+    /// `always` (SIGHUP): an operator who asks for a reload sees one happen, so the snapshot
+    /// is prepared, swapped, counted and logged even when no file changed.
+    pub fn reload(&self, always: bool) -> Outcome {
         let mut in_force = self.in_force.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let loaded = match config::load(&self.path) {
@@ -57,7 +60,7 @@ impl Reloader {
             Err(e) => return self.refuse(&e),
         };
         let print = fingerprint(&loaded);
-        if print == *in_force {
+        if print == *in_force && !always {
             // The file is back to the config in force: an earlier refusal no longer stands.
             self.state.set_reload_error(None);
             return Outcome::Unchanged;
@@ -171,9 +174,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let yaml = "providers:\n  a:\n    type: echo\n";
         let r = reloader(dir.path(), yaml);
-        assert_eq!(r.reload(), Outcome::Unchanged);
+        assert_eq!(r.reload(false), Outcome::Unchanged);
         std::fs::write(r.path(), "providers: [").unwrap();
-        assert_eq!(r.reload(), Outcome::Refused);
+        assert_eq!(r.reload(false), Outcome::Refused);
         assert!(r
             .state
             .last_reload_error()
@@ -182,19 +185,24 @@ mod tests {
         assert_eq!(r.state.load_full().config.providers[0].name, "a");
         // Put back as it was: nothing to reload, and the refusal is over.
         std::fs::write(r.path(), yaml).unwrap();
-        assert_eq!(r.reload(), Outcome::Unchanged);
+        assert_eq!(r.reload(false), Outcome::Unchanged);
         assert!(r.state.last_reload_error().is_none());
         std::fs::write(r.path(), "providers:\n  b:\n    type: echo\n").unwrap();
-        assert_eq!(r.reload(), Outcome::Reloaded);
+        assert_eq!(r.reload(false), Outcome::Reloaded);
         assert_eq!(r.state.load_full().config.providers[0].name, "b");
         assert!(r.state.last_reload_error().is_none());
+        // SIGHUP: the same bytes are read, prepared and swapped in all the same.
+        let before = r.state.load_full().loaded_at;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(r.reload(true), Outcome::Reloaded);
+        assert!(r.state.load_full().loaded_at > before);
         // Prepared before the swap: a key that cannot be sent refuses the config.
         std::fs::write(
             r.path(),
             "providers:\n  c:\n    type: openai\n    api_key: \"sk\\nx\"\n",
         )
         .unwrap();
-        assert_eq!(r.reload(), Outcome::Refused);
+        assert_eq!(r.reload(false), Outcome::Refused);
         let error = r.state.last_reload_error().unwrap();
         assert!(error.starts_with("providers.c.api_key: "), "{error}");
         assert_eq!(r.state.load_full().config.providers[0].name, "b");
@@ -208,7 +216,7 @@ mod tests {
         let r = reloader(dir.path(), yaml);
         assert_eq!(r.files(), [r.path().to_path_buf(), dir.path().join("key")]);
         std::fs::write(dir.path().join("key"), "sk-2").unwrap();
-        assert_eq!(r.reload(), Outcome::Reloaded);
+        assert_eq!(r.reload(false), Outcome::Reloaded);
         let key = |r: &Reloader| {
             let s = r.state.load_full();
             s.config.providers[0]
@@ -220,11 +228,11 @@ mod tests {
         };
         assert_eq!(key(&r), "sk-2");
         std::fs::write(dir.path().join("key"), "").unwrap();
-        assert_eq!(r.reload(), Outcome::Refused);
+        assert_eq!(r.reload(false), Outcome::Refused);
         assert_eq!(key(&r), "sk-2");
         std::fs::write(dir.path().join("key"), "sk-3").unwrap();
         std::fs::write(r.path(), yaml.replace(":1\n", ":2\n")).unwrap();
-        assert_eq!(r.reload(), Outcome::Reloaded);
+        assert_eq!(r.reload(false), Outcome::Reloaded);
         let s = r.state.load_full();
         assert_eq!(s.config.server.listen.port(), 1);
     }

@@ -42,14 +42,18 @@ impl BackgroundService for ConfigWatcher {
         // Kept (and replaced) only to be dropped: dropping it ends the watch.
         let mut _watch = FileWatch::new(&files, tx.clone());
         loop {
-            tokio::select! {
-                Some(()) = changed.recv() => settle(&mut changed).await,
+            let always = tokio::select! {
+                Some(()) = changed.recv() => {
+                    settle(&mut changed).await;
+                    false
+                }
                 Some(()) = recv_signal(&mut hangup) => {
                     tracing::info!("SIGHUP: reloading the config");
+                    true
                 }
                 _ = shutdown.changed() => return,
-            }
-            if self.reloader.reload() == Outcome::Reloaded {
+            };
+            if self.reloader.reload(always) == Outcome::Reloaded {
                 // A reload may name other key files: watch those from now on.
                 let now = self.reloader.files();
                 if now != files {

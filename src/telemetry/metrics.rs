@@ -43,7 +43,21 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `exporter`, `result` (`ok`, `error` or `dropped`).
     pub trace_exports: IntCounterVec,
+    /// `reason` (one of [`REJECTION_REASONS`]).
+    rejected_requests: IntCounterVec,
 }
+
+/// Why a request is refused for what it is (`respan_rejected_requests_total`'s `reason`).
+pub const REJECTION_REASONS: [&str; 5] = [
+    "body_too_large",
+    "too_deep",
+    "headers_too_large",
+    "overloaded",
+    "unauthorized",
+];
+
+/// Trace export results, each exported at 0 for every configured exporter.
+pub const EXPORT_RESULTS: [&str; 3] = ["ok", "error", "dropped"];
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
@@ -132,6 +146,22 @@ impl Metrics {
             "Trace records handed to exporters, by exporter and result.",
             &["exporter", "result"],
         );
+        let rejected_requests = counter(
+            "respan_rejected_requests_total",
+            "Requests refused for what they are before any provider was asked, by reason.",
+            &["reason"],
+        );
+        // Series whose label values are known now start at 0, so `rate()` and alerts work
+        // before the first event.
+        let zero = |c: &IntCounterVec, values: &[&str]| {
+            for v in values {
+                c.with_label_values(&[v]).inc_by(0);
+            }
+        };
+        zero(&config_reloads, &["success", "failure"]);
+        zero(&cache_lookups, &["hit", "miss"]);
+        zero(&cache_errors, &["connect", "get", "set"]);
+        zero(&rejected_requests, &REJECTION_REASONS);
         let inflight = IntGauge::new(
             "respan_inflight_requests",
             "Requests being served right now.",
@@ -153,6 +183,21 @@ impl Metrics {
             cache_errors,
             config_reloads,
             trace_exports,
+            rejected_requests,
+        }
+    }
+
+    /// Counts a request refused for `reason` (one of [`REJECTION_REASONS`]).
+    pub fn rejected(&self, reason: &str) {
+        self.rejected_requests.with_label_values(&[reason]).inc();
+    }
+
+    /// Starts an exporter's `respan_trace_exports_total` series at 0.
+    pub fn exporter_started(&self, exporter: &str) {
+        for result in EXPORT_RESULTS {
+            self.trace_exports
+                .with_label_values(&[exporter, result])
+                .inc_by(0);
         }
     }
 

@@ -257,3 +257,115 @@ async fn no_upstream_is_502_and_a_slow_one_504() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_openai_error(&r.json().await.unwrap(), "server_error", "upstream_timeout");
 }
+
+/// A body `depth` levels deep inside `field`: `{"model": .., field: [[[...]]]}`.
+fn nested(model: &str, field: &str, depth: usize) -> Vec<u8> {
+    let model = if model.is_empty() {
+        String::new()
+    } else {
+        format!(r#""model":"{model}","#)
+    };
+    format!(
+        r#"{{{model}"{field}":{}{{"role":"user","content":"hi"}}{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn deep_or_misshapen_conversations_are_400_on_every_ingress_and_never_forwarded() {
+    let mock = Mock::start().await;
+    let base = mock.url("");
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{base}/v1\"\n    api_key: sk-test\n  an:\n    type: anthropic\n    base_url: \"{base}\"\n    api_key: sk-ant\n  ge:\n    type: gemini\n    base_url: \"{base}\"\n    api_key: g-key\nroutes:\n  - match: \"claude-*\"\n    provider: an\n  - match: \"gemini-*\"\n    provider: ge\n  - match: \"*\"\n    provider: oa\n"
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let gemini = "/api/google/gemini/v1beta/models/gemini-2.5-flash:generateContent";
+    // (path, body field, model in the body, how the error is read)
+    let ingresses = [
+        ("/v1/chat/completions", "messages", "gpt-4o", "openai"),
+        ("/v1/responses", "input", "gpt-4o", "openai"),
+        (
+            "/v1/embeddings",
+            "input",
+            "text-embedding-3-small",
+            "openai",
+        ),
+        (
+            "/api/anthropic/v1/messages",
+            "messages",
+            "claude-sonnet-4-5",
+            "anthropic",
+        ),
+        ("/v1/messages", "messages", "gpt-4o", "anthropic"),
+        (gemini, "contents", "", "gemini"),
+    ];
+    let send = |path: &str, body: Vec<u8>| {
+        client()
+            .post(sidecar.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (path, field, model, shape) in ingresses {
+        for depth in [5_000, 100_000, 3] {
+            let r = send(path, nested(model, field, depth)).await.unwrap();
+            assert_eq!(r.status(), 400, "{path} at depth {depth}");
+            let v: Value = r.json().await.unwrap();
+            let message = match shape {
+                "openai" => {
+                    if depth > 64 {
+                        assert_openai_error(&v, "invalid_request_error", "json_too_deep");
+                    }
+                    &v["error"]["message"]
+                }
+                "anthropic" => {
+                    assert_eq!(v["type"], "error", "{v}");
+                    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+                    &v["error"]["message"]
+                }
+                _ => {
+                    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT", "{v}");
+                    &v["error"]["message"]
+                }
+            };
+            let message = message.as_str().unwrap();
+            if depth > 64 {
+                assert!(
+                    message.contains("nested deeper than 64"),
+                    "{path}: {message}"
+                );
+            } else {
+                // Shallow enough, but a turn is an array, not an object.
+                assert!(message.contains(field), "{path}: {message}");
+            }
+        }
+    }
+    // Turns that are not objects with a role.
+    for bad in [
+        json!({"model": "gpt-4o", "messages": "hi"}),
+        json!({"model": "gpt-4o", "messages": [{"content": "no role"}]}),
+        json!({"model": "gpt-4o", "messages": [null]}),
+    ] {
+        let r = post_chat(&sidecar, &bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["param"], "messages", "{v}");
+    }
+    let r = send(
+        "/api/anthropic/v1/messages",
+        br#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"content":"x"}]}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(mock.count(), 0, "a bad body reached a provider");
+    let too_deep = sidecar
+        .metric("respan_rejected_requests_total", &[("reason", "too_deep")])
+        .await;
+    assert_eq!(too_deep, 12.0);
+    // Deep enough to be real, shallow enough to pass: served.
+    let r = post_chat(&sidecar, &chat("gpt-4o", "fine")).await;
+    assert_eq!(r.status(), 200);
+}

@@ -53,19 +53,31 @@ async fn a_prompt_is_rendered_into_the_request_the_provider_gets() {
     assert_eq!(sent["max_tokens"], 50);
     assert!(sent.get("prompt").is_none());
     assert_eq!(sidecar.traces("limit=1").await[0]["prompt_id"], "greet");
-    // With `override`, the prompt's win; a model in the request wins over the prompt's.
-    let body = json!({
+    // Without `override`, a model in the request wins over the prompt's.
+    let mut body = json!({
         "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "ignored"}],
         "temperature": 0.9,
-        "prompt": {"prompt_id": "greet", "variables": {"name": "bo", "formal": false}, "override": true}
+        "prompt": {"prompt_id": "greet", "variables": {"name": "bo", "formal": false}}
     });
     assert_eq!(post_chat(&sidecar, &body).await.status(), 200);
     let sent = mock.last().json();
     assert_eq!(
         (sent["model"].clone(), sent["temperature"].clone()),
-        (json!("gpt-4o"), json!(0.2))
+        (json!("gpt-4o"), json!(0.9))
     );
-    assert_eq!(sent["messages"][0]["content"], "You are terse.");
+    // With `override`, the prompt's win, its model included (as on Respan: the request's
+    // `model` and `messages` are ignored).
+    body["prompt"]["override"] = json!(true);
+    assert_eq!(post_chat(&sidecar, &body).await.status(), 200);
+    let sent = mock.last().json();
+    assert_eq!(
+        (sent["model"].clone(), sent["temperature"].clone()),
+        (json!("gpt-4o-mini"), json!(0.2))
+    );
+    assert_eq!(sent["messages"], greeting("You are terse.", "BO"));
+    let trace = &sidecar.traces("limit=1").await[0];
+    assert_eq!(trace["requested_model"], "gpt-4o-mini");
 }
 
 #[tokio::test]

@@ -270,7 +270,7 @@ async fn what_only_openai_runs_is_refused_before_any_provider_is_asked() {
             json!({"model": "claude-x", "input": "hi", "previous_response_id": "resp_1"}),
             "previous_response_id",
         ),
-        (json!({"model": "claude-x", "input": 5}), "body"),
+        (json!({"model": "claude-x", "input": 5}), "input"),
     ];
     for (body, named) in cases {
         let r = client()

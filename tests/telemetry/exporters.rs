@@ -102,7 +102,9 @@ async fn every_trace_reaches_the_jsonl_file_and_respan() {
     assert_eq!(log["completion_tokens"], 2);
     assert_eq!(log["customer_identifier"], "cust-1");
     assert_eq!(log["thread_identifier"], "th-1");
-    assert_eq!(log["metadata"], json!({"k": "v"}));
+    // The request id the app got travels in the log's metadata.
+    assert_eq!(log["metadata"], json!({"request_id": first, "k": "v"}));
+    assert_eq!(logs[1]["metadata"]["request_id"], second.as_str());
     assert_eq!(log["status_code"], 200);
     assert_eq!(log["provider_id"], "openai");
     // Seconds, not milliseconds.

@@ -142,3 +142,59 @@ async fn a_real_prometheus_scrapes_the_admin_port() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test]
+async fn counters_with_known_labels_are_exported_at_zero_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "providers:\n  e:\n    type: echo\ntelemetry:\n  exporters:\n    - type: jsonl\n      path: \"{}\"\n",
+        dir.path().join("t.jsonl").display()
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let scrape = sidecar.metrics().await;
+    let zero = |name: &str, labels: &[(&str, &str)]| {
+        scrape.samples.iter().any(|s| {
+            s.metric == name
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                && matches!(s.value, prometheus_parse::Value::Counter(v) if v == 0.0)
+        })
+    };
+    let expected: &[(&str, &[(&str, &str)])] = &[
+        ("respan_config_reloads_total", &[("result", "success")]),
+        ("respan_config_reloads_total", &[("result", "failure")]),
+        ("respan_cache_lookups_total", &[("result", "hit")]),
+        ("respan_cache_lookups_total", &[("result", "miss")]),
+        (
+            "respan_trace_exports_total",
+            &[("exporter", "jsonl"), ("result", "ok")],
+        ),
+        (
+            "respan_trace_exports_total",
+            &[("exporter", "jsonl"), ("result", "error")],
+        ),
+        (
+            "respan_trace_exports_total",
+            &[("exporter", "jsonl"), ("result", "dropped")],
+        ),
+        (
+            "respan_rejected_requests_total",
+            &[("reason", "body_too_large")],
+        ),
+        ("respan_rejected_requests_total", &[("reason", "too_deep")]),
+        (
+            "respan_rejected_requests_total",
+            &[("reason", "headers_too_large")],
+        ),
+        (
+            "respan_rejected_requests_total",
+            &[("reason", "overloaded")],
+        ),
+        (
+            "respan_rejected_requests_total",
+            &[("reason", "unauthorized")],
+        ),
+    ];
+    for (name, labels) in expected {
+        assert!(zero(name, labels), "{name}{labels:?} is not exported at 0");
+    }
+}

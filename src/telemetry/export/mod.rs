@@ -89,6 +89,7 @@ pub fn exporter(
     let sink = Sink::new(destination)?;
     let (sender, receiver) = mpsc::channel(capacity.max(1));
     let name = sink.name();
+    metrics().exporter_started(name);
     Ok((
         Queue { name, sender },
         ExportService {

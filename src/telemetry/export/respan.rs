@@ -90,13 +90,32 @@ pub struct Log<'a> {
     thread_identifier: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     custom_identifier: Option<&'a str>,
-    metadata: Metadata<'a>,
+    metadata: LogMetadata<'a>,
     trace_unique_id: String,
     span_unique_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     span_parent_id: Option<String>,
     span_name: &'static str,
 }
+
+/// The log's `metadata`: the app's, and the sidecar's request id (`x-respan-request-id`), by
+/// which an app finds its log on the platform.
+struct LogMetadata<'a> {
+    request_id: &'a str,
+    app: Metadata<'a>,
+}
+
+impl Serialize for LogMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The app's own `request_id`, if any, gives way: one key, one meaning.
+        let app = self.app.0.iter().filter(|(k, _)| k != REQUEST_ID_KEY);
+        let app = app.map(|(k, v)| (k.as_str(), v.as_str()));
+        s.collect_map(std::iter::once((REQUEST_ID_KEY, self.request_id)).chain(app))
+    }
+}
+
+/// The metadata key that carries the sidecar's request id.
+const REQUEST_ID_KEY: &str = "request_id";
 
 /// Respan's token fields, and the whole usage beside them.
 #[derive(Serialize)]
@@ -146,7 +165,10 @@ pub fn log<'a>(trace: &'a Trace, t: &Transcriber) -> Log<'a> {
         customer_params: r.subject.customer_params.as_ref(),
         thread_identifier: r.subject.thread_identifier.as_deref(),
         custom_identifier: r.subject.custom_identifier.as_deref(),
-        metadata: Metadata(&r.subject.metadata),
+        metadata: LogMetadata {
+            request_id: &trace.request_id,
+            app: Metadata(&r.subject.metadata),
+        },
         trace_unique_id: hex(&r.ids.trace_id),
         span_unique_id: hex(&r.ids.span_id),
         span_parent_id: r.ids.parent_span_id.map(|p| hex(&p)),
