@@ -46,6 +46,9 @@ pub enum Endpoint {
     AnthropicCountTokens,
     /// Gemini `generateContent`, `streamGenerateContent`, `countTokens` (see [`GeminiCall`]).
     Gemini,
+    /// `GET /v1/realtime?model=...` (or under `/api/`) upgraded to a WebSocket: routed by
+    /// `model` to an OpenAI-type or Azure provider, frames relayed both ways.
+    Realtime,
     /// Any other `/v1/...` path: proxied untouched to the first openai provider.
     Passthrough,
     NotFound,
@@ -72,6 +75,7 @@ impl Endpoint {
             "/v1/embeddings" | "/api/embeddings" if post => Endpoint::Embeddings,
             "/v1/responses" | "/api/responses" if post => Endpoint::Responses,
             "/v1/models" | "/api/models" if method == Method::GET => Endpoint::Models,
+            "/v1/realtime" | "/api/realtime" if method == Method::GET => Endpoint::Realtime,
             _ if StoredResponseCall::parse(method, path).is_some() => Endpoint::StoredResponse,
             _ if path.starts_with("/v1/") => Endpoint::Passthrough,
             _ => Endpoint::NotFound,
@@ -99,6 +103,7 @@ impl Endpoint {
             Endpoint::AnthropicMessages => "anthropic.messages",
             Endpoint::AnthropicCountTokens => "anthropic.count_tokens",
             Endpoint::Gemini => "gemini.generate_content",
+            Endpoint::Realtime => "realtime",
             Endpoint::Passthrough => "passthrough",
             Endpoint::NotFound => "not_found",
         }

@@ -27,6 +27,7 @@ pub mod params;
 pub mod prompts;
 pub mod providers;
 pub mod proxy;
+pub mod realtime;
 pub mod reload;
 pub mod routing;
 pub mod server;

@@ -423,9 +423,7 @@ fn error_message(body: &[u8]) -> Option<String> {
 fn outcome_label(result: &Result<Answer, ExchangeError>) -> &'static str {
     match result {
         Ok(answer) => answered_outcome(answer.status()),
-        Err(ExchangeError::Connect(_)) => "connect_error",
-        Err(ExchangeError::Timeout) => "timeout",
-        Err(ExchangeError::Broken(_)) => "broken",
+        Err(e) => e.outcome(),
     }
 }
 

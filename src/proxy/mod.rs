@@ -11,6 +11,7 @@ mod caller;
 mod ctx;
 mod model_call;
 mod passthrough;
+mod realtime;
 mod relay;
 mod respond;
 mod stored_response;
@@ -170,6 +171,7 @@ impl ProxyHttp for Gateway {
                     return Ok(self.not_kept(session, ctx, &snapshot).await);
                 }
             }
+            Endpoint::Realtime => realtime::serve(self, session, ctx, &snapshot).await,
             Endpoint::Passthrough => return Ok(self.pass_through(session, ctx, &snapshot).await),
             Endpoint::NotFound => {
                 let req = session.req_header();

@@ -101,7 +101,8 @@ pub struct AttemptRecord {
 /// The `outcome` label of an upstream call that was answered with `status`.
 pub fn answered_outcome(status: u16) -> &'static str {
     match status {
-        200..=399 => "ok",
+        // 101: a WebSocket upgrade the upstream accepted.
+        100..=399 => "ok",
         429 => "http_429",
         400..=499 => "http_4xx",
         _ => "http_5xx",

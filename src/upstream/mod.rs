@@ -13,6 +13,9 @@
 
 mod pool;
 mod resolve;
+mod upgrade;
+
+pub use upgrade::Upgrade;
 
 use crate::config::BaseUrl;
 use bytes::Bytes;
@@ -61,6 +64,17 @@ pub enum ExchangeError {
     Timeout,
     #[error("connection failed: {0}")]
     Broken(String),
+}
+
+impl ExchangeError {
+    /// The `outcome` label of `respan_upstream_attempts_total` for a call that failed so.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ExchangeError::Connect(_) => "connect_error",
+            ExchangeError::Timeout => "timeout",
+            ExchangeError::Broken(_) => "broken",
+        }
+    }
 }
 
 /// The provider connections of one process: a keep-alive pool and a DNS cache.

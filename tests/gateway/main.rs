@@ -13,6 +13,7 @@ mod native;
 mod passthrough;
 mod pool;
 mod prompts;
+mod realtime;
 mod responses;
 mod retry;
 
