@@ -69,12 +69,14 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let readiness = Readiness::default();
 
     let prompts = Arc::new(ManagedPrompts::default());
+    let cache = ResponseCache::new(&loaded.config.cache)?;
+    let coherence = cache.coherence_service()?;
     let gateway = Gateway::new(
         state.clone(),
         UPSTREAM_POOL_SIZE,
         telemetry.clone(),
         drain.clone(),
-        ResponseCache::new(&loaded.config.cache)?,
+        cache,
         prompts.clone(),
         StoredResponses::new(&loaded.config.cache)?,
     );
@@ -100,6 +102,9 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
         state: state.clone(),
     };
     add_background(&mut server, "prompt refresher", refresher);
+    if let Some(coherence) = coherence {
+        add_background(&mut server, "cache coherence", coherence);
+    }
     for exporter in exporters {
         add_background(&mut server, "trace exporter", exporter);
     }

@@ -7,6 +7,7 @@
 //! got them in (the API format is part of the key): a stream is kept gathered into its whole
 //! answer, so one entry serves a request that streams and one that does not.
 
+mod coherence;
 pub mod key;
 pub(crate) mod redis;
 pub mod tee;
@@ -26,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+use coherence::Coherence;
+pub use coherence::CoherenceService;
 pub use key::Key;
 use tee::{Tee, Telling};
 
@@ -69,11 +72,23 @@ pub enum Lookup {
 }
 
 /// Where answers are kept: in memory, and in Redis too with the `redis` backend. In front of
-/// Redis the memory store is a near cache: a hit found there costs no round trip, and its
-/// entries live at most `NEAR_TTL` (so an entry removed from Redis stops serving soon).
+/// Redis the memory store is a near cache: a hit found there costs no round trip. It is
+/// served first only while Redis's invalidations are tracked (`coherence`), so an entry
+/// removed from Redis stops serving at once; otherwise Redis is asked first, and the near
+/// cache serves only when Redis cannot be asked. Its entries live at most `NEAR_TTL`.
 struct Store {
     near: Cache<Key, Arc<Cached>>,
     shared: Option<redis::RedisStore>,
+    /// With `shared`: whether the near cache is coherent with it.
+    coherence: Option<Arc<Coherence>>,
+}
+
+impl Store {
+    /// Whether a new answer may go in the near cache: always for the memory backend, while
+    /// invalidations are tracked in front of Redis.
+    fn near_current(&self) -> bool {
+        self.coherence.as_ref().is_none_or(|c| c.live())
+    }
 }
 
 /// The longest an answer read from (or written to) Redis is also served from memory.
@@ -114,10 +129,12 @@ impl ResponseCache {
             (CacheBackend::Redis, Some(url)) => Store {
                 near: memory_store(config, NEAR_TTL),
                 shared: Some(redis::RedisStore::new(url)?),
+                coherence: Some(Arc::default()),
             },
             _ => Store {
                 near: memory_store(config, MAX_TTL),
                 shared: None,
+                coherence: None,
             },
         };
         Ok(ResponseCache {
@@ -203,25 +220,52 @@ impl ResponseCache {
     }
 
     async fn get(&self, key: &Key) -> Option<Arc<Cached>> {
-        let Store { near, shared } = &self.store;
-        if let Some(hit) = near.get(key) {
-            return Some(hit);
+        let store = &self.store;
+        let Some(shared) = &store.shared else {
+            return store.near.get(key);
+        };
+        let coherence = store.coherence.as_ref()?;
+        if coherence.live() {
+            if let Some(hit) = store.near.get(key) {
+                return Some(hit);
+            }
         }
-        let hit = Arc::new(shared.as_ref()?.get(key).await?);
-        near.insert(*key, hit.clone());
-        Some(hit)
+        let before = coherence.generation();
+        match shared.get(key).await {
+            Ok(found) => {
+                let hit = Arc::new(found?);
+                // An invalidation while it was read may have been this very value's.
+                if coherence.live() && coherence.generation() == before {
+                    store.near.insert(*key, hit.clone());
+                }
+                Some(hit)
+            }
+            // Redis cannot be asked, so nothing can have been deleted from it meanwhile:
+            // what the near cache holds is still served.
+            Err(()) => store.near.get(key),
+        }
+    }
+
+    /// The service that keeps the near cache coherent with Redis (for the `redis` backend).
+    pub fn coherence_service(&self) -> Result<Option<CoherenceService>, String> {
+        let (Some(shared), Some(coherence)) = (&self.store.shared, &self.store.coherence) else {
+            return Ok(None);
+        };
+        CoherenceService::new(shared, coherence.clone(), self.store.near.clone()).map(Some)
     }
 
     async fn store(&self, key: Key, answer: Cached) {
         if answer.body.len() > MAX_ANSWER_BYTES {
             return;
         }
-        let Store { near, shared } = &self.store;
+        let store = &self.store;
         let answer = Arc::new(answer);
-        if let Some(redis) = shared {
+        if let Some(redis) = &store.shared {
             redis.set(&key, &answer).await;
         }
-        near.insert(key, answer);
+        if store.near_current() {
+            store.near.insert(key, answer);
+        }
     }
 }
 

@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Time between tries to connect while Redis is unreachable.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Keys are namespaced and versioned: a format change never reads an old value.
-const KEY_PREFIX: &str = "respan:cache:v2:";
+pub(super) const KEY_PREFIX: &str = "respan:cache:v2:";
 
 /// A Redis server, connected on first use and again after it was lost.
 pub struct RedisStore {
@@ -62,10 +62,16 @@ impl RedisStore {
         })
     }
 
-    pub async fn get(&self, key: &Key) -> Option<Cached> {
-        self.get_bytes(&redis_key(key))
-            .await
-            .and_then(|v| decode(&v))
+    /// Where the server is (for a connection of another kind to it).
+    pub fn connection_info(&self) -> &redis::ConnectionInfo {
+        self.client.get_connection_info()
+    }
+
+    /// The answer under `key`: `Ok(None)` when Redis has none, `Err(())` when Redis could
+    /// not be asked (counted and logged already).
+    pub async fn get(&self, key: &Key) -> Result<Option<Cached>, ()> {
+        let value = self.read(&redis_key(key)).await?;
+        Ok(value.and_then(|v| decode(&v)))
     }
 
     pub async fn set(&self, key: &Key, answer: &Cached) {
@@ -77,12 +83,17 @@ impl RedisStore {
     /// The value under a key of this gateway's namespace (a cached answer's, a stored
     /// response's); none on any failure.
     pub async fn get_bytes(&self, key: &str) -> Option<Vec<u8>> {
-        let mut conn = self.connection().await?;
+        self.read(key).await.ok().flatten()
+    }
+
+    /// `Err(())` when Redis could not be asked.
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, ()> {
+        let mut conn = self.connection().await.ok_or(())?;
         let read = conn.get::<_, Option<Vec<u8>>>(key);
         match tokio::time::timeout(CALL_TIMEOUT, read).await {
-            Ok(Ok(value)) => value,
-            Ok(Err(e)) => self.failed("get", &e.to_string()),
-            Err(_) => self.failed("get", "timed out"),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => self.failed("get", &e.to_string()).ok_or(()),
+            Err(_) => self.failed("get", "timed out").ok_or(()),
         }
     }
 
@@ -157,6 +168,14 @@ impl RedisStore {
 
 fn redis_key(key: &Key) -> String {
     format!("{KEY_PREFIX}{}", hex::encode(key))
+}
+
+/// The cache key of a Redis key, if it is one (the inverse of [`redis_key`]).
+pub(super) fn key_of(redis_key: &[u8]) -> Option<Key> {
+    let hex_key = redis_key.strip_prefix(KEY_PREFIX.as_bytes())?;
+    let mut key = Key::default();
+    hex::decode_to_slice(hex_key, &mut key).ok()?;
+    Some(key)
 }
 
 /// `len(head) as u32 LE | head JSON | answer`, compressed.

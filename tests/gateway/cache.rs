@@ -159,6 +159,86 @@ async fn sidecars_share_answers_through_redis_and_survive_its_outage() {
     }
 }
 
+/// Runs one Redis command (a real client, as an operator's `redis-cli` would).
+fn redis_command(port: u16, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut conn).unwrap()
+}
+
+/// Asks until the answer is a miss, which must come within a second.
+async fn miss_within_a_second(sidecar: &Sidecar, body: &Value) {
+    let started = std::time::Instant::now();
+    while ask(sidecar, body).await.0 != "miss" {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a deleted entry was still served after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_entry_deleted_from_redis_stops_being_served_by_every_sidecar() {
+    let redis = Redis::start_on(crate::support::free_port()).await;
+    let mock = Mock::start().await;
+    let config = format!(
+        "{}cache:\n  backend: redis\n  redis_url: \"redis://127.0.0.1:{}\"\n",
+        openai_config(&mock),
+        redis.port
+    );
+    let (a, b) = (Sidecar::start(&config).await, Sidecar::start(&config).await);
+    for sidecar in [&a, &b] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !sidecar.log().contains("tracking Redis invalidations") {
+            assert!(std::time::Instant::now() < deadline, "{}", sidecar.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Each answer stored by one sidecar and served from both near caches.
+    for text in ["one", "two", "three"] {
+        assert_eq!(ask(&a, &cached(text)).await.0, "miss");
+        for _ in 0..2 {
+            assert_eq!(ask(&b, &cached(text)).await.0, "hit");
+            assert_eq!(ask(&a, &cached(text)).await.0, "hit");
+        }
+    }
+    assert_eq!(mock.count(), 3);
+    // An operator deletes one entry: no sidecar serves it any more.
+    let keys = redis_command(redis.port, &["KEYS", "respan:cache:*"]);
+    let redis::Value::Array(keys) = keys else {
+        panic!("{keys:?}")
+    };
+    assert_eq!(keys.len(), 3);
+    let redis::Value::BulkString(key) = &keys[0] else {
+        panic!("{keys:?}")
+    };
+    let before = mock.count();
+    redis_command(redis.port, &["DEL", std::str::from_utf8(key).unwrap()]);
+    // Whichever answer that was, b asks the provider for it again within a second.
+    let started = std::time::Instant::now();
+    'found: loop {
+        for text in ["one", "two", "three"] {
+            if ask(&b, &cached(text)).await.0 == "miss" {
+                break 'found;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "still served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mock.count(), before + 1, "one DEL, one new upstream call");
+    // FLUSHALL: nothing is served from any near cache.
+    redis_command(redis.port, &["FLUSHALL"]);
+    miss_within_a_second(&a, &cached("one")).await;
+    miss_within_a_second(&b, &cached("two")).await;
+    assert_eq!(ask(&a, &cached("two")).await.0, "hit", "b stored it again");
+}
+
 /// `n` identical cacheable requests at once; their statuses and `x-respan-cache` headers.
 async fn at_once(sidecar: &Sidecar, n: usize) -> Vec<(u16, String)> {
     let body = cached("together");
