@@ -21,6 +21,7 @@ struct Rule {
     upstream_model: Option<String>,
     pricing: Option<Pricing>,
     max_output_tokens: Option<u64>,
+    web_search: bool,
 }
 
 impl Rule {
@@ -41,6 +42,8 @@ pub struct Route<'a> {
     pub pricing: Option<Pricing>,
     /// The route's own output limit (`max_output_tokens`), over the model catalog's.
     pub max_output_tokens: Option<u64>,
+    /// An offered web search may go to the provider's own search.
+    pub web_search: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +77,7 @@ impl Router {
                         upstream_model: r.upstream_model.clone(),
                         pricing: r.pricing,
                         max_output_tokens: r.max_output_tokens,
+                        web_search: r.web_search,
                     })
                 })
                 .collect::<Result<_, String>>()?,
@@ -90,6 +94,7 @@ impl Router {
                     upstream_model: None,
                     pricing: None,
                     max_output_tokens: None,
+                    web_search: true,
                 })
             })
             .collect(),
@@ -120,6 +125,7 @@ impl Router {
                 metric_label,
                 pricing: rule.and_then(|r| r.pricing),
                 max_output_tokens: rule.and_then(|r| r.max_output_tokens),
+                web_search: rule.is_none_or(|r| r.web_search),
             });
         }
         let rule = rule.ok_or_else(|| RouteError::NoRoute(model.to_string()))?;
@@ -129,6 +135,7 @@ impl Router {
             metric_label,
             pricing: rule.pricing,
             max_output_tokens: rule.max_output_tokens,
+            web_search: rule.web_search,
         })
     }
 

@@ -83,7 +83,8 @@ async fn the_codex_cli_runs_a_shell_command_on_a_claude_model() {
             "--dangerously-bypass-approvals-and-sandbox",
         ])
         .args(["-c", "model_provider=respan", "-c", &provider])
-        .args(["-c", "web_search=\"disabled\"", "-m", "claude-x"])
+        // Codex's default config: it offers its built-in web search on every turn.
+        .args(["-m", "claude-x"])
         .arg("Write the word from-the-sidecar into proof.txt")
         .env("RESPAN_KEY", "app-key")
         .env("CODEX_HOME", work.path().join(".home"));
@@ -99,6 +100,96 @@ async fn the_codex_cli_runs_a_shell_command_on_a_claude_model() {
         "the command's output went back as a tool_result"
     );
     assert!(got.iter().all(|r| r.header("x-api-key") == Some("sk-an")));
+    // The search Codex offered went as Anthropic's own web search tool.
+    let tools = got[0].json()["tools"].clone();
+    let search = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "web_search");
+    assert_eq!(search.unwrap()["type"], "web_search_20250305", "{tools}");
+}
+
+/// A fixture of a provider's answer, from `tests/fixtures/<provider>/`.
+fn fixture(provider: &str, name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(provider)
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// `codex exec` with its default config (web search offered) on `model`, through the
+/// sidecar, asked a question its provider answers by searching the web.
+async fn codex_asks(sidecar: &Sidecar, model: &str) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let provider = format!(
+        "model_providers.respan={{name=\"respan\",base_url=\"{}\",wire_api=\"responses\",env_key=\"RESPAN_KEY\"}}",
+        sidecar.url("/v1")
+    );
+    let mut codex = Command::new(agent("codex"));
+    codex
+        .args(["exec", "--skip-git-repo-check"])
+        .args(["-c", "model_provider=respan", "-c", &provider])
+        .args(["-m", model])
+        .arg("What is new in Rust 2024? Search the web.")
+        .env("RESPAN_KEY", "app-key")
+        .env("CODEX_HOME", work.path().join(".home"));
+    let output = run(codex, work.path()).await;
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_codex_cli_searches_the_web_with_claudes_own_search() {
+    let anthropic = Mock::start_as(Flavor::Anthropic).await;
+    anthropic.push(Reply::sse_text(&fixture(
+        "anthropic",
+        "stream_web_search.sse",
+    )));
+    let sidecar = Sidecar::start(&format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         routes:\n  - match: \"claude-*\"\n    provider: an\n",
+        anthropic.url("")
+    ))
+    .await;
+    let stdout = codex_asks(&sidecar, "claude-sonnet-4-5").await;
+    assert!(
+        stdout.contains("Rust 2024 shipped with Rust 1.85."),
+        "{stdout}"
+    );
+    let sent = anthropic.last().json();
+    let tools = sent["tools"].as_array().unwrap();
+    assert!(
+        tools.iter().any(|t| t["type"] == "web_search_20250305"),
+        "{tools:?}"
+    );
+    let trace = &sidecar.traces("limit=1").await[0];
+    assert_eq!(trace["web_search"], "anthropic_web_search");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_codex_cli_searches_the_web_with_gemini_grounding() {
+    let gemini = Mock::start_as(Flavor::Gemini).await;
+    gemini.push(Reply::sse_text(&fixture("gemini", "stream_web_search.sse")));
+    let sidecar = Sidecar::start(&format!(
+        "providers:\n  ge:\n    type: gemini\n    base_url: \"{}\"\n    api_key: g-key\n\
+         routes:\n  - match: \"gemini-*\"\n    provider: ge\n",
+        gemini.url("")
+    ))
+    .await;
+    let stdout = codex_asks(&sidecar, "gemini-2.5-flash").await;
+    assert!(
+        stdout.contains("Rust 2024 shipped with Rust 1.85."),
+        "{stdout}"
+    );
+    let sent = gemini.last().json();
+    let tools = sent["tools"].as_array().unwrap();
+    assert!(
+        tools.iter().any(|t| t.get("google_search").is_some()),
+        "{tools:?}"
+    );
+    let trace = &sidecar.traces("limit=1").await[0];
+    assert_eq!(trace["web_search"], "gemini_google_search");
 }
 
 /// Claude Code (`claude -p`) with the sidecar as its Anthropic API, and its task: one Bash

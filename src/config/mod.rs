@@ -201,6 +201,9 @@ pub struct RouteConfig {
     pub pricing: Option<Pricing>,
     /// A ceiling on `max_tokens` when an Anthropic request is translated for this route.
     pub max_output_tokens: Option<u64>,
+    /// An offered web search goes to the provider's own search (`web_search: on`, the
+    /// default), or is left out (`off`).
+    pub web_search: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

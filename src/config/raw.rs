@@ -80,6 +80,15 @@ pub struct RawRoute {
     pub upstream_model: Option<String>,
     pub pricing: Option<RawPricing>,
     pub max_output_tokens: Option<u64>,
+    /// `off`: an offered built-in web search is never sent to this route's provider.
+    pub web_search: Option<OnOff>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -423,6 +423,7 @@ fn route(
         upstream_model: raw.upstream_model,
         pricing,
         max_output_tokens: raw.max_output_tokens,
+        web_search: raw.web_search != Some(super::raw::OnOff::Off),
     })
 }
 

@@ -94,6 +94,7 @@ impl Attempts<'_> {
                     continue;
                 }
             };
+            record.web_search = prepared.plan.web_search.map(|w| w.as_str());
             let mut hint = None;
             for try_no in 0..=plan.retry.retries {
                 if try_no > 0 {

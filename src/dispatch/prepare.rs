@@ -72,6 +72,7 @@ pub fn prepare<'a>(
                 .max_output_tokens
                 .or_else(|| catalog::max_output_tokens(upstream_model)),
             reasons: catalog::reasons(upstream_model),
+            web_search: route.web_search,
         };
         let t = translate::request(request.ingress, wire, &request.body, upstream_model, target)
             .map_err(translate_error)?;

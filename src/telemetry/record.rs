@@ -188,6 +188,9 @@ pub struct RequestRecord {
     pub prompt_id: Option<String>,
     /// The version of that template, when it has a number.
     pub prompt_version: Option<u64>,
+    /// What became of a web search the app offered: the provider's own search, or left out
+    /// (`translate::web_search::WebSearchUse`).
+    pub web_search: Option<&'static str>,
     /// `cache_options.omit_log` on a hit: metrics only, no trace.
     pub omit_trace: bool,
     /// The request body as the app sent it (its messages are read from it for the trace).
@@ -222,6 +225,7 @@ impl RequestRecord {
             cache: CacheUse::NotLooked,
             prompt_id: None,
             prompt_version: None,
+            web_search: None,
             omit_trace: false,
             input: None,
             output: Capture::off(),

@@ -143,6 +143,7 @@ impl Trace {
             thread_identifier: r.subject.thread_identifier.as_deref(),
             prompt_id: r.prompt_id.as_deref(),
             prompt_version: r.prompt_version,
+            web_search: r.web_search,
             metadata: Metadata(&r.subject.metadata),
             input: content.input.as_deref(),
             output: content.output.message.as_deref(),
@@ -190,6 +191,10 @@ struct RecordJson<'a> {
     prompt_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_version: Option<u64>,
+    /// What became of a web search the app offered: `anthropic_web_search`,
+    /// `gemini_google_search` or `left_out`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    web_search: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,7 @@ pub mod sse;
 mod stream;
 pub mod transcript;
 pub mod usage;
+pub mod web_search;
 
 pub use error::translate_error;
 pub use stream::StreamTranslator;
@@ -28,6 +29,7 @@ use anthropic::request::JsonMode;
 use openai::{ChatRequest, ChatResponse};
 use responses::ToolNames;
 use std::sync::Arc;
+use web_search::WebSearchUse;
 
 /// The wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +160,8 @@ pub struct ResponsePlan {
     pub model: Arc<str>,
     /// A Responses request's `namespace` and `custom` tools, whose calls come back as functions.
     pub tool_names: ToolNames,
+    /// What became of the web search the app offered, if it offered one.
+    pub web_search: Option<WebSearchUse>,
 }
 
 impl ResponsePlan {
@@ -171,6 +175,7 @@ impl ResponsePlan {
             usage_for_gateway: false,
             model: model.into(),
             tool_names: ToolNames::default(),
+            web_search: None,
         }
     }
 
@@ -218,6 +223,8 @@ pub struct Target {
     pub max_output_tokens: Option<u64>,
     /// It is an OpenAI reasoning model, which takes `reasoning_effort` (others refuse it).
     pub reasons: bool,
+    /// Its route lets an offered web search through (`web_search: off` does not).
+    pub web_search: bool,
 }
 
 /// Builds the body of a model call for a provider speaking `wire`, from a request in the
@@ -266,6 +273,7 @@ pub fn request(
         }
     }
     let include_usage = canonical.include_usage();
+    let web_search = web_search_use(&mut canonical, wire, target);
     let mut json_mode = JsonMode::Off;
     let serialize = |r: Result<Vec<u8>, serde_json::Error>| {
         r.map_err(|e| TranslateError::Upstream(e.to_string()))
@@ -304,8 +312,24 @@ pub fn request(
             usage_for_gateway: false,
             model: upstream_model.into(),
             tool_names,
+            web_search,
         },
     })
+}
+
+/// What the provider gets of an offered web search: its own server-side search where it
+/// has one and the route allows it; otherwise the search is left out of the request.
+fn web_search_use(canonical: &mut ChatRequest, wire: Wire, target: Target) -> Option<WebSearchUse> {
+    canonical.web_search_options.as_ref()?;
+    let search = match wire {
+        Wire::Anthropic if target.web_search => WebSearchUse::Mapped("anthropic"),
+        Wire::Gemini if target.web_search => WebSearchUse::Mapped("gemini"),
+        _ => WebSearchUse::LeftOut,
+    };
+    if search == WebSearchUse::LeftOut {
+        canonical.web_search_options = None;
+    }
+    Some(search)
 }
 
 #[cfg(test)]

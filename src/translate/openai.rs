@@ -4,6 +4,7 @@
 //! a [`ChatResponse`] or a series of [`ChatChunk`]s, and the reverse. Fields the gateway does
 //! not translate are ignored on input and never invented on output.
 
+use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -57,6 +58,9 @@ pub struct ChatRequest {
     pub thinking: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_k: Option<u64>,
+    /// The built-in web search (`web_search`): each provider gets its own search, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search_options: Option<WebSearchOptions>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -121,6 +125,12 @@ pub struct Message {
     /// next turn (the convention LiteLLM uses, so SDK users already know it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking_blocks: Option<Vec<Value>>,
+    /// Pages the content cites (`url_citation`s), as OpenAI's search models give them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Vec<Annotation>>,
+    /// The searches a provider ran to answer (the Responses API's `web_search_call` items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search_calls: Option<Vec<WebSearchCall>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -454,6 +464,12 @@ pub struct Delta {
     pub thinking_blocks: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// Citations of the text streamed so far (see [`Message::annotations`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Vec<Annotation>>,
+    /// A search the provider ran, finished (see [`Message::web_search_calls`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search_call: Option<WebSearchCall>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

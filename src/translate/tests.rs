@@ -69,6 +69,7 @@ fn thinking_maps_to_each_providers_reasoning_settings() {
         let target = Target {
             max_output_tokens: None,
             reasons,
+            web_search: true,
         };
         let t = request(Ingress::Anthropic, wire, &b, model, target).unwrap();
         serde_json::from_slice::<Value>(&t.body).unwrap()
@@ -114,6 +115,7 @@ fn an_anthropic_max_tokens_is_a_ceiling_lowered_to_the_target_models_limit() {
         let target = Target {
             max_output_tokens: ceiling,
             reasons: false,
+            web_search: true,
         };
         let t = request(ingress, wire, &b, "gpt-4.1", target).unwrap();
         serde_json::from_slice::<Value>(&t.body).unwrap()
@@ -145,6 +147,7 @@ fn an_anthropic_max_tokens_is_a_ceiling_lowered_to_the_target_models_limit() {
         Target {
             max_output_tokens: Some(4096),
             reasons: false,
+            web_search: true,
         },
     )
     .unwrap();

@@ -15,22 +15,31 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Each case: its name, and the provider fixture that answers it.
-const CASES: [(&str, &str); 4] = [
+const CASES: [(&str, &str); 6] = [
     ("text", "text.json"),
     ("tool_call", "tool_call.json"),
     ("stream_text", "stream_text.sse"),
     ("stream_tool", "stream_tool.sse"),
+    ("web_search", "web_search.json"),
+    ("stream_web_search", "stream_web_search.sse"),
 ];
 
 /// Responses API id prefixes the gateway makes ids with.
-const FRESH: [&str; 5] = ["resp", "msg", "fc", "ctc", "rs"];
+const FRESH: [&str; 6] = ["resp", "msg", "fc", "ctc", "rs", "ws"];
 
 /// The app's request for a case.
 fn request(case: &str) -> Value {
     let mut body = json!({"model": "conf-model", "instructions": "Be brief.",
         "max_output_tokens": 200, "stream": case.starts_with("stream"),
         "retry_params": {"retry_enabled": false}});
-    if case.ends_with("tool") || case == "tool_call" {
+    if case.ends_with("web_search") {
+        // What the Codex CLI sends by default: its function tools and the built-in search.
+        body["input"] = json!("What is new in Rust 2024?");
+        body["tools"] = json!([{"type": "function", "name": "shell", "description": "Run a command",
+            "strict": false, "parameters": {"type": "object",
+            "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}},
+            {"type": "web_search", "filters": {"allowed_domains": ["rust-lang.org"]}}]);
+    } else if case.ends_with("tool") || case == "tool_call" {
         body["input"] = json!([{"role": "user",
             "content": [{"type": "input_text", "text": "Weather in Paris?"}]}]);
         body["tools"] = json!([{"type": "function", "name": "get_weather",

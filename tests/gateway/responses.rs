@@ -263,8 +263,8 @@ async fn what_only_openai_runs_is_refused_before_any_provider_is_asked() {
     let (openai, anthropic, _, sidecar) = three().await;
     let cases = [
         (
-            json!({"model": "claude-x", "input": "hi", "tools": [{"type": "web_search"}]}),
-            "web_search",
+            json!({"model": "claude-x", "input": "hi", "tools": [{"type": "file_search"}]}),
+            "file_search",
         ),
         (
             json!({"model": "claude-x", "input": "hi", "previous_response_id": "resp_1"}),
@@ -540,4 +540,49 @@ async fn an_input_file_reaches_claude_as_a_document_and_gemini_inline() {
     );
     assert_eq!(anthropic.count(), asked);
     assert_eq!(openai.count(), 0);
+}
+
+#[tokio::test]
+async fn an_offered_web_search_is_left_out_where_there_is_none_and_the_trace_says_so() {
+    let anthropic = Mock::start().await;
+    let azure = Mock::start().await;
+    let sidecar = Sidecar::start(&format!(
+        "providers:\n  an:\n    type: anthropic\n    base_url: \"{}\"\n    api_key: sk-an\n\
+         \x20 az:\n    type: azure_openai\n    base_url: \"{}\"\n    api_key: az\n\
+         \x20 e:\n    type: echo\n\
+         routes:\n  - match: \"claude-quiet\"\n    provider: an\n    web_search: \"off\"\n\
+         \x20 - match: \"claude-*\"\n    provider: an\n  - match: \"echo\"\n    provider: e\n\
+         \x20 - match: \"*\"\n    provider: az\n",
+        anthropic.url(""),
+        azure.url("")
+    ))
+    .await;
+    let ask = |model: &str| {
+        json!({"model": model, "input": "news?", "tools": [{"type": "web_search"},
+            {"type": "function", "name": "f", "parameters": {"type": "object"}}]})
+    };
+    // A route that turns it off, Azure (no server-side search), the echo provider.
+    anthropic.push(Reply::anthropic_message("claude-quiet", "no search"));
+    azure.push(Reply::openai_chat("gpt-4o", "no search"));
+    for model in ["claude-quiet", "gpt-4o", "echo"] {
+        let r = post_json(&sidecar, "/v1/responses", &ask(model)).await;
+        assert_eq!(r.status(), 200, "{model}");
+        let trace = &sidecar.traces("limit=1").await[0];
+        assert_eq!(trace["web_search"], "left_out", "{model}");
+    }
+    let sent = anthropic.last().json();
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 1, "{sent}");
+    let sent = azure.last().json();
+    assert!(sent.get("web_search_options").is_none(), "{sent}");
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 1, "{sent}");
+    // The same on a route that allows it: Claude's own search.
+    anthropic.push(Reply::anthropic_message("claude-x", "searched"));
+    let r = post_json(&sidecar, "/v1/responses", &ask("claude-x")).await;
+    assert_eq!(r.status(), 200);
+    let tools = anthropic.last().json()["tools"].clone();
+    assert_eq!(tools[1]["type"], "web_search_20250305", "{tools}");
+    assert_eq!(
+        sidecar.traces("limit=1").await[0]["web_search"],
+        "anthropic_web_search"
+    );
 }

@@ -75,9 +75,9 @@ def structured_output():
 
 def refused():
     try:
-        client.responses.create(model="claude-x", input="hi", tools=[{"type": "web_search"}])
+        client.responses.create(model="claude-x", input="hi", tools=[{"type": "file_search"}])
     except Exception as e:  # noqa: BLE001 - the SDK's BadRequestError
-        check(getattr(e, "status_code", None) == 400 and "web_search" in str(e), f"refusal: {e}")
+        check(getattr(e, "status_code", None) == 400 and "file_search" in str(e), f"refusal: {e}")
         return
     check(False, "a built-in tool on a claude model must be refused")
 

@@ -72,6 +72,7 @@ impl AContent {
             AContent::Text(text) => vec![Block::Text {
                 text,
                 cache_control: None,
+                citations: None,
             }],
             AContent::Blocks(blocks) => blocks,
         }
@@ -87,6 +88,9 @@ pub enum Block {
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<Value>,
+        /// The pages (web search results) this text cites.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        citations: Option<Vec<Value>>,
     },
     Image {
         source: ImageSource,
@@ -101,6 +105,19 @@ pub enum Block {
         id: String,
         name: String,
         input: Value,
+    },
+    /// A tool Anthropic ran itself (web search) in its answer: its name and input.
+    ServerToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    /// What a web search found: a list of results, or an error object.
+    WebSearchToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: Value,
     },
     ToolResult {
         tool_use_id: String,
@@ -135,12 +152,39 @@ pub enum DocumentSource {
     Url { url: String },
 }
 
+/// A tool: the app's own (a name and an input schema), or one Anthropic runs itself (a
+/// server tool such as web search: a `type` and its settings).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ATool {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    pub input_schema: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    /// A server tool's settings (`allowed_domains`, `user_location`, ...), and any other
+    /// field a tool came with (`cache_control`).
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, Value>,
+}
+
+impl ATool {
+    /// One of the app's tools, run by the app.
+    pub fn function(name: String, description: Option<String>, input_schema: Value) -> ATool {
+        ATool {
+            kind: None,
+            name,
+            description,
+            input_schema: Some(input_schema),
+            settings: serde_json::Map::new(),
+        }
+    }
+
+    /// Whether Anthropic runs it (a server tool), not the app.
+    pub fn is_server_tool(&self) -> bool {
+        self.kind.as_deref().is_some_and(|k| k != "custom")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

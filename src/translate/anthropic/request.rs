@@ -7,6 +7,7 @@ use crate::translate::openai::{
     NamedToolChoice, Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
     ToolName,
 };
+use crate::translate::web_search::{self, WebSearchOptions};
 use crate::translate::{reasoning, TranslateError};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde_json::json;
@@ -57,28 +58,30 @@ pub fn from_openai(req: ChatRequest) -> Result<(MessagesRequest, JsonMode), Tran
     let mut tools: Option<Vec<ATool>> = req.tools.map(|tools| {
         tools
             .into_iter()
-            .map(|t| ATool {
-                name: t.function.name,
-                description: t.function.description,
-                input_schema: t
-                    .function
-                    .parameters
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            .map(|t| {
+                let schema = t.function.parameters;
+                let schema = schema.unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                ATool::function(t.function.name, t.function.description, schema)
             })
             .collect()
     });
+    if let Some(search) = &req.web_search_options {
+        let server_tool = serde_json::from_value(search.anthropic_tool())
+            .map_err(|e| TranslateError::invalid("tools", e.to_string()))?;
+        tools.get_or_insert_with(Vec::new).push(server_tool);
+    }
     let mut tool_choice = tool_choice(req.tool_choice, req.parallel_tool_calls);
     let mut json_mode = JsonMode::Off;
     match req.response_format {
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             let name = tool_name(&json_schema.name);
-            tools.get_or_insert_with(Vec::new).push(ATool {
-                name: name.clone(),
-                description: Some("Answer with this tool: its input is the answer.".into()),
-                input_schema: json_schema
+            tools.get_or_insert_with(Vec::new).push(ATool::function(
+                name.clone(),
+                Some("Answer with this tool: its input is the answer.".into()),
+                json_schema
                     .schema
                     .unwrap_or_else(|| json!({"type": "object"})),
-            });
+            ));
             tool_choice = Some(AToolChoice {
                 kind: "tool".into(),
                 name: Some(name.clone()),
@@ -128,6 +131,7 @@ fn text_block(text: String) -> Block {
     Block::Text {
         text,
         cache_control: None,
+        citations: None,
     }
 }
 
@@ -341,15 +345,23 @@ pub fn to_openai(req: MessagesRequest) -> Result<ChatRequest, TranslateError> {
             _ => user_messages(blocks, &mut messages)?,
         }
     }
+    // Anthropic's web search goes on as the chat form's; its other server tools (code
+    // execution, web fetch, ...) only Anthropic runs, so they are left out.
+    let web_search_options = req.tools.iter().flatten().find_map(|t| {
+        let kind = t.kind.as_deref()?;
+        web_search::is_anthropic_tool(kind)
+            .then(|| WebSearchOptions::from_anthropic_tool(&t.settings))
+    });
     let tools = req.tools.map(|tools| {
         tools
             .into_iter()
+            .filter(|t| !t.is_server_tool())
             .map(|t| Tool {
                 kind: "function".into(),
                 function: FunctionDef {
                     name: t.name,
                     description: t.description,
-                    parameters: Some(t.input_schema),
+                    parameters: t.input_schema,
                 },
             })
             .collect()
@@ -393,6 +405,7 @@ pub fn to_openai(req: MessagesRequest) -> Result<ChatRequest, TranslateError> {
         ),
         // The exact budget, for a provider that takes one (Gemini).
         thinking: req.thinking,
+        web_search_options,
         ..ChatRequest::default()
     })
 }
@@ -501,10 +514,14 @@ fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), Trans
                 }),
                 ..Part::default()
             }),
-            Block::ToolUse { .. } | Block::Thinking { .. } | Block::RedactedThinking { .. } => {
+            Block::ToolUse { .. }
+            | Block::ServerToolUse { .. }
+            | Block::WebSearchToolResult { .. }
+            | Block::Thinking { .. }
+            | Block::RedactedThinking { .. } => {
                 return Err(TranslateError::invalid(
                     "messages",
-                    "a user turn cannot hold tool_use or thinking blocks",
+                    "a user turn cannot hold tool_use, server tool or thinking blocks",
                 ))
             }
         }

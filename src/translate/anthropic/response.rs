@@ -7,6 +7,7 @@ use crate::translate::openai::{
     completion_id, now_unix, ChatResponse, Choice, Content, FunctionCall, Message,
     PromptTokensDetails, ToolCall, Usage,
 };
+use crate::translate::web_search::{anthropic_citations, AnthropicSearches};
 use serde_json::json;
 
 /// Anthropic usage -> OpenAI usage: prompt tokens include cache reads and writes (OpenAI
@@ -43,9 +44,25 @@ pub fn to_openai(resp: MessagesResponse, json_mode: &JsonMode) -> ChatResponse {
     let mut thinking_blocks = Vec::new();
     let mut calls = Vec::new();
     let mut forced_answer = None;
+    let (mut searches, mut searched, mut annotations) =
+        (AnthropicSearches::default(), Vec::new(), Vec::new());
     for block in resp.content {
         match block {
-            Block::Text { text: t, .. } => text.push_str(&t),
+            Block::Text {
+                text: t, citations, ..
+            } => {
+                let start = text.chars().count();
+                text.push_str(&t);
+                if let Some(citations) = citations {
+                    let end = start + t.chars().count();
+                    annotations.extend(anthropic_citations(&citations, start, end));
+                }
+            }
+            Block::ServerToolUse { id, input, .. } => searches.started(&id, Some(&input)),
+            Block::WebSearchToolResult {
+                tool_use_id,
+                content,
+            } => searched.push(searches.finished(&tool_use_id, &content)),
             Block::ToolUse { id, name, input } => match json_mode {
                 JsonMode::ForcedTool(forced) if *forced == name => {
                     forced_answer = Some(input.to_string());
@@ -95,6 +112,8 @@ pub fn to_openai(resp: MessagesResponse, json_mode: &JsonMode) -> ChatResponse {
                 tool_calls: (!calls.is_empty()).then_some(calls),
                 reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
                 thinking_blocks: (!thinking_blocks.is_empty()).then_some(thinking_blocks),
+                annotations: (!annotations.is_empty()).then_some(annotations),
+                web_search_calls: (!searched.is_empty()).then_some(searched),
                 ..Message::default()
             },
             finish_reason: Some(finish.to_string()),
@@ -117,6 +136,7 @@ pub fn from_openai(resp: ChatResponse) -> MessagesResponse {
         content.push(Block::Text {
             text,
             cache_control: None,
+            citations: None,
         });
     }
     for call in choice.message.tool_calls.into_iter().flatten() {

@@ -8,6 +8,7 @@ use crate::translate::openai::{
     completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
 use crate::translate::sse::write_json;
+use crate::translate::web_search::{anthropic_citations, AnthropicSearches};
 use crate::translate::StreamFailure;
 use serde_json::json;
 use std::borrow::Cow;
@@ -52,6 +53,8 @@ struct EventDelta<'a> {
     thinking: Option<String>,
     signature: Option<String>,
     stop_reason: Option<String>,
+    /// A `citations_delta`'s citation.
+    citation: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +78,14 @@ pub struct ToOpenAi {
     forced_block: Option<u32>,
     usage: AUsage,
     ended: bool,
+    /// Web searches Anthropic runs in its turn: each `server_tool_use` block (its index, and
+    /// its input as it streams) until its `web_search_tool_result` comes.
+    searches: AnthropicSearches,
+    search_blocks: Vec<(u32, String, String)>,
+    /// Characters of content written so far: where a cited text block starts.
+    text_chars: usize,
+    /// The text block being written: its index, where it started, and what it cites.
+    text_block: Option<(u32, usize, Vec<Value>)>,
 }
 
 impl ToOpenAi {
@@ -88,6 +99,10 @@ impl ToOpenAi {
             forced_block: None,
             usage: AUsage::default(),
             ended: false,
+            searches: AnthropicSearches::default(),
+            search_blocks: Vec::new(),
+            text_chars: 0,
+            text_block: None,
         }
     }
 
@@ -131,6 +146,7 @@ impl ToOpenAi {
                     out.push(self.chunk(Delta::default(), Some(finish)));
                 }
             }
+            "content_block_stop" => self.block_stop(event.index, out),
             "message_stop" => self.ended = true,
             "error" => {
                 let error = event.error.unwrap_or(ErrorBody {
@@ -142,7 +158,7 @@ impl ToOpenAi {
                     error.message,
                 ));
             }
-            // `ping`, `content_block_stop` and event types added later: nothing to translate.
+            // `ping` and event types added later: nothing to translate.
             _ => {}
         }
         Ok(())
@@ -170,9 +186,29 @@ impl ToOpenAi {
                 out.push(self.tool_chunk(call));
             }
             Some("text") => {
+                let cites = block["citations"].as_array().cloned().unwrap_or_default();
+                self.text_block = Some((index, self.text_chars, cites));
                 if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
                     out.push(self.content_chunk(text.to_string()));
                 }
+            }
+            Some("server_tool_use") => {
+                let id = block["id"].as_str().unwrap_or_default();
+                let input = block.get("input").filter(|i| i.get("query").is_some());
+                self.searches.started(id, input);
+                self.search_blocks
+                    .push((index, id.to_string(), String::new()));
+            }
+            Some("web_search_tool_result") => {
+                let id = block["tool_use_id"].as_str().unwrap_or_default();
+                let call = self.searches.finished(id, &block["content"]);
+                out.push(self.chunk(
+                    Delta {
+                        web_search_call: Some(call),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
             }
             Some("redacted_thinking") => out.push(self.chunk(
                 Delta {
@@ -200,6 +236,12 @@ impl ToOpenAi {
                 };
                 if self.forced_block == Some(index) {
                     out.push(self.content_chunk(partial_json));
+                } else if let Some((_, _, input)) = self
+                    .search_blocks
+                    .iter_mut()
+                    .find(|(block, ..)| *block == index)
+                {
+                    input.push_str(&partial_json);
                 } else if let Some(&(_, tool_index)) =
                     self.tool_blocks.iter().find(|(block, _)| *block == index)
                 {
@@ -211,6 +253,15 @@ impl ToOpenAi {
                         }),
                         ..ToolCallDelta::default()
                     }));
+                }
+            }
+            "citations_delta" => {
+                if let (Some((block, _, cites)), Some(citation)) =
+                    (self.text_block.as_mut(), delta.citation)
+                {
+                    if *block == index {
+                        cites.push(citation);
+                    }
                 }
             }
             "thinking_delta" => out.push(self.chunk(
@@ -233,11 +284,33 @@ impl ToOpenAi {
         }
     }
 
+    /// A block ends: a search's input is whole; a cited text block's span is known.
+    fn block_stop(&mut self, index: u32, out: &mut Vec<ChatChunk>) {
+        if let Some(at) = self.search_blocks.iter().position(|(b, ..)| *b == index) {
+            let (_, id, input) = self.search_blocks.remove(at);
+            self.searches.input(&id, &input);
+        }
+        let Some((_, start, cites)) = self.text_block.take_if(|(b, ..)| *b == index) else {
+            return;
+        };
+        let annotations = anthropic_citations(&cites, start, self.text_chars);
+        if !annotations.is_empty() {
+            out.push(self.chunk(
+                Delta {
+                    annotations: Some(annotations),
+                    ..Delta::default()
+                },
+                None,
+            ));
+        }
+    }
+
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
         ChatChunk::of(&self.id, self.created, &self.model, 0, delta, finish)
     }
 
-    fn content_chunk(&self, text: String) -> ChatChunk {
+    fn content_chunk(&mut self, text: String) -> ChatChunk {
+        self.text_chars += text.chars().count();
         self.chunk(
             Delta {
                 content: Some(text),

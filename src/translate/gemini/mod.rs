@@ -109,10 +109,19 @@ pub struct GenerationConfig {
     pub thinking_config: Option<Value>,
 }
 
+/// A tool entry: the app's functions, or Google Search grounding (`{"google_search": {}}`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GTool {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub function_declarations: Vec<FunctionDeclaration>,
+    #[serde(
+        rename = "google_search",
+        alias = "googleSearch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub google_search: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -171,6 +180,9 @@ pub struct GError {
 pub struct Candidate {
     #[serde(default)]
     pub content: Option<GContent>,
+    /// What Google Search grounding searched and which spans cite which pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding_metadata: Option<crate::translate::web_search::GroundingMetadata>,
     #[serde(default)]
     pub finish_reason: Option<String>,
     #[serde(default)]

@@ -67,8 +67,9 @@ pub fn from_openai(req: ChatRequest) -> Result<GenerateRequest, TranslateError> 
         }
         Some(ResponseFormat::Text) | None => {}
     }
-    let tools = req.tools.filter(|t| !t.is_empty()).map(|tools| {
+    let mut tools = req.tools.filter(|t| !t.is_empty()).map(|tools| {
         vec![GTool {
+            google_search: None,
             function_declarations: tools
                 .into_iter()
                 .map(|t| FunctionDeclaration {
@@ -79,6 +80,12 @@ pub fn from_openai(req: ChatRequest) -> Result<GenerateRequest, TranslateError> 
                 .collect(),
         }]
     });
+    if req.web_search_options.is_some() {
+        tools.get_or_insert_with(Vec::new).push(GTool {
+            function_declarations: Vec::new(),
+            google_search: Some(json!({})),
+        });
+    }
     Ok(GenerateRequest {
         contents,
         system_instruction: (!system.is_empty()).then_some(GContent {

@@ -71,6 +71,11 @@ pub fn to_openai(resp: GenerateResponse, model: &str) -> ChatResponse {
         .map(|(position, candidate)| {
             let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
             let t = translate_parts(parts);
+            let grounding = candidate.grounding_metadata.as_ref();
+            let searches = grounding.map(|g| g.searches()).unwrap_or_default();
+            let annotations = grounding
+                .map(|g| g.annotations(&t.text))
+                .unwrap_or_default();
             let finish = finish_reason(
                 candidate.finish_reason.as_deref().unwrap_or("STOP"),
                 !t.calls.is_empty(),
@@ -83,6 +88,8 @@ pub fn to_openai(resp: GenerateResponse, model: &str) -> ChatResponse {
                         .then_some(Content::Text(t.text)),
                     tool_calls: (!t.calls.is_empty()).then_some(t.calls),
                     reasoning_content: (!t.reasoning.is_empty()).then_some(t.reasoning),
+                    annotations: (!annotations.is_empty()).then_some(annotations),
+                    web_search_calls: (!searches.is_empty()).then_some(searches),
                     ..Message::default()
                 },
                 finish_reason: Some(finish.to_string()),

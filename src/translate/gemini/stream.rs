@@ -27,6 +27,10 @@ pub struct ToOpenAi {
 struct CandidateState {
     started: bool,
     calls: u32,
+    /// The text so far: Google Search grounding cites spans of it, after the fact.
+    text: String,
+    /// The latest grounding metadata, told when the candidate finishes.
+    grounding: Option<crate::translate::web_search::GroundingMetadata>,
 }
 
 impl ToOpenAi {
@@ -79,6 +83,9 @@ impl ToOpenAi {
         }
         let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
         let t = translate_parts(parts);
+        if candidate.grounding_metadata.is_some() {
+            self.candidates[slot].grounding = candidate.grounding_metadata;
+        }
         if !t.reasoning.is_empty() {
             out.push(self.chunk(
                 index,
@@ -90,6 +97,7 @@ impl ToOpenAi {
             ));
         }
         if !t.text.is_empty() {
+            self.candidates[slot].text.push_str(&t.text);
             out.push(self.chunk(
                 index,
                 Delta {
@@ -121,8 +129,33 @@ impl ToOpenAi {
             ));
         }
         if let Some(reason) = candidate.finish_reason {
+            self.grounding(index, out);
             let finish = finish_reason(&reason, self.candidates[slot].calls > 0);
             out.push(self.chunk(index, Delta::default(), Some(finish)));
+        }
+    }
+
+    /// A finished candidate's Google searches, and the citations of its text.
+    fn grounding(&mut self, index: u32, out: &mut Vec<ChatChunk>) {
+        let state = &mut self.candidates[index as usize];
+        let Some(grounding) = state.grounding.take() else {
+            return;
+        };
+        // The citations first, while the text they cite is still the item being written.
+        let annotations = grounding.annotations(&state.text);
+        if !annotations.is_empty() {
+            let delta = Delta {
+                annotations: Some(annotations),
+                ..Delta::default()
+            };
+            out.push(self.chunk(index, delta, None));
+        }
+        for call in grounding.searches() {
+            let delta = Delta {
+                web_search_call: Some(call),
+                ..Delta::default()
+            };
+            out.push(self.chunk(index, delta, None));
         }
     }
 

@@ -174,6 +174,16 @@ fn text_part(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": []})
 }
 
+/// Puts the citations of a `message` item's text on its `output_text` part.
+fn annotate(item: &mut Value, annotations: Vec<Value>) {
+    if annotations.is_empty() {
+        return;
+    }
+    if let Some(part) = item.pointer_mut("/content/0") {
+        part["annotations"] = Value::Array(annotations);
+    }
+}
+
 /// A `function_call` output item (named in its namespace, if the flat name is of one).
 fn function_call_item(
     id: &str,

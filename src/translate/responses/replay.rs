@@ -81,6 +81,12 @@ impl Events {
                 let done = place.with(json!({"input": input}));
                 self.write("response.custom_tool_call_input.done", done);
             }
+            Some("web_search_call") => {
+                for kind in ["in_progress", "searching", "completed"] {
+                    let e = place.with(json!({}));
+                    self.write(&format!("response.web_search_call.{kind}"), e);
+                }
+            }
             _ => {}
         }
     }

@@ -9,6 +9,7 @@ use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
+use super::super::web_search::WebSearchOptions;
 use super::super::TranslateError;
 use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
 use serde::Deserialize;
@@ -67,10 +68,9 @@ struct TextConfig {
     format: Option<Value>,
 }
 
-/// Tools only OpenAI runs (on its side): no other provider can take them.
+/// Tools only OpenAI runs (on its side): no other provider can take them. (`web_search` is
+/// not among them: each provider gets its own search, see `web_search`.)
 const BUILT_IN_TOOLS: &[&str] = &[
-    "web_search",
-    "web_search_preview",
     "file_search",
     "computer_use_preview",
     "code_interpreter",
@@ -97,12 +97,14 @@ pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNames), Tran
         None => {}
     }
     let stream = req.stream.unwrap_or(false);
-    let (tools, tool_names) = match req.tools {
+    let (tools, tool_names, web_search) = match req.tools {
         Some(given) => {
-            let (tools, tool_names) = tools(given)?;
-            (Some(tools), tool_names)
+            let (tools, tool_names, web_search) = tools(given)?;
+            // Only a search offered: no function tools to send.
+            let only_search = tools.is_empty() && web_search.is_some();
+            ((!only_search).then_some(tools), tool_names, web_search)
         }
-        None => (None, ToolNames::default()),
+        None => (None, ToolNames::default(), None),
     };
     let chat = ChatRequest {
         messages,
@@ -125,6 +127,7 @@ pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNames), Tran
             .flatten(),
         user: req.safety_identifier.or(req.user),
         reasoning_effort: req.reasoning.and_then(|r| r.effort),
+        web_search_options: web_search,
         ..ChatRequest::default()
     };
     Ok((chat, tool_names))
@@ -179,6 +182,9 @@ impl Conversation {
                     ..Message::default()
                 }),
                 "reasoning" => self.reasoning(&item),
+                // A search the provider ran on an earlier turn: what it found is in the
+                // answer's text; the provider cannot be handed the search itself again.
+                "web_search_call" => {}
                 other => {
                     return Err(TranslateError::invalid(
                         at("type"),
@@ -374,9 +380,14 @@ fn image_url(part: &Value) -> Option<String> {
 
 /// Flat `function` tools; a `namespace` tool's functions are each one, under a flat name;
 /// a `custom` tool is a function of one string.
-fn tools(given: Vec<Value>) -> Result<(Vec<Tool>, ToolNames), TranslateError> {
+/// The tools as chat tools, the names whose calls are turned back, and the web search the
+/// app offered (if any).
+fn tools(
+    given: Vec<Value>,
+) -> Result<(Vec<Tool>, ToolNames, Option<WebSearchOptions>), TranslateError> {
     let mut tools = Vec::with_capacity(given.len());
     let (mut namespaces, mut custom) = (Vec::new(), Vec::new());
+    let mut web_search = None;
     for (i, tool) in given.iter().enumerate() {
         let at = format!("tools[{i}]");
         match tool.get("type").and_then(Value::as_str) {
@@ -393,10 +404,13 @@ fn tools(given: Vec<Value>) -> Result<(Vec<Tool>, ToolNames), TranslateError> {
                 custom.push(tool.function.name.clone());
                 tools.push(tool);
             }
+            Some("web_search" | "web_search_preview") => {
+                web_search = Some(WebSearchOptions::from_responses_tool(tool));
+            }
             _ => tools.push(function(tool, None, &at)?),
         }
     }
-    Ok((tools, ToolNames::new(namespaces, custom)))
+    Ok((tools, ToolNames::new(namespaces, custom), web_search))
 }
 
 /// A `custom` tool as a function whose one parameter, `input`, is the free-form text; its
@@ -441,10 +455,7 @@ fn function(tool: &Value, namespace: Option<&str>, at: &str) -> Result<Tool, Tra
     let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
     if kind != "function" {
         let why = if BUILT_IN_TOOLS.contains(&kind) {
-            format!(
-                "the built-in tool `{kind}` runs only on OpenAI models{}",
-                hint(kind)
-            )
+            format!("the built-in tool `{kind}` runs only on OpenAI models")
         } else {
             format!("`{kind}` tools cannot be sent to this model's provider")
         };
@@ -462,16 +473,6 @@ fn function(tool: &Value, namespace: Option<&str>, at: &str) -> Result<Tool, Tra
             parameters: tool.get("parameters").cloned(),
         },
     })
-}
-
-/// How to stop a client that sends a built-in tool by default from sending it.
-fn hint(kind: &str) -> &'static str {
-    match kind {
-        "web_search" | "web_search_preview" => {
-            " (the Codex CLI sends it unless its config says `web_search = \"disabled\"`)"
-        }
-        _ => "",
-    }
 }
 
 /// `auto` / `none` / `required`, or `{"type": "function" | "custom", "name": ...}`.

@@ -1,10 +1,14 @@
 //! A whole chat answer -> a Responses API `response` object: reasoning first (with the
-//! provider's opaque thinking as `encrypted_content`), then the message, then the tool calls,
+//! provider's opaque thinking as `encrypted_content`), then the web searches the provider
+//! ran, then the message (its citations as `url_citation` annotations), then the tool calls,
 //! in the order the model made them (a `custom` tool's as a `custom_tool_call`).
 
 use super::super::openai::ChatResponse;
+use super::super::web_search::{final_status, responses_item};
 use super::ToolNames;
-use super::{call_item, ending, item_id, message_item, reasoning_item, response_object, End};
+use super::{
+    annotate, call_item, ending, item_id, message_item, reasoning_item, response_object, End,
+};
 
 /// The answer as a `response` object's JSON.
 pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::Result<Vec<u8>> {
@@ -22,9 +26,15 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
         if !summary.is_empty() || !thinking.is_empty() {
             output.push(reasoning_item(&item_id("rs"), &summary, &thinking));
         }
+        for call in m.web_search_calls.iter().flatten() {
+            output.push(responses_item(&item_id("ws"), call, final_status(call)));
+        }
         let text = m.content.map(|c| c.text()).filter(|t| !t.is_empty());
         if let Some(text) = text {
-            output.push(message_item(&item_id("msg"), "completed", Some(&text)));
+            let mut item = message_item(&item_id("msg"), "completed", Some(&text));
+            let cited = m.annotations.iter().flatten().map(|a| a.to_responses());
+            annotate(&mut item, cited.collect());
+            output.push(item);
         }
         for call in m.tool_calls.into_iter().flatten() {
             output.push(call_item(

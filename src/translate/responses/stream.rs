@@ -7,9 +7,11 @@
 
 use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
 use super::super::sse::write_json;
+use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
-    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, message_item,
-    reasoning_item, response_object, text_part, End, OfItem, OfResponse, Sequence, ToolNames,
+    annotate, call_item, custom_call_item, custom_input, ending, function_call_item, item_id,
+    message_item, reasoning_item, response_object, text_part, End, OfItem, OfResponse, Sequence,
+    ToolNames,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -44,6 +46,11 @@ enum Open {
     Text {
         id: String,
         text: String,
+        /// Its `url_citation`s, in the Responses API's shape.
+        annotations: Vec<Value>,
+        /// Characters of the answer's text before this item's: citations count from the
+        /// start of the chat form's whole content, and this item holds only part of it.
+        base: usize,
     },
     Call {
         id: String,
@@ -91,6 +98,8 @@ pub struct FromOpenAi {
     open: Option<Open>,
     finish_reason: Option<String>,
     usage: Option<Usage>,
+    /// Characters of text written so far, over every message item.
+    text_chars: usize,
 }
 
 impl FromOpenAi {
@@ -106,6 +115,7 @@ impl FromOpenAi {
             open: None,
             finish_reason: None,
             usage: None,
+            text_chars: 0,
         }
     }
 
@@ -124,6 +134,12 @@ impl FromOpenAi {
         }
         for call in choice.delta.tool_calls.iter().flatten() {
             self.call(call, out);
+        }
+        if let Some(search) = &choice.delta.web_search_call {
+            self.web_search(search, out);
+        }
+        if let Some(annotations) = &choice.delta.annotations {
+            self.annotations(annotations, out);
         }
         if let Some(reason) = &choice.finish_reason {
             self.finish_reason = Some(reason.clone());
@@ -240,10 +256,13 @@ impl FromOpenAi {
             self.open = Some(Open::Text {
                 id,
                 text: String::new(),
+                annotations: Vec::new(),
+                base: self.text_chars,
             });
         }
+        self.text_chars += text.chars().count();
         let index = self.index();
-        if let Some(Open::Text { id, text: all }) = &mut self.open {
+        if let Some(Open::Text { id, text: all, .. }) = &mut self.open {
             all.push_str(text);
             let event = DeltaEvent {
                 kind: "response.output_text.delta",
@@ -296,6 +315,52 @@ impl FromOpenAi {
         }
     }
 
+    /// A search the provider ran: a `web_search_call` item, told whole (it is over by the
+    /// time the provider says what it found).
+    fn web_search(&mut self, search: &WebSearchCall, out: &mut Vec<u8>) {
+        let id = item_id("ws");
+        self.open_item(out, responses_item(&id, search, "in_progress"));
+        let index = self.index();
+        for kind in ["in_progress", "searching", "completed"] {
+            let e = json!({"item_id": id, "output_index": index});
+            self.sequence
+                .write(out, &format!("response.web_search_call.{kind}"), e);
+        }
+        let item = responses_item(&id, search, final_status(search));
+        let done = OfItem {
+            output_index: index,
+            item: &item,
+        };
+        self.sequence.write(out, "response.output_item.done", done);
+        self.output.push(item);
+    }
+
+    /// Citations of the text being written: each announced, and kept for its `.done`.
+    fn annotations(&mut self, cited: &[Annotation], out: &mut Vec<u8>) {
+        let index = self.index();
+        let Some(Open::Text {
+            id,
+            annotations,
+            base,
+            ..
+        }) = &mut self.open
+        else {
+            return;
+        };
+        for annotation in cited {
+            let mut annotation = annotation.to_responses();
+            for end in ["start_index", "end_index"] {
+                let at = annotation[end].as_u64().unwrap_or_default();
+                annotation[end] = at.saturating_sub(*base as u64).into();
+            }
+            let e = json!({"item_id": id, "output_index": index, "content_index": 0,
+                "annotation_index": annotations.len(), "annotation": annotation});
+            self.sequence
+                .write(out, "response.output_text.annotation.added", e);
+            annotations.push(annotation);
+        }
+    }
+
     /// The output index of the open item (or of the next one).
     fn index(&self) -> usize {
         self.output.len()
@@ -336,16 +401,27 @@ impl FromOpenAi {
                 }
                 reasoning_item(&id, &summary, &thinking)
             }
-            Open::Text { id, text } => {
+            Open::Text {
+                id,
+                text,
+                annotations,
+                ..
+            } => {
                 let base = json!({"item_id": id, "output_index": index, "content_index": 0});
                 let mut e = base.clone();
                 e["text"] = text.as_str().into();
                 e["logprobs"] = json!([]);
                 self.sequence.write(out, "response.output_text.done", e);
                 let mut e = base;
-                e["part"] = text_part(&text);
+                let mut part = text_part(&text);
+                if !annotations.is_empty() {
+                    part["annotations"] = Value::Array(annotations.clone());
+                }
+                e["part"] = part;
                 self.sequence.write(out, "response.content_part.done", e);
-                message_item(&id, "completed", Some(&text))
+                let mut item = message_item(&id, "completed", Some(&text));
+                annotate(&mut item, annotations);
+                item
             }
             Open::Call {
                 id,

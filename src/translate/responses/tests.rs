@@ -60,9 +60,31 @@ fn input_items_become_a_conversation_with_its_tool_turns() {
 }
 
 #[test]
+fn an_offered_web_search_rides_the_chat_form_and_past_searches_are_dropped() {
+    let chat = request(json!({"input": [
+        {"role": "user", "content": "news?"},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed",
+            "action": {"type": "search", "query": "news"}},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "Here.", "annotations": []}]},
+        {"role": "user", "content": "more"}],
+        "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}},
+            {"type": "web_search_preview", "search_context_size": "low",
+             "user_location": {"type": "approximate", "city": "Lyon"}}]}))
+    .unwrap();
+    let search = chat.web_search_options.unwrap();
+    assert_eq!(search.search_context_size.as_deref(), Some("low"));
+    assert_eq!(search.user_location.unwrap()["city"], "Lyon");
+    assert_eq!(chat.tools.unwrap().len(), 1);
+    assert_eq!(chat.messages.len(), 3);
+    // Offered alone, it sends no empty tool list.
+    let chat = request(json!({"input": "hi", "tools": [{"type": "web_search"}]})).unwrap();
+    assert!(chat.tools.is_none() && chat.web_search_options.is_some());
+}
+
+#[test]
 fn what_only_openai_can_do_is_refused_by_name() {
-    let err = request(json!({"input": "hi", "tools": [{"type": "web_search"}]})).unwrap_err();
-    assert!(err.to_string().contains("web_search"), "{err}");
+    let err = request(json!({"input": "hi", "tools": [{"type": "file_search"}]})).unwrap_err();
+    assert!(err.to_string().contains("file_search"), "{err}");
     let err = request(json!({"input": "hi", "previous_response_id": "resp_1"})).unwrap_err();
     assert!(err.to_string().contains("previous_response_id"), "{err}");
     let err = request(json!({"input": [{"type": "item_reference", "id": "x"}]})).unwrap_err();
