@@ -3,9 +3,10 @@
 //! moments, not when its near copy would have expired.
 //!
 //! Redis's server-assisted client-side caching does the telling: a connection of its own,
-//! speaking RESP3, turns on `CLIENT TRACKING ... BCAST PREFIX` for the cache's keys, and the
-//! server pushes an `invalidate` for every key of that prefix that changes or goes (a null
-//! for a flush). Each removes that near entry (a flush, all of them). The redis crate's own
+//! speaking RESP3, turns on `CLIENT TRACKING ... BCAST PREFIX ... NOLOOP` for the cache's
+//! keys, and the server pushes an `invalidate` for every key of that prefix that changes or
+//! goes (a null for a flush), but for the writes made on that same connection: the sidecar
+//! stores its answers on it. Each removes that near entry (a flush, all of them). The redis crate's own
 //! client-side cache is not used: it is experimental, keeps commands rather than decoded
 //! answers, and drops a flush's invalidation.
 //!
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use moka::sync::Cache;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,6 +37,9 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub struct Coherence {
     live: AtomicBool,
+    /// The tracking connection, for this sidecar's own writes: with `NOLOOP` Redis does not
+    /// report them back, so an answer just stored stays in the near cache.
+    writer: std::sync::Mutex<Option<MultiplexedConnection>>,
     /// Moves on with every invalidation: an answer read from Redis goes into the near cache
     /// only if none came while it was read (it may be the very value just deleted).
     generation: AtomicU64,
@@ -44,6 +49,21 @@ impl Coherence {
     /// Whether invalidations are being received, so near entries are current.
     pub fn live(&self) -> bool {
         self.live.load(Ordering::Acquire)
+    }
+
+    /// The connection to store answers on while tracking is live.
+    pub fn writer(&self) -> Option<MultiplexedConnection> {
+        if !self.live() {
+            return None;
+        }
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_writer(&self, conn: Option<MultiplexedConnection>) {
+        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = conn;
     }
 
     pub fn generation(&self) -> u64 {
@@ -100,6 +120,7 @@ impl CoherenceService {
             .arg("BCAST")
             .arg("PREFIX")
             .arg(super::redis::KEY_PREFIX)
+            .arg("NOLOOP")
             .query_async::<()>(&mut conn)
             .await;
         if let Err(e) = tracking {
@@ -108,6 +129,7 @@ impl CoherenceService {
         // Whatever changed while nobody listened is unknown: start empty.
         self.near.invalidate_all();
         self.coherence.moved();
+        self.coherence.set_writer(Some(conn.clone()));
         self.coherence.live.store(true, Ordering::Release);
         tracing::info!("cache: tracking Redis invalidations; the near cache serves");
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -153,6 +175,7 @@ impl CoherenceService {
 
     fn lost(&self, why: &str) {
         let was_live = self.coherence.live.swap(false, Ordering::AcqRel);
+        self.coherence.set_writer(None);
         self.coherence.moved();
         if was_live {
             tracing::warn!("cache: Redis invalidations lost ({why}); lookups go to Redis until tracking is back");

@@ -261,7 +261,8 @@ impl ResponseCache {
         let store = &self.store;
         let answer = Arc::new(answer);
         if let Some(redis) = &store.shared {
-            redis.set(&key, &answer).await;
+            let via = store.coherence.as_ref().and_then(|c| c.writer());
+            redis.set(&key, &answer, via).await;
         }
         if store.near_current() {
             store.near.insert(key, answer);

@@ -11,7 +11,7 @@ use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::record::{Served, TokenUsage};
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -74,9 +74,19 @@ impl RedisStore {
         Ok(value.and_then(|v| decode(&v)))
     }
 
-    pub async fn set(&self, key: &Key, answer: &Cached) {
-        if let Some(value) = encode(answer) {
-            self.set_bytes(&redis_key(key), value, answer.ttl).await;
+    /// Stores an answer, on `via` when given (the connection whose own writes Redis does not
+    /// report back as invalidations), else on the shared connection.
+    pub async fn set(&self, key: &Key, answer: &Cached, via: Option<MultiplexedConnection>) {
+        let Some(value) = encode(answer) else {
+            return;
+        };
+        match via {
+            Some(mut conn) => {
+                let write =
+                    conn.pset_ex::<_, _, ()>(redis_key(key), value, millis(answer.ttl).max(1));
+                self.finish_write(tokio::time::timeout(CALL_TIMEOUT, write).await);
+            }
+            None => self.set_bytes(&redis_key(key), value, answer.ttl).await,
         }
     }
 
@@ -103,7 +113,12 @@ impl RedisStore {
             return;
         };
         let write = conn.pset_ex::<_, _, ()>(key, value, millis(ttl).max(1));
-        let why = match tokio::time::timeout(CALL_TIMEOUT, write).await {
+        self.finish_write(tokio::time::timeout(CALL_TIMEOUT, write).await);
+    }
+
+    /// Counts and logs a write that failed or timed out.
+    fn finish_write(&self, outcome: Result<redis::RedisResult<()>, tokio::time::error::Elapsed>) {
+        let why = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_string(),

@@ -121,6 +121,9 @@ async fn sidecars_share_answers_through_redis_and_survive_its_outage() {
         redis.port
     );
     let (a, b) = (Sidecar::start(&config).await, Sidecar::start(&config).await);
+    // Answers are kept in memory too once Redis's invalidations are tracked.
+    tracking(&a).await;
+    tracking(&b).await;
     assert_eq!(ask(&a, &cached("shared")).await.0, "miss");
     let (state, from_b) = ask(&b, &cached("shared")).await;
     assert_eq!(state, "hit", "b serves what a stored");
@@ -159,6 +162,15 @@ async fn sidecars_share_answers_through_redis_and_survive_its_outage() {
     }
 }
 
+/// Waits until a sidecar tracks Redis's invalidations (its near cache serves from then on).
+async fn tracking(sidecar: &Sidecar) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !sidecar.log().contains("tracking Redis invalidations") {
+        assert!(std::time::Instant::now() < deadline, "{}", sidecar.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs one Redis command (a real client, as an operator's `redis-cli` would).
 fn redis_command(port: u16, args: &[&str]) -> redis::Value {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
@@ -193,13 +205,8 @@ async fn an_entry_deleted_from_redis_stops_being_served_by_every_sidecar() {
         redis.port
     );
     let (a, b) = (Sidecar::start(&config).await, Sidecar::start(&config).await);
-    for sidecar in [&a, &b] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !sidecar.log().contains("tracking Redis invalidations") {
-            assert!(std::time::Instant::now() < deadline, "{}", sidecar.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    tracking(&a).await;
+    tracking(&b).await;
     // Each answer stored by one sidecar and served from both near caches.
     for text in ["one", "two", "three"] {
         assert_eq!(ask(&a, &cached(text)).await.0, "miss");
