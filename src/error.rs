@@ -50,6 +50,14 @@ pub enum GatewayError {
     NoUpstream(String),
     #[error("the upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+    /// Every candidate's circuit is open: nothing was sent.
+    #[error("every provider and model this request could use is failing (its circuit is open); retry after {} s", retry_seconds(*retry_after))]
+    CircuitOpen { retry_after: Duration },
+}
+
+/// Whole seconds to wait, at least one (`Retry-After` takes integers).
+fn retry_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 impl From<PlanError> for GatewayError {
@@ -92,6 +100,15 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::NoUpstream(_) => 502,
             GatewayError::UpstreamTimeout(_) => 504,
+            GatewayError::CircuitOpen { .. } => 503,
+        }
+    }
+
+    /// The `Retry-After` (in seconds) of an answer that says when to come back.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::CircuitOpen { retry_after } => Some(retry_seconds(*retry_after)),
+            _ => None,
         }
     }
 
@@ -114,6 +131,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => Some("request_too_large"),
             GatewayError::NoUpstream(_) => Some("upstream_unavailable"),
             GatewayError::UpstreamTimeout(_) => Some("upstream_timeout"),
+            GatewayError::CircuitOpen { .. } => Some("circuit_open"),
             GatewayError::ClientRead(_)
             | GatewayError::Unsupported(_)
             | GatewayError::ClientClosed => None,
@@ -289,6 +307,14 @@ mod tests {
             GatewayError::UpstreamTimeout(Duration::from_secs(1)).status(),
             504
         );
+        let open = GatewayError::CircuitOpen {
+            retry_after: Duration::from_millis(2500),
+        };
+        assert_eq!((open.status(), open.retry_after()), (503, Some(3)));
+        let now = GatewayError::CircuitOpen {
+            retry_after: Duration::ZERO,
+        };
+        assert_eq!(now.retry_after(), Some(1));
         assert_eq!(openai_type(429), "rate_limit_error");
         assert_eq!(openai_type(503), "server_error");
     }

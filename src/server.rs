@@ -5,8 +5,9 @@ use crate::admin::{AdminApp, AdminListener, Readiness, ReadinessProbe};
 use crate::cache::ResponseCache;
 use crate::config::{Config, Loaded};
 use crate::drain::Drain;
+use crate::health::Circuits;
 use crate::prompts::managed::{ManagedPrompts, PromptRefresher};
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, Kept};
 use crate::reload::watch::ConfigWatcher;
 use crate::reload::Reloader;
 use crate::shutdown::{DrainService, Signals};
@@ -71,21 +72,25 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let prompts = Arc::new(ManagedPrompts::default());
     let cache = ResponseCache::new(&loaded.config.cache)?;
     let coherence = cache.coherence_service()?;
+    let circuits = Arc::new(Circuits::default());
     let gateway = Gateway::new(
         state.clone(),
         UPSTREAM_POOL_SIZE,
         telemetry.clone(),
         drain.clone(),
-        cache,
-        prompts.clone(),
-        StoredResponses::new(&loaded.config.cache)?,
+        Kept {
+            cache,
+            prompts: prompts.clone(),
+            stored: StoredResponses::new(&loaded.config.cache)?,
+            circuits: circuits.clone(),
+        },
     );
     let mut api = http_proxy_service(&server.configuration, gateway);
     let buffers = L4BufferSettings::default().write(DOWNSTREAM_WRITE_BUFFER);
     api.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(buffers));
     server.add_service(api);
 
-    let admin = AdminApp::new(readiness.clone(), state.clone(), telemetry);
+    let admin = AdminApp::new(readiness.clone(), state.clone(), telemetry, circuits);
     add_background(
         &mut server,
         "admin",

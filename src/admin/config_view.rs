@@ -121,6 +121,10 @@ fn provider(p: &ProviderConfig) -> Value {
         "api_version": p.api_version,
         // Extra headers are often credentials of their own: names only.
         "headers": p.headers.iter().map(|(name, _)| (name.to_string(), Value::from(HIDDEN))).collect::<Map<_, _>>(),
+        "health": {
+            "consecutive_failures": p.health.consecutive_failures,
+            "cooldown_ms": p.health.cooldown.as_millis() as u64,
+        },
     })
 }
 

@@ -1,5 +1,5 @@
-//! The admin port: `/metrics`, `/healthz`, `/readyz`, `/config`, `/api/traces`, and the Logs
-//! page at `/`. A separate listener, so scraping and probes never compete with app traffic
+//! The admin port: `/metrics`, `/healthz`, `/readyz`, `/config`, `/api/traces`,
+//! `/api/health`, and the Logs page at `/`. A separate listener, so scraping and probes never compete with app traffic
 //! and can be exposed differently.
 
 mod config_view;
@@ -10,6 +10,7 @@ mod traces;
 pub use listener::AdminListener;
 pub use readiness::{Readiness, ReadinessProbe};
 
+use crate::health::Circuits;
 use crate::state::SharedState;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::Telemetry;
@@ -26,14 +27,21 @@ pub struct AdminApp {
     readiness: Readiness,
     state: SharedState,
     telemetry: Arc<Telemetry>,
+    circuits: Arc<Circuits>,
 }
 
 impl AdminApp {
-    pub fn new(readiness: Readiness, state: SharedState, telemetry: Arc<Telemetry>) -> AdminApp {
+    pub fn new(
+        readiness: Readiness,
+        state: SharedState,
+        telemetry: Arc<Telemetry>,
+        circuits: Arc<Circuits>,
+    ) -> AdminApp {
         AdminApp {
             readiness,
             state,
             telemetry,
+            circuits,
         }
     }
 }
@@ -62,6 +70,13 @@ impl ServeHttp for AdminApp {
                 200,
                 "application/json",
                 traces::list(&self.telemetry, query),
+            ),
+            // Every provider and model circuit that has seen a failure.
+            "/api/health" => reply(
+                200,
+                "application/json",
+                serde_json::to_vec(&serde_json::json!({"circuits": self.circuits.snapshot()}))
+                    .unwrap_or_default(),
             ),
             "/metrics" => reply(200, "text/plain; version=0.0.4", metrics().encode()),
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),

@@ -191,6 +191,26 @@ pub struct ProviderConfig {
     /// provider is prepared (`providers::prepare`, which knows each provider's scheme), then
     /// reused by every call. A new key means a new config and a new snapshot.
     pub key_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
+    /// When its circuits open (see `health`).
+    pub health: HealthConfig,
+}
+
+/// A provider's circuit breaking: `consecutive_failures` failed attempts in a row open a
+/// circuit (per provider and upstream model) for `cooldown`, or for the upstream's
+/// `Retry-After` when it gave one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub consecutive_failures: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            consecutive_failures: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -70,6 +70,16 @@ pub struct RawProvider {
     pub api_version: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub health: RawHealth,
+}
+
+/// `providers.*.health`: when a provider's circuit opens, and for how long.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub consecutive_failures: Option<u32>,
+    pub cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -335,6 +335,7 @@ fn provider(
             }
         })
         .collect();
+    let health = health(&path, &raw.health, problems);
     Some(ProviderConfig {
         name,
         kind,
@@ -344,7 +345,32 @@ fn provider(
         api_version,
         headers,
         key_header: OnceLock::new(),
+        health,
     })
+}
+
+fn health(path: &str, raw: &RawHealth, problems: &mut Vec<Problem>) -> HealthConfig {
+    let defaults = HealthConfig::default();
+    if raw.consecutive_failures == Some(0) {
+        problems.push(Problem::new(
+            format!("{path}.health.consecutive_failures"),
+            "must be 1 or more",
+        ));
+    }
+    if raw.cooldown_ms == Some(0) {
+        problems.push(Problem::new(
+            format!("{path}.health.cooldown_ms"),
+            "must be above 0",
+        ));
+    }
+    HealthConfig {
+        consecutive_failures: raw
+            .consecutive_failures
+            .unwrap_or(defaults.consecutive_failures),
+        cooldown: raw
+            .cooldown_ms
+            .map_or(defaults.cooldown, Duration::from_millis),
+    }
 }
 
 fn base_url(

@@ -17,6 +17,7 @@ use crate::body::JsonBody;
 use crate::config::ProviderConfig;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::health::{Admission, Circuits, Report};
 use crate::providers::{echo, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
@@ -39,6 +40,8 @@ pub struct Attempts<'a> {
     pub snapshot: &'a Snapshot,
     pub request: &'a ModelRequest<'a>,
     pub pinned: Option<&'a str>,
+    /// Each provider and model's circuit: open ones are skipped without a call.
+    pub circuits: &'a Circuits,
 }
 
 /// A failed try's answer, kept to answer with if nothing succeeds.
@@ -70,6 +73,9 @@ impl Attempts<'_> {
     ) -> Result<Settled, GatewayError> {
         let mut last_answer: Option<Failure> = None;
         let mut last_error: Option<Failure> = None;
+        // The soonest an open circuit that was skipped reopens, and whether any call was made.
+        let mut skipped: Option<std::time::Instant> = None;
+        let mut called = false;
         for (index, model) in plan.models.iter().enumerate() {
             let last_model = index + 1 == plan.models.len();
             let route = match self.snapshot.router.resolve(model, self.pinned) {
@@ -95,12 +101,21 @@ impl Attempts<'_> {
                 }
             };
             record.web_search = prepared.plan.web_search.map(|w| w.as_str());
+            let health = &route.provider.health;
             let mut hint = None;
             for try_no in 0..=plan.retry.retries {
                 if try_no > 0 {
                     let wait = plan.retry.delay(try_no, hint, rand::random::<f64>());
                     or_gone(caller, tokio::time::sleep(wait)).await?;
                 }
+                let circuit = (route.provider.name.as_str(), upstream_model);
+                if let Admission::Skip { until } = self.circuits.admit(circuit.0, circuit.1, health)
+                {
+                    record.attempts.push(skipped_attempt(model, &route));
+                    skipped = Some(skipped.map_or(until, |s| s.min(until)));
+                    break;
+                }
+                called = true;
                 note_served(record, &route, upstream_model);
                 let retries_left = try_no < plan.retry.retries;
                 let started = Instant::now();
@@ -125,6 +140,12 @@ impl Attempts<'_> {
                     )
                     .await;
                 note.latency = started.elapsed();
+                let retry_after = match &tried {
+                    Ok(Tried::Failed { hint, .. }) => *hint,
+                    _ => None,
+                };
+                let report = Report::of_outcome(note.outcome, note.error.as_deref(), retry_after);
+                self.circuits.report(circuit.0, circuit.1, report, health);
                 record.attempts.push(note);
                 let tried = tried?;
                 if plan.track_latency {
@@ -145,6 +166,10 @@ impl Attempts<'_> {
                     }
                 }
             }
+        }
+        if let (false, Some(until)) = (called, skipped) {
+            let retry_after = until.saturating_duration_since(std::time::Instant::now());
+            return Err(GatewayError::CircuitOpen { retry_after });
         }
         match last_answer.or(last_error) {
             Some(Failure::Answer(header, body, plan)) => Ok(Settled {
@@ -418,6 +443,19 @@ fn error_message(body: &[u8]) -> Option<String> {
         Inner::Object { message } | Inner::Text(message) => message,
     };
     Some(message.chars().take(500).collect())
+}
+
+/// An attempt skipped because its circuit is open: on the trace, with no call made.
+fn skipped_attempt(model: &str, route: &Route<'_>) -> AttemptRecord {
+    AttemptRecord {
+        model: model.to_string(),
+        provider: route.provider.name.clone(),
+        label: route.metric_label.to_string(),
+        outcome: "skipped",
+        status_code: None,
+        error: Some("skipped: the circuit is open".into()),
+        latency: Duration::ZERO,
+    }
 }
 
 /// The `outcome` label of `respan_upstream_attempts_total`.

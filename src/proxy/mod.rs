@@ -24,6 +24,7 @@ use crate::dispatch::LatencyTracker;
 use crate::drain::Drain;
 use crate::endpoint::{Endpoint, StoredResponseCall};
 use crate::error::GatewayError;
+use crate::health::Circuits;
 use crate::prompts::managed::ManagedPrompts;
 use crate::state::{SharedState, Snapshot};
 use crate::stored_responses::StoredResponses;
@@ -53,6 +54,16 @@ pub struct Gateway {
     prompts: Arc<ManagedPrompts>,
     /// Responses API answers kept for `previous_response_id`.
     stored: Arc<StoredResponses>,
+    /// Each provider and model's circuit (shared with the admin port's `/api/health`).
+    circuits: Arc<Circuits>,
+}
+
+/// What the gateway keeps across requests and reloads, made at start.
+pub struct Kept {
+    pub cache: ResponseCache,
+    pub prompts: Arc<ManagedPrompts>,
+    pub stored: StoredResponses,
+    pub circuits: Arc<Circuits>,
 }
 
 impl Gateway {
@@ -62,9 +73,7 @@ impl Gateway {
         pool_size: usize,
         telemetry: Arc<Telemetry>,
         drain: Drain,
-        cache: ResponseCache,
-        prompts: Arc<ManagedPrompts>,
-        stored: StoredResponses,
+        kept: Kept,
     ) -> Gateway {
         Gateway {
             state,
@@ -72,9 +81,10 @@ impl Gateway {
             latency: LatencyTracker::default(),
             telemetry,
             drain,
-            cache: Arc::new(cache),
-            prompts,
-            stored: Arc::new(stored),
+            cache: Arc::new(kept.cache),
+            prompts: kept.prompts,
+            stored: Arc::new(kept.stored),
+            circuits: kept.circuits,
         }
     }
 }

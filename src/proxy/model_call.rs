@@ -83,6 +83,7 @@ async fn run(
         snapshot,
         request: &request,
         pinned: pinned.as_deref(),
+        circuits: &gw.circuits,
     };
     let settled = attempts.run(session, &mut ctx.record, &plan).await?;
     // Boxed, like the upstream call: the relay's future is kilobytes, and boxing it keeps

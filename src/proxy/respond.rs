@@ -72,6 +72,18 @@ pub async fn whole(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) {
+    whole_with(session, ctx, status, content_type, body, None).await;
+}
+
+/// [`whole`], with one more header (an error's `Retry-After`).
+async fn whole_with(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+    extra: Option<(HeaderName, HeaderValue)>,
+) {
     let Ok(status) = StatusCode::from_u16(status) else {
         return;
     };
@@ -79,6 +91,9 @@ pub async fn whole(
     let mut head = head(status);
     let headers = &mut head.headers;
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some((name, value)) = extra {
+        headers.insert(name, value);
+    }
     frame(&mut head, Some(body.len()));
     add_respan_headers(&mut head, ctx);
     // An answer before the request body was read to its end (401, 413, ...) closes the
@@ -121,7 +136,19 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &GatewayError
         crate::telemetry::metrics::metrics().rejected(reason);
     }
     ctx.record.error = Some(e.to_string());
-    json(session, ctx, e.status(), e.body(ctx.endpoint.ingress())).await;
+    let retry_after = e
+        .retry_after()
+        .map(|secs| (http::header::RETRY_AFTER, number(secs as usize)));
+    let body = e.body(ctx.endpoint.ingress());
+    whole_with(
+        session,
+        ctx,
+        e.status(),
+        "application/json",
+        body,
+        retry_after,
+    )
+    .await;
 }
 
 /// `GET /v1/models`: what this config can route by name (routes with exact names, load

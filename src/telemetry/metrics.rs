@@ -5,8 +5,8 @@
 
 use super::trace::Trace;
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -45,6 +45,8 @@ pub struct Metrics {
     pub trace_exports: IntCounterVec,
     /// `reason` (one of [`REJECTION_REASONS`]).
     rejected_requests: IntCounterVec,
+    /// `provider`, `model`: 0 closed, 1 half-open, 2 open (see `health`).
+    circuit_states: IntGaugeVec,
 }
 
 /// Why a request is refused for what it is (`respan_rejected_requests_total`'s `reason`).
@@ -168,6 +170,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("metric: {e}"));
         register(&registry, Box::new(inflight.clone()));
+        let circuit_states = IntGaugeVec::new(
+            Opts::new(
+                "respan_circuit_state",
+                "Each provider and model circuit that has seen a failure: 0 closed, 1 half-open, 2 open.",
+            ),
+            &["provider", "model"],
+        )
+        .unwrap_or_else(|e| unreachable!("metric: {e}"));
+        register(&registry, Box::new(circuit_states.clone()));
         Metrics {
             registry,
             requests,
@@ -184,7 +195,15 @@ impl Metrics {
             config_reloads,
             trace_exports,
             rejected_requests,
+            circuit_states,
         }
+    }
+
+    /// Sets a circuit's state (0 closed, 1 half-open, 2 open).
+    pub fn circuit_state(&self, provider: &str, model: &str, state: i64) {
+        self.circuit_states
+            .with_label_values(&[provider, model])
+            .set(state);
     }
 
     /// Counts a request refused for `reason` (one of [`REJECTION_REASONS`]).

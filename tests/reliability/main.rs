@@ -9,6 +9,7 @@
 mod support;
 
 mod balance;
+mod circuits;
 mod fallbacks;
 mod retries;
 mod streams;
