@@ -50,6 +50,10 @@ pub enum GatewayError {
     NoUpstream(String),
     #[error("the upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+    #[error("the request head is larger than the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("the sidecar is serving {limit} requests at once, its limit; retry shortly")]
+    Overloaded { limit: usize },
     /// Every candidate's circuit is open: nothing was sent.
     #[error("every provider and model this request could use is failing (its circuit is open); retry after {} s", retry_seconds(*retry_after))]
     CircuitOpen { retry_after: Duration },
@@ -100,7 +104,8 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::NoUpstream(_) => 502,
             GatewayError::UpstreamTimeout(_) => 504,
-            GatewayError::CircuitOpen { .. } => 503,
+            GatewayError::CircuitOpen { .. } | GatewayError::Overloaded { .. } => 503,
+            GatewayError::HeadersTooLarge { .. } => 431,
         }
     }
 
@@ -108,6 +113,7 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::CircuitOpen { retry_after } => Some(retry_seconds(*retry_after)),
+            GatewayError::Overloaded { .. } => Some(1),
             _ => None,
         }
     }
@@ -132,6 +138,8 @@ impl GatewayError {
             GatewayError::NoUpstream(_) => Some("upstream_unavailable"),
             GatewayError::UpstreamTimeout(_) => Some("upstream_timeout"),
             GatewayError::CircuitOpen { .. } => Some("circuit_open"),
+            GatewayError::HeadersTooLarge { .. } => Some("request_header_fields_too_large"),
+            GatewayError::Overloaded { .. } => Some("overloaded"),
             GatewayError::ClientRead(_)
             | GatewayError::Unsupported(_)
             | GatewayError::ClientClosed => None,
@@ -143,6 +151,8 @@ impl GatewayError {
     pub fn rejection(&self) -> Option<&'static str> {
         match self {
             GatewayError::BodyTooLarge { .. } => Some("body_too_large"),
+            GatewayError::HeadersTooLarge { .. } => Some("headers_too_large"),
+            GatewayError::Overloaded { .. } => Some("overloaded"),
             GatewayError::Body(BodyError::TooDeep(_)) => Some("too_deep"),
             GatewayError::Unauthorized => Some("unauthorized"),
             _ => None,

@@ -17,6 +17,7 @@ use crate::telemetry::capture::Transcriber;
 use crate::telemetry::export::{self, ExportService};
 use crate::telemetry::Telemetry;
 use crate::translate::transcript;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::{background_service, http_proxy_service};
 use pingora::server::configuration::ServerConf;
@@ -86,6 +87,11 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
         },
     );
     let mut api = http_proxy_service(&server.configuration, gateway);
+    if let Some(proxy) = api.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.keepalive_request_limit = Some(KEEPALIVE_REQUESTS);
+        proxy.server_options = Some(options);
+    }
     let buffers = L4BufferSettings::default().write(DOWNSTREAM_WRITE_BUFFER);
     api.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(buffers));
     server.add_service(api);
@@ -124,6 +130,10 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     });
     Ok(())
 }
+
+/// Requests one app connection may carry before it is closed (nginx's `keepalive_requests`
+/// default): per-connection state is freed now and then, and no client holds one forever.
+const KEEPALIVE_REQUESTS: u32 = 1000;
 
 /// Pingora's fallback grace period outlasts the drain's own deadline by this many seconds.
 const PINGORA_GRACE_MARGIN: u64 = 3;

@@ -50,6 +50,8 @@ fn config(c: &Config) -> Value {
             "admin_listen": s.admin_listen.to_string(),
             "max_request_body_bytes": s.max_request_body_bytes,
             "max_json_depth": s.max_json_depth,
+            "max_header_bytes": s.max_header_bytes,
+            "max_concurrent_requests": s.max_concurrent_requests,
             "upstream_timeout_ms": s.upstream_timeout.as_millis() as u64,
             "connect_timeout_ms": s.connect_timeout.as_millis() as u64,
             "stream_idle_timeout_ms": s.stream_idle_timeout.as_millis() as u64,

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub max_request_body_bytes: usize,
     /// A model call's body nested deeper is refused (400) before any provider sees it.
     pub max_json_depth: usize,
+    /// A request head larger is refused (431).
+    pub max_header_bytes: usize,
+    /// More requests in flight at once are refused (503 with `Retry-After`).
+    pub max_concurrent_requests: usize,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub stream_idle_timeout: Duration,

@@ -39,6 +39,10 @@ pub struct RawServer {
     pub max_request_body_bytes: Option<u64>,
     /// Deepest nesting of arrays and objects a request body may have.
     pub max_json_depth: Option<u64>,
+    /// The largest request head (request line and headers) served; larger ones get 431.
+    pub max_header_bytes: Option<u64>,
+    /// Requests in flight at once; more get 503.
+    pub max_concurrent_requests: Option<u64>,
     pub upstream_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     /// Longest silence between two pieces of a streamed answer.

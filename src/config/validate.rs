@@ -12,6 +12,10 @@ const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 /// Deeper than any real conversation (tool schemas nest a few levels), far below what a
 /// provider's recursive parser would choke on.
 const DEFAULT_MAX_JSON_DEPTH: u64 = 64;
+/// nginx's default head buffers hold 32 KiB; SDKs send a few hundred bytes.
+const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
+/// Far above what one app pod sends at once; a bound on what a runaway client can hold.
+const DEFAULT_MAX_CONCURRENT: u64 = 4096;
 const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 /// The Respan platform's API root, where managed prompts are fetched.
 const RESPAN_API: &str = "https://api.respan.ai/api";
@@ -201,8 +205,18 @@ fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
         ));
     }
     let max_json_depth = raw.max_json_depth.unwrap_or(DEFAULT_MAX_JSON_DEPTH);
-    if max_json_depth == 0 {
-        problems.push(Problem::new("server.max_json_depth", "must be above 0"));
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+    let max_concurrent = raw
+        .max_concurrent_requests
+        .unwrap_or(DEFAULT_MAX_CONCURRENT);
+    for (key, value) in [
+        ("server.max_json_depth", max_json_depth),
+        ("server.max_header_bytes", max_header_bytes),
+        ("server.max_concurrent_requests", max_concurrent),
+    ] {
+        if value == 0 {
+            problems.push(Problem::new(key, "must be above 0"));
+        }
     }
     let threads = raw.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -215,6 +229,8 @@ fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
         admin_listen,
         max_request_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
         max_json_depth: usize::try_from(max_json_depth).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_concurrent_requests: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
         upstream_timeout: positive_ms(
             "upstream_timeout_ms",
             raw.upstream_timeout_ms,

@@ -26,6 +26,8 @@ pub struct RequestCtx {
     pub passthrough_tail: Option<UsageTail>,
     /// A passthrough request's JSON body, kept (bounded) for its trace.
     pub passthrough_input: Capture,
+    /// Bytes of a passthrough request's body so far (bounded by `max_request_body_bytes`).
+    pub passthrough_body_bytes: usize,
     /// A cacheable request that missed: where its answer is to be stored.
     pub cache_slot: Option<Box<Slot>>,
     /// A Responses API answer to keep for `previous_response_id` (`responses.store`).
@@ -42,6 +44,7 @@ impl RequestCtx {
             record: RequestRecord::new(),
             passthrough_tail: None,
             passthrough_input: Capture::off(),
+            passthrough_body_bytes: 0,
             cache_slot: None,
             keeping: None,
             _inflight: InflightGuard::new(),

@@ -9,6 +9,7 @@ mod auth;
 mod cached;
 mod caller;
 mod ctx;
+mod limits;
 mod model_call;
 mod passthrough;
 mod realtime;
@@ -156,6 +157,12 @@ impl ProxyHttp for Gateway {
         ctx.endpoint = Endpoint::classify(&req.method, req.uri.path());
         ctx.snapshot = Some(snapshot.clone());
         begin_record(&mut ctx.record, ctx.endpoint, req);
+        if let Err(e) = limits::check(&snapshot.config.server, req) {
+            respond::error(session, ctx, &e).await;
+            return Ok(true);
+        }
+        limits::bound_keepalive(session);
+        let req = session.req_header();
         match auth::check(snapshot.config.auth.as_ref(), req) {
             Ok(key) => {
                 let default_customer = key.and_then(|k| k.customer_identifier.clone());
@@ -237,6 +244,7 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        passthrough::limit_body(body.as_deref(), ctx)?;
         passthrough::observe_request_body(body.as_deref(), end_of_stream, ctx);
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! answer bodies of any size. Only the path prefix, `Host` and the key are changed.
 
 use super::ctx::RequestCtx;
+use super::limits;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::dispatch::answer::is_event_stream;
 use crate::error::GatewayError;
@@ -29,6 +30,16 @@ pub fn begin(
         path: req.uri.path().to_string(),
         kind: ProviderKind::OpenAi.as_str(),
     })?;
+    let server = &snapshot.config.server;
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if !limits::body_within(server, declared, 0) {
+        return Err(GatewayError::BodyTooLarge {
+            limit: server.max_request_body_bytes,
+        });
+    }
     let json = req
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -102,6 +113,22 @@ pub fn observe_head(head: &ResponseHeader, ctx: &mut RequestCtx, limit: usize) {
     ctx.passthrough_tail = Some(UsageTail::new(Wire::OpenAi));
 }
 
+/// Counts a piece of a passthrough request body against `max_request_body_bytes` (a chunked
+/// body declares no length): past it, the proxying stops with a 413.
+pub fn limit_body(piece: Option<&[u8]>, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    ctx.passthrough_body_bytes += piece.map_or(0, <[u8]>::len);
+    let within = snapshot(ctx).map_or(true, |s| {
+        limits::body_within(&s.config.server, None, ctx.passthrough_body_bytes)
+    });
+    if within {
+        return Ok(());
+    }
+    Err(Error::explain(
+        ErrorType::HTTPStatus(413),
+        "request body over max_request_body_bytes",
+    ))
+}
+
 /// A piece of a passthrough request body going by (as it is). A whole body becomes the
 /// trace's input; one cut at the capture limit is not JSON, so it is left out.
 pub fn observe_request_body(piece: Option<&[u8]>, end: bool, ctx: &mut RequestCtx) {
@@ -143,6 +170,12 @@ pub fn failure(e: &Error, ctx: &RequestCtx) -> GatewayError {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             GatewayError::UpstreamTimeout(timeout)
         }
+        ErrorType::HTTPStatus(413) => GatewayError::BodyTooLarge {
+            limit: ctx
+                .snapshot
+                .as_ref()
+                .map_or(0, |s| s.config.server.max_request_body_bytes),
+        },
         _ => GatewayError::NoUpstream(e.etype().as_str().to_string()),
     }
 }

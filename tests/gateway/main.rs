@@ -9,6 +9,7 @@ mod cache;
 mod chat;
 mod credentials;
 mod errors;
+mod limits;
 mod native;
 mod passthrough;
 mod pool;
