@@ -51,6 +51,14 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let uri = &session.req_header().uri;
         let (path, query) = (uri.path(), uri.query().unwrap_or(""));
+        if !matches!(path, "/healthz" | "/readyz") && !self.authorized(session.req_header()) {
+            let mut denied = reply(401, "text/plain", b"admin_token required\n".to_vec());
+            denied.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return denied;
+        }
         match path {
             // The Logs page: one self-contained file, assets and all, in the binary.
             "/" => reply(
@@ -84,6 +92,26 @@ impl ServeHttp for AdminApp {
             "/readyz" => reply(503, "text/plain", b"not ready\n".to_vec()),
             _ => reply(404, "text/plain", b"not found\n".to_vec()),
         }
+    }
+}
+
+impl AdminApp {
+    /// With `server.admin_token` set (the config in force: a reload can set or rotate it),
+    /// whether the request carries it as a bearer token.
+    fn authorized(&self, req: &pingora::http::RequestHeader) -> bool {
+        let snapshot = self.state.load_full();
+        let Some(token) = &snapshot.config.server.admin_token else {
+            return true;
+        };
+        let presented = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .and_then(|v| {
+                v.strip_prefix(b"Bearer ")
+                    .or_else(|| v.strip_prefix(b"bearer "))
+            });
+        presented.is_some_and(|p| token.matches(p.trim_ascii()))
     }
 }
 

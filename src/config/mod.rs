@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// More requests in flight at once are refused (503 with `Retry-After`).
     pub max_concurrent_requests: usize,
+    /// Set: every admin path but `/healthz` and `/readyz` needs it as a bearer token.
+    pub admin_token: Option<Secret>,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub stream_idle_timeout: Duration,

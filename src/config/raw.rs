@@ -43,6 +43,8 @@ pub struct RawServer {
     pub max_header_bytes: Option<u64>,
     /// Requests in flight at once; more get 503.
     pub max_concurrent_requests: Option<u64>,
+    /// A bearer token every admin path but `/healthz` and `/readyz` requires.
+    pub admin_token: Option<String>,
     pub upstream_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     /// Longest silence between two pieces of a streamed answer.

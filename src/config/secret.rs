@@ -16,6 +16,25 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `presented` is this secret, compared in constant time (timing tells nothing
+    /// of how much of it matched).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let mine = self.0.as_bytes();
+        mine.len() == presented.len()
+            && mine
+                .iter()
+                .zip(presented)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    }
+}
+
+/// A secret is only ever written as `***` (in `/config`, in any serialised config).
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
 }
 
 /// Secrets arrive in request parameters too (`customer_credentials`).
@@ -46,5 +65,7 @@ mod tests {
         let s = Secret::new("sk-live-123");
         assert_eq!(format!("{s} {s:?}"), "*** ***");
         assert_eq!(s.expose(), "sk-live-123");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+        assert!(s.matches(b"sk-live-123") && !s.matches(b"sk-live-12") && !s.matches(b"x"));
     }
 }

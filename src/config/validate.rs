@@ -231,6 +231,8 @@ fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
         max_json_depth: usize::try_from(max_json_depth).unwrap_or(usize::MAX),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_concurrent_requests: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
+        // `${ADMIN_TOKEN:-}` unset is no token, not an empty one.
+        admin_token: raw.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
         upstream_timeout: positive_ms(
             "upstream_timeout_ms",
             raw.upstream_timeout_ms,

@@ -10,6 +10,7 @@ mod exporters;
 mod logs_page;
 mod metrics;
 mod records;
+mod secrets;
 
 use serde_json::Value;
 use support::{Mock, Sidecar};
