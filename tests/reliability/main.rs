@@ -11,6 +11,7 @@ mod support;
 mod balance;
 mod circuits;
 mod fallbacks;
+mod faults;
 mod retries;
 mod streams;
 mod timeouts;
