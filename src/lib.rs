@@ -22,6 +22,7 @@ pub mod drain;
 pub mod endpoint;
 pub mod error;
 pub mod head;
+pub mod head_timeout;
 pub mod health;
 pub mod inject;
 pub mod params;

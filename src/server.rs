@@ -5,6 +5,7 @@ use crate::admin::{AdminApp, AdminListener, Readiness, ReadinessProbe};
 use crate::cache::ResponseCache;
 use crate::config::{Config, Loaded};
 use crate::drain::Drain;
+use crate::head_timeout::HeadTimeout;
 use crate::health::Circuits;
 use crate::prompts::managed::{ManagedPrompts, PromptRefresher};
 use crate::proxy::{Gateway, Kept};
@@ -19,10 +20,12 @@ use crate::telemetry::Telemetry;
 use crate::translate::transcript;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
-use pingora::prelude::{background_service, http_proxy_service};
+use pingora::prelude::background_service;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::BackgroundService;
+use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -62,6 +65,8 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     server.bootstrap();
 
     let listen = config.server.listen;
+    // Bound at start, as the listeners are.
+    let config_header_timeout = config.server.client_header_timeout;
     let admin_listen = config.server.admin_listen;
     let drain = Drain::default();
     let (telemetry, exporters) = telemetry(&config, &drain)?;
@@ -86,12 +91,16 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
             circuits: circuits.clone(),
         },
     );
-    let mut api = http_proxy_service(&server.configuration, gateway);
-    if let Some(proxy) = api.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.keepalive_request_limit = Some(KEEPALIVE_REQUESTS);
-        proxy.server_options = Some(options);
-    }
+    let mut proxy = HttpProxy::new(gateway, server.configuration.clone());
+    proxy.handle_init_modules();
+    let mut options = HttpServerOptions::default();
+    options.keepalive_request_limit = Some(KEEPALIVE_REQUESTS);
+    proxy.server_options = Some(options);
+    let timed = HeadTimeout {
+        app: Arc::new(proxy),
+        timeout: config_header_timeout,
+    };
+    let mut api = Service::new("respan-sidecar API".to_string(), timed);
     let buffers = L4BufferSettings::default().write(DOWNSTREAM_WRITE_BUFFER);
     api.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(buffers));
     server.add_service(api);

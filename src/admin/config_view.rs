@@ -53,6 +53,7 @@ fn config(c: &Config) -> Value {
             "max_header_bytes": s.max_header_bytes,
             "max_concurrent_requests": s.max_concurrent_requests,
             "admin_token": s.admin_token.as_ref().map(hidden),
+            "client_header_timeout_ms": s.client_header_timeout.as_millis() as u64,
             "upstream_timeout_ms": s.upstream_timeout.as_millis() as u64,
             "connect_timeout_ms": s.connect_timeout.as_millis() as u64,
             "stream_idle_timeout_ms": s.stream_idle_timeout.as_millis() as u64,

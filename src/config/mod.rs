@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// Set: every admin path but `/healthz` and `/readyz` needs it as a bearer token.
     pub admin_token: Option<Secret>,
+    /// A client whose first request head takes longer is closed (see `head_timeout`).
+    pub client_header_timeout: Duration,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub stream_idle_timeout: Duration,

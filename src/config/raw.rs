@@ -45,6 +45,8 @@ pub struct RawServer {
     pub max_concurrent_requests: Option<u64>,
     /// A bearer token every admin path but `/healthz` and `/readyz` requires.
     pub admin_token: Option<String>,
+    /// How long a client may take to send its request head.
+    pub client_header_timeout_ms: Option<u64>,
     pub upstream_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     /// Longest silence between two pieces of a streamed answer.

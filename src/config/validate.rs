@@ -231,6 +231,12 @@ fn server(raw: RawServer, problems: &mut Vec<Problem>) -> ServerConfig {
         max_json_depth: usize::try_from(max_json_depth).unwrap_or(usize::MAX),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_concurrent_requests: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
+        client_header_timeout: positive_ms(
+            "client_header_timeout_ms",
+            raw.client_header_timeout_ms,
+            10_000,
+            problems,
+        ),
         // `${ADMIN_TOKEN:-}` unset is no token, not an empty one.
         admin_token: raw.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
         upstream_timeout: positive_ms(

@@ -174,3 +174,33 @@ async fn two_hundred_stalled_sockets_do_not_stop_normal_requests() {
     assert_eq!(mock.count(), 20);
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_head_slower_than_client_header_timeout_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = Mock::start().await;
+    let sidecar =
+        Sidecar::start_with_server("client_header_timeout_ms: 300", &openai_config(&mock)).await;
+    let mut slow = tokio::net::TcpStream::connect(sidecar.addr).await.unwrap();
+    let started = Instant::now();
+    // A byte every 50 ms: each read is quick, the head as a whole never ends.
+    let closed = loop {
+        if slow.write_all(b"x").await.is_err() {
+            break started.elapsed();
+        }
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(50), slow.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never closed");
+    };
+    assert!(closed >= Duration::from_millis(250), "{closed:?}");
+    assert!(closed < Duration::from_millis(1500), "{closed:?}");
+    // A client that sends its head at once is served, on a kept-alive connection too.
+    let mut conn = RawConn::connect(sidecar.addr).await;
+    let body = serde_json::to_vec(&chat("gpt-4o", "hi")).unwrap();
+    assert_eq!(conn.post("/v1/chat/completions", &body).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(conn.post("/v1/chat/completions", &body).await.status, 200);
+}
