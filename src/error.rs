@@ -54,9 +54,27 @@ pub enum GatewayError {
     HeadersTooLarge { limit: usize },
     #[error("the sidecar is serving {limit} requests at once, its limit; retry shortly")]
     Overloaded { limit: usize },
+    /// A `limits:` rule is past its limit: nothing was sent.
+    #[error("{}", limit_message(.0))]
+    LimitReached(crate::limits::Refusal),
     /// Every candidate's circuit is open: nothing was sent.
     #[error("every provider and model this request could use is failing (its circuit is open); retry after {} s", retry_seconds(*retry_after))]
     CircuitOpen { retry_after: Duration },
+}
+
+/// A refusal's message: the rule and its limit, and when it resets (never the key).
+fn limit_message(r: &crate::limits::Refusal) -> String {
+    let resets = r.frees_at.map_or_else(
+        || "it does not reset (a lifetime limit)".to_string(),
+        |t| format!("it frees room at {}", crate::telemetry::trace::rfc3339(t)),
+    );
+    format!(
+        "limit `{}` reached ({} {} per {}); {resets}",
+        r.rule,
+        r.kind.as_str(),
+        r.limit,
+        r.window.as_str()
+    )
 }
 
 /// Whole seconds to wait, at least one (`Retry-After` takes integers).
@@ -106,6 +124,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => 504,
             GatewayError::CircuitOpen { .. } | GatewayError::Overloaded { .. } => 503,
             GatewayError::HeadersTooLarge { .. } => 431,
+            GatewayError::LimitReached(_) => 429,
         }
     }
 
@@ -114,6 +133,13 @@ impl GatewayError {
         match self {
             GatewayError::CircuitOpen { retry_after } => Some(retry_seconds(*retry_after)),
             GatewayError::Overloaded { .. } => Some(1),
+            GatewayError::LimitReached(r) => {
+                let wait = r
+                    .frees_at?
+                    .duration_since(std::time::SystemTime::now())
+                    .ok()?;
+                Some(retry_seconds(wait))
+            }
             _ => None,
         }
     }
@@ -139,6 +165,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => Some("upstream_timeout"),
             GatewayError::CircuitOpen { .. } => Some("circuit_open"),
             GatewayError::HeadersTooLarge { .. } => Some("request_header_fields_too_large"),
+            GatewayError::LimitReached(r) if r.kind == crate::limits::Kind::Cost => {
+                Some("budget_exceeded")
+            }
+            GatewayError::LimitReached(_) => Some("rate_limit_exceeded"),
             GatewayError::Overloaded { .. } => Some("overloaded"),
             GatewayError::ClientRead(_)
             | GatewayError::Unsupported(_)

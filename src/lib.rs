@@ -25,6 +25,7 @@ pub mod head;
 pub mod head_timeout;
 pub mod health;
 pub mod inject;
+pub mod limits;
 pub mod params;
 pub mod prompts;
 pub mod providers;

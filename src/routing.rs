@@ -160,7 +160,7 @@ impl Router {
 
 /// Matches `text` against a pattern in which `*` stands for any run of characters.
 /// Greedy with backtracking to the last `*`, so it is linear for the patterns routes use.
-fn glob_match(pattern: &str, text: &str) -> bool {
+pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;

@@ -7,6 +7,7 @@ use crate::config::{Config, Loaded};
 use crate::drain::Drain;
 use crate::head_timeout::HeadTimeout;
 use crate::health::Circuits;
+use crate::limits::Limits;
 use crate::prompts::managed::{ManagedPrompts, PromptRefresher};
 use crate::proxy::{Gateway, Kept};
 use crate::reload::watch::ConfigWatcher;
@@ -79,6 +80,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let cache = ResponseCache::new(&loaded.config.cache)?;
     let coherence = cache.coherence_service()?;
     let circuits = Arc::new(Circuits::default());
+    let limits = Arc::new(Limits::default());
     let gateway = Gateway::new(
         state.clone(),
         UPSTREAM_POOL_SIZE,
@@ -89,6 +91,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
             prompts: prompts.clone(),
             stored: StoredResponses::new(&loaded.config.cache)?,
             circuits: circuits.clone(),
+            limits: limits.clone(),
         },
     );
     let mut proxy = HttpProxy::new(gateway, server.configuration.clone());
@@ -105,7 +108,13 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     api.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(buffers));
     server.add_service(api);
 
-    let admin = AdminApp::new(readiness.clone(), state.clone(), telemetry, circuits);
+    let admin = AdminApp::new(
+        readiness.clone(),
+        state.clone(),
+        telemetry,
+        circuits,
+        limits,
+    );
     add_background(
         &mut server,
         "admin",

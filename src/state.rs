@@ -42,6 +42,9 @@ impl Snapshot {
             return Err(ConfigError { problems });
         }
         let router = Router::new(&config).map_err(|e| Problem::new("routes", e))?;
+        for rule in &config.limits.rules {
+            crate::telemetry::metrics::metrics().limit_rule_known(&rule.name);
+        }
         Ok(Snapshot {
             config,
             router,

@@ -11,6 +11,7 @@ pub use listener::AdminListener;
 pub use readiness::{Readiness, ReadinessProbe};
 
 use crate::health::Circuits;
+use crate::limits::Limits;
 use crate::state::SharedState;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::Telemetry;
@@ -28,6 +29,7 @@ pub struct AdminApp {
     state: SharedState,
     telemetry: Arc<Telemetry>,
     circuits: Arc<Circuits>,
+    limits: Arc<Limits>,
 }
 
 impl AdminApp {
@@ -36,12 +38,14 @@ impl AdminApp {
         state: SharedState,
         telemetry: Arc<Telemetry>,
         circuits: Arc<Circuits>,
+        limits: Arc<Limits>,
     ) -> AdminApp {
         AdminApp {
             readiness,
             state,
             telemetry,
             circuits,
+            limits,
         }
     }
 }
@@ -86,6 +90,17 @@ impl ServeHttp for AdminApp {
                 serde_json::to_vec(&serde_json::json!({"circuits": self.circuits.snapshot()}))
                     .unwrap_or_default(),
             ),
+            // Every limit rule's counts per scope value, in its window.
+            "/api/limits" => {
+                let rules = &self.state.load_full().config.limits.rules;
+                let view = self.limits.snapshot(rules, std::time::SystemTime::now());
+                let body = serde_json::json!({"limits": view});
+                reply(
+                    200,
+                    "application/json",
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
+            }
             "/metrics" => reply(200, "text/plain; version=0.0.4", metrics().encode()),
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.readiness.is_ready() => reply(200, "text/plain", b"ready\n".to_vec()),

@@ -6,6 +6,7 @@
 //! than stopping at the first. Nothing here touches the network.
 
 mod env;
+pub mod limits;
 mod raw;
 mod secret;
 mod validate;
@@ -14,6 +15,7 @@ pub use secret::Secret;
 
 use crate::telemetry::export::{Destination, OtlpEncoding};
 use crate::telemetry::Settings;
+pub use limits::LimitsConfig;
 
 use http::{HeaderName, HeaderValue};
 use sha2::Digest;
@@ -41,6 +43,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub telemetry: TelemetryConfig,
     pub responses: ResponsesConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +75,8 @@ pub struct AuthConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthKey {
+    /// Its `name`, or its index in `auth.keys` when unnamed (how per-key limits count it).
+    pub name: String,
     pub key: Secret,
     pub customer_identifier: Option<String>,
 }

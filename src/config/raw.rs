@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub responses: RawResponses,
+    #[serde(default)]
+    pub limits: super::limits::RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +66,8 @@ pub struct RawAuth {
 
 #[derive(Debug, Deserialize)]
 pub struct RawAuthKey {
+    /// How limits, traces and `/api/limits` name the key.
+    pub name: Option<String>,
     pub key: String,
     pub customer_identifier: Option<String>,
 }

@@ -60,6 +60,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
     let retry = retry(raw.retry, &mut problems);
     let telemetry = telemetry(raw.telemetry, &mut problems);
     let responses = responses(raw.responses, &mut problems);
+    let limits = super::limits::limits(raw.limits, &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
@@ -75,6 +76,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
         retry,
         telemetry,
         responses,
+        limits,
     })
 }
 
@@ -278,6 +280,7 @@ fn auth(raw: RawAuth, problems: &mut Vec<Problem>) -> AuthConfig {
                 problems.push(Problem::new(format!("auth.keys[{i}].key"), "is empty"));
             }
             AuthKey {
+                name: k.name.unwrap_or_else(|| i.to_string()),
                 key: Secret::new(k.key),
                 customer_identifier: k.customer_identifier,
             }

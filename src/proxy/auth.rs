@@ -56,6 +56,7 @@ mod tests {
     fn config() -> AuthConfig {
         AuthConfig {
             keys: vec![AuthKey {
+                name: "0".into(),
                 key: Secret::new("tok-1"),
                 customer_identifier: Some("team-a".into()),
             }],

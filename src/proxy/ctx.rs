@@ -32,6 +32,10 @@ pub struct RequestCtx {
     pub cache_slot: Option<Box<Slot>>,
     /// A Responses API answer to keep for `previous_response_id` (`responses.store`).
     pub keeping: Option<Box<Keeping>>,
+    /// The name of the `auth.keys` entry the request came with.
+    pub auth_key: Option<String>,
+    /// What `limits:` reserved for the request, settled when it ends.
+    pub limit_ticket: Option<Box<crate::limits::Ticket>>,
     _inflight: InflightGuard,
 }
 
@@ -47,6 +51,8 @@ impl RequestCtx {
             passthrough_body_bytes: 0,
             cache_slot: None,
             keeping: None,
+            auth_key: None,
+            limit_ticket: None,
             _inflight: InflightGuard::new(),
         }
     }

@@ -5,6 +5,7 @@
 //! proxy loop (`upstream_peer`, `upstream_request_filter`, `response_filter`). `logging`
 //! records every request, however it was served.
 
+mod admission;
 mod auth;
 mod cached;
 mod caller;
@@ -26,6 +27,7 @@ use crate::drain::Drain;
 use crate::endpoint::{Endpoint, StoredResponseCall};
 use crate::error::GatewayError;
 use crate::health::Circuits;
+use crate::limits::Limits;
 use crate::prompts::managed::ManagedPrompts;
 use crate::state::{SharedState, Snapshot};
 use crate::stored_responses::StoredResponses;
@@ -57,6 +59,8 @@ pub struct Gateway {
     stored: Arc<StoredResponses>,
     /// Each provider and model's circuit (shared with the admin port's `/api/health`).
     circuits: Arc<Circuits>,
+    /// The counts of the `limits:` rules (shared with the admin port's `/api/limits`).
+    limits: Arc<Limits>,
 }
 
 /// What the gateway keeps across requests and reloads, made at start.
@@ -65,6 +69,7 @@ pub struct Kept {
     pub prompts: Arc<ManagedPrompts>,
     pub stored: StoredResponses,
     pub circuits: Arc<Circuits>,
+    pub limits: Arc<Limits>,
 }
 
 impl Gateway {
@@ -86,6 +91,7 @@ impl Gateway {
             prompts: kept.prompts,
             stored: Arc::new(kept.stored),
             circuits: kept.circuits,
+            limits: kept.limits,
         }
     }
 }
@@ -167,6 +173,7 @@ impl ProxyHttp for Gateway {
             Ok(key) => {
                 let default_customer = key.and_then(|k| k.customer_identifier.clone());
                 ctx.record.subject.customer_identifier = default_customer;
+                ctx.auth_key = key.map(|k| k.name.clone());
             }
             Err(e) => {
                 respond::error(session, ctx, &e).await;
@@ -289,6 +296,9 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         let mut record = std::mem::take(&mut ctx.record);
         record.status = status;
+        if let Some(mut ticket) = ctx.limit_ticket.take() {
+            admission::settle(&self.limits, &mut ticket, &record);
+        }
         if ctx.endpoint == Endpoint::Passthrough {
             passthrough_attempt(&mut record, status, e);
         }

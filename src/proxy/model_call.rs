@@ -7,6 +7,7 @@
 //! for any body size, which the proxy loop (64 KiB replay limit, no retry once an answer was
 //! read) cannot.
 
+use super::admission;
 use super::cached::answer_from_cache;
 use super::ctx::RequestCtx;
 use super::relay::relay;
@@ -54,6 +55,7 @@ async fn run(
         .await?
         .map(Box::new);
     note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
+    admission::admit(&gw.limits, snapshot, ctx, &request, bytes.len())?;
     let plan = Plan::new(
         request.model.as_deref(),
         &request.params,

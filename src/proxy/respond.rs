@@ -48,11 +48,61 @@ pub fn respan_headers(ctx: &RequestCtx) -> impl Iterator<Item = (HeaderName, Hea
     .flatten()
 }
 
-/// Adds the `x-respan-*` headers to a head (replacing any an upstream sent).
+/// Adds the `x-respan-*` headers to a head (replacing any an upstream sent), and OpenAI's
+/// `x-ratelimit-*` ones when a `requests` or `tokens` limit covers the request.
 pub fn add_respan_headers(head: &mut Parts, ctx: &RequestCtx) {
     for (name, value) in respan_headers(ctx) {
         head.headers.insert(name, value);
     }
+    if let Some(ticket) = &ctx.limit_ticket {
+        let h = &ticket.headers;
+        for (kind, tight) in [("requests", h.requests), ("tokens", h.tokens)] {
+            if let Some(t) = tight {
+                rate_limit_headers(&mut head.headers, kind, t.limit, t.remaining, t.reset);
+            }
+        }
+    }
+}
+
+/// `x-ratelimit-limit-{kind}`, `x-ratelimit-remaining-{kind}` and `x-ratelimit-reset-{kind}`
+/// (a duration, as OpenAI writes it: `12s`), so the SDKs' own backoff works.
+fn rate_limit_headers(
+    headers: &mut http::HeaderMap,
+    kind: &str,
+    limit: u64,
+    remaining: u64,
+    reset: std::time::Duration,
+) {
+    let values = [
+        ("limit", limit.to_string()),
+        ("remaining", remaining.to_string()),
+        ("reset", format!("{}s", reset.as_secs_f64().ceil() as u64)),
+    ];
+    for (what, value) in values {
+        let name = HeaderName::try_from(format!("x-ratelimit-{what}-{kind}"));
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The headers an error answer carries beside its body: when to come back, and for a
+/// request refused by a requests or tokens limit, that none of it is left.
+fn error_headers(e: &GatewayError) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let Some(secs) = e.retry_after() {
+        headers.insert(http::header::RETRY_AFTER, number(secs as usize));
+    }
+    if let GatewayError::LimitReached(r) = e {
+        if r.kind != crate::limits::Kind::Cost {
+            let reset = r
+                .frees_at
+                .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                .unwrap_or_default();
+            rate_limit_headers(&mut headers, r.kind.as_str(), r.limit as u64, 0, reset);
+        }
+    }
+    headers
 }
 
 /// The content type of SSE streams.
@@ -72,17 +122,25 @@ pub async fn whole(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) {
-    whole_with(session, ctx, status, content_type, body, None).await;
+    whole_with(
+        session,
+        ctx,
+        status,
+        content_type,
+        body,
+        http::HeaderMap::new(),
+    )
+    .await;
 }
 
-/// [`whole`], with one more header (an error's `Retry-After`).
+/// [`whole`], with more headers (an error's `Retry-After` and rate limits).
 async fn whole_with(
     session: &mut Session,
     ctx: &RequestCtx,
     status: u16,
     content_type: &'static str,
     body: impl Into<Bytes>,
-    extra: Option<(HeaderName, HeaderValue)>,
+    extra: http::HeaderMap,
 ) {
     let Ok(status) = StatusCode::from_u16(status) else {
         return;
@@ -91,9 +149,7 @@ async fn whole_with(
     let mut head = head(status);
     let headers = &mut head.headers;
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some((name, value)) = extra {
-        headers.insert(name, value);
-    }
+    headers.extend(extra);
     frame(&mut head, Some(body.len()));
     add_respan_headers(&mut head, ctx);
     // An answer before the request body was read to its end (401, 413, ...) closes the
@@ -136,19 +192,9 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &GatewayError
         crate::telemetry::metrics::metrics().rejected(reason);
     }
     ctx.record.error = Some(e.to_string());
-    let retry_after = e
-        .retry_after()
-        .map(|secs| (http::header::RETRY_AFTER, number(secs as usize)));
     let body = e.body(ctx.endpoint.ingress());
-    whole_with(
-        session,
-        ctx,
-        e.status(),
-        "application/json",
-        body,
-        retry_after,
-    )
-    .await;
+    let extra = error_headers(e);
+    whole_with(session, ctx, e.status(), "application/json", body, extra).await;
 }
 
 /// `GET /v1/models`: what this config can route by name (routes with exact names, load

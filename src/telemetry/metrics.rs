@@ -47,6 +47,8 @@ pub struct Metrics {
     rejected_requests: IntCounterVec,
     /// `provider`, `model`: 0 closed, 1 half-open, 2 open (see `health`).
     circuit_states: IntGaugeVec,
+    /// `rule`, `result` (`allowed`, `blocked`, `alert`).
+    limit_decisions: IntCounterVec,
 }
 
 /// Why a request is refused for what it is (`respan_rejected_requests_total`'s `reason`).
@@ -170,6 +172,11 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("metric: {e}"));
         register(&registry, Box::new(inflight.clone()));
+        let limit_decisions = counter(
+            "respan_limit_decisions_total",
+            "Limit rule decisions on requests, by rule and result (allowed, blocked, alert).",
+            &["rule", "result"],
+        );
         let circuit_states = IntGaugeVec::new(
             Opts::new(
                 "respan_circuit_state",
@@ -196,6 +203,23 @@ impl Metrics {
             trace_exports,
             rejected_requests,
             circuit_states,
+            limit_decisions,
+        }
+    }
+
+    /// Counts a limit rule's decision on a request.
+    pub fn limit_decision(&self, rule: &str, result: &str) {
+        self.limit_decisions
+            .with_label_values(&[rule, result])
+            .inc();
+    }
+
+    /// Starts a limit rule's decision series at 0 (at start and when a reload adds it).
+    pub fn limit_rule_known(&self, rule: &str) {
+        for result in ["allowed", "blocked", "alert"] {
+            self.limit_decisions
+                .with_label_values(&[rule, result])
+                .inc_by(0);
         }
     }
 

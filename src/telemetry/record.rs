@@ -191,6 +191,10 @@ pub struct RequestRecord {
     /// What became of a web search the app offered: the provider's own search, or left out
     /// (`translate::web_search::WebSearchUse`).
     pub web_search: Option<&'static str>,
+    /// The `limits:` rules the request was checked against, and those whose alert threshold
+    /// it crossed.
+    pub limit_rules: Vec<String>,
+    pub limit_alerts: Vec<String>,
     /// `cache_options.omit_log` on a hit: metrics only, no trace.
     pub omit_trace: bool,
     /// The request body as the app sent it (its messages are read from it for the trace).
@@ -226,6 +230,8 @@ impl RequestRecord {
             prompt_id: None,
             prompt_version: None,
             web_search: None,
+            limit_rules: Vec::new(),
+            limit_alerts: Vec::new(),
             omit_trace: false,
             input: None,
             output: Capture::off(),

@@ -144,6 +144,8 @@ impl Trace {
             prompt_id: r.prompt_id.as_deref(),
             prompt_version: r.prompt_version,
             web_search: r.web_search,
+            limit_rules: &r.limit_rules,
+            limit_alerts: &r.limit_alerts,
             metadata: Metadata(&r.subject.metadata),
             input: content.input.as_deref(),
             output: content.output.message.as_deref(),
@@ -195,6 +197,10 @@ struct RecordJson<'a> {
     /// `gemini_google_search` or `left_out`.
     #[serde(skip_serializing_if = "Option::is_none")]
     web_search: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    limit_rules: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    limit_alerts: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]

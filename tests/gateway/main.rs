@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod budgets;
 mod cache;
 mod chat;
 mod credentials;

@@ -1,0 +1,511 @@
+//! Limits and budgets: the `limits:` rules, checked once per request before its first
+//! attempt, and settled when its answer ends.
+//!
+//! Admission counts the request and reserves what it may use (its input tokens estimated
+//! from the body, its output limit, priced by the catalog); settlement replaces the
+//! reservation with the real usage and cost from the request's record. So concurrent requests
+//! cannot overshoot a limit together, and a failed or cached answer costs what it really
+//! cost. Counts are kept per rule name, window and scope value, in this process (`memory`):
+//! a reload keeps the counts of every rule whose name and window are unchanged.
+
+pub mod window;
+
+use crate::config::limits::{Match, Rule, Scope, Window};
+use crate::routing::glob_match;
+use crate::telemetry::metrics::metrics;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// What a request is, as the rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The name of the `auth.keys` entry it came with.
+    pub key: Option<&'a str>,
+    pub customer: Option<&'a str>,
+    pub model: &'a str,
+    pub metadata: &'a [(String, String)],
+}
+
+/// What a request may use, reserved at admission.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ask {
+    pub tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// Amounts counted against a rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Amounts {
+    pub requests: u64,
+    pub tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl Amounts {
+    fn add(&mut self, other: Amounts) {
+        self.requests += other.requests;
+        self.tokens += other.tokens;
+        self.cost_usd += other.cost_usd;
+    }
+
+    fn sub(&mut self, other: Amounts) {
+        self.requests = self.requests.saturating_sub(other.requests);
+        self.tokens = self.tokens.saturating_sub(other.tokens);
+        self.cost_usd = (self.cost_usd - other.cost_usd).max(0.0);
+    }
+}
+
+/// Which limit a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Requests,
+    Tokens,
+    Cost,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Requests => "requests",
+            Kind::Tokens => "tokens",
+            Kind::Cost => "cost_usd",
+        }
+    }
+}
+
+/// A request past a `block` rule's limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub rule: String,
+    pub kind: Kind,
+    pub limit: f64,
+    pub window: Window,
+    /// When the window frees room (none for `lifetime`).
+    pub frees_at: Option<SystemTime>,
+}
+
+/// OpenAI's `x-ratelimit-*` figures for the tightest requests and tokens rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateHeaders {
+    pub requests: Option<Tight>,
+    pub tokens: Option<Tight>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tight {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Until the window frees room.
+    pub reset: Duration,
+}
+
+/// An admitted request's reservations, settled when its answer ends.
+#[derive(Debug, Default)]
+pub struct Ticket {
+    held: Vec<(CounterKey, i64, Ask)>,
+    pub headers: RateHeaders,
+    /// Rules whose alert threshold this request crossed.
+    pub alerts: Vec<String>,
+    /// The rules the request was checked against.
+    pub checked: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CounterKey {
+    rule: String,
+    window: Window,
+    scope: String,
+}
+
+/// One rule's count for one scope value.
+#[derive(Debug, Default)]
+struct Counter {
+    /// Used amounts per bucket (sliding) or period (calendar): the newest last.
+    buckets: Vec<(i64, Amounts)>,
+    reserved: Amounts,
+}
+
+impl Counter {
+    /// Drops what has left the window at bucket `now`.
+    fn expire(&mut self, window: Window, now: i64) {
+        let oldest = window::oldest_counted(window, now);
+        self.buckets.retain(|(b, _)| *b >= oldest);
+    }
+
+    fn used(&self) -> Amounts {
+        let mut total = Amounts::default();
+        for (_, a) in &self.buckets {
+            total.add(*a);
+        }
+        total
+    }
+
+    fn add_used(&mut self, bucket: i64, amounts: Amounts) {
+        match self.buckets.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, a)) => a.add(amounts),
+            None => {
+                self.buckets.push((bucket, amounts));
+                self.buckets.sort_by_key(|(b, _)| *b);
+            }
+        }
+    }
+}
+
+/// The counts of every rule, in this process.
+#[derive(Default)]
+pub struct Limits {
+    counters: Mutex<HashMap<CounterKey, Counter>>,
+    /// (rule, scope value, period) that already raised an alert.
+    alerted: Mutex<HashSet<(String, String, i64)>>,
+}
+
+impl Limits {
+    /// Checks a request against every rule it matches; counts and reserves it if no `block`
+    /// rule is past a limit.
+    pub fn admit(
+        &self,
+        rules: &[Rule],
+        facts: Facts<'_>,
+        ask: Ask,
+        now: SystemTime,
+    ) -> Result<Ticket, Refusal> {
+        let matched: Vec<(&Rule, String)> = rules
+            .iter()
+            .filter(|r| matches(&r.filter, facts))
+            .filter_map(|r| Some((r, scope_value(&r.per, facts)?)))
+            .collect();
+        let mut ticket = Ticket::default();
+        if matched.is_empty() {
+            return Ok(ticket);
+        }
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        // Check every rule first: a refused request reserves nothing anywhere.
+        for (rule, scope) in &matched {
+            let key = counter_key(rule, scope);
+            let bucket = window::bucket(rule.window, now);
+            let counter = counters.entry(key).or_default();
+            counter.expire(rule.window, bucket);
+            let used = counter.used();
+            let after = |u: f64, r: f64, more: f64| u + r + more;
+            let checks = [
+                (
+                    Kind::Requests,
+                    rule.requests.map(|l| l as f64),
+                    after(used.requests as f64, counter.reserved.requests as f64, 1.0),
+                ),
+                (
+                    Kind::Tokens,
+                    rule.tokens.map(|l| l as f64),
+                    after(
+                        used.tokens as f64,
+                        counter.reserved.tokens as f64,
+                        ask.tokens as f64,
+                    ),
+                ),
+                (
+                    Kind::Cost,
+                    rule.cost_usd,
+                    after(used.cost_usd, counter.reserved.cost_usd, ask.cost_usd),
+                ),
+            ];
+            for (kind, limit, would_be) in checks {
+                let Some(limit) = limit else { continue };
+                if rule.block && would_be > limit {
+                    count(&rule.name, "blocked");
+                    let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+                    return Err(Refusal {
+                        rule: rule.name.clone(),
+                        kind,
+                        limit,
+                        window: rule.window,
+                        frees_at: window::frees_at(rule.window, oldest, now),
+                    });
+                }
+                if would_be >= limit * rule.alert_at && self.first_alert(rule, scope, bucket) {
+                    tracing::warn!(rule = %rule.name, scope = %scope, kind = kind.as_str(), limit, used = would_be, "limit alert: the rule's alert threshold is crossed");
+                    count(&rule.name, "alert");
+                    ticket.alerts.push(rule.name.clone());
+                }
+            }
+        }
+        for (rule, scope) in &matched {
+            let key = counter_key(rule, scope);
+            let bucket = window::bucket(rule.window, now);
+            let counter = counters.entry(key.clone()).or_default();
+            counter.add_used(
+                bucket,
+                Amounts {
+                    requests: 1,
+                    ..Amounts::default()
+                },
+            );
+            counter.reserved.add(Amounts {
+                requests: 0,
+                tokens: ask.tokens,
+                cost_usd: ask.cost_usd,
+            });
+            count(&rule.name, "allowed");
+            ticket.checked.push(rule.name.clone());
+            let used = counter.used();
+            let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+            let reset = window::frees_at(rule.window, oldest, now)
+                .and_then(|t| t.duration_since(now).ok())
+                .unwrap_or_default();
+            let tight = |limit: u64, taken: u64| Tight {
+                limit,
+                remaining: limit.saturating_sub(taken),
+                reset,
+            };
+            // Only a rule that can refuse tells the app how much is left.
+            if !rule.block {
+                ticket.held.push((key, bucket, ask));
+                continue;
+            }
+            if let Some(limit) = rule.requests {
+                let t = tight(limit, used.requests);
+                keep_tightest(&mut ticket.headers.requests, t);
+            }
+            if let Some(limit) = rule.tokens {
+                let t = tight(limit, used.tokens + counter.reserved.tokens);
+                keep_tightest(&mut ticket.headers.tokens, t);
+            }
+            ticket.held.push((key, bucket, ask));
+        }
+        Ok(ticket)
+    }
+
+    /// Replaces a request's reservations with what it really used.
+    pub fn settle(&self, ticket: &mut Ticket, tokens: u64, cost_usd: f64) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, bucket, ask) in ticket.held.drain(..) {
+            let Some(counter) = counters.get_mut(&key) else {
+                continue;
+            };
+            counter.reserved.sub(Amounts {
+                requests: 0,
+                tokens: ask.tokens,
+                cost_usd: ask.cost_usd,
+            });
+            counter.add_used(
+                bucket,
+                Amounts {
+                    requests: 0,
+                    tokens,
+                    cost_usd,
+                },
+            );
+        }
+    }
+
+    fn first_alert(&self, rule: &Rule, scope: &str, bucket: i64) -> bool {
+        let period = if window::slides(rule.window) {
+            bucket / window::SLIDING_BUCKETS
+        } else {
+            bucket
+        };
+        let mut alerted = self.alerted.lock().unwrap_or_else(|e| e.into_inner());
+        alerted.insert((rule.name.clone(), scope.to_string(), period))
+    }
+
+    /// Every counter, as `/api/limits` shows it.
+    pub fn snapshot(&self, rules: &[Rule], now: SystemTime) -> Vec<LimitView> {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for rule in rules {
+            for (key, counter) in counters.iter_mut() {
+                if key.rule != rule.name || key.window != rule.window {
+                    continue;
+                }
+                let bucket = window::bucket(rule.window, now);
+                counter.expire(rule.window, bucket);
+                let used = counter.used();
+                let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+                out.push(LimitView {
+                    rule: rule.name.clone(),
+                    window: rule.window.as_str(),
+                    scope: key.scope.clone(),
+                    used,
+                    reserved: counter.reserved,
+                    limits: Amounts {
+                        requests: rule.requests.unwrap_or(0),
+                        tokens: rule.tokens.unwrap_or(0),
+                        cost_usd: rule.cost_usd.unwrap_or(0.0),
+                    },
+                    resets_at: window::frees_at(rule.window, oldest, now)
+                        .map(crate::telemetry::trace::rfc3339),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.rule, &a.scope).cmp(&(&b.rule, &b.scope)));
+        out
+    }
+}
+
+/// One rule and scope value in `/api/limits` (a limit of 0 is none).
+#[derive(Debug, Serialize)]
+pub struct LimitView {
+    pub rule: String,
+    pub window: &'static str,
+    pub scope: String,
+    pub used: Amounts,
+    pub reserved: Amounts,
+    pub limits: Amounts,
+    pub resets_at: Option<String>,
+}
+
+fn keep_tightest(slot: &mut Option<Tight>, t: Tight) {
+    if slot.is_none_or(|s| t.remaining < s.remaining) {
+        *slot = Some(t);
+    }
+}
+
+fn counter_key(rule: &Rule, scope: &str) -> CounterKey {
+    CounterKey {
+        rule: rule.name.clone(),
+        window: rule.window,
+        scope: scope.to_string(),
+    }
+}
+
+fn matches(filter: &Match, facts: Facts<'_>) -> bool {
+    filter.key.as_deref().is_none_or(|k| facts.key == Some(k))
+        && filter
+            .customer
+            .as_deref()
+            .is_none_or(|c| facts.customer == Some(c))
+        && filter
+            .model
+            .as_deref()
+            .is_none_or(|m| glob_match(m, facts.model))
+}
+
+/// The value a rule counts this request under; none when the request has no such value
+/// (no key, no customer, no such metadata), and the rule does not apply.
+fn scope_value(scope: &Scope, facts: Facts<'_>) -> Option<String> {
+    match scope {
+        Scope::Key => facts.key.map(str::to_string),
+        Scope::Customer => facts.customer.map(str::to_string),
+        Scope::Model => Some(facts.model.to_string()),
+        Scope::Global => Some(String::new()),
+        Scope::Metadata(k) => facts
+            .metadata
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone()),
+    }
+}
+
+fn count(rule: &str, result: &str) {
+    metrics().limit_decision(rule, result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::limits::{limits, RawLimits};
+
+    fn rules(yaml: &str) -> Vec<Rule> {
+        let raw: RawLimits = serde_yaml::from_str(yaml).unwrap();
+        let mut problems = Vec::new();
+        let config = limits(raw, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        config.rules
+    }
+
+    fn facts<'a>(customer: &'a str) -> Facts<'a> {
+        Facts {
+            key: Some("team-a"),
+            customer: Some(customer),
+            model: "gpt-4o",
+            metadata: &[],
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_765_000_000 + secs)
+    }
+
+    #[test]
+    fn requests_are_counted_per_scope_and_refused_past_the_limit() {
+        let r = rules("rules:\n  - {name: r, per: customer, window: minute, requests: 2}\n");
+        let l = Limits::default();
+        let ask = Ask::default();
+        assert!(l.admit(&r, facts("a"), ask, at(0)).is_ok());
+        assert!(l.admit(&r, facts("a"), ask, at(1)).is_ok());
+        let refused = l.admit(&r, facts("a"), ask, at(2)).unwrap_err();
+        assert_eq!((refused.rule.as_str(), refused.kind), ("r", Kind::Requests));
+        // Another customer has its own count; the window slides.
+        assert!(l.admit(&r, facts("b"), ask, at(2)).is_ok());
+        assert!(l.admit(&r, facts("a"), ask, at(60)).is_ok());
+    }
+
+    #[test]
+    fn reservations_hold_concurrent_requests_and_settle_to_what_was_used() {
+        let r = rules("rules:\n  - {name: b, per: global, window: day, cost_usd: 1.0}\n");
+        let l = Limits::default();
+        let ask = Ask {
+            tokens: 100,
+            cost_usd: 0.4,
+        };
+        let mut one = l.admit(&r, facts("a"), ask, at(0)).unwrap();
+        let mut two = l.admit(&r, facts("a"), ask, at(0)).unwrap();
+        // Two in flight reserve 0.8: a third would overshoot together.
+        assert_eq!(
+            l.admit(&r, facts("a"), ask, at(0)).unwrap_err().kind,
+            Kind::Cost
+        );
+        // They cost less than reserved: room again.
+        l.settle(&mut one, 10, 0.1);
+        l.settle(&mut two, 10, 0.1);
+        let mut three = l.admit(&r, facts("a"), ask, at(0)).unwrap();
+        l.settle(&mut three, 10, 0.1);
+        let view = &l.snapshot(&r, at(0))[0];
+        assert!((view.used.cost_usd - 0.3).abs() < 1e-9);
+        assert_eq!(view.reserved, Amounts::default());
+        assert_eq!(view.used.requests, 3);
+    }
+
+    #[test]
+    fn filters_alerts_and_headers() {
+        let r = rules(
+            "rules:\n  - {name: gpt, per: key, match: {model: \"gpt-*\"}, window: hour, requests: 10, tokens: 1000, alert_at: 0.2}\n  - {name: claude, per: key, match: {model: \"claude-*\"}, window: hour, requests: 1}\n  - {name: watch, per: global, window: day, requests: 1, action: alert}\n",
+        );
+        let l = Limits::default();
+        let ticket = l
+            .admit(
+                &r,
+                facts("a"),
+                Ask {
+                    tokens: 100,
+                    cost_usd: 0.0,
+                },
+                at(0),
+            )
+            .unwrap();
+        assert_eq!(ticket.checked, ["gpt", "watch"]);
+        let requests = ticket.headers.requests.unwrap();
+        // The tightest requests rule that can refuse (`watch` only alerts).
+        assert_eq!((requests.limit, requests.remaining), (10, 9));
+        let tokens = ticket.headers.tokens.unwrap();
+        assert_eq!((tokens.limit, tokens.remaining), (1000, 900));
+        // `watch` is over but only alerts; the second request crosses gpt's 20%.
+        let ticket = l
+            .admit(
+                &r,
+                facts("a"),
+                Ask {
+                    tokens: 100,
+                    cost_usd: 0.0,
+                },
+                at(1),
+            )
+            .unwrap();
+        assert!(
+            ticket.alerts.contains(&"gpt".to_string()),
+            "{:?}",
+            ticket.alerts
+        );
+    }
+}

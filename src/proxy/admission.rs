@@ -1,0 +1,89 @@
+//! A model call against the `limits:` rules: admitted (counted, its use reserved) once,
+//! before its first attempt, and settled when it ends with what it really used.
+
+use super::ctx::RequestCtx;
+use crate::catalog;
+use crate::dispatch::request::ModelRequest;
+use crate::error::GatewayError;
+use crate::limits::{Ask, Facts, Limits, Ticket};
+use crate::state::Snapshot;
+use crate::telemetry::cost::{cost, request_cost};
+use crate::telemetry::record::{RequestRecord, TokenUsage};
+use std::time::SystemTime;
+
+/// Output tokens assumed for a request that sets no limit and names no model the catalog
+/// knows (Anthropic's documented default).
+const DEFAULT_OUTPUT_ESTIMATE: u64 = 4096;
+
+/// Checks the request against every rule it matches; a refusal is its answer (429).
+pub fn admit(
+    limits: &Limits,
+    snapshot: &Snapshot,
+    ctx: &mut RequestCtx,
+    request: &ModelRequest<'_>,
+    body_len: usize,
+) -> Result<(), GatewayError> {
+    let rules = &snapshot.config.limits.rules;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let model = request.model.as_deref().unwrap_or_default();
+    let facts = Facts {
+        key: ctx.auth_key.as_deref(),
+        customer: ctx.record.subject.customer_identifier.as_deref(),
+        model,
+        metadata: &ctx.record.subject.metadata,
+    };
+    let ticket = limits
+        .admit(
+            rules,
+            facts,
+            estimate(request, model, body_len),
+            SystemTime::now(),
+        )
+        .map_err(GatewayError::LimitReached)?;
+    ctx.record.limit_alerts.clone_from(&ticket.alerts);
+    ctx.record.limit_rules.clone_from(&ticket.checked);
+    ctx.limit_ticket = Some(Box::new(ticket));
+    Ok(())
+}
+
+/// What a request may use: its input (about 4 bytes a token of its body), plus its output
+/// limit (or the model's, from the catalog), priced by the catalog.
+fn estimate(request: &ModelRequest<'_>, model: &str, body_len: usize) -> Ask {
+    let input = (body_len / 4) as u64;
+    let asked = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|name| request.body.get_as::<u64>(name).ok().flatten());
+    let output = asked
+        .or_else(|| catalog::max_output_tokens(model))
+        .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
+    let usage = TokenUsage {
+        prompt_tokens: input,
+        completion_tokens: output,
+        total_tokens: input + output,
+        ..TokenUsage::default()
+    };
+    let cost_usd = catalog::price(model).map_or(0.0, |p| cost(&usage, &p));
+    Ask {
+        tokens: usage.total_tokens,
+        cost_usd,
+    }
+}
+
+/// Replaces the request's reservations with its real usage and cost (nothing for a cache
+/// hit, which cost nothing).
+pub fn settle(limits: &Limits, ticket: &mut Ticket, record: &RequestRecord) {
+    let (tokens, cost_usd) = if record.cache_hit() {
+        (0, 0.0)
+    } else {
+        let tokens = record.usage.as_ref().map_or(0, |u| u.total_tokens);
+        let cost_usd = request_cost(
+            record.usage.as_ref(),
+            &record.served.upstream_model,
+            record.price_override,
+        );
+        (tokens, cost_usd.unwrap_or(0.0))
+    };
+    limits.settle(ticket, tokens, cost_usd);
+}

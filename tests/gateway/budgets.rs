@@ -1,0 +1,151 @@
+//! `limits:` rules: requests counted per key, refused past the limit with a 429 in the
+//! caller's format and OpenAI's rate limit headers; budgets; alerts; `/api/limits`.
+
+use crate::support::{chat, client, Mock, Sidecar};
+use serde_json::{json, Value};
+
+fn config(mock: &Mock, rules: &str) -> String {
+    format!(
+        "auth:\n  keys:\n    - {{name: team-a, key: tok-a}}\n    - {{name: team-b, key: tok-b}}\n\
+         providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-x\n\
+         routes:\n  - match: \"*\"\n    provider: oa\nlimits:\n  rules:\n{rules}",
+        mock.url("/v1")
+    )
+}
+
+async fn ask(sidecar: &Sidecar, key: &str, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(sidecar.url(path))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requests_per_key_are_limited_with_a_429_and_rate_limit_headers() {
+    let mock = Mock::start().await;
+    let rules = "    - {name: per-key, per: key, window: minute, requests: 2}\n    - {name: watch, per: global, window: day, requests: 1, action: alert}\n";
+    let sidecar = Sidecar::start(&config(&mock, rules)).await;
+    let decided = |result: &'static str| [("rule", "per-key"), ("result", result)];
+    // Exported at 0 before the first request.
+    let scrape = sidecar.metrics().await;
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|s| s.metric == "respan_limit_decisions_total"
+            && s.labels.get("rule") == Some("per-key")
+            && s.labels.get("result") == Some("blocked")));
+    let path = "/v1/chat/completions";
+    for remaining in ["1", "0"] {
+        let r = ask(&sidecar, "tok-a", path, &chat("gpt-4o", "hi")).await;
+        assert_eq!(r.status(), 200);
+        // The tightest rule that can refuse (`watch` only alerts).
+        assert_eq!(r.headers()["x-ratelimit-limit-requests"], "2");
+        assert_eq!(r.headers()["x-ratelimit-remaining-requests"], remaining);
+    }
+    let r = ask(&sidecar, "tok-a", path, &chat("gpt-4o", "hi")).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(r.headers()["x-ratelimit-limit-requests"], "2");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("per-key") && !message.contains("tok-a"),
+        "{message}"
+    );
+    assert_eq!(mock.count(), 2, "a refused request reaches no provider");
+    // Another key has its own count; Anthropic's path answers in Anthropic's shape.
+    assert_eq!(
+        ask(&sidecar, "tok-b", path, &chat("gpt-4o", "hi"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        ask(&sidecar, "tok-b", path, &chat("gpt-4o", "hi"))
+            .await
+            .status(),
+        200
+    );
+    let anthropic = json!({"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let r = ask(&sidecar, "tok-b", "/api/anthropic/v1/messages", &anthropic).await;
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("rate_limit_error"))
+    );
+    assert_eq!(
+        sidecar
+            .metric("respan_limit_decisions_total", &decided("allowed"))
+            .await,
+        4.0
+    );
+    assert_eq!(
+        sidecar
+            .metric("respan_limit_decisions_total", &decided("blocked"))
+            .await,
+        2.0
+    );
+    // The alert-only rule never blocked; it alerted once, and the trace says so.
+    let alerts = [("rule", "watch"), ("result", "alert")];
+    assert!(
+        sidecar
+            .metric("respan_limit_decisions_total", &alerts)
+            .await
+            >= 1.0
+    );
+    let traces = sidecar.traces("limit=100").await;
+    assert!(
+        traces.iter().any(|t| t["limit_alerts"] == json!(["watch"])),
+        "{traces:?}"
+    );
+    // `/api/limits`: each scope value's count.
+    let view: Value = client()
+        .get(sidecar.admin_url("/api/limits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let per_key: Vec<&Value> = view["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["rule"] == "per-key")
+        .collect();
+    assert_eq!(per_key.len(), 2, "{view}");
+    assert_eq!(per_key[0]["scope"], "team-a");
+    assert_eq!(per_key[0]["used"]["requests"], 2);
+    assert!(per_key[0]["resets_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_spent_budget_is_a_429_budget_exceeded() {
+    let mock = Mock::start().await;
+    let rules = "    - {name: tiny, per: customer, window: month, cost_usd: 0.000000001}\n";
+    let sidecar = Sidecar::start(&config(&mock, rules)).await;
+    let mut body = chat("gpt-4o", "hi");
+    body["customer_identifier"] = json!("cust-1");
+    let r = ask(&sidecar, "tok-a", "/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 429);
+    assert!(!r.headers().contains_key("x-ratelimit-limit-tokens"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "budget_exceeded");
+    assert!(v["error"]["message"].as_str().unwrap().contains("tiny"));
+    // A request without a customer is not in that rule's scope.
+    let r = ask(
+        &sidecar,
+        "tok-a",
+        "/v1/chat/completions",
+        &chat("gpt-4o", "hi"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock.count(), 1);
+}
