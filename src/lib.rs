@@ -31,6 +31,7 @@ pub mod prompts;
 pub mod providers;
 pub mod proxy;
 pub mod realtime;
+pub mod redis_link;
 pub mod reload;
 pub mod routing;
 pub mod server;

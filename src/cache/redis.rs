@@ -7,35 +7,27 @@
 
 use super::{Cached, Key};
 use crate::config::ProviderKind;
+use crate::redis_link::{LinkError, RedisLink};
 use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::record::{Served, TokenUsage};
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The longest a lookup or a store may wait for Redis.
 const CALL_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long a new connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-/// Time between tries to connect while Redis is unreachable.
-const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Keys are namespaced and versioned: a format change never reads an old value.
 pub(super) const KEY_PREFIX: &str = "respan:cache:v2:";
 
 /// A Redis server, connected on first use and again after it was lost.
 pub struct RedisStore {
-    client: redis::Client,
-    state: tokio::sync::Mutex<Connection>,
+    link: RedisLink,
     log: LogLimit,
-}
-
-#[derive(Default)]
-struct Connection {
-    manager: Option<ConnectionManager>,
-    last_try: Option<Instant>,
 }
 
 /// The head of a value (the answer's bytes follow it).
@@ -54,17 +46,17 @@ struct Head {
 impl RedisStore {
     /// Checks the URL only: the server may come up later.
     pub fn new(url: &str) -> Result<RedisStore, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("cache.redis_url: {e}"))?;
+        let link = RedisLink::new(url, CONNECT_TIMEOUT, CALL_TIMEOUT)
+            .map_err(|e| format!("cache.redis_url: {e}"))?;
         Ok(RedisStore {
-            client,
-            state: tokio::sync::Mutex::default(),
+            link,
             log: LogLimit::once_a_minute(),
         })
     }
 
     /// Where the server is (for a connection of another kind to it).
     pub fn connection_info(&self) -> &redis::ConnectionInfo {
-        self.client.get_connection_info()
+        self.link.client().get_connection_info()
     }
 
     /// The answer under `key`: `Ok(None)` when Redis has none, `Err(())` when Redis could
@@ -139,31 +131,13 @@ impl RedisStore {
         }
     }
 
-    /// The connection, made if there is none and the last try is not too recent.
+    /// The connection, if Redis can be reached (a failure is counted and logged).
     async fn connection(&self) -> Option<ConnectionManager> {
-        let mut state = self.state.lock().await;
-        if let Some(manager) = &state.manager {
-            return Some(manager.clone());
-        }
-        if state
-            .last_try
-            .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)
-        {
-            return None;
-        }
-        state.last_try = Some(Instant::now());
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT)
-            .set_number_of_retries(1);
-        let connect = ConnectionManager::new_with_config(self.client.clone(), config);
-        match tokio::time::timeout(CONNECT_TIMEOUT * 2, connect).await {
-            Ok(Ok(manager)) => {
-                state.manager = Some(manager.clone());
-                Some(manager)
-            }
-            Ok(Err(e)) => self.failed("connect", &e.to_string()),
-            Err(_) => self.failed("connect", "timed out"),
+        match self.link.connection().await {
+            Ok(manager) => Some(manager),
+            // Waiting for the next try is not another failure.
+            Err(LinkError::Waiting) => None,
+            Err(LinkError::Failed(why)) => self.failed("connect", &why),
         }
     }
 
