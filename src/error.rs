@@ -57,6 +57,9 @@ pub enum GatewayError {
     /// A `limits:` rule is past its limit: nothing was sent.
     #[error("{}", limit_message(.0))]
     LimitReached(crate::limits::Refusal),
+    /// `limits.backend: redis` cannot be asked and `on_backend_error: deny`.
+    #[error("the limits backend cannot be asked right now; retry shortly")]
+    LimitsUnavailable,
     /// Every candidate's circuit is open: nothing was sent.
     #[error("every provider and model this request could use is failing (its circuit is open); retry after {} s", retry_seconds(*retry_after))]
     CircuitOpen { retry_after: Duration },
@@ -122,7 +125,9 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::NoUpstream(_) => 502,
             GatewayError::UpstreamTimeout(_) => 504,
-            GatewayError::CircuitOpen { .. } | GatewayError::Overloaded { .. } => 503,
+            GatewayError::CircuitOpen { .. }
+            | GatewayError::Overloaded { .. }
+            | GatewayError::LimitsUnavailable => 503,
             GatewayError::HeadersTooLarge { .. } => 431,
             GatewayError::LimitReached(_) => 429,
         }
@@ -132,7 +137,7 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::CircuitOpen { retry_after } => Some(retry_seconds(*retry_after)),
-            GatewayError::Overloaded { .. } => Some(1),
+            GatewayError::Overloaded { .. } | GatewayError::LimitsUnavailable => Some(1),
             GatewayError::LimitReached(r) => {
                 let wait = r
                     .frees_at?
@@ -169,6 +174,7 @@ impl GatewayError {
                 Some("budget_exceeded")
             }
             GatewayError::LimitReached(_) => Some("rate_limit_exceeded"),
+            GatewayError::LimitsUnavailable => Some("limits_unavailable"),
             GatewayError::Overloaded { .. } => Some("overloaded"),
             GatewayError::ClientRead(_)
             | GatewayError::Unsupported(_)

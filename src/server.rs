@@ -80,7 +80,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let cache = ResponseCache::new(&loaded.config.cache)?;
     let coherence = cache.coherence_service()?;
     let circuits = Arc::new(Circuits::default());
-    let limits = Arc::new(Limits::default());
+    let limits = Arc::new(Limits::new(&loaded.config.limits)?);
     let gateway = Gateway::new(
         state.clone(),
         UPSTREAM_POOL_SIZE,

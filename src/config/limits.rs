@@ -45,6 +45,9 @@ pub struct RawMatch {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LimitsConfig {
     pub rules: Vec<Rule>,
+    /// `backend: redis`: counts shared by every sidecar on this Redis (`limits.redis_url`,
+    /// else `cache.redis_url`); `None`: this process's own.
+    pub redis_url: Option<String>,
     /// `on_backend_error: deny`: a request the backend cannot check is refused (503).
     pub deny_on_backend_error: bool,
     pub alert_webhook: Option<String>,
@@ -132,18 +135,26 @@ impl Window {
 }
 
 /// Validates `limits:`.
-pub fn limits(raw: RawLimits, problems: &mut Vec<Problem>) -> LimitsConfig {
-    match raw.backend.as_deref() {
-        None | Some("memory") => {}
-        Some("redis") => problems.push(Problem::new(
-            "limits.backend",
-            "redis is not available yet: use memory (this process's own counts)",
-        )),
-        Some(other) => problems.push(Problem::new(
-            "limits.backend",
-            format!("unknown backend `{other}` (expected memory or redis)"),
-        )),
-    }
+pub fn limits(
+    raw: RawLimits,
+    cache_redis_url: Option<String>,
+    problems: &mut Vec<Problem>,
+) -> LimitsConfig {
+    let redis_url = match raw.backend.as_deref() {
+        None | Some("memory") => None,
+        Some("redis") => Some(
+            raw.redis_url
+                .or(cache_redis_url)
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string()),
+        ),
+        Some(other) => {
+            problems.push(Problem::new(
+                "limits.backend",
+                format!("unknown backend `{other}` (expected memory or redis)"),
+            ));
+            None
+        }
+    };
     let deny = match raw.on_backend_error.as_deref() {
         None | Some("allow") => false,
         Some("deny") => true,
@@ -173,6 +184,7 @@ pub fn limits(raw: RawLimits, problems: &mut Vec<Problem>) -> LimitsConfig {
         .collect();
     LimitsConfig {
         rules,
+        redis_url,
         deny_on_backend_error: deny,
         alert_webhook: raw.alert_webhook.filter(|w| !w.is_empty()),
     }
@@ -277,7 +289,7 @@ mod tests {
     fn problems(yaml: &str) -> Vec<String> {
         let raw: RawLimits = serde_yaml::from_str(yaml).unwrap();
         let mut problems = Vec::new();
-        limits(raw, &mut problems);
+        limits(raw, None, &mut problems);
         problems.iter().map(ToString::to_string).collect()
     }
 

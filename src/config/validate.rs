@@ -60,7 +60,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
     let retry = retry(raw.retry, &mut problems);
     let telemetry = telemetry(raw.telemetry, &mut problems);
     let responses = responses(raw.responses, &mut problems);
-    let limits = super::limits::limits(raw.limits, &mut problems);
+    let limits = super::limits::limits(raw.limits, cache.redis_url.clone(), &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }

@@ -8,10 +8,12 @@
 //! cost. Counts are kept per rule name, window and scope value, in this process (`memory`):
 //! a reload keeps the counts of every rule whose name and window are unchanged.
 
+pub mod redis;
 pub mod window;
 
-use crate::config::limits::{Match, Rule, Scope, Window};
+use crate::config::limits::{LimitsConfig, Match, Rule, Scope, Window};
 use crate::routing::glob_match;
+use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -101,10 +103,21 @@ pub struct Tight {
     pub reset: Duration,
 }
 
+/// Why a request is not admitted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Blocked {
+    Limit(Refusal),
+    /// The shared backend cannot be asked, and `on_backend_error: deny`.
+    Unavailable,
+}
+
 /// An admitted request's reservations, settled when its answer ends.
 #[derive(Debug, Default)]
 pub struct Ticket {
     held: Vec<(CounterKey, i64, Ask)>,
+    /// Its reservations in the shared backend, and what they reserved.
+    fleet: Vec<redis::Held>,
+    ask: Ask,
     pub headers: RateHeaders,
     /// Rules whose alert threshold this request crossed.
     pub alerts: Vec<String>,
@@ -153,15 +166,129 @@ impl Counter {
     }
 }
 
-/// The counts of every rule, in this process.
+/// The counts of every rule: in this process, or in Redis for a whole fleet.
 #[derive(Default)]
 pub struct Limits {
     counters: Mutex<HashMap<CounterKey, Counter>>,
     /// (rule, scope value, period) that already raised an alert.
     alerted: Mutex<HashSet<(String, String, i64)>>,
+    /// `backend: redis` (bound at start).
+    fleet: Option<redis::Fleet>,
+    log: Option<LogLimit>,
 }
 
 impl Limits {
+    /// The backend `config` names.
+    pub fn new(config: &LimitsConfig) -> Result<Limits, String> {
+        let fleet = config
+            .redis_url
+            .as_deref()
+            .map(redis::Fleet::new)
+            .transpose()?;
+        Ok(Limits {
+            fleet,
+            log: Some(LogLimit::once_a_minute()),
+            ..Limits::default()
+        })
+    }
+
+    /// Checks a request against the rules it matches, in the configured backend.
+    pub async fn check(
+        &self,
+        config: &LimitsConfig,
+        facts: Facts<'_>,
+        ask: Ask,
+        now: SystemTime,
+    ) -> Result<Ticket, Blocked> {
+        let Some(fleet) = &self.fleet else {
+            return self
+                .admit(&config.rules, facts, ask, now)
+                .map_err(Blocked::Limit);
+        };
+        let matched = matched_rules(&config.rules, facts);
+        if matched.is_empty() {
+            return Ok(Ticket::default());
+        }
+        match fleet.admit(&matched, ask, now).await {
+            Ok(redis::Decision::Admitted(used, held)) => {
+                let mut ticket = Ticket {
+                    fleet: held,
+                    ask,
+                    ..Ticket::default()
+                };
+                for ((rule, scope), (requests, tokens, cost_usd, first)) in matched.iter().zip(used)
+                {
+                    count(&rule.name, "allowed");
+                    ticket.checked.push(rule.name.clone());
+                    let taken = Amounts {
+                        requests,
+                        tokens,
+                        cost_usd,
+                    };
+                    let bucket = window::bucket(rule.window, now);
+                    if over_alert(rule, taken) && self.first_alert(rule, scope, bucket) {
+                        tracing::warn!(rule = %rule.name, scope = %scope, "limit alert: the rule's alert threshold is crossed");
+                        count(&rule.name, "alert");
+                        ticket.alerts.push(rule.name.clone());
+                    }
+                    if rule.block {
+                        let reset = window::frees_at(rule.window, first, now)
+                            .and_then(|t| t.duration_since(now).ok())
+                            .unwrap_or_default();
+                        note_headers(&mut ticket.headers, rule, taken, reset);
+                    }
+                }
+                Ok(ticket)
+            }
+            Ok(redis::Decision::Refused(i, kind, first)) => {
+                let (rule, _) = matched.get(i).ok_or(Blocked::Unavailable)?;
+                count(&rule.name, "blocked");
+                Err(Blocked::Limit(Refusal {
+                    rule: rule.name.clone(),
+                    kind,
+                    limit: match kind {
+                        Kind::Requests => rule.requests.unwrap_or(0) as f64,
+                        Kind::Tokens => rule.tokens.unwrap_or(0) as f64,
+                        Kind::Cost => rule.cost_usd.unwrap_or(0.0),
+                    },
+                    window: rule.window,
+                    frees_at: window::frees_at(rule.window, first, now),
+                }))
+            }
+            Err(why) => {
+                if let Some(quiet) = self.log.as_ref().and_then(LogLimit::permit) {
+                    tracing::warn!(
+                        quiet,
+                        deny = config.deny_on_backend_error,
+                        "limits: Redis cannot be asked: {why}"
+                    );
+                }
+                if config.deny_on_backend_error {
+                    Err(Blocked::Unavailable)
+                } else {
+                    Ok(Ticket::default())
+                }
+            }
+        }
+    }
+
+    /// Settles a request's reservations with what it really used, in its backend.
+    pub async fn finish(&self, ticket: &mut Ticket, tokens: u64, cost_usd: f64) {
+        if let (Some(fleet), false) = (&self.fleet, ticket.fleet.is_empty()) {
+            let held = std::mem::take(&mut ticket.fleet);
+            if let Err(why) = fleet.settle(&held, ticket.ask, tokens, cost_usd).await {
+                if let Some(quiet) = self.log.as_ref().and_then(LogLimit::permit) {
+                    tracing::warn!(
+                        quiet,
+                        "limits: a settlement was lost (Redis cannot be asked): {why}"
+                    );
+                }
+            }
+            return;
+        }
+        self.settle(ticket, tokens, cost_usd);
+    }
+
     /// Checks a request against every rule it matches; counts and reserves it if no `block`
     /// rule is past a limit.
     pub fn admit(
@@ -171,11 +298,7 @@ impl Limits {
         ask: Ask,
         now: SystemTime,
     ) -> Result<Ticket, Refusal> {
-        let matched: Vec<(&Rule, String)> = rules
-            .iter()
-            .filter(|r| matches(&r.filter, facts))
-            .filter_map(|r| Some((r, scope_value(&r.per, facts)?)))
-            .collect();
+        let matched = matched_rules(rules, facts);
         let mut ticket = Ticket::default();
         if matched.is_empty() {
             return Ok(ticket);
@@ -355,6 +478,38 @@ pub struct LimitView {
     pub resets_at: Option<String>,
 }
 
+/// The rules a request falls under, each with the scope value it is counted under.
+fn matched_rules<'r>(rules: &'r [Rule], facts: Facts<'_>) -> Vec<(&'r Rule, String)> {
+    rules
+        .iter()
+        .filter(|r| matches(&r.filter, facts))
+        .filter_map(|r| Some((r, scope_value(&r.per, facts)?)))
+        .collect()
+}
+
+/// Whether what a rule has counted crosses its alert threshold on any of its limits.
+fn over_alert(rule: &Rule, taken: Amounts) -> bool {
+    let share = |used: f64, limit: Option<f64>| limit.is_some_and(|l| used >= l * rule.alert_at);
+    share(taken.requests as f64, rule.requests.map(|l| l as f64))
+        || share(taken.tokens as f64, rule.tokens.map(|l| l as f64))
+        || share(taken.cost_usd, rule.cost_usd)
+}
+
+/// Keeps a rule's figures for the `x-ratelimit-*` headers where it is the tightest yet.
+fn note_headers(headers: &mut RateHeaders, rule: &Rule, taken: Amounts, reset: Duration) {
+    let tight = |limit: u64, used: u64| Tight {
+        limit,
+        remaining: limit.saturating_sub(used),
+        reset,
+    };
+    if let Some(limit) = rule.requests {
+        keep_tightest(&mut headers.requests, tight(limit, taken.requests));
+    }
+    if let Some(limit) = rule.tokens {
+        keep_tightest(&mut headers.tokens, tight(limit, taken.tokens));
+    }
+}
+
 fn keep_tightest(slot: &mut Option<Tight>, t: Tight) {
     if slot.is_none_or(|s| t.remaining < s.remaining) {
         *slot = Some(t);
@@ -409,7 +564,7 @@ mod tests {
     fn rules(yaml: &str) -> Vec<Rule> {
         let raw: RawLimits = serde_yaml::from_str(yaml).unwrap();
         let mut problems = Vec::new();
-        let config = limits(raw, &mut problems);
+        let config = limits(raw, None, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         config.rules
     }

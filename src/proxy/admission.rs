@@ -5,7 +5,7 @@ use super::ctx::RequestCtx;
 use crate::catalog;
 use crate::dispatch::request::ModelRequest;
 use crate::error::GatewayError;
-use crate::limits::{Ask, Facts, Limits, Ticket};
+use crate::limits::{Ask, Blocked, Facts, Limits, Ticket};
 use crate::state::Snapshot;
 use crate::telemetry::cost::{cost, request_cost};
 use crate::telemetry::record::{RequestRecord, TokenUsage};
@@ -16,15 +16,15 @@ use std::time::SystemTime;
 const DEFAULT_OUTPUT_ESTIMATE: u64 = 4096;
 
 /// Checks the request against every rule it matches; a refusal is its answer (429).
-pub fn admit(
+pub async fn admit(
     limits: &Limits,
     snapshot: &Snapshot,
     ctx: &mut RequestCtx,
     request: &ModelRequest<'_>,
     body_len: usize,
 ) -> Result<(), GatewayError> {
-    let rules = &snapshot.config.limits.rules;
-    if rules.is_empty() {
+    let config = &snapshot.config.limits;
+    if config.rules.is_empty() {
         return Ok(());
     }
     let model = request.model.as_deref().unwrap_or_default();
@@ -34,14 +34,12 @@ pub fn admit(
         model,
         metadata: &ctx.record.subject.metadata,
     };
-    let ticket = limits
-        .admit(
-            rules,
-            facts,
-            estimate(request, model, body_len),
-            SystemTime::now(),
-        )
-        .map_err(GatewayError::LimitReached)?;
+    let ask = estimate(request, model, body_len);
+    let ticket = match limits.check(config, facts, ask, SystemTime::now()).await {
+        Ok(ticket) => ticket,
+        Err(Blocked::Limit(refusal)) => return Err(GatewayError::LimitReached(refusal)),
+        Err(Blocked::Unavailable) => return Err(GatewayError::LimitsUnavailable),
+    };
     ctx.record.limit_alerts.clone_from(&ticket.alerts);
     ctx.record.limit_rules.clone_from(&ticket.checked);
     ctx.limit_ticket = Some(Box::new(ticket));
@@ -73,7 +71,7 @@ fn estimate(request: &ModelRequest<'_>, model: &str, body_len: usize) -> Ask {
 
 /// Replaces the request's reservations with its real usage and cost (nothing for a cache
 /// hit, which cost nothing).
-pub fn settle(limits: &Limits, ticket: &mut Ticket, record: &RequestRecord) {
+pub async fn settle(limits: &Limits, ticket: &mut Ticket, record: &RequestRecord) {
     let (tokens, cost_usd) = if record.cache_hit() {
         (0, 0.0)
     } else {
@@ -85,5 +83,5 @@ pub fn settle(limits: &Limits, ticket: &mut Ticket, record: &RequestRecord) {
         );
         (tokens, cost_usd.unwrap_or(0.0))
     };
-    limits.settle(ticket, tokens, cost_usd);
+    limits.finish(ticket, tokens, cost_usd).await;
 }

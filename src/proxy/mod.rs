@@ -297,7 +297,7 @@ impl ProxyHttp for Gateway {
         let mut record = std::mem::take(&mut ctx.record);
         record.status = status;
         if let Some(mut ticket) = ctx.limit_ticket.take() {
-            admission::settle(&self.limits, &mut ticket, &record);
+            admission::settle(&self.limits, &mut ticket, &record).await;
         }
         if ctx.endpoint == Endpoint::Passthrough {
             passthrough_attempt(&mut record, status, e);

@@ -55,7 +55,7 @@ async fn run(
         .await?
         .map(Box::new);
     note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
-    admission::admit(&gw.limits, snapshot, ctx, &request, bytes.len())?;
+    admission::admit(&gw.limits, snapshot, ctx, &request, bytes.len()).await?;
     let plan = Plan::new(
         request.model.as_deref(),
         &request.params,

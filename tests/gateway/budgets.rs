@@ -149,3 +149,77 @@ async fn a_spent_budget_is_a_429_budget_exceeded() {
     assert_eq!(r.status(), 200);
     assert_eq!(mock.count(), 1);
 }
+
+#[tokio::test]
+async fn a_fleet_on_one_redis_admits_exactly_the_limit() {
+    let redis = crate::support::Redis::start_on(crate::support::free_port()).await;
+    let mock = Mock::start().await;
+    let rules = format!(
+        "    - {{name: fleet, per: global, window: day, requests: 60}}\n  backend: redis\n  on_backend_error: deny\n  redis_url: \"redis://127.0.0.1:{}\"\n",
+        redis.port
+    );
+    // `rules:` comes last in `config`: the backend keys follow its list.
+    let config = config(&mock, &rules);
+    let fleet = [
+        Sidecar::start(&config).await,
+        Sidecar::start(&config).await,
+        Sidecar::start(&config).await,
+    ];
+    let mut calls = Vec::new();
+    for i in 0..200 {
+        let url = fleet[i % 3].url("/v1/chat/completions");
+        calls.push(async move {
+            client()
+                .post(url)
+                .bearer_auth("tok-a")
+                .json(&chat("gpt-4o", "hi"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let statuses = futures::future::join_all(calls).await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    // A call Redis answers slower than 50 ms counts as Redis down (here: deny, 503). It may
+    // still have counted the request, so then fewer than the limit are admitted, never more.
+    let unavailable = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(admitted + refused + unavailable, 200, "{statuses:?}");
+    assert!(
+        admitted <= 60 && admitted + unavailable >= 60,
+        "{statuses:?}"
+    );
+    if unavailable == 0 {
+        assert_eq!(admitted, 60);
+    }
+    assert_eq!(
+        mock.count(),
+        admitted,
+        "exactly the admitted requests reached the provider"
+    );
+    eprintln!("fleet of 3: {admitted} admitted, {refused} refused, {unavailable} unavailable");
+}
+
+#[tokio::test]
+async fn without_redis_on_backend_error_decides() {
+    let mock = Mock::start().await;
+    let port = crate::support::free_port();
+    for (decision, status) in [("allow", 200), ("deny", 503)] {
+        let rules = format!(
+            "    - {{name: r, per: global, window: day, requests: 5}}\n  backend: redis\n  redis_url: \"redis://127.0.0.1:{port}\"\n  on_backend_error: {decision}\n"
+        );
+        let sidecar = Sidecar::start(&config(&mock, &rules)).await;
+        let started = std::time::Instant::now();
+        let r = ask(
+            &sidecar,
+            "tok-a",
+            "/v1/chat/completions",
+            &chat("gpt-4o", "hi"),
+        )
+        .await;
+        assert_eq!(r.status(), status, "{decision}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+}
