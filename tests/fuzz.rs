@@ -30,19 +30,15 @@ fn fixture(provider: &str, name: &str) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-/// Every stream fixture, with the wire format it is in.
-fn streams() -> Vec<(Wire, String)> {
+/// The fixtures of every provider among `names`, with the wire format each is in.
+fn fixtures(names: &[&str]) -> Vec<(Wire, String)> {
     let mut out = Vec::new();
     for (wire, dir) in [
         (Wire::OpenAi, "openai"),
         (Wire::Anthropic, "anthropic"),
         (Wire::Gemini, "gemini"),
     ] {
-        for name in [
-            "stream_text.sse",
-            "stream_tool.sse",
-            "stream_web_search.sse",
-        ] {
+        for name in names {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures")
                 .join(dir)
@@ -55,30 +51,23 @@ fn streams() -> Vec<(Wire, String)> {
     out
 }
 
-/// Every whole-answer fixture, with its wire format.
+/// Every stream fixture.
+fn streams() -> Vec<(Wire, String)> {
+    fixtures(&[
+        "stream_text.sse",
+        "stream_tool.sse",
+        "stream_web_search.sse",
+    ])
+}
+
+/// Every whole-answer fixture.
 fn answers() -> Vec<(Wire, String)> {
-    let mut out = Vec::new();
-    for (wire, dir) in [
-        (Wire::OpenAi, "openai"),
-        (Wire::Anthropic, "anthropic"),
-        (Wire::Gemini, "gemini"),
-    ] {
-        for name in [
-            "text.json",
-            "tool_call.json",
-            "json_mode.json",
-            "web_search.json",
-        ] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(dir)
-                .join(name);
-            if path.exists() {
-                out.push((wire, fixture(dir, name)));
-            }
-        }
-    }
-    out
+    fixtures(&[
+        "text.json",
+        "tool_call.json",
+        "json_mode.json",
+        "web_search.json",
+    ])
 }
 
 fn plan(from: Wire, to: Ingress) -> ResponsePlan {

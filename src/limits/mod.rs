@@ -371,28 +371,14 @@ impl Limits {
             });
             count(&rule.name, "allowed");
             ticket.checked.push(rule.name.clone());
-            let used = counter.used();
-            let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
-            let reset = window::frees_at(rule.window, oldest, now)
-                .and_then(|t| t.duration_since(now).ok())
-                .unwrap_or_default();
-            let tight = |limit: u64, taken: u64| Tight {
-                limit,
-                remaining: limit.saturating_sub(taken),
-                reset,
-            };
-            // Only a rule that can refuse tells the app how much is left.
-            if !rule.block {
-                ticket.held.push((key, bucket, ask));
-                continue;
-            }
-            if let Some(limit) = rule.requests {
-                let t = tight(limit, used.requests);
-                keep_tightest(&mut ticket.headers.requests, t);
-            }
-            if let Some(limit) = rule.tokens {
-                let t = tight(limit, used.tokens + counter.reserved.tokens);
-                keep_tightest(&mut ticket.headers.tokens, t);
+            if rule.block {
+                let mut taken = counter.used();
+                taken.tokens += counter.reserved.tokens;
+                let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+                let reset = window::frees_at(rule.window, oldest, now)
+                    .and_then(|t| t.duration_since(now).ok())
+                    .unwrap_or_default();
+                note_headers(&mut ticket.headers, rule, taken, reset);
             }
             ticket.held.push((key, bucket, ask));
         }
@@ -495,7 +481,8 @@ fn over_alert(rule: &Rule, taken: Amounts) -> bool {
         || share(taken.cost_usd, rule.cost_usd)
 }
 
-/// Keeps a rule's figures for the `x-ratelimit-*` headers where it is the tightest yet.
+/// Keeps a rule's figures for the `x-ratelimit-*` headers where it is the tightest yet (only
+/// a rule that can refuse tells the app how much is left).
 fn note_headers(headers: &mut RateHeaders, rule: &Rule, taken: Amounts, reset: Duration) {
     let tight = |limit: u64, used: u64| Tight {
         limit,
