@@ -250,3 +250,13 @@ async fn openai_agents_sdk_runs_a_tool_agent_on_a_claude_model() {
     assert_eq!(result["tool_use_id"], "toolu_w");
     assert!(result.to_string().contains("sunny in Paris"), "{result}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_python_sdk_meets_a_limit_as_a_rate_limit_error() {
+    let config = "providers:\n  echo:\n    type: echo\nroutes:\n  - match: \"*\"\n    provider: echo\nlimits:\n  rules:\n    - {name: per-minute, per: global, window: minute, requests: 2}\n";
+    let sidecar = Sidecar::start(config).await;
+    let url = sidecar.url("/v1");
+    tokio::task::spawn_blocking(move || run_python("limits_sdk.py", &url))
+        .await
+        .unwrap();
+}

@@ -223,3 +223,71 @@ async fn without_redis_on_backend_error_decides() {
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_counts_of_unchanged_rules() {
+    let mock = Mock::start().await;
+    let rules = "    - {name: kept, per: global, window: day, requests: 3}\n    - {name: changed, per: global, window: day, requests: 3}\n";
+    let sidecar = Sidecar::start(&config(&mock, rules)).await;
+    for _ in 0..2 {
+        let r = ask(
+            &sidecar,
+            "tok-a",
+            "/v1/chat/completions",
+            &chat("gpt-4o", "hi"),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    // `changed` moves to another window (a new count); `kept` keeps its 2 of 3.
+    let reloaded = "    - {name: kept, per: global, window: day, requests: 3}\n    - {name: changed, per: global, window: week, requests: 3}\n";
+    sidecar.rewrite_config(&config(&mock, reloaded));
+    sidecar.signal("HUP");
+    let started = std::time::Instant::now();
+    loop {
+        let view: Value = client()
+            .get(sidecar.admin_url("/api/limits"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let windows: Vec<&str> = view["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["window"].as_str())
+            .collect();
+        // Reloaded: only `kept` has counts until `changed` counts in its new window.
+        if windows == ["day"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = ask(
+        &sidecar,
+        "tok-a",
+        "/v1/chat/completions",
+        &chat("gpt-4o", "hi"),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "the third of `kept`'s three");
+    let r = ask(
+        &sidecar,
+        "tok-a",
+        "/v1/chat/completions",
+        &chat("gpt-4o", "hi"),
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`kept`"),
+        "{v}"
+    );
+}
