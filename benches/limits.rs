@@ -1,6 +1,7 @@
 //! What admission and settlement cost on the memory backend, per request: three rules a
 //! request matches (per key, per customer over a sliding minute, a global daily budget), over
 //! 1,000 customers. `cargo bench --bench limits` prints nanoseconds per request.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use respan_sidecar::config::limits::{limits, RawLimits};
 use respan_sidecar::limits::{Ask, Facts, Limits};
