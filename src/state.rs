@@ -42,8 +42,16 @@ impl Snapshot {
             return Err(ConfigError { problems });
         }
         let router = Router::new(&config).map_err(|e| Problem::new("routes", e))?;
-        for rule in &config.limits.rules {
-            crate::telemetry::metrics::metrics().limit_rule_known(&rule.name);
+        use crate::limits::customers::{PERIOD, RATE, TOTAL};
+        let budgets = [PERIOD, TOTAL, RATE].into_iter();
+        for rule in config
+            .limits
+            .rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(budgets)
+        {
+            crate::telemetry::metrics::metrics().limit_rule_known(rule);
         }
         Ok(Snapshot {
             config,

@@ -8,6 +8,7 @@
 //! cost. Counts are kept per rule name, window and scope value, in this process (`memory`):
 //! a reload keeps the counts of every rule whose name and window are unchanged.
 
+pub mod customers;
 pub mod redis;
 pub mod window;
 
@@ -174,6 +175,8 @@ pub struct Limits {
     alerted: Mutex<HashSet<(String, String, i64)>>,
     /// `backend: redis` (bound at start).
     fleet: Option<redis::Fleet>,
+    /// Customers' Respan budgets (`customer_params`), as last sent.
+    customers: customers::CustomerBudgets,
     log: Option<LogLimit>,
 }
 
@@ -193,19 +196,31 @@ impl Limits {
     }
 
     /// Checks a request against the rules it matches, in the configured backend.
+    /// `customer_params`: the request's own, whose budget fields (if any) become its
+    /// customer's budget from now on.
     pub async fn check(
         &self,
         config: &LimitsConfig,
         facts: Facts<'_>,
+        customer_params: Option<&serde_json::Map<String, serde_json::Value>>,
         ask: Ask,
         now: SystemTime,
     ) -> Result<Ticket, Blocked> {
-        let Some(fleet) = &self.fleet else {
-            return self
-                .admit(&config.rules, facts, ask, now)
-                .map_err(Blocked::Limit);
+        let budgets = facts
+            .customer
+            .map(|c| self.customers.rules_for(c, customer_params))
+            .unwrap_or_default();
+        let combined: Vec<Rule>;
+        let rules = if budgets.is_empty() {
+            &config.rules
+        } else {
+            combined = config.rules.iter().cloned().chain(budgets).collect();
+            &combined
         };
-        let matched = matched_rules(&config.rules, facts);
+        let Some(fleet) = &self.fleet else {
+            return self.admit(rules, facts, ask, now).map_err(Blocked::Limit);
+        };
+        let matched = matched_rules(rules, facts);
         if matched.is_empty() {
             return Ok(Ticket::default());
         }
@@ -270,6 +285,11 @@ impl Limits {
                 }
             }
         }
+    }
+
+    /// Whether some customer has sent a budget (so requests without rules still check it).
+    pub fn has_budgets(&self) -> bool {
+        self.customers.any()
     }
 
     /// Settles a request's reservations with what it really used, in its backend.
@@ -418,11 +438,12 @@ impl Limits {
         alerted.insert((rule.name.clone(), scope.to_string(), period))
     }
 
-    /// Every counter, as `/api/limits` shows it.
+    /// Every counter, as `/api/limits` shows it: the config's rules and customers' budgets.
     pub fn snapshot(&self, rules: &[Rule], now: SystemTime) -> Vec<LimitView> {
+        let budgets = self.customers.kinds();
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
-        for rule in rules {
+        for rule in rules.iter().chain(&budgets) {
             for (key, counter) in counters.iter_mut() {
                 if key.rule != rule.name || key.window != rule.window {
                     continue;

@@ -24,7 +24,8 @@ pub async fn admit(
     body_len: usize,
 ) -> Result<(), GatewayError> {
     let config = &snapshot.config.limits;
-    if config.rules.is_empty() {
+    let customer_params = request.params.customer_params.as_ref().map(|c| &c.other);
+    if config.rules.is_empty() && customer_params.is_none() && !limits.has_budgets() {
         return Ok(());
     }
     let model = request.model.as_deref().unwrap_or_default();
@@ -35,7 +36,8 @@ pub async fn admit(
         metadata: &ctx.record.subject.metadata,
     };
     let ask = estimate(request, model, body_len);
-    let ticket = match limits.check(config, facts, ask, SystemTime::now()).await {
+    let now = SystemTime::now();
+    let ticket = match limits.check(config, facts, customer_params, ask, now).await {
         Ok(ticket) => ticket,
         Err(Blocked::Limit(refusal)) => return Err(GatewayError::LimitReached(refusal)),
         Err(Blocked::Unavailable) => return Err(GatewayError::LimitsUnavailable),

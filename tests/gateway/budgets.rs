@@ -291,3 +291,54 @@ async fn a_reload_keeps_the_counts_of_unchanged_rules() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_customers_respan_budget_applies_to_its_later_requests_too() {
+    let mock = Mock::start().await;
+    let sidecar = Sidecar::start(&config(&mock, "    []\n")).await;
+    let with = |params: Value| {
+        let mut body = chat("gpt-4o", "hi");
+        body["customer_params"] = params;
+        body
+    };
+    let path = "/v1/chat/completions";
+    let limited = with(json!({"customer_identifier": "cust-9", "rate_limit": 2}));
+    assert_eq!(ask(&sidecar, "tok-a", path, &limited).await.status(), 200);
+    // The latest values a request sent for the customer apply to its requests without them.
+    let mut plain = chat("gpt-4o", "hi");
+    plain["customer_identifier"] = json!("cust-9");
+    assert_eq!(ask(&sidecar, "tok-a", path, &plain).await.status(), 200);
+    let r = ask(&sidecar, "tok-a", path, &plain).await;
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer_rate_limit"),
+        "{v}"
+    );
+    // Another customer is not limited; a spent period budget is a budget_exceeded.
+    let other = with(
+        json!({"customer_identifier": "cust-10", "period_budget": 0.000000001, "budget_duration": "daily"}),
+    );
+    let r = ask(&sidecar, "tok-a", path, &other).await;
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "budget_exceeded");
+    assert_eq!(mock.count(), 2);
+    let view: Value = client()
+        .get(sidecar.admin_url("/api/limits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rate = view["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rule"] == "customer_rate_limit" && l["scope"] == "cust-9");
+    assert_eq!(rate.unwrap()["used"]["requests"], 2, "{view}");
+}
