@@ -10,9 +10,8 @@
 //! client-side cache is not used: it is experimental, keeps commands rather than decoded
 //! answers, and drops a flush's invalidation.
 //!
-//! While the tracking connection is down, nothing tells the sidecar what changed: lookups go
-//! to Redis first (the near cache answers only when Redis cannot be asked either), and the
-//! near cache is emptied when tracking starts again.
+//! While the tracking connection is down, nothing tells the sidecar what changed: the near
+//! cache is emptied and not used (lookups ask Redis alone) until tracking is back.
 
 use super::redis::{key_of, RedisStore};
 use super::{Cached, Key};
@@ -176,6 +175,8 @@ impl CoherenceService {
     fn lost(&self, why: &str) {
         let was_live = self.coherence.live.swap(false, Ordering::AcqRel);
         self.coherence.set_writer(None);
+        // Nothing tells what changes from now on: nothing of the near cache is kept.
+        self.near.invalidate_all();
         self.coherence.moved();
         if was_live {
             tracing::warn!("cache: Redis invalidations lost ({why}); lookups go to Redis until tracking is back");

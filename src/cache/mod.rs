@@ -73,9 +73,9 @@ pub enum Lookup {
 
 /// Where answers are kept: in memory, and in Redis too with the `redis` backend. In front of
 /// Redis the memory store is a near cache: a hit found there costs no round trip. It is
-/// served first only while Redis's invalidations are tracked (`coherence`), so an entry
-/// removed from Redis stops serving at once; otherwise Redis is asked first, and the near
-/// cache serves only when Redis cannot be asked. Its entries live at most `NEAR_TTL`.
+/// served only while Redis's invalidations are tracked (`coherence`), so an entry removed
+/// from Redis stops serving at once; otherwise Redis alone is asked. Its entries live at
+/// most `NEAR_TTL`.
 struct Store {
     near: Cache<Key, Arc<Cached>>,
     shared: Option<redis::RedisStore>,
@@ -240,9 +240,9 @@ impl ResponseCache {
                 }
                 Some(hit)
             }
-            // Redis cannot be asked, so nothing can have been deleted from it meanwhile:
-            // what the near cache holds is still served.
-            Err(()) => store.near.get(key),
+            // Redis cannot be asked (a miss): the near cache is not served without
+            // tracking, or a partitioned sidecar would serve what was deleted meanwhile.
+            Err(()) => None,
         }
     }
 
