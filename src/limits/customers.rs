@@ -9,6 +9,7 @@
 use crate::config::limits::{Match, Rule, Scope, Window};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The rule names of customer budgets.
@@ -20,6 +21,8 @@ pub const RATE: &str = "customer_rate_limit";
 #[derive(Default)]
 pub struct CustomerBudgets {
     rules: Mutex<HashMap<String, Vec<Rule>>>,
+    /// Some customer has sent a budget: read on every model call without taking the lock.
+    any: AtomicBool,
 }
 
 impl CustomerBudgets {
@@ -31,6 +34,7 @@ impl CustomerBudgets {
             let rules = rules_of(params);
             if !rules.is_empty() {
                 all.insert(customer.to_string(), rules.clone());
+                self.any.store(true, Ordering::Relaxed);
                 return rules;
             }
         }
@@ -39,11 +43,7 @@ impl CustomerBudgets {
 
     /// Whether any customer has sent a budget.
     pub fn any(&self) -> bool {
-        !self
-            .rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        self.any.load(Ordering::Relaxed)
     }
 
     /// One of each budget rule some customer has (for `/api/limits`).

@@ -13,6 +13,12 @@ fn config(mock: &Mock, rules: &str) -> String {
     )
 }
 
+/// `GET /api/limits`.
+async fn limits_view(sidecar: &Sidecar) -> Value {
+    let r = client().get(sidecar.admin_url("/api/limits")).send().await;
+    r.unwrap().json().await.unwrap()
+}
+
 async fn ask(sidecar: &Sidecar, key: &str, path: &str, body: &Value) -> reqwest::Response {
     client()
         .post(sidecar.url(path))
@@ -105,14 +111,7 @@ async fn requests_per_key_are_limited_with_a_429_and_rate_limit_headers() {
         "{traces:?}"
     );
     // `/api/limits`: each scope value's count.
-    let view: Value = client()
-        .get(sidecar.admin_url("/api/limits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = limits_view(&sidecar).await;
     let per_key: Vec<&Value> = view["limits"]
         .as_array()
         .unwrap()
@@ -245,14 +244,7 @@ async fn a_reload_keeps_the_counts_of_unchanged_rules() {
     sidecar.signal("HUP");
     let started = std::time::Instant::now();
     loop {
-        let view: Value = client()
-            .get(sidecar.admin_url("/api/limits"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view: Value = limits_view(&sidecar).await;
         let windows: Vec<&str> = view["limits"]
             .as_array()
             .unwrap()
@@ -327,14 +319,7 @@ async fn a_customers_respan_budget_applies_to_its_later_requests_too() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "budget_exceeded");
     assert_eq!(mock.count(), 2);
-    let view: Value = client()
-        .get(sidecar.admin_url("/api/limits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = limits_view(&sidecar).await;
     let rate = view["limits"]
         .as_array()
         .unwrap()
