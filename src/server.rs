@@ -81,6 +81,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let coherence = cache.coherence_service()?;
     let circuits = Arc::new(Circuits::default());
     let limits = Arc::new(Limits::new(&loaded.config.limits)?);
+    let alerts = limits.alert_service();
     let gateway = Gateway::new(
         state.clone(),
         UPSTREAM_POOL_SIZE,
@@ -131,6 +132,9 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
         state: state.clone(),
     };
     add_background(&mut server, "prompt refresher", refresher);
+    if let Some(alerts) = alerts {
+        add_background(&mut server, "limit alerts", alerts);
+    }
     if let Some(coherence) = coherence {
         add_background(&mut server, "cache coherence", coherence);
     }

@@ -186,7 +186,22 @@ pub fn limits(
         rules,
         redis_url,
         deny_on_backend_error: deny,
-        alert_webhook: raw.alert_webhook.filter(|w| !w.is_empty()),
+        alert_webhook: webhook(raw.alert_webhook, problems),
+    }
+}
+
+/// `alert_webhook`: an http or https URL (empty is none).
+fn webhook(raw: Option<String>, problems: &mut Vec<Problem>) -> Option<String> {
+    let url = raw.filter(|w| !w.is_empty())?;
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(url),
+        _ => {
+            problems.push(Problem::new(
+                "limits.alert_webhook",
+                "is not an http or https URL",
+            ));
+            None
+        }
     }
 }
 
@@ -296,7 +311,7 @@ mod tests {
     #[test]
     fn bad_rules_are_problems_at_their_path() {
         let p = problems(
-            "rules:\n  - {name: a, per: team, window: day, requests: 1}\n  - {name: a, per: key, window: fortnight, tokens: -5}\n  - {name: c, per: metadata., window: day}\n  - {name: d, per: global, window: day, cost_usd: 1, alert_at: 2, action: shout}\n",
+            "rules:\n  - {name: a, per: team, window: day, requests: 1}\n  - {name: a, per: key, window: fortnight, tokens: -5}\n  - {name: c, per: metadata., window: day}\n  - {name: d, per: global, window: day, cost_usd: 1, alert_at: 2, action: shout}\nalert_webhook: \"ftp://x\"\n",
         );
         let has = |prefix: &str| p.iter().any(|x| x.starts_with(prefix));
         assert!(has("limits.rules[0].per: unknown scope `team`"), "{p:?}");
@@ -311,6 +326,7 @@ mod tests {
         );
         assert!(has("limits.rules[2].per"), "{p:?}");
         assert!(has("limits.rules[3].alert_at"), "{p:?}");
+        assert!(has("limits.alert_webhook"), "{p:?}");
         assert!(has("limits.rules[3].action"), "{p:?}");
         assert!(problems("backend: memory\nrules:\n  - {name: ok, per: metadata.team, window: lifetime, requests: 5}\n").is_empty());
         assert!(!problems("on_backend_error: maybe\n").is_empty());

@@ -8,6 +8,7 @@
 //! cost. Counts are kept per rule name, window and scope value, in this process (`memory`):
 //! a reload keeps the counts of every rule whose name and window are unchanged.
 
+pub mod alerts;
 pub mod customers;
 pub mod redis;
 pub mod window;
@@ -120,8 +121,8 @@ pub struct Ticket {
     fleet: Vec<redis::Held>,
     ask: Ask,
     pub headers: RateHeaders,
-    /// Rules whose alert threshold this request crossed.
-    pub alerts: Vec<String>,
+    /// The alert thresholds this request crossed first (in their rule, scope and window).
+    pub alerts: Vec<alerts::Alert>,
     /// The rules the request was checked against.
     pub checked: Vec<String>,
 }
@@ -177,6 +178,8 @@ pub struct Limits {
     fleet: Option<redis::Fleet>,
     /// Customers' Respan budgets (`customer_params`), as last sent.
     customers: customers::CustomerBudgets,
+    /// Alerts waiting for `alert_webhook`.
+    outbox: alerts::Outbox,
     log: Option<LogLimit>,
 }
 
@@ -218,7 +221,9 @@ impl Limits {
             &combined
         };
         let Some(fleet) = &self.fleet else {
-            return self.admit(rules, facts, ask, now).map_err(Blocked::Limit);
+            let ticket = self.admit(rules, facts, ask, now).map_err(Blocked::Limit)?;
+            self.send_alerts(config, &ticket);
+            return Ok(ticket);
         };
         let matched = matched_rules(rules, facts);
         if matched.is_empty() {
@@ -241,18 +246,22 @@ impl Limits {
                         cost_usd,
                     };
                     let bucket = window::bucket(rule.window, now);
-                    if over_alert(rule, taken) && self.first_alert(rule, scope, bucket) {
-                        tracing::warn!(rule = %rule.name, scope = %scope, "limit alert: the rule's alert threshold is crossed");
-                        count(&rule.name, "alert");
-                        ticket.alerts.push(rule.name.clone());
+                    let frees_at = window::frees_at(rule.window, first, now);
+                    if let Some((kind, limit, used)) = crossed(rule, taken) {
+                        if self.first_alert(rule, scope, bucket) {
+                            ticket
+                                .alerts
+                                .push(raise(rule, scope, kind, limit, used, frees_at));
+                        }
                     }
                     if rule.block {
-                        let reset = window::frees_at(rule.window, first, now)
+                        let reset = frees_at
                             .and_then(|t| t.duration_since(now).ok())
                             .unwrap_or_default();
                         note_headers(&mut ticket.headers, rule, taken, reset);
                     }
                 }
+                self.send_alerts(config, &ticket);
                 Ok(ticket)
             }
             Ok(redis::Decision::Refused(i, kind, first)) => {
@@ -283,6 +292,20 @@ impl Limits {
                 } else {
                     Ok(Ticket::default())
                 }
+            }
+        }
+    }
+
+    /// The service that posts alerts to `alert_webhook` (once).
+    pub fn alert_service(&self) -> Option<alerts::AlertService> {
+        self.outbox.service()
+    }
+
+    /// Offers the ticket's alerts to `alert_webhook`, when one is set.
+    fn send_alerts(&self, config: &LimitsConfig, ticket: &Ticket) {
+        if let Some(url) = &config.alert_webhook {
+            for alert in &ticket.alerts {
+                self.outbox.offer(url, alert.clone());
             }
         }
     }
@@ -367,9 +390,11 @@ impl Limits {
                     });
                 }
                 if would_be >= limit * rule.alert_at && self.first_alert(rule, scope, bucket) {
-                    tracing::warn!(rule = %rule.name, scope = %scope, kind = kind.as_str(), limit, used = would_be, "limit alert: the rule's alert threshold is crossed");
-                    count(&rule.name, "alert");
-                    ticket.alerts.push(rule.name.clone());
+                    let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+                    let frees_at = window::frees_at(rule.window, oldest, now);
+                    ticket
+                        .alerts
+                        .push(raise(rule, scope, kind, limit, would_be, frees_at));
                 }
             }
         }
@@ -494,12 +519,48 @@ fn matched_rules<'r>(rules: &'r [Rule], facts: Facts<'_>) -> Vec<(&'r Rule, Stri
         .collect()
 }
 
-/// Whether what a rule has counted crosses its alert threshold on any of its limits.
-fn over_alert(rule: &Rule, taken: Amounts) -> bool {
-    let share = |used: f64, limit: Option<f64>| limit.is_some_and(|l| used >= l * rule.alert_at);
-    share(taken.requests as f64, rule.requests.map(|l| l as f64))
-        || share(taken.tokens as f64, rule.tokens.map(|l| l as f64))
-        || share(taken.cost_usd, rule.cost_usd)
+/// The first of a rule's limits whose alert threshold what it has counted crosses, with
+/// that limit and the amount counted.
+fn crossed(rule: &Rule, taken: Amounts) -> Option<(Kind, f64, f64)> {
+    [
+        (
+            Kind::Requests,
+            rule.requests.map(|l| l as f64),
+            taken.requests as f64,
+        ),
+        (
+            Kind::Tokens,
+            rule.tokens.map(|l| l as f64),
+            taken.tokens as f64,
+        ),
+        (Kind::Cost, rule.cost_usd, taken.cost_usd),
+    ]
+    .into_iter()
+    .find_map(|(kind, limit, used)| {
+        let limit = limit?;
+        (used >= limit * rule.alert_at).then_some((kind, limit, used))
+    })
+}
+
+/// An alert's warning and count, and the alert itself for the trace and the webhook.
+fn raise(
+    rule: &Rule,
+    scope: &str,
+    kind: Kind,
+    limit: f64,
+    used: f64,
+    window_reset: Option<SystemTime>,
+) -> alerts::Alert {
+    tracing::warn!(rule = %rule.name, scope = %scope, kind = kind.as_str(), limit, used, "limit alert: the rule's alert threshold is crossed");
+    count(&rule.name, "alert");
+    alerts::Alert {
+        rule: rule.name.clone(),
+        scope: scope.to_string(),
+        kind: kind.as_str(),
+        limit,
+        used,
+        window_reset,
+    }
 }
 
 /// Keeps a rule's figures for the `x-ratelimit-*` headers where it is the tightest yet (only
@@ -665,10 +726,11 @@ mod tests {
                 at(1),
             )
             .unwrap();
-        assert!(
-            ticket.alerts.contains(&"gpt".to_string()),
-            "{:?}",
-            ticket.alerts
-        );
+        let gpt = ticket.alerts.iter().find(|a| a.rule == "gpt");
+        let gpt = gpt.unwrap_or_else(|| panic!("{:?}", ticket.alerts));
+        // 2 requests of 10, the first limit listed, reach 20%.
+        assert_eq!((gpt.kind, gpt.limit, gpt.used), ("requests", 10.0, 2.0));
+        assert_eq!(gpt.scope, "team-a");
+        assert!(gpt.window_reset.is_some());
     }
 }

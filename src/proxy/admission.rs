@@ -42,7 +42,7 @@ pub async fn admit(
         Err(Blocked::Limit(refusal)) => return Err(GatewayError::LimitReached(refusal)),
         Err(Blocked::Unavailable) => return Err(GatewayError::LimitsUnavailable),
     };
-    ctx.record.limit_alerts.clone_from(&ticket.alerts);
+    ctx.record.limit_alerts = ticket.alerts.iter().map(|a| a.rule.clone()).collect();
     ctx.record.limit_rules.clone_from(&ticket.checked);
     ctx.limit_ticket = Some(Box::new(ticket));
     Ok(())

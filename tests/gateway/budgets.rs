@@ -1,7 +1,7 @@
 //! `limits:` rules: requests counted per key, refused past the limit with a 429 in the
 //! caller's format and OpenAI's rate limit headers; budgets; alerts; `/api/limits`.
 
-use crate::support::{chat, client, Mock, Sidecar};
+use crate::support::{chat, client, Mock, Reply, Sidecar};
 use serde_json::{json, Value};
 
 fn config(mock: &Mock, rules: &str) -> String {
@@ -326,4 +326,56 @@ async fn a_customers_respan_budget_applies_to_its_later_requests_too() {
         .iter()
         .find(|l| l["rule"] == "customer_rate_limit" && l["scope"] == "cust-9");
     assert_eq!(rate.unwrap()["used"]["requests"], 2, "{view}");
+}
+
+#[tokio::test]
+async fn an_alert_is_posted_to_the_webhook_off_the_request_path_and_retried() {
+    let mock = Mock::start().await;
+    let hook = Mock::start().await;
+    // The receiver first fails, then takes 2 s to answer: neither slows a request.
+    hook.push(Reply::status(503, json!({})));
+    hook.push(Reply::Delay(
+        std::time::Duration::from_secs(2),
+        Box::new(Reply::status(200, json!({}))),
+    ));
+    let rules = format!(
+        "    - {{name: half, per: key, window: day, requests: 4, alert_at: 0.5}}\n  alert_webhook: \"{}\"\n",
+        hook.url("/alerts")
+    );
+    let sidecar = Sidecar::start(&config(&mock, &rules)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let r = ask(
+            &sidecar,
+            "tok-a",
+            "/v1/chat/completions",
+            &chat("gpt-4o", "hi"),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Once per rule, scope value and window: the second request crossed 50%, the third did
+    // not alert again. The 503 was tried again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hook.count() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let posts = hook.received();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    for post in &posts {
+        assert_eq!(
+            (post.method.as_str(), post.path.as_str()),
+            ("POST", "/alerts")
+        );
+        assert_eq!(post.header("content-type"), Some("application/json"));
+        let alert = post.json();
+        assert_eq!(alert["rule"], "half");
+        assert_eq!(alert["scope"], "team-a");
+        assert_eq!(alert["limit"], 4.0);
+        assert_eq!(alert["used"], 2.0);
+        assert!(alert["window_reset"].is_string(), "{alert}");
+        assert!(!post.body.windows(5).any(|w| w == b"tok-a"));
+    }
 }

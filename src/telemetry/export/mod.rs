@@ -3,7 +3,7 @@
 //! its own background service that sends batches, retries failures with backoff, logs them
 //! at most once a minute, and flushes what is queued once a shutdown has drained.
 
-mod http;
+pub(crate) mod http;
 mod jsonl;
 mod otlp;
 pub mod respan;
