@@ -19,8 +19,12 @@ use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+
+/// Counters kept before the first sweep of those that hold nothing.
+const MIN_SWEEP: usize = 4096;
 
 /// What a request is, as the rules see it.
 #[derive(Debug, Clone, Copy)]
@@ -172,14 +176,16 @@ impl Counter {
 #[derive(Default)]
 pub struct Limits {
     counters: Mutex<HashMap<CounterKey, Counter>>,
-    /// (rule, scope value, period) that already raised an alert.
-    alerted: Mutex<HashSet<(String, String, i64)>>,
+    /// The latest period in which each (rule, scope value) raised an alert.
+    alerted: Mutex<HashMap<(String, String), i64>>,
     /// `backend: redis` (bound at start).
     fleet: Option<redis::Fleet>,
     /// Customers' Respan budgets (`customer_params`), as last sent.
     customers: customers::CustomerBudgets,
     /// Alerts waiting for `alert_webhook`.
     outbox: alerts::Outbox,
+    /// How many counters there may be before the next sweep of those that hold nothing.
+    sweep_at: AtomicUsize,
     log: Option<LogLimit>,
 }
 
@@ -347,6 +353,9 @@ impl Limits {
             return Ok(ticket);
         }
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if counters.len() >= self.sweep_at.load(Ordering::Relaxed).max(MIN_SWEEP) {
+            self.sweep(&mut counters, now);
+        }
         // Check every rule first: a refused request reserves nothing anywhere.
         for (rule, scope) in &matched {
             let key = counter_key(rule, scope);
@@ -453,6 +462,25 @@ impl Limits {
         }
     }
 
+    /// Drops the counters whose window holds nothing any more (a customer or model seen
+    /// once, an hour ago), and the alerts raised in them, so that many scope values do not
+    /// grow memory without end. Runs when the count of counters has doubled since the last
+    /// sweep: amortised, a constant cost per admission.
+    fn sweep(&self, counters: &mut HashMap<CounterKey, Counter>, now: SystemTime) {
+        counters.retain(|key, counter| {
+            counter.expire(key.window, window::bucket(key.window, now));
+            !counter.buckets.is_empty() || counter.reserved != Amounts::default()
+        });
+        let live: HashSet<(&str, &str)> = counters
+            .keys()
+            .map(|k| (k.rule.as_str(), k.scope.as_str()))
+            .collect();
+        let mut alerted = self.alerted.lock().unwrap_or_else(|e| e.into_inner());
+        alerted.retain(|(rule, scope), _| live.contains(&(rule.as_str(), scope.as_str())));
+        self.sweep_at
+            .store((counters.len() * 2).max(MIN_SWEEP), Ordering::Relaxed);
+    }
+
     fn first_alert(&self, rule: &Rule, scope: &str, bucket: i64) -> bool {
         let period = if window::slides(rule.window) {
             bucket / window::SLIDING_BUCKETS
@@ -460,7 +488,7 @@ impl Limits {
             bucket
         };
         let mut alerted = self.alerted.lock().unwrap_or_else(|e| e.into_inner());
-        alerted.insert((rule.name.clone(), scope.to_string(), period))
+        alerted.insert((rule.name.clone(), scope.to_string()), period) != Some(period)
     }
 
     /// Every counter, as `/api/limits` shows it: the config's rules and customers' budgets.
@@ -649,6 +677,28 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_765_000_000 + secs)
+    }
+
+    #[test]
+    fn counters_that_hold_nothing_are_swept() {
+        let l = Limits::default();
+        let r = rules("rules:\n  - {name: per-customer, per: customer, window: minute, requests: 5, alert_at: 0.1}\n  - {name: all, per: global, window: lifetime, requests: 1000000}\n");
+        let ask = Ask::default();
+        // Many customers once each: a counter (and an alert) each.
+        for i in 1..MIN_SWEEP {
+            let mut t = l.admit(&r, facts(&format!("c{i}")), ask, at(0)).unwrap();
+            l.settle(&mut t, 0, 0.0);
+        }
+        assert_eq!(l.counters.lock().unwrap().len(), MIN_SWEEP);
+        // Two minutes later their window is empty: the next admission sweeps them, and
+        // their alerts; the lifetime count and the new customer's stay.
+        let _held = l.admit(&r, facts("late"), ask, at(120)).unwrap();
+        let counters = l.counters.lock().unwrap();
+        let mut left: Vec<&str> = counters.keys().map(|k| k.scope.as_str()).collect();
+        left.sort_unstable();
+        assert!(left == ["", "late"], "{} counters left", left.len());
+        assert_eq!(l.alerted.lock().unwrap().len(), 1);
+        assert_eq!(l.sweep_at.load(Ordering::Relaxed), MIN_SWEEP);
     }
 
     #[test]
