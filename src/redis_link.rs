@@ -1,8 +1,16 @@
 //! A Redis server that the sidecar uses but must never wait on: connected on first use, and
 //! again after it was lost, at most once a second while it is unreachable. Shared by the
 //! response cache and the limits; each counts and logs its own failures.
+//!
+//! No request waits on a connect longer than a call may take: the connect is one shared
+//! future that every request needing it polls for at most its call timeout, and that the
+//! next request resumes when they all gave up. So a Redis that is restarting, or a host
+//! that does not answer, costs each request at most a call's timeout, with no background
+//! task.
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Time between tries to connect while Redis is unreachable.
@@ -11,16 +19,20 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Why there is no connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkError {
-    /// The last try failed less than a second ago: not tried again yet.
+    /// The last try failed less than a second ago, or a connect under way did not finish
+    /// within the call's timeout.
     Waiting,
     /// This try failed.
     Failed(String),
 }
 
+/// A connect under way, shared by every request waiting for it.
+type Connecting = Shared<BoxFuture<'static, Result<ConnectionManager, String>>>;
+
 /// A Redis server and the connection to it, if there is one.
 pub struct RedisLink {
     client: redis::Client,
-    state: tokio::sync::Mutex<Connection>,
+    state: Mutex<Connection>,
     connect_timeout: Duration,
     call_timeout: Duration,
 }
@@ -28,6 +40,7 @@ pub struct RedisLink {
 #[derive(Default)]
 struct Connection {
     manager: Option<ConnectionManager>,
+    connecting: Option<Connecting>,
     last_try: Option<Instant>,
 }
 
@@ -40,7 +53,7 @@ impl RedisLink {
     ) -> redis::RedisResult<RedisLink> {
         Ok(RedisLink {
             client: redis::Client::open(url)?,
-            state: tokio::sync::Mutex::default(),
+            state: Mutex::default(),
             connect_timeout,
             call_timeout,
         })
@@ -50,31 +63,83 @@ impl RedisLink {
         &self.client
     }
 
-    /// The connection, made if there is none and the last try is not too recent; why not.
+    /// The connection: made if there is none and the last try is not too recent, waited
+    /// for at most a call's timeout; else why not.
     pub async fn connection(&self) -> Result<ConnectionManager, LinkError> {
-        let mut state = self.state.lock().await;
-        if let Some(manager) = &state.manager {
-            return Ok(manager.clone());
-        }
-        if state
-            .last_try
-            .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)
-        {
+        let connecting = {
+            let mut state = self.state();
+            if let Some(manager) = &state.manager {
+                return Ok(manager.clone());
+            }
+            match &state.connecting {
+                Some(under_way) => under_way.clone(),
+                None => {
+                    if state
+                        .last_try
+                        .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)
+                    {
+                        return Err(LinkError::Waiting);
+                    }
+                    state.last_try = Some(Instant::now());
+                    let connect = self.connect();
+                    state.connecting = Some(connect.clone());
+                    connect
+                }
+            }
+        };
+        let Ok(outcome) = tokio::time::timeout(self.call_timeout, connecting.clone()).await else {
             return Err(LinkError::Waiting);
+        };
+        let mut state = self.state();
+        // Only the connect under way settles the state (not one a later failure replaced).
+        let current = state
+            .connecting
+            .as_ref()
+            .is_some_and(|c| c.ptr_eq(&connecting));
+        if current {
+            state.connecting = None;
+            if let Ok(manager) = &outcome {
+                state.manager = Some(manager.clone());
+            }
         }
-        state.last_try = Some(Instant::now());
+        outcome.map_err(LinkError::Failed)
+    }
+
+    /// After a call failed: a connection that is gone is dropped, so that the calls after
+    /// it fail at once until the next try, a second later, instead of each waiting on the
+    /// client's reconnect up to its timeout. A slow answer keeps the connection.
+    pub fn failed(&self, error: &redis::RedisError) {
+        let gone =
+            error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal();
+        if gone {
+            let mut state = self.state();
+            if state.manager.take().is_some() {
+                state.last_try = Some(Instant::now());
+            }
+        }
+    }
+
+    /// A connect, bounded by the connect timeout (twice: the client's own covers the TCP
+    /// connect, this one the handshake too).
+    fn connect(&self) -> Connecting {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.connect_timeout)
             .set_response_timeout(self.call_timeout)
             .set_number_of_retries(1);
         let connect = ConnectionManager::new_with_config(self.client.clone(), config);
-        match tokio::time::timeout(self.connect_timeout * 2, connect).await {
-            Ok(Ok(manager)) => {
-                state.manager = Some(manager.clone());
-                Ok(manager)
+        let bound = self.connect_timeout * 2;
+        async move {
+            match tokio::time::timeout(bound, connect).await {
+                Ok(Ok(manager)) => Ok(manager),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".to_string()),
             }
-            Ok(Err(e)) => Err(LinkError::Failed(e.to_string())),
-            Err(_) => Err(LinkError::Failed("timed out".into())),
         }
+        .boxed()
+        .shared()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

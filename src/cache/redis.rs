@@ -94,7 +94,7 @@ impl RedisStore {
         let read = conn.get::<_, Option<Vec<u8>>>(key);
         match tokio::time::timeout(CALL_TIMEOUT, read).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => self.failed("get", &e.to_string()).ok_or(()),
+            Ok(Err(e)) => self.lost("get", &e).ok_or(()),
             Err(_) => self.failed("get", "timed out").ok_or(()),
         }
     }
@@ -110,12 +110,11 @@ impl RedisStore {
 
     /// Counts and logs a write that failed or timed out.
     fn finish_write(&self, outcome: Result<redis::RedisResult<()>, tokio::time::error::Elapsed>) {
-        let why = match outcome {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out".to_string(),
-        };
-        self.failed::<()>("set", &why);
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.lost::<()>("set", &e).unwrap_or(()),
+            Err(_) => self.failed::<()>("set", "timed out").unwrap_or(()),
+        }
     }
 
     /// Removes a key; whether it was there.
@@ -126,7 +125,7 @@ impl RedisStore {
         let removed = conn.del::<_, u64>(key);
         match tokio::time::timeout(CALL_TIMEOUT, removed).await {
             Ok(Ok(n)) => n > 0,
-            Ok(Err(e)) => self.failed("delete", &e.to_string()).unwrap_or(false),
+            Ok(Err(e)) => self.lost("delete", &e).unwrap_or(false),
             Err(_) => self.failed("delete", "timed out").unwrap_or(false),
         }
     }
@@ -139,6 +138,12 @@ impl RedisStore {
             Err(LinkError::Waiting) => None,
             Err(LinkError::Failed(why)) => self.failed("connect", &why),
         }
+    }
+
+    /// A call that failed: its connection is dropped if it is gone; counted and logged.
+    fn lost<T>(&self, op: &str, error: &redis::RedisError) -> Option<T> {
+        self.link.failed(error);
+        self.failed(op, &error.to_string())
     }
 
     /// Counts a failure and logs it (at most once a minute); the caller goes on without Redis.

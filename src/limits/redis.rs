@@ -157,7 +157,7 @@ impl Fleet {
         let reply: redis::Value = tokio::time::timeout(CALL_TIMEOUT, call.invoke_async(&mut conn))
             .await
             .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.failed(&e))?;
         decode(reply, rules)
     }
 
@@ -180,7 +180,13 @@ impl Fleet {
         tokio::time::timeout(CALL_TIMEOUT, call.invoke_async::<()>(&mut conn))
             .await
             .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// Why a call failed (the link drops a connection that is gone).
+    fn failed(&self, error: &redis::RedisError) -> String {
+        self.link.failed(error);
+        error.to_string()
     }
 
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, String> {

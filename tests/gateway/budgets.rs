@@ -1,5 +1,6 @@
 //! `limits:` rules: requests counted per key, refused past the limit with a 429 in the
 //! caller's format and OpenAI's rate limit headers; budgets; alerts; `/api/limits`.
+#![allow(clippy::disallowed_methods)] // tokio::spawn runs the client loops of the load tests.
 
 use crate::support::{chat, client, Mock, Reply, Sidecar};
 use serde_json::{json, Value};
@@ -378,4 +379,112 @@ async fn an_alert_is_posted_to_the_webhook_off_the_request_path_and_retried() {
         assert!(alert["window_reset"].is_string(), "{alert}");
         assert!(!post.body.windows(5).any(|w| w == b"tok-a"));
     }
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let port = crate::support::free_port();
+    let redis = crate::support::Redis::start_on(port).await;
+    let mock = Mock::start().await;
+    let rules = format!(
+        "    - {{name: r, per: global, window: day, requests: 5}}\n  backend: redis\n  on_backend_error: allow\n  redis_url: \"redis://127.0.0.1:{port}\"\n"
+    );
+    let sidecar = Sidecar::start(&config(&mock, &rules)).await;
+    // Four clients in a loop, each answer's status and time noted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(Instant, u16, Duration)>>> = Arc::default();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop, seen) = (
+                sidecar.url("/v1/chat/completions"),
+                stop.clone(),
+                seen.clone(),
+            );
+            // One client per worker: a client made per request costs more than the request.
+            let http = client();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let body = chat("gpt-4o", "hi");
+                    let r = http.post(&url).bearer_auth("tok-a").json(&body).send();
+                    let r = r.await.unwrap();
+                    let took = started.elapsed();
+                    seen.lock()
+                        .unwrap()
+                        .push((started, r.status().as_u16(), took));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    drop(redis);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let restarted_at = Instant::now();
+    let _redis = crate::support::Redis::start_on(port).await;
+    // The restarted Redis is empty: once the sidecar is back on it, 5 more are admitted
+    // and the rule refuses again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused_again = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(at, status, _)| *at > restarted_at && *status == 429);
+        if refused_again {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rule never applied again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let admitted = seen.iter().filter(|(_, s, _)| *s == 200).count();
+    // Before the kill: 5 admitted, the rest refused.
+    let before: Vec<u16> = seen
+        .iter()
+        .filter(|(at, _, took)| *at + *took < killed_at)
+        .map(|(_, s, _)| *s)
+        .collect();
+    assert_eq!(
+        before.iter().filter(|s| **s == 200).count(),
+        5,
+        "{before:?}"
+    );
+    // While Redis was down, `allow` admitted; no answer took long, none failed otherwise.
+    let down = seen
+        .iter()
+        .filter(|(at, _, _)| *at > killed_at + Duration::from_millis(100) && *at < restarted_at);
+    assert!(down.clone().count() > 0 && down.clone().all(|(_, s, _)| *s == 200));
+    assert!(
+        seen.iter().all(|(_, s, _)| *s == 200 || *s == 429),
+        "{seen:?}"
+    );
+    let slowest = seen.iter().map(|(_, _, took)| *took).max().unwrap();
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    // Exactly the admitted requests reached the provider.
+    assert_eq!(mock.count(), admitted);
+    let mean = |from: Instant, to: Instant| {
+        let phase: Vec<Duration> = seen
+            .iter()
+            .filter(|(at, _, _)| *at >= from && *at < to)
+            .map(|(_, _, took)| *took)
+            .collect();
+        phase.iter().sum::<Duration>() / phase.len().max(1) as u32
+    };
+    let first = seen.iter().map(|(at, _, _)| *at).min().unwrap();
+    eprintln!(
+        "redis killed and restarted: {} requests, {admitted} admitted, slowest {slowest:?}, mean up {:?}, down {:?}, after {:?}",
+        seen.len(),
+        mean(first, killed_at),
+        mean(killed_at, restarted_at),
+        mean(restarted_at, Instant::now()),
+    );
 }
