@@ -1,5 +1,5 @@
 //! The admin port: `/metrics`, `/healthz`, `/readyz`, `/config`, `/api/traces`,
-//! `/api/health`, and the Logs page at `/`. A separate listener, so scraping and probes never compete with app traffic
+//! `/api/health`, `/api/limits`, `/api/stats`, and the Logs page at `/`. A separate listener, so scraping and probes never compete with app traffic
 //! and can be exposed differently.
 
 mod config_view;
@@ -84,22 +84,20 @@ impl ServeHttp for AdminApp {
                 traces::list(&self.telemetry, query),
             ),
             // Every provider and model circuit that has seen a failure.
-            "/api/health" => reply(
-                200,
-                "application/json",
-                serde_json::to_vec(&serde_json::json!({"circuits": self.circuits.snapshot()}))
-                    .unwrap_or_default(),
-            ),
+            "/api/health" => json(&serde_json::json!({"circuits": self.circuits.snapshot()})),
             // Every limit rule's counts per scope value, in its window.
             "/api/limits" => {
                 let rules = &self.state.load_full().config.limits.rules;
                 let view = self.limits.snapshot(rules, std::time::SystemTime::now());
-                let body = serde_json::json!({"limits": view});
-                reply(
-                    200,
-                    "application/json",
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                )
+                json(&serde_json::json!({"limits": view}))
+            }
+            // The last hour per minute, for the Logs page's charts.
+            "/api/stats" => {
+                let minutes = self
+                    .telemetry
+                    .minutes
+                    .last_hour(std::time::SystemTime::now());
+                json(&serde_json::json!({"minutes": minutes}))
             }
             "/metrics" => reply(200, "text/plain; version=0.0.4", metrics().encode()),
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
@@ -128,6 +126,15 @@ impl AdminApp {
             });
         presented.is_some_and(|p| token.matches(p.trim_ascii()))
     }
+}
+
+/// A JSON answer.
+fn json(body: &serde_json::Value) -> Response<Vec<u8>> {
+    reply(
+        200,
+        "application/json",
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
 }
 
 /// A complete answer; the length is set so the connection stays open for the next scrape.

@@ -13,6 +13,7 @@ pub mod export;
 pub mod ids;
 pub mod logging;
 pub mod metrics;
+pub mod minutes;
 pub mod record;
 pub mod trace;
 
@@ -37,11 +38,14 @@ pub struct Settings {
     pub access_log: bool,
 }
 
-/// The process's telemetry: the recent traces and the exporters' queues.
+/// The process's telemetry: the recent traces, the last hour per minute, and the
+/// exporters' queues.
 pub struct Telemetry {
     pub settings: Settings,
     pub transcriber: Transcriber,
     recent: Mutex<VecDeque<Arc<Trace>>>,
+    /// Every request's sums, per minute, for the Logs page's charts.
+    pub minutes: minutes::Minutes,
     queues: Vec<Queue>,
 }
 
@@ -51,6 +55,7 @@ impl Telemetry {
             settings,
             transcriber,
             recent: Mutex::new(VecDeque::with_capacity(settings.recent_traces.min(4096))),
+            minutes: minutes::Minutes::default(),
             queues,
         }
     }
@@ -75,6 +80,7 @@ impl Telemetry {
     pub fn finish(&self, request_id: String, record: RequestRecord) {
         let trace = Trace::finish(request_id, record);
         metrics().observe(&trace);
+        self.minutes.observe(&trace);
         if self.settings.access_log {
             access_log::line(&trace);
         }

@@ -104,3 +104,94 @@ async fn the_logs_page_lists_requests_and_opens_one() {
     assert!(!private.contains("NEVER-ON-THE-PAGE"));
     assert!(private.contains("not captured"));
 }
+
+#[tokio::test]
+async fn the_logs_page_charts_the_last_hour_and_shows_limits() {
+    let mock = Mock::start().await;
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-x\n\
+         limits:\n  rules:\n    - {{name: per-model, per: model, window: hour, requests: 10, tokens: 100000}}\n",
+        mock.url("/v1")
+    );
+    let sidecar = Sidecar::start(&config).await;
+    for _ in 0..3 {
+        request(
+            &sidecar,
+            json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    }
+    // A bad body is an error of this minute too.
+    let bad = client()
+        .post(sidecar.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    sidecar.idle().await;
+
+    // `/api/stats`: 60 minutes, the last holding these requests.
+    let stats: serde_json::Value = client()
+        .get(sidecar.admin_url("/api/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let minutes = stats["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60);
+    let total = |k: &str| minutes.iter().map(|m| m[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((total("requests"), total("errors")), (4, 1), "{stats}");
+    assert!(total("tokens") > 0);
+    assert!(minutes
+        .iter()
+        .any(|m| m["latency_p95_ms"].as_f64().is_some()));
+
+    let page = rendered(&sidecar.admin_url("/"));
+    let charts = page
+        .split("<section id=\"charts\"")
+        .nth(1)
+        .expect("the charts")
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(charts.contains("data-loaded=\"true\""), "{charts}");
+    for (chart, total) in [("requests", "4"), ("errors", "1")] {
+        assert!(
+            charts.contains(&format!("data-chart=\"{chart}\" data-total=\"{total}\"")),
+            "{chart}: {charts}"
+        );
+    }
+    for chart in ["latency", "tokens", "cost"] {
+        assert!(
+            charts.contains(&format!("data-chart=\"{chart}\"")),
+            "{chart}"
+        );
+    }
+    assert!(charts.contains("<rect"), "bars are drawn: {charts}");
+    assert!(
+        charts.contains("<polyline"),
+        "latency lines are drawn: {charts}"
+    );
+
+    // The Limits view: the rule's count for the model against its limits.
+    let view = rendered(&sidecar.admin_url("/#limits"));
+    let limits = view
+        .split("<section id=\"limits\"")
+        .nth(1)
+        .expect("the limits view");
+    assert!(!limits.starts_with(" hidden"), "the limits view is shown");
+    assert!(
+        limits.contains("data-rule=\"per-model\" data-scope=\"gpt-4.1\""),
+        "{limits}"
+    );
+    assert!(limits.contains("3 / 10"), "{limits}");
+    assert!(limits.contains("<meter"), "{limits}");
+    assert!(
+        view.contains("<div id=\"requests\" hidden"),
+        "the requests view is hidden"
+    );
+}
