@@ -35,7 +35,7 @@ pub async fn admit(
         model,
         metadata: &ctx.record.subject.metadata,
     };
-    let ask = estimate(request, model, body_len);
+    let ask = estimate(snapshot, request, model, body_len);
     let now = SystemTime::now();
     let ticket = match limits.check(config, facts, customer_params, ask, now).await {
         Ok(ticket) => ticket,
@@ -49,14 +49,18 @@ pub async fn admit(
 }
 
 /// What a request may use: its input (about 4 bytes a token of its body), plus its output
-/// limit (or the model's, from the catalog), priced by the catalog.
-fn estimate(request: &ModelRequest<'_>, model: &str, body_len: usize) -> Ask {
+/// limit (else its route's, else the model's from the catalog), priced as its answer will
+/// be: by the route's `pricing`, else the catalog's price of the model the route sends.
+fn estimate(snapshot: &Snapshot, request: &ModelRequest<'_>, model: &str, body_len: usize) -> Ask {
+    let route = snapshot.router.resolve(model, None).ok();
+    let upstream = route.as_ref().map_or(model, |r| r.upstream_model);
     let input = (body_len / 4) as u64;
     let asked = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
         .iter()
         .find_map(|name| request.body.get_as::<u64>(name).ok().flatten());
     let output = asked
-        .or_else(|| catalog::max_output_tokens(model))
+        .or_else(|| route.as_ref().and_then(|r| r.max_output_tokens))
+        .or_else(|| catalog::max_output_tokens(upstream))
         .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
     let usage = TokenUsage {
         prompt_tokens: input,
@@ -64,10 +68,13 @@ fn estimate(request: &ModelRequest<'_>, model: &str, body_len: usize) -> Ask {
         total_tokens: input + output,
         ..TokenUsage::default()
     };
-    let cost_usd = catalog::price(model).map_or(0.0, |p| cost(&usage, &p));
+    let price = route
+        .and_then(|r| r.pricing)
+        .map(Into::into)
+        .or_else(|| catalog::price(upstream));
     Ask {
         tokens: usage.total_tokens,
-        cost_usd,
+        cost_usd: price.map_or(0.0, |p| cost(&usage, &p)),
     }
 }
 

@@ -488,3 +488,72 @@ async fn redis_killed_and_restarted_under_load() {
         mean(restarted_at, Instant::now()),
     );
 }
+
+#[tokio::test]
+async fn a_budget_fits_exactly_its_requests_under_concurrency() {
+    let mock = Mock::start().await;
+    // A dollar a token: a request's cost is its token count. Each answer uses exactly what
+    // admission reserved for it (its body's bytes / 4 in, `max_tokens` out).
+    let mut body = chat("priced", "what does a budget hold?");
+    body["max_tokens"] = json!(5);
+    let prompt = serde_json::to_vec(&body).unwrap().len() as u64 / 4;
+    let cost = (prompt + 5) as f64;
+    let fits = 5;
+    for _ in 0..40 {
+        mock.push(Reply::status(
+            200,
+            json!({"id": "c", "object": "chat.completion", "created": 1, "model": "priced",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5}}),
+        ));
+    }
+    let config = format!(
+        "auth:\n  keys:\n    - {{name: team-a, key: tok-a}}\n\
+         providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-x\n\
+         routes:\n  - match: \"*\"\n    provider: oa\n    pricing: {{input_per_million: 1000000, output_per_million: 1000000}}\n\
+         limits:\n  rules:\n    - {{name: budget, per: global, window: month, cost_usd: {}}}\n",
+        mock.url("/v1"),
+        cost * fits as f64 * (1.0 + 1e-9),
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let url = sidecar.url("/v1/chat/completions");
+    let http = client();
+    // 20 at once: reservations keep them from overshooting together.
+    let calls = (0..20).map(|_| {
+        let request = http.post(&url).bearer_auth("tok-a").json(&body).send();
+        async move { request.await.unwrap().status().as_u16() }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    let first = statuses.iter().filter(|s| **s == 200).count();
+    assert!(first >= 1 && first <= fits, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    // Then one at a time until refused: exactly the budget's requests were admitted.
+    let mut admitted = first;
+    loop {
+        let status = http.post(&url).bearer_auth("tok-a").json(&body).send();
+        match status.await.unwrap().status().as_u16() {
+            200 => admitted += 1,
+            429 => break,
+            other => panic!("{other}"),
+        }
+        assert!(admitted <= fits, "over the budget");
+    }
+    assert_eq!(admitted, fits);
+    assert_eq!(
+        mock.count(),
+        fits,
+        "every admitted request reached the provider once"
+    );
+    // Settled: what they cost, nothing left reserved, never over the budget.
+    let view = limits_view(&sidecar).await;
+    let budget = &view["limits"][0];
+    assert_eq!(
+        budget["used"]["cost_usd"].as_f64(),
+        Some(cost * fits as f64),
+        "{view}"
+    );
+    assert_eq!(budget["reserved"]["cost_usd"].as_f64(), Some(0.0), "{view}");
+}
