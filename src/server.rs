@@ -42,10 +42,29 @@ const UPSTREAM_POOL_SIZE: usize = 1024;
 /// tenth of a short stream's CPU). Only the bytes written are ever touched.
 const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
 
+/// Each stream holds two sockets (the app's and the provider's): the soft limit on open
+/// files (1,024 by default on many systems) is raised to the hard one, as nginx's
+/// `worker_rlimit_nofile` would, so that a thousand streams do not fail to accept.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, raised) {
+        tracing::warn!("open files limit left at {:?}: {e}", limit.current);
+    }
+}
+
 /// Runs the sidecar on the config loaded from `path` until it is told to stop. Returns early
 /// only if it cannot start.
 pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let config = loaded.config.clone();
+    raise_open_files_limit();
     // Pingora retries a taken port for 30 s and then panics; check first, fail fast and clear.
     check_bind("server.listen", config.server.listen)?;
     let admin_socket = TcpListener::bind(config.server.admin_listen).map_err(|e| {
@@ -82,6 +101,7 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
     let circuits = Arc::new(Circuits::default());
     let limits = Arc::new(Limits::new(&loaded.config.limits)?);
     let alerts = limits.alert_service();
+    let settler = limits.settle_service(drain.clone());
     let gateway = Gateway::new(
         state.clone(),
         UPSTREAM_POOL_SIZE,
@@ -132,6 +152,9 @@ pub fn run(path: &Path, loaded: Loaded) -> Result<(), String> {
         state: state.clone(),
     };
     add_background(&mut server, "prompt refresher", refresher);
+    if let Some(settler) = settler {
+        add_background(&mut server, "limit settlement", settler);
+    }
     if let Some(alerts) = alerts {
         add_background(&mut server, "limit alerts", alerts);
     }

@@ -14,13 +14,14 @@ pub mod redis;
 pub mod window;
 
 use crate::config::limits::{LimitsConfig, Match, Rule, Scope, Window};
+use crate::drain::Drain;
 use crate::routing::glob_match;
 use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Counters kept before the first sweep of those that hold nothing.
@@ -321,21 +322,25 @@ impl Limits {
         self.customers.any()
     }
 
-    /// Settles a request's reservations with what it really used, in its backend.
+    /// Settles a request's reservations with what it really used, in its backend (Redis:
+    /// queued, so the request does not wait for the round trip).
     pub async fn finish(&self, ticket: &mut Ticket, tokens: u64, cost_usd: f64) {
         if let (Some(fleet), false) = (&self.fleet, ticket.fleet.is_empty()) {
-            let held = std::mem::take(&mut ticket.fleet);
-            if let Err(why) = fleet.settle(&held, ticket.ask, tokens, cost_usd).await {
-                if let Some(quiet) = self.log.as_ref().and_then(LogLimit::permit) {
-                    tracing::warn!(
-                        quiet,
-                        "limits: a settlement was lost (Redis cannot be asked): {why}"
-                    );
-                }
-            }
+            let settlement = redis::Settlement {
+                held: std::mem::take(&mut ticket.fleet),
+                ask: ticket.ask,
+                tokens,
+                cost_usd,
+            };
+            fleet.settle_later(settlement).await;
             return;
         }
         self.settle(ticket, tokens, cost_usd);
+    }
+
+    /// The service that settles in Redis what requests queued (`backend: redis` only).
+    pub fn settle_service(self: &Arc<Self>, drain: Drain) -> Option<redis::SettleService> {
+        self.fleet.as_ref()?.settle_service(self.clone(), drain)
     }
 
     /// Checks a request against every rule it matches; counts and reserves it if no `block`

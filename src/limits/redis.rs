@@ -5,41 +5,69 @@
 //! reservations, and either refuses (naming the rule) or counts the request and reserves its
 //! estimate on all of them, atomically (Redis runs a script alone). Settlement is one more:
 //! the reservation is taken back and the real tokens and cost added. Keys expire with their
-//! window: `respan:lim:v1:{rule}:{window}:{scope}:{bucket}` holds a bucket's (or period's)
-//! `q` requests, `t` tokens and `c` cost; `...:r` the reservations of requests in flight.
+//! window: under `respan:lim:v2:{rule}:{window}:{scope}`, `:b` holds each bucket's (or
+//! period's) `q` requests, `t` tokens and `c` cost, `:s` their running sum, `:r` the
+//! reservations of requests in flight.
 
 use super::window::{self, SLIDING_BUCKETS};
 use super::{Ask, Kind};
 use crate::config::limits::{Rule, Window};
+use crate::drain::{Drain, Phase};
 use crate::redis_link::{LinkError, RedisLink};
+use crate::telemetry::logging::LogLimit;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 use serde::Serialize;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 /// A slow Redis counts as down for the request.
 const CALL_TIMEOUT: Duration = Duration::from_millis(50);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// Settlements waiting at most; past this a request settles itself.
+const SETTLE_QUEUE: usize = 4096;
+/// Settlements sent in one round trip at most.
+const SETTLE_BATCH: usize = 256;
+/// How long settling may go on once the process is quiet (no request in flight).
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 /// Reservations of a sidecar that died before settling fade after this.
 const RESERVED_TTL_SECS: u64 = 3600;
 
+/// Each rule and scope value keeps, under its prefix `k`: `k:b`, a hash of its buckets'
+/// counts (`q<bucket>`, `t<bucket>`, `c<bucket>`); `k:s`, their running sum (`q`, `t`, `c`)
+/// from bucket `lo` on; `k:r`, what requests in flight reserved. Admission first takes the
+/// buckets that left the window out of the sum (each bucket once, however many requests
+/// come), so a sliding minute costs a few commands, not one per bucket. `lo` then moves to
+/// the oldest bucket holding anything: the one whose leaving frees room. (Negative amounts
+/// are written `0 - x`: Redis refuses the `-0` that `-x` makes of 0.)
 const ADMIT: &str = r#"
 local rules = cjson.decode(ARGV[1])
 local ask_t = tonumber(ARGV[2])
 local ask_c = tonumber(ARGV[3])
 local used = {}
 for i, r in ipairs(rules) do
-  local q, t, c, first = 0, 0, 0, -1
-  for b = r.o, r.b do
-    local v = redis.call('HMGET', r.k .. ':' .. b, 'q', 't', 'c')
-    local bq = tonumber(v[1]) or 0
-    if first < 0 and bq > 0 then first = b end
-    q = q + bq
-    t = t + (tonumber(v[2]) or 0)
-    c = c + (tonumber(v[3]) or 0)
+  local s, bk = r.k .. ':s', r.k .. ':b'
+  local lo = tonumber(redis.call('HGET', s, 'lo'))
+  while lo and lo < r.b do
+    local v = redis.call('HMGET', bk, 'q' .. lo, 't' .. lo, 'c' .. lo)
+    if lo >= r.o and tonumber(v[1] or 0) > 0 then break end
+    if v[1] or v[2] or v[3] then
+      redis.call('HINCRBY', s, 'q', 0 - (tonumber(v[1]) or 0))
+      redis.call('HINCRBY', s, 't', 0 - (tonumber(v[2]) or 0))
+      redis.call('HINCRBYFLOAT', s, 'c', 0 - (tonumber(v[3]) or 0))
+      redis.call('HDEL', bk, 'q' .. lo, 't' .. lo, 'c' .. lo)
+    end
+    lo = lo + 1
   end
+  if lo then redis.call('HSET', s, 'lo', lo) end
+  local sum = redis.call('HMGET', s, 'q', 't', 'c')
   local res = redis.call('HMGET', r.k .. ':r', 't', 'c')
-  t = t + (tonumber(res[1]) or 0)
-  c = c + (tonumber(res[2]) or 0)
-  if first < 0 then first = r.b end
+  local q = math.max(tonumber(sum[1]) or 0, 0)
+  local t = math.max(tonumber(sum[2]) or 0, 0) + (tonumber(res[1]) or 0)
+  local c = math.max(tonumber(sum[3]) or 0, 0) + (tonumber(res[2]) or 0)
+  local first = lo or r.b
   if r.blk == 1 then
     if r.q >= 0 and q + 1 > r.q then return {0, i, 'requests', first} end
     if r.t >= 0 and t + ask_t > r.t then return {0, i, 'tokens', first} end
@@ -49,9 +77,14 @@ for i, r in ipairs(rules) do
 end
 local out = {1}
 for i, r in ipairs(rules) do
-  local key = r.k .. ':' .. r.b
-  redis.call('HINCRBY', key, 'q', 1)
-  if r.ttl > 0 then redis.call('EXPIRE', key, r.ttl) end
+  local s, bk = r.k .. ':s', r.k .. ':b'
+  redis.call('HINCRBY', bk, 'q' .. r.b, 1)
+  redis.call('HINCRBY', s, 'q', 1)
+  redis.call('HSETNX', s, 'lo', r.b)
+  if r.ttl > 0 then
+    redis.call('EXPIRE', bk, r.ttl)
+    redis.call('EXPIRE', s, r.ttl)
+  end
   redis.call('HINCRBY', r.k .. ':r', 't', ask_t)
   redis.call('HINCRBYFLOAT', r.k .. ':r', 'c', ask_c)
   redis.call('EXPIRE', r.k .. ':r', ARGV[4])
@@ -60,15 +93,26 @@ end
 return out
 "#;
 
+/// Settlement, of a batch: each reservation is taken back, and what was used is added to
+/// the request's bucket and to the sum, unless that bucket has left the window meanwhile (a
+/// stream longer than a sliding window).
 const SETTLE: &str = r#"
-local held = cjson.decode(ARGV[1])
-for _, h in ipairs(held) do
-  redis.call('HINCRBY', h.k .. ':r', 't', -tonumber(ARGV[2]))
-  redis.call('HINCRBYFLOAT', h.k .. ':r', 'c', -tonumber(ARGV[3]))
-  local key = h.k .. ':' .. h.b
-  redis.call('HINCRBY', key, 't', ARGV[4])
-  redis.call('HINCRBYFLOAT', key, 'c', ARGV[5])
-  if h.ttl > 0 then redis.call('EXPIRE', key, h.ttl) end
+local batch = cjson.decode(ARGV[1])
+for _, h in ipairs(batch) do
+  redis.call('HINCRBY', h.k .. ':r', 't', 0 - h.at)
+  redis.call('HINCRBYFLOAT', h.k .. ':r', 'c', 0 - h.ac)
+  local s, bk = h.k .. ':s', h.k .. ':b'
+  local lo = tonumber(redis.call('HGET', s, 'lo'))
+  if lo and h.b >= lo then
+    redis.call('HINCRBY', bk, 't' .. h.b, h.ut)
+    redis.call('HINCRBYFLOAT', bk, 'c' .. h.b, h.uc)
+    redis.call('HINCRBY', s, 't', h.ut)
+    redis.call('HINCRBYFLOAT', s, 'c', h.uc)
+    if h.ttl > 0 then
+      redis.call('EXPIRE', bk, h.ttl)
+      redis.call('EXPIRE', s, h.ttl)
+    end
+  end
 end
 return 1
 "#;
@@ -90,11 +134,34 @@ struct ScriptRule {
 }
 
 /// A reservation to settle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Held {
     k: String,
     b: i64,
     ttl: u64,
+}
+
+/// A request's reservations, what it reserved and what it used.
+#[derive(Debug)]
+pub struct Settlement {
+    pub held: Vec<Held>,
+    pub ask: Ask,
+    pub tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// One reservation as the settlement script reads it.
+#[derive(Serialize)]
+struct SettleEntry<'a> {
+    k: &'a str,
+    b: i64,
+    ttl: u64,
+    /// Reserved tokens and cost, taken back.
+    at: u64,
+    ac: f64,
+    /// Used tokens and cost, added.
+    ut: u64,
+    uc: f64,
 }
 
 /// What the script decided.
@@ -111,16 +178,24 @@ pub struct Fleet {
     link: RedisLink,
     admit: redis::Script,
     settle: redis::Script,
+    /// Settlements waiting for the settling service.
+    queue: mpsc::Sender<Settlement>,
+    receiver: Mutex<Option<mpsc::Receiver<Settlement>>>,
+    log: LogLimit,
 }
 
 impl Fleet {
     pub fn new(url: &str) -> Result<Fleet, String> {
         let link = RedisLink::new(url, CONNECT_TIMEOUT, CALL_TIMEOUT)
             .map_err(|e| format!("limits.redis_url: {e}"))?;
+        let (queue, receiver) = mpsc::channel(SETTLE_QUEUE);
         Ok(Fleet {
             link,
             admit: redis::Script::new(ADMIT),
             settle: redis::Script::new(SETTLE),
+            queue,
+            receiver: Mutex::new(Some(receiver)),
+            log: LogLimit::once_a_minute(),
         })
     }
 
@@ -161,26 +236,65 @@ impl Fleet {
         decode(reply, rules)
     }
 
-    /// Takes a request's reservations back and adds what it used.
-    pub async fn settle(
-        &self,
-        held: &[Held],
-        ask: Ask,
-        tokens: u64,
-        cost_usd: f64,
-    ) -> Result<(), String> {
-        let json = serde_json::to_string(held).map_err(|e| e.to_string())?;
+    /// Takes a request's reservations back and adds what it used, later: the request does
+    /// not wait for it (a settlement that waits a few milliseconds only holds its reservation
+    /// a little longer). When the queue is full (Redis slow or away) it settles now.
+    pub async fn settle_later(&self, settlement: Settlement) {
+        if let Err(TrySendError::Full(settlement)) = self.queue.try_send(settlement) {
+            if let Err(why) = self.settle(std::slice::from_ref(&settlement)).await {
+                self.lost(&why);
+            }
+        }
+    }
+
+    /// Settles a batch in one round trip.
+    pub async fn settle(&self, batch: &[Settlement]) -> Result<(), String> {
+        let entries: Vec<SettleEntry<'_>> = batch
+            .iter()
+            .flat_map(|s| {
+                s.held.iter().map(|h| SettleEntry {
+                    k: &h.k,
+                    b: h.b,
+                    ttl: h.ttl,
+                    at: s.ask.tokens,
+                    ac: s.ask.cost_usd,
+                    ut: s.tokens,
+                    uc: s.cost_usd,
+                })
+            })
+            .collect();
+        let json = serde_json::to_string(&entries).map_err(|e| e.to_string())?;
         let mut conn = self.connection().await?;
         let mut call = self.settle.prepare_invoke();
-        call.arg(json)
-            .arg(ask.tokens)
-            .arg(ask.cost_usd)
-            .arg(tokens)
-            .arg(cost_usd);
+        call.arg(json);
         tokio::time::timeout(CALL_TIMEOUT, call.invoke_async::<()>(&mut conn))
             .await
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| self.failed(&e))
+    }
+
+    /// The service that settles what is queued (once: the queue has one reader).
+    pub fn settle_service(
+        &self,
+        limits: Arc<super::Limits>,
+        drain: Drain,
+    ) -> Option<SettleService> {
+        let receiver = self.receiver.lock().ok()?.take()?;
+        Some(SettleService {
+            limits,
+            drain,
+            receiver: Mutex::new(Some(receiver)),
+        })
+    }
+
+    /// A settlement that could not be made, logged at most once a minute.
+    fn lost(&self, why: &str) {
+        if let Some(quiet) = self.log.permit() {
+            tracing::warn!(
+                quiet,
+                "limits: a settlement was lost (Redis cannot be asked): {why}"
+            );
+        }
     }
 
     /// Why a call failed (the link drops a connection that is gone).
@@ -261,7 +375,7 @@ fn decode(reply: redis::Value, rules: Vec<ScriptRule>) -> Result<Decision, Strin
 /// The key prefix of a rule's counts for one scope value. A window change is a new count.
 fn prefix(rule: &Rule, scope: &str) -> String {
     format!(
-        "respan:lim:v1:{}:{}:{scope}",
+        "respan:lim:v2:{}:{}:{scope}",
         rule.name,
         rule.window.as_str()
     )
@@ -278,4 +392,50 @@ fn ttl(window: Window, now: SystemTime) -> u64 {
             .and_then(|t| t.duration_since(now).ok())
             .map_or(0, |d| d.as_secs() + 3600),
     }
+}
+
+/// Settles queued settlements in batches, one round trip each (a Pingora background service
+/// on its own thread); once the process is quiet it settles what is left and stops.
+pub struct SettleService {
+    limits: Arc<super::Limits>,
+    drain: Drain,
+    receiver: Mutex<Option<mpsc::Receiver<Settlement>>>,
+}
+
+#[async_trait]
+impl BackgroundService for SettleService {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let taken = self.receiver.lock().ok().and_then(|mut r| r.take());
+        let (Some(mut receiver), Some(fleet)) = (taken, self.limits.fleet.as_ref()) else {
+            return;
+        };
+        // Requests still draining settle after a shutdown begins: stop only when quiet.
+        let _running = self.drain.exporter();
+        let quiet = self.drain.reached(Phase::Quiet);
+        tokio::pin!(quiet);
+        let mut batch = Vec::with_capacity(SETTLE_BATCH);
+        loop {
+            tokio::select! {
+                n = receiver.recv_many(&mut batch, SETTLE_BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                    settle_batch(fleet, &mut batch).await;
+                }
+                () = &mut quiet => break,
+            }
+        }
+        receiver.close();
+        let deadline = Instant::now() + FLUSH_LIMIT;
+        while Instant::now() < deadline && receiver.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+            settle_batch(fleet, &mut batch).await;
+        }
+    }
+}
+
+async fn settle_batch(fleet: &Fleet, batch: &mut Vec<Settlement>) {
+    if let Err(why) = fleet.settle(batch).await {
+        fleet.lost(&why);
+    }
+    batch.clear();
 }

@@ -557,3 +557,79 @@ async fn a_budget_fits_exactly_its_requests_under_concurrency() {
     );
     assert_eq!(budget["reserved"]["cost_usd"].as_f64(), Some(0.0), "{view}");
 }
+
+#[tokio::test]
+async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
+    use respan_sidecar::config::limits::{limits, RawLimits};
+    use respan_sidecar::limits::redis::{Decision, Fleet, Settlement};
+    use respan_sidecar::limits::{Ask, Kind};
+    use std::time::{Duration, SystemTime};
+    let redis = crate::support::Redis::start_on(crate::support::free_port()).await;
+    let raw: RawLimits = serde_yaml::from_str(
+        "rules:\n  - {name: m, per: global, window: minute, requests: 3, tokens: 1000}\n",
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    let config = limits(raw, None, &mut problems);
+    assert!(problems.is_empty());
+    let fleet = Fleet::new(&format!("redis://127.0.0.1:{}", redis.port)).unwrap();
+    let matched = &[(&config.rules[0], String::new())];
+    let t0 = 1_765_000_020;
+    let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(t0 + s);
+    let ask = Ask {
+        tokens: 100,
+        cost_usd: 0.0,
+    };
+    let mut held = Vec::new();
+    for s in [0, 10, 20] {
+        match fleet.admit(matched, ask, at(s)).await.unwrap() {
+            Decision::Admitted(used, h) => {
+                assert_eq!(used[0].0, held.len() as u64 + 1);
+                held.push(h);
+            }
+            Decision::Refused(..) => panic!("refused at {s}"),
+        }
+    }
+    // Full: refused, and room frees when the oldest bucket (t0) leaves, 60 s on.
+    let Decision::Refused(0, Kind::Requests, first) =
+        fleet.admit(matched, ask, at(30)).await.unwrap()
+    else {
+        panic!("admitted past the limit")
+    };
+    assert_eq!(first, (t0) as i64);
+    // The first request used 50 tokens; the others settle after their buckets left.
+    let settle = |held: Vec<_>, tokens: u64| Settlement {
+        held,
+        ask,
+        tokens,
+        cost_usd: 0.0,
+    };
+    let mut held = held.into_iter();
+    let first_held = held.next().unwrap();
+    fleet.settle(&[settle(first_held, 50)]).await.unwrap();
+    let admit = |s: u64| {
+        let fleet = &fleet;
+        async move { fleet.admit(matched, ask, at(s)).await.unwrap() }
+    };
+    // t0 left the window: room for one.
+    let Decision::Admitted(used, _) = admit(61).await else {
+        panic!("t0's bucket did not leave")
+    };
+    // Counted: t10, t20, t61; tokens: two reservations in flight and this one's.
+    assert_eq!((used[0].0, used[0].1), (3, 300));
+    assert!(matches!(
+        admit(62).await,
+        Decision::Refused(0, Kind::Requests, _)
+    ));
+    assert!(matches!(admit(71).await, Decision::Admitted(..)));
+    // Settled after its bucket left: its tokens are outside the window, not counted.
+    fleet
+        .settle(&[settle(held.next().unwrap(), 70)])
+        .await
+        .unwrap();
+    // Much later everything has left: the whole limit is free again.
+    for s in [500, 501, 502] {
+        assert!(matches!(admit(s).await, Decision::Admitted(..)), "{s}");
+    }
+    assert!(matches!(admit(503).await, Decision::Refused(..)));
+}
