@@ -165,6 +165,12 @@ async fn worker(load: Load) -> Samples {
                 continue 'connect;
             };
             let ok = response.status().is_success();
+            // The server's last answer on this connection (its keep-alive bound): connect
+            // again after it, as any HTTP client does, without counting an error.
+            let last = response
+                .headers()
+                .get(hyper::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
             let mut body = response.into_body();
             let mut first_byte = None;
             while let Some(frame) = body.frame().await {
@@ -184,6 +190,9 @@ async fn worker(load: Load) -> Samples {
                 samples
                     .first_byte_us
                     .push(micros(first_byte.unwrap_or(total)));
+            }
+            if last {
+                continue 'connect;
             }
         }
         break;

@@ -18,9 +18,10 @@
 #   BENCH_ROUNDS=7 bench/run.sh          # more rounds, tighter medians
 #   BENCH_SECONDS=20 bench/run.sh        # longer runs
 #   BENCH_GAP_MS=5 bench/run.sh          # stream tokens 5 ms apart, like a real model
+#   BENCH_TARGETS="direct nginx sidecar limits-redis" bench/run.sh   # only these targets
 #
 # Needs nginx (apt-get install -y nginx) and taskset (util-linux); with redis-server
-# installed, Redis cache hits are measured too. The proxy under test runs
+# installed, Redis cache hits and Redis-backed limits are measured too. The proxy under test runs
 # on CPU 0, the mock upstream and the load generator on CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ cd "$(dirname "$0")/.."
 run_seconds=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-3}
 gap_ms=${BENCH_GAP_MS:-0}
+targets=${BENCH_TARGETS:-direct nginx sidecar telemetry telemetry-otlp direct-anthropic translated responses cache-hit cache-hit-redis limits-redis}
 command -v nginx >/dev/null || { echo "nginx is needed: apt-get install -y nginx" >&2; exit 1; }
 
 cargo build --release --quiet --bin respan-sidecar --example mock_upstream --example loadgen
@@ -113,6 +115,19 @@ RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/telemetry.yam
 pids+=($!)
 telemetry_pid=$!
 
+# The OTLP exporter alone: the "telemetry-otlp" target.
+otlp_port=18190 otlp_admin_port=18191
+sed -e "s/$sidecar_port/$otlp_port/" -e "s/$admin_port/$otlp_admin_port/" "$work/sidecar.yaml" > "$work/otlp.yaml"
+cat >> "$work/otlp.yaml" <<YAML
+telemetry:
+  exporters:
+    - type: otlp_http
+      endpoint: "http://127.0.0.1:$mock_port/v1/traces"
+YAML
+RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/otlp.yaml" &
+pids+=($!)
+otlp_pid=$!
+
 # Cache hits: the same request with cache_enabled, against the sidecar's memory cache, and
 # (when redis-server is installed) against a sidecar whose cache is a local Redis.
 redis_port=18187 redis_sidecar_port=18188 redis_admin_port=18189
@@ -124,11 +139,26 @@ if command -v redis-server >/dev/null; then
   RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/redis.yaml" &
   pids+=($!)
   redis_sidecar_pid=$!
+  # Limits counted in that Redis (one round trip to admit, one to settle): a global rule
+  # and a per-customer one that every request matches and none reaches.
+  limits_port=18192 limits_admin_port=18193
+  sed -e "s/$sidecar_port/$limits_port/" -e "s/$admin_port/$limits_admin_port/" "$work/sidecar.yaml" > "$work/limits.yaml"
+  cat >> "$work/limits.yaml" <<YAML
+limits:
+  backend: redis
+  redis_url: "redis://127.0.0.1:$redis_port"
+  rules:
+    - {name: all, per: global, window: minute, requests: 1000000000}
+    - {name: per-customer, per: customer, window: day, tokens: 1000000000000}
+YAML
+  RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/limits.yaml" &
+  pids+=($!)
+  limits_pid=$!
 fi
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"; wait_port "$telemetry_port"
-[ -n "${redis_sidecar_pid:-}" ] && wait_port "$redis_sidecar_port"
+wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"; wait_port "$telemetry_port"; wait_port "$otlp_port"
+[ -n "${redis_sidecar_pid:-}" ] && wait_port "$redis_sidecar_port" && wait_port "$limits_port"
 sleep 0.3
 rss_kib() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
 sidecar_idle_rss=$(rss_kib "$sidecar_pid" VmRSS)
@@ -165,15 +195,17 @@ for mode in json stream; do
       rate=(--rate "$per_s"); c="64@$per_s/s"
     fi
     for round in $(seq "$rounds"); do
-      for target in direct nginx sidecar telemetry direct-anthropic translated responses cache-hit cache-hit-redis; do
+      for target in $targets; do
         body="$work/$mode.body"; path=/v1/chat/completions
         # Redis only when it is installed.
-        [ "$target" = cache-hit-redis ] && [ -z "${redis_sidecar_pid:-}" ] && continue
+        case $target in cache-hit-redis|limits-redis) [ -z "${redis_sidecar_pid:-}" ] && continue ;; esac
         case $target in
           direct) port=$mock_port; watch=() ;;
           nginx) port=$nginx_port; watch=(--pid "$nginx_worker") ;;
           sidecar) port=$sidecar_port; watch=(--pid "$sidecar_pid") ;;
           telemetry) port=$telemetry_port; watch=(--pid "$telemetry_pid") ;;
+          telemetry-otlp) port=$otlp_port; watch=(--pid "$otlp_pid") ;;
+          limits-redis) port=$limits_port; watch=(--pid "$limits_pid") ;;
           direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
           translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
           responses) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.responses.body"; path=/v1/responses ;;
@@ -191,7 +223,7 @@ for mode in json stream; do
 done
 sidecar_peak_rss=$(rss_kib "$sidecar_pid" VmHWM)
 telemetry_peak_rss=$(rss_kib "$telemetry_pid" VmHWM)
-exported=$(wc -l < "$work/traces.jsonl")
+exported=$(cat "$work/traces.jsonl" 2>/dev/null | wc -l)
 nginx_peak_rss=$(( $(rss_kib "$nginx_master" VmHWM) + $(rss_kib "$nginx_worker" VmHWM) ))
 
 python3 - "$results" "$sidecar_idle_rss" "$sidecar_peak_rss" "$nginx_idle_rss" "$nginx_peak_rss" "$gap_ms" "$rounds" "$telemetry_peak_rss" "$exported" <<'PY'
@@ -215,7 +247,7 @@ for (mode, c, target) in runs:
     added = lambda f: "" if target.startswith("direct") else f"{(med(key, f) - med(direct, f)) / 1000:+.3f}"
     cpu = "" if target.startswith("direct") else f"{med(key, 'cpu_ms_per_req'):.4f}"
     ratio = ""
-    if target in ("sidecar", "telemetry", "translated", "responses", "cache-hit", "cache-hit-redis"):
+    if nginx in runs and target in ("sidecar", "telemetry", "telemetry-otlp", "translated", "responses", "cache-hit", "cache-hit-redis", "limits-redis"):
         # Each round's CPU against nginx's in the same round.
         per_round = [r["cpu_ms_per_req"] / runs[nginx][n]["cpu_ms_per_req"]
                      for n, r in runs[key].items() if runs[nginx][n]["cpu_ms_per_req"]]
@@ -227,12 +259,17 @@ print(f"\nRSS idle / peak: respan-sidecar {s_idle/1024:.1f} / {s_peak/1024:.1f} 
 print(f"telemetry (otlp_http + jsonl + respan exporters on): peak RSS {t_peak/1024:.1f} MiB, {exported} traces in the jsonl file")
 for mode in ("json", "stream"):
     for c in sorted({k[1] for k in runs if k[0] == mode}):
-        on, off = (mode, c, "telemetry"), (mode, c, "sidecar")
-        if on in runs and off in runs:
-            per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
-            print(f"exporters on vs off, {mode} c={c}: CPU x{statistics.median(per_round):.3f}, TTFB p50 {(med(on, 'ttfb_p50_us') - med(off, 'ttfb_p50_us')) / 1000:+.3f} ms")
+        for target, what in (("telemetry", "all three exporters"), ("telemetry-otlp", "the OTLP exporter alone")):
+            on, off = (mode, c, target), (mode, c, "sidecar")
+            if on in runs and off in runs:
+                per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
+                print(f"{what} on vs off, {mode} c={c}: CPU x{statistics.median(per_round):.3f}, TTFB p50 {(med(on, 'ttfb_p50_us') - med(off, 'ttfb_p50_us')) / 1000:+.3f} ms")
 for mode in ("json", "stream"):
     for c in sorted({k[1] for k in runs if k[0] == mode}):
+        on, off = (mode, c, "limits-redis"), (mode, c, "sidecar")
+        if on in runs and off in runs:
+            print(f"limits on Redis vs none, {mode} c={c}: p50 {(med(on, 'p50_us') - med(off, 'p50_us')) / 1000:+.3f} ms, "
+                  f"p99 {(med(on, 'p99_us') - med(off, 'p99_us')) / 1000:+.3f} ms, CPU {med(on, 'cpu_ms_per_req'):.4f} against {med(off, 'cpu_ms_per_req'):.4f} ms/req")
         for hit in ("cache-hit", "cache-hit-redis"):
             on, off = (mode, c, hit), (mode, c, "sidecar")
             if on in runs and off in runs:
