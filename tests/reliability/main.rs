@@ -12,6 +12,7 @@ mod balance;
 mod circuits;
 mod fallbacks;
 mod faults;
+mod load;
 mod retries;
 mod streams;
 mod timeouts;
