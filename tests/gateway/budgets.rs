@@ -633,3 +633,44 @@ async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
     }
     assert!(matches!(admit(503).await, Decision::Refused(..)));
 }
+
+#[tokio::test]
+async fn a_refusal_is_in_the_format_of_each_ingress() {
+    let mock = Mock::start().await;
+    let gemini = Mock::start_as(crate::support::mock::Flavor::Gemini).await;
+    let config = format!(
+        "providers:\n  oa:\n    type: openai\n    base_url: \"{}\"\n    api_key: sk-x\n  gm:\n    type: gemini\n    base_url: \"{}\"\n    api_key: g-x\n\
+         routes:\n  - match: \"gemini-*\"\n    provider: gm\n  - match: \"*\"\n    provider: oa\n\
+         limits:\n  rules:\n    - {{name: one, per: global, window: day, requests: 1}}\n",
+        mock.url("/v1"),
+        gemini.url(""),
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let r = ask(&sidecar, "", "/v1/chat/completions", &chat("gpt-4o", "hi")).await;
+    assert_eq!(r.status(), 200);
+    // The Responses API: OpenAI's error shape, the rule's code.
+    let r = ask(
+        &sidecar,
+        "",
+        "/v1/responses",
+        &json!({"model": "gpt-4o", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+    // Gemini's own path: Gemini's error shape.
+    let path = "/api/google/gemini/v1beta/models/gemini-2.5-flash:generateContent";
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let r = ask(&sidecar, "", path, &body).await;
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["error"]["code"].as_u64(), v["error"]["status"].as_str()),
+        (Some(429), Some("RESOURCE_EXHAUSTED")),
+        "{v}"
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("one"));
+    assert_eq!((mock.count(), gemini.count()), (1, 0));
+}
