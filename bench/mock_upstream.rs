@@ -5,6 +5,9 @@
 //! like a real model.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "streams.rs"]
+mod streams;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -22,41 +25,11 @@ struct Answers {
 }
 
 fn answers(gap: Duration) -> Answers {
-    let json = br#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}"#;
-    let mut events = vec![Bytes::from_static(
-        b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
-    )];
-    for i in 0..19 {
-        events.push(Bytes::from(format!(
-            "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}},\"finish_reason\":null}}]}}\n\n"
-        )));
-    }
-    events.push(Bytes::from_static(
-        b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-    ));
-    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let anthropic_json = br#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-bench","content":[{"type":"text","text":"The quick brown fox jumps over the lazy dog."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":10}}"#;
-    let event = |name: &str, data: String| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
-    let mut anthropic_events = vec![
-        event("message_start", r#"{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant","model":"claude-bench","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}"#.into()),
-        event("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into()),
-    ];
-    for i in 0..19 {
-        anthropic_events.push(event("content_block_delta", format!(
-            r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"tok{i} "}}}}"#
-        )));
-    }
-    anthropic_events.push(event(
-        "content_block_stop",
-        r#"{"type":"content_block_stop","index":0}"#.into(),
-    ));
-    anthropic_events.push(event("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":19}}"#.into()));
-    anthropic_events.push(event("message_stop", r#"{"type":"message_stop"}"#.into()));
     Answers {
-        json: Bytes::from_static(json),
-        events,
-        anthropic_json: Bytes::from_static(anthropic_json),
-        anthropic_events,
+        json: Bytes::from_static(streams::OPENAI_JSON),
+        events: streams::openai_events(),
+        anthropic_json: Bytes::from_static(streams::ANTHROPIC_JSON),
+        anthropic_events: streams::anthropic_events(),
         gap,
     }
 }
