@@ -14,6 +14,7 @@
 
 use crate::config::HealthConfig;
 use crate::telemetry::metrics::metrics;
+use crate::telemetry::record::Outcome;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,13 +49,23 @@ pub enum Report {
 }
 
 impl Report {
-    /// From an attempt's `outcome` label (see `telemetry::record::AttemptRecord`).
-    pub fn of_outcome(outcome: &str, why: Option<&str>, retry_after: Option<Duration>) -> Report {
+    /// From how an attempt ended: a 4xx other than 429 is the request's fault, not the
+    /// provider's.
+    pub fn of_outcome(
+        outcome: Outcome,
+        why: Option<&str>,
+        retry_after: Option<Duration>,
+    ) -> Report {
         match outcome {
-            "ok" | "http_4xx" => Report::Up,
-            "client_gone" | "skipped" => Report::Unknown,
-            other => Report::Down {
-                why: why.unwrap_or(other).chars().take(200).collect(),
+            Outcome::Ok | Outcome::Http4xx => Report::Up,
+            Outcome::ClientGone | Outcome::Skipped => Report::Unknown,
+            Outcome::Http429
+            | Outcome::Http5xx
+            | Outcome::ConnectError
+            | Outcome::Timeout
+            | Outcome::Broken
+            | Outcome::StreamError => Report::Down {
+                why: why.unwrap_or(outcome.as_str()).chars().take(200).collect(),
                 retry_after,
             },
         }
@@ -321,9 +332,9 @@ mod tests {
         c.report_at("p", "m", Report::Unknown, &one, until);
         let much_later = until + one.cooldown;
         assert_eq!(c.admit_at("p", "m", &one, much_later), Admission::Probe);
-        assert_eq!(Report::of_outcome("http_4xx", None, None), Report::Up);
+        assert_eq!(Report::of_outcome(Outcome::Http4xx, None, None), Report::Up);
         assert!(matches!(
-            Report::of_outcome("timeout", None, None),
+            Report::of_outcome(Outcome::Timeout, None, None),
             Report::Down { .. }
         ));
     }

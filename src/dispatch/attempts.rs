@@ -21,7 +21,7 @@ use crate::health::{Admission, Circuits, Report};
 use crate::providers::{echo, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
-use crate::telemetry::record::{answered_outcome, AttemptRecord, RequestRecord};
+use crate::telemetry::record::{AttemptRecord, Outcome, RequestRecord};
 use crate::translate::{ResponsePlan, StreamFailure, StreamTranslator};
 use crate::upstream::{ExchangeError, ReadLimits, Upstream};
 use bytes::Bytes;
@@ -123,7 +123,7 @@ impl Attempts<'_> {
                     model: model.clone(),
                     provider: route.provider.name.clone(),
                     label: route.metric_label.to_string(),
-                    outcome: "ok",
+                    outcome: Outcome::Ok,
                     status_code: None,
                     error: None,
                     latency: Duration::ZERO,
@@ -214,11 +214,11 @@ impl Attempts<'_> {
         let result = match result {
             Ok(result) => result,
             Err(gone) => {
-                note.outcome = "client_gone";
+                note.outcome = Outcome::ClientGone;
                 return Err(gone);
             }
         };
-        note.outcome = outcome_label(&result);
+        note.outcome = outcome_of(&result);
         let mut answer = match result {
             Ok(answer) => answer,
             Err(e) => {
@@ -272,7 +272,7 @@ impl Attempts<'_> {
             }))),
             Err(failure) => {
                 tracing::debug!(provider = %route.provider.name, "stream failed before its content: {}", failure.message);
-                note.outcome = "stream_error";
+                note.outcome = Outcome::StreamError;
                 note.status_code = Some(failure.status);
                 note.error = Some(failure.message.clone());
                 self.discard(answer).await;
@@ -451,17 +451,17 @@ fn skipped_attempt(model: &str, route: &Route<'_>) -> AttemptRecord {
         model: model.to_string(),
         provider: route.provider.name.clone(),
         label: route.metric_label.to_string(),
-        outcome: "skipped",
+        outcome: Outcome::Skipped,
         status_code: None,
         error: Some("skipped: the circuit is open".into()),
         latency: Duration::ZERO,
     }
 }
 
-/// The `outcome` label of `respan_upstream_attempts_total`.
-fn outcome_label(result: &Result<Answer, ExchangeError>) -> &'static str {
+/// How an attempt ended, from its answer or why there was none.
+fn outcome_of(result: &Result<Answer, ExchangeError>) -> Outcome {
     match result {
-        Ok(answer) => answered_outcome(answer.status()),
+        Ok(answer) => Outcome::of_status(answer.status()),
         Err(e) => e.outcome(),
     }
 }

@@ -31,7 +31,7 @@ use crate::limits::Limits;
 use crate::prompts::managed::ManagedPrompts;
 use crate::state::{SharedState, Snapshot};
 use crate::stored_responses::StoredResponses;
-use crate::telemetry::record::{answered_outcome, AttemptRecord, RequestRecord};
+use crate::telemetry::record::{AttemptRecord, Outcome, RequestRecord};
 use crate::telemetry::Telemetry;
 use crate::upstream::Upstream;
 use async_trait::async_trait;
@@ -327,9 +327,9 @@ fn passthrough_attempt(record: &mut RequestRecord, status: u16, e: Option<&Error
         provider: record.served.provider.clone(),
         label: record.served.model_label.clone(),
         outcome: if failed.is_some() {
-            "broken"
+            Outcome::Broken
         } else {
-            answered_outcome(status)
+            Outcome::of_status(status)
         },
         status_code: (status > 0 && failed.is_none()).then_some(status),
         error: failed,

@@ -19,7 +19,7 @@ use crate::params::{self, RespanParams};
 use crate::providers;
 use crate::realtime::{self, frames};
 use crate::state::Snapshot;
-use crate::telemetry::record::{answered_outcome, AttemptRecord, BodyEnd, TokenUsage};
+use crate::telemetry::record::{AttemptRecord, BodyEnd, Outcome, TokenUsage};
 use crate::upstream::{ExchangeError, Upgrade};
 use bytes::BytesMut;
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
@@ -98,7 +98,7 @@ async fn run(
         provider: provider.name.clone(),
         label: route.metric_label.to_string(),
         outcome: match &answer {
-            Ok(a) => answered_outcome(a.head.status.as_u16()),
+            Ok(a) => Outcome::of_status(a.head.status.as_u16()),
             Err(e) => e.outcome(),
         },
         status_code: answer.as_ref().ok().map(|a| a.head.status.as_u16()),

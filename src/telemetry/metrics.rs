@@ -277,7 +277,7 @@ impl Metrics {
         let mut previous: Option<&super::record::AttemptRecord> = None;
         for a in &r.attempts {
             self.upstream_attempts
-                .with_label_values(&[&a.provider, &a.label, a.outcome])
+                .with_label_values(&[&a.provider, &a.label, a.outcome.as_str()])
                 .inc();
             match previous {
                 Some(p) if p.model == a.model => {

@@ -90,22 +90,58 @@ pub struct AttemptRecord {
     pub provider: String,
     /// The model's metric label (see `Served::model_label`).
     pub label: String,
-    /// The `outcome` label of `respan_upstream_attempts_total`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// The answer's status; `None` when no answer came (connect error, timeout).
     pub status_code: Option<u16>,
     pub error: Option<String>,
     pub latency: Duration,
 }
 
-/// The `outcome` label of an upstream call that was answered with `status`.
-pub fn answered_outcome(status: u16) -> &'static str {
-    match status {
-        // 101: a WebSocket upgrade the upstream accepted.
-        100..=399 => "ok",
-        429 => "http_429",
-        400..=499 => "http_4xx",
-        _ => "http_5xx",
+/// How one upstream attempt ended: the `outcome` label of
+/// `respan_upstream_attempts_total`, and what the provider's circuit learns from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered with a 1xx (an accepted WebSocket upgrade), 2xx or 3xx.
+    Ok,
+    Http429,
+    Http4xx,
+    Http5xx,
+    ConnectError,
+    Timeout,
+    /// The connection failed after the request went out.
+    Broken,
+    /// A stream that failed after it began.
+    StreamError,
+    /// The app went away before the attempt ended.
+    ClientGone,
+    /// Not made: the circuit is open.
+    Skipped,
+}
+
+impl Outcome {
+    /// An attempt answered with `status`.
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            100..=399 => Outcome::Ok,
+            429 => Outcome::Http429,
+            400..=499 => Outcome::Http4xx,
+            _ => Outcome::Http5xx,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Http429 => "http_429",
+            Outcome::Http4xx => "http_4xx",
+            Outcome::Http5xx => "http_5xx",
+            Outcome::ConnectError => "connect_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Broken => "broken",
+            Outcome::StreamError => "stream_error",
+            Outcome::ClientGone => "client_gone",
+            Outcome::Skipped => "skipped",
+        }
     }
 }
 

@@ -292,7 +292,7 @@ mod tests {
             model: "fast".into(),
             provider: "openai".into(),
             label: "fast".into(),
-            outcome: "ok",
+            outcome: crate::telemetry::record::Outcome::Ok,
             status_code: Some(200),
             error: None,
             latency: Duration::from_millis(5),

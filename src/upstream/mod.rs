@@ -18,6 +18,7 @@ mod upgrade;
 pub use upgrade::Upgrade;
 
 use crate::config::BaseUrl;
+use crate::telemetry::record::Outcome;
 use bytes::Bytes;
 use futures::FutureExt;
 use pingora::connectors::TransportConnector;
@@ -67,12 +68,12 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
-    /// The `outcome` label of `respan_upstream_attempts_total` for a call that failed so.
-    pub fn outcome(&self) -> &'static str {
+    /// How an attempt that failed so ended.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            ExchangeError::Connect(_) => "connect_error",
-            ExchangeError::Timeout => "timeout",
-            ExchangeError::Broken(_) => "broken",
+            ExchangeError::Connect(_) => Outcome::ConnectError,
+            ExchangeError::Timeout => Outcome::Timeout,
+            ExchangeError::Broken(_) => Outcome::Broken,
         }
     }
 }
