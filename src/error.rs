@@ -8,6 +8,7 @@ use crate::dispatch::PlanError;
 use crate::endpoint::Ingress;
 use crate::params::ParamError;
 use crate::routing::RouteError;
+use crate::upstream::ExchangeError;
 use serde_json::json;
 use std::time::Duration;
 
@@ -307,6 +308,86 @@ fn gemini_status(status: u16) -> &'static str {
         504 => "DEADLINE_EXCEEDED",
         400..=499 => "INVALID_ARGUMENT",
         _ => "INTERNAL",
+    }
+}
+
+/// A stream that failed after it started: an error event for the app, with the status the
+/// provider gave (or 502).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFailure {
+    pub status: u16,
+    pub message: String,
+    /// An event that could not be read (as opposed to one that reports an error).
+    pub unreadable: bool,
+}
+
+impl StreamFailure {
+    pub fn upstream(message: impl Into<String>) -> Self {
+        StreamFailure {
+            status: UPSTREAM_FAILED_STATUS,
+            message: message.into(),
+            unreadable: false,
+        }
+    }
+
+    /// An event the gateway cannot read.
+    pub fn unreadable(message: impl Into<String>) -> Self {
+        StreamFailure {
+            unreadable: true,
+            ..Self::upstream(message)
+        }
+    }
+
+    /// An error event the provider sent.
+    pub fn reported(status: u16, message: String) -> Self {
+        StreamFailure {
+            status,
+            message,
+            unreadable: false,
+        }
+    }
+
+    /// A failed read of an answer: 504 for a timeout, else 502 (the one place a failed read
+    /// gets its status, before the answer started or after).
+    pub fn of_read(e: &ExchangeError) -> Self {
+        let status = if *e == ExchangeError::Timeout {
+            504
+        } else {
+            UPSTREAM_FAILED_STATUS
+        };
+        StreamFailure::reported(status, e.to_string())
+    }
+}
+
+/// The status of an answer the upstream broke off (when it reported none), and the code
+/// of the error event that ends such a stream.
+pub const UPSTREAM_FAILED_STATUS: u16 = 502;
+pub const UPSTREAM_FAILED_CODE: &str = "upstream_error";
+
+/// The status and code of the error event that ends a stream still running when a
+/// shutdown's grace period is spent.
+pub const SHUTTING_DOWN: (u16, &str) = (503, "shutting_down");
+
+/// The HTTP status Anthropic uses for an error type (for errors met inside a stream).
+pub fn anthropic_error_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+/// The status a caller's API uses for a provider's error status: Anthropic's 529
+/// "overloaded" is a 503 to OpenAI and Gemini callers.
+pub fn status_for_caller(status: u16, to: Ingress) -> u16 {
+    match (status, to) {
+        (529, Ingress::OpenAi | Ingress::Gemini) => 503,
+        (s, _) => s,
     }
 }
 

@@ -1,12 +1,13 @@
 //! An upstream's answer as the relay reads it, whatever produced it, and what the attempt
 //! loop hands the relay: the answer it settled on, with the start of a stream it held back.
 
+use crate::error::StreamFailure;
 use crate::head;
 use crate::providers::echo::LocalAnswer;
 use crate::providers::relays_back;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::usage::{self, UsageTail, UsageTap};
-use crate::translate::{ResponsePlan, StreamFailure, StreamTranslator};
+use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -99,15 +100,9 @@ impl Answer {
     }
 }
 
-/// A failed read of an answer as a stream failure: 504 for a timeout, else 502 (the one
-/// place a failed read gets its status, before the answer started or after).
+/// A failed read of an answer as a stream failure.
 pub fn read_failure(e: ExchangeError) -> StreamFailure {
-    let status = if e == ExchangeError::Timeout {
-        504
-    } else {
-        502
-    };
-    StreamFailure::reported(status, e.to_string())
+    StreamFailure::of_read(&e)
 }
 
 /// The answer the loop settled on, how to translate it, and the limits of its reads.

@@ -9,7 +9,7 @@ use crate::cache::tee::{End, Next, Telling};
 use crate::cache::{self, key, Cached, Entry, Follower, Lookup, ResponseCache, Slot};
 use crate::config::CacheConfig;
 use crate::dispatch::request::ModelRequest;
-use crate::error::stream_error_event;
+use crate::error::{stream_error_event, UPSTREAM_FAILED_CODE, UPSTREAM_FAILED_STATUS};
 use crate::head::{frame, head};
 use crate::routing::Route;
 use crate::telemetry::record::{BodyEnd, CacheUse};
@@ -129,7 +129,12 @@ async fn follow(
                 "the identical request whose stream this one followed failed during the answer"
             }
         };
-        let event = stream_error_event(ctx.endpoint.ingress(), 502, "upstream_error", failed);
+        let event = stream_error_event(
+            ctx.endpoint.ingress(),
+            UPSTREAM_FAILED_STATUS,
+            UPSTREAM_FAILED_CODE,
+            failed,
+        );
         ctx.record.output.push(&event);
         ctx.record.error = Some(failed.to_string());
         ctx.record.body_end = BodyEnd::UpstreamFailed;

@@ -14,12 +14,13 @@ use crate::dispatch::caller::or_gone;
 use crate::drain::Drain;
 use crate::endpoint::Ingress;
 use crate::error::{stream_error_event, GatewayError};
+use crate::error::{StreamFailure, SHUTTING_DOWN, UPSTREAM_FAILED_CODE};
 use crate::head::frame;
 use crate::telemetry::breakdown;
 use crate::telemetry::record::BodyEnd;
 use crate::translate::sse::write_json;
 use crate::translate::usage;
-use crate::translate::{translate_error, ResponsePlan, StreamFailure};
+use crate::translate::{translate_error, ResponsePlan};
 use crate::upstream::{ReadLimits, Upstream};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
@@ -371,7 +372,14 @@ async fn fail(
     let message = failure.message;
     tracing::warn!(request_id = %ctx.request_id, provider = %ctx.record.served.provider, "upstream failed mid-answer: {message}");
     let text = format!("the upstream failed during the answer: {message}");
-    end_with_error(session, ctx, (failure.status, "upstream_error"), text, sse).await;
+    end_with_error(
+        session,
+        ctx,
+        (failure.status, UPSTREAM_FAILED_CODE),
+        text,
+        sse,
+    )
+    .await;
     RelayEnd::UpstreamFailed(message)
 }
 
@@ -379,7 +387,7 @@ async fn fail(
 /// in-band 503 event, as an upstream failure would give it.
 async fn shut_down(session: &mut Session, ctx: &mut RequestCtx, sse: bool) -> RelayEnd {
     let text = "the sidecar is shutting down and its grace period ended before the answer did";
-    end_with_error(session, ctx, (503, "shutting_down"), text.to_string(), sse).await;
+    end_with_error(session, ctx, SHUTTING_DOWN, text.to_string(), sse).await;
     RelayEnd::ShutDown
 }
 

@@ -2,7 +2,7 @@
 
 use super::Wire;
 use crate::endpoint::Ingress;
-use crate::error::error_body;
+use crate::error::{error_body, status_for_caller};
 use serde_json::Value;
 
 /// Translates an error answer: the provider's message in the ingress format, with the status
@@ -12,10 +12,7 @@ pub fn translate_error(from: Wire, to: Ingress, status: u16, body: &[u8]) -> (u1
     if Wire::of_ingress(to) == from {
         return (status, body.to_vec());
     }
-    let status = match (status, to) {
-        (529, Ingress::OpenAi | Ingress::Gemini) => 503,
-        (s, _) => s,
-    };
+    let status = status_for_caller(status, to);
     let message = message_of(body).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text: String = text.chars().take(500).collect();

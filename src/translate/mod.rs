@@ -93,57 +93,6 @@ impl TranslateError {
     }
 }
 
-/// A stream that failed after it started: an error event for the app, with the status the
-/// provider gave (or 502).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamFailure {
-    pub status: u16,
-    pub message: String,
-    /// An event that could not be read (as opposed to one that reports an error).
-    pub unreadable: bool,
-}
-
-impl StreamFailure {
-    pub fn upstream(message: impl Into<String>) -> Self {
-        StreamFailure {
-            status: 502,
-            message: message.into(),
-            unreadable: false,
-        }
-    }
-
-    /// An event the gateway cannot read.
-    pub fn unreadable(message: impl Into<String>) -> Self {
-        StreamFailure {
-            unreadable: true,
-            ..Self::upstream(message)
-        }
-    }
-
-    /// An error event the provider sent.
-    pub fn reported(status: u16, message: String) -> Self {
-        StreamFailure {
-            status,
-            message,
-            unreadable: false,
-        }
-    }
-}
-
-/// The HTTP status Anthropic uses for an error type (for errors met inside a stream).
-pub fn anthropic_error_status(kind: &str) -> u16 {
-    match kind {
-        "invalid_request_error" => 400,
-        "authentication_error" => 401,
-        "permission_error" => 403,
-        "not_found_error" => 404,
-        "request_too_large" => 413,
-        "rate_limit_error" => 429,
-        "overloaded_error" => 529,
-        _ => 500,
-    }
-}
-
 /// How an answer is turned back into the ingress format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponsePlan {

@@ -6,8 +6,9 @@ use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
-use super::{ResponsePlan, StreamFailure, Wire};
+use super::{ResponsePlan, Wire};
 use crate::endpoint::Ingress;
+use crate::error::StreamFailure;
 use serde::Serialize;
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! Whole translations through the public entry points, and robustness against bad input.
 
 use super::*;
+use crate::error::StreamFailure;
 use serde_json::{json, Value};
 
 /// A parsed body borrows its bytes; a test's few bytes are simply leaked.

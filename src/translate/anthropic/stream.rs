@@ -4,12 +4,12 @@
 use super::request::JsonMode;
 use super::response::{usage_from_openai, usage_to_openai};
 use super::*;
+use crate::error::{anthropic_error_status, StreamFailure};
 use crate::translate::openai::{
     completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
 use crate::translate::sse::write_json;
 use crate::translate::web_search::{anthropic_citations, AnthropicSearches};
-use crate::translate::StreamFailure;
 use serde_json::json;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -154,7 +154,7 @@ impl ToOpenAi {
                     message: "error event without a message".into(),
                 });
                 return Err(StreamFailure::reported(
-                    super::super::anthropic_error_status(&error.kind),
+                    anthropic_error_status(&error.kind),
                     error.message,
                 ));
             }

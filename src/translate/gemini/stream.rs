@@ -6,10 +6,10 @@
 
 use super::response::{translate_parts, usage_to_openai};
 use super::*;
+use crate::error::StreamFailure;
 use crate::translate::openai::{
     completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
-use crate::translate::StreamFailure;
 use std::sync::Arc;
 
 /// Gemini events -> OpenAI chunks.
