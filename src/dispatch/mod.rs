@@ -14,7 +14,7 @@ mod retry;
 mod shape;
 
 pub use balance::{LatencyTracker, FAILURE_PENALTY};
-pub use retry::{retry_after_hint, retryable_status, RetryPolicy, MAX_RETRY_WAIT};
+pub use retry::{retry_after_hint, retryable_status, RetryPolicy};
 
 use crate::config::{BalanceStrategy, Config, WeightedModel};
 use crate::params::{ParamError, RespanParams};

@@ -11,7 +11,7 @@ use crate::config::{self, CacheConfig, Config, ConfigError, Loaded};
 use crate::state::{SharedState, Snapshot};
 use crate::telemetry::metrics::metrics;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -43,7 +43,8 @@ impl Reloader {
     }
 
     /// The config file's path.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub fn path(&self) -> &std::path::Path {
         &self.path
     }
 
@@ -160,6 +161,7 @@ fn keep_restart_settings(old: &Config, new: &mut Config) -> Vec<&'static str> {
 mod tests {
     use super::*;
     use crate::state;
+    use std::path::Path;
 
     fn reloader(dir: &Path, yaml: &str) -> Reloader {
         let path = dir.join("c.yaml");
