@@ -176,7 +176,7 @@ pub fn travels(name: &HeaderName, provider: &ProviderConfig, creds: &Credentials
         || n.starts_with("x-respan-")
         || n.starts_with("x-data-respan-")
         || n.starts_with("x-data-keywordsai-")
-        || (n.starts_with("anthropic-") && provider.kind != ProviderKind::Anthropic)
+        || (anthropic::is_own_header(n) && provider.kind != ProviderKind::Anthropic)
         || (KEY_HEADERS.contains(&n) && !matches!(creds.key, KeySource::BringYourOwn)))
 }
 
@@ -228,8 +228,6 @@ impl Headers for RequestHeader {
     }
 }
 
-const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
-
 /// Sets `Host`, the provider's key, Anthropic's version when the app gave none, and the
 /// provider's configured extra headers.
 pub fn add_provider_headers(
@@ -255,9 +253,8 @@ pub fn add_provider_headers(
     if let Some((name, value)) = key {
         req.set(name, value)?;
     }
-    if provider.kind == ProviderKind::Anthropic && !req.has(&ANTHROPIC_VERSION) {
-        let version = HeaderValue::from_static(crate::translate::anthropic::DEFAULT_VERSION);
-        req.set(ANTHROPIC_VERSION, version)?;
+    if provider.kind == ProviderKind::Anthropic {
+        anthropic::add_version(req)?;
     }
     for (name, value) in &provider.headers {
         req.set(name.clone(), value.clone())?;
