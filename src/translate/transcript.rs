@@ -9,6 +9,7 @@
 //! out of the body rather than built into a tree, and each stream event is read into small
 //! borrowed structs that keep only the fields an answer is assembled from.
 
+use super::gemini::GenerateResponse;
 use crate::telemetry::capture::{Format, Output};
 use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
@@ -101,8 +102,8 @@ pub fn output(format: Format, stream: bool, bytes: &[u8]) -> Output {
         parser.finish(&mut on_event);
     } else if format == Format::Gemini && bytes.trim_ascii_start().starts_with(b"[") {
         // Gemini's non-SSE stream: a JSON array of chunks.
-        if let Ok(chunks) = serde_json::from_slice::<Vec<Value>>(bytes) {
-            chunks.iter().for_each(|c| message.gemini(c));
+        if let Ok(chunks) = serde_json::from_slice::<Vec<GenerateResponse>>(bytes) {
+            chunks.into_iter().for_each(|c| message.gemini(c));
         }
     } else if let Ok(text) = std::str::from_utf8(bytes) {
         message.read(format, text);
@@ -320,8 +321,8 @@ impl Message {
                 }
             }
             Format::Gemini => {
-                if let Ok(chunk) = serde_json::from_str::<Value>(data) {
-                    self.gemini(&chunk);
+                if let Ok(chunk) = serde_json::from_str::<GenerateResponse>(data) {
+                    self.gemini(chunk);
                 }
             }
             Format::Responses => {
@@ -463,27 +464,28 @@ impl Message {
     }
 
     /// A whole answer or one chunk: `candidates[0].content.parts`.
-    fn gemini(&mut self, v: &Value) {
-        let Some(candidate) = v.pointer("/candidates/0") else {
+    /// A Gemini answer or chunk, read with the Gemini decoder's own types.
+    fn gemini(&mut self, chunk: GenerateResponse) {
+        let Some(candidate) = chunk.candidates.into_iter().next() else {
             return;
         };
         self.seen = true;
-        self.finish_reason(candidate.get("finishReason").and_then(Value::as_str));
-        let parts = candidate
-            .pointer("/content/parts")
-            .and_then(Value::as_array);
-        for part in parts.into_iter().flatten() {
-            let text = part.get("text").and_then(Value::as_str);
-            if let Some(call) = part.get("functionCall") {
+        self.finish_reason(candidate.finish_reason.as_deref());
+        for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+            if let Some(call) = part.function_call {
                 let index = self.tools.len();
                 if let Some(tool) = self.tool(index) {
-                    push(&mut tool.1, call.get("name").and_then(Value::as_str));
-                    tool.2 = call.get("args").map(Value::to_string).unwrap_or_default();
+                    tool.1.push_str(&call.name);
+                    tool.2 = if call.args.is_null() {
+                        String::new()
+                    } else {
+                        call.args.to_string()
+                    };
                 }
-            } else if part.get("thought").and_then(Value::as_bool) == Some(true) {
-                push(&mut self.reasoning, text);
+            } else if part.thought == Some(true) {
+                push(&mut self.reasoning, part.text.as_deref());
             } else {
-                push(&mut self.text, text);
+                push(&mut self.text, part.text.as_deref());
             }
         }
     }
