@@ -77,16 +77,7 @@ async fn one(http: reqwest::Client, url: String) -> Outcome {
         assert!(v["error"]["message"].is_string(), "{status}: {text}");
         return Outcome::Refused(status);
     }
-    let content: String = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect();
+    let content = crate::streams::content_of(&text);
     if content == PIECES.concat() && text.ends_with("data: [DONE]\n\n") {
         return Outcome::Whole;
     }

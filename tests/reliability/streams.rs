@@ -7,7 +7,8 @@ use crate::{body, post, provider};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn content_of(text: &str) -> String {
+/// The text of an OpenAI chat stream's content deltas.
+pub fn content_of(text: &str) -> String {
     text.split("\n\n")
         .filter_map(|e| e.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
