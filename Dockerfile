@@ -8,6 +8,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY bench bench
+COPY benches benches
 COPY conf conf
 RUN cargo build --release --locked --bin respan-sidecar
 
@@ -15,6 +16,10 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/respan-sidecar /usr/local/bin/respan-sidecar
 COPY --from=build /src/conf/respan-sidecar.yaml /etc/respan-sidecar/respan-sidecar.yaml
 USER 65532:65532
+# mimalloc gives freed memory back after 100 ms instead of its default second: after a
+# burst of 1,000 streams RSS falls to 49 MiB instead of staying at the 101 MiB peak, at no
+# CPU cost measured (10 ms: 35 MiB but +15% CPU; 0: 30 MiB, +25%).
+ENV MIMALLOC_PURGE_DELAY=100
 EXPOSE 8080 9464
 ENTRYPOINT ["/usr/local/bin/respan-sidecar"]
 CMD ["--config", "/etc/respan-sidecar/respan-sidecar.yaml"]
