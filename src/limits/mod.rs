@@ -752,17 +752,11 @@ mod tests {
             "rules:\n  - {name: gpt, per: key, match: {model: \"gpt-*\"}, window: hour, requests: 10, tokens: 1000, alert_at: 0.2}\n  - {name: claude, per: key, match: {model: \"claude-*\"}, window: hour, requests: 1}\n  - {name: watch, per: global, window: day, requests: 1, action: alert}\n",
         );
         let l = Limits::default();
-        let ticket = l
-            .admit(
-                &r,
-                facts("a"),
-                Ask {
-                    tokens: 100,
-                    cost_usd: 0.0,
-                },
-                at(0),
-            )
-            .unwrap();
+        let ask = Ask {
+            tokens: 100,
+            cost_usd: 0.0,
+        };
+        let ticket = l.admit(&r, facts("a"), ask, at(0)).unwrap();
         assert_eq!(ticket.checked, ["gpt", "watch"]);
         let requests = ticket.headers.requests.unwrap();
         // The tightest requests rule that can refuse (`watch` only alerts).
@@ -770,17 +764,7 @@ mod tests {
         let tokens = ticket.headers.tokens.unwrap();
         assert_eq!((tokens.limit, tokens.remaining), (1000, 900));
         // `watch` is over but only alerts; the second request crosses gpt's 20%.
-        let ticket = l
-            .admit(
-                &r,
-                facts("a"),
-                Ask {
-                    tokens: 100,
-                    cost_usd: 0.0,
-                },
-                at(1),
-            )
-            .unwrap();
+        let ticket = l.admit(&r, facts("a"), ask, at(1)).unwrap();
         let gpt = ticket.alerts.iter().find(|a| a.rule == "gpt");
         let gpt = gpt.unwrap_or_else(|| panic!("{:?}", ticket.alerts));
         // 2 requests of 10, the first limit listed, reach 20%.

@@ -30,6 +30,11 @@ async fn ask(sidecar: &Sidecar, key: &str, path: &str, body: &Value) -> reqwest:
         .unwrap()
 }
 
+/// A chat request for gpt-4o with the bearer `key`.
+async fn chat_as(sidecar: &Sidecar, key: &str) -> reqwest::Response {
+    ask(sidecar, key, "/v1/chat/completions", &chat("gpt-4o", "hi")).await
+}
+
 #[tokio::test]
 async fn requests_per_key_are_limited_with_a_429_and_rate_limit_headers() {
     let mock = Mock::start().await;
@@ -44,15 +49,14 @@ async fn requests_per_key_are_limited_with_a_429_and_rate_limit_headers() {
         .any(|s| s.metric == "respan_limit_decisions_total"
             && s.labels.get("rule") == Some("per-key")
             && s.labels.get("result") == Some("blocked")));
-    let path = "/v1/chat/completions";
     for remaining in ["1", "0"] {
-        let r = ask(&sidecar, "tok-a", path, &chat("gpt-4o", "hi")).await;
+        let r = chat_as(&sidecar, "tok-a").await;
         assert_eq!(r.status(), 200);
         // The tightest rule that can refuse (`watch` only alerts).
         assert_eq!(r.headers()["x-ratelimit-limit-requests"], "2");
         assert_eq!(r.headers()["x-ratelimit-remaining-requests"], remaining);
     }
-    let r = ask(&sidecar, "tok-a", path, &chat("gpt-4o", "hi")).await;
+    let r = chat_as(&sidecar, "tok-a").await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
@@ -66,18 +70,8 @@ async fn requests_per_key_are_limited_with_a_429_and_rate_limit_headers() {
     );
     assert_eq!(mock.count(), 2, "a refused request reaches no provider");
     // Another key has its own count; Anthropic's path answers in Anthropic's shape.
-    assert_eq!(
-        ask(&sidecar, "tok-b", path, &chat("gpt-4o", "hi"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        ask(&sidecar, "tok-b", path, &chat("gpt-4o", "hi"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(chat_as(&sidecar, "tok-b").await.status(), 200);
+    assert_eq!(chat_as(&sidecar, "tok-b").await.status(), 200);
     let anthropic = json!({"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
     let r = ask(&sidecar, "tok-b", "/api/anthropic/v1/messages", &anthropic).await;
     assert_eq!(r.status(), 429);
@@ -139,13 +133,7 @@ async fn a_spent_budget_is_a_429_budget_exceeded() {
     assert_eq!(v["error"]["code"], "budget_exceeded");
     assert!(v["error"]["message"].as_str().unwrap().contains("tiny"));
     // A request without a customer is not in that rule's scope.
-    let r = ask(
-        &sidecar,
-        "tok-a",
-        "/v1/chat/completions",
-        &chat("gpt-4o", "hi"),
-    )
-    .await;
+    let r = chat_as(&sidecar, "tok-a").await;
     assert_eq!(r.status(), 200);
     assert_eq!(mock.count(), 1);
 }
@@ -212,13 +200,7 @@ async fn without_redis_on_backend_error_decides() {
         );
         let sidecar = Sidecar::start(&config(&mock, &rules)).await;
         let started = std::time::Instant::now();
-        let r = ask(
-            &sidecar,
-            "tok-a",
-            "/v1/chat/completions",
-            &chat("gpt-4o", "hi"),
-        )
-        .await;
+        let r = chat_as(&sidecar, "tok-a").await;
         assert_eq!(r.status(), status, "{decision}");
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
@@ -230,13 +212,7 @@ async fn a_reload_keeps_the_counts_of_unchanged_rules() {
     let rules = "    - {name: kept, per: global, window: day, requests: 3}\n    - {name: changed, per: global, window: day, requests: 3}\n";
     let sidecar = Sidecar::start(&config(&mock, rules)).await;
     for _ in 0..2 {
-        let r = ask(
-            &sidecar,
-            "tok-a",
-            "/v1/chat/completions",
-            &chat("gpt-4o", "hi"),
-        )
-        .await;
+        let r = chat_as(&sidecar, "tok-a").await;
         assert_eq!(r.status(), 200);
     }
     // `changed` moves to another window (a new count); `kept` keeps its 2 of 3.
@@ -262,21 +238,9 @@ async fn a_reload_keeps_the_counts_of_unchanged_rules() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let r = ask(
-        &sidecar,
-        "tok-a",
-        "/v1/chat/completions",
-        &chat("gpt-4o", "hi"),
-    )
-    .await;
+    let r = chat_as(&sidecar, "tok-a").await;
     assert_eq!(r.status(), 200, "the third of `kept`'s three");
-    let r = ask(
-        &sidecar,
-        "tok-a",
-        "/v1/chat/completions",
-        &chat("gpt-4o", "hi"),
-    )
-    .await;
+    let r = chat_as(&sidecar, "tok-a").await;
     assert_eq!(r.status(), 429);
     let v: Value = r.json().await.unwrap();
     assert!(
@@ -346,13 +310,7 @@ async fn an_alert_is_posted_to_the_webhook_off_the_request_path_and_retried() {
     let sidecar = Sidecar::start(&config(&mock, &rules)).await;
     let started = std::time::Instant::now();
     for _ in 0..3 {
-        let r = ask(
-            &sidecar,
-            "tok-a",
-            "/v1/chat/completions",
-            &chat("gpt-4o", "hi"),
-        )
-        .await;
+        let r = chat_as(&sidecar, "tok-a").await;
         assert_eq!(r.status(), 200);
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
@@ -646,7 +604,7 @@ async fn a_refusal_is_in_the_format_of_each_ingress() {
         gemini.url(""),
     );
     let sidecar = Sidecar::start(&config).await;
-    let r = ask(&sidecar, "", "/v1/chat/completions", &chat("gpt-4o", "hi")).await;
+    let r = chat_as(&sidecar, "").await;
     assert_eq!(r.status(), 200);
     // The Responses API: OpenAI's error shape, the rule's code.
     let r = ask(

@@ -110,15 +110,8 @@ async fn bodies_over_the_limit_are_413() {
     // Chunked, so the limit is only found while reading.
     // One write: the sidecar answers and closes as soon as it is over the limit, and a write
     // after that could fail.
-    let mut request =
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: s\r\ntransfer-encoding: chunked\r\n\r\n"
-            .to_vec();
-    for piece in big.chunks(300) {
-        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        request.extend_from_slice(piece);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: s";
+    let request = crate::support::chunked_request(head, &big, 300);
     let mut conn = RawConn::connect(sidecar.addr).await;
     conn.send(&request).await;
     assert_eq!(conn.read_response().await.status, 413);

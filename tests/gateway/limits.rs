@@ -42,13 +42,7 @@ async fn a_head_over_max_header_bytes_is_431_in_the_callers_format() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(mock.count(), 1);
-    let rejected = [("reason", "headers_too_large")];
-    assert_eq!(
-        sidecar
-            .metric("respan_rejected_requests_total", &rejected)
-            .await,
-        2.0
-    );
+    assert_eq!(rejected(&sidecar, "headers_too_large").await, 2.0);
 }
 
 #[tokio::test]
@@ -98,13 +92,7 @@ async fn past_max_concurrent_requests_the_answer_is_503_with_retry_after() {
         post_chat(&sidecar, &chat("gpt-4o", "now")).await.status(),
         200
     );
-    let overloaded = [("reason", "overloaded")];
-    assert_eq!(
-        sidecar
-            .metric("respan_rejected_requests_total", &overloaded)
-            .await,
-        1.0
-    );
+    assert_eq!(rejected(&sidecar, "overloaded").await, 1.0);
     assert_eq!(mock.count(), 3);
 }
 
@@ -127,24 +115,12 @@ async fn passthrough_bodies_are_bounded_too() {
     assert_eq!(v["error"]["code"], "request_too_large");
     assert_eq!(mock.count(), 0);
     // Chunked: stopped as soon as it is over.
-    let mut request =
-        b"POST /v1/files HTTP/1.1\r\nhost: s\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
-    for piece in big.chunks(500) {
-        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        request.extend_from_slice(piece);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /v1/files HTTP/1.1\r\nhost: s";
+    let request = crate::support::chunked_request(head, &big, 500);
     let mut conn = RawConn::connect(sidecar.addr).await;
     conn.send(&request).await;
     assert_eq!(conn.read_response().await.status, 413);
-    let rejected = [("reason", "body_too_large")];
-    assert_eq!(
-        sidecar
-            .metric("respan_rejected_requests_total", &rejected)
-            .await,
-        2.0
-    );
+    assert_eq!(rejected(&sidecar, "body_too_large").await, 2.0);
 }
 
 #[tokio::test]
@@ -203,4 +179,12 @@ async fn a_head_slower_than_client_header_timeout_is_closed() {
     assert_eq!(conn.post("/v1/chat/completions", &body).await.status, 200);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(conn.post("/v1/chat/completions", &body).await.status, 200);
+}
+
+/// `respan_rejected_requests_total` for one reason.
+async fn rejected(sidecar: &Sidecar, reason: &str) -> f64 {
+    let labels = [("reason", reason)];
+    sidecar
+        .metric("respan_rejected_requests_total", &labels)
+        .await
 }

@@ -386,6 +386,19 @@ impl RawConn {
     }
 }
 
+/// A request written by hand with a chunked body: `head` (request line and headers, without
+/// `transfer-encoding` or the blank line), then `body` in chunks of `piece` bytes.
+pub fn chunked_request(head: &str, body: &[u8], piece: usize) -> Vec<u8> {
+    let mut request = format!("{head}\r\ntransfer-encoding: chunked\r\n\r\n").into_bytes();
+    for chunk in body.chunks(piece) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    request
+}
+
 /// A `redis-server` on a free port, stopped when dropped.
 pub struct Redis {
     pub port: u16,
