@@ -14,12 +14,6 @@ fn config(mock: &Mock, rules: &str) -> String {
     )
 }
 
-/// `GET /api/limits`.
-async fn limits_view(sidecar: &Sidecar) -> Value {
-    let r = client().get(sidecar.admin_url("/api/limits")).send().await;
-    r.unwrap().json().await.unwrap()
-}
-
 async fn ask(sidecar: &Sidecar, key: &str, path: &str, body: &Value) -> reqwest::Response {
     client()
         .post(sidecar.url(path))
@@ -106,7 +100,7 @@ async fn requests_per_key_are_limited_with_a_429_and_rate_limit_headers() {
         "{traces:?}"
     );
     // `/api/limits`: each scope value's count.
-    let view: Value = limits_view(&sidecar).await;
+    let view: Value = sidecar.admin_json("/api/limits").await;
     let per_key: Vec<&Value> = view["limits"]
         .as_array()
         .unwrap()
@@ -221,7 +215,7 @@ async fn a_reload_keeps_the_counts_of_unchanged_rules() {
     sidecar.signal("HUP");
     let started = std::time::Instant::now();
     loop {
-        let view: Value = limits_view(&sidecar).await;
+        let view: Value = sidecar.admin_json("/api/limits").await;
         let windows: Vec<&str> = view["limits"]
             .as_array()
             .unwrap()
@@ -284,7 +278,7 @@ async fn a_customers_respan_budget_applies_to_its_later_requests_too() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "budget_exceeded");
     assert_eq!(mock.count(), 2);
-    let view: Value = limits_view(&sidecar).await;
+    let view: Value = sidecar.admin_json("/api/limits").await;
     let rate = view["limits"]
         .as_array()
         .unwrap()
@@ -506,7 +500,7 @@ async fn a_budget_fits_exactly_its_requests_under_concurrency() {
         "every admitted request reached the provider once"
     );
     // Settled: what they cost, nothing left reserved, never over the budget.
-    let view = limits_view(&sidecar).await;
+    let view = sidecar.admin_json("/api/limits").await;
     let budget = &view["limits"][0];
     assert_eq!(
         budget["used"]["cost_usd"].as_f64(),

@@ -1,7 +1,7 @@
 //! Provider health: circuits open after failures in a row, skip without a call, let one
 //! probe through after the cooldown, and move a load-balance group onto its healthy members.
 
-use crate::support::{client, Mock, Reply, Sidecar};
+use crate::support::{Mock, Reply, Sidecar};
 use crate::{body, post, provider};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -15,11 +15,6 @@ async fn two(a: &Mock, b: &Mock, health: &str) -> Sidecar {
         provider("b", "openai", &b.url("/v1")),
     );
     Sidecar::start(&config).await
-}
-
-async fn health(sidecar: &Sidecar) -> Value {
-    let r = client().get(sidecar.admin_url("/api/health")).send().await;
-    r.unwrap().json().await.unwrap()
 }
 
 fn no_retries() -> Value {
@@ -51,7 +46,7 @@ async fn failures_in_a_row_open_the_circuit_and_a_probe_closes_it() {
         "skipped: the circuit is open"
     );
     assert_eq!(trace["attempts"][0]["status_code"], Value::Null);
-    let view = health(&sidecar).await;
+    let view = sidecar.admin_json("/api/health").await;
     assert_eq!(view["circuits"][0]["state"], "open", "{view}");
     assert_eq!(view["circuits"][0]["provider"], "a");
     assert!(view["circuits"][0]["open_until"].is_string());
@@ -75,7 +70,10 @@ async fn failures_in_a_row_open_the_circuit_and_a_probe_closes_it() {
         assert_eq!(post(&sidecar, &ask).await.0, 200);
     }
     assert_eq!(a.count(), 6);
-    assert_eq!(health(&sidecar).await["circuits"][0]["state"], "closed");
+    assert_eq!(
+        sidecar.admin_json("/api/health").await["circuits"][0]["state"],
+        "closed"
+    );
     assert_eq!(sidecar.metric("respan_circuit_state", &state).await, 0.0);
     // The app's own errors say the provider is up: they never open it.
     for _ in 0..3 {
@@ -84,7 +82,10 @@ async fn failures_in_a_row_open_the_circuit_and_a_probe_closes_it() {
     for _ in 0..3 {
         assert_eq!(post(&sidecar, &ask).await.0, 400);
     }
-    assert_eq!(health(&sidecar).await["circuits"][0]["state"], "closed");
+    assert_eq!(
+        sidecar.admin_json("/api/health").await["circuits"][0]["state"],
+        "closed"
+    );
 }
 
 #[tokio::test]
@@ -106,7 +107,7 @@ async fn an_open_circuit_hands_the_request_to_fallbacks_and_group_members_at_onc
     // later pick of `a` was skipped without a call.
     assert_eq!(a.count(), 1);
     assert_eq!(b.count(), 20);
-    let view = health(&sidecar).await;
+    let view = sidecar.admin_json("/api/health").await;
     let open_until = view["circuits"][0]["open_until"]
         .as_str()
         .unwrap()

@@ -225,17 +225,16 @@ impl Sidecar {
             .sum()
     }
 
+    /// The JSON the admin port answers at `path` (`/api/limits`, `/api/health`, ...).
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let r = client().get(self.admin_url(path)).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
     /// The trace records of `/api/traces?{query}`, once every request has ended.
     pub async fn traces(&self, query: &str) -> Vec<serde_json::Value> {
         self.idle().await;
-        let v: serde_json::Value = client()
-            .get(self.admin_url(&format!("/api/traces?{query}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = self.admin_json(&format!("/api/traces?{query}")).await;
         v["data"].as_array().unwrap().clone()
     }
 

@@ -133,14 +133,7 @@ async fn the_logs_page_charts_the_last_hour_and_shows_limits() {
     sidecar.idle().await;
 
     // `/api/stats`: 60 minutes, the last holding these requests.
-    let stats: serde_json::Value = client()
-        .get(sidecar.admin_url("/api/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sidecar.admin_json("/api/stats").await;
     let minutes = stats["minutes"].as_array().unwrap();
     assert_eq!(minutes.len(), 60);
     let total = |k: &str| minutes.iter().map(|m| m[k].as_u64().unwrap()).sum::<u64>();
