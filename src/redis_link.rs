@@ -109,8 +109,11 @@ impl RedisLink {
     /// it fail at once until the next try, a second later, instead of each waiting on the
     /// client's reconnect up to its timeout. A slow answer keeps the connection.
     pub fn failed(&self, error: &redis::RedisError) {
-        let gone =
-            error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal();
+        // The client's own response timeout is an I/O error too: it is a slow answer.
+        let gone = !error.is_timeout()
+            && (error.is_io_error()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal());
         if gone {
             let mut state = self.state();
             if state.manager.take().is_some() {

@@ -62,32 +62,37 @@ for i, r in ipairs(rules) do
     lo = lo + 1
   end
   if lo then redis.call('HSET', s, 'lo', lo) end
+  -- A sidecar whose clock is behind counts in the oldest bucket still in the sum, never
+  -- in one the sum has already let go (it would never be taken out of it).
+  r.at = math.max(r.b, lo or r.b)
   local sum = redis.call('HMGET', s, 'q', 't', 'c')
   local res = redis.call('HMGET', r.k .. ':r', 't', 'c')
   local q = math.max(tonumber(sum[1]) or 0, 0)
-  local t = math.max(tonumber(sum[2]) or 0, 0) + (tonumber(res[1]) or 0)
-  local c = math.max(tonumber(sum[3]) or 0, 0) + (tonumber(res[2]) or 0)
-  local first = lo or r.b
+  local t = math.max(tonumber(sum[2]) or 0, 0) + math.max(tonumber(res[1]) or 0, 0)
+  local c = math.max(tonumber(sum[3]) or 0, 0) + math.max(tonumber(res[2]) or 0, 0)
+  local first = lo or r.at
   if r.blk == 1 then
     if r.q >= 0 and q + 1 > r.q then return {0, i, 'requests', first} end
     if r.t >= 0 and t + ask_t > r.t then return {0, i, 'tokens', first} end
     if r.c >= 0 and c + ask_c > r.c then return {0, i, 'cost_usd', first} end
   end
-  used[i] = {q + 1, t + ask_t, tostring(c + ask_c), first}
+  used[i] = {q + 1, t + ask_t, tostring(c + ask_c), first, r.at}
 end
 local out = {1}
 for i, r in ipairs(rules) do
   local s, bk = r.k .. ':s', r.k .. ':b'
-  redis.call('HINCRBY', bk, 'q' .. r.b, 1)
+  redis.call('HINCRBY', bk, 'q' .. r.at, 1)
   redis.call('HINCRBY', s, 'q', 1)
-  redis.call('HSETNX', s, 'lo', r.b)
+  redis.call('HSETNX', s, 'lo', r.at)
   if r.ttl > 0 then
     redis.call('EXPIRE', bk, r.ttl)
     redis.call('EXPIRE', s, r.ttl)
   end
   redis.call('HINCRBY', r.k .. ':r', 't', ask_t)
   redis.call('HINCRBYFLOAT', r.k .. ':r', 'c', ask_c)
-  redis.call('EXPIRE', r.k .. ':r', ARGV[4])
+  -- Set once: reservations a sidecar never settled (it died, a settlement was lost) fade
+  -- an hour after the first, however busy the rule stays.
+  redis.call('EXPIRE', r.k .. ':r', ARGV[4], 'NX')
   table.insert(out, used[i])
 end
 return out
@@ -101,6 +106,7 @@ local batch = cjson.decode(ARGV[1])
 for _, h in ipairs(batch) do
   redis.call('HINCRBY', h.k .. ':r', 't', 0 - h.at)
   redis.call('HINCRBYFLOAT', h.k .. ':r', 'c', 0 - h.ac)
+  redis.call('EXPIRE', h.k .. ':r', ARGV[2], 'NX')
   local s, bk = h.k .. ':s', h.k .. ':b'
   local lo = tonumber(redis.call('HGET', s, 'lo'))
   if lo and h.b >= lo then
@@ -266,7 +272,7 @@ impl Fleet {
         let json = serde_json::to_string(&entries).map_err(|e| e.to_string())?;
         let mut conn = self.connection().await?;
         let mut call = self.settle.prepare_invoke();
-        call.arg(json);
+        call.arg(json).arg(RESERVED_TTL_SECS);
         tokio::time::timeout(CALL_TIMEOUT, call.invoke_async::<()>(&mut conn))
             .await
             .map_err(|_| "timed out".to_string())?
@@ -346,6 +352,7 @@ fn decode(reply: redis::Value, rules: Vec<ScriptRule>) -> Result<Decision, Strin
         }
         Some(1) => {
             let mut used = Vec::with_capacity(rules.len());
+            let mut counted_at = Vec::with_capacity(rules.len());
             for item in &items[1..] {
                 let Value::Array(v) = item else {
                     return Err(bad());
@@ -357,12 +364,15 @@ fn decode(reply: redis::Value, rules: Vec<ScriptRule>) -> Result<Decision, Strin
                     float(get(2)?).ok_or_else(bad)?,
                     int(get(3)?).ok_or_else(bad)?,
                 ));
+                counted_at.push(int(get(4)?).ok_or_else(bad)?);
             }
+            // Settled in the bucket the request was counted in.
             let held = rules
                 .into_iter()
-                .map(|r| Held {
+                .zip(counted_at)
+                .map(|(r, b)| Held {
                     k: r.k,
-                    b: r.b,
+                    b,
                     ttl: r.ttl,
                 })
                 .collect();

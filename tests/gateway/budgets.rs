@@ -518,7 +518,7 @@ async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
     use std::time::{Duration, SystemTime};
     let redis = crate::support::Redis::start_on(crate::support::free_port()).await;
     let raw: RawLimits = serde_yaml::from_str(
-        "rules:\n  - {name: m, per: global, window: minute, requests: 3, tokens: 1000}\n",
+        "rules:\n  - {name: m, per: global, window: minute, requests: 3, tokens: 1000}\n  - {name: skew, per: global, window: minute, requests: 100}\n",
     )
     .unwrap();
     let mut problems = Vec::new();
@@ -584,6 +584,23 @@ async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
         assert!(matches!(admit(s).await, Decision::Admitted(..)), "{s}");
     }
     assert!(matches!(admit(503).await, Decision::Refused(..)));
+    // A sidecar whose clock is behind counts in the oldest bucket still summed, so the sum
+    // lets it go with that bucket: once all has left, the next request is counted alone.
+    let skew = &[(&config.rules[1], String::new())];
+    let used_at = |s: u64| {
+        let fleet = &fleet;
+        async move {
+            match fleet.admit(skew, ask, at(s)).await.unwrap() {
+                Decision::Admitted(used, _) => used[0].0,
+                Decision::Refused(..) => panic!("refused at {s}"),
+            }
+        }
+    };
+    assert_eq!(used_at(1000).await, 1);
+    assert_eq!(used_at(1010).await, 2);
+    assert_eq!(used_at(1069).await, 2, "1000 left the window");
+    assert_eq!(used_at(1005).await, 3, "a clock 65 s behind");
+    assert_eq!(used_at(1200).await, 1, "every earlier count left the sum");
 }
 
 #[tokio::test]
