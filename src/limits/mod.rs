@@ -19,7 +19,7 @@ use crate::routing::glob_match;
 use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -121,7 +121,7 @@ pub enum Blocked {
 /// An admitted request's reservations, settled when its answer ends.
 #[derive(Debug, Default)]
 pub struct Ticket {
-    held: Vec<(CounterKey, i64, Ask)>,
+    held: Vec<(CounterKey, i64)>,
     /// Its reservations in the shared backend, and what they reserved.
     fleet: Vec<redis::Held>,
     ask: Ask,
@@ -177,8 +177,10 @@ impl Counter {
 #[derive(Default)]
 pub struct Limits {
     counters: Mutex<HashMap<CounterKey, Counter>>,
-    /// The latest period in which each (rule, scope value) raised an alert.
-    alerted: Mutex<HashMap<(String, String), i64>>,
+    /// The window and period in which each (rule, scope value) last raised an alert.
+    alerted: Mutex<HashMap<(String, String), (Window, i64)>>,
+    /// How many alerts there may be before the next drop of past windows' ones.
+    alerts_kept: AtomicUsize,
     /// `backend: redis` (bound at start).
     fleet: Option<redis::Fleet>,
     /// Customers' Respan budgets (`customer_params`), as last sent.
@@ -252,21 +254,8 @@ impl Limits {
                         tokens,
                         cost_usd,
                     };
-                    let bucket = window::bucket(rule.window, now);
                     let frees_at = window::frees_at(rule.window, first, now);
-                    if let Some((kind, limit, used)) = crossed(rule, taken) {
-                        if self.first_alert(rule, scope, bucket) {
-                            ticket
-                                .alerts
-                                .push(raise(rule, scope, kind, limit, used, frees_at));
-                        }
-                    }
-                    if rule.block {
-                        let reset = frees_at
-                            .and_then(|t| t.duration_since(now).ok())
-                            .unwrap_or_default();
-                        note_headers(&mut ticket.headers, rule, taken, reset);
-                    }
+                    self.note(&mut ticket, rule, scope, taken, frees_at, now);
                 }
                 self.send_alerts(config, &ticket);
                 Ok(ticket)
@@ -277,11 +266,7 @@ impl Limits {
                 Err(Blocked::Limit(Refusal {
                     rule: rule.name.clone(),
                     kind,
-                    limit: match kind {
-                        Kind::Requests => rule.requests.unwrap_or(0) as f64,
-                        Kind::Tokens => rule.tokens.unwrap_or(0) as f64,
-                        Kind::Cost => rule.cost_usd.unwrap_or(0.0),
-                    },
+                    limit: limit_of(rule, kind).unwrap_or(0.0),
                     window: rule.window,
                     frees_at: window::frees_at(rule.window, first, now),
                 }))
@@ -361,60 +346,34 @@ impl Limits {
         if counters.len() >= self.sweep_at.load(Ordering::Relaxed).max(MIN_SWEEP) {
             self.sweep(&mut counters, now);
         }
-        // Check every rule first: a refused request reserves nothing anywhere.
+        // Check every rule first: a refused request counts and reserves nothing anywhere.
+        let mut keys = Vec::with_capacity(matched.len());
         for (rule, scope) in &matched {
             let key = counter_key(rule, scope);
             let bucket = window::bucket(rule.window, now);
-            let counter = counters.entry(key).or_default();
+            let counter = counters.entry(key.clone()).or_default();
             counter.expire(rule.window, bucket);
-            let used = counter.used();
-            let after = |u: f64, r: f64, more: f64| u + r + more;
-            let checks = [
-                (
-                    Kind::Requests,
-                    rule.requests.map(|l| l as f64),
-                    after(used.requests as f64, counter.reserved.requests as f64, 1.0),
-                ),
-                (
-                    Kind::Tokens,
-                    rule.tokens.map(|l| l as f64),
-                    after(
-                        used.tokens as f64,
-                        counter.reserved.tokens as f64,
-                        ask.tokens as f64,
-                    ),
-                ),
-                (
-                    Kind::Cost,
-                    rule.cost_usd,
-                    after(used.cost_usd, counter.reserved.cost_usd, ask.cost_usd),
-                ),
-            ];
-            for (kind, limit, would_be) in checks {
-                let Some(limit) = limit else { continue };
-                if rule.block && would_be > limit {
-                    count(&rule.name, "blocked");
-                    let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
-                    return Err(Refusal {
-                        rule: rule.name.clone(),
-                        kind,
-                        limit,
-                        window: rule.window,
-                        frees_at: window::frees_at(rule.window, oldest, now),
-                    });
-                }
-                if would_be >= limit * rule.alert_at && self.first_alert(rule, scope, bucket) {
-                    let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
-                    let frees_at = window::frees_at(rule.window, oldest, now);
-                    ticket
-                        .alerts
-                        .push(raise(rule, scope, kind, limit, would_be, frees_at));
-                }
+            let mut would_be = counter.used();
+            would_be.add(counter.reserved);
+            would_be.add(Amounts {
+                requests: 1,
+                tokens: ask.tokens,
+                cost_usd: ask.cost_usd,
+            });
+            if let (true, Some((kind, limit))) = (rule.block, over_limit(rule, would_be)) {
+                count(&rule.name, "blocked");
+                let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+                return Err(Refusal {
+                    rule: rule.name.clone(),
+                    kind,
+                    limit,
+                    window: rule.window,
+                    frees_at: window::frees_at(rule.window, oldest, now),
+                });
             }
+            keys.push((key, bucket));
         }
-        for (rule, scope) in &matched {
-            let key = counter_key(rule, scope);
-            let bucket = window::bucket(rule.window, now);
+        for ((rule, scope), (key, bucket)) in matched.iter().zip(keys) {
             let counter = counters.entry(key.clone()).or_default();
             counter.add_used(
                 bucket,
@@ -430,24 +389,22 @@ impl Limits {
             });
             count(&rule.name, "allowed");
             ticket.checked.push(rule.name.clone());
-            if rule.block {
-                let mut taken = counter.used();
-                taken.tokens += counter.reserved.tokens;
-                let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
-                let reset = window::frees_at(rule.window, oldest, now)
-                    .and_then(|t| t.duration_since(now).ok())
-                    .unwrap_or_default();
-                note_headers(&mut ticket.headers, rule, taken, reset);
-            }
-            ticket.held.push((key, bucket, ask));
+            let mut taken = counter.used();
+            taken.add(counter.reserved);
+            let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+            let frees_at = window::frees_at(rule.window, oldest, now);
+            self.note(&mut ticket, rule, scope, taken, frees_at, now);
+            ticket.held.push((key, bucket));
         }
+        ticket.ask = ask;
         Ok(ticket)
     }
 
     /// Replaces a request's reservations with what it really used.
     pub fn settle(&self, ticket: &mut Ticket, tokens: u64, cost_usd: f64) {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, bucket, ask) in ticket.held.drain(..) {
+        let ask = ticket.ask;
+        for (key, bucket) in ticket.held.drain(..) {
             let Some(counter) = counters.get_mut(&key) else {
                 continue;
             };
@@ -468,7 +425,7 @@ impl Limits {
     }
 
     /// Drops the counters whose window holds nothing any more (a customer or model seen
-    /// once, an hour ago), and the alerts raised in them, so that many scope values do not
+    /// once, an hour ago), so that many scope values do not
     /// grow memory without end. Runs when the count of counters has doubled since the last
     /// sweep: amortised, a constant cost per admission.
     fn sweep(&self, counters: &mut HashMap<CounterKey, Counter>, now: SystemTime) {
@@ -476,24 +433,52 @@ impl Limits {
             counter.expire(key.window, window::bucket(key.window, now));
             !counter.buckets.is_empty() || counter.reserved != Amounts::default()
         });
-        let live: HashSet<(&str, &str)> = counters
-            .keys()
-            .map(|k| (k.rule.as_str(), k.scope.as_str()))
-            .collect();
-        let mut alerted = self.alerted.lock().unwrap_or_else(|e| e.into_inner());
-        alerted.retain(|(rule, scope), _| live.contains(&(rule.as_str(), scope.as_str())));
         self.sweep_at
             .store((counters.len() * 2).max(MIN_SWEEP), Ordering::Relaxed);
     }
 
-    fn first_alert(&self, rule: &Rule, scope: &str, bucket: i64) -> bool {
-        let period = if window::slides(rule.window) {
-            bucket / window::SLIDING_BUCKETS
-        } else {
-            bucket
-        };
+    /// What an admitted request tells about one rule: the alert, if this request is the
+    /// first in the window to cross the rule's alert threshold, and for a rule that can
+    /// refuse, the `x-ratelimit-*` figures. `taken`: what the window holds with this request.
+    fn note(
+        &self,
+        ticket: &mut Ticket,
+        rule: &Rule,
+        scope: &str,
+        taken: Amounts,
+        frees_at: Option<SystemTime>,
+        now: SystemTime,
+    ) {
+        if let Some((kind, limit, used)) = crossed(rule, taken) {
+            if self.first_alert(rule, scope, now) {
+                ticket
+                    .alerts
+                    .push(raise(rule, scope, kind, limit, used, frees_at));
+            }
+        }
+        if rule.block {
+            let reset = frees_at
+                .and_then(|t| t.duration_since(now).ok())
+                .unwrap_or_default();
+            note_headers(&mut ticket.headers, rule, taken, reset);
+        }
+    }
+
+    /// Whether this is the first alert of `rule` for `scope` in the window now. The
+    /// alerts of past windows are dropped whenever their number has doubled, whichever
+    /// backend counts (with Redis no counter sweep would ever reach them).
+    fn first_alert(&self, rule: &Rule, scope: &str, now: SystemTime) -> bool {
+        let period = alert_period(rule.window, now);
         let mut alerted = self.alerted.lock().unwrap_or_else(|e| e.into_inner());
-        alerted.insert((rule.name.clone(), scope.to_string()), period) != Some(period)
+        let first = alerted.insert(
+            (rule.name.clone(), scope.to_string()),
+            (rule.window, period),
+        ) != Some((rule.window, period));
+        if alerted.len() >= self.alerts_kept.load(Ordering::Relaxed).max(MIN_SWEEP) {
+            alerted.retain(|_, (window, period)| *period == alert_period(*window, now));
+            self.alerts_kept.store(alerted.len() * 2, Ordering::Relaxed);
+        }
+        first
     }
 
     /// Every counter, as `/api/limits` shows it: the config's rules and customers' budgets.
@@ -552,27 +537,46 @@ fn matched_rules<'r>(rules: &'r [Rule], facts: Facts<'_>) -> Vec<(&'r Rule, Stri
         .collect()
 }
 
+/// A rule's limit on `kind`, if it has one.
+fn limit_of(rule: &Rule, kind: Kind) -> Option<f64> {
+    match kind {
+        Kind::Requests => rule.requests.map(|l| l as f64),
+        Kind::Tokens => rule.tokens.map(|l| l as f64),
+        Kind::Cost => rule.cost_usd,
+    }
+}
+
+/// Each of a rule's limits with the amount counted against it.
+fn against(rule: &Rule, taken: Amounts) -> impl Iterator<Item = (Kind, f64, f64)> + '_ {
+    [
+        (Kind::Requests, taken.requests as f64),
+        (Kind::Tokens, taken.tokens as f64),
+        (Kind::Cost, taken.cost_usd),
+    ]
+    .into_iter()
+    .filter_map(move |(kind, used)| Some((kind, limit_of(rule, kind)?, used)))
+}
+
+/// The first of a rule's limits that `would_be` goes past, with that limit.
+fn over_limit(rule: &Rule, would_be: Amounts) -> Option<(Kind, f64)> {
+    against(rule, would_be).find_map(|(kind, limit, used)| (used > limit).then_some((kind, limit)))
+}
+
 /// The first of a rule's limits whose alert threshold what it has counted crosses, with
 /// that limit and the amount counted.
 fn crossed(rule: &Rule, taken: Amounts) -> Option<(Kind, f64, f64)> {
-    [
-        (
-            Kind::Requests,
-            rule.requests.map(|l| l as f64),
-            taken.requests as f64,
-        ),
-        (
-            Kind::Tokens,
-            rule.tokens.map(|l| l as f64),
-            taken.tokens as f64,
-        ),
-        (Kind::Cost, rule.cost_usd, taken.cost_usd),
-    ]
-    .into_iter()
-    .find_map(|(kind, limit, used)| {
-        let limit = limit?;
-        (used >= limit * rule.alert_at).then_some((kind, limit, used))
-    })
+    against(rule, taken).find(|(_, limit, used)| *used >= limit * rule.alert_at)
+}
+
+/// The period an alert is raised once in: a sliding window's 60 buckets, or the calendar
+/// period.
+fn alert_period(window: Window, now: SystemTime) -> i64 {
+    let bucket = window::bucket(window, now);
+    if window::slides(window) {
+        bucket / window::SLIDING_BUCKETS
+    } else {
+        bucket
+    }
 }
 
 /// An alert's warning and count, and the alert itself for the trace and the webhook.
@@ -744,6 +748,23 @@ mod tests {
         assert!((view.used.cost_usd - 0.3).abs() < 1e-9);
         assert_eq!(view.reserved, Amounts::default());
         assert_eq!(view.used.requests, 3);
+    }
+
+    #[test]
+    fn an_alert_is_not_lost_to_a_request_another_rule_refuses() {
+        let r = rules("rules:\n  - {name: a, per: global, window: day, requests: 10, alert_at: 0.2}\n  - {name: b, per: customer, window: day, requests: 1}\n");
+        let l = Limits::default();
+        let ask = Ask::default();
+        let alerted = |t: Ticket| -> Vec<String> { t.alerts.into_iter().map(|a| a.rule).collect() };
+        // b alerts at once (1 of 1); a not yet (1 of 10).
+        assert_eq!(alerted(l.admit(&r, facts("x"), ask, at(0)).unwrap()), ["b"]);
+        // Would cross a's 20%, but b refuses it: it counts nothing, and alerts nothing.
+        assert!(l.admit(&r, facts("x"), ask, at(1)).is_err());
+        // The request that does cross it raises the alert.
+        assert_eq!(
+            alerted(l.admit(&r, facts("y"), ask, at(2)).unwrap()),
+            ["a", "b"]
+        );
     }
 
     #[test]
