@@ -3,6 +3,7 @@
 //! Label values come from a small closed set (endpoint names, route labels, provider names,
 //! status codes): never a customer id, a key or a free-form model name (see `routing`).
 
+use super::record::Outcome;
 use super::trace::Trace;
 use prometheus::{
     CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -280,6 +281,9 @@ impl Metrics {
                 .with_label_values(&[&a.provider, &a.label, a.outcome.as_str()])
                 .inc();
             match previous {
+                // Not made (its circuit was open): neither a retry nor a fallback; a later
+                // attempt of another model is the fallback from it.
+                _ if a.outcome == Outcome::Skipped => {}
                 Some(p) if p.model == a.model => {
                     self.retries
                         .with_label_values(&[&a.provider, &a.label])

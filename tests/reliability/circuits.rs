@@ -17,6 +17,19 @@ async fn two(a: &Mock, b: &Mock, health: &str) -> Sidecar {
     Sidecar::start(&config).await
 }
 
+/// A counter's sum over all its label sets.
+fn total(name: &str, scrape: &prometheus_parse::Scrape) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
 fn no_retries() -> Value {
     json!({"retry_params": {"retry_enabled": false}})
 }
@@ -133,4 +146,34 @@ async fn an_open_circuit_hands_the_request_to_fallbacks_and_group_members_at_onc
     let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((20..=31).contains(&wait), "{wait}");
     assert_eq!(a.count(), 1);
+    // Skipped attempts are neither retries nor fallbacks: no call was made twice (a request
+    // that left `a` for `b`, skipped or not, fell back once).
+    sidecar.idle().await;
+    let scrape = sidecar.metrics().await;
+    assert_eq!(total("respan_retries_total", &scrape), 0.0);
+    let fallbacks = total("respan_fallbacks_total", &scrape);
+    assert!((2.0..=21.0).contains(&fallbacks), "{fallbacks}");
+}
+
+#[tokio::test]
+async fn a_retry_skipped_by_an_open_circuit_is_not_counted_as_a_retry() {
+    let (a, b) = (Mock::start().await, Mock::start().await);
+    let sidecar = two(&a, &b, "{consecutive_failures: 1, cooldown_ms: 60000}").await;
+    a.push(Reply::openai_error(500, "down"));
+    // The 500 opens `a`'s circuit: its two retries are skipped, then `b` answers.
+    let request = body(
+        "model-a",
+        json!({"retry_params": {"retry_enabled": true, "num_retries": 2, "retry_after": 0.01},
+            "fallback_models": ["model-b"]}),
+    );
+    let (status, headers, _) = post(&sidecar, &request).await;
+    assert_eq!(
+        (status, headers["x-respan-model"].to_str().unwrap()),
+        (200, "model-b")
+    );
+    assert_eq!((a.count(), b.count()), (1, 1));
+    sidecar.idle().await;
+    let scrape = sidecar.metrics().await;
+    assert_eq!(total("respan_retries_total", &scrape), 0.0);
+    assert_eq!(total("respan_fallbacks_total", &scrape), 1.0);
 }
