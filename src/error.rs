@@ -162,7 +162,7 @@ impl GatewayError {
             GatewayError::Route(RouteError::UnknownProvider(_)) => Some("provider_not_found"),
             GatewayError::UnknownGroup(_) => Some("load_balance_group_not_found"),
             GatewayError::UnknownPrompt { .. } => Some("prompt_not_found"),
-            GatewayError::UpstreamStream { .. } => Some("upstream_error"),
+            GatewayError::UpstreamStream { .. } => Some(UPSTREAM_FAILED_CODE),
             GatewayError::NotFound { .. } => Some("unknown_url"),
             GatewayError::NoProviderFor { .. } => Some("provider_not_found"),
             GatewayError::ResponseNotFound(_) => Some("not_found"),
@@ -349,8 +349,8 @@ impl StreamFailure {
 
     /// A failed read of an answer: 504 for a timeout, else 502 (the one place a failed read
     /// gets its status, before the answer started or after).
-    pub fn of_read(e: &ExchangeError) -> Self {
-        let status = if *e == ExchangeError::Timeout {
+    pub fn of_read(e: ExchangeError) -> Self {
+        let status = if e == ExchangeError::Timeout {
             504
         } else {
             UPSTREAM_FAILED_STATUS

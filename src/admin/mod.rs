@@ -116,15 +116,7 @@ impl AdminApp {
         let Some(token) = &snapshot.config.server.admin_token else {
             return true;
         };
-        let presented = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .and_then(|v| {
-                v.strip_prefix(b"Bearer ")
-                    .or_else(|| v.strip_prefix(b"bearer "))
-            });
-        presented.is_some_and(|p| token.matches(p.trim_ascii()))
+        crate::proxy::auth::bearer(req).is_some_and(|p| token.matches(p))
     }
 }
 

@@ -100,11 +100,6 @@ impl Answer {
     }
 }
 
-/// A failed read of an answer as a stream failure.
-pub fn read_failure(e: ExchangeError) -> StreamFailure {
-    StreamFailure::of_read(&e)
-}
-
 /// The answer the loop settled on, how to translate it, and the limits of its reads.
 pub struct Settled {
     pub answer: Answer,

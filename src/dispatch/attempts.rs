@@ -8,7 +8,7 @@
 //! failed try too. The answer relayed is the first success, or the last failure when
 //! nothing succeeded. A client that goes away ends the loop at once.
 
-use super::answer::{read_failure, Answer, BodyReader, Held, Settled};
+use super::answer::{Answer, BodyReader, Held, Settled};
 use super::caller::{or_gone, Caller};
 use super::prepare::{prepare, token_estimate, Prepared, Target};
 use super::request::ModelRequest;
@@ -386,7 +386,7 @@ async fn hold_back(
     };
     let mut preamble = Vec::new();
     loop {
-        let chunk = answer.next(limits).await.map_err(read_failure)?;
+        let chunk = answer.next(limits).await.map_err(StreamFailure::of_read)?;
         let done = chunk.is_none();
         let bytes = chunk.unwrap_or_default();
         if let Some(probe) = &mut probe {

@@ -7,17 +7,22 @@ use pingora::http::RequestHeader;
 /// The key the app sent: `Authorization: Bearer` (OpenAI SDK, recent Anthropic SDKs),
 /// `x-api-key` (older Anthropic SDKs) or `x-goog-api-key` (google-genai).
 pub fn app_key(req: &RequestHeader) -> Option<&[u8]> {
-    if let Some(v) = req.headers.get(http::header::AUTHORIZATION) {
-        let v = v.as_bytes();
-        let scheme = v.get(..7)?;
-        return scheme
-            .eq_ignore_ascii_case(b"bearer ")
-            .then(|| v[7..].trim_ascii());
+    if req.headers.contains_key(http::header::AUTHORIZATION) {
+        return bearer(req);
     }
     ["x-api-key", "x-goog-api-key"]
         .iter()
         .find_map(|name| req.headers.get(*name))
         .map(|v| v.as_bytes().trim_ascii())
+}
+
+/// The token of an `Authorization: Bearer` header (the scheme in any case).
+pub fn bearer(req: &RequestHeader) -> Option<&[u8]> {
+    let v = req.headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    let scheme = v.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| v[7..].trim_ascii())
 }
 
 /// With `auth.keys` configured, the matching key (its default `customer_identifier` applies

@@ -6,7 +6,7 @@
 //! records every request, however it was served.
 
 mod admission;
-mod auth;
+pub(crate) mod auth;
 mod cached;
 mod caller;
 mod ctx;

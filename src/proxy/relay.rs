@@ -9,7 +9,7 @@
 
 use super::ctx::RequestCtx;
 use super::respond::{add_respan_headers, write_head, write_whole};
-use crate::dispatch::answer::{is_event_stream, read_failure, Answer, BodyReader, Held, Settled};
+use crate::dispatch::answer::{is_event_stream, Answer, BodyReader, Held, Settled};
 use crate::dispatch::caller::or_gone;
 use crate::drain::Drain;
 use crate::endpoint::Ingress;
@@ -298,7 +298,7 @@ async fn pump(
             match next {
                 Ok(Some(first)) => gather(answer, first),
                 Ok(None) => (Bytes::new(), true, None),
-                Err(e) => (Bytes::new(), false, Some(read_failure(e))),
+                Err(e) => (Bytes::new(), false, Some(StreamFailure::of_read(e))),
             }
         } else {
             // What is held goes out now, with whatever else is readable without waiting.
@@ -348,7 +348,7 @@ fn gather(answer: &mut Answer, first: Bytes) -> (Bytes, bool, Option<StreamFailu
                     .extend_from_slice(&more);
             }
             Some(Ok(None)) => return (take(joined, first), true, None),
-            Some(Err(e)) => return (take(joined, first), false, Some(read_failure(e))),
+            Some(Err(e)) => return (take(joined, first), false, Some(StreamFailure::of_read(e))),
         }
     }
     (take(joined, first), false, None)

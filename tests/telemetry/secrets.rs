@@ -186,4 +186,12 @@ async fn admin_token_guards_every_admin_path_but_the_probes() {
             "{path}"
         );
     }
+    // The scheme in any case, as for the API port's keys.
+    let r = client()
+        .get(sidecar.admin_url("/api/limits"))
+        .header("authorization", "BEARER adm-secret-k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
