@@ -17,6 +17,7 @@ use crate::telemetry::metrics::metrics;
 use crate::telemetry::record::Outcome;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -92,6 +93,20 @@ struct Circuit {
 #[derive(Default)]
 pub struct Circuits {
     map: Mutex<HashMap<String, HashMap<String, Circuit>>>,
+    /// Circuits with a failure counted or not closed. While there is none, an attempt is
+    /// admitted and a success reported without taking the lock: the usual case, on every
+    /// attempt.
+    unhealthy: AtomicUsize,
+}
+
+/// Circuits kept at most: the upstream model can come from a request (`model_name_map`),
+/// so a full map first forgets the circuits that hold nothing but history.
+const MAX_CIRCUITS: usize = 1024;
+
+impl Circuit {
+    fn healthy(&self) -> bool {
+        self.state == State::Closed && self.failures == 0
+    }
 }
 
 impl Circuits {
@@ -107,6 +122,9 @@ impl Circuits {
         config: &HealthConfig,
         now: Instant,
     ) -> Admission {
+        if self.unhealthy.load(Ordering::Acquire) == 0 {
+            return Admission::Go;
+        }
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let Some(circuit) = map.get_mut(provider).and_then(|m| m.get_mut(model)) else {
             return Admission::Go;
@@ -143,6 +161,11 @@ impl Circuits {
         config: &HealthConfig,
         now: Instant,
     ) {
+        let up = matches!(report, Report::Up);
+        if matches!(report, Report::Unknown) || (up && self.unhealthy.load(Ordering::Acquire) == 0)
+        {
+            return;
+        }
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         match report {
             Report::Unknown => {}
@@ -150,6 +173,9 @@ impl Circuits {
                 let Some(circuit) = map.get_mut(provider).and_then(|m| m.get_mut(model)) else {
                     return;
                 };
+                if !circuit.healthy() {
+                    self.unhealthy.fetch_sub(1, Ordering::AcqRel);
+                }
                 if circuit.state != State::Closed {
                     tracing::info!(
                         provider,
@@ -163,6 +189,13 @@ impl Circuits {
                 circuit.open_until_wall = None;
             }
             Report::Down { why, retry_after } => {
+                let known = map.get(provider).is_some_and(|m| m.contains_key(model));
+                if !known && map.values().map(HashMap::len).sum::<usize>() >= MAX_CIRCUITS {
+                    for models in map.values_mut() {
+                        models.retain(|_, c| !c.healthy());
+                    }
+                    map.retain(|_, models| !models.is_empty());
+                }
                 let models = map.entry(provider.to_string()).or_default();
                 let circuit = models.entry(model.to_string()).or_insert_with(|| Circuit {
                     state: State::Closed,
@@ -170,6 +203,9 @@ impl Circuits {
                     last_failure: None,
                     open_until_wall: None,
                 });
+                if circuit.healthy() {
+                    self.unhealthy.fetch_add(1, Ordering::AcqRel);
+                }
                 circuit.failures = circuit.failures.saturating_add(1);
                 circuit.last_failure = Some((SystemTime::now(), why));
                 let probe_failed = matches!(circuit.state, State::HalfOpen { .. });
@@ -304,6 +340,28 @@ mod tests {
         c.report_at("p", "m", Report::Up, &CONFIG, later);
         assert_eq!(c.admit_at("p", "m", &CONFIG, later), Admission::Go);
         assert_eq!(c.snapshot()[0].state, "closed");
+    }
+
+    #[test]
+    fn healthy_circuits_take_no_lock_and_are_forgotten_first() {
+        let c = Circuits::default();
+        let t0 = Instant::now();
+        c.report_at("p", "m", down(), &CONFIG, t0);
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), 1);
+        c.report_at("p", "m", Report::Up, &CONFIG, t0);
+        // Back to the lock-free path; the circuit is still shown.
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), 0);
+        assert_eq!(c.snapshot().len(), 1);
+        // Many models that failed once and recovered: a full map forgets them first.
+        for i in 0..MAX_CIRCUITS + 10 {
+            let model = format!("m{i}");
+            c.report_at("p", &model, down(), &CONFIG, t0);
+            c.report_at("p", &model, Report::Up, &CONFIG, t0);
+        }
+        c.report_at("q", "failing", down(), &CONFIG, t0);
+        assert!(c.snapshot().len() <= MAX_CIRCUITS);
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), 1);
+        assert!(c.snapshot().iter().any(|v| v.provider == "q"));
     }
 
     #[test]
