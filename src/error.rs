@@ -139,13 +139,7 @@ impl GatewayError {
         match self {
             GatewayError::CircuitOpen { retry_after } => Some(retry_seconds(*retry_after)),
             GatewayError::Overloaded { .. } | GatewayError::LimitsUnavailable => Some(1),
-            GatewayError::LimitReached(r) => {
-                let wait = r
-                    .frees_at?
-                    .duration_since(std::time::SystemTime::now())
-                    .ok()?;
-                Some(retry_seconds(wait))
-            }
+            GatewayError::LimitReached(r) => Some(retry_seconds(r.wait()?)),
             _ => None,
         }
     }

@@ -95,6 +95,13 @@ pub struct Refusal {
     pub frees_at: Option<SystemTime>,
 }
 
+impl Refusal {
+    /// How long until the window frees room (none for `lifetime`).
+    pub fn wait(&self) -> Option<Duration> {
+        self.frees_at?.duration_since(SystemTime::now()).ok()
+    }
+}
+
 /// OpenAI's `x-ratelimit-*` figures for the tightest requests and tokens rules.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RateHeaders {

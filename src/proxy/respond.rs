@@ -56,33 +56,40 @@ pub fn add_respan_headers(head: &mut Parts, ctx: &RequestCtx) {
     }
     if let Some(ticket) = &ctx.limit_ticket {
         let h = &ticket.headers;
-        for (kind, tight) in [("requests", h.requests), ("tokens", h.tokens)] {
+        for (names, tight) in [(&REQUESTS_HEADERS, h.requests), (&TOKENS_HEADERS, h.tokens)] {
             if let Some(t) = tight {
-                rate_limit_headers(&mut head.headers, kind, t.limit, t.remaining, t.reset);
+                rate_limit_headers(&mut head.headers, names, t.limit, t.remaining, t.reset);
             }
         }
     }
 }
 
-/// `x-ratelimit-limit-{kind}`, `x-ratelimit-remaining-{kind}` and `x-ratelimit-reset-{kind}`
-/// (a duration, as OpenAI writes it: `12s`), so the SDKs' own backoff works.
+/// OpenAI's `x-ratelimit-limit-*`, `-remaining-*` and `-reset-*` names, per kind of limit.
+const REQUESTS_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKENS_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+/// A limit, what is left of it and when it resets (a duration, as OpenAI writes it:
+/// `12s`), so the SDKs' own backoff works.
 fn rate_limit_headers(
     headers: &mut http::HeaderMap,
-    kind: &str,
+    [limit_name, remaining_name, reset_name]: &[HeaderName; 3],
     limit: u64,
     remaining: u64,
     reset: std::time::Duration,
 ) {
-    let values = [
-        ("limit", limit.to_string()),
-        ("remaining", remaining.to_string()),
-        ("reset", format!("{}s", reset.as_secs_f64().ceil() as u64)),
-    ];
-    for (what, value) in values {
-        let name = HeaderName::try_from(format!("x-ratelimit-{what}-{kind}"));
-        if let (Ok(name), Ok(value)) = (name, HeaderValue::try_from(value)) {
-            headers.insert(name, value);
-        }
+    let reset_secs = reset.as_secs_f64().ceil() as u64;
+    headers.insert(limit_name.clone(), HeaderValue::from(limit));
+    headers.insert(remaining_name.clone(), HeaderValue::from(remaining));
+    if let Ok(value) = HeaderValue::try_from(format!("{reset_secs}s")) {
+        headers.insert(reset_name.clone(), value);
     }
 }
 
@@ -94,13 +101,13 @@ fn error_headers(e: &GatewayError) -> http::HeaderMap {
         headers.insert(http::header::RETRY_AFTER, number(secs as usize));
     }
     if let GatewayError::LimitReached(r) = e {
-        if r.kind != crate::limits::Kind::Cost {
-            let reset = r
-                .frees_at
-                .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
-                .unwrap_or_default();
-            rate_limit_headers(&mut headers, r.kind.as_str(), r.limit as u64, 0, reset);
-        }
+        let names = match r.kind {
+            crate::limits::Kind::Requests => &REQUESTS_HEADERS,
+            crate::limits::Kind::Tokens => &TOKENS_HEADERS,
+            crate::limits::Kind::Cost => return headers,
+        };
+        let reset = r.wait().unwrap_or_default();
+        rate_limit_headers(&mut headers, names, r.limit as u64, 0, reset);
     }
     headers
 }
