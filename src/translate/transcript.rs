@@ -9,7 +9,6 @@
 //! out of the body rather than built into a tree, and each stream event is read into small
 //! borrowed structs that keep only the fields an answer is assembled from.
 
-use super::gemini::GenerateResponse;
 use crate::telemetry::capture::{Format, Output};
 use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
@@ -102,7 +101,7 @@ pub fn output(format: Format, stream: bool, bytes: &[u8]) -> Output {
         parser.finish(&mut on_event);
     } else if format == Format::Gemini && bytes.trim_ascii_start().starts_with(b"[") {
         // Gemini's non-SSE stream: a JSON array of chunks.
-        if let Ok(chunks) = serde_json::from_slice::<Vec<GenerateResponse>>(bytes) {
+        if let Ok(chunks) = serde_json::from_slice::<Vec<GeminiChunk>>(bytes) {
             chunks.into_iter().for_each(|c| message.gemini(c));
         }
     } else if let Ok(text) = std::str::from_utf8(bytes) {
@@ -142,6 +141,48 @@ fn choices_finder() -> &'static memchr::memmem::Finder<'static> {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
     &FINDER
+}
+
+/// A Gemini answer or chunk: only what a transcript reads, borrowed, and lenient (a part
+/// of a kind it does not know is read as text-less, never a reason to drop the chunk).
+#[derive(Deserialize)]
+struct GeminiChunk<'a> {
+    #[serde(borrow, default)]
+    candidates: First<GeminiCandidate<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiCandidate<'a> {
+    #[serde(borrow, default)]
+    content: Option<GeminiContent<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct GeminiContent<'a> {
+    #[serde(borrow, default)]
+    parts: Vec<GeminiPart<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiPart<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    thought: Option<bool>,
+    #[serde(borrow, default)]
+    function_call: Option<GeminiCall<'a>>,
+}
+
+#[derive(Deserialize)]
+struct GeminiCall<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    args: Option<&'a RawValue>,
 }
 
 /// The first element of an array, the rest skipped: no `Vec` per stream chunk for the one
@@ -321,7 +362,7 @@ impl Message {
                 }
             }
             Format::Gemini => {
-                if let Ok(chunk) = serde_json::from_str::<GenerateResponse>(data) {
+                if let Ok(chunk) = serde_json::from_str::<GeminiChunk>(data) {
                     self.gemini(chunk);
                 }
             }
@@ -465,8 +506,8 @@ impl Message {
 
     /// A whole answer or one chunk: `candidates[0].content.parts`.
     /// A Gemini answer or chunk, read with the Gemini decoder's own types.
-    fn gemini(&mut self, chunk: GenerateResponse) {
-        let Some(candidate) = chunk.candidates.into_iter().next() else {
+    fn gemini(&mut self, chunk: GeminiChunk<'_>) {
+        let Some(candidate) = chunk.candidates.0 else {
             return;
         };
         self.seen = true;
@@ -475,12 +516,8 @@ impl Message {
             if let Some(call) = part.function_call {
                 let index = self.tools.len();
                 if let Some(tool) = self.tool(index) {
-                    tool.1.push_str(&call.name);
-                    tool.2 = if call.args.is_null() {
-                        String::new()
-                    } else {
-                        call.args.to_string()
-                    };
+                    push(&mut tool.1, call.name.as_deref());
+                    tool.2 = call.args.map(|a| a.get().to_string()).unwrap_or_default();
                 }
             } else if part.thought == Some(true) {
                 push(&mut self.reasoning, part.text.as_deref());
@@ -592,6 +629,25 @@ mod tests {
         assert_eq!(m["tool_calls"][0]["function"]["name"], "get");
         assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
         assert_eq!(out.finish_reasons, vec!["tool_calls"]);
+    }
+
+    #[test]
+    fn gemini_chunks_are_read_leniently() {
+        // A part of a kind the transcript does not know (the decoder's types have no field
+        // for it), thoughts, a call.
+        let sse = concat!(
+            "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"thought\":true,\"text\":\"hmm\"},{\"executableCode\":{\"code\":\"1\"}},{\"text\":\"Hi\"}]}}],\"modelVersion\":\"g\"}\r\n\r\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"get\",\"args\":{\"a\":1}}}]},\"finishReason\":\"STOP\"}]}\r\n\r\n",
+        );
+        let out = output(Format::Gemini, true, sse.as_bytes());
+        let m = message(&out);
+        assert_eq!(
+            (m["content"].as_str(), m["reasoning_content"].as_str()),
+            (Some("Hi"), Some("hmm"))
+        );
+        assert_eq!(m["tool_calls"][0]["function"]["name"], "get");
+        assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(out.finish_reasons, vec!["STOP"]);
     }
 
     #[test]
