@@ -229,19 +229,15 @@ impl Limits {
             .customer
             .map(|c| self.customers.rules_for(c, customer_params))
             .unwrap_or_default();
-        let combined: Vec<Rule>;
-        let rules = if budgets.is_empty() {
-            &config.rules
-        } else {
-            combined = config.rules.iter().cloned().chain(budgets).collect();
-            &combined
-        };
+        // The configured rules, then the customer's budgets: borrowed, never copied.
+        let matched = matched_rules(config.rules.iter().chain(&budgets), facts);
         let Some(fleet) = &self.fleet else {
-            let ticket = self.admit(rules, facts, ask, now).map_err(Blocked::Limit)?;
+            let ticket = self
+                .admit_matched(&matched, ask, now)
+                .map_err(Blocked::Limit)?;
             self.send_alerts(config, &ticket);
             return Ok(ticket);
         };
-        let matched = matched_rules(rules, facts);
         if matched.is_empty() {
             return Ok(Ticket::default());
         }
@@ -344,7 +340,16 @@ impl Limits {
         ask: Ask,
         now: SystemTime,
     ) -> Result<Ticket, Refusal> {
-        let matched = matched_rules(rules, facts);
+        self.admit_matched(&matched_rules(rules, facts), ask, now)
+    }
+
+    /// [`Limits::admit`] of the rules a request matched, each with its scope value.
+    fn admit_matched(
+        &self,
+        matched: &[(&Rule, String)],
+        ask: Ask,
+        now: SystemTime,
+    ) -> Result<Ticket, Refusal> {
         let mut ticket = Ticket::default();
         if matched.is_empty() {
             return Ok(ticket);
@@ -355,7 +360,7 @@ impl Limits {
         }
         // Check every rule first: a refused request counts and reserves nothing anywhere.
         let mut keys = Vec::with_capacity(matched.len());
-        for (rule, scope) in &matched {
+        for (rule, scope) in matched {
             let key = counter_key(rule, scope);
             let bucket = window::bucket(rule.window, now);
             let counter = counters.entry(key.clone()).or_default();
@@ -536,9 +541,12 @@ pub struct LimitView {
 }
 
 /// The rules a request falls under, each with the scope value it is counted under.
-fn matched_rules<'r>(rules: &'r [Rule], facts: Facts<'_>) -> Vec<(&'r Rule, String)> {
+fn matched_rules<'r>(
+    rules: impl IntoIterator<Item = &'r Rule>,
+    facts: Facts<'_>,
+) -> Vec<(&'r Rule, String)> {
     rules
-        .iter()
+        .into_iter()
         .filter(|r| matches(&r.filter, facts))
         .filter_map(|r| Some((r, scope_value(&r.per, facts)?)))
         .collect()
