@@ -7,7 +7,7 @@ use crate::dispatch::request::ModelRequest;
 use crate::error::GatewayError;
 use crate::limits::{Ask, Blocked, Facts, Limits, Ticket};
 use crate::state::Snapshot;
-use crate::telemetry::cost::{cost, request_cost};
+use crate::telemetry::cost::cost;
 use crate::telemetry::record::{RequestRecord, TokenUsage};
 use std::time::SystemTime;
 
@@ -81,16 +81,12 @@ fn estimate(snapshot: &Snapshot, request: &ModelRequest<'_>, model: &str, body_l
 /// Replaces the request's reservations with its real usage and cost (nothing for a cache
 /// hit, which cost nothing).
 pub async fn settle(limits: &Limits, ticket: &mut Ticket, record: &RequestRecord) {
-    let (tokens, cost_usd) = if record.cache_hit() {
-        (0, 0.0)
+    // A hit asked no provider: it used nothing.
+    let tokens = if record.cache_hit() {
+        0
     } else {
-        let tokens = record.usage.as_ref().map_or(0, |u| u.total_tokens);
-        let cost_usd = request_cost(
-            record.usage.as_ref(),
-            &record.served.upstream_model,
-            record.price_override,
-        );
-        (tokens, cost_usd.unwrap_or(0.0))
+        record.usage.as_ref().map_or(0, |u| u.total_tokens)
     };
-    limits.finish(ticket, tokens, cost_usd).await;
+    let (cost_usd, _saved) = crate::telemetry::cost::of_record(record);
+    limits.finish(ticket, tokens, cost_usd.unwrap_or(0.0)).await;
 }

@@ -5,7 +5,7 @@
 //! the cache-write price, and reasoning tokens as output (they are part of the output count).
 //! A model the catalog does not know has no cost (absent, not 0).
 
-use super::record::TokenUsage;
+use super::record::{RequestRecord, TokenUsage};
 use crate::catalog::{self, Price};
 
 /// The cost of `usage` at `price`.
@@ -18,6 +18,22 @@ pub fn cost(usage: &TokenUsage, price: &Price) -> f64 {
         + per_token(cached, price.cached_input.unwrap_or(price.input))
         + per_token(written, price.cache_write.unwrap_or(price.input))
         + per_token(usage.completion_tokens, price.output)
+}
+
+/// What a request cost, and what a cache hit saved: a hit made no upstream call, so it cost
+/// nothing and saved what its answer cost when it was asked (the trace's `cost` and
+/// `cost_saved`, and what a limit is settled with).
+pub fn of_record(record: &RequestRecord) -> (Option<f64>, Option<f64>) {
+    let priced = request_cost(
+        record.usage.as_ref(),
+        &record.served.upstream_model,
+        record.price_override,
+    );
+    if record.cache_hit() {
+        (Some(0.0), priced)
+    } else {
+        (priced, None)
+    }
 }
 
 /// The cost of a request: the route's price if it has one, else the catalog's for the model

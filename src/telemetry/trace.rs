@@ -3,7 +3,7 @@
 //! request path.
 
 use super::capture::{Output, Transcriber};
-use super::cost::request_cost;
+use super::cost;
 use super::ids::hex;
 use super::record::{AttemptRecord, RequestRecord, TokenUsage};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -39,17 +39,7 @@ impl Trace {
     /// Freezes a record at the request's end.
     pub fn finish(request_id: String, record: RequestRecord) -> Trace {
         let latency = record.started.elapsed();
-        let priced = request_cost(
-            record.usage.as_ref(),
-            &record.served.upstream_model,
-            record.price_override,
-        );
-        // A cache hit made no upstream call: it cost nothing, and saved what it would have.
-        let (cost, cost_saved) = if record.cache_hit() {
-            (Some(0.0), priced)
-        } else {
-            (priced, None)
-        };
+        let (cost, cost_saved) = cost::of_record(&record);
         Trace {
             request_id,
             latency,
