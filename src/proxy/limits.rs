@@ -9,7 +9,6 @@
 use crate::config::ServerConfig;
 use crate::error::GatewayError;
 use crate::telemetry::metrics::metrics;
-use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 /// How long an app's idle keep-alive connection is kept (nginx's `keepalive_timeout`).
@@ -22,8 +21,8 @@ pub fn bound_keepalive(session: &mut Session) {
 
 /// Refuses a request whose head is too large, or that comes when the sidecar is full.
 /// A passthrough body is bounded as it streams ([`body_within`]); a model call's as it is read.
-pub fn check(server: &ServerConfig, req: &RequestHeader) -> Result<(), GatewayError> {
-    if head_size(req) > server.max_header_bytes {
+pub fn check(server: &ServerConfig, session: &Session) -> Result<(), GatewayError> {
+    if head_size(session) > server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge {
             limit: server.max_header_bytes,
         });
@@ -37,8 +36,13 @@ pub fn check(server: &ServerConfig, req: &RequestHeader) -> Result<(), GatewayEr
     Ok(())
 }
 
-/// The size of a head as it came on the wire: its request line and each `name: value`.
-fn head_size(req: &RequestHeader) -> usize {
+/// The size of a head as it came on the wire: HTTP/1's own bytes, as Pingora read them;
+/// over HTTP/2 (no such bytes), its request line and each `name: value` counted.
+fn head_size(session: &Session) -> usize {
+    if let Some(h1) = session.as_downstream().as_http1() {
+        return h1.get_headers_raw_bytes().len();
+    }
+    let req = session.req_header();
     let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
     let line = req.method.as_str().len() + target + " HTTP/1.1\r\n".len() + 1;
     let fields: usize = req

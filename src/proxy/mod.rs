@@ -163,7 +163,7 @@ impl ProxyHttp for Gateway {
         ctx.endpoint = Endpoint::classify(&req.method, req.uri.path());
         ctx.snapshot = Some(snapshot.clone());
         begin_record(&mut ctx.record, ctx.endpoint, req);
-        if let Err(e) = limits::check(&snapshot.config.server, req) {
+        if let Err(e) = limits::check(&snapshot.config.server, session) {
             respond::error(session, ctx, &e).await;
             return Ok(true);
         }

@@ -43,6 +43,22 @@ async fn a_head_over_max_header_bytes_is_431_in_the_callers_format() {
     assert_eq!(r.status(), 200);
     assert_eq!(mock.count(), 1);
     assert_eq!(rejected(&sidecar, "headers_too_large").await, 2.0);
+    // The bound is on the head's bytes as sent: 2,048 pass, 2,049 do not.
+    let body = serde_json::to_vec(&chat("gpt-4o", "hi")).unwrap();
+    for (size, status) in [(2048, 200), (2049, 431)] {
+        let head = |pad: usize| {
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: s\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-padding: {}\r\n\r\n",
+                body.len(),
+                "x".repeat(pad)
+            )
+        };
+        let head = head(size - head(0).len());
+        assert_eq!(head.len(), size);
+        let mut conn = RawConn::connect(sidecar.addr).await;
+        conn.send(&[head.as_bytes(), &body].concat()).await;
+        assert_eq!(conn.read_response().await.status, status, "{size}");
+    }
 }
 
 #[tokio::test]
