@@ -6,8 +6,10 @@
 //! Pure: bytes and values in, bytes and values out.
 
 pub mod anthropic;
+pub mod assembled;
 pub mod collect;
 mod error;
+mod first;
 pub mod gemini;
 pub mod openai;
 mod reasoning;

@@ -6,6 +6,7 @@
 pub mod request;
 pub mod response;
 pub mod stream;
+pub mod transcript;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -7,6 +7,7 @@ pub mod replay;
 pub mod request;
 pub mod response;
 pub mod stream;
+pub mod transcript;
 
 use super::openai::Usage;
 use super::sse::write_json;

@@ -4,6 +4,8 @@
 //! a [`ChatResponse`] or a series of [`ChatChunk`]s, and the reverse. Fields the gateway does
 //! not translate are ignored on input and never invented on output.
 
+pub mod transcript;
+
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,0 +1,146 @@
+//! The Messages format's half of a trace's text: a request's conversation (its `system`
+//! first), and an answer read into an [`Assembled`] message from a whole message or one
+//! event of its stream.
+
+use crate::translate::assembled::{Assembled, CallPart};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// The conversation of a Messages request, a system prompt given apart first.
+pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
+    let body: Request = serde_json::from_slice(body).ok()?;
+    let messages = body.messages?;
+    match body.system {
+        Some(system) => with_system(system, messages),
+        None => messages.get().starts_with('[').then(|| messages.to_owned()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+}
+
+/// `[{"role":"system","content":<system>}, ...messages]`, spliced as text.
+fn with_system(system: &RawValue, messages: &RawValue) -> Option<Box<RawValue>> {
+    let inner = messages.get().strip_prefix('[')?.strip_suffix(']')?.trim();
+    let sep = if inner.is_empty() { "" } else { "," };
+    let text = format!(
+        r#"[{{"role":"system","content":{}}}{sep}{inner}]"#,
+        system.get()
+    );
+    RawValue::from_string(text).ok()
+}
+
+/// A whole Messages answer, or one of its stream's events, as JSON text.
+pub fn read(data: &str, into: &mut Assembled) {
+    let Ok(event) = serde_json::from_str::<Event>(data) else {
+        return;
+    };
+    let index = event.index.unwrap_or(0);
+    match &*event.kind {
+        "message" => {
+            into.seen();
+            for (i, block) in event.content.iter().flatten().enumerate() {
+                read_block(i, block, into);
+            }
+            into.finish_reason(event.stop_reason.as_deref());
+        }
+        "content_block_start" => {
+            into.seen();
+            if let Some(block) = &event.content_block {
+                read_block(index, block, into);
+            }
+        }
+        "content_block_delta" => {
+            let Some(delta) = event.delta else { return };
+            into.text(delta.text.as_deref());
+            into.reasoning(delta.thinking.as_deref());
+            if delta.partial_json.is_some() {
+                let part = CallPart {
+                    arguments: delta.partial_json.as_deref(),
+                    ..CallPart::default()
+                };
+                into.call(index, part);
+            }
+        }
+        "message_delta" => {
+            into.finish_reason(event.delta.as_ref().and_then(|d| d.stop_reason.as_deref()));
+        }
+        _ => {}
+    }
+}
+
+/// A content block: text, thinking, or a tool call (kept at its block index).
+fn read_block(index: usize, block: &Block, into: &mut Assembled) {
+    match &*block.kind {
+        "text" => into.text(block.text.as_deref()),
+        "thinking" => into.reasoning(block.thinking.as_deref()),
+        "tool_use" => {
+            // A streamed call starts with `{}` and sends its arguments as deltas.
+            let input = block
+                .input
+                .map(RawValue::get)
+                .filter(|i| !is_empty_object(i));
+            let part = CallPart {
+                id: block.id.as_deref(),
+                name: block.name.as_deref(),
+                arguments: input,
+            };
+            into.call(index, part);
+        }
+        _ => {}
+    }
+}
+
+fn is_empty_object(json: &str) -> bool {
+    json.bytes().filter(|b| !b.is_ascii_whitespace()).eq(*b"{}")
+}
+
+/// A whole Messages answer or one event of its stream: only what a transcript reads.
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    index: Option<usize>,
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    content_block: Option<Block<'a>>,
+    #[serde(borrow)]
+    content: Option<Vec<Block<'a>>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+}

@@ -1,0 +1,208 @@
+//! The assistant message a trace shows, assembled from an answer's parts as they pass.
+//!
+//! Every wire format's transcript reader (`<wire>/transcript.rs`) feeds one: from the app's
+//! bytes when they are read back (a whole answer, a cached one), or event by event on the
+//! request path, straight from the decoder's chunks when the stream is translated. The
+//! exporters then only serialise what it made.
+
+use crate::telemetry::capture::Output;
+use serde::Serialize;
+use serde_json::value::to_raw_value;
+
+/// A tool call's parts, as they come (a streamed call sends its arguments in pieces).
+#[derive(Debug, Default)]
+pub struct CallPart<'a> {
+    pub id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub arguments: Option<&'a str>,
+}
+
+/// An assistant message being assembled, its text bounded by the capture limit.
+#[derive(Debug)]
+pub struct Assembled {
+    seen: bool,
+    text: String,
+    reasoning: String,
+    /// By index: id, name, arguments.
+    tools: Vec<(String, String, String)>,
+    finish_reasons: Vec<String>,
+    /// Bytes of text, reasoning and arguments still to keep.
+    room: usize,
+    truncated: bool,
+}
+
+impl Default for Assembled {
+    /// Unbounded: for text read back from a capture, which was bounded as it was taken.
+    fn default() -> Self {
+        Assembled::bounded(usize::MAX)
+    }
+}
+
+impl Assembled {
+    /// A message that keeps at most `limit` bytes of text (reasoning and arguments count).
+    pub fn bounded(limit: usize) -> Assembled {
+        Assembled {
+            seen: false,
+            text: String::new(),
+            reasoning: String::new(),
+            tools: Vec::new(),
+            finish_reasons: Vec::new(),
+            room: limit,
+            truncated: false,
+        }
+    }
+
+    /// Notes that an answer (or its start) was seen: an empty answer is still a message.
+    pub fn seen(&mut self) {
+        self.seen = true;
+    }
+
+    pub fn text(&mut self, text: Option<&str>) {
+        keep(&mut self.text, text, &mut self.room, &mut self.truncated);
+    }
+
+    pub fn reasoning(&mut self, text: Option<&str>) {
+        keep(
+            &mut self.reasoning,
+            text,
+            &mut self.room,
+            &mut self.truncated,
+        );
+    }
+
+    /// Adds to the call at `index` (a new one past the last).
+    pub fn call(&mut self, index: usize, part: CallPart<'_>) {
+        // An index far past the calls seen is not a real call: never grow without bound.
+        if index > self.tools.len() + 64 {
+            return;
+        }
+        if self.tools.len() <= index {
+            self.tools.resize_with(index + 1, Default::default);
+        }
+        let (room, truncated) = (&mut self.room, &mut self.truncated);
+        let Some((id, name, arguments)) = self.tools.get_mut(index) else {
+            return;
+        };
+        keep(id, part.id, room, truncated);
+        keep(name, part.name, room, truncated);
+        keep(arguments, part.arguments, room, truncated);
+    }
+
+    /// A call after the ones seen so far (formats that send whole calls, without indexes).
+    pub fn next_call(&mut self, part: CallPart<'_>) {
+        self.call(self.tools.len(), part);
+    }
+
+    pub fn finish_reason(&mut self, reason: Option<&str>) {
+        if let Some(r) = reason {
+            self.finish_reasons.push(r.to_string());
+        }
+    }
+
+    /// The finish reasons seen, in place: a translated stream's are the chat format's until
+    /// its end names the one the app's format gave.
+    pub fn finish_reasons_mut(&mut self) -> &mut Vec<String> {
+        &mut self.finish_reasons
+    }
+
+    /// Whether text was left out for want of room.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The message in OpenAI's `message` shape, as JSON text, with its finish reasons.
+    pub fn finish(self) -> Output {
+        if !self.seen {
+            return Output::default();
+        }
+        let message = AssistantMessage {
+            role: "assistant",
+            content: &self.text,
+            reasoning_content: &self.reasoning,
+            tool_calls: self
+                .tools
+                .iter()
+                .filter(|(_, name, _)| !name.is_empty())
+                .map(|(id, name, arguments)| ToolCall {
+                    id,
+                    kind: "function",
+                    function: Function { name, arguments },
+                })
+                .collect(),
+        };
+        Output {
+            message: to_raw_value(&message).ok(),
+            finish_reasons: self.finish_reasons,
+        }
+    }
+}
+
+/// Appends what fits of `value` in `room` (cut at a character boundary); notes a cut.
+fn keep(into: &mut String, value: Option<&str>, room: &mut usize, truncated: &mut bool) {
+    let Some(s) = value else { return };
+    let mut n = s.len().min(*room);
+    if n < s.len() {
+        *truncated = true;
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+    }
+    into.push_str(&s[..n]);
+    *room -= n;
+}
+
+/// The assembled answer, in OpenAI's `message` shape.
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reasoning_content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Function<'a>,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_past_the_bound_is_cut_at_a_character_and_noted() {
+        let mut m = Assembled::bounded(5);
+        m.seen();
+        m.text(Some("abcé"));
+        assert!(!m.truncated());
+        m.reasoning(Some("xy"));
+        m.call(
+            0,
+            CallPart {
+                name: Some("f"),
+                ..CallPart::default()
+            },
+        );
+        assert!(m.truncated());
+        let out = m.finish();
+        let v: serde_json::Value = serde_json::from_str(out.message.unwrap().get()).unwrap();
+        assert_eq!(v["content"], "abcé");
+        assert!(v.get("reasoning_content").is_none() && v.get("tool_calls").is_none());
+    }
+
+    #[test]
+    fn nothing_seen_is_no_message() {
+        assert!(Assembled::default().finish().message.is_none());
+    }
+}

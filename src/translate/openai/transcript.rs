@@ -1,0 +1,183 @@
+//! The chat format's half of a trace's text: a request's conversation, and the answer read
+//! into an [`Assembled`] message from a whole completion, one stream chunk's text, or one
+//! chunk the decoder already typed (a translated stream is never parsed twice).
+
+use super::ChatChunk;
+use crate::translate::assembled::{Assembled, CallPart};
+use crate::translate::first::First;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// The conversation of a chat or Responses API request (`messages`, or `input`).
+pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
+    let body: Request = serde_json::from_slice(body).ok()?;
+    body.messages.or(body.input).map(RawValue::to_owned)
+}
+
+/// The fields of an OpenAI request that hold its conversation.
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+}
+
+/// A whole answer's `choices[0].message`, or a chunk's `choices[0].delta`, as JSON text.
+pub fn read(data: &str, into: &mut Assembled) {
+    let Some(choice) = first_choice(data) else {
+        return;
+    };
+    into.seen();
+    into.finish_reason(choice.finish_reason.as_deref());
+    let Some(part) = choice.message else { return };
+    into.text(part.content.as_deref());
+    into.reasoning(part.reasoning_content.as_deref());
+    for (i, call) in part.tool_calls.into_iter().flatten().enumerate() {
+        let function = call.function.as_ref();
+        let part = CallPart {
+            id: call.id.as_deref(),
+            name: function.and_then(|f| f.name.as_deref()),
+            arguments: function.and_then(|f| f.arguments.as_deref()),
+        };
+        into.call(call.index.unwrap_or(i), part);
+    }
+}
+
+/// A chunk as the decoder typed it: its first choice, as [`read`] would take it.
+pub fn chunk(chunk: &ChatChunk, into: &mut Assembled) {
+    let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
+        return;
+    };
+    into.seen();
+    into.finish_reason(choice.finish_reason.as_deref());
+    let delta = &choice.delta;
+    into.text(delta.content.as_deref());
+    into.reasoning(delta.reasoning_content.as_deref());
+    for call in delta.tool_calls.iter().flatten() {
+        let function = call.function.as_ref();
+        let part = CallPart {
+            id: call.id.as_deref(),
+            name: function.and_then(|f| f.name.as_deref()),
+            arguments: function.and_then(|f| f.arguments.as_deref()),
+        };
+        into.call(call.index as usize, part);
+    }
+}
+
+/// A whole chat completion or one chunk of its stream: only what an answer is made of.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    choices: First<Choice<'a>>,
+}
+
+const CHOICES_KEY: &str = "\"choices\":";
+
+/// `choices[0]` of a whole answer or a chunk. Most of a chunk's bytes are the fields before
+/// its choices (id, object, created, model), and reading them cost half of a stream's
+/// transcript; so the reading starts at the `"choices":` key when the text has it (it
+/// cannot be inside a string, where its quotes would be escaped), and the whole object is
+/// read only when that does not parse.
+fn first_choice(data: &str) -> Option<Choice<'_>> {
+    let at_key = choices_finder().find(data.as_bytes());
+    if let Some(choices) = at_key.and_then(|i| data.get(i + CHOICES_KEY.len()..)) {
+        let mut reader = serde_json::Deserializer::from_str(choices);
+        if let Ok(First(choice)) = First::deserialize(&mut reader) {
+            return choice;
+        }
+    }
+    let answer: Answer = serde_json::from_str(data).ok()?;
+    answer.choices.0
+}
+
+/// The `"choices":` searcher, built once: building one costs more than a search.
+fn choices_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
+    &FINDER
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    /// `message` in a whole answer, `delta` in a chunk.
+    #[serde(borrow, alias = "delta")]
+    message: Option<Part<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<ToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    index: Option<usize>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(data: &str) -> String {
+        let mut m = Assembled::default();
+        read(data, &mut m);
+        let out = m.finish();
+        out.message.map_or(String::new(), |raw| {
+            let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+            v["content"].as_str().unwrap_or_default().to_string()
+        })
+    }
+
+    #[test]
+    fn a_choice_is_read_from_its_key_and_the_whole_chunk_when_that_fails() {
+        // Fields before the choices, a second choice, and the key's text inside a string.
+        let chunk = r#"{"id":"x \"choices\": [","model":"m","choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#;
+        assert_eq!(text(chunk), "a");
+        // Spaced out, the key is not found as text: the whole chunk is read.
+        assert_eq!(text(r#"{"choices" : [{"delta":{"content":"c"}}]}"#), "c");
+        // No choice (a usage chunk), or choices of the wrong type: nothing.
+        assert_eq!(text(r#"{"choices":[],"usage":{"total_tokens":1}}"#), "");
+        assert_eq!(text(r#"{"choices":"no"}"#), "");
+    }
+
+    /// A typed chunk assembles as its text does.
+    #[test]
+    fn typed_chunks_assemble_as_their_text() {
+        let data = [
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi","reasoning_content":"r"}}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ];
+        let (mut typed, mut read_back) = (Assembled::default(), Assembled::default());
+        for d in data {
+            chunk(&serde_json::from_str(d).unwrap(), &mut typed);
+            read(d, &mut read_back);
+        }
+        let (typed, read_back) = (typed.finish(), read_back.finish());
+        assert_eq!(
+            typed.message.unwrap().get(),
+            read_back.message.unwrap().get()
+        );
+        assert_eq!(typed.finish_reasons, read_back.finish_reasons);
+    }
+}

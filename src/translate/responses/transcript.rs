@@ -1,0 +1,84 @@
+//! The Responses API's half of a trace's answer: read into an [`Assembled`] message from a
+//! whole `response` object, or from a stream's terminal event, which holds the whole
+//! response (every other event is skipped).
+
+use crate::translate::assembled::{Assembled, CallPart};
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// A whole response, or one stream event, as JSON text.
+pub fn read(data: &str, into: &mut Assembled) {
+    let Ok(answer) = serde_json::from_str::<Answer>(data) else {
+        return;
+    };
+    let answer = match answer.kind.as_deref() {
+        None | Some("response") => answer,
+        Some("response.completed" | "response.incomplete" | "response.failed") => {
+            match answer.response {
+                Some(response) => *response,
+                None => return,
+            }
+        }
+        Some(_) => return,
+    };
+    into.seen();
+    into.finish_reason(answer.status.as_deref());
+    for item in answer.output.into_iter().flatten() {
+        let texts = |parts: Option<Vec<Part>>| {
+            parts
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.text)
+                .collect::<String>()
+        };
+        match &*item.kind {
+            "message" => into.text(Some(&texts(item.content))),
+            "reasoning" => into.reasoning(Some(&texts(item.summary))),
+            "function_call" | "custom_tool_call" => into.next_call(CallPart {
+                id: item.call_id.as_deref(),
+                name: item.name.as_deref(),
+                arguments: item.arguments.as_deref().or(item.input.as_deref()),
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// A whole `response` object, or a stream event: only the terminal events (which hold the
+/// whole response) are read.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    output: Option<Vec<Item<'a>>>,
+    #[serde(borrow)]
+    response: Option<Box<Answer<'a>>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    content: Option<Vec<Part<'a>>>,
+    #[serde(borrow)]
+    summary: Option<Vec<Part<'a>>>,
+    #[serde(borrow)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+    /// A `custom_tool_call`'s free-form input (shown as its arguments).
+    #[serde(borrow)]
+    input: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
