@@ -1,8 +1,10 @@
 //! What reading the benchmark's streams costs, per stream and per event, for each consumer
-//! that reads them today: the translator (to the app's format), the cache's gatherer (the
-//! whole answer from the pieces the app got) and the trace's transcript (the assistant
-//! message read back from the capture). The inner loop of the "read each stream once" work:
-//! `cargo bench --bench streams` answers in seconds.
+//! that reads them: the translator (to the app's format, and the trace's answer assembled
+//! from its decoded chunks as they pass), the usage tap of a stream relayed as it is (and
+//! the answer assembled from its events), the cache's gatherer (the whole answer from the
+//! pieces the app got), the transcript read back from a capture (whole answers, cache
+//! hits), and each exporter's work for one trace. The inner loop of the "read each stream
+//! once" work: `cargo bench --bench streams` answers in seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../bench/streams.rs"]
@@ -10,9 +12,15 @@ mod streams;
 
 use bytes::Bytes;
 use respan_sidecar::endpoint::Ingress;
-use respan_sidecar::telemetry::capture::Format;
+use respan_sidecar::telemetry::capture::{Format, Transcriber};
+use respan_sidecar::telemetry::export::{otlp, respan};
+use respan_sidecar::telemetry::record::{AttemptRecord, Outcome, RequestRecord, TokenUsage};
+use respan_sidecar::telemetry::trace::Trace;
+use respan_sidecar::translate::usage::UsageTap;
 use respan_sidecar::translate::{collect, transcript, ResponsePlan, StreamTranslator, Wire};
 use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 /// Runs `f` `n` times; prints the time per stream and per event.
@@ -55,9 +63,14 @@ fn translated(plan: &ResponsePlan, events: &[Bytes]) -> Vec<Bytes> {
     pieces
 }
 
-fn translate(what: &str, plan: &ResponsePlan, events: &[Bytes], n: u32) {
+/// Translates `events`; with `assemble`, the trace's answer is assembled from the decoded
+/// chunks as they pass (what the relay does when the request's text is kept).
+fn translate(what: &str, plan: &ResponsePlan, events: &[Bytes], assemble: bool, n: u32) {
     time(what, events.len(), n, || {
         let mut t = StreamTranslator::new(plan);
+        if assemble {
+            t.assemble(256 * 1024);
+        }
         let mut out = Vec::with_capacity(512);
         for e in events {
             out.clear();
@@ -65,6 +78,24 @@ fn translate(what: &str, plan: &ResponsePlan, events: &[Bytes], n: u32) {
         }
         t.finish(&mut out).unwrap();
         black_box(t.usage());
+        black_box(t.transcript());
+    });
+}
+
+/// Relays `events` as they are, through the usage tap; with `assemble`, the trace's answer
+/// is assembled from each event as it passes.
+fn tap(what: &str, wire: Wire, format: Format, events: &[Bytes], assemble: bool, n: u32) {
+    time(what, events.len(), n, || {
+        let mut tap = UsageTap::new(wire, false);
+        if assemble {
+            tap.assemble(format, 256 * 1024);
+        }
+        for e in events {
+            black_box(tap.feed(black_box(e.clone())));
+        }
+        black_box(tap.finish());
+        black_box(tap.usage());
+        black_box(tap.transcript());
     });
 }
 
@@ -76,21 +107,28 @@ fn main() {
     let to_chat = plan(Wire::Anthropic, Ingress::OpenAi);
     let to_responses = plan(Wire::Anthropic, Ingress::Responses);
 
-    println!("translation (decode, translate, encode, usage):");
-    translate("  anthropic -> chat", &to_chat, &anthropic, n);
-    translate("  anthropic -> responses", &to_responses, &anthropic, n);
-    translate(
-        "  gemini -> chat",
-        &plan(Wire::Gemini, Ingress::OpenAi),
-        &gemini,
-        n,
-    );
-    translate(
-        "  chat -> anthropic",
-        &plan(Wire::OpenAi, Ingress::Anthropic),
-        &openai,
-        n,
-    );
+    println!("translation (decode, translate, encode, usage; + the trace's answer assembled):");
+    let from_gemini = plan(Wire::Gemini, Ingress::OpenAi);
+    let to_anthropic = plan(Wire::OpenAi, Ingress::Anthropic);
+    for (what, plan, events) in [
+        ("anthropic -> chat", &to_chat, &anthropic),
+        ("anthropic -> responses", &to_responses, &anthropic),
+        ("gemini -> chat", &from_gemini, &gemini),
+        ("chat -> anthropic", &to_anthropic, &openai),
+    ] {
+        translate(&format!("  {what}"), plan, events, false, n);
+        translate(&format!("  {what} + answer"), plan, events, true, n);
+    }
+
+    println!("relayed as it is (usage tap; + the trace's answer assembled):");
+    for (what, wire, format, events) in [
+        ("chat", Wire::OpenAi, Format::OpenAi, &openai),
+        ("anthropic", Wire::Anthropic, Format::Anthropic, &anthropic),
+        ("gemini", Wire::Gemini, Format::Gemini, &gemini),
+    ] {
+        tap(&format!("  {what}"), wire, format, events, false, n);
+        tap(&format!("  {what} + answer"), wire, format, events, true, n);
+    }
 
     println!("the cache's whole answer, gathered from the app's stream:");
     let chat_pieces = translated(&to_chat, &anthropic);
@@ -110,7 +148,7 @@ fn main() {
         });
     }
 
-    println!("the trace's output, read back from the capture:");
+    println!("the trace's output, read back from a capture (whole answers, cache hits):");
     let joined = |pieces: &[Bytes]| pieces.concat();
     for (what, format, bytes, events) in [
         ("  chat", Format::OpenAi, joined(&openai), openai.len()),
@@ -130,6 +168,86 @@ fn main() {
     ] {
         time(what, events, n, || {
             black_box(transcript::output(format, true, black_box(&bytes)));
+        });
+    }
+
+    exporters(&openai, n / 4);
+}
+
+/// The bench's chat stream as a finished request's record, its answer either assembled on
+/// the way (`assembled`) or captured to be read back.
+fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
+    let mut r = RequestRecord::new();
+    r.endpoint = "chat.completions";
+    r.requested_model = Some("gpt-4o-mini".into());
+    r.served.upstream_model = "gpt-4o-mini".into();
+    r.served.provider = "mock".into();
+    r.served.provider_type = "openai";
+    r.status = 200;
+    r.stream = true;
+    r.usage = Some(TokenUsage {
+        prompt_tokens: 12,
+        completion_tokens: 10,
+        total_tokens: 22,
+        ..TokenUsage::default()
+    });
+    r.attempts.push(AttemptRecord {
+        model: "gpt-4o-mini".into(),
+        provider: "mock".into(),
+        label: "gpt-4o-mini".into(),
+        outcome: Outcome::Ok,
+        status_code: Some(200),
+        error: None,
+        latency: Duration::from_micros(300),
+    });
+    r.input = Some(Bytes::from_static(
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}],"stream":true,"customer_identifier":"bench"}"#,
+    ));
+    r.format = Format::OpenAi;
+    r.output.start(Format::OpenAi, true, 256 * 1024);
+    if assembled {
+        let mut tap = UsageTap::new(Wire::OpenAi, false);
+        tap.assemble(Format::OpenAi, 256 * 1024);
+        for e in events {
+            tap.feed(e.clone());
+        }
+        let (output, truncated) = tap.transcript().unwrap();
+        r.output.assembled(output, truncated);
+    } else {
+        events.iter().for_each(|e| r.output.push(e));
+    }
+    r
+}
+
+/// Each exporter's work for one trace of the chat stream (a fresh trace each time: its text
+/// and JSON are made once per trace, then shared), with the answer assembled on the request
+/// path or read back.
+fn exporters(events: &[Bytes], n: u32) {
+    let t = Transcriber {
+        input: transcript::input,
+        output: transcript::output,
+    };
+    println!("one trace of the chat stream, per exporter (the record's making included):");
+    for (how, assembled) in [("read back", false), ("assembled", true)] {
+        let trace = || Arc::new(Trace::finish("req".into(), record(events, assembled)));
+        time(
+            &format!("  make the record ({how})"),
+            events.len(),
+            n,
+            || {
+                black_box(trace());
+            },
+        );
+        time(&format!("  jsonl ({how})"), events.len(), n, || {
+            black_box(trace().json(&t).get().len());
+        });
+        time(&format!("  otlp ({how})"), events.len(), n, || {
+            let batch = [trace()];
+            black_box(prost::Message::encode_to_vec(&otlp::request(&batch, &t)));
+        });
+        time(&format!("  respan ({how})"), events.len(), n, || {
+            let trace = trace();
+            black_box(serde_json::to_vec(&respan::log(&trace, &t)).unwrap());
         });
     }
 }

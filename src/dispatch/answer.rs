@@ -5,6 +5,7 @@ use crate::error::StreamFailure;
 use crate::head;
 use crate::providers::echo::LocalAnswer;
 use crate::providers::relays_back;
+use crate::telemetry::capture::{Format, Output};
 use crate::telemetry::record::TokenUsage;
 use crate::translate::usage::{self, UsageTail, UsageTap};
 use crate::translate::{ResponsePlan, StreamTranslator};
@@ -182,6 +183,35 @@ impl BodyReader {
                 tail.feed(&piece);
                 Ok(piece)
             }
+        }
+    }
+
+    /// Assembles the trace's answer as the body passes, in `format` (the app's), keeping at
+    /// most `limit` bytes of its text (0: none). A body that is not SSE is not assembled:
+    /// it is read back from its capture.
+    pub fn assemble(&mut self, format: Format, limit: usize) {
+        match self {
+            BodyReader::Translate { translator, .. } => translator.assemble(limit),
+            BodyReader::Tap(tap) => tap.assemble(format, limit),
+            BodyReader::Tail(_) => {}
+        }
+    }
+
+    /// Whether the trace's answer is being assembled.
+    pub fn assembles(&self) -> bool {
+        match self {
+            BodyReader::Translate { translator, .. } => translator.assembles(),
+            BodyReader::Tap(tap) => tap.assembles(),
+            BodyReader::Tail(_) => false,
+        }
+    }
+
+    /// The answer assembled so far, and whether its text was cut short.
+    pub fn transcript(&mut self) -> Option<(Output, bool)> {
+        match self {
+            BodyReader::Translate { translator, .. } => translator.transcript(),
+            BodyReader::Tap(tap) => tap.transcript(),
+            BodyReader::Tail(_) => None,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::health::{Admission, Circuits, Report};
 use crate::providers::{echo, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
+use crate::telemetry::capture::Format;
 use crate::telemetry::record::{AttemptRecord, Outcome, RequestRecord};
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{ExchangeError, ReadLimits, Upstream};
@@ -43,6 +44,8 @@ pub struct Attempts<'a> {
     pub pinned: Option<&'a str>,
     /// Each provider and model's circuit: open ones are skipped without a call.
     pub circuits: &'a Circuits,
+    /// Bytes of a streamed answer's text to assemble for the trace as it passes (0: none).
+    pub transcript_limit: usize,
 }
 
 /// A failed try's answer, kept to answer with if nothing succeeds.
@@ -264,7 +267,12 @@ impl Attempts<'_> {
                 held: None,
             })));
         }
-        match or_gone(caller, hold_back(&mut answer, &prepared.plan, limits)).await? {
+        match or_gone(
+            caller,
+            hold_back(&mut answer, &prepared.plan, limits, self.transcript()),
+        )
+        .await?
+        {
             Ok(held) => Ok(Tried::Settled(Box::new(Settled {
                 answer,
                 plan: prepared.plan.clone(),
@@ -358,6 +366,11 @@ impl Attempts<'_> {
         }
     }
 
+    /// What a stream's reader assembles for the trace: the app's format, and how much.
+    fn transcript(&self) -> (Format, usize) {
+        (self.request.ingress.capture_format(), self.transcript_limit)
+    }
+
     /// Drops an answer that will not be used (its connection is closed).
     async fn discard(&self, answer: Answer) {
         if let Answer::Remote(exchange) = answer {
@@ -372,6 +385,7 @@ async fn hold_back(
     answer: &mut Answer,
     plan: &ResponsePlan,
     limits: ReadLimits,
+    (format, transcript_limit): (Format, usize),
 ) -> Result<Held, StreamFailure> {
     let identity = plan.is_identity();
     // Identity: a probe reads the upstream's events to see when content starts, and the tap
@@ -384,6 +398,7 @@ async fn hold_back(
     } else {
         (None, BodyReader::translate(StreamTranslator::new(plan)))
     };
+    reader.assemble(format, transcript_limit);
     let mut preamble = Vec::new();
     loop {
         let chunk = answer.next(limits).await.map_err(StreamFailure::of_read)?;

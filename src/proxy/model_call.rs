@@ -86,6 +86,7 @@ async fn run(
         request: &request,
         pinned: pinned.as_deref(),
         circuits: &gw.circuits,
+        transcript_limit: limit,
     };
     let settled = attempts.run(session, &mut ctx.record, &plan).await?;
     // Boxed, like the upstream call: the relay's future is kilobytes, and boxing it keeps

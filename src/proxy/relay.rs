@@ -183,6 +183,9 @@ async fn relay_stream(
         preamble,
         ended,
     } = held;
+    if reader.assembles() {
+        ctx.record.output.assembling();
+    }
     let mut unwritten = Some(head);
     let last = if ended {
         ctx.record.first_byte();
@@ -197,6 +200,9 @@ async fn relay_stream(
         pump(session, ctx, answer, stream, preamble, limits, deadline).await
     };
     ctx.record.usage = reader.usage();
+    if let Some((output, truncated)) = reader.transcript() {
+        ctx.record.output.assembled(output, truncated);
+    }
     let mut end = last?;
     // The cache keeps (and shares) the stream without this request's breakdown.
     if let Some(slot) = ctx.cache_slot.as_mut() {

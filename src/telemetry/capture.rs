@@ -37,7 +37,8 @@ pub struct Transcriber {
     pub output: fn(Format, bool, &[u8]) -> Output,
 }
 
-/// Up to `limit` bytes of a body, and whether more went by.
+/// Up to `limit` bytes of a body, and whether more went by; or, for a stream the relay read
+/// event by event, the answer it assembled as the events passed (then no bytes are kept).
 #[derive(Debug, Default)]
 pub struct Capture {
     pub format: Format,
@@ -46,6 +47,9 @@ pub struct Capture {
     bytes: BytesMut,
     limit: usize,
     pub truncated: bool,
+    /// The relay assembles the answer itself: bytes pushed are not kept.
+    assembling: bool,
+    assembled: Option<Output>,
 }
 
 impl Capture {
@@ -59,10 +63,25 @@ impl Capture {
         *self = Capture {
             format,
             stream,
-            bytes: BytesMut::new(),
             limit,
-            truncated: false,
+            ..Capture::default()
         };
+    }
+
+    /// The relay reads the answer into a message as it passes: keep no bytes of it.
+    pub fn assembling(&mut self) {
+        self.assembling = true;
+    }
+
+    /// The answer the relay assembled, and whether its text was cut short.
+    pub fn assembled(&mut self, output: Output, truncated: bool) {
+        self.assembled = Some(output);
+        self.truncated = truncated;
+    }
+
+    /// The assembled answer, taken out.
+    pub fn take_assembled(&mut self) -> Option<Output> {
+        self.assembled.take()
     }
 
     pub fn is_on(&self) -> bool {
@@ -71,7 +90,7 @@ impl Capture {
 
     /// Keeps what fits of `data`.
     pub fn push(&mut self, data: &[u8]) {
-        if self.limit == 0 || data.is_empty() {
+        if self.limit == 0 || data.is_empty() || self.assembling {
             return;
         }
         let room = self.limit - self.bytes.len();

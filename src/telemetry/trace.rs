@@ -23,6 +23,8 @@ pub struct Trace {
     pub cost: Option<f64>,
     /// A cache hit's: what its answer cost when it was asked of the provider.
     pub cost_saved: Option<f64>,
+    /// The answer the relay assembled as it passed (a stream), if it did.
+    assembled: Option<Output>,
     content: OnceLock<Content>,
     json: OnceLock<Box<RawValue>>,
 }
@@ -30,47 +32,64 @@ pub struct Trace {
 /// The text of a request and of its answer, read back from their captures (nothing when the
 /// request's text may not be logged).
 #[derive(Debug, Default)]
-pub struct Content {
-    pub input: Option<Box<RawValue>>,
-    pub output: Output,
+struct Content {
+    input: Option<Box<RawValue>>,
+    output: Output,
+}
+
+/// A request's text, as the exporters read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a> {
+    pub input: Option<&'a RawValue>,
+    pub output: &'a Output,
 }
 
 impl Trace {
     /// Freezes a record at the request's end.
-    pub fn finish(request_id: String, record: RequestRecord) -> Trace {
+    pub fn finish(request_id: String, mut record: RequestRecord) -> Trace {
         let latency = record.started.elapsed();
         let (cost, cost_saved) = cost::of_record(&record);
+        let assembled = record.output.take_assembled();
         Trace {
             request_id,
             latency,
             ended_at: record.started_at + latency,
             cost,
             cost_saved,
+            assembled,
             record,
             content: OnceLock::new(),
             json: OnceLock::new(),
         }
     }
 
-    /// The request's text (read on the first call, then shared by every exporter).
-    pub fn content(&self, transcriber: &Transcriber) -> &Content {
-        self.content.get_or_init(|| {
+    /// The request's text (read on the first call, then shared by every exporter): the
+    /// input read from its body, and the answer as the relay assembled it or, when it did
+    /// not, read back from its capture.
+    pub fn content(&self, transcriber: &Transcriber) -> Text<'_> {
+        let read = self.content.get_or_init(|| {
             let r = &self.record;
             if r.disable_log {
                 return Content::default();
             }
+            let read_back = r.output.is_on() && self.assembled.is_none();
             Content {
                 input: r
                     .input
                     .as_deref()
                     .and_then(|b| (transcriber.input)(r.format, b)),
-                output: if r.output.is_on() {
+                output: if read_back {
                     (transcriber.output)(r.output.format, r.output.stream, r.output.bytes())
                 } else {
                     Output::default()
                 },
             }
-        })
+        });
+        let assembled = self.assembled.as_ref().filter(|_| !self.record.disable_log);
+        Text {
+            input: read.input.as_deref(),
+            output: assembled.unwrap_or(&read.output),
+        }
     }
 
     /// The trace record as JSON text (made on the first call, then shared).
@@ -98,7 +117,7 @@ impl Trace {
         )
     }
 
-    fn record_json<'a>(&'a self, content: &'a Content) -> RecordJson<'a> {
+    fn record_json<'a>(&'a self, content: Text<'a>) -> RecordJson<'a> {
         let r = &self.record;
         let (model, provider, provider_type) = self.served();
         let text = !r.disable_log;
@@ -137,7 +156,7 @@ impl Trace {
             limit_rules: &r.limit_rules,
             limit_alerts: &r.limit_alerts,
             metadata: Metadata(&r.subject.metadata),
-            input: content.input.as_deref(),
+            input: content.input,
             output: content.output.message.as_deref(),
             output_truncated: text && r.output.truncated,
             finish_reasons: (text && r.output.is_on()).then_some(&content.output.finish_reasons),

@@ -2,13 +2,15 @@
 //! format out, one event at a time.
 
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
+use super::assembled::Assembled;
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
-use super::{ResponsePlan, Wire};
+use super::{anthropic, openai, responses, ResponsePlan, Wire};
 use crate::endpoint::Ingress;
 use crate::error::StreamFailure;
+use crate::telemetry::capture::Output;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -50,6 +52,9 @@ struct Translation {
     /// `None` for a probe: decode only, to see when content starts, and write nothing.
     encoder: Option<Encoder>,
     chunks: Vec<ChatChunk>,
+    /// The trace's answer, assembled from the decoded chunks as they pass (when the
+    /// request's text is kept): the app's stream is never read back.
+    transcript: Option<Box<Assembled>>,
     content: bool,
     ended: bool,
 }
@@ -93,6 +98,7 @@ impl StreamTranslator {
                 decoder,
                 encoder,
                 chunks: Vec::new(),
+                transcript: None,
                 content: false,
                 ended: false,
             },
@@ -104,6 +110,25 @@ impl StreamTranslator {
     /// holds back so a failure there can still be retried or fall back.
     pub fn content_started(&self) -> bool {
         self.state.content
+    }
+
+    /// Assembles the trace's answer from the chunks as they are decoded, keeping at most
+    /// `limit` bytes of its text (a probe writes nothing, and assembles nothing).
+    pub fn assemble(&mut self, limit: usize) {
+        if self.state.encoder.is_some() && limit > 0 {
+            self.state.transcript = Some(Box::new(Assembled::bounded(limit)));
+        }
+    }
+
+    pub fn assembles(&self) -> bool {
+        self.state.transcript.is_some()
+    }
+
+    /// The answer assembled so far, and whether its text was cut short.
+    pub fn transcript(&mut self) -> Option<(Output, bool)> {
+        let assembled = self.state.transcript.take()?;
+        let truncated = assembled.truncated();
+        Some((assembled.finish(), truncated))
     }
 
     /// Whether the stream's end was seen.
@@ -221,6 +246,11 @@ impl Translation {
             }
         };
         self.content |= self.chunks.iter().any(has_content);
+        if let Some(transcript) = &mut self.transcript {
+            for chunk in &self.chunks {
+                openai::transcript::chunk(chunk, transcript);
+            }
+        }
         match &mut self.encoder {
             Some(encoder) => self.chunks.drain(..).for_each(|c| encoder.chunk(c, out)),
             None => self.chunks.clear(),
@@ -238,6 +268,9 @@ impl Translation {
         let usage = self.usage();
         if let Some(encoder) = &mut self.encoder {
             encoder.finish(usage, out);
+            if let Some(transcript) = &mut self.transcript {
+                encoder.finish_reasons(transcript.finish_reasons_mut());
+            }
         }
     }
 }
@@ -317,6 +350,19 @@ fn has_content(chunk: &ChatChunk) -> bool {
 }
 
 impl Encoder {
+    /// The finish reasons of a transcript assembled from chat chunks, as the app's format
+    /// ended its stream: Anthropic's one `stop_reason` (`end_turn` when none came) and the
+    /// Responses API's `status` are written at the end, from the last chunk's reason.
+    fn finish_reasons(&self, reasons: &mut Vec<String>) {
+        let last = reasons.last().map(String::as_str);
+        let written = match self {
+            Encoder::OpenAi { .. } => return,
+            Encoder::Anthropic(_) => last.map_or("end_turn", anthropic::stop_reason),
+            Encoder::Responses(_) => responses::ending(last).0,
+        };
+        *reasons = vec![written.to_string()];
+    }
+
     fn chunk(&mut self, mut chunk: ChatChunk, out: &mut Vec<u8>) {
         match self {
             Encoder::OpenAi {

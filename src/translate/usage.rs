@@ -7,13 +7,16 @@
 //! own behalf (`stream_options.include_usage`), which the app did not ask to see.
 
 use super::anthropic::AUsage;
+use super::assembled::Assembled;
 use super::gemini::UsageMetadata;
 use super::openai::Usage;
 use super::Wire;
+use crate::telemetry::capture::{Format, Output};
 use crate::telemetry::record::TokenUsage;
 use bytes::{Bytes, BytesMut};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// OpenAI usage in the one shape (reasoning tokens are inside the completion count).
 pub fn from_openai(u: &Usage) -> TokenUsage {
@@ -190,6 +193,9 @@ pub struct UsageTap {
     carry: BytesMut,
     usage: Option<TokenUsage>,
     anthropic: AUsage,
+    /// The trace's answer, assembled from each whole event as it is handed on (when the
+    /// request's text is kept): the framing done here is not done again.
+    transcript: Option<(Format, Box<Assembled>)>,
 }
 
 impl UsageTap {
@@ -200,7 +206,27 @@ impl UsageTap {
             carry: BytesMut::new(),
             usage: None,
             anthropic: AUsage::default(),
+            transcript: None,
         }
+    }
+
+    /// Assembles the trace's answer, in `format` (the stream's), from the events as they
+    /// pass, keeping at most `limit` bytes of its text.
+    pub fn assemble(&mut self, format: Format, limit: usize) {
+        if limit > 0 {
+            self.transcript = Some((format, Box::new(Assembled::bounded(limit))));
+        }
+    }
+
+    pub fn assembles(&self) -> bool {
+        self.transcript.is_some()
+    }
+
+    /// The answer assembled so far, and whether its text was cut short.
+    pub fn transcript(&mut self) -> Option<(Output, bool)> {
+        let (_, assembled) = self.transcript.take()?;
+        let truncated = assembled.truncated();
+        Some((assembled.finish(), truncated))
     }
 
     /// Takes a piece of the stream; returns the whole events it completes, to relay.
@@ -213,13 +239,36 @@ impl UsageTap {
         };
         let whole = whole_events_len(&joined);
         self.carry.extend_from_slice(&joined[whole..]);
+        self.transcribe(&joined[..whole]);
         self.scan(joined.slice(..whole))
     }
 
     /// At the stream's end: what is left (an event without its blank line still counts).
     pub fn finish(&mut self) -> Bytes {
         let rest = std::mem::take(&mut self.carry).freeze();
+        self.transcribe(&rest);
         self.scan(rest)
+    }
+
+    /// Reads each whole event of `events` into the transcript, if one is assembled.
+    fn transcribe(&mut self, events: &[u8]) {
+        let Some((format, assembled)) = &mut self.transcript else {
+            return;
+        };
+        let mut start = 0;
+        for end in event_ends(events) {
+            let data = event_data(&events[start..end]);
+            if let Ok(text) = std::str::from_utf8(&data) {
+                super::transcript::read(*format, text, assembled);
+            }
+            start = end;
+        }
+        if start < events.len() {
+            let data = event_data(&events[start..]);
+            if let Ok(text) = std::str::from_utf8(&data) {
+                super::transcript::read(*format, text, assembled);
+            }
+        }
     }
 
     /// The counts seen so far (the last report wins; Anthropic's are merged).
@@ -348,14 +397,21 @@ fn event_ends(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// The `data:` lines of one event, joined by `\n` (SSE's rule).
-fn event_data(event: &[u8]) -> Vec<u8> {
-    let mut data = Vec::new();
+fn event_data(event: &[u8]) -> Cow<'_, [u8]> {
+    let mut data = Cow::Borrowed(&[][..]);
+    let mut lines = 0;
     for line in event.split(|&b| b == b'\n' || b == b'\r') {
         if let Some(value) = line.strip_prefix(b"data:") {
-            if !data.is_empty() {
-                data.push(b'\n');
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            lines += 1;
+            // One line (nearly every event) is borrowed; more are joined.
+            if lines == 1 {
+                data = Cow::Borrowed(value);
+            } else {
+                let joined = data.to_mut();
+                joined.push(b'\n');
+                joined.extend_from_slice(value);
             }
-            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
         }
     }
     data

@@ -240,6 +240,17 @@ async fn an_entry_deleted_from_redis_stops_being_served_by_every_sidecar() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(mock.count(), before + 1, "one DEL, one new upstream call");
+    // b stores that answer again after it has answered: wait until it is in Redis, or the
+    // store could land after the FLUSHALL below (and rightly be served from then on).
+    let started = std::time::Instant::now();
+    while !matches!(redis_command(redis.port, &["KEYS", "respan:cache:*"]), redis::Value::Array(k) if k.len() == 3)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "never stored again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // FLUSHALL: nothing is served from any near cache.
     redis_command(redis.port, &["FLUSHALL"]);
     miss_within_a_second(&a, &cached("one")).await;

@@ -5,7 +5,7 @@
 
 pub(crate) mod http;
 mod jsonl;
-mod otlp;
+pub mod otlp;
 pub mod respan;
 
 use super::capture::Transcriber;

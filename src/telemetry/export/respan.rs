@@ -143,7 +143,7 @@ pub fn log<'a>(trace: &'a Trace, t: &Transcriber) -> Log<'a> {
         } else {
             "chat"
         },
-        input: content.input.as_deref(),
+        input: content.input,
         output: content.output.message.as_deref(),
         stream: r.stream,
         status_code: r.status,
