@@ -168,6 +168,52 @@ async fn a_translated_claude_stream_is_recorded() {
     assert_eq!(t.anthropic.count(), 1);
 }
 
+/// A translated stream's answer is assembled from the chunks its decoder typed, as it
+/// passes: the same text, and the finish reasons the app's own format gave.
+#[tokio::test]
+async fn translated_streams_record_the_answer_in_the_apps_words() {
+    let t = three().await;
+    let anthropic = json!({"model": "gpt-4.1", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "to openai"}]});
+    let (status, id, text) = post(&t.sidecar, "/v1/messages", &anthropic).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("\"stop_reason\":\"end_turn\""), "{text}");
+    let r = trace_of(&t.sidecar, &id).await;
+    assert_eq!(r["provider_type"], "openai");
+    assert_eq!(r["output"]["content"], "mock answer");
+    assert_eq!(r["finish_reasons"], json!(["end_turn"]));
+
+    let responses = json!({"model": "claude-haiku-4-5", "input": "to claude", "stream": true});
+    let (status, id, text) = post(&t.sidecar, "/v1/responses", &responses).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("response.completed"), "{text}");
+    let r = trace_of(&t.sidecar, &id).await;
+    assert_eq!(r["provider_type"], "anthropic");
+    assert_eq!(r["output"]["content"], "mock answer");
+    assert_eq!(r["finish_reasons"], json!(["completed"]));
+}
+
+/// A streamed answer's text past `max_capture_bytes` is cut, and the trace says so.
+#[tokio::test]
+async fn a_streamed_answer_past_the_capture_bound_is_cut_and_marked() {
+    let openai = Mock::start().await;
+    let anthropic = Mock::start_as(Flavor::Anthropic).await;
+    let gemini = Mock::start_as(Flavor::Gemini).await;
+    let config = format!(
+        "{}telemetry:\n  max_capture_bytes: 4\n",
+        three_providers(&openai, &anthropic, &gemini)
+    );
+    let sidecar = Sidecar::start(&config).await;
+    for model in ["gpt-4.1", "claude-haiku-4-5"] {
+        let body = chat(model, "hi", json!({"stream": true}));
+        let (status, id, _) = post(&sidecar, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        let r = trace_of(&sidecar, &id).await;
+        assert_eq!(r["output"]["content"], "mock", "{model}");
+        assert_eq!(r["output_truncated"], true, "{model}");
+    }
+}
+
 #[tokio::test]
 async fn the_anthropic_and_gemini_paths_are_recorded_in_their_own_formats() {
     let t = three().await;
