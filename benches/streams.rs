@@ -211,8 +211,7 @@ fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
         for e in events {
             tap.feed(e.clone());
         }
-        let (output, truncated) = tap.transcript().unwrap();
-        r.output.assembled(output, truncated);
+        r.output.assembled(tap.transcript().unwrap());
     } else {
         events.iter().for_each(|e| r.output.push(e));
     }

@@ -206,8 +206,8 @@ impl BodyReader {
         }
     }
 
-    /// The answer assembled so far, and whether its text was cut short.
-    pub fn transcript(&mut self) -> Option<(Output, bool)> {
+    /// The answer assembled so far.
+    pub fn transcript(&mut self) -> Option<Output> {
         match self {
             BodyReader::Translate { translator, .. } => translator.transcript(),
             BodyReader::Tap(tap) => tap.transcript(),

@@ -200,8 +200,8 @@ async fn relay_stream(
         pump(session, ctx, answer, stream, preamble, limits, deadline).await
     };
     ctx.record.usage = reader.usage();
-    if let Some((output, truncated)) = reader.transcript() {
-        ctx.record.output.assembled(output, truncated);
+    if let Some(output) = reader.transcript() {
+        ctx.record.output.assembled(output);
     }
     let mut end = last?;
     // The cache keeps (and shares) the stream without this request's breakdown.

@@ -26,6 +26,8 @@ pub enum Format {
 pub struct Output {
     pub message: Option<Box<RawValue>>,
     pub finish_reasons: Vec<String>,
+    /// Text was left out for want of room (an answer assembled as it passed).
+    pub truncated: bool,
 }
 
 /// Reads text back from captured bytes (the formats are `translate`'s knowledge; it hands
@@ -73,10 +75,10 @@ impl Capture {
         self.assembling = true;
     }
 
-    /// The answer the relay assembled, and whether its text was cut short.
-    pub fn assembled(&mut self, output: Output, truncated: bool) {
+    /// The answer the relay assembled.
+    pub fn assembled(&mut self, output: Output) {
+        self.truncated = output.truncated;
         self.assembled = Some(output);
-        self.truncated = truncated;
     }
 
     /// The assembled answer, taken out.

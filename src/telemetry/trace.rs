@@ -276,6 +276,7 @@ mod tests {
             output: |_, _, _| Output {
                 message: raw(r#"{"role": "assistant", "content": "answer text"}"#),
                 finish_reasons: vec!["stop".into()],
+                truncated: false,
             },
         }
     }

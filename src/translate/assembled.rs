@@ -99,21 +99,20 @@ impl Assembled {
         }
     }
 
-    /// The finish reasons seen, in place: a translated stream's are the chat format's until
-    /// its end names the one the app's format gave.
-    pub fn finish_reasons_mut(&mut self) -> &mut Vec<String> {
-        &mut self.finish_reasons
+    /// The stream ended with this one reason, in the app's words: it replaces the chat
+    /// chunks' reasons a translated stream was assembled from.
+    pub fn ended_with(&mut self, reason: &str) {
+        self.finish_reasons = vec![reason.to_string()];
     }
 
-    /// Whether text was left out for want of room.
-    pub fn truncated(&self) -> bool {
-        self.truncated
-    }
-
-    /// The message in OpenAI's `message` shape, as JSON text, with its finish reasons.
+    /// The message in OpenAI's `message` shape, as JSON text, with its finish reasons and
+    /// whether text was left out for want of room.
     pub fn finish(self) -> Output {
         if !self.seen {
-            return Output::default();
+            return Output {
+                truncated: self.truncated,
+                ..Output::default()
+            };
         }
         let message = AssistantMessage {
             role: "assistant",
@@ -133,6 +132,7 @@ impl Assembled {
         Output {
             message: to_raw_value(&message).ok(),
             finish_reasons: self.finish_reasons,
+            truncated: self.truncated,
         }
     }
 }
@@ -185,7 +185,7 @@ mod tests {
         let mut m = Assembled::bounded(5);
         m.seen();
         m.text(Some("abcé"));
-        assert!(!m.truncated());
+        assert!(!m.truncated, "five bytes fit in five");
         m.reasoning(Some("xy"));
         m.call(
             0,
@@ -194,8 +194,8 @@ mod tests {
                 ..CallPart::default()
             },
         );
-        assert!(m.truncated());
         let out = m.finish();
+        assert!(out.truncated);
         let v: serde_json::Value = serde_json::from_str(out.message.unwrap().get()).unwrap();
         assert_eq!(v["content"], "abcé");
         assert!(v.get("reasoning_content").is_none() && v.get("tool_calls").is_none());

@@ -7,7 +7,7 @@ use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
-use super::{anthropic, openai, responses, ResponsePlan, Wire};
+use super::{openai, ResponsePlan, Wire};
 use crate::endpoint::Ingress;
 use crate::error::StreamFailure;
 use crate::telemetry::capture::Output;
@@ -124,11 +124,9 @@ impl StreamTranslator {
         self.state.transcript.is_some()
     }
 
-    /// The answer assembled so far, and whether its text was cut short.
-    pub fn transcript(&mut self) -> Option<(Output, bool)> {
-        let assembled = self.state.transcript.take()?;
-        let truncated = assembled.truncated();
-        Some((assembled.finish(), truncated))
+    /// The answer assembled so far.
+    pub fn transcript(&mut self) -> Option<Output> {
+        self.state.transcript.take().map(|a| a.finish())
     }
 
     /// Whether the stream's end was seen.
@@ -268,8 +266,8 @@ impl Translation {
         let usage = self.usage();
         if let Some(encoder) = &mut self.encoder {
             encoder.finish(usage, out);
-            if let Some(transcript) = &mut self.transcript {
-                encoder.finish_reasons(transcript.finish_reasons_mut());
+            if let (Some(transcript), Some(reason)) = (&mut self.transcript, encoder.ending()) {
+                transcript.ended_with(reason);
             }
         }
     }
@@ -350,17 +348,15 @@ fn has_content(chunk: &ChatChunk) -> bool {
 }
 
 impl Encoder {
-    /// The finish reasons of a transcript assembled from chat chunks, as the app's format
-    /// ended its stream: Anthropic's one `stop_reason` (`end_turn` when none came) and the
-    /// Responses API's `status` are written at the end, from the last chunk's reason.
-    fn finish_reasons(&self, reasons: &mut Vec<String>) {
-        let last = reasons.last().map(String::as_str);
-        let written = match self {
-            Encoder::OpenAi { .. } => return,
-            Encoder::Anthropic(_) => last.map_or("end_turn", anthropic::stop_reason),
-            Encoder::Responses(_) => responses::ending(last).0,
-        };
-        *reasons = vec![written.to_string()];
+    /// The one finish reason a stream in the app's format ends with, when that format names
+    /// it once at the end rather than per chunk: Anthropic's `stop_reason`, the Responses
+    /// API's `status`, as the encoder wrote them.
+    fn ending(&self) -> Option<&'static str> {
+        match self {
+            Encoder::OpenAi { .. } => None,
+            Encoder::Anthropic(e) => Some(e.stop_reason()),
+            Encoder::Responses(e) => Some(e.status()),
+        }
     }
 
     fn chunk(&mut self, mut chunk: ChatChunk, out: &mut Vec<u8>) {

@@ -222,11 +222,9 @@ impl UsageTap {
         self.transcript.is_some()
     }
 
-    /// The answer assembled so far, and whether its text was cut short.
-    pub fn transcript(&mut self) -> Option<(Output, bool)> {
-        let (_, assembled) = self.transcript.take()?;
-        let truncated = assembled.truncated();
-        Some((assembled.finish(), truncated))
+    /// The answer assembled so far.
+    pub fn transcript(&mut self) -> Option<Output> {
+        self.transcript.take().map(|(_, a)| a.finish())
     }
 
     /// Takes a piece of the stream; returns the whole events it completes, to relay.
@@ -256,18 +254,17 @@ impl UsageTap {
             return;
         };
         let mut start = 0;
-        for end in event_ends(events) {
+        // Each whole event, then what is left at the stream's end (no blank line after it).
+        let ends = event_ends(events).chain(std::iter::once(events.len()));
+        for end in ends {
+            if end <= start {
+                continue;
+            }
             let data = event_data(&events[start..end]);
             if let Ok(text) = std::str::from_utf8(&data) {
                 super::transcript::read(*format, text, assembled);
             }
             start = end;
-        }
-        if start < events.len() {
-            let data = event_data(&events[start..]);
-            if let Ok(text) = std::str::from_utf8(&data) {
-                super::transcript::read(*format, text, assembled);
-            }
         }
     }
 

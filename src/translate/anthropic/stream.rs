@@ -416,6 +416,11 @@ impl FromOpenAi {
         }
     }
 
+    /// The `stop_reason` the message ends with (`end_turn` when no chunk gave a reason).
+    pub fn stop_reason(&self) -> &'static str {
+        self.stop_reason.unwrap_or("end_turn")
+    }
+
     /// Ends the message: the stop reason and the final counts, then `message_stop`.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.start(out);
@@ -426,7 +431,7 @@ impl FromOpenAi {
             .map(usage_from_openai)
             .unwrap_or_default();
         let data = json!({"type": "message_delta",
-            "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
+            "delta": {"stop_reason": self.stop_reason(), "stop_sequence": null},
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                 "cache_read_input_tokens": usage.cache_read_input_tokens.unwrap_or(0)}});
         write_json_event(out, "message_delta", &data);

@@ -114,7 +114,7 @@ fn usage(u: &Usage) -> Value {
 }
 
 /// A chat `finish_reason` as a response's `status` and `incomplete_details`.
-pub(crate) fn ending(finish_reason: Option<&str>) -> (&'static str, Value) {
+fn ending(finish_reason: Option<&str>) -> (&'static str, Value) {
     match finish_reason {
         Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
         Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),

@@ -146,6 +146,11 @@ impl FromOpenAi {
         }
     }
 
+    /// The `status` the response ends with.
+    pub fn status(&self) -> &'static str {
+        ending(self.finish_reason.as_deref()).0
+    }
+
     /// Ends the response: the open item closed, then the terminal event.
     pub fn finish(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
         self.start(out);
