@@ -91,8 +91,9 @@ for i, r in ipairs(rules) do
   redis.call('HINCRBY', r.k .. ':r', 't', ask_t)
   redis.call('HINCRBYFLOAT', r.k .. ':r', 'c', ask_c)
   -- Set once: reservations a sidecar never settled (it died, a settlement was lost) fade
-  -- an hour after the first, however busy the rule stays.
-  redis.call('EXPIRE', r.k .. ':r', ARGV[4], 'NX')
+  -- an hour after the first, however busy the rule stays. (TTL, not EXPIRE NX: Redis 6
+  -- has no NX.)
+  if redis.call('TTL', r.k .. ':r') < 0 then redis.call('EXPIRE', r.k .. ':r', ARGV[4]) end
   table.insert(out, used[i])
 end
 return out
@@ -104,9 +105,14 @@ return out
 const SETTLE: &str = r#"
 local batch = cjson.decode(ARGV[1])
 for _, h in ipairs(batch) do
-  redis.call('HINCRBY', h.k .. ':r', 't', 0 - h.at)
-  redis.call('HINCRBYFLOAT', h.k .. ':r', 'c', 0 - h.ac)
-  redis.call('EXPIRE', h.k .. ':r', ARGV[2], 'NX')
+  -- A reservation made before the key faded is not taken back below nothing: a negative
+  -- offset would hide the reservations of later requests until the key faded again.
+  local rk = h.k .. ':r'
+  if redis.call('HINCRBY', rk, 't', 0 - h.at) < 0 then redis.call('HSET', rk, 't', 0) end
+  if tonumber(redis.call('HINCRBYFLOAT', rk, 'c', 0 - h.ac)) < 0 then
+    redis.call('HSET', rk, 'c', 0)
+  end
+  if redis.call('TTL', rk) < 0 then redis.call('EXPIRE', rk, ARGV[2]) end
   local s, bk = h.k .. ':s', h.k .. ':b'
   local lo = tonumber(redis.call('HGET', s, 'lo'))
   if lo and h.b >= lo then

@@ -603,6 +603,60 @@ async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
     assert_eq!(used_at(1200).await, 1, "every earlier count left the sum");
 }
 
+/// A reservation whose key faded (an hour after it was first written) is settled without
+/// taking it back below nothing: the reservations of requests still in flight stay counted.
+#[tokio::test]
+async fn a_settlement_after_the_reservations_faded_hides_no_later_reservation() {
+    use respan_sidecar::config::limits::{limits, RawLimits};
+    use respan_sidecar::limits::redis::{Decision, Fleet, Settlement};
+    use respan_sidecar::limits::Ask;
+    use std::time::SystemTime;
+    let redis = crate::support::Redis::start_on(crate::support::free_port()).await;
+    let raw: RawLimits =
+        serde_yaml::from_str("rules:\n  - {name: d, per: global, window: day, tokens: 1000000}\n")
+            .unwrap();
+    let mut problems = Vec::new();
+    let config = limits(raw, None, &mut problems);
+    assert!(problems.is_empty());
+    let fleet = Fleet::new(&format!("redis://127.0.0.1:{}", redis.port)).unwrap();
+    let matched = &[(&config.rules[0], String::new())];
+    let ask = Ask {
+        tokens: 100,
+        cost_usd: 0.5,
+    };
+    let admit = || async {
+        match fleet.admit(matched, ask, SystemTime::now()).await.unwrap() {
+            Decision::Admitted(used, held) => (used[0].1, held),
+            Decision::Refused(..) => panic!("refused"),
+        }
+    };
+    let (_, first) = admit().await;
+    // The reservations' key fades while the first request is in flight.
+    let redis::Value::Array(keys) = redis.command(&["KEYS", "*:r"]) else {
+        panic!("no reservation key")
+    };
+    let redis::Value::BulkString(key) = &keys[0] else {
+        panic!("{keys:?}")
+    };
+    let key = String::from_utf8(key.clone()).unwrap();
+    redis.command(&["DEL", &key]);
+    let settlement = Settlement {
+        held: first,
+        ask,
+        tokens: 0,
+        cost_usd: 0.0,
+    };
+    fleet.settle(&[settlement]).await.unwrap();
+    // Two later requests in flight: both reservations count (200 tokens with the second).
+    assert_eq!(admit().await.0, 100);
+    assert_eq!(admit().await.0, 200, "a reservation was hidden");
+    // And the key fades again: it has an expiry.
+    let redis::Value::Int(ttl) = redis.command(&["TTL", &key]) else {
+        panic!("no TTL")
+    };
+    assert!(ttl > 0, "{ttl}");
+}
+
 #[tokio::test]
 async fn a_refusal_is_in_the_format_of_each_ingress() {
     let mock = Mock::start().await;

@@ -125,6 +125,7 @@ async fn sidecars_share_answers_through_redis_and_survive_its_outage() {
     tracking(&a).await;
     tracking(&b).await;
     assert_eq!(ask(&a, &cached("shared")).await.0, "miss");
+    stored(&redis, 1).await;
     let (state, from_b) = ask(&b, &cached("shared")).await;
     assert_eq!(state, "hit", "b serves what a stored");
     assert_eq!(from_b["choices"][0]["message"]["content"], "mock answer");
@@ -171,15 +172,20 @@ async fn tracking(sidecar: &Sidecar) {
     }
 }
 
-/// Runs one Redis command (a real client, as an operator's `redis-cli` would).
-fn redis_command(port: u16, args: &[&str]) -> redis::Value {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
+/// Waits until Redis holds `n` cached answers: a sidecar stores an answer after it has
+/// answered, so the next step must not race that store.
+async fn stored(redis: &Redis, n: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        match redis.command(&["KEYS", "respan:cache:*"]) {
+            redis::Value::Array(keys) if keys.len() == n => return,
+            keys => assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "not {n} answers stored: {keys:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    cmd.query(&mut conn).unwrap()
 }
 
 /// Asks until the answer is a miss. Redis tells within milliseconds; the bound leaves room
@@ -218,7 +224,7 @@ async fn an_entry_deleted_from_redis_stops_being_served_by_every_sidecar() {
     }
     assert_eq!(mock.count(), 3);
     // An operator deletes one entry: no sidecar serves it any more.
-    let keys = redis_command(redis.port, &["KEYS", "respan:cache:*"]);
+    let keys = redis.command(&["KEYS", "respan:cache:*"]);
     let redis::Value::Array(keys) = keys else {
         panic!("{keys:?}")
     };
@@ -227,7 +233,7 @@ async fn an_entry_deleted_from_redis_stops_being_served_by_every_sidecar() {
         panic!("{keys:?}")
     };
     let before = mock.count();
-    redis_command(redis.port, &["DEL", std::str::from_utf8(key).unwrap()]);
+    redis.command(&["DEL", std::str::from_utf8(key).unwrap()]);
     // Whichever answer that was, b asks the provider for it again within a second.
     let started = std::time::Instant::now();
     'found: loop {
@@ -240,21 +246,14 @@ async fn an_entry_deleted_from_redis_stops_being_served_by_every_sidecar() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(mock.count(), before + 1, "one DEL, one new upstream call");
-    // b stores that answer again after it has answered: wait until it is in Redis, or the
-    // store could land after the FLUSHALL below (and rightly be served from then on).
-    let started = std::time::Instant::now();
-    while !matches!(redis_command(redis.port, &["KEYS", "respan:cache:*"]), redis::Value::Array(k) if k.len() == 3)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "never stored again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // b stores that answer again after it has answered: before the FLUSHALL below, or
+    // that store could land after it (and rightly be served from then on).
+    stored(&redis, 3).await;
     // FLUSHALL: nothing is served from any near cache.
-    redis_command(redis.port, &["FLUSHALL"]);
+    redis.command(&["FLUSHALL"]);
     miss_within_a_second(&a, &cached("one")).await;
     miss_within_a_second(&b, &cached("two")).await;
+    stored(&redis, 2).await;
     assert_eq!(ask(&a, &cached("two")).await.0, "hit", "b stored it again");
 }
 

@@ -432,6 +432,17 @@ impl Redis {
         }
         panic!("redis-server did not start");
     }
+
+    /// Runs one Redis command (a real client, as an operator's `redis-cli` would).
+    pub fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut conn).unwrap()
+    }
 }
 
 impl Drop for Redis {
