@@ -205,15 +205,18 @@ fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
     ));
     r.format = Format::OpenAi;
     r.output.start(Format::OpenAi, true, 256 * 1024);
+    // The relay's tap reads the stream either way (for its usage): the two records differ
+    // only by the assembling.
+    let mut tap = UsageTap::new(Wire::OpenAi, false);
     if assembled {
-        let mut tap = UsageTap::new(Wire::OpenAi, false);
         tap.assemble(Format::OpenAi, 256 * 1024);
-        for e in events {
-            tap.feed(e.clone());
-        }
-        r.output.assembled(tap.transcript().unwrap());
-    } else {
-        events.iter().for_each(|e| r.output.push(e));
+        r.output.assembling();
+    }
+    for e in events {
+        r.output.push(&tap.feed(e.clone()));
+    }
+    if let Some(answer) = tap.transcript() {
+        r.output.assembled(answer);
     }
     r
 }

@@ -17,6 +17,17 @@ pub fn number(n: usize) -> HeaderValue {
     HeaderValue::from_str(text.format(n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// Whole seconds as OpenAI writes a rate limit's reset (`12s`), in one allocation.
+pub fn seconds(n: u64) -> HeaderValue {
+    let mut text = itoa::Buffer::new();
+    let digits = text.format(n).as_bytes();
+    let mut value = [b's'; 21];
+    value[..digits.len()].copy_from_slice(digits);
+    // Digits and an `s` always make a valid header value; the fallback is never taken.
+    HeaderValue::from_bytes(&value[..=digits.len()])
+        .unwrap_or_else(|_| HeaderValue::from_static("0s"))
+}
+
 /// A response head the gateway builds itself: an `http` head filled in directly and handed
 /// to Pingora whole ([`ResponseHeader`]'s own setters re-parse and copy every header name).
 pub fn head(status: StatusCode) -> Parts {
@@ -85,5 +96,14 @@ mod tests {
             frame(&mut h, None);
             assert_eq!(framing(&h), (None, None), "{status}");
         }
+    }
+
+    #[test]
+    fn numbers_and_seconds_as_header_values() {
+        assert_eq!(number(7), "7");
+        assert_eq!(number(1_000_000), "1000000");
+        assert_eq!(seconds(0), "0s");
+        assert_eq!(seconds(86_400), "86400s");
+        assert_eq!(seconds(u64::MAX), "18446744073709551615s");
     }
 }

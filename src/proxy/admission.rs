@@ -8,7 +8,8 @@ use crate::error::GatewayError;
 use crate::limits::{Ask, Blocked, Facts, Limits, Ticket};
 use crate::state::Snapshot;
 use crate::telemetry::cost::cost;
-use crate::telemetry::record::{RequestRecord, TokenUsage};
+use crate::telemetry::record::TokenUsage;
+use crate::telemetry::trace::Trace;
 use std::time::SystemTime;
 
 /// Output tokens assumed for a request that sets no limit and names no model the catalog
@@ -78,15 +79,16 @@ fn estimate(snapshot: &Snapshot, request: &ModelRequest<'_>, model: &str, body_l
     }
 }
 
-/// Replaces the request's reservations with its real usage and cost (nothing for a cache
-/// hit, which cost nothing).
-pub async fn settle(limits: &Limits, ticket: &mut Ticket, record: &RequestRecord) {
-    // A hit asked no provider: it used nothing.
+/// Replaces the request's reservations with its real usage and the cost its trace worked
+/// out (nothing for a cache hit, which asked no provider).
+pub async fn settle(limits: &Limits, ticket: &mut Ticket, trace: &Trace) {
+    let record = &trace.record;
     let tokens = if record.cache_hit() {
         0
     } else {
         record.usage.as_ref().map_or(0, |u| u.total_tokens)
     };
-    let (cost_usd, _saved) = crate::telemetry::cost::of_record(record);
-    limits.finish(ticket, tokens, cost_usd.unwrap_or(0.0)).await;
+    limits
+        .finish(ticket, tokens, trace.cost.unwrap_or(0.0))
+        .await;
 }

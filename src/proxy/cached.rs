@@ -206,16 +206,12 @@ async fn answer(
         .then(|| replay::stream(request.ingress, &hit.body, include_usage(request)))
         .flatten();
     ctx.record.first_byte();
+    // The trace reads the stored answer itself: it is the whole answer the replayed events
+    // were made from, smaller, and read without framing them again.
+    ctx.record.output.push(&hit.body);
     match streamed {
-        Some(events) => {
-            ctx.record.output.stream = true;
-            ctx.record.output.push(&events);
-            respond::whole(session, ctx, 200, respond::EVENT_STREAM, events).await;
-        }
-        None => {
-            ctx.record.output.push(&hit.body);
-            respond::json(session, ctx, 200, hit.body.clone()).await;
-        }
+        Some(events) => respond::whole(session, ctx, 200, respond::EVENT_STREAM, events).await,
+        None => respond::json(session, ctx, 200, hit.body.clone()).await,
     }
 }
 

@@ -296,13 +296,13 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         let mut record = std::mem::take(&mut ctx.record);
         record.status = status;
-        if let Some(mut ticket) = ctx.limit_ticket.take() {
-            admission::settle(&self.limits, &mut ticket, &record).await;
-        }
         if ctx.endpoint == Endpoint::Passthrough {
             passthrough_attempt(&mut record, status, e);
         }
-        self.telemetry.finish(ctx.request_id.to_string(), record);
+        let trace = self.telemetry.finish(ctx.request_id.to_string(), record);
+        if let Some(mut ticket) = ctx.limit_ticket.take() {
+            admission::settle(&self.limits, &mut ticket, &trace).await;
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
-use crate::head::{frame, head, number};
+use crate::head::{frame, head, number, seconds};
 use crate::state::Snapshot;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
@@ -86,11 +86,9 @@ fn rate_limit_headers(
     reset: std::time::Duration,
 ) {
     let reset_secs = reset.as_secs_f64().ceil() as u64;
-    headers.insert(limit_name.clone(), HeaderValue::from(limit));
-    headers.insert(remaining_name.clone(), HeaderValue::from(remaining));
-    if let Ok(value) = HeaderValue::try_from(format!("{reset_secs}s")) {
-        headers.insert(reset_name.clone(), value);
-    }
+    headers.insert(limit_name.clone(), number(limit as usize));
+    headers.insert(remaining_name.clone(), number(remaining as usize));
+    headers.insert(reset_name.clone(), seconds(reset_secs));
 }
 
 /// The headers an error answer carries beside its body: when to come back, and for a

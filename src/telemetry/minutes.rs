@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Minutes kept: the last hour.
 const MINUTES: usize = 60;
 /// Latency buckets: the first ends at [`FIRST_BOUND_MS`], each next one 25% later; the
-/// last (about 2 minutes) also takes everything slower.
-const BUCKETS: usize = 64;
+/// last (about 75 minutes: long streams and realtime sessions) also takes everything slower.
+const BUCKETS: usize = 80;
 const FIRST_BOUND_MS: f64 = 0.1;
 const GROWTH: f64 = 1.25;
 
@@ -85,9 +85,8 @@ impl Minutes {
     pub fn observe(&self, trace: &Trace) {
         let r = &trace.record;
         let tokens = r.usage.as_ref().map_or(0, |u| u.total_tokens);
-        let failed = !(200..400).contains(&r.status);
         let cost = trace.cost.unwrap_or(0.0);
-        self.add(trace.ended_at, trace.latency, failed, tokens, cost);
+        self.add(trace.ended_at, trace.latency, r.failed(), tokens, cost);
     }
 
     fn add(&self, at: SystemTime, latency: Duration, failed: bool, tokens: u64, cost: f64) {
@@ -196,11 +195,35 @@ mod tests {
         assert_eq!(later.iter().map(|v| v.requests).sum::<u64>(), 1);
     }
 
+    /// A realtime session (101) is no error; an answer broken off after its 200 head is.
     #[test]
-    fn latency_buckets_cover_microseconds_to_minutes() {
+    fn errors_are_the_records_failures() {
+        let m = Minutes::default();
+        let trace = |status: u16, error: Option<&str>| {
+            let mut r = crate::telemetry::record::RequestRecord::new();
+            r.status = status;
+            r.error = error.map(Into::into);
+            Trace::finish("r".into(), r)
+        };
+        for (status, error) in [
+            (101, None),
+            (200, None),
+            (200, Some("cut")),
+            (0, None),
+            (429, None),
+        ] {
+            m.observe(&trace(status, error));
+        }
+        let hour = m.last_hour(SystemTime::now());
+        let sum = |f: fn(&MinuteView) -> u64| hour.iter().map(f).sum::<u64>();
+        assert_eq!((sum(|v| v.requests), sum(|v| v.errors)), (5, 3));
+    }
+
+    #[test]
+    fn latency_buckets_cover_microseconds_to_an_hour() {
         assert_eq!(bucket(Duration::ZERO), 0);
-        assert_eq!(bucket(Duration::from_secs(3600)), BUCKETS - 1);
-        for ms in [0.3, 1.0, 7.0, 250.0, 9000.0] {
+        assert_eq!(bucket(Duration::from_secs(24 * 3600)), BUCKETS - 1);
+        for ms in [0.3, 1.0, 7.0, 250.0, 9000.0, 600_000.0, 3_600_000.0] {
             let i = bucket(Duration::from_secs_f64(ms / 1000.0));
             assert!(
                 bound_ms(i) >= ms * 0.999 && bound_ms(i) <= ms * 1.26,

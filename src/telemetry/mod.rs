@@ -77,17 +77,17 @@ impl Telemetry {
     /// At a request's end: its metrics, its log line, and (unless it is to be omitted) its
     /// trace handed to the recent list and to every exporter's queue (a full queue drops it and counts the drop; the
     /// request never waits).
-    pub fn finish(&self, request_id: String, record: RequestRecord) {
-        let trace = Trace::finish(request_id, record);
+    /// The trace is returned for what else reads the request's end (its limits' settlement).
+    pub fn finish(&self, request_id: String, record: RequestRecord) -> Arc<Trace> {
+        let trace = Arc::new(Trace::finish(request_id, record));
         metrics().observe(&trace);
         self.minutes.observe(&trace);
         if self.settings.access_log {
             access_log::line(&trace);
         }
         if trace.record.omit_trace {
-            return;
+            return trace;
         }
-        let trace = Arc::new(trace);
         for queue in &self.queues {
             queue.offer(&trace);
         }
@@ -96,8 +96,9 @@ impl Telemetry {
             if recent.len() >= self.settings.recent_traces {
                 recent.pop_front();
             }
-            recent.push_back(trace);
+            recent.push_back(trace.clone());
         }
+        trace
     }
 
     /// The newest traces first, those `keep` accepts, at most `limit`.

@@ -64,6 +64,12 @@ impl RequestRecord {
     pub fn cache_hit(&self) -> bool {
         self.cache == CacheUse::Hit
     }
+
+    /// The request failed: an error status, no answer at all (status 0), or an answer
+    /// broken off after it began. (A realtime session's 101 is a success.)
+    pub fn failed(&self) -> bool {
+        self.status >= 400 || self.status == 0 || self.error.is_some()
+    }
 }
 
 /// Token counts as a provider reported them, in one shape for every provider.

@@ -85,10 +85,10 @@ impl Trace {
                 },
             }
         });
-        let assembled = self.assembled.as_ref().filter(|_| !self.record.disable_log);
+        // Never assembled for a request whose text may not be kept (its capture limit is 0).
         Text {
             input: read.input.as_deref(),
-            output: assembled.unwrap_or(&read.output),
+            output: self.assembled.as_ref().unwrap_or(&read.output),
         }
     }
 

@@ -237,35 +237,13 @@ impl UsageTap {
         };
         let whole = whole_events_len(&joined);
         self.carry.extend_from_slice(&joined[whole..]);
-        self.transcribe(&joined[..whole]);
         self.scan(joined.slice(..whole))
     }
 
     /// At the stream's end: what is left (an event without its blank line still counts).
     pub fn finish(&mut self) -> Bytes {
         let rest = std::mem::take(&mut self.carry).freeze();
-        self.transcribe(&rest);
         self.scan(rest)
-    }
-
-    /// Reads each whole event of `events` into the transcript, if one is assembled.
-    fn transcribe(&mut self, events: &[u8]) {
-        let Some((format, assembled)) = &mut self.transcript else {
-            return;
-        };
-        let mut start = 0;
-        // Each whole event, then what is left at the stream's end (no blank line after it).
-        let ends = event_ends(events).chain(std::iter::once(events.len()));
-        for end in ends {
-            if end <= start {
-                continue;
-            }
-            let data = event_data(&events[start..end]);
-            if let Ok(text) = std::str::from_utf8(&data) {
-                super::transcript::read(*format, text, assembled);
-            }
-            start = end;
-        }
     }
 
     /// The counts seen so far (the last report wins; Anthropic's are merged).
@@ -273,17 +251,23 @@ impl UsageTap {
         self.usage
     }
 
-    /// Reads the usage of the events in `events`, dropping the ones that must not reach the
-    /// app. Events that do not mention usage are not parsed at all.
+    /// Reads the events in `events` (each framed once, here): into the trace's answer when one
+    /// is assembled, and for their usage, dropping the ones that must not reach the app.
+    /// Without an answer to assemble, events that do not mention usage are not parsed.
     fn scan(&mut self, events: Bytes) -> Bytes {
-        if memchr::memmem::find(&events, b"sage").is_none() {
+        if self.transcript.is_none() && memchr::memmem::find(&events, b"sage").is_none() {
             return events;
         }
         let mut kept: Option<BytesMut> = None;
         let mut start = 0;
-        for end in event_ends(&events) {
+        // Each whole event, then what is left at the stream's end (no blank line after it).
+        let ends = event_ends(&events).chain(std::iter::once(events.len()));
+        for end in ends {
+            if end <= start {
+                continue;
+            }
             let event = &events[start..end];
-            let drop = memchr::memmem::find(event, b"sage").is_some() && self.read(event);
+            let drop = self.read(event);
             match (&mut kept, drop) {
                 (None, true) => kept = Some(BytesMut::from(&events[..start])),
                 (Some(out), false) => out.extend_from_slice(event),
@@ -291,21 +275,30 @@ impl UsageTap {
             }
             start = end;
         }
-        match kept {
-            Some(mut out) => {
-                out.extend_from_slice(&events[start..]);
-                out.freeze()
-            }
-            None => events,
-        }
+        kept.map_or(events, BytesMut::freeze)
     }
 
-    /// Reads one event's usage; whether the event is to be dropped.
+    /// Reads one event (its data found once): into the answer, and for its usage; whether
+    /// it is to be dropped.
     fn read(&mut self, event: &[u8]) -> bool {
+        let usage = memchr::memmem::find(event, b"sage").is_some();
+        if !usage && self.transcript.is_none() {
+            return false;
+        }
         let data = event_data(event);
+        if let Some((format, assembled)) = &mut self.transcript {
+            if let Ok(text) = std::str::from_utf8(&data) {
+                super::transcript::read(*format, text, assembled);
+            }
+        }
+        usage && self.read_usage(&data)
+    }
+
+    /// Reads one event's usage from its data; whether the event is to be dropped.
+    fn read_usage(&mut self, data: &[u8]) -> bool {
         match self.wire {
             Wire::OpenAi => {
-                let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(&data) else {
+                let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(data) else {
                     return false;
                 };
                 let Some(u) = chunk.usage else { return false };
@@ -313,7 +306,7 @@ impl UsageTap {
                 self.drop_usage_chunk && chunk.choices.is_empty()
             }
             Wire::Anthropic => {
-                if let Ok(e) = serde_json::from_slice::<AnthropicEvent>(&data) {
+                if let Ok(e) = serde_json::from_slice::<AnthropicEvent>(data) {
                     let reported = e.message.and_then(|m| m.usage).into_iter().chain(e.usage);
                     for u in reported {
                         merge_anthropic(&mut self.anthropic, &u);
@@ -323,7 +316,7 @@ impl UsageTap {
                 false
             }
             Wire::Gemini => {
-                if let Ok(c) = serde_json::from_slice::<WithUsageMetadata>(&data) {
+                if let Ok(c) = serde_json::from_slice::<WithUsageMetadata>(data) {
                     if let Some(u) = c.usage_metadata {
                         self.usage = Some(from_gemini(&u));
                     }
@@ -332,7 +325,7 @@ impl UsageTap {
             }
             // The terminal event (`response.completed`, ...) holds the whole response.
             Wire::Responses => {
-                if let Ok(e) = serde_json::from_slice::<WithResponse>(&data) {
+                if let Ok(e) = serde_json::from_slice::<WithResponse>(data) {
                     if let Some(u) = e.response.and_then(|r| r.usage) {
                         self.usage = Some(from_openai(&u));
                     }
@@ -460,6 +453,28 @@ data: [DONE]\n\n";
                 (7, 2, 9)
             );
             assert_eq!((u.cached_tokens, u.reasoning_tokens), (3, 1));
+        }
+    }
+
+    /// Assembling the answer on the way changes nothing the app gets, in any pieces, and
+    /// assembles what reading the stream back would (the last event needs no blank line).
+    #[test]
+    fn the_answer_is_assembled_as_the_events_pass_in_any_pieces() {
+        let stream = &OPENAI[..OPENAI.len() - 1];
+        let read_back = super::super::transcript::output(Format::OpenAi, true, stream);
+        for piece in [1, 3, 64, stream.len()] {
+            let mut tap = UsageTap::new(Wire::OpenAi, true);
+            tap.assemble(Format::OpenAi, 1024);
+            let out = relay(&mut tap, stream, piece);
+            assert!(
+                !out.windows(7).any(|w| w == b"\"usage\""),
+                "pieces of {piece}"
+            );
+            assert_eq!(tap.usage().unwrap().total_tokens, 9);
+            let answer = tap.transcript().unwrap();
+            let message = answer.message.unwrap();
+            assert_eq!(message.get(), read_back.message.as_ref().unwrap().get());
+            assert!(message.get().contains("\"content\":\"hi\""));
         }
     }
 

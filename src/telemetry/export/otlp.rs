@@ -160,7 +160,7 @@ fn span_of(trace: &Trace, t: &Transcriber) -> Span {
         r.subject.custom_identifier.as_deref(),
     );
     opt("respan.error", r.error.as_deref());
-    if r.status >= 400 || r.error.is_some() {
+    if r.failed() {
         a.push(text("error.type", r.status.to_string()));
     }
     if let Some(ttft) = r.time_to_first_token {
