@@ -30,6 +30,14 @@ run_seconds=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-3}
 gap_ms=${BENCH_GAP_MS:-0}
 targets=${BENCH_TARGETS:-direct nginx sidecar telemetry telemetry-otlp direct-anthropic translated responses cache-hit cache-hit-redis limits-redis}
+# The baselines the comparisons need run whatever BENCH_TARGETS says: going direct, and
+# the sidecar (whose rate sets the fixed-rate rows).
+for baseline in sidecar direct; do
+  case " $targets " in *" $baseline "*) ;; *) targets="$baseline $targets" ;; esac
+done
+case " $targets " in
+  *" translated "*|*" responses "*) case " $targets " in *" direct-anthropic "*) ;; *) targets="$targets direct-anthropic" ;; esac ;;
+esac
 command -v nginx >/dev/null || { echo "nginx is needed: apt-get install -y nginx" >&2; exit 1; }
 
 cargo build --release --quiet --bin respan-sidecar --example mock_upstream --example loadgen
@@ -223,7 +231,7 @@ for mode in json stream; do
 done
 sidecar_peak_rss=$(rss_kib "$sidecar_pid" VmHWM)
 telemetry_peak_rss=$(rss_kib "$telemetry_pid" VmHWM)
-exported=$(cat "$work/traces.jsonl" 2>/dev/null | wc -l)
+exported=$( [ -f "$work/traces.jsonl" ] && wc -l < "$work/traces.jsonl" || echo 0 )
 nginx_peak_rss=$(( $(rss_kib "$nginx_master" VmHWM) + $(rss_kib "$nginx_worker" VmHWM) ))
 
 python3 - "$results" "$sidecar_idle_rss" "$sidecar_peak_rss" "$nginx_idle_rss" "$nginx_peak_rss" "$gap_ms" "$rounds" "$telemetry_peak_rss" "$exported" <<'PY'

@@ -399,15 +399,20 @@ async fn redis_killed_and_restarted_under_load() {
     }
     let seen = seen.lock().unwrap();
     let admitted = seen.iter().filter(|(_, s, _)| *s == 200).count();
-    // Before the kill: 5 admitted, the rest refused.
-    let before: Vec<u16> = seen
+    // Before the kill: 5 admitted, the rest refused. (Under `allow`, a Redis call that
+    // timed out admits without counting: only a request that took that long can be one.)
+    let before: Vec<(u16, Duration)> = seen
         .iter()
         .filter(|(at, _, took)| *at + *took < killed_at)
-        .map(|(_, s, _)| *s)
+        .map(|(_, s, took)| (*s, *took))
         .collect();
-    assert_eq!(
-        before.iter().filter(|s| **s == 200).count(),
-        5,
+    let admitted_before = before.iter().filter(|(s, _)| *s == 200).count();
+    let uncounted = before
+        .iter()
+        .filter(|(s, took)| *s == 200 && *took >= Duration::from_millis(50))
+        .count();
+    assert!(
+        (5..=5 + uncounted).contains(&admitted_before) && before.iter().any(|(s, _)| *s == 429),
         "{before:?}"
     );
     // While Redis was down, `allow` admitted; no answer took long, none failed otherwise.

@@ -51,18 +51,6 @@ pub async fn status_of(sidecar: &Sidecar, model: &str) -> u16 {
         .as_u16()
 }
 
-/// The `/config` body.
-pub async fn config_view(sidecar: &Sidecar) -> Value {
-    support::client()
-        .get(sidecar.admin_url("/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// A streaming chat body.
 pub fn stream(model: &str) -> Value {
     let mut body = chat(model, "hi");

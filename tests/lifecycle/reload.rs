@@ -2,7 +2,7 @@
 //! new config in force without a restart; a bad one is refused whole.
 
 use crate::support::{Mock, Reply, Sidecar};
-use crate::{config_view, route, status_of, stream, two_providers, within};
+use crate::{route, status_of, stream, two_providers, within};
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ async fn a_new_route_serves_within_a_second_and_20_reloads_are_timed() {
     let (a, b) = (Mock::start().await, Mock::start().await);
     let sidecar = Sidecar::start(&two_providers(&a, &b, &route("gpt-*", "a"))).await;
     assert_eq!(status_of(&sidecar, "new-0").await, 404);
-    let version = config_view(&sidecar).await["version"].clone();
+    let version = sidecar.admin_json("/config").await["version"].clone();
     let mut took = Vec::new();
     for i in 1..=20 {
         let routes = format!("{}{}", route(&format!("new-{i}"), "b"), route("gpt-*", "a"));
@@ -31,7 +31,7 @@ async fn a_new_route_serves_within_a_second_and_20_reloads_are_timed() {
         "file change to new config serving, 20 reloads: p50 {:?}, max {:?}",
         took[10], took[19]
     );
-    let view = config_view(&sidecar).await;
+    let view = sidecar.admin_json("/config").await;
     assert_ne!(view["version"], version);
     assert!(view["last_reload_error"].is_null());
     let reloads = sidecar
@@ -52,7 +52,7 @@ async fn a_bad_config_is_refused_whole_and_the_old_one_serves() {
         failures().await == 1.0
     })
     .await;
-    let error = config_view(&sidecar).await["last_reload_error"].clone();
+    let error = sidecar.admin_json("/config").await["last_reload_error"].clone();
     assert!(
         error.as_str().unwrap().contains("not valid YAML"),
         "{error}"
@@ -66,7 +66,7 @@ async fn a_bad_config_is_refused_whole_and_the_old_one_serves() {
         failures().await == 2.0
     })
     .await;
-    let error = config_view(&sidecar).await["last_reload_error"].clone();
+    let error = sidecar.admin_json("/config").await["last_reload_error"].clone();
     let error = error.as_str().unwrap();
     assert!(error.contains("providers.a.type"), "{error}");
     assert!(error.contains("routes[0].provider"), "{error}");
@@ -76,7 +76,7 @@ async fn a_bad_config_is_refused_whole_and_the_old_one_serves() {
     // A good config again clears the error.
     sidecar.rewrite_config(&two_providers(&a, &b, &route("*", "b")));
     within(SECOND, "the fixed config", || async {
-        config_view(&sidecar).await["last_reload_error"].is_null()
+        sidecar.admin_json("/config").await["last_reload_error"].is_null()
     })
     .await;
     assert_eq!(status_of(&sidecar, "gpt-4o").await, 200);
@@ -123,7 +123,7 @@ async fn a_key_rotated_by_a_kubelet_symlink_swap_reaches_the_upstream() {
     // A key file caught empty is a refused reload, not a provider without a key.
     kubelet_update(secret.path(), "2026_12_03", "");
     within(SECOND, "the refused empty key", || async {
-        let view = config_view(&sidecar).await;
+        let view = sidecar.admin_json("/config").await;
         view["last_reload_error"]
             .as_str()
             .is_some_and(|e| e.contains("providers.oa.api_key_file") && e.contains("is empty"))
@@ -164,7 +164,7 @@ async fn sighup_reloads_what_no_watch_sees() {
     let reloaded = || sidecar.metric("respan_config_reloads_total", &[("result", "success")]);
     let (count, loaded_at) = (
         reloaded().await,
-        config_view(&sidecar).await["loaded_at"].clone(),
+        sidecar.admin_json("/config").await["loaded_at"].clone(),
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     sidecar.signal("HUP");
@@ -172,7 +172,7 @@ async fn sighup_reloads_what_no_watch_sees() {
         reloaded().await == count + 1.0
     })
     .await;
-    assert_ne!(config_view(&sidecar).await["loaded_at"], loaded_at);
+    assert_ne!(sidecar.admin_json("/config").await["loaded_at"], loaded_at);
     assert!(sidecar
         .log()
         .contains("config reloaded: no setting changed"));

@@ -12,7 +12,6 @@ mod balance;
 mod circuits;
 mod fallbacks;
 mod faults;
-mod load;
 mod retries;
 mod streams;
 mod timeouts;

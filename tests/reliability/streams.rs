@@ -2,23 +2,10 @@
 //! timeouts.
 
 use crate::support::mock::Flavor;
-use crate::support::{Mock, Reply, Sidecar};
+use crate::support::{content_of, Mock, Reply, Sidecar};
 use crate::{body, post, provider};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// The text of an OpenAI chat stream's content deltas.
-pub fn content_of(text: &str) -> String {
-    text.split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn a_stream_that_breaks_before_content_falls_back() {

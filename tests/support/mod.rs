@@ -451,3 +451,16 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// The text of an OpenAI chat stream's content deltas.
+pub fn content_of(text: &str) -> String {
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
