@@ -42,8 +42,7 @@ impl Snapshot {
             return Err(ConfigError { problems });
         }
         let router = Router::new(&config).map_err(|e| Problem::new("routes", e))?;
-        use crate::limits::customers::{PERIOD, RATE, TOTAL};
-        let budgets = [PERIOD, TOTAL, RATE].into_iter();
+        let budgets = crate::config::limits::CUSTOMER_BUDGETS.into_iter();
         for rule in config
             .limits
             .rules

@@ -205,10 +205,27 @@ fn webhook(raw: Option<String>, problems: &mut Vec<Problem>) -> Option<String> {
     }
 }
 
+/// The rules a customer's Respan budget (`customer_params`) becomes, by these fixed names:
+/// no configured rule may take them (its counts would be the budget's).
+pub const CUSTOMER_PERIOD_BUDGET: &str = "customer_period_budget";
+pub const CUSTOMER_TOTAL_BUDGET: &str = "customer_total_budget";
+pub const CUSTOMER_RATE_LIMIT: &str = "customer_rate_limit";
+pub const CUSTOMER_BUDGETS: [&str; 3] = [
+    CUSTOMER_PERIOD_BUDGET,
+    CUSTOMER_TOTAL_BUDGET,
+    CUSTOMER_RATE_LIMIT,
+];
+
 fn rule(path: &str, raw: RawRule, problems: &mut Vec<Problem>) -> Option<Rule> {
     let before = problems.len();
     if raw.name.is_empty() {
         problems.push(Problem::new(format!("{path}.name"), "is empty"));
+    }
+    if CUSTOMER_BUDGETS.contains(&raw.name.as_str()) {
+        problems.push(Problem::new(
+            format!("{path}.name"),
+            format!("`{}` is the name of a customer's budget", raw.name),
+        ));
     }
     let per = match raw.per.as_str() {
         "key" => Some(Scope::Key),
@@ -315,6 +332,13 @@ mod tests {
         );
         let has = |prefix: &str| p.iter().any(|x| x.starts_with(prefix));
         assert!(has("limits.rules[0].per: unknown scope `team`"), "{p:?}");
+        let taken = problems(
+            "rules:\n  - {name: customer_rate_limit, per: customer, window: minute, requests: 1}\n",
+        );
+        assert_eq!(
+            taken,
+            ["limits.rules[0].name: `customer_rate_limit` is the name of a customer's budget"]
+        );
         assert!(
             has("limits.rules[1].name: `a` names another rule too"),
             "{p:?}"

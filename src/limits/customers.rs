@@ -6,39 +6,50 @@
 //! Each becomes a rule of its own, counted per customer like any other (in the configured
 //! backend), under a fixed name so metric labels stay few.
 
-use crate::config::limits::{Match, Rule, Scope, Window};
+use crate::config::limits::{
+    Match, Rule, Scope, Window, CUSTOMER_PERIOD_BUDGET, CUSTOMER_RATE_LIMIT, CUSTOMER_TOTAL_BUDGET,
+};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// The rule names of customer budgets.
-pub const PERIOD: &str = "customer_period_budget";
-pub const TOTAL: &str = "customer_total_budget";
-pub const RATE: &str = "customer_rate_limit";
+/// The `customer_params` fields that set a budget.
+const BUDGET_FIELDS: [&str; 3] = ["period_budget", "total_budget", "rate_limit"];
 
-/// The budget rules of every customer that has sent some.
+/// The budget rules of every customer that has sent some, shared with the requests that
+/// are checked against them (never copied per request).
 #[derive(Default)]
 pub struct CustomerBudgets {
-    rules: Mutex<HashMap<String, Vec<Rule>>>,
+    rules: Mutex<HashMap<String, Arc<[Rule]>>>,
     /// Some customer has sent a budget: read on every model call without taking the lock.
     any: AtomicBool,
 }
 
 impl CustomerBudgets {
     /// The rules of `customer`: from `params` when they set a budget (kept for later
-    /// requests), else those it sent last.
-    pub fn rules_for(&self, customer: &str, params: Option<&Map<String, Value>>) -> Vec<Rule> {
-        let mut all = self.rules.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(params) = params {
-            let rules = rules_of(params);
-            if !rules.is_empty() {
-                all.insert(customer.to_string(), rules.clone());
-                self.any.store(true, Ordering::Relaxed);
-                return rules;
-            }
+    /// requests), else those it sent last. Takes no lock while no customer has a budget.
+    pub fn rules_for(
+        &self,
+        customer: &str,
+        params: Option<&Map<String, Value>>,
+    ) -> Option<Arc<[Rule]>> {
+        let sent = params.map(rules_of).filter(|r| !r.is_empty());
+        if sent.is_none() && !self.any() {
+            return None;
         }
-        all.get(customer).cloned().unwrap_or_default()
+        let mut all = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sent) = sent else {
+            return all.get(customer).cloned();
+        };
+        // The same budget sent again (SDKs send it with every request) changes nothing.
+        if let Some(kept) = all.get(customer).filter(|kept| ***kept == *sent) {
+            return Some(kept.clone());
+        }
+        let sent: Arc<[Rule]> = sent.into();
+        all.insert(customer.to_string(), sent.clone());
+        self.any.store(true, Ordering::Relaxed);
+        Some(sent)
     }
 
     /// Whether any customer has sent a budget.
@@ -46,20 +57,16 @@ impl CustomerBudgets {
         self.any.load(Ordering::Relaxed)
     }
 
-    /// One of each budget rule some customer has (for `/api/limits`).
-    pub fn kinds(&self) -> Vec<Rule> {
+    /// Every customer with a budget, and its rules (for `/api/limits`).
+    pub fn all(&self) -> Vec<(String, Arc<[Rule]>)> {
         let all = self.rules.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<Rule> = Vec::new();
-        for rule in all.values().flatten() {
-            if !out
-                .iter()
-                .any(|r| r.name == rule.name && r.window == rule.window)
-            {
-                out.push(rule.clone());
-            }
-        }
-        out
+        all.iter().map(|(c, r)| (c.clone(), r.clone())).collect()
     }
+}
+
+/// Whether `customer_params` set a budget (so the request is checked even with no rules).
+pub fn sets_budget(params: &Map<String, Value>) -> bool {
+    BUDGET_FIELDS.iter().any(|f| params.contains_key(*f))
 }
 
 /// The budget rules `customer_params` sets.
@@ -91,19 +98,19 @@ fn rules_of(params: &Map<String, Value>) -> Vec<Rule> {
         };
         out.push(Rule {
             cost_usd: Some(budget),
-            ..rule(PERIOD, window)
+            ..rule(CUSTOMER_PERIOD_BUDGET, window)
         });
     }
     if let Some(total) = number("total_budget") {
         out.push(Rule {
             cost_usd: Some(total),
-            ..rule(TOTAL, Window::Lifetime)
+            ..rule(CUSTOMER_TOTAL_BUDGET, Window::Lifetime)
         });
     }
     if let Some(rate) = number("rate_limit") {
         out.push(Rule {
             requests: Some(rate.ceil() as u64),
-            ..rule(RATE, Window::Minute)
+            ..rule(CUSTOMER_RATE_LIMIT, Window::Minute)
         });
     }
     out
@@ -121,12 +128,15 @@ mod tests {
     #[test]
     fn the_latest_budget_a_customer_sent_applies() {
         let b = CustomerBudgets::default();
-        assert!(b.rules_for("c", None).is_empty());
+        assert!(b.rules_for("c", None).is_none());
         let sent = map(
             json!({"period_budget": 5, "budget_duration": "weekly", "total_budget": 100, "rate_limit": 10}),
         );
-        let rules = b.rules_for("c", Some(&sent));
+        let rules = b.rules_for("c", Some(&sent)).unwrap();
         assert_eq!(rules.len(), 3);
+        // Sent again: the rules kept are handed out, not made anew.
+        let again = b.rules_for("c", Some(&sent)).unwrap();
+        assert!(Arc::ptr_eq(&rules, &again));
         assert_eq!(
             (rules[0].window, rules[0].cost_usd),
             (Window::Week, Some(5.0))
@@ -140,11 +150,15 @@ mod tests {
             (Window::Minute, Some(10))
         );
         // Later requests without budget fields keep them; new values replace them.
-        assert_eq!(b.rules_for("c", Some(&map(json!({"name": "x"})))).len(), 3);
-        let lower = b.rules_for("c", Some(&map(json!({"rate_limit": 2}))));
+        let named = map(json!({"name": "x"}));
+        assert!(!sets_budget(&named) && sets_budget(&sent));
+        assert_eq!(b.rules_for("c", Some(&named)).unwrap().len(), 3);
+        let lower = b
+            .rules_for("c", Some(&map(json!({"rate_limit": 2}))))
+            .unwrap();
         assert_eq!(lower.len(), 1);
-        assert_eq!(b.rules_for("c", None)[0].requests, Some(2));
-        assert!(b.rules_for("other", None).is_empty());
-        assert_eq!(b.kinds().len(), 1);
+        assert_eq!(b.rules_for("c", None).unwrap()[0].requests, Some(2));
+        assert!(b.rules_for("other", None).is_none());
+        assert_eq!(b.all().len(), 1);
     }
 }

@@ -180,12 +180,16 @@ impl Counter {
     }
 }
 
+/// One rule's alerts: per scope value, the window and period it last raised one in.
+type Raised = HashMap<String, (Window, i64)>;
+
 /// The counts of every rule: in this process, or in Redis for a whole fleet.
 #[derive(Default)]
 pub struct Limits {
     counters: Mutex<HashMap<CounterKey, Counter>>,
-    /// The window and period in which each (rule, scope value) last raised an alert.
-    alerted: Mutex<HashMap<(String, String), (Window, i64)>>,
+    /// The window and period in which each rule, per scope value, last raised an alert
+    /// (nested, so that a lookup borrows the names and only a new entry copies them).
+    alerted: Mutex<HashMap<String, Raised>>,
     /// How many alerts there may be before the next drop of past windows' ones.
     alerts_kept: AtomicUsize,
     /// `backend: redis` (bound at start).
@@ -227,10 +231,15 @@ impl Limits {
     ) -> Result<Ticket, Blocked> {
         let budgets = facts
             .customer
-            .map(|c| self.customers.rules_for(c, customer_params))
-            .unwrap_or_default();
+            .and_then(|c| self.customers.rules_for(c, customer_params));
         // The configured rules, then the customer's budgets: borrowed, never copied.
-        let matched = matched_rules(config.rules.iter().chain(&budgets), facts);
+        let matched = matched_rules(
+            config
+                .rules
+                .iter()
+                .chain(budgets.iter().flat_map(|b| b.iter())),
+            facts,
+        );
         let Some(fleet) = &self.fleet else {
             let ticket = self
                 .admit_matched(&matched, ask, now)
@@ -363,7 +372,12 @@ impl Limits {
         for (rule, scope) in matched {
             let key = counter_key(rule, scope);
             let bucket = window::bucket(rule.window, now);
-            let counter = counters.entry(key.clone()).or_default();
+            if !counters.contains_key(&key) {
+                counters.insert(key.clone(), Counter::default());
+            }
+            let Some(counter) = counters.get_mut(&key) else {
+                continue;
+            };
             counter.expire(rule.window, bucket);
             let mut would_be = counter.used();
             would_be.add(counter.reserved);
@@ -372,9 +386,9 @@ impl Limits {
                 tokens: ask.tokens,
                 cost_usd: ask.cost_usd,
             });
+            let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
             if let (true, Some((kind, limit))) = (rule.block, over_limit(rule, would_be)) {
                 count(&rule.name, "blocked");
-                let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
                 return Err(Refusal {
                     rule: rule.name.clone(),
                     kind,
@@ -383,10 +397,13 @@ impl Limits {
                     frees_at: window::frees_at(rule.window, oldest, now),
                 });
             }
-            keys.push((key, bucket));
+            keys.push((key, bucket, would_be, oldest));
         }
-        for ((rule, scope), (key, bucket)) in matched.iter().zip(keys) {
-            let counter = counters.entry(key.clone()).or_default();
+        // Admitted: what each window holds with this request is what was checked.
+        for ((rule, scope), (key, bucket, taken, oldest)) in matched.iter().zip(keys) {
+            let Some(counter) = counters.get_mut(&key) else {
+                continue;
+            };
             counter.add_used(
                 bucket,
                 Amounts {
@@ -401,9 +418,6 @@ impl Limits {
             });
             count(&rule.name, "allowed");
             ticket.checked.push(rule.name.clone());
-            let mut taken = counter.used();
-            taken.add(counter.reserved);
-            let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
             let frees_at = window::frees_at(rule.window, oldest, now);
             self.note(&mut ticket, rule, scope, taken, frees_at, now);
             ticket.held.push((key, bucket));
@@ -480,51 +494,73 @@ impl Limits {
     /// alerts of past windows are dropped whenever their number has doubled, whichever
     /// backend counts (with Redis no counter sweep would ever reach them).
     fn first_alert(&self, rule: &Rule, scope: &str, now: SystemTime) -> bool {
-        let period = alert_period(rule.window, now);
+        let now_raised = (rule.window, alert_period(rule.window, now));
         let mut alerted = self.alerted.lock().unwrap_or_else(|e| e.into_inner());
-        let first = alerted.insert(
-            (rule.name.clone(), scope.to_string()),
-            (rule.window, period),
-        ) != Some((rule.window, period));
-        if alerted.len() >= self.alerts_kept.load(Ordering::Relaxed).max(MIN_SWEEP) {
-            alerted.retain(|_, (window, period)| *period == alert_period(*window, now));
-            self.alerts_kept.store(alerted.len() * 2, Ordering::Relaxed);
+        let of_rule = match alerted.get_mut(rule.name.as_str()) {
+            Some(of_rule) => of_rule,
+            None => alerted.entry(rule.name.clone()).or_default(),
+        };
+        match of_rule.get_mut(scope) {
+            Some(raised) if *raised == now_raised => return false,
+            Some(raised) => *raised = now_raised,
+            None => {
+                of_rule.insert(scope.to_string(), now_raised);
+            }
         }
-        first
+        let kept: usize = alerted.values().map(Raised::len).sum();
+        if kept >= self.alerts_kept.load(Ordering::Relaxed).max(MIN_SWEEP) {
+            for of_rule in alerted.values_mut() {
+                of_rule.retain(|_, (window, period)| *period == alert_period(*window, now));
+            }
+            alerted.retain(|_, of_rule| !of_rule.is_empty());
+            let kept: usize = alerted.values().map(Raised::len).sum();
+            self.alerts_kept.store(kept * 2, Ordering::Relaxed);
+        }
+        true
     }
 
-    /// Every counter, as `/api/limits` shows it: the config's rules and customers' budgets.
+    /// Every counter, as `/api/limits` shows it: the config's rules, and each customer's
+    /// budgets against that customer's own limits.
     pub fn snapshot(&self, rules: &[Rule], now: SystemTime) -> Vec<LimitView> {
-        let budgets = self.customers.kinds();
+        let budgets = self.customers.all();
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
-        for rule in rules.iter().chain(&budgets) {
+        for rule in rules {
             for (key, counter) in counters.iter_mut() {
-                if key.rule != rule.name || key.window != rule.window {
-                    continue;
+                if key.rule == rule.name && key.window == rule.window {
+                    out.push(view(rule, &key.scope, counter, now));
                 }
-                let bucket = window::bucket(rule.window, now);
-                counter.expire(rule.window, bucket);
-                let used = counter.used();
-                let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
-                out.push(LimitView {
-                    rule: rule.name.clone(),
-                    window: rule.window.as_str(),
-                    scope: key.scope.clone(),
-                    used,
-                    reserved: counter.reserved,
-                    limits: Amounts {
-                        requests: rule.requests.unwrap_or(0),
-                        tokens: rule.tokens.unwrap_or(0),
-                        cost_usd: rule.cost_usd.unwrap_or(0.0),
-                    },
-                    resets_at: window::frees_at(rule.window, oldest, now)
-                        .map(crate::telemetry::trace::rfc3339),
-                });
+            }
+        }
+        for (customer, rules) in &budgets {
+            for rule in rules.iter() {
+                if let Some(counter) = counters.get_mut(&counter_key(rule, customer)) {
+                    out.push(view(rule, customer, counter, now));
+                }
             }
         }
         out.sort_by(|a, b| (&a.rule, &a.scope).cmp(&(&b.rule, &b.scope)));
         out
+    }
+}
+
+/// One counter as `/api/limits` shows it, against its rule's limits.
+fn view(rule: &Rule, scope: &str, counter: &mut Counter, now: SystemTime) -> LimitView {
+    let bucket = window::bucket(rule.window, now);
+    counter.expire(rule.window, bucket);
+    let oldest = counter.buckets.first().map_or(bucket, |(b, _)| *b);
+    LimitView {
+        rule: rule.name.clone(),
+        window: rule.window.as_str(),
+        scope: scope.to_string(),
+        used: counter.used(),
+        reserved: counter.reserved,
+        limits: Amounts {
+            requests: rule.requests.unwrap_or(0),
+            tokens: rule.tokens.unwrap_or(0),
+            cost_usd: rule.cost_usd.unwrap_or(0.0),
+        },
+        resets_at: window::frees_at(rule.window, oldest, now).map(crate::telemetry::trace::rfc3339),
     }
 }
 

@@ -5,7 +5,7 @@ use super::ctx::RequestCtx;
 use crate::catalog;
 use crate::dispatch::request::ModelRequest;
 use crate::error::GatewayError;
-use crate::limits::{Ask, Blocked, Facts, Limits, Ticket};
+use crate::limits::{customers, Ask, Blocked, Facts, Limits, Ticket};
 use crate::state::Snapshot;
 use crate::telemetry::cost::cost;
 use crate::telemetry::record::TokenUsage;
@@ -26,7 +26,8 @@ pub async fn admit(
 ) -> Result<(), GatewayError> {
     let config = &snapshot.config.limits;
     let customer_params = request.params.customer_params.as_ref().map(|c| &c.other);
-    if config.rules.is_empty() && customer_params.is_none() && !limits.has_budgets() {
+    let sets_budget = customer_params.is_some_and(customers::sets_budget);
+    if config.rules.is_empty() && !sets_budget && !limits.has_budgets() {
         return Ok(());
     }
     let model = request.model.as_deref().unwrap_or_default();
@@ -38,13 +39,17 @@ pub async fn admit(
     };
     let ask = estimate(snapshot, request, model, body_len);
     let now = SystemTime::now();
-    let ticket = match limits.check(config, facts, customer_params, ask, now).await {
+    let mut ticket = match limits.check(config, facts, customer_params, ask, now).await {
         Ok(ticket) => ticket,
         Err(Blocked::Limit(refusal)) => return Err(GatewayError::LimitReached(refusal)),
         Err(Blocked::Unavailable) => return Err(GatewayError::LimitsUnavailable),
     };
+    if ticket.checked.is_empty() {
+        // No rule matched: nothing reserved, nothing to settle.
+        return Ok(());
+    }
     ctx.record.limit_alerts = ticket.alerts.iter().map(|a| a.rule.clone()).collect();
-    ctx.record.limit_rules.clone_from(&ticket.checked);
+    ctx.record.limit_rules = std::mem::take(&mut ticket.checked);
     ctx.limit_ticket = Some(Box::new(ticket));
     Ok(())
 }

@@ -278,13 +278,28 @@ async fn a_customers_respan_budget_applies_to_its_later_requests_too() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "budget_exceeded");
     assert_eq!(mock.count(), 2);
+    // A third customer's rate limit of its own: /api/limits shows each against its own.
+    let third = with(json!({"customer_identifier": "cust-11", "rate_limit": 7}));
+    assert_eq!(ask(&sidecar, "tok-a", path, &third).await.status(), 200);
     let view: Value = sidecar.admin_json("/api/limits").await;
-    let rate = view["limits"]
+    let rate = |customer: &str| {
+        view["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rule"] == "customer_rate_limit" && l["scope"] == customer)
+            .cloned()
+            .unwrap_or_else(|| panic!("{customer}: {view}"))
+    };
+    assert_eq!(rate("cust-9")["used"]["requests"], 2, "{view}");
+    assert_eq!(rate("cust-9")["limits"]["requests"], 2, "{view}");
+    assert_eq!(rate("cust-11")["limits"]["requests"], 7, "{view}");
+    let spent = view["limits"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|l| l["rule"] == "customer_rate_limit" && l["scope"] == "cust-9");
-    assert_eq!(rate.unwrap()["used"]["requests"], 2, "{view}");
+        .find(|l| l["scope"] == "cust-10");
+    assert_eq!(spent.unwrap()["limits"]["cost_usd"], 0.000000001, "{view}");
 }
 
 #[tokio::test]
