@@ -193,9 +193,9 @@ pub fn limits(
 /// `alert_webhook`: an http or https URL (empty is none).
 fn webhook(raw: Option<String>, problems: &mut Vec<Problem>) -> Option<String> {
     let url = raw.filter(|w| !w.is_empty())?;
-    match reqwest::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(url),
-        _ => {
+    match crate::telemetry::export::http::endpoint(&url) {
+        Ok(_) => Some(url),
+        Err(_) => {
             problems.push(Problem::new(
                 "limits.alert_webhook",
                 "is not an http or https URL",

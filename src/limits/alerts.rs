@@ -4,7 +4,7 @@
 //! (a full queue drops it, and the drop is logged at most once a minute); a background
 //! service posts each one, retrying a 429, a 5xx or no answer with backoff, a few times.
 
-use crate::telemetry::export::http::{post, Poster};
+use crate::telemetry::export::http::{post, Backoff, Poster};
 use crate::telemetry::logging::LogLimit;
 use crate::telemetry::trace::rfc3339;
 use async_trait::async_trait;
@@ -132,17 +132,14 @@ impl BackgroundService for AlertService {
 async fn deliver(poster: &Poster, alert: &Alert) -> Result<(), String> {
     let body = serde_json::to_vec(alert).map_err(|e| e.to_string())?;
     let headers = [("content-type", "application/json")];
-    let mut wait = FIRST_BACKOFF;
-    let mut tries = 1;
+    let mut backoff = Backoff::new(MAX_TRIES, FIRST_BACKOFF, MAX_BACKOFF, None);
     loop {
         match post(poster, body.clone(), &headers).await {
             Ok(()) => return Ok(()),
-            Err(f) if f.retryable && tries < MAX_TRIES => {
-                tokio::time::sleep(f.wait.unwrap_or(wait).min(MAX_BACKOFF)).await;
-                wait *= 2;
-                tries += 1;
-            }
-            Err(f) => return Err(f.message),
+            Err(f) => match backoff.after(&f) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Err(f.message),
+            },
         }
     }
 }

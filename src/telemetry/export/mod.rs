@@ -37,6 +37,8 @@ const BATCH_TICK: Duration = Duration::from_millis(20);
 const MAX_TRIES: u32 = 4;
 /// First wait between tries, doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between tries, whatever the receiver's `Retry-After` says.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest the flush at shutdown may take.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -269,28 +271,23 @@ impl ExportService {
         deadline: Option<Instant>,
     ) {
         let n = batch.len() as u64;
-        let mut wait = FIRST_BACKOFF;
-        for try_no in 1..=MAX_TRIES {
+        let mut backoff = http::Backoff::new(MAX_TRIES, FIRST_BACKOFF, LONGEST_BACKOFF, deadline);
+        loop {
             match sink.send(batch, &self.transcriber).await {
                 Ok(()) => {
                     count(self.name, "ok", n);
-                    batch.clear();
-                    return;
+                    break;
                 }
-                Err(f) => {
-                    let last = try_no == MAX_TRIES || !f.retryable;
-                    let pause = f.wait.unwrap_or(wait).min(Duration::from_secs(30));
-                    let past = deadline.is_some_and(|d| Instant::now() + pause >= d);
-                    if last || past {
+                Err(f) => match backoff.after(&f) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => {
                         self.warn(&f.message, n);
+                        count(self.name, "error", n);
                         break;
                     }
-                    tokio::time::sleep(pause).await;
-                    wait *= 2;
-                }
+                },
             }
         }
-        count(self.name, "error", n);
         batch.clear();
     }
 
