@@ -26,6 +26,28 @@ pub enum LinkError {
     Failed(String),
 }
 
+/// Why a call got no answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// No connection (see [`LinkError`]).
+    Link(LinkError),
+    /// No answer within the call's timeout.
+    Timeout,
+    /// Redis answered with an error, or the connection failed during the call.
+    Redis(redis::RedisError),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Link(LinkError::Waiting) => f.write_str("unreachable"),
+            CallError::Link(LinkError::Failed(why)) => f.write_str(why),
+            CallError::Timeout => f.write_str("timed out"),
+            CallError::Redis(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// A connect under way, shared by every request waiting for it.
 type Connecting = Shared<BoxFuture<'static, Result<ConnectionManager, String>>>;
 
@@ -105,10 +127,29 @@ impl RedisLink {
         outcome.map_err(LinkError::Failed)
     }
 
+    /// Makes one call on the connection (`call` gets its own handle to it), bounded by the
+    /// call timeout. Every call goes through here, so none can wait longer, or forget to
+    /// drop a connection found gone.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, CallError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection().await.map_err(CallError::Link)?;
+        match tokio::time::timeout(self.call_timeout, call(conn)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => {
+                self.failed(&e);
+                Err(CallError::Redis(e))
+            }
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
     /// After a call failed: a connection that is gone is dropped, so that the calls after
     /// it fail at once until the next try, a second later, instead of each waiting on the
     /// client's reconnect up to its timeout. A slow answer keeps the connection.
-    pub fn failed(&self, error: &redis::RedisError) {
+    fn failed(&self, error: &redis::RedisError) {
         // The client's own response timeout is an I/O error too: it is a slow answer.
         let gone = !error.is_timeout()
             && (error.is_io_error()

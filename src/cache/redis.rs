@@ -7,7 +7,7 @@
 
 use super::{Cached, Key};
 use crate::config::ProviderKind;
-use crate::redis_link::{LinkError, RedisLink};
+use crate::redis_link::{CallError, LinkError, RedisLink};
 use crate::telemetry::logging::LogLimit;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::record::{Served, TokenUsage};
@@ -90,60 +90,48 @@ impl RedisStore {
 
     /// `Err(())` when Redis could not be asked.
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, ()> {
-        let mut conn = self.connection().await.ok_or(())?;
-        let read = conn.get::<_, Option<Vec<u8>>>(key);
-        match tokio::time::timeout(CALL_TIMEOUT, read).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => self.lost("get", &e).ok_or(()),
-            Err(_) => self.failed("get", "timed out").ok_or(()),
+        let read = |mut conn: ConnectionManager| async move { conn.get(key).await };
+        match self.link.call(read).await {
+            Ok(value) => Ok(value),
+            Err(e) => self.gave_up("get", e).ok_or(()),
         }
     }
 
     /// Sets a value that expires after `ttl` (at least a millisecond).
     pub async fn set_bytes(&self, key: &str, value: Vec<u8>, ttl: Duration) {
-        let Some(mut conn) = self.connection().await else {
-            return;
-        };
-        let write = conn.pset_ex::<_, _, ()>(key, value, millis(ttl).max(1));
-        self.finish_write(tokio::time::timeout(CALL_TIMEOUT, write).await);
+        let ms = millis(ttl).max(1);
+        let write = |mut conn: ConnectionManager| async move { conn.pset_ex(key, value, ms).await };
+        if let Err(e) = self.link.call::<(), _, _>(write).await {
+            self.gave_up::<()>("set", e);
+        }
     }
 
-    /// Counts and logs a write that failed or timed out.
+    /// Counts and logs a write on the tracking connection that failed or timed out.
     fn finish_write(&self, outcome: Result<redis::RedisResult<()>, tokio::time::error::Elapsed>) {
         match outcome {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => self.lost::<()>("set", &e).unwrap_or(()),
+            Ok(Err(e)) => self.failed::<()>("set", &e.to_string()).unwrap_or(()),
             Err(_) => self.failed::<()>("set", "timed out").unwrap_or(()),
         }
     }
 
     /// Removes a key; whether it was there.
     pub async fn delete(&self, key: &str) -> bool {
-        let Some(mut conn) = self.connection().await else {
-            return false;
-        };
-        let removed = conn.del::<_, u64>(key);
-        match tokio::time::timeout(CALL_TIMEOUT, removed).await {
-            Ok(Ok(n)) => n > 0,
-            Ok(Err(e)) => self.lost("delete", &e).unwrap_or(false),
-            Err(_) => self.failed("delete", "timed out").unwrap_or(false),
+        let remove = |mut conn: ConnectionManager| async move { conn.del::<_, u64>(key).await };
+        match self.link.call(remove).await {
+            Ok(n) => n > 0,
+            Err(e) => self.gave_up("delete", e).unwrap_or(false),
         }
     }
 
-    /// The connection, if Redis can be reached (a failure is counted and logged).
-    async fn connection(&self) -> Option<ConnectionManager> {
-        match self.link.connection().await {
-            Ok(manager) => Some(manager),
-            // Waiting for the next try is not another failure.
-            Err(LinkError::Waiting) => None,
-            Err(LinkError::Failed(why)) => self.failed("connect", &why),
+    /// A call that got no answer: counted and logged under `op` (a failed connect under
+    /// `connect`), except waiting for the next connect, which is not another failure.
+    fn gave_up<T>(&self, op: &str, error: CallError) -> Option<T> {
+        match error {
+            CallError::Link(LinkError::Waiting) => None,
+            CallError::Link(LinkError::Failed(why)) => self.failed("connect", &why),
+            other => self.failed(op, &other.to_string()),
         }
-    }
-
-    /// A call that failed: its connection is dropped if it is gone; counted and logged.
-    fn lost<T>(&self, op: &str, error: &redis::RedisError) -> Option<T> {
-        self.link.failed(error);
-        self.failed(op, &error.to_string())
     }
 
     /// Counts a failure and logs it (at most once a minute); the caller goes on without Redis.

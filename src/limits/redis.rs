@@ -13,7 +13,7 @@ use super::window::{self, SLIDING_BUCKETS};
 use super::{Ask, Kind};
 use crate::config::limits::{Rule, Window};
 use crate::drain::{Drain, Phase};
-use crate::redis_link::{LinkError, RedisLink};
+use crate::redis_link::RedisLink;
 use crate::telemetry::logging::LogLimit;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -235,16 +235,16 @@ impl Fleet {
             })
             .collect();
         let json = serde_json::to_string(&rules).map_err(|e| e.to_string())?;
-        let mut conn = self.connection().await?;
         let mut call = self.admit.prepare_invoke();
         call.arg(json)
             .arg(ask.tokens)
             .arg(ask.cost_usd)
             .arg(RESERVED_TTL_SECS);
-        let reply: redis::Value = tokio::time::timeout(CALL_TIMEOUT, call.invoke_async(&mut conn))
+        let reply: redis::Value = self
+            .link
+            .call(|mut conn| async move { call.invoke_async(&mut conn).await })
             .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| self.failed(&e))?;
+            .map_err(|e| e.to_string())?;
         decode(reply, rules)
     }
 
@@ -276,13 +276,12 @@ impl Fleet {
             })
             .collect();
         let json = serde_json::to_string(&entries).map_err(|e| e.to_string())?;
-        let mut conn = self.connection().await?;
         let mut call = self.settle.prepare_invoke();
         call.arg(json).arg(RESERVED_TTL_SECS);
-        tokio::time::timeout(CALL_TIMEOUT, call.invoke_async::<()>(&mut conn))
+        self.link
+            .call(|mut conn| async move { call.invoke_async::<()>(&mut conn).await })
             .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| self.failed(&e))
+            .map_err(|e| e.to_string())
     }
 
     /// The service that settles what is queued (once: the queue has one reader).
@@ -307,19 +306,6 @@ impl Fleet {
                 "limits: a settlement was lost (Redis cannot be asked): {why}"
             );
         }
-    }
-
-    /// Why a call failed (the link drops a connection that is gone).
-    fn failed(&self, error: &redis::RedisError) -> String {
-        self.link.failed(error);
-        error.to_string()
-    }
-
-    async fn connection(&self) -> Result<redis::aio::ConnectionManager, String> {
-        self.link.connection().await.map_err(|e| match e {
-            LinkError::Waiting => "unreachable".to_string(),
-            LinkError::Failed(why) => why,
-        })
     }
 }
 
