@@ -180,6 +180,15 @@ impl Counter {
     }
 }
 
+/// What an admitted request found of one rule: what the window holds with it, when it
+/// frees room, and whether this request raises the rule's alert (the first to cross its
+/// threshold in the period: in this process, or in the whole fleet with Redis).
+struct Seen {
+    taken: Amounts,
+    frees_at: Option<SystemTime>,
+    first_alert: bool,
+}
+
 /// One rule's alerts: per scope value, the window and period it last raised one in.
 type Raised = HashMap<String, (Window, i64)>;
 
@@ -257,17 +266,21 @@ impl Limits {
                     ask,
                     ..Ticket::default()
                 };
-                for ((rule, scope), (requests, tokens, cost_usd, first)) in matched.iter().zip(used)
-                {
+                for ((rule, scope), used) in matched.iter().zip(used) {
                     count(&rule.name, "allowed");
                     ticket.checked.push(rule.name.clone());
                     let taken = Amounts {
-                        requests,
-                        tokens,
-                        cost_usd,
+                        requests: used.requests,
+                        tokens: used.tokens,
+                        cost_usd: used.cost_usd,
                     };
-                    let frees_at = window::frees_at(rule.window, first, now);
-                    self.note(&mut ticket, rule, scope, taken, frees_at, now);
+                    let frees_at = window::frees_at(rule.window, used.first, now);
+                    let seen = Seen {
+                        taken,
+                        frees_at,
+                        first_alert: used.alert,
+                    };
+                    self.note(&mut ticket, rule, scope, seen, now);
                 }
                 self.send_alerts(config, &ticket);
                 Ok(ticket)
@@ -419,7 +432,13 @@ impl Limits {
             count(&rule.name, "allowed");
             ticket.checked.push(rule.name.clone());
             let frees_at = window::frees_at(rule.window, oldest, now);
-            self.note(&mut ticket, rule, scope, taken, frees_at, now);
+            let first_alert = crossed(rule, taken).is_some() && self.first_alert(rule, scope, now);
+            let seen = Seen {
+                taken,
+                frees_at,
+                first_alert,
+            };
+            self.note(&mut ticket, rule, scope, seen, now);
             ticket.held.push((key, bucket));
         }
         ticket.ask = ask;
@@ -466,21 +485,16 @@ impl Limits {
     /// What an admitted request tells about one rule: the alert, if this request is the
     /// first in the window to cross the rule's alert threshold, and for a rule that can
     /// refuse, the `x-ratelimit-*` figures. `taken`: what the window holds with this request.
-    fn note(
-        &self,
-        ticket: &mut Ticket,
-        rule: &Rule,
-        scope: &str,
-        taken: Amounts,
-        frees_at: Option<SystemTime>,
-        now: SystemTime,
-    ) {
-        if let Some((kind, limit, used)) = crossed(rule, taken) {
-            if self.first_alert(rule, scope, now) {
-                ticket
-                    .alerts
-                    .push(raise(rule, scope, kind, limit, used, frees_at));
-            }
+    fn note(&self, ticket: &mut Ticket, rule: &Rule, scope: &str, seen: Seen, now: SystemTime) {
+        let Seen {
+            taken,
+            frees_at,
+            first_alert,
+        } = seen;
+        if let (true, Some((kind, limit, used))) = (first_alert, crossed(rule, taken)) {
+            ticket
+                .alerts
+                .push(raise(rule, scope, kind, limit, used, frees_at));
         }
         if rule.block {
             let reset = frees_at
@@ -621,7 +635,7 @@ fn crossed(rule: &Rule, taken: Amounts) -> Option<(Kind, f64, f64)> {
 
 /// The period an alert is raised once in: a sliding window's 60 buckets, or the calendar
 /// period.
-fn alert_period(window: Window, now: SystemTime) -> i64 {
+pub(crate) fn alert_period(window: Window, now: SystemTime) -> i64 {
     let bucket = window::bucket(window, now);
     if window::slides(window) {
         bucket / window::SLIDING_BUCKETS

@@ -71,12 +71,15 @@ for i, r in ipairs(rules) do
   local t = math.max(tonumber(sum[2]) or 0, 0) + math.max(tonumber(res[1]) or 0, 0)
   local c = math.max(tonumber(sum[3]) or 0, 0) + math.max(tonumber(res[2]) or 0, 0)
   local first = lo or r.at
+  local uq, ut, uc = q + 1, t + ask_t, c + ask_c
   if r.blk == 1 then
-    if r.q >= 0 and q + 1 > r.q then return {0, i, 'requests', first} end
-    if r.t >= 0 and t + ask_t > r.t then return {0, i, 'tokens', first} end
-    if r.c >= 0 and c + ask_c > r.c then return {0, i, 'cost_usd', first} end
+    if r.q >= 0 and uq > r.q then return {0, i, 'requests', first} end
+    if r.t >= 0 and ut > r.t then return {0, i, 'tokens', first} end
+    if r.c >= 0 and uc > r.c then return {0, i, 'cost_usd', first} end
   end
-  used[i] = {q + 1, t + ask_t, tostring(c + ask_c), first, r.at}
+  local crossed = (r.q >= 0 and uq >= r.q * r.al) or (r.t >= 0 and ut >= r.t * r.al)
+    or (r.c >= 0 and uc >= r.c * r.al)
+  used[i] = {uq, ut, tostring(uc), first, r.at, crossed and 1 or 0}
 end
 local out = {1}
 for i, r in ipairs(rules) do
@@ -87,6 +90,15 @@ for i, r in ipairs(rules) do
   if r.ttl > 0 then
     redis.call('EXPIRE', bk, r.ttl)
     redis.call('EXPIRE', s, r.ttl)
+  end
+  -- The alert threshold crossed: raised by the one sidecar that first sees it in its
+  -- period, whichever of the fleet that is.
+  if used[i][6] == 1 then
+    if redis.call('HGET', s, 'ap') == tostring(r.ap) then
+      used[i][6] = 0
+    else
+      redis.call('HSET', s, 'ap', r.ap)
+    end
   end
   redis.call('HINCRBY', r.k .. ':r', 't', ask_t)
   redis.call('HINCRBYFLOAT', r.k .. ':r', 'c', ask_c)
@@ -143,6 +155,23 @@ struct ScriptRule {
     t: f64,
     c: f64,
     blk: u8,
+    /// Its alert threshold (a fraction of each limit), and the period an alert is raised
+    /// once in.
+    al: f64,
+    ap: i64,
+}
+
+/// What one rule counts with an admitted request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Used {
+    pub requests: u64,
+    pub tokens: u64,
+    pub cost_usd: f64,
+    /// Its oldest bucket holding anything.
+    pub first: i64,
+    /// Its alert threshold is crossed, and this request is the first of the whole fleet
+    /// to see that in the alert's period.
+    pub alert: bool,
 }
 
 /// A reservation to settle.
@@ -178,9 +207,8 @@ struct SettleEntry<'a> {
 
 /// What the script decided.
 pub enum Decision {
-    /// Admitted: per rule, its requests, tokens and cost counted with this request, and its
-    /// oldest bucket holding anything.
-    Admitted(Vec<(u64, u64, f64, i64)>, Vec<Held>),
+    /// Admitted: per rule, what it counts with this request.
+    Admitted(Vec<Used>, Vec<Held>),
     /// Refused by rule number `0` of those given, on this kind, oldest bucket `2`.
     Refused(usize, Kind, i64),
 }
@@ -231,6 +259,8 @@ impl Fleet {
                     t: rule.tokens.map_or(-1.0, |l| l as f64),
                     c: rule.cost_usd.unwrap_or(-1.0),
                     blk: u8::from(rule.block),
+                    al: rule.alert_at,
+                    ap: super::alert_period(rule.window, now),
                 }
             })
             .collect();
@@ -350,12 +380,13 @@ fn decode(reply: redis::Value, rules: Vec<ScriptRule>) -> Result<Decision, Strin
                     return Err(bad());
                 };
                 let get = |i: usize| v.get(i).ok_or_else(bad);
-                used.push((
-                    u64::try_from(int(get(0)?).ok_or_else(bad)?).unwrap_or(0),
-                    u64::try_from(int(get(1)?).ok_or_else(bad)?).unwrap_or(0),
-                    float(get(2)?).ok_or_else(bad)?,
-                    int(get(3)?).ok_or_else(bad)?,
-                ));
+                used.push(Used {
+                    requests: u64::try_from(int(get(0)?).ok_or_else(bad)?).unwrap_or(0),
+                    tokens: u64::try_from(int(get(1)?).ok_or_else(bad)?).unwrap_or(0),
+                    cost_usd: float(get(2)?).ok_or_else(bad)?,
+                    first: int(get(3)?).ok_or_else(bad)?,
+                    alert: int(get(5)?) == Some(1),
+                });
                 counted_at.push(int(get(4)?).ok_or_else(bad)?);
             }
             // Settled in the bucket the request was counted in.

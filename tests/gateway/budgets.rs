@@ -137,7 +137,7 @@ async fn a_fleet_on_one_redis_admits_exactly_the_limit() {
     let redis = crate::support::Redis::start_on(crate::support::free_port()).await;
     let mock = Mock::start().await;
     let rules = format!(
-        "    - {{name: fleet, per: global, window: day, requests: 60}}\n  backend: redis\n  on_backend_error: deny\n  redis_url: \"redis://127.0.0.1:{}\"\n",
+        "    - {{name: fleet, per: global, window: day, requests: 60, alert_at: 0.5}}\n  backend: redis\n  on_backend_error: deny\n  redis_url: \"redis://127.0.0.1:{}\"\n",
         redis.port
     );
     // `rules:` comes last in `config`: the backend keys follow its list.
@@ -181,6 +181,17 @@ async fn a_fleet_on_one_redis_admits_exactly_the_limit() {
         admitted,
         "exactly the admitted requests reached the provider"
     );
+    // The alert threshold (30 of 60) is crossed once for the whole fleet: one sidecar
+    // raises it, not each.
+    let mut alerts = 0.0;
+    for sidecar in &fleet {
+        sidecar.idle().await;
+        let labels = [("rule", "fleet"), ("result", "alert")];
+        alerts += sidecar
+            .metric("respan_limit_decisions_total", &labels)
+            .await;
+    }
+    assert_eq!(alerts, 1.0, "alerts raised across the fleet");
     eprintln!("fleet of 3: {admitted} admitted, {refused} refused, {unavailable} unavailable");
 }
 
@@ -556,7 +567,7 @@ async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
     for s in [0, 10, 20] {
         match fleet.admit(matched, ask, at(s)).await.unwrap() {
             Decision::Admitted(used, h) => {
-                assert_eq!(used[0].0, held.len() as u64 + 1);
+                assert_eq!(used[0].requests, held.len() as u64 + 1);
                 held.push(h);
             }
             Decision::Refused(..) => panic!("refused at {s}"),
@@ -588,7 +599,7 @@ async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
         panic!("t0's bucket did not leave")
     };
     // Counted: t10, t20, t61; tokens: two reservations in flight and this one's.
-    assert_eq!((used[0].0, used[0].1), (3, 300));
+    assert_eq!((used[0].requests, used[0].tokens), (3, 300));
     assert!(matches!(
         admit(62).await,
         Decision::Refused(0, Kind::Requests, _)
@@ -611,7 +622,7 @@ async fn a_sliding_minute_in_redis_frees_room_as_its_buckets_leave() {
         let fleet = &fleet;
         async move {
             match fleet.admit(skew, ask, at(s)).await.unwrap() {
-                Decision::Admitted(used, _) => used[0].0,
+                Decision::Admitted(used, _) => used[0].requests,
                 Decision::Refused(..) => panic!("refused at {s}"),
             }
         }
@@ -646,7 +657,7 @@ async fn a_settlement_after_the_reservations_faded_hides_no_later_reservation() 
     };
     let admit = || async {
         match fleet.admit(matched, ask, SystemTime::now()).await.unwrap() {
-            Decision::Admitted(used, held) => (used[0].1, held),
+            Decision::Admitted(used, held) => (used[0].tokens, held),
             Decision::Refused(..) => panic!("refused"),
         }
     };
