@@ -10,7 +10,10 @@
 //! (another 4xx) says the provider is up.
 //!
 //! Circuits exist only once something failed (a healthy fleet of models keeps no state), and
-//! live for the process: a reload keeps them.
+//! live for the process: a reload keeps them. Failures count in a row only within
+//! [`STALE_FAILURES`] of the last: a closed circuit whose failures are older forgets them,
+//! so a model that failed once and was never asked again does not keep every attempt of
+//! every provider on the locked path.
 
 use crate::config::HealthConfig;
 use crate::telemetry::metrics::metrics;
@@ -23,6 +26,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The longest a circuit stays open on an upstream's `Retry-After`.
 pub const MAX_OPEN: Duration = Duration::from_secs(300);
+/// A closed circuit's failures older than this are forgotten.
+pub const STALE_FAILURES: Duration = Duration::from_secs(300);
+/// How often, at most, closed circuits are looked over for stale failures.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Whether an attempt may be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +91,8 @@ enum State {
 struct Circuit {
     state: State,
     failures: u32,
+    /// When the last failure was counted.
+    failed_at: Option<Instant>,
     last_failure: Option<(SystemTime, String)>,
     /// When the state last changed, as wall time (for `/api/health`).
     open_until_wall: Option<SystemTime>,
@@ -92,20 +101,35 @@ struct Circuit {
 /// Every circuit of the process: provider name -> upstream model -> circuit.
 #[derive(Default)]
 pub struct Circuits {
-    map: Mutex<HashMap<String, HashMap<String, Circuit>>>,
+    map: Mutex<Map>,
     /// Circuits with a failure counted or not closed. While there is none, an attempt is
     /// admitted and a success reported without taking the lock: the usual case, on every
     /// attempt.
     unhealthy: AtomicUsize,
 }
 
+#[derive(Default)]
+struct Map {
+    by_provider: HashMap<String, HashMap<String, Circuit>>,
+    /// When closed circuits were last looked over for stale failures.
+    swept: Option<Instant>,
+}
+
 /// Circuits kept at most: the upstream model can come from a request (`model_name_map`),
-/// so a full map first forgets the circuits that hold nothing but history.
+/// so a full map first forgets the circuits that hold nothing but history, and past that
+/// tracks no new one.
 const MAX_CIRCUITS: usize = 1024;
 
 impl Circuit {
     fn healthy(&self) -> bool {
         self.state == State::Closed && self.failures == 0
+    }
+
+    /// Closed, with failures older than [`STALE_FAILURES`].
+    fn stale(&self, now: Instant) -> bool {
+        self.state == State::Closed
+            && self.failures > 0
+            && self.failed_at.is_some_and(|t| now >= t + STALE_FAILURES)
     }
 }
 
@@ -126,7 +150,15 @@ impl Circuits {
             return Admission::Go;
         }
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(circuit) = map.get_mut(provider).and_then(|m| m.get_mut(model)) else {
+        if map.swept.is_none_or(|t| now >= t + SWEEP_EVERY) {
+            map.swept = Some(now);
+            self.forget_stale(&mut map.by_provider, now);
+        }
+        let Some(circuit) = map
+            .by_provider
+            .get_mut(provider)
+            .and_then(|m| m.get_mut(model))
+        else {
             return Admission::Go;
         };
         match circuit.state {
@@ -170,7 +202,11 @@ impl Circuits {
         match report {
             Report::Unknown => {}
             Report::Up => {
-                let Some(circuit) = map.get_mut(provider).and_then(|m| m.get_mut(model)) else {
+                let Some(circuit) = map
+                    .by_provider
+                    .get_mut(provider)
+                    .and_then(|m| m.get_mut(model))
+                else {
                     return;
                 };
                 if !circuit.healthy() {
@@ -189,24 +225,29 @@ impl Circuits {
                 circuit.open_until_wall = None;
             }
             Report::Down { why, retry_after } => {
+                let map = &mut map.by_provider;
                 let known = map.get(provider).is_some_and(|m| m.contains_key(model));
-                if !known && map.values().map(HashMap::len).sum::<usize>() >= MAX_CIRCUITS {
-                    for models in map.values_mut() {
-                        models.retain(|_, c| !c.healthy());
-                    }
-                    map.retain(|_, models| !models.is_empty());
+                if !known && !room_for_one(map) {
+                    tracing::debug!(provider, model, "circuit not tracked: {MAX_CIRCUITS} are");
+                    return;
                 }
                 let models = map.entry(provider.to_string()).or_default();
                 let circuit = models.entry(model.to_string()).or_insert_with(|| Circuit {
                     state: State::Closed,
                     failures: 0,
+                    failed_at: None,
                     last_failure: None,
                     open_until_wall: None,
                 });
+                if circuit.stale(now) {
+                    circuit.failures = 0;
+                    self.unhealthy.fetch_sub(1, Ordering::AcqRel);
+                }
                 if circuit.healthy() {
                     self.unhealthy.fetch_add(1, Ordering::AcqRel);
                 }
                 circuit.failures = circuit.failures.saturating_add(1);
+                circuit.failed_at = Some(now);
                 circuit.last_failure = Some((SystemTime::now(), why));
                 let probe_failed = matches!(circuit.state, State::HalfOpen { .. });
                 if probe_failed || circuit.failures >= config.consecutive_failures {
@@ -230,11 +271,22 @@ impl Circuits {
         }
     }
 
+    /// Forgets the failures of closed circuits that failed long ago.
+    fn forget_stale(&self, map: &mut HashMap<String, HashMap<String, Circuit>>, now: Instant) {
+        for circuit in map.values_mut().flat_map(HashMap::values_mut) {
+            if circuit.stale(now) {
+                circuit.failures = 0;
+                self.unhealthy.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
     /// Every circuit, as `/api/health` shows it.
     pub fn snapshot(&self) -> Vec<CircuitView> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let mut out: Vec<CircuitView> = map
+            .by_provider
             .iter()
             .flat_map(|(provider, models)| {
                 models.iter().map(move |(model, c)| CircuitView {
@@ -283,6 +335,21 @@ pub struct CircuitView {
 pub struct LastFailure {
     pub at: String,
     pub error: String,
+}
+
+/// Whether a new circuit fits: in a full map, after the healthy ones are forgotten.
+fn room_for_one(map: &mut HashMap<String, HashMap<String, Circuit>>) -> bool {
+    let count = |map: &HashMap<String, HashMap<String, Circuit>>| {
+        map.values().map(HashMap::len).sum::<usize>()
+    };
+    if count(map) < MAX_CIRCUITS {
+        return true;
+    }
+    for models in map.values_mut() {
+        models.retain(|_, c| !c.healthy());
+    }
+    map.retain(|_, models| !models.is_empty());
+    count(map) < MAX_CIRCUITS
 }
 
 fn gauge(provider: &str, model: &str, state: i64) {
@@ -362,6 +429,40 @@ mod tests {
         assert!(c.snapshot().len() <= MAX_CIRCUITS);
         assert_eq!(c.unhealthy.load(Ordering::Acquire), 1);
         assert!(c.snapshot().iter().any(|v| v.provider == "q"));
+        // A map full of failing circuits tracks no new one: never more than the bound.
+        for i in 0..MAX_CIRCUITS + 10 {
+            c.report_at("r", &format!("f{i}"), down(), &CONFIG, t0);
+        }
+        assert_eq!(c.snapshot().len(), MAX_CIRCUITS);
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), MAX_CIRCUITS);
+    }
+
+    /// A model that failed once and was never asked again forgets it, and the attempts of
+    /// every provider go back to the lock-free path; failures far apart are not in a row.
+    #[test]
+    fn stale_failures_are_forgotten() {
+        let c = Circuits::default();
+        let t0 = Instant::now();
+        c.report_at("p", "orphan", down(), &CONFIG, t0);
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), 1);
+        assert_eq!(c.admit_at("p", "other", &CONFIG, t0), Admission::Go);
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), 1, "not stale yet");
+        let later = t0 + STALE_FAILURES + SWEEP_EVERY;
+        assert_eq!(c.admit_at("p", "other", &CONFIG, later), Admission::Go);
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), 0);
+        // Three failures, each long after the last: never three in a row.
+        for n in 0..3u32 {
+            c.report_at(
+                "p",
+                "slow",
+                down(),
+                &CONFIG,
+                later + STALE_FAILURES * (n + 1),
+            );
+        }
+        let at = later + STALE_FAILURES * 3;
+        assert_eq!(c.admit_at("p", "slow", &CONFIG, at), Admission::Go);
+        assert_eq!(c.unhealthy.load(Ordering::Acquire), 1);
     }
 
     #[test]
