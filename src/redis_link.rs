@@ -63,6 +63,7 @@ pub struct RedisLink {
 struct Connection {
     manager: Option<ConnectionManager>,
     connecting: Option<Connecting>,
+    /// When the last connect started.
     last_try: Option<Instant>,
 }
 
@@ -93,9 +94,14 @@ impl RedisLink {
             if let Some(manager) = &state.manager {
                 return Ok(manager.clone());
             }
+            // A connect nobody polled past its bound (every request gave up on it, none came
+            // since) would report its own timeout as a failure: a fresh one starts instead.
+            let stale = state
+                .last_try
+                .is_some_and(|t| t.elapsed() >= self.connect_timeout * 2);
             match &state.connecting {
-                Some(under_way) => under_way.clone(),
-                None => {
+                Some(under_way) if !stale => under_way.clone(),
+                _ => {
                     if state
                         .last_try
                         .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)

@@ -7,8 +7,8 @@ use pingora::http::RequestHeader;
 /// The key the app sent: `Authorization: Bearer` (OpenAI SDK, recent Anthropic SDKs),
 /// `x-api-key` (older Anthropic SDKs) or `x-goog-api-key` (google-genai).
 pub fn app_key(req: &RequestHeader) -> Option<&[u8]> {
-    if req.headers.contains_key(http::header::AUTHORIZATION) {
-        return bearer(req);
+    if let Some(authorization) = req.headers.get(http::header::AUTHORIZATION) {
+        return bearer_token(authorization.as_bytes());
     }
     ["x-api-key", "x-goog-api-key"]
         .iter()
@@ -18,11 +18,15 @@ pub fn app_key(req: &RequestHeader) -> Option<&[u8]> {
 
 /// The token of an `Authorization: Bearer` header (the scheme in any case).
 pub fn bearer(req: &RequestHeader) -> Option<&[u8]> {
-    let v = req.headers.get(http::header::AUTHORIZATION)?.as_bytes();
-    let scheme = v.get(..7)?;
+    bearer_token(req.headers.get(http::header::AUTHORIZATION)?.as_bytes())
+}
+
+/// The token of an `Authorization` value that uses the Bearer scheme.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let scheme = value.get(..7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")
-        .then(|| v[7..].trim_ascii())
+        .then(|| value[7..].trim_ascii())
 }
 
 /// With `auth.keys` configured, the matching key (its default `customer_identifier` applies
