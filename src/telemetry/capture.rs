@@ -46,12 +46,26 @@ pub struct Capture {
     pub format: Format,
     /// An SSE stream rather than one JSON body.
     pub stream: bool,
-    bytes: BytesMut,
+    kept: Kept,
     limit: usize,
     pub truncated: bool,
-    /// The relay assembles the answer itself: bytes pushed are not kept.
-    assembling: bool,
-    assembled: Option<Output>,
+}
+
+/// What a capture holds.
+#[derive(Debug)]
+enum Kept {
+    /// The bytes that went by (up to the limit).
+    Bytes(BytesMut),
+    /// Nothing: the relay is assembling the answer as it passes.
+    Assembling,
+    /// The answer the relay assembled.
+    Assembled(Output),
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Kept::Bytes(BytesMut::new())
+    }
 }
 
 impl Capture {
@@ -72,18 +86,24 @@ impl Capture {
 
     /// The relay reads the answer into a message as it passes: keep no bytes of it.
     pub fn assembling(&mut self) {
-        self.assembling = true;
+        self.kept = Kept::Assembling;
     }
 
     /// The answer the relay assembled.
     pub fn assembled(&mut self, output: Output) {
         self.truncated = output.truncated;
-        self.assembled = Some(output);
+        self.kept = Kept::Assembled(output);
     }
 
     /// The assembled answer, taken out.
     pub fn take_assembled(&mut self) -> Option<Output> {
-        self.assembled.take()
+        match std::mem::take(&mut self.kept) {
+            Kept::Assembled(output) => Some(output),
+            other => {
+                self.kept = other;
+                None
+            }
+        }
     }
 
     pub fn is_on(&self) -> bool {
@@ -92,30 +112,55 @@ impl Capture {
 
     /// Keeps what fits of `data`.
     pub fn push(&mut self, data: &[u8]) {
-        if self.limit == 0 || data.is_empty() || self.assembling {
+        let Kept::Bytes(bytes) = &mut self.kept else {
+            return;
+        };
+        if self.limit == 0 || data.is_empty() {
             return;
         }
-        let room = self.limit - self.bytes.len();
+        let room = self.limit - bytes.len();
         if data.len() > room {
             self.truncated = true;
         }
-        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+        bytes.extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    /// What was kept.
+    /// What was kept (nothing of an answer assembled as it passed).
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        match &self.kept {
+            Kept::Bytes(bytes) => bytes,
+            Kept::Assembling | Kept::Assembled(_) => &[],
+        }
     }
 
     /// What was kept, taken out (the capture is left off).
     pub fn take(&mut self) -> bytes::Bytes {
-        std::mem::take(self).bytes.freeze()
+        match std::mem::take(self).kept {
+            Kept::Bytes(bytes) => bytes.freeze(),
+            Kept::Assembling | Kept::Assembled(_) => bytes::Bytes::new(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assembled_answer_keeps_no_bytes_and_is_taken_once() {
+        let mut c = Capture::off();
+        c.start(Format::OpenAi, true, 100);
+        c.assembling();
+        c.push(b"data: {}\n\n");
+        assert!(c.bytes().is_empty());
+        c.assembled(Output {
+            truncated: true,
+            ..Output::default()
+        });
+        assert!(c.truncated);
+        assert!(c.take_assembled().is_some());
+        assert!(c.take_assembled().is_none());
+    }
 
     #[test]
     fn keeps_up_to_its_limit_and_marks_the_rest() {
