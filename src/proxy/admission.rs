@@ -6,6 +6,7 @@ use crate::catalog;
 use crate::dispatch::request::ModelRequest;
 use crate::error::GatewayError;
 use crate::limits::{customers, Ask, Blocked, Facts, Limits, Ticket};
+use crate::routing::Route;
 use crate::state::Snapshot;
 use crate::telemetry::cost::cost;
 use crate::telemetry::record::TokenUsage;
@@ -16,12 +17,13 @@ use std::time::SystemTime;
 /// knows (Anthropic's documented default).
 const DEFAULT_OUTPUT_ESTIMATE: u64 = 4096;
 
-/// Checks the request against every rule it matches; a refusal is its answer (429).
+/// Checks the request, going first to `route`, against every rule it matches; a refusal
+/// is its answer (429).
 pub async fn admit(
     limits: &Limits,
     snapshot: &Snapshot,
     ctx: &mut RequestCtx,
-    request: &ModelRequest<'_>,
+    (request, route): (&ModelRequest<'_>, Option<&Route<'_>>),
     body_len: usize,
 ) -> Result<(), GatewayError> {
     let config = &snapshot.config.limits;
@@ -37,7 +39,7 @@ pub async fn admit(
         model,
         metadata: &ctx.record.subject.metadata,
     };
-    let ask = estimate(snapshot, request, model, body_len);
+    let ask = estimate(request, route, model, body_len);
     let now = SystemTime::now();
     let mut ticket = match limits.check(config, facts, customer_params, ask, now).await {
         Ok(ticket) => ticket,
@@ -56,16 +58,21 @@ pub async fn admit(
 
 /// What a request may use: its input (about 4 bytes a token of its body), plus its output
 /// limit (else its route's, else the model's from the catalog), priced as its answer will
-/// be: by the route's `pricing`, else the catalog's price of the model the route sends.
-fn estimate(snapshot: &Snapshot, request: &ModelRequest<'_>, model: &str, body_len: usize) -> Ask {
-    let route = snapshot.router.resolve(model, None).ok();
-    let upstream = route.as_ref().map_or(model, |r| r.upstream_model);
+/// be: by the pricing of the route it goes to first, else the catalog's price of the model
+/// that route sends.
+fn estimate(
+    request: &ModelRequest<'_>,
+    route: Option<&Route<'_>>,
+    model: &str,
+    body_len: usize,
+) -> Ask {
+    let upstream = route.map_or(model, |r| r.upstream_model);
     let input = (body_len / 4) as u64;
     let asked = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
         .iter()
         .find_map(|name| request.body.get_as::<u64>(name).ok().flatten());
     let output = asked
-        .or_else(|| route.as_ref().and_then(|r| r.max_output_tokens))
+        .or_else(|| route.and_then(|r| r.max_output_tokens))
         .or_else(|| catalog::max_output_tokens(upstream))
         .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
     let usage = TokenUsage {

@@ -55,7 +55,6 @@ async fn run(
         .await?
         .map(Box::new);
     note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
-    admission::admit(&gw.limits, snapshot, ctx, &request, bytes.len()).await?;
     let plan = Plan::new(
         request.model.as_deref(),
         &request.params,
@@ -64,18 +63,30 @@ async fn run(
         &mut rand::thread_rng(),
     )?;
     let pinned = pinned_provider(session.req_header())?;
+    // An unknown model is answered before anything is counted or sent anywhere.
+    let route = plan
+        .models
+        .first()
+        .map(|first| snapshot.router.resolve(first, pinned.as_deref()))
+        .transpose()?;
+    admission::admit(
+        &gw.limits,
+        snapshot,
+        ctx,
+        (&request, route.as_ref()),
+        bytes.len(),
+    )
+    .await?;
     let limit = gw.telemetry.capture_limit(&ctx.record);
     ctx.record
         .output
         .start(request.ingress.capture_format(), false, limit);
-    // An unknown model is answered before anything is sent anywhere.
-    if let Some(first) = plan.models.first() {
-        let route = snapshot.router.resolve(first, pinned.as_deref())?;
+    if let Some(route) = &route {
         let (cache, wait) = (
             &snapshot.config.cache,
             snapshot.config.server.upstream_timeout,
         );
-        if answer_from_cache(&gw.cache, cache, wait, session, ctx, &request, &route).await {
+        if answer_from_cache(&gw.cache, cache, wait, session, ctx, &request, route).await {
             return Ok(());
         }
     }

@@ -113,6 +113,25 @@ async fn requests_per_key_are_limited_with_a_429_and_rate_limit_headers() {
     assert!(per_key[0]["resets_at"].is_string());
 }
 
+/// A request the gateway cannot route is answered before the limits count it.
+#[tokio::test]
+async fn a_request_that_cannot_be_routed_is_not_counted() {
+    let mock = Mock::start().await;
+    let rules = "    - {name: one, per: key, window: day, requests: 1}\n";
+    let sidecar = Sidecar::start(&config(&mock, rules)).await;
+    let mut lost = chat("gpt-4o", "hi");
+    lost["load_balance_group"] = json!({"group_id": "no-such-group"});
+    let path = "/v1/chat/completions";
+    let r = ask(&sidecar, "tok-a", path, &lost).await;
+    assert!(
+        r.status().is_client_error() && r.status() != 429,
+        "{}",
+        r.status()
+    );
+    assert_eq!(chat_as(&sidecar, "tok-a").await.status(), 200);
+    assert_eq!(chat_as(&sidecar, "tok-a").await.status(), 429);
+}
+
 #[tokio::test]
 async fn a_spent_budget_is_a_429_budget_exceeded() {
     let mock = Mock::start().await;
