@@ -255,7 +255,8 @@ impl UsageTap {
     /// is assembled, and for their usage, dropping the ones that must not reach the app.
     /// Without an answer to assemble, events that do not mention usage are not parsed.
     fn scan(&mut self, events: Bytes) -> Bytes {
-        if self.transcript.is_none() && memchr::memmem::find(&events, b"sage").is_none() {
+        let mentions_usage = usage_finder().find(&events).is_some();
+        if self.transcript.is_none() && !mentions_usage {
             return events;
         }
         let mut kept: Option<BytesMut> = None;
@@ -267,7 +268,10 @@ impl UsageTap {
                 continue;
             }
             let event = &events[start..end];
-            let drop = self.read(event);
+            let drop = self.read(
+                event,
+                mentions_usage && usage_finder().find(event).is_some(),
+            );
             match (&mut kept, drop) {
                 (None, true) => kept = Some(BytesMut::from(&events[..start])),
                 (Some(out), false) => out.extend_from_slice(event),
@@ -278,10 +282,9 @@ impl UsageTap {
         kept.map_or(events, BytesMut::freeze)
     }
 
-    /// Reads one event (its data found once): into the answer, and for its usage; whether
-    /// it is to be dropped.
-    fn read(&mut self, event: &[u8]) -> bool {
-        let usage = memchr::memmem::find(event, b"sage").is_some();
+    /// Reads one event (its data found once): into the answer, and, when it mentions
+    /// usage, for its usage; whether it is to be dropped.
+    fn read(&mut self, event: &[u8], usage: bool) -> bool {
         if !usage && self.transcript.is_none() {
             return false;
         }
@@ -334,6 +337,14 @@ impl UsageTap {
             }
         }
     }
+}
+
+/// The `sage` (of `usage` and `usageMetadata`) searcher, built once: building one per event
+/// cost more than the search.
+fn usage_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("sage"));
+    &FINDER
 }
 
 /// Later Anthropic reports replace what they give: the output count always (it is a running
