@@ -210,7 +210,12 @@ async fn a_fleet_on_one_redis_admits_exactly_the_limit() {
             .metric("respan_limit_decisions_total", &labels)
             .await;
     }
-    assert_eq!(alerts, 1.0, "alerts raised across the fleet");
+    // (A sidecar that gave up on a slow Redis call may have been the one told to raise it.)
+    if unavailable == 0 {
+        assert_eq!(alerts, 1.0, "alerts raised across the fleet");
+    } else {
+        assert!(alerts <= 1.0, "{alerts} alerts raised across the fleet");
+    }
     eprintln!("fleet of 3: {admitted} admitted, {refused} refused, {unavailable} unavailable");
 }
 
