@@ -8,9 +8,9 @@
 //! answer, so one entry serves a request that streams and one that does not.
 
 mod coherence;
-pub mod key;
+pub(crate) mod key;
 pub(crate) mod redis;
-pub mod tee;
+pub(crate) mod tee;
 
 use crate::config::{CacheBackend, CacheConfig};
 use crate::dispatch::request::ModelRequest;

@@ -4,12 +4,12 @@
 //! `attempts` runs the plan: it prepares each model's request, sends it, retries, falls
 //! back, and holds a stream back until its content starts; `proxy` then relays the answer.
 
-pub mod answer;
-pub mod attempts;
-pub mod balance;
-pub mod caller;
+pub(crate) mod answer;
+pub(crate) mod attempts;
+pub(crate) mod balance;
+pub(crate) mod caller;
 mod prepare;
-pub mod request;
+pub(crate) mod request;
 mod retry;
 mod shape;
 

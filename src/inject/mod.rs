@@ -3,7 +3,7 @@
 //! `respan.ai/inject: "true"`. Like `linkerd inject`, the output can be piped into
 //! `kubectl apply -f -`. The admission webhook applies the same change to pods.
 
-pub mod pod;
+pub(crate) mod pod;
 
 use serde::Deserialize;
 use serde_yaml::Value;

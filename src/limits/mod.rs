@@ -8,10 +8,10 @@
 //! cost. Counts are kept per rule name, window and scope value, in this process (`memory`):
 //! a reload keeps the counts of every rule whose name and window are unchanged.
 
-pub mod alerts;
-pub mod customers;
+pub(crate) mod alerts;
+pub(crate) mod customers;
 pub mod redis;
-pub mod window;
+pub(crate) mod window;
 
 use crate::config::limits::{LimitsConfig, Match, Rule, Scope, Window};
 use crate::drain::Drain;

@@ -15,7 +15,7 @@
 //! (those it has); on Gemini's they are translated to `contents` and `systemInstruction`,
 //! and their parameters to `generationConfig`.
 
-pub mod managed;
+pub(crate) mod managed;
 
 use crate::config::{Config, PromptConfig};
 use crate::dispatch::request::ModelRequest;

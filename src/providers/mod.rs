@@ -6,7 +6,7 @@
 
 mod anthropic;
 mod azure_openai;
-pub mod echo;
+pub(crate) mod echo;
 mod gemini;
 mod openai;
 

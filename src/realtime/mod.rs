@@ -7,7 +7,7 @@
 //! relays frames untouched (`proxy::realtime`); only `response.done` events are read, for
 //! their usage.
 
-pub mod frames;
+pub(crate) mod frames;
 
 use crate::config::ProviderKind;
 use crate::error::GatewayError;

@@ -5,7 +5,7 @@
 //! reload does; `changes` says what one changed, by name only.
 
 mod changes;
-pub mod watch;
+pub(crate) mod watch;
 
 use crate::config::{self, CacheConfig, Config, ConfigError, Loaded};
 use crate::state::{SharedState, Snapshot};

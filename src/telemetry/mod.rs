@@ -5,15 +5,15 @@
 //! Used by every other module; uses none of them but the model catalog (the formats of captured text are read back
 //! by a `Transcriber` that `translate` hands in).
 
-pub mod access_log;
-pub mod breakdown;
+pub(crate) mod access_log;
+pub(crate) mod breakdown;
 pub mod capture;
-pub mod cost;
+pub(crate) mod cost;
 pub mod export;
-pub mod ids;
+pub(crate) mod ids;
 pub mod logging;
-pub mod metrics;
-pub mod minutes;
+pub(crate) mod metrics;
+pub(crate) mod minutes;
 pub mod record;
 pub mod trace;
 

@@ -6,12 +6,12 @@
 //! Pure: bytes and values in, bytes and values out.
 
 pub mod anthropic;
-pub mod assembled;
+pub(crate) mod assembled;
 pub mod collect;
 mod error;
 mod first;
-pub mod gemini;
-pub mod openai;
+pub(crate) mod gemini;
+pub(crate) mod openai;
 mod reasoning;
 pub mod replay;
 pub mod responses;
@@ -19,7 +19,7 @@ pub mod sse;
 mod stream;
 pub mod transcript;
 pub mod usage;
-pub mod web_search;
+pub(crate) mod web_search;
 
 pub use error::translate_error;
 pub use stream::StreamTranslator;

@@ -4,9 +4,9 @@
 //! Anthropic ingress serving other models). `response` and `stream`: answers both ways.
 
 pub mod request;
-pub mod response;
-pub mod stream;
-pub mod transcript;
+pub(crate) mod response;
+pub(crate) mod stream;
+pub(crate) mod transcript;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

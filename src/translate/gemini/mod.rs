@@ -1,9 +1,9 @@
 //! Gemini `generateContent`: wire types and the translations to and from the OpenAI form.
 
-pub mod request;
-pub mod response;
-pub mod stream;
-pub mod transcript;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod stream;
+pub(crate) mod transcript;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! a [`ChatResponse`] or a series of [`ChatChunk`]s, and the reverse. Fields the gateway does
 //! not translate are ignored on input and never invented on output.
 
-pub mod transcript;
+pub(crate) mod transcript;
 
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
