@@ -11,13 +11,13 @@
 mod streams;
 
 use bytes::Bytes;
-use respan_sidecar::endpoint::Ingress;
-use respan_sidecar::telemetry::capture::{Format, Transcriber};
+use respan_sidecar::telemetry::capture::Transcriber;
 use respan_sidecar::telemetry::export::{otlp, respan};
 use respan_sidecar::telemetry::record::{AttemptRecord, Outcome, RequestRecord, TokenUsage};
 use respan_sidecar::telemetry::trace::Trace;
 use respan_sidecar::translate::usage::UsageTap;
-use respan_sidecar::translate::{collect, transcript, ResponsePlan, StreamTranslator, Wire};
+use respan_sidecar::translate::{collect, transcript, ResponsePlan, StreamTranslator};
+use respan_sidecar::wire::Wire;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +41,7 @@ fn time(what: &str, events: usize, n: u32, mut f: impl FnMut()) {
 }
 
 /// The plan for an answer in `from`'s format to an app on `to`.
-fn plan(from: Wire, to: Ingress) -> ResponsePlan {
+fn plan(from: Wire, to: Wire) -> ResponsePlan {
     let mut plan = ResponsePlan::identity(to, "bench");
     plan.from = from;
     plan.include_usage = true;
@@ -84,11 +84,11 @@ fn translate(what: &str, plan: &ResponsePlan, events: &[Bytes], assemble: bool, 
 
 /// Relays `events` as they are, through the usage tap; with `assemble`, the trace's answer
 /// is assembled from each event as it passes.
-fn tap(what: &str, wire: Wire, format: Format, events: &[Bytes], assemble: bool, n: u32) {
+fn tap(what: &str, wire: Wire, events: &[Bytes], assemble: bool, n: u32) {
     time(what, events.len(), n, || {
         let mut tap = UsageTap::new(wire, false);
         if assemble {
-            tap.assemble(format, 256 * 1024);
+            tap.assemble(wire, 256 * 1024);
         }
         for e in events {
             black_box(tap.feed(black_box(e.clone())));
@@ -104,12 +104,12 @@ fn main() {
     let openai = streams::openai_events();
     let anthropic = streams::anthropic_events();
     let gemini = streams::gemini_events();
-    let to_chat = plan(Wire::Anthropic, Ingress::OpenAi);
-    let to_responses = plan(Wire::Anthropic, Ingress::Responses);
+    let to_chat = plan(Wire::Anthropic, Wire::OpenAi);
+    let to_responses = plan(Wire::Anthropic, Wire::Responses);
 
     println!("translation (decode, translate, encode, usage; + the trace's answer assembled):");
-    let from_gemini = plan(Wire::Gemini, Ingress::OpenAi);
-    let to_anthropic = plan(Wire::OpenAi, Ingress::Anthropic);
+    let from_gemini = plan(Wire::Gemini, Wire::OpenAi);
+    let to_anthropic = plan(Wire::OpenAi, Wire::Anthropic);
     for (what, plan, events) in [
         ("anthropic -> chat", &to_chat, &anthropic),
         ("anthropic -> responses", &to_responses, &anthropic),
@@ -121,27 +121,27 @@ fn main() {
     }
 
     println!("relayed as it is (usage tap; + the trace's answer assembled):");
-    for (what, wire, format, events) in [
-        ("chat", Wire::OpenAi, Format::OpenAi, &openai),
-        ("anthropic", Wire::Anthropic, Format::Anthropic, &anthropic),
-        ("gemini", Wire::Gemini, Format::Gemini, &gemini),
+    for (what, wire, events) in [
+        ("chat", Wire::OpenAi, &openai),
+        ("anthropic", Wire::Anthropic, &anthropic),
+        ("gemini", Wire::Gemini, &gemini),
     ] {
-        tap(&format!("  {what}"), wire, format, events, false, n);
-        tap(&format!("  {what} + answer"), wire, format, events, true, n);
+        tap(&format!("  {what}"), wire, events, false, n);
+        tap(&format!("  {what} + answer"), wire, events, true, n);
     }
 
     println!("the cache's whole answer, gathered from the app's stream:");
     let chat_pieces = translated(&to_chat, &anthropic);
     let responses_pieces = translated(&to_responses, &anthropic);
     for (what, ingress, pieces) in [
-        ("  chat (passthrough)", Ingress::OpenAi, &openai),
-        ("  chat (from anthropic)", Ingress::OpenAi, &chat_pieces),
+        ("  chat (passthrough)", Wire::OpenAi, &openai),
+        ("  chat (from anthropic)", Wire::OpenAi, &chat_pieces),
         (
             "  responses (from anthropic)",
-            Ingress::Responses,
+            Wire::Responses,
             &responses_pieces,
         ),
-        ("  anthropic (passthrough)", Ingress::Anthropic, &anthropic),
+        ("  anthropic (passthrough)", Wire::Anthropic, &anthropic),
     ] {
         time(what, pieces.len(), n, || {
             black_box(collect::whole(ingress, black_box(pieces), None));
@@ -151,17 +151,22 @@ fn main() {
     println!("the trace's output, read back from a capture (whole answers, cache hits):");
     let joined = |pieces: &[Bytes]| pieces.concat();
     for (what, format, bytes, events) in [
-        ("  chat", Format::OpenAi, joined(&openai), openai.len()),
+        ("  chat", Some(Wire::OpenAi), joined(&openai), openai.len()),
         (
             "  anthropic",
-            Format::Anthropic,
+            Some(Wire::Anthropic),
             joined(&anthropic),
             anthropic.len(),
         ),
-        ("  gemini", Format::Gemini, joined(&gemini), gemini.len()),
+        (
+            "  gemini",
+            Some(Wire::Gemini),
+            joined(&gemini),
+            gemini.len(),
+        ),
         (
             "  responses",
-            Format::Responses,
+            Some(Wire::Responses),
             joined(&responses_pieces),
             responses_pieces.len(),
         ),
@@ -203,13 +208,13 @@ fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
     r.input = Some(Bytes::from_static(
         br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}],"stream":true,"customer_identifier":"bench"}"#,
     ));
-    r.format = Format::OpenAi;
-    r.output.start(Format::OpenAi, true, 256 * 1024);
+    r.format = Some(Wire::OpenAi);
+    r.output.start(Some(Wire::OpenAi), true, 256 * 1024);
     // The relay's tap reads the stream either way (for its usage): the two records differ
     // only by the assembling.
     let mut tap = UsageTap::new(Wire::OpenAi, false);
     if assembled {
-        tap.assemble(Format::OpenAi, 256 * 1024);
+        tap.assemble(Wire::OpenAi, 256 * 1024);
         r.output.assembling();
     }
     for e in events {

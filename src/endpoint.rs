@@ -1,29 +1,7 @@
 //! Which API a request is for, from its method and path.
 
-use crate::telemetry::capture::Format;
+use crate::wire::Wire;
 use http::Method;
-
-/// The API shape a caller speaks: errors (and, later, answers) are given back in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ingress {
-    OpenAi,
-    Anthropic,
-    Gemini,
-    /// OpenAI's Responses API: OpenAI's format for errors, its own for answers.
-    Responses,
-}
-
-impl Ingress {
-    /// How the telemetry reads back what an app of this format sent and got.
-    pub fn capture_format(self) -> Format {
-        match self {
-            Ingress::OpenAi => Format::OpenAi,
-            Ingress::Responses => Format::Responses,
-            Ingress::Anthropic => Format::Anthropic,
-            Ingress::Gemini => Format::Gemini,
-        }
-    }
-}
 
 /// What the gateway does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,12 +61,12 @@ impl Endpoint {
     }
 
     /// The format the caller speaks, and gets errors in.
-    pub fn ingress(self) -> Ingress {
+    pub fn ingress(self) -> Wire {
         match self {
-            Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Ingress::Anthropic,
-            Endpoint::Gemini => Ingress::Gemini,
-            Endpoint::Responses => Ingress::Responses,
-            _ => Ingress::OpenAi,
+            Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Wire::Anthropic,
+            Endpoint::Gemini => Wire::Gemini,
+            Endpoint::Responses => Wire::Responses,
+            _ => Wire::OpenAi,
         }
     }
 
@@ -284,7 +262,7 @@ mod tests {
         }
         let gemini = "/api/google/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent";
         assert_eq!(Endpoint::classify(&post, gemini), Endpoint::Gemini);
-        assert_eq!(Endpoint::AnthropicMessages.ingress(), Ingress::Anthropic);
+        assert_eq!(Endpoint::AnthropicMessages.ingress(), Wire::Anthropic);
         assert_eq!(
             Endpoint::classify(&Method::GET, "/chat/completions"),
             Endpoint::NotFound

@@ -5,10 +5,10 @@
 
 use crate::body::BodyError;
 use crate::dispatch::PlanError;
-use crate::endpoint::Ingress;
 use crate::params::ParamError;
 use crate::routing::RouteError;
 use crate::upstream::ExchangeError;
+use crate::wire::Wire;
 use serde_json::json;
 use std::time::Duration;
 
@@ -202,7 +202,7 @@ impl GatewayError {
     }
 
     /// The JSON error body in the format of the endpoint the caller used.
-    pub fn body(&self, ingress: Ingress) -> Vec<u8> {
+    pub fn body(&self, ingress: Wire) -> Vec<u8> {
         error_body(
             ingress,
             self.status(),
@@ -215,24 +215,24 @@ impl GatewayError {
 
 /// An error body in `ingress`'s format; also used for in-band stream errors.
 pub fn error_body(
-    ingress: Ingress,
+    ingress: Wire,
     status: u16,
     message: &str,
     code: Option<&str>,
     param: Option<&str>,
 ) -> Vec<u8> {
     let value = match ingress {
-        Ingress::OpenAi | Ingress::Responses => json!({"error": {
+        Wire::OpenAi | Wire::Responses => json!({"error": {
             "message": message,
             "type": openai_type(status),
             "param": param,
             "code": code,
         }}),
-        Ingress::Anthropic => json!({"type": "error", "error": {
+        Wire::Anthropic => json!({"type": "error", "error": {
             "type": anthropic_type(status),
             "message": message,
         }}),
-        Ingress::Gemini => json!({"error": {
+        Wire::Gemini => json!({"error": {
             "code": status,
             "message": message,
             "status": gemini_status(status),
@@ -242,8 +242,8 @@ pub fn error_body(
 }
 
 /// An error event ending a stream in `ingress`'s format (an SSE event, with its blank line).
-pub fn stream_error_event(ingress: Ingress, status: u16, code: &str, message: &str) -> Vec<u8> {
-    if ingress == Ingress::Responses {
+pub fn stream_error_event(ingress: Wire, status: u16, code: &str, message: &str) -> Vec<u8> {
+    if ingress == Wire::Responses {
         // The Responses API's own `error` event: flat, typed.
         let data = json!({"type": "error", "code": code, "message": message, "param": null});
         let mut event = Vec::new();
@@ -252,7 +252,7 @@ pub fn stream_error_event(ingress: Ingress, status: u16, code: &str, message: &s
     }
     let body = error_body(ingress, status, message, Some(code), None);
     let mut event = Vec::with_capacity(body.len() + 24);
-    if ingress == Ingress::Anthropic {
+    if ingress == Wire::Anthropic {
         event.extend_from_slice(b"event: error\n");
     }
     event.extend_from_slice(b"data: ");
@@ -378,9 +378,9 @@ pub fn anthropic_error_status(kind: &str) -> u16 {
 
 /// The status a caller's API uses for a provider's error status: Anthropic's 529
 /// "overloaded" is a 503 to OpenAI and Gemini callers.
-pub fn status_for_caller(status: u16, to: Ingress) -> u16 {
+pub fn status_for_caller(status: u16, to: Wire) -> u16 {
     match (status, to) {
-        (529, Ingress::OpenAi | Ingress::Gemini) => 503,
+        (529, Wire::OpenAi | Wire::Gemini) => 503,
         (s, _) => s,
     }
 }
@@ -390,7 +390,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn parsed(e: &GatewayError, ingress: Ingress) -> Value {
+    fn parsed(e: &GatewayError, ingress: Wire) -> Value {
         serde_json::from_slice(&e.body(ingress)).unwrap()
     }
 
@@ -398,7 +398,7 @@ mod tests {
     fn openai_shape() {
         let e = GatewayError::Route(RouteError::NoRoute("x".into()));
         assert_eq!(e.status(), 404);
-        let v = parsed(&e, Ingress::OpenAi);
+        let v = parsed(&e, Wire::OpenAi);
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["code"], "model_not_found");
         assert_eq!(v["error"]["param"], "model");
@@ -408,12 +408,12 @@ mod tests {
     #[test]
     fn other_ingress_shapes() {
         let e = GatewayError::Unauthorized;
-        let a = parsed(&e, Ingress::Anthropic);
+        let a = parsed(&e, Wire::Anthropic);
         assert_eq!(
             (a["type"].as_str(), a["error"]["type"].as_str()),
             (Some("error"), Some("authentication_error"))
         );
-        let g = parsed(&GatewayError::BodyTooLarge { limit: 1 }, Ingress::Gemini);
+        let g = parsed(&GatewayError::BodyTooLarge { limit: 1 }, Wire::Gemini);
         assert_eq!(
             (g["error"]["code"].as_u64(), g["error"]["status"].as_str()),
             (Some(413), Some("INVALID_ARGUMENT"))

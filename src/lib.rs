@@ -42,3 +42,4 @@ pub mod telemetry;
 pub mod translate;
 pub(crate) mod upstream;
 pub mod webhook;
+pub mod wire;

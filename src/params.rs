@@ -9,7 +9,7 @@
 
 use crate::body::{BodyError, JsonBody};
 use crate::config::Secret;
-use crate::endpoint::Ingress;
+use crate::wire::Wire;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -170,7 +170,7 @@ pub type ParamHeaders<'a> = [(&'static str, Option<&'a [u8]>); 2];
 pub fn extract<'a>(
     body: &mut JsonBody<'a>,
     headers: ParamHeaders<'_>,
-    ingress: Ingress,
+    ingress: Wire,
 ) -> Result<Extracted<'a>, ParamError> {
     let mut merged = JsonBody::default();
     for (name, value) in headers.iter().rev() {
@@ -178,7 +178,7 @@ pub fn extract<'a>(
             merge(&mut merged, decode_header(name, value)?);
         }
     }
-    if ingress == Ingress::Anthropic {
+    if ingress == Wire::Anthropic {
         anthropic_metadata(body, &mut merged)?;
     }
     for name in BODY_CONTAINERS.iter().rev() {
@@ -193,7 +193,7 @@ pub fn extract<'a>(
     let mut body_metadata = None;
     for name in BODY_PARAMS {
         // Anthropic's own `metadata` was sorted out above.
-        if *name == "metadata" && ingress == Ingress::Anthropic {
+        if *name == "metadata" && ingress == Wire::Anthropic {
             continue;
         }
         let Some(raw) = body.take(name) else { continue };
@@ -339,7 +339,7 @@ mod tests {
             ),
             ("X-Data-Keywordsai-Params", None),
         ];
-        let result = extract(&mut b, headers, Ingress::OpenAi);
+        let result = extract(&mut b, headers, Wire::OpenAi);
         (result, String::from_utf8(b.encode(&[], &[])).unwrap())
     }
 
@@ -391,9 +391,7 @@ mod tests {
             ("X-Data-Keywordsai-Params", None),
         ];
         assert_eq!(
-            extract(&mut b, headers, Ingress::OpenAi)
-                .unwrap_err()
-                .message,
+            extract(&mut b, headers, Wire::OpenAi).unwrap_err().message,
             "is not base64"
         );
     }
@@ -431,7 +429,7 @@ mod tests {
                 ("X-Data-Respan-Params", None),
                 ("X-Data-Keywordsai-Params", None),
             ],
-            Ingress::Anthropic,
+            Wire::Anthropic,
         )
         .unwrap();
         assert_eq!(e.params.customer_identifier.as_deref(), Some("c"));
@@ -451,7 +449,7 @@ mod tests {
                 ("X-Data-Respan-Params", None),
                 ("X-Data-Keywordsai-Params", None),
             ],
-            Ingress::Anthropic,
+            Wire::Anthropic,
         )
         .unwrap();
         assert_eq!(only_params.encode(&[], &[]), b"{}");

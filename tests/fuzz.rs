@@ -11,14 +11,12 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use respan_sidecar::body::{nesting_within, JsonBody};
-use respan_sidecar::endpoint::Ingress;
 use respan_sidecar::params;
 use respan_sidecar::translate::anthropic::request::JsonMode;
 use respan_sidecar::translate::responses::ToolNames;
 use respan_sidecar::translate::sse::SseParser;
-use respan_sidecar::translate::{
-    self, collect, replay, ResponsePlan, StreamTranslator, Target, Wire,
-};
+use respan_sidecar::translate::{self, collect, replay, ResponsePlan, StreamTranslator, Target};
+use respan_sidecar::wire::Wire;
 use serde_json::Value;
 use std::path::Path;
 
@@ -70,7 +68,7 @@ fn answers() -> Vec<(Wire, String)> {
     ])
 }
 
-fn plan(from: Wire, to: Ingress) -> ResponsePlan {
+fn plan(from: Wire, to: Wire) -> ResponsePlan {
     ResponsePlan {
         from,
         to,
@@ -138,10 +136,10 @@ fn blank(mut v: Value) -> Value {
 }
 
 /// The ingresses an answer in `wire` can be translated to.
-fn targets(wire: Wire) -> Vec<Ingress> {
-    [Ingress::OpenAi, Ingress::Anthropic, Ingress::Responses]
+fn targets(wire: Wire) -> Vec<Wire> {
+    [Wire::OpenAi, Wire::Anthropic, Wire::Responses]
         .into_iter()
-        .filter(|i| Wire::of_ingress(*i) != wire)
+        .filter(|i| *i != wire)
         .collect()
 }
 
@@ -317,7 +315,7 @@ proptest! {
     fn request_bodies_never_panic(body in request_body(), depth in 1usize..80) {
         let bytes = serde_json::to_vec(&body).unwrap();
         let _ = nesting_within(&bytes, depth);
-        for ingress in [Ingress::OpenAi, Ingress::Anthropic, Ingress::Responses, Ingress::Gemini] {
+        for ingress in [Wire::OpenAi, Wire::Anthropic, Wire::Responses, Wire::Gemini] {
             let Ok(mut parsed) = JsonBody::parse_within(&bytes, 64) else { continue };
             if params::extract(&mut parsed, [("X-Data-Respan-Params", None), ("X-Data-Keywordsai-Params", None)], ingress).is_err() {
                 continue;
@@ -334,7 +332,7 @@ proptest! {
     fn raw_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = nesting_within(&bytes, 8);
         if let Ok(mut body) = JsonBody::parse(&bytes) {
-            let _ = params::extract(&mut body, [("X-Data-Respan-Params", Some(&bytes)), ("X-Data-Keywordsai-Params", None)], Ingress::OpenAi);
+            let _ = params::extract(&mut body, [("X-Data-Respan-Params", Some(&bytes)), ("X-Data-Keywordsai-Params", None)], Wire::OpenAi);
         }
     }
 

@@ -4,7 +4,7 @@
 //! entries are scoped to it. Streaming or not is not part of it: one answer serves both.
 
 use crate::body::JsonBody;
-use crate::endpoint::Ingress;
+use crate::wire::Wire;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -17,7 +17,7 @@ pub type Key = [u8; 32];
 
 /// The route and the customer a key is made for.
 pub struct Scope<'a> {
-    pub ingress: Ingress,
+    pub ingress: Wire,
     /// The provider and model routed to; `None` when answers are shared across models
     /// (`cache_options.is_cached_by_model: false`).
     pub route: Option<(&'a str, &'a str)>,
@@ -34,10 +34,10 @@ pub fn of(body: &JsonBody<'_>, scope: &Scope<'_>) -> Key {
     };
     part(b"respan-cache-v1");
     part(match scope.ingress {
-        Ingress::OpenAi => b"openai",
-        Ingress::Anthropic => b"anthropic",
-        Ingress::Gemini => b"gemini",
-        Ingress::Responses => b"responses",
+        Wire::OpenAi => b"openai",
+        Wire::Anthropic => b"anthropic",
+        Wire::Gemini => b"gemini",
+        Wire::Responses => b"responses",
     });
     let (provider, model) = scope.route.unwrap_or_default();
     part(provider.as_bytes());
@@ -100,7 +100,7 @@ mod tests {
     fn key(body: &str, customer: Option<&str>) -> Key {
         let body = JsonBody::parse(body.as_bytes()).unwrap();
         let scope = Scope {
-            ingress: Ingress::OpenAi,
+            ingress: Wire::OpenAi,
             route: Some(("p", "m")),
             customer,
         };
@@ -111,7 +111,7 @@ mod tests {
     fn answers_shared_across_models_leave_the_route_out() {
         let body = JsonBody::parse(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let scope = |route| Scope {
-            ingress: Ingress::OpenAi,
+            ingress: Wire::OpenAi,
             route,
             customer: None,
         };
@@ -167,7 +167,7 @@ mod tests {
             JsonBody::parse(br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0}"#)
                 .unwrap();
         let anthropic = Scope {
-            ingress: Ingress::Anthropic,
+            ingress: Wire::Anthropic,
             route: Some(("p", "m")),
             customer: None,
         };

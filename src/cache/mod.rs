@@ -14,11 +14,11 @@ pub(crate) mod tee;
 
 use crate::config::{CacheBackend, CacheConfig};
 use crate::dispatch::request::ModelRequest;
-use crate::endpoint::Ingress;
 use crate::providers::Operation;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::record::{Served, TokenUsage};
 use crate::translate::collect;
+use crate::wire::Wire;
 use bytes::Bytes;
 use moka::sync::Cache;
 use moka::Expiry;
@@ -289,7 +289,7 @@ pub struct Entry {
     pub key: Key,
     pub ttl: Duration,
     /// The format of the answer (streams are gathered in it).
-    pub ingress: Ingress,
+    pub ingress: Wire,
     /// How the request's stream is told, if it streams (and may share a stream in flight).
     pub stream: Option<Telling>,
 }

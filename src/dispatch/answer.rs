@@ -5,11 +5,12 @@ use crate::error::StreamFailure;
 use crate::head;
 use crate::providers::echo::LocalAnswer;
 use crate::providers::relays_back;
-use crate::telemetry::capture::{Format, Output};
+use crate::telemetry::capture::Output;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::usage::{self, UsageTail, UsageTap};
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits};
+use crate::wire::Wire;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::response::Parts;
@@ -189,7 +190,7 @@ impl BodyReader {
     /// Assembles the trace's answer as the body passes, in `format` (the app's), keeping at
     /// most `limit` bytes of its text (0: none). A body that is not SSE is not assembled:
     /// it is read back from its capture.
-    pub fn assemble(&mut self, format: Format, limit: usize) {
+    pub fn assemble(&mut self, format: Wire, limit: usize) {
         match self {
             BodyReader::Translate { translator, .. } => translator.assemble(limit),
             BodyReader::Tap(tap) => tap.assemble(format, limit),

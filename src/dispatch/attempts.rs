@@ -22,10 +22,10 @@ use crate::health::{Admission, Circuits, Report};
 use crate::providers::{echo, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
-use crate::telemetry::capture::Format;
 use crate::telemetry::record::{AttemptRecord, Outcome, RequestRecord};
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{ExchangeError, ReadLimits, Upstream};
+use crate::wire::Wire;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use std::time::Duration;
@@ -367,8 +367,8 @@ impl Attempts<'_> {
     }
 
     /// What a stream's reader assembles for the trace: the app's format, and how much.
-    fn transcript(&self) -> (Format, usize) {
-        (self.request.ingress.capture_format(), self.transcript_limit)
+    fn transcript(&self) -> (Wire, usize) {
+        (self.request.ingress, self.transcript_limit)
     }
 
     /// Drops an answer that will not be used (its connection is closed).
@@ -385,7 +385,7 @@ async fn hold_back(
     answer: &mut Answer,
     plan: &ResponsePlan,
     limits: ReadLimits,
-    (format, transcript_limit): (Format, usize),
+    (format, transcript_limit): (Wire, usize),
 ) -> Result<Held, StreamFailure> {
     let identity = plan.is_identity();
     // Identity: a probe reads the upstream's events to see when content starts, and the tap

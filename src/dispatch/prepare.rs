@@ -5,12 +5,12 @@ use super::request::ModelRequest;
 use crate::body::{raw_string, JsonBody};
 use crate::catalog;
 use crate::config::{BaseUrl, ProviderConfig, ProviderKind};
-use crate::endpoint::Ingress;
 use crate::error::GatewayError;
 use crate::providers::{self, echo, Credentials, Operation};
 use crate::routing::Route;
 use crate::state::Snapshot;
-use crate::translate::{self, ResponsePlan, TranslateError, Wire};
+use crate::translate::{self, ResponsePlan, TranslateError};
+use crate::wire::Wire;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri};
@@ -50,16 +50,16 @@ pub fn prepare<'a>(
     let provider = route.provider;
     let wire = Wire::of(provider.kind, request.ingress);
     if matches!(request.operation, Operation::CountTokens { .. })
-        && request.ingress == Ingress::Anthropic
+        && request.ingress == Wire::Anthropic
         && wire != Wire::Anthropic
     {
         return Ok(Prepared {
             target: Target::Estimate,
             body: Bytes::new(),
-            plan: ResponsePlan::identity(Ingress::Anthropic, upstream_model),
+            plan: ResponsePlan::identity(Wire::Anthropic, upstream_model),
         });
     }
-    let native = wire == Wire::of_ingress(request.ingress);
+    let native = wire == request.ingress;
     let (body, plan) = if native {
         let mut plan = ResponsePlan::identity(request.ingress, upstream_model);
         let usage_option = usage_for_gateway(request, provider);
@@ -124,7 +124,7 @@ fn encode_body(
 ) -> Bytes {
     // The app's `model` stays as it is when the provider gets the same name.
     let renamed =
-        request.ingress != Ingress::Gemini && request.model.as_deref() != Some(upstream_model);
+        request.ingress != Wire::Gemini && request.model.as_deref() != Some(upstream_model);
     let model = renamed.then(|| raw_string(upstream_model));
     let mut overrides: Vec<(&str, &RawValue)> = Vec::new();
     if let Some(model) = &model {
@@ -178,7 +178,7 @@ fn usage_for_gateway(
     provider: &ProviderConfig,
 ) -> Option<Box<RawValue>> {
     let eligible = matches!(provider.kind, ProviderKind::OpenAi | ProviderKind::Echo);
-    if !(eligible && request.stream && request.ingress == Ingress::OpenAi) {
+    if !(eligible && request.stream && request.ingress == Wire::OpenAi) {
         return None;
     }
     // A `stream_options` that is not an object is the provider's to refuse, untouched.

@@ -2,17 +2,18 @@
 //! parameters, and those parameters typed.
 
 use crate::body::JsonBody;
-use crate::endpoint::{Endpoint, GeminiAction, GeminiCall, Ingress};
+use crate::endpoint::{Endpoint, GeminiAction, GeminiCall};
 use crate::error::GatewayError;
 use crate::params::{self, Extracted, RespanParams};
 use crate::providers::Operation;
+use crate::wire::Wire;
 use pingora::http::RequestHeader;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// A parsed model call, ready to be sent to any provider.
 pub struct ModelRequest<'a> {
-    pub ingress: Ingress,
+    pub ingress: Wire,
     pub operation: Operation,
     /// The model the app asked for (from the body, or the path on Gemini's API); a
     /// `load_balance_group` may stand in for it.

@@ -19,11 +19,11 @@ pub(crate) mod managed;
 
 use crate::config::{Config, PromptConfig};
 use crate::dispatch::request::ModelRequest;
-use crate::endpoint::Ingress;
 use crate::error::GatewayError;
 use crate::params::PromptParam;
 use crate::translate::openai::ChatRequest;
 use crate::translate::{anthropic, gemini};
+use crate::wire::Wire;
 use managed::ManagedPrompts;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::value::{to_raw_value, RawValue};
@@ -104,23 +104,23 @@ fn render_into(
     let variables = Value::Object(param.variables.clone());
     let mut messages = render(&param.prompt_id, &prompt.messages, &variables)?;
     let parameters = match request.ingress {
-        Ingress::OpenAi => {
+        Wire::OpenAi => {
             request.body.set("messages", raw(&Value::Array(messages))?);
             prompt.parameters.clone()
         }
-        Ingress::Responses => {
+        Wire::Responses => {
             // A chat message is also a Responses input item.
             request.body.set("input", raw(&Value::Array(messages))?);
             as_responses(&prompt.parameters)
         }
-        Ingress::Anthropic => {
+        Wire::Anthropic => {
             if let Some(system) = take_system(&mut messages) {
                 request.body.set("system", raw(&Value::String(system))?);
             }
             request.body.set("messages", raw(&Value::Array(messages))?);
             as_anthropic(&prompt.parameters)?
         }
-        Ingress::Gemini => {
+        Wire::Gemini => {
             let mut gemini = as_gemini(messages, &prompt.parameters)?;
             for field in ["contents", "systemInstruction"] {
                 if let Some(value) = gemini.remove(field) {
@@ -144,7 +144,7 @@ fn render_into(
         if let Some(model) = &prompt.model {
             request.model = Some(model.clone());
             // Gemini's model is in the path, which the route rewrites; its body has none.
-            if request.ingress != Ingress::Gemini {
+            if request.ingress != Wire::Gemini {
                 request
                     .body
                     .set("model", raw(&Value::String(model.clone()))?);

@@ -78,9 +78,7 @@ async fn run(
     )
     .await?;
     let limit = gw.telemetry.capture_limit(&ctx.record);
-    ctx.record
-        .output
-        .start(request.ingress.capture_format(), false, limit);
+    ctx.record.output.start(Some(request.ingress), false, limit);
     if let Some(route) = &route {
         let (cache, wait) = (
             &snapshot.config.cache,
@@ -116,7 +114,7 @@ fn note_request(
 ) {
     let p = &request.params;
     record.requested_model.clone_from(&request.model);
-    record.format = request.ingress.capture_format();
+    record.format = Some(request.ingress);
     record.stream = request.stream;
     record.disable_log = !telemetry.may_capture(p.disable_log.unwrap_or(false));
     record.request_breakdown = p.request_breakdown.unwrap_or(false);

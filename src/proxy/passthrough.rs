@@ -10,10 +10,9 @@ use crate::error::GatewayError;
 use crate::params::RespanParams;
 use crate::providers;
 use crate::state::Snapshot;
-use crate::telemetry::capture::Format;
 use crate::translate::usage::UsageTail;
-use crate::translate::Wire;
 use crate::upstream::Upstream;
+use crate::wire::Wire;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorType};
@@ -45,8 +44,9 @@ pub fn begin(
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if json {
-        ctx.record.format = Format::OpenAi;
-        ctx.passthrough_input.start(Format::OpenAi, false, limit);
+        ctx.record.format = Some(Wire::OpenAi);
+        ctx.passthrough_input
+            .start(Some(Wire::OpenAi), false, limit);
     }
     let served = &mut ctx.record.served;
     served.provider.clone_from(&provider.name);
@@ -109,7 +109,7 @@ fn internal(e: impl ToString) -> Box<Error> {
 pub fn observe_head(head: &ResponseHeader, ctx: &mut RequestCtx, limit: usize) {
     let sse = is_event_stream(&head.headers);
     ctx.record.stream = sse;
-    ctx.record.output.start(Format::Raw, sse, limit);
+    ctx.record.output.start(None, sse, limit);
     ctx.passthrough_tail = Some(UsageTail::new(Wire::OpenAi));
 }
 

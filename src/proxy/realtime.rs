@@ -13,7 +13,6 @@ use super::Gateway;
 use crate::body::JsonBody;
 use crate::dispatch::request::pinned_provider;
 use crate::drain::Phase;
-use crate::endpoint::Ingress;
 use crate::error::GatewayError;
 use crate::params::{self, RespanParams};
 use crate::providers;
@@ -21,6 +20,7 @@ use crate::realtime::{self, frames};
 use crate::state::Snapshot;
 use crate::telemetry::record::{AttemptRecord, BodyEnd, Outcome, TokenUsage};
 use crate::upstream::{ExchangeError, Upgrade};
+use crate::wire::Wire;
 use bytes::BytesMut;
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use pingora::http::RequestHeader;
@@ -128,7 +128,7 @@ fn header_params(req: &RequestHeader) -> Result<RespanParams, GatewayError> {
             header("x-data-keywordsai-params"),
         ),
     ];
-    let extracted = params::extract(&mut JsonBody::default(), headers, Ingress::OpenAi)?;
+    let extracted = params::extract(&mut JsonBody::default(), headers, Wire::OpenAi)?;
     Ok(extracted.params)
 }
 

@@ -12,7 +12,6 @@ use super::respond::{add_respan_headers, write_head, write_whole};
 use crate::dispatch::answer::{is_event_stream, Answer, BodyReader, Held, Settled};
 use crate::dispatch::caller::or_gone;
 use crate::drain::Drain;
-use crate::endpoint::Ingress;
 use crate::error::{stream_error_event, GatewayError};
 use crate::error::{StreamFailure, SHUTTING_DOWN, UPSTREAM_FAILED_CODE};
 use crate::head::frame;
@@ -22,6 +21,7 @@ use crate::translate::sse::write_json;
 use crate::translate::usage;
 use crate::translate::{translate_error, ResponsePlan};
 use crate::upstream::{ReadLimits, Upstream};
+use crate::wire::Wire;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::response::Parts;
@@ -256,15 +256,14 @@ fn whole_with_breakdown(ctx: &RequestCtx, answer: &Answer, head: &Parts) -> bool
 /// The last piece of a stream with the breakdown event added: before OpenAI's `[DONE]` (the
 /// last data event before it), at the end for the other formats, which have no end marker
 /// (Anthropic's as an event of its own name, which the SDKs skip).
-fn with_breakdown_event(end: &[u8], ingress: Ingress, breakdown: &Value) -> Bytes {
+fn with_breakdown_event(end: &[u8], ingress: Wire, breakdown: &Value) -> Bytes {
     let value = json!({ "request_breakdown": breakdown });
     let mut event = Vec::new();
-    let name =
-        matches!(ingress, Ingress::Anthropic | Ingress::Responses).then_some("request_breakdown");
+    let name = matches!(ingress, Wire::Anthropic | Wire::Responses).then_some("request_breakdown");
     write_json(&mut event, name, &value);
     let at = match ingress {
-        Ingress::OpenAi => memchr::memmem::rfind(end, b"data: [DONE]").unwrap_or(end.len()),
-        Ingress::Anthropic | Ingress::Gemini | Ingress::Responses => end.len(),
+        Wire::OpenAi => memchr::memmem::rfind(end, b"data: [DONE]").unwrap_or(end.len()),
+        Wire::Anthropic | Wire::Gemini | Wire::Responses => end.len(),
     };
     let mut out = Vec::with_capacity(end.len() + event.len());
     out.extend_from_slice(&end[..at]);

@@ -12,10 +12,10 @@ mod store;
 
 use crate::config::{CacheConfig, ResponsesConfig};
 use crate::dispatch::request::ModelRequest;
-use crate::endpoint::Ingress;
 use crate::error::GatewayError;
-use crate::telemetry::capture::{Capture, Format};
+use crate::telemetry::capture::Capture;
 use crate::translate::sse::SseParser;
+use crate::wire::Wire;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -89,7 +89,7 @@ pub async fn recall(
     config: &ResponsesConfig,
     request: &mut ModelRequest<'_>,
 ) -> Result<Option<Keeping>, GatewayError> {
-    if request.ingress != Ingress::Responses || !config.store {
+    if request.ingress != Wire::Responses || !config.store {
         return Ok(None);
     }
     let body = &mut request.body;
@@ -145,7 +145,7 @@ fn input_items(input: Result<Option<Value>, String>) -> Result<Vec<Value>, Gatew
 
 fn capture() -> Capture {
     let mut c = Capture::off();
-    c.start(Format::Responses, true, MAX_ANSWER_BYTES);
+    c.start(Some(Wire::Responses), true, MAX_ANSWER_BYTES);
     c
 }
 

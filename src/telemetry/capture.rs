@@ -1,24 +1,12 @@
 //! Bounded copies of what went by (an answer's bytes), so that a thousand live streams with
 //! content capture on hold at most a thousand times the bound.
 
+use crate::wire::Wire;
 use bytes::BytesMut;
 use serde_json::value::RawValue;
 
 /// `telemetry.max_capture_bytes` by default: a long answer, not a runaway one.
 pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 256 * 1024;
-
-/// The format of the bytes captured, to read their text back when the trace is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    OpenAi,
-    Anthropic,
-    Gemini,
-    /// OpenAI's Responses API.
-    Responses,
-    /// Anything else (passthrough paths): kept as text.
-    #[default]
-    Raw,
-}
 
 /// An answer read back from its capture: one assistant message (as JSON text), with its
 /// finish reasons.
@@ -35,15 +23,15 @@ pub struct Output {
 /// exporters only ever copy it out, so it is parsed as little as it can be.
 #[derive(Debug, Clone, Copy)]
 pub struct Transcriber {
-    pub input: fn(Format, &[u8]) -> Option<Box<RawValue>>,
-    pub output: fn(Format, bool, &[u8]) -> Output,
+    pub input: fn(Option<Wire>, &[u8]) -> Option<Box<RawValue>>,
+    pub output: fn(Option<Wire>, bool, &[u8]) -> Output,
 }
 
 /// Up to `limit` bytes of a body, and whether more went by; or, for a stream the relay read
 /// event by event, the answer it assembled as the events passed (then no bytes are kept).
 #[derive(Debug, Default)]
 pub struct Capture {
-    pub format: Format,
+    pub format: Option<Wire>,
     /// An SSE stream rather than one JSON body.
     pub stream: bool,
     kept: Kept,
@@ -75,7 +63,7 @@ impl Capture {
     }
 
     /// Starts capturing a body of `format`, up to `limit` bytes (0 keeps nothing).
-    pub fn start(&mut self, format: Format, stream: bool, limit: usize) {
+    pub fn start(&mut self, format: Option<Wire>, stream: bool, limit: usize) {
         *self = Capture {
             format,
             stream,
@@ -149,7 +137,7 @@ mod tests {
     #[test]
     fn an_assembled_answer_keeps_no_bytes_and_is_taken_once() {
         let mut c = Capture::off();
-        c.start(Format::OpenAi, true, 100);
+        c.start(Some(Wire::OpenAi), true, 100);
         c.assembling();
         c.push(b"data: {}\n\n");
         assert!(c.bytes().is_empty());
@@ -167,7 +155,7 @@ mod tests {
         let mut c = Capture::off();
         c.push(b"nothing");
         assert!(c.bytes().is_empty() && !c.truncated);
-        c.start(Format::OpenAi, true, 5);
+        c.start(Some(Wire::OpenAi), true, 5);
         c.push(b"abc");
         assert!(!c.truncated);
         c.push(b"defg");

@@ -5,9 +5,10 @@
 //! kept as the bytes that went by (bounded), and nothing is parsed or serialised until the
 //! request is over (`trace`, off the request path).
 
-use super::capture::{Capture, Format};
+use super::capture::Capture;
 use super::ids::TraceIds;
 use crate::catalog::Price;
+use crate::wire::Wire;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -205,7 +206,7 @@ pub struct RequestRecord {
     pub path: String,
     pub requested_model: Option<String>,
     /// The format the app speaks: how its input (and output) are read back.
-    pub format: Format,
+    pub format: Option<Wire>,
     pub stream: bool,
     pub subject: Subject,
     /// No message text in the trace (the request's `disable_log`, or `capture_content: false`).
@@ -254,7 +255,7 @@ impl RequestRecord {
             endpoint: "not_found",
             path: String::new(),
             requested_model: None,
-            format: Format::Raw,
+            format: None,
             stream: false,
             subject: Subject::default(),
             disable_log: false,

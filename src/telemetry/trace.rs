@@ -264,7 +264,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::capture::Format;
+    use crate::wire::Wire;
 
     fn raw(text: &str) -> Option<Box<RawValue>> {
         RawValue::from_string(text.into()).ok()
@@ -309,8 +309,8 @@ mod tests {
         });
         r.subject.metadata = vec![("n".into(), "1".into())];
         r.input = Some(bytes::Bytes::from_static(b"{}"));
-        r.format = Format::OpenAi;
-        r.output.start(Format::OpenAi, false, 100);
+        r.format = Some(Wire::OpenAi);
+        r.output.start(Some(Wire::OpenAi), false, 100);
         r.output.push(b"{}");
         r
     }

@@ -7,8 +7,8 @@
 //! Runs once per stored stream, after the app has its last byte.
 
 use super::sse::SseParser;
-use crate::endpoint::Ingress;
 use crate::telemetry::record::TokenUsage;
+use crate::wire::Wire;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
@@ -16,12 +16,12 @@ use serde_json::{json, Map, Value};
 /// if the stream did not end as a complete success (no end marker, an error event, an event
 /// that could not be read). `usage` stands in for an OpenAI usage chunk the app did not ask
 /// for (the gateway read it and dropped it on the way).
-pub fn whole(ingress: Ingress, pieces: &[Bytes], usage: Option<&TokenUsage>) -> Option<Vec<u8>> {
+pub fn whole(ingress: Wire, pieces: &[Bytes], usage: Option<&TokenUsage>) -> Option<Vec<u8>> {
     let mut gathered = match ingress {
-        Ingress::OpenAi => Gathered::OpenAi(OpenAiStream::default()),
-        Ingress::Anthropic => Gathered::Anthropic(AnthropicStream::default()),
-        Ingress::Gemini => Gathered::Gemini(GeminiStream::default()),
-        Ingress::Responses => Gathered::Responses(ResponsesStream::default()),
+        Wire::OpenAi => Gathered::OpenAi(OpenAiStream::default()),
+        Wire::Anthropic => Gathered::Anthropic(AnthropicStream::default()),
+        Wire::Gemini => Gathered::Gemini(GeminiStream::default()),
+        Wire::Responses => Gathered::Responses(ResponsesStream::default()),
     };
     let mut readable = true;
     let mut on_event = |e: &super::sse::Event| readable &= gathered.event(&e.data).is_some();
@@ -541,7 +541,7 @@ fn add_part(parts: &mut Vec<Value>, part: Value) {
 mod tests {
     use super::*;
 
-    fn gather(ingress: Ingress, stream: &str, piece: usize) -> Option<Value> {
+    fn gather(ingress: Wire, stream: &str, piece: usize) -> Option<Value> {
         let pieces: Vec<Bytes> = stream
             .as_bytes()
             .chunks(piece)
@@ -564,7 +564,7 @@ mod tests {
     #[test]
     fn an_openai_stream_becomes_its_chat_completion_in_pieces_of_any_size() {
         for piece in [1, 7, 4096] {
-            let whole = gather(Ingress::OpenAi, OPENAI, piece).unwrap();
+            let whole = gather(Wire::OpenAi, OPENAI, piece).unwrap();
             assert_eq!(whole["id"], "chatcmpl-1");
             assert_eq!(whole["object"], "chat.completion");
             assert_eq!(whole["model"], "gpt-4o");
@@ -582,12 +582,12 @@ mod tests {
     #[test]
     fn an_openai_stream_without_its_end_or_with_an_error_is_not_kept() {
         let cut = OPENAI.replace("data: [DONE]\n\n", "");
-        assert!(gather(Ingress::OpenAi, &cut, 64).is_none());
+        assert!(gather(Wire::OpenAi, &cut, 64).is_none());
         let failed = OPENAI.replace(
             "data: [DONE]",
             "data: {\"error\":{\"message\":\"overloaded\"}}\n\ndata: [DONE]",
         );
-        assert!(gather(Ingress::OpenAi, &failed, 64).is_none());
+        assert!(gather(Wire::OpenAi, &failed, 64).is_none());
     }
 
     #[test]
@@ -604,8 +604,7 @@ mod tests {
         };
         let pieces = [Bytes::from(without)];
         let whole: Value =
-            serde_json::from_slice(&whole(Ingress::OpenAi, &pieces, Some(&usage)).unwrap())
-                .unwrap();
+            serde_json::from_slice(&whole(Wire::OpenAi, &pieces, Some(&usage)).unwrap()).unwrap();
         assert_eq!(whole["usage"]["total_tokens"], 10);
     }
 
@@ -631,7 +630,7 @@ mod tests {
     #[test]
     fn an_anthropic_stream_becomes_its_message_in_pieces_of_any_size() {
         for piece in [1, 13, 4096] {
-            let whole = gather(Ingress::Anthropic, ANTHROPIC, piece).unwrap();
+            let whole = gather(Wire::Anthropic, ANTHROPIC, piece).unwrap();
             assert_eq!(whole["id"], "msg_1");
             assert_eq!(whole["stop_reason"], "tool_use");
             assert_eq!(whole["usage"]["input_tokens"], 9);
@@ -651,7 +650,7 @@ mod tests {
             "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"},{\"functionCall\":{\"name\":\"get\",\"args\":{}}}],\"role\":\"model\"},\"index\":0,\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"totalTokenCount\":7}}\r\n\r\n",
         );
         for piece in [1, 9, 4096] {
-            let whole = gather(Ingress::Gemini, stream, piece).unwrap();
+            let whole = gather(Wire::Gemini, stream, piece).unwrap();
             let candidate = &whole["candidates"][0];
             assert_eq!(
                 candidate["content"]["parts"],
@@ -663,7 +662,7 @@ mod tests {
             assert_eq!(whole["modelVersion"], "gemini-2.5-flash");
         }
         let unfinished = stream.replace(",\"finishReason\":\"STOP\"", "");
-        assert!(gather(Ingress::Gemini, &unfinished, 64).is_none());
+        assert!(gather(Wire::Gemini, &unfinished, 64).is_none());
     }
 
     #[test]
@@ -676,7 +675,7 @@ mod tests {
             "{\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":1}}",
         ] {
             let stream = format!("{start}data: {event}\n\ndata: {{\"type\":\"message_stop\"}}\n\n");
-            let _ = gather(Ingress::Anthropic, &stream, 64);
+            let _ = gather(Wire::Anthropic, &stream, 64);
         }
     }
 
@@ -686,11 +685,11 @@ mod tests {
             "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
             "",
         );
-        assert!(gather(Ingress::Anthropic, &cut, 64).is_none());
+        assert!(gather(Wire::Anthropic, &cut, 64).is_none());
         let failed = ANTHROPIC.replace(
             "event: message_stop",
             "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\nevent: message_stop",
         );
-        assert!(gather(Ingress::Anthropic, &failed, 64).is_none());
+        assert!(gather(Wire::Anthropic, &failed, 64).is_none());
     }
 }

@@ -1,15 +1,13 @@
 //! A provider's error answer -> the same error in the caller's format.
-
-use super::Wire;
-use crate::endpoint::Ingress;
 use crate::error::{error_body, status_for_caller};
+use crate::wire::Wire;
 use serde_json::Value;
 
 /// Translates an error answer: the provider's message in the ingress format, with the status
 /// the caller's API uses (Anthropic's 529 "overloaded" is a 503 elsewhere). Bodies in the
 /// same format pass unchanged.
-pub fn translate_error(from: Wire, to: Ingress, status: u16, body: &[u8]) -> (u16, Vec<u8>) {
-    if Wire::of_ingress(to) == from {
+pub fn translate_error(from: Wire, to: Wire, status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+    if to == from {
         return (status, body.to_vec());
     }
     let status = status_for_caller(status, to);
@@ -43,7 +41,7 @@ mod tests {
     fn anthropic_errors_for_openai_callers() {
         let body =
             br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
-        let (status, out) = translate_error(Wire::Anthropic, Ingress::OpenAi, 529, body);
+        let (status, out) = translate_error(Wire::Anthropic, Wire::OpenAi, 529, body);
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(status, 503);
         assert_eq!(v["error"]["message"], "Overloaded");
@@ -53,18 +51,18 @@ mod tests {
     #[test]
     fn gemini_errors_and_unreadable_bodies() {
         let body = br#"{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED"}}"#;
-        let (status, out) = translate_error(Wire::Gemini, Ingress::OpenAi, 429, body);
+        let (status, out) = translate_error(Wire::Gemini, Wire::OpenAi, 429, body);
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             (status, v["error"]["type"].as_str()),
             (429, Some("rate_limit_error"))
         );
-        let (_, out) = translate_error(Wire::OpenAi, Ingress::Anthropic, 500, b"<html>oops</html>");
+        let (_, out) = translate_error(Wire::OpenAi, Wire::Anthropic, 500, b"<html>oops</html>");
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["message"], "<html>oops</html>");
         assert_eq!(
-            translate_error(Wire::OpenAi, Ingress::OpenAi, 400, b"x"),
+            translate_error(Wire::OpenAi, Wire::OpenAi, 400, b"x"),
             (400, b"x".to_vec())
         );
     }

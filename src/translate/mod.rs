@@ -25,55 +25,12 @@ pub use error::translate_error;
 pub use stream::StreamTranslator;
 
 use crate::body::JsonBody;
-use crate::config::ProviderKind;
-use crate::endpoint::Ingress;
+use crate::wire::Wire;
 use anthropic::request::JsonMode;
 use openai::{ChatRequest, ChatResponse};
 use responses::ToolNames;
 use std::sync::Arc;
 use web_search::WebSearchUse;
-
-/// The wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    OpenAi,
-    Anthropic,
-    Gemini,
-    /// OpenAI's Responses API: spoken only by OpenAI itself, to a Responses ingress.
-    Responses,
-}
-
-impl Wire {
-    /// The format a provider of `kind` is spoken to in, for an app on `ingress`.
-    pub fn of(kind: ProviderKind, ingress: Ingress) -> Wire {
-        match kind {
-            ProviderKind::OpenAi if ingress == Ingress::Responses => Wire::Responses,
-            ProviderKind::Anthropic => Wire::Anthropic,
-            ProviderKind::Gemini => Wire::Gemini,
-            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Echo => Wire::OpenAi,
-        }
-    }
-
-    /// The wire format an ingress speaks.
-    pub fn of_ingress(ingress: Ingress) -> Wire {
-        match ingress {
-            Ingress::OpenAi => Wire::OpenAi,
-            Ingress::Anthropic => Wire::Anthropic,
-            Ingress::Gemini => Wire::Gemini,
-            Ingress::Responses => Wire::Responses,
-        }
-    }
-
-    /// The ingress whose format equals this wire format.
-    fn ingress(self) -> Ingress {
-        match self {
-            Wire::OpenAi => Ingress::OpenAi,
-            Wire::Anthropic => Ingress::Anthropic,
-            Wire::Gemini => Ingress::Gemini,
-            Wire::Responses => Ingress::Responses,
-        }
-    }
-}
 
 /// Why a translation could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,7 +56,7 @@ impl TranslateError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponsePlan {
     pub from: Wire,
-    pub to: Ingress,
+    pub to: Wire,
     pub json_mode: JsonMode,
     /// For OpenAI-format streams: the app asked for the usage chunk.
     pub include_usage: bool,
@@ -117,9 +74,9 @@ pub struct ResponsePlan {
 
 impl ResponsePlan {
     /// For an answer already in the ingress format.
-    pub fn identity(ingress: Ingress, model: &str) -> Self {
+    pub fn identity(ingress: Wire, model: &str) -> Self {
         ResponsePlan {
-            from: Wire::of_ingress(ingress),
+            from: ingress,
             to: ingress,
             json_mode: JsonMode::Off,
             include_usage: false,
@@ -132,7 +89,7 @@ impl ResponsePlan {
 
     /// Same format both ways: the bytes are relayed untouched.
     pub fn is_identity(&self) -> bool {
-        self.from.ingress() == self.to
+        self.from == self.to
     }
 
     /// A whole successful answer in the provider's format -> the ingress format.
@@ -152,9 +109,9 @@ impl ResponsePlan {
             Wire::Responses => return Ok(body.to_vec()),
         };
         let out = match self.to {
-            Ingress::Anthropic => serde_json::to_vec(&anthropic::response::from_openai(canonical)),
-            Ingress::Responses => responses::response::from_openai(canonical, &self.tool_names),
-            Ingress::OpenAi | Ingress::Gemini => serde_json::to_vec(&canonical),
+            Wire::Anthropic => serde_json::to_vec(&anthropic::response::from_openai(canonical)),
+            Wire::Responses => responses::response::from_openai(canonical, &self.tool_names),
+            Wire::OpenAi | Wire::Gemini => serde_json::to_vec(&canonical),
         };
         out.map_err(|e| TranslateError::Upstream(e.to_string()))
     }
@@ -187,7 +144,7 @@ pub struct Target {
 ///
 /// Same-format calls are not handled here: the caller forwards the body as it is.
 pub fn request(
-    ingress: Ingress,
+    ingress: Wire,
     wire: Wire,
     body: &JsonBody<'_>,
     upstream_model: &str,
@@ -196,17 +153,15 @@ pub fn request(
     let invalid_body = |e: serde_json::Error| TranslateError::invalid("body", e.to_string());
     let mut tool_names = ToolNames::default();
     let mut canonical: ChatRequest = match ingress {
-        Ingress::OpenAi => body.to_typed().map_err(invalid_body)?,
-        Ingress::Anthropic => {
-            anthropic::request::to_openai(body.to_typed().map_err(invalid_body)?)?
-        }
-        Ingress::Responses => {
+        Wire::OpenAi => body.to_typed().map_err(invalid_body)?,
+        Wire::Anthropic => anthropic::request::to_openai(body.to_typed().map_err(invalid_body)?)?,
+        Wire::Responses => {
             let (chat, of_tools) =
                 responses::request::to_openai(body.to_typed().map_err(invalid_body)?)?;
             tool_names = of_tools;
             chat
         }
-        Ingress::Gemini => {
+        Wire::Gemini => {
             return Err(TranslateError::invalid(
                 "model",
                 "the Gemini API path serves Gemini models only",
@@ -214,7 +169,7 @@ pub fn request(
         }
     };
     canonical.model = upstream_model.to_string();
-    if let (Ingress::Anthropic, Some(ceiling)) = (ingress, target.max_output_tokens) {
+    if let (Wire::Anthropic, Some(ceiling)) = (ingress, target.max_output_tokens) {
         let limits = [
             &mut canonical.max_tokens,
             &mut canonical.max_completion_tokens,

@@ -9,18 +9,18 @@
 use super::anthropic::message_id;
 use super::openai::{completion_id, now_unix};
 use super::sse::write_json;
-use crate::endpoint::Ingress;
+use crate::wire::Wire;
 use serde_json::{json, Map, Value};
 
 /// The stream of a whole answer in the `ingress` format; none if it cannot be read. An
 /// OpenAI stream ends with a usage chunk only when `include_usage`.
-pub fn stream(ingress: Ingress, whole: &[u8], include_usage: bool) -> Option<Vec<u8>> {
+pub fn stream(ingress: Wire, whole: &[u8], include_usage: bool) -> Option<Vec<u8>> {
     let whole: Map<String, Value> = serde_json::from_slice(whole).ok()?;
     match ingress {
-        Ingress::OpenAi => openai(whole, include_usage),
-        Ingress::Anthropic => anthropic(whole),
-        Ingress::Gemini => Some(gemini(whole)),
-        Ingress::Responses => super::responses::replay::stream(whole),
+        Wire::OpenAi => openai(whole, include_usage),
+        Wire::Anthropic => anthropic(whole),
+        Wire::Gemini => Some(gemini(whole)),
+        Wire::Responses => super::responses::replay::stream(whole),
     }
 }
 
@@ -192,7 +192,7 @@ mod tests {
     use crate::translate::collect;
     use bytes::Bytes;
 
-    fn round_trip(ingress: Ingress, whole: &Value, include_usage: bool) -> (Value, String) {
+    fn round_trip(ingress: Wire, whole: &Value, include_usage: bool) -> (Value, String) {
         let bytes = serde_json::to_vec(whole).unwrap();
         let sse = String::from_utf8(stream(ingress, &bytes, include_usage).unwrap()).unwrap();
         let pieces = [Bytes::from(sse.clone())];
@@ -210,12 +210,12 @@ mod tests {
                 "logprobs": null, "finish_reason": "tool_calls"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
         });
-        let (back, sse) = round_trip(Ingress::OpenAi, &whole, true);
+        let (back, sse) = round_trip(Wire::OpenAi, &whole, true);
         assert_ne!(back["id"], "chatcmpl-old", "a replay has a fresh id");
         assert_eq!(back["choices"], whole["choices"]);
         assert_eq!(back["usage"], whole["usage"]);
         assert!(sse.ends_with("data: [DONE]\n\n"));
-        let (_, without) = round_trip(Ingress::OpenAi, &whole, false);
+        let (_, without) = round_trip(Wire::OpenAi, &whole, false);
         assert!(
             !without.contains("\"usage\""),
             "no usage chunk unless asked"
@@ -225,17 +225,17 @@ mod tests {
     #[test]
     fn odd_stored_answers_are_refused_without_a_panic() {
         let odd = br#"{"choices":[{"message":{"tool_calls":[1]}}],"usage":"x"}"#;
-        assert!(stream(Ingress::OpenAi, odd, true).is_none());
+        assert!(stream(Wire::OpenAi, odd, true).is_none());
         let odd = br#"{"content":[{"type":"text","text":"a"}],"usage":"x"}"#;
-        assert!(stream(Ingress::Anthropic, odd, false).is_some());
-        assert!(stream(Ingress::Anthropic, b"[]", false).is_none());
+        assert!(stream(Wire::Anthropic, odd, false).is_some());
+        assert!(stream(Wire::Anthropic, b"[]", false).is_none());
     }
 
     #[test]
     fn a_gemini_answer_replays_as_one_chunk() {
         let whole = json!({"candidates": [{"content": {"parts": [{"text": "Hi"}], "role": "model"},
             "index": 0, "finishReason": "STOP"}], "responseId": "old"});
-        let (back, _) = round_trip(Ingress::Gemini, &whole, false);
+        let (back, _) = round_trip(Wire::Gemini, &whole, false);
         assert_eq!(back["candidates"], whole["candidates"]);
         assert_ne!(back["responseId"], "old");
     }
@@ -252,7 +252,7 @@ mod tests {
             "stop_reason": "tool_use", "stop_sequence": null,
             "usage": {"input_tokens": 9, "output_tokens": 12},
         });
-        let (back, sse) = round_trip(Ingress::Anthropic, &whole, false);
+        let (back, sse) = round_trip(Wire::Anthropic, &whole, false);
         assert_ne!(back["id"], "msg_old");
         for field in ["content", "stop_reason", "usage", "model"] {
             assert_eq!(back[field], whole[field], "{field}");
@@ -275,7 +275,7 @@ mod tests {
                  "name": "apply_patch", "input": "patch"}],
             "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
         });
-        let (back, sse) = round_trip(Ingress::Responses, &whole, false);
+        let (back, sse) = round_trip(Wire::Responses, &whole, false);
         assert_eq!(
             back, whole,
             "the terminal event holds the response as it was"
@@ -326,6 +326,6 @@ mod tests {
         assert_eq!(events[15]["delta"], "{\"cmd\":\"ls\"}");
         let failed =
             "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{}}\n\n";
-        assert!(collect::whole(Ingress::Responses, &[Bytes::from(failed)], None).is_none());
+        assert!(collect::whole(Wire::Responses, &[Bytes::from(failed)], None).is_none());
     }
 }

@@ -7,10 +7,10 @@ use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
-use super::{openai, ResponsePlan, Wire};
-use crate::endpoint::Ingress;
+use super::{openai, ResponsePlan};
 use crate::error::StreamFailure;
 use crate::telemetry::capture::Output;
+use crate::wire::Wire;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -62,12 +62,12 @@ struct Translation {
 impl StreamTranslator {
     pub fn new(plan: &ResponsePlan) -> Self {
         let encoder = match plan.to {
-            Ingress::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.to_string())),
-            Ingress::Responses => Encoder::Responses(ResponsesFromOpenAi::new(
+            Wire::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.to_string())),
+            Wire::Responses => Encoder::Responses(ResponsesFromOpenAi::new(
                 plan.model.to_string(),
                 plan.tool_names.clone(),
             )),
-            Ingress::OpenAi | Ingress::Gemini => Encoder::OpenAi {
+            Wire::OpenAi | Wire::Gemini => Encoder::OpenAi {
                 include_usage: plan.include_usage,
                 last: None,
                 writer: ChunkWriter::default(),

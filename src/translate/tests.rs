@@ -35,7 +35,7 @@ fn openai_requests_for_each_wire() {
         "stream_options": {"include_usage": true}}),
     );
     let t = request(
-        Ingress::OpenAi,
+        Wire::OpenAi,
         Wire::Anthropic,
         &b,
         "claude-haiku-4-5",
@@ -49,7 +49,7 @@ fn openai_requests_for_each_wire() {
     );
     assert!(t.plan.include_usage && !t.plan.is_identity());
     let t = request(
-        Ingress::OpenAi,
+        Wire::OpenAi,
         Wire::Gemini,
         &b,
         "gemini-2.5-flash",
@@ -72,7 +72,7 @@ fn thinking_maps_to_each_providers_reasoning_settings() {
             reasons,
             web_search: true,
         };
-        let t = request(Ingress::Anthropic, wire, &b, model, target).unwrap();
+        let t = request(Wire::Anthropic, wire, &b, model, target).unwrap();
         serde_json::from_slice::<Value>(&t.body).unwrap()
     };
     // To an OpenAI reasoning model an effort; to any other nothing (it would refuse it).
@@ -92,7 +92,7 @@ fn thinking_maps_to_each_providers_reasoning_settings() {
     let openai = body(json!({"model": "m", "max_tokens": 4000, "temperature": 0.2,
         "reasoning_effort": "high", "messages": [{"role": "user", "content": "hi"}]}));
     let t = request(
-        Ingress::OpenAi,
+        Wire::OpenAi,
         Wire::Anthropic,
         &openai,
         "claude-sonnet-4-5",
@@ -122,18 +122,18 @@ fn an_anthropic_max_tokens_is_a_ceiling_lowered_to_the_target_models_limit() {
         serde_json::from_slice::<Value>(&t.body).unwrap()
     };
     assert_eq!(
-        sent(Ingress::Anthropic, Wire::OpenAi, Some(32768))["max_completion_tokens"],
+        sent(Wire::Anthropic, Wire::OpenAi, Some(32768))["max_completion_tokens"],
         32768
     );
-    let gemini = sent(Ingress::Anthropic, Wire::Gemini, Some(8192));
+    let gemini = sent(Wire::Anthropic, Wire::Gemini, Some(8192));
     assert_eq!(gemini["generationConfig"]["maxOutputTokens"], 8192);
     // Under the limit, or with no limit known, the request's own stands.
     assert_eq!(
-        sent(Ingress::Anthropic, Wire::OpenAi, Some(100_000))["max_completion_tokens"],
+        sent(Wire::Anthropic, Wire::OpenAi, Some(100_000))["max_completion_tokens"],
         64000
     );
     assert_eq!(
-        sent(Ingress::Anthropic, Wire::OpenAi, None)["max_completion_tokens"],
+        sent(Wire::Anthropic, Wire::OpenAi, None)["max_completion_tokens"],
         64000
     );
     // An OpenAI app's limit is its own.
@@ -141,7 +141,7 @@ fn an_anthropic_max_tokens_is_a_ceiling_lowered_to_the_target_models_limit() {
         json!({"model": "m", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]}),
     );
     let t = request(
-        Ingress::OpenAi,
+        Wire::OpenAi,
         Wire::Anthropic,
         &openai,
         "claude-3-haiku",
@@ -164,7 +164,7 @@ fn anthropic_requests_reach_openai_and_gemini() {
         json!({"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
     );
     let t = request(
-        Ingress::Anthropic,
+        Wire::Anthropic,
         Wire::OpenAi,
         &b,
         "gpt-4o-2024",
@@ -175,7 +175,7 @@ fn anthropic_requests_reach_openai_and_gemini() {
     assert_eq!(v["model"], "gpt-4o-2024");
     assert_eq!(v["messages"][0], json!({"role": "user", "content": "hi"}));
     let t = request(
-        Ingress::Anthropic,
+        Wire::Anthropic,
         Wire::Gemini,
         &b,
         "gemini-2.5-pro",
@@ -185,7 +185,7 @@ fn anthropic_requests_reach_openai_and_gemini() {
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["generationConfig"]["maxOutputTokens"], 10);
     assert!(matches!(
-        request(Ingress::Gemini, Wire::OpenAi, &b, "x", Target::default()),
+        request(Wire::Gemini, Wire::OpenAi, &b, "x", Target::default()),
         Err(TranslateError::Invalid { .. })
     ));
 }
@@ -194,7 +194,7 @@ fn anthropic_requests_reach_openai_and_gemini() {
 fn anthropic_stream_to_openai_with_usage_and_done() {
     let plan = ResponsePlan {
         include_usage: true,
-        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+        ..ResponsePlan::identity(Wire::OpenAi, "c")
     };
     let plan = ResponsePlan {
         from: Wire::Anthropic,
@@ -224,7 +224,7 @@ fn anthropic_stream_to_openai_with_usage_and_done() {
 fn without_include_usage_no_usage_appears() {
     let plan = ResponsePlan {
         from: Wire::Anthropic,
-        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+        ..ResponsePlan::identity(Wire::OpenAi, "c")
     };
     let out = stream_all(&plan, &fixture("anthropic/stream_text.sse"), 100).unwrap();
     assert!(!out.contains("usage"), "{out}");
@@ -235,7 +235,7 @@ fn without_include_usage_no_usage_appears() {
 fn gemini_stream_to_anthropic_events() {
     let plan = ResponsePlan {
         from: Wire::Gemini,
-        ..ResponsePlan::identity(Ingress::Anthropic, "gemini-2.5-flash")
+        ..ResponsePlan::identity(Wire::Anthropic, "gemini-2.5-flash")
     };
     let out = stream_all(&plan, &fixture("gemini/stream_tool.sse"), 13).unwrap();
     let names: Vec<&str> = out
@@ -253,7 +253,7 @@ fn gemini_stream_to_anthropic_events() {
 fn a_cut_stream_is_a_failure_but_gemini_ends_at_eof() {
     let plan = ResponsePlan {
         from: Wire::Anthropic,
-        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+        ..ResponsePlan::identity(Wire::OpenAi, "c")
     };
     let sse = fixture("anthropic/stream_text.sse");
     assert!(stream_all(&plan, &sse[..sse.len() / 2], 50).is_err());
@@ -269,13 +269,13 @@ fn whole_answers_both_ways() {
     let anthropic = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
     let plan = ResponsePlan {
         from: Wire::Anthropic,
-        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+        ..ResponsePlan::identity(Wire::OpenAi, "c")
     };
     let v: Value = serde_json::from_slice(&plan.translate_body(anthropic).unwrap()).unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "hi");
     let plan = ResponsePlan {
         from: Wire::Gemini,
-        ..ResponsePlan::identity(Ingress::Anthropic, "g")
+        ..ResponsePlan::identity(Wire::Anthropic, "g")
     };
     let gemini = br#"{"candidates":[{"content":{"parts":[{"text":"yo"}]},"finishReason":"STOP"}]}"#;
     let v: Value = serde_json::from_slice(&plan.translate_body(gemini).unwrap()).unwrap();
@@ -300,7 +300,7 @@ fn fuzzed_upstream_input_never_panics() {
     let plans: Vec<ResponsePlan> = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini]
         .into_iter()
         .flat_map(|from| {
-            [Ingress::OpenAi, Ingress::Anthropic]
+            [Wire::OpenAi, Wire::Anthropic]
                 .into_iter()
                 .map(move |to| ResponsePlan {
                     from,
@@ -342,7 +342,7 @@ fn fuzzed_upstream_input_never_panics() {
 fn content_starts_after_the_preamble() {
     let plan = ResponsePlan {
         from: Wire::Anthropic,
-        ..ResponsePlan::identity(Ingress::OpenAi, "c")
+        ..ResponsePlan::identity(Wire::OpenAi, "c")
     };
     let sse = String::from_utf8(fixture("anthropic/stream_text.sse")).unwrap();
     let preamble_end = sse.find("event: content_block_delta").unwrap();

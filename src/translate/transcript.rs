@@ -14,34 +14,37 @@
 
 use super::assembled::Assembled;
 use super::{anthropic, gemini, openai, responses};
-use crate::telemetry::capture::{Format, Output};
+use crate::telemetry::capture::Output;
+use crate::wire::Wire;
 use serde_json::value::RawValue;
 
 /// A request's conversation, from its body.
-pub fn input(format: Format, body: &[u8]) -> Option<Box<RawValue>> {
+pub fn input(format: Option<Wire>, body: &[u8]) -> Option<Box<RawValue>> {
     match format {
-        Format::OpenAi | Format::Responses => openai::transcript::input(body),
-        Format::Anthropic => anthropic::transcript::input(body),
-        Format::Gemini => gemini::transcript::input(body),
-        Format::Raw => None,
+        Some(Wire::OpenAi) | Some(Wire::Responses) => openai::transcript::input(body),
+        Some(Wire::Anthropic) => anthropic::transcript::input(body),
+        Some(Wire::Gemini) => gemini::transcript::input(body),
+        None => None,
     }
 }
 
 /// The answer the app got, read back from the bytes captured (`stream`: SSE events).
-pub fn output(format: Format, stream: bool, bytes: &[u8]) -> Output {
+pub fn output(format: Option<Wire>, stream: bool, bytes: &[u8]) -> Output {
     let mut message = Assembled::default();
-    if format == Format::Raw {
+    let Some(format) = format else {
         let text = String::from_utf8_lossy(bytes);
         if !text.is_empty() {
             message.seen();
             message.text(Some(&text));
         }
-    } else if stream {
+        return message.finish();
+    };
+    if stream {
         let mut parser = super::sse::SseParser::default();
         let mut on_event = |e: &super::sse::Event| read(format, &e.data, &mut message);
         let _ = parser.feed(bytes, &mut on_event);
         parser.finish(&mut on_event);
-    } else if format == Format::Gemini && bytes.trim_ascii_start().starts_with(b"[") {
+    } else if format == Wire::Gemini && bytes.trim_ascii_start().starts_with(b"[") {
         // Gemini's non-SSE stream: a JSON array of chunks.
         gemini::transcript::read_array(bytes, &mut message);
     } else if let Ok(text) = std::str::from_utf8(bytes) {
@@ -52,13 +55,12 @@ pub fn output(format: Format, stream: bool, bytes: &[u8]) -> Output {
 
 /// One whole answer or one stream event in `format`, as JSON text (already known to be
 /// UTF-8, so its strings are not checked again), into `message`.
-pub fn read(format: Format, data: &str, message: &mut Assembled) {
+pub fn read(format: Wire, data: &str, message: &mut Assembled) {
     match format {
-        Format::OpenAi => openai::transcript::read(data, message),
-        Format::Anthropic => anthropic::transcript::read(data, message),
-        Format::Gemini => gemini::transcript::read(data, message),
-        Format::Responses => responses::transcript::read(data, message),
-        Format::Raw => {}
+        Wire::OpenAi => openai::transcript::read(data, message),
+        Wire::Anthropic => anthropic::transcript::read(data, message),
+        Wire::Gemini => gemini::transcript::read(data, message),
+        Wire::Responses => responses::transcript::read(data, message),
     }
 }
 
@@ -87,7 +89,7 @@ mod tests {
             "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
             "data: [DONE]\n\n"
         );
-        let out = output(Format::OpenAi, true, sse.as_bytes());
+        let out = output(Some(Wire::OpenAi), true, sse.as_bytes());
         let m = message(&out);
         assert_eq!(m["content"], "Hello");
         assert_eq!(m["tool_calls"][0]["id"], "call_1");
@@ -104,7 +106,7 @@ mod tests {
             "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"thought\":true,\"text\":\"hmm\"},{\"executableCode\":{\"code\":\"1\"}},{\"text\":\"Hi\"}]}}],\"modelVersion\":\"g\"}\r\n\r\n",
             "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"get\",\"args\":{\"a\":1}}}]},\"finishReason\":\"STOP\"}]}\r\n\r\n",
         );
-        let out = output(Format::Gemini, true, sse.as_bytes());
+        let out = output(Some(Wire::Gemini), true, sse.as_bytes());
         let m = message(&out);
         assert_eq!(
             (m["content"].as_str(), m["reasoning_content"].as_str()),
@@ -126,7 +128,7 @@ mod tests {
             "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"d\\\":\\\"/\\\"}\"}}\n\n",
             "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}\n\n",
         );
-        let out = output(Format::Anthropic, true, sse.as_bytes());
+        let out = output(Some(Wire::Anthropic), true, sse.as_bytes());
         let m = message(&out);
         assert_eq!(m["content"], "Hi there");
         assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"d\":\"/\"}");
@@ -142,7 +144,7 @@ mod tests {
             "{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"hi\"}]},",
             "{\"type\":\"custom_tool_call\",\"call_id\":\"c1\",\"name\":\"apply_patch\",\"input\":\"*** Begin Patch\"}]}}\n\n",
         );
-        let out = output(Format::Responses, true, sse.as_bytes());
+        let out = output(Some(Wire::Responses), true, sse.as_bytes());
         let m = message(&out);
         assert_eq!(m["content"], "hi");
         let call = &m["tool_calls"][0];
@@ -165,40 +167,48 @@ mod tests {
     fn whole_answers_of_each_format() {
         let openai = br#"{"choices":[{"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}]}"#;
         assert_eq!(
-            message(&output(Format::OpenAi, false, openai))["content"],
+            message(&output(Some(Wire::OpenAi), false, openai))["content"],
             "a"
         );
         let anthropic = br#"{"type":"message","content":[{"type":"text","text":"b"},{"type":"tool_use","id":"t","name":"f","input":{"x":1}}],"stop_reason":"end_turn"}"#;
-        let out = output(Format::Anthropic, false, anthropic);
+        let out = output(Some(Wire::Anthropic), false, anthropic);
         assert_eq!(message(&out)["content"], "b");
         assert_eq!(
             message(&out)["tool_calls"][0]["function"]["arguments"],
             "{\"x\":1}"
         );
         let gemini = br#"{"candidates":[{"content":{"parts":[{"text":"c"},{"functionCall":{"name":"g","args":{"y":2}}}]},"finishReason":"STOP"}]}"#;
-        let out = output(Format::Gemini, false, gemini);
+        let out = output(Some(Wire::Gemini), false, gemini);
         assert_eq!(message(&out)["content"], "c");
         assert_eq!(message(&out)["tool_calls"][0]["function"]["name"], "g");
         assert_eq!(out.finish_reasons, vec!["STOP"]);
-        assert!(output(Format::OpenAi, false, b"garbage").message.is_none());
+        assert!(output(Some(Wire::OpenAi), false, b"garbage")
+            .message
+            .is_none());
     }
 
     #[test]
     fn inputs_of_each_format() {
         let openai = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-        assert_eq!(parsed(input(Format::OpenAi, openai))[0]["content"], "hi");
+        assert_eq!(
+            parsed(input(Some(Wire::OpenAi), openai))[0]["content"],
+            "hi"
+        );
         let anthropic = br#"{"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#;
-        let a = parsed(input(Format::Anthropic, anthropic));
+        let a = parsed(input(Some(Wire::Anthropic), anthropic));
         assert_eq!(
             (a[0]["role"].as_str(), a[1]["content"].as_str()),
             (Some("system"), Some("hi"))
         );
         let gemini = br#"{"contents":[{"role":"user","parts":[{"text":"h"},{"text":"i"}]}]}"#;
-        assert_eq!(parsed(input(Format::Gemini, gemini))[0]["content"], "hi");
-        assert!(input(Format::OpenAi, b"{").is_none());
+        assert_eq!(
+            parsed(input(Some(Wire::Gemini), gemini))[0]["content"],
+            "hi"
+        );
+        assert!(input(Some(Wire::OpenAi), b"{").is_none());
         let no_messages = br#"{"system":"s","messages":[]}"#;
         assert_eq!(
-            parsed(input(Format::Anthropic, no_messages))
+            parsed(input(Some(Wire::Anthropic), no_messages))
                 .as_array()
                 .map(Vec::len),
             Some(1)

@@ -10,9 +10,9 @@ use super::anthropic::AUsage;
 use super::assembled::Assembled;
 use super::gemini::UsageMetadata;
 use super::openai::Usage;
-use super::Wire;
-use crate::telemetry::capture::{Format, Output};
+use crate::telemetry::capture::Output;
 use crate::telemetry::record::TokenUsage;
+use crate::wire::Wire;
 use bytes::{Bytes, BytesMut};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -195,7 +195,7 @@ pub struct UsageTap {
     anthropic: AUsage,
     /// The trace's answer, assembled from each whole event as it is handed on (when the
     /// request's text is kept): the framing done here is not done again.
-    transcript: Option<(Format, Box<Assembled>)>,
+    transcript: Option<(Wire, Box<Assembled>)>,
 }
 
 impl UsageTap {
@@ -212,7 +212,7 @@ impl UsageTap {
 
     /// Assembles the trace's answer, in `format` (the stream's), from the events as they
     /// pass, keeping at most `limit` bytes of its text.
-    pub fn assemble(&mut self, format: Format, limit: usize) {
+    pub fn assemble(&mut self, format: Wire, limit: usize) {
         if limit > 0 {
             self.transcript = Some((format, Box::new(Assembled::bounded(limit))));
         }
@@ -472,10 +472,10 @@ data: [DONE]\n\n";
     #[test]
     fn the_answer_is_assembled_as_the_events_pass_in_any_pieces() {
         let stream = &OPENAI[..OPENAI.len() - 1];
-        let read_back = super::super::transcript::output(Format::OpenAi, true, stream);
+        let read_back = super::super::transcript::output(Some(Wire::OpenAi), true, stream);
         for piece in [1, 3, 64, stream.len()] {
             let mut tap = UsageTap::new(Wire::OpenAi, true);
-            tap.assemble(Format::OpenAi, 1024);
+            tap.assemble(Wire::OpenAi, 1024);
             let out = relay(&mut tap, stream, piece);
             assert!(
                 !out.windows(7).any(|w| w == b"\"usage\""),
