@@ -9,6 +9,7 @@ pub mod anthropic;
 pub(crate) mod assembled;
 pub mod collect;
 mod error;
+mod fields;
 mod first;
 pub(crate) mod gemini;
 pub(crate) mod openai;

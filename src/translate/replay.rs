@@ -6,184 +6,19 @@
 //! in as few events as the format allows, under a fresh id (a Responses API answer keeps its
 //! own: `previous_response_id` names it), as SSE text ready to write.
 
-use super::anthropic::message_id;
-use super::openai::{completion_id, now_unix};
-use super::sse::write_json;
 use crate::wire::Wire;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// The stream of a whole answer in the `ingress` format; none if it cannot be read. An
 /// OpenAI stream ends with a usage chunk only when `include_usage`.
 pub fn stream(ingress: Wire, whole: &[u8], include_usage: bool) -> Option<Vec<u8>> {
     let whole: Map<String, Value> = serde_json::from_slice(whole).ok()?;
     match ingress {
-        Wire::OpenAi => openai(whole, include_usage),
-        Wire::Anthropic => anthropic(whole),
-        Wire::Gemini => Some(gemini(whole)),
+        Wire::OpenAi => super::openai::replay::stream(whole, include_usage),
+        Wire::Anthropic => super::anthropic::replay::stream(whole),
+        Wire::Gemini => Some(super::gemini::replay::stream(whole)),
         Wire::Responses => super::responses::replay::stream(whole),
     }
-}
-
-/// A whole Gemini answer is a chunk of its stream: the stream is that one chunk, under a
-/// fresh `responseId`.
-fn gemini(mut whole: Map<String, Value>) -> Vec<u8> {
-    let id = format!("{:024x}", rand::random::<u128>() >> 32);
-    whole.insert("responseId".into(), id.into());
-    let mut out = Vec::new();
-    write_json(&mut out, None, &whole);
-    out
-}
-
-/// Per choice: the role, the text (with its logprobs), a refusal, each tool call, then the
-/// finish reason; then the usage chunk if asked, and `[DONE]`.
-fn openai(whole: Map<String, Value>, include_usage: bool) -> Option<Vec<u8>> {
-    let mut head = Map::new();
-    head.insert("id".into(), completion_id().into());
-    head.insert("object".into(), "chat.completion.chunk".into());
-    head.insert("created".into(), now_unix().into());
-    for name in ["model", "system_fingerprint", "service_tier"] {
-        if let Some(value) = whole.get(name).filter(|v| !v.is_null()) {
-            head.insert(name.into(), value.clone());
-        }
-    }
-    let mut out = Vec::new();
-    let mut chunk = |choices: Value, usage: Option<&Value>| {
-        let mut chunk = head.clone();
-        chunk.insert("choices".into(), choices);
-        if let Some(usage) = usage {
-            chunk.insert("usage".into(), usage.clone());
-        }
-        write_json(&mut out, None, &chunk);
-    };
-    for choice in whole.get("choices")?.as_array()? {
-        let index = choice.get("index").cloned().unwrap_or_else(|| 0.into());
-        let message = choice.get("message")?;
-        let delta = |delta: Value, extra: Option<(&str, &Value)>| {
-            let mut one = json!({"index": index, "delta": delta, "finish_reason": null});
-            if let Some((name, value)) = extra {
-                one[name] = value.clone();
-            }
-            json!([one])
-        };
-        let role = message.get("role").cloned().unwrap_or("assistant".into());
-        let content = message.get("content").and_then(Value::as_str);
-        let first = json!({"role": role, "content": content.map(|_| "")});
-        chunk(delta(first, None), None);
-        if let Some(text) = content.filter(|t| !t.is_empty()) {
-            let logprobs = choice.get("logprobs").filter(|l| !l.is_null());
-            chunk(
-                delta(
-                    json!({ "content": text }),
-                    logprobs.map(|l| ("logprobs", l)),
-                ),
-                None,
-            );
-        }
-        if let Some(refusal) = message.get("refusal").filter(|r| r.is_string()) {
-            chunk(delta(json!({ "refusal": refusal }), None), None);
-        }
-        let calls = message.get("tool_calls").and_then(Value::as_array);
-        for (i, call) in calls.into_iter().flatten().enumerate() {
-            let mut call = call.as_object()?.clone();
-            call.insert("index".into(), i.into());
-            chunk(delta(json!({ "tool_calls": [call] }), None), None);
-        }
-        let reason = choice.get("finish_reason").unwrap_or(&Value::Null);
-        chunk(delta(json!({}), Some(("finish_reason", reason))), None);
-    }
-    if include_usage {
-        chunk(json!([]), Some(whole.get("usage").unwrap_or(&Value::Null)));
-    }
-    out.extend_from_slice(b"data: [DONE]\n\n");
-    Some(out)
-}
-
-/// `message_start` (no content yet), each block (started empty, then its content as one
-/// delta, then stopped), `message_delta` with the stop reason and usage, `message_stop`.
-fn anthropic(mut whole: Map<String, Value>) -> Option<Vec<u8>> {
-    let content = match whole.remove("content") {
-        Some(Value::Array(blocks)) => blocks,
-        _ => return None,
-    };
-    let stop_reason = whole.insert("stop_reason".into(), Value::Null);
-    let stop_sequence = whole.insert("stop_sequence".into(), Value::Null);
-    whole.insert("id".into(), message_id().into());
-    whole.insert("content".into(), json!([]));
-    let usage = whole.get("usage").cloned().unwrap_or_else(|| json!({}));
-    let mut start_usage = usage.as_object().cloned().unwrap_or_default();
-    start_usage.insert("output_tokens".into(), 0.into());
-    whole.insert("usage".into(), Value::Object(start_usage));
-    let mut out = Vec::new();
-    let mut event = |name: &str, value: Value| write_json(&mut out, Some(name), &value);
-    event(
-        "message_start",
-        json!({"type": "message_start", "message": whole}),
-    );
-    for (index, block) in content.into_iter().enumerate() {
-        let (start, deltas) = unrolled(block);
-        event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": index, "content_block": start}),
-        );
-        for delta in deltas {
-            event(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": index, "delta": delta}),
-            );
-        }
-        event(
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": index}),
-        );
-    }
-    let delta = json!({"stop_reason": stop_reason, "stop_sequence": stop_sequence});
-    event(
-        "message_delta",
-        json!({"type": "message_delta", "delta": delta, "usage": usage}),
-    );
-    event("message_stop", json!({"type": "message_stop"}));
-    Some(out)
-}
-
-/// A block as its `content_block_start` carries it, and the deltas that fill it in. Blocks
-/// that never stream in pieces (tool results, redacted thinking) start whole.
-fn unrolled(mut block: Value) -> (Value, Vec<Value>) {
-    let kind = block
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let mut take = |field: &str, empty: Value| match block.get_mut(field) {
-        Some(value) => std::mem::replace(value, empty),
-        None => Value::Null,
-    };
-    let deltas = match kind.as_str() {
-        "text" => {
-            let text = take("text", "".into());
-            let citations = take("citations", json!([]));
-            let mut deltas = vec![json!({"type": "text_delta", "text": text})];
-            for citation in citations.as_array().into_iter().flatten() {
-                deltas.push(json!({"type": "citations_delta", "citation": citation}));
-            }
-            deltas
-        }
-        "thinking" => {
-            let thinking = take("thinking", "".into());
-            let signature = take("signature", "".into());
-            let mut deltas = vec![json!({"type": "thinking_delta", "thinking": thinking})];
-            if signature.is_string() {
-                deltas.push(json!({"type": "signature_delta", "signature": signature}));
-            }
-            deltas
-        }
-        "tool_use" | "server_tool_use" => {
-            let input = take("input", json!({}));
-            let partial_json = serde_json::to_string(&input).unwrap_or_default();
-            vec![json!({"type": "input_json_delta", "partial_json": partial_json})]
-        }
-        _ => Vec::new(),
-    };
-    (block, deltas)
 }
 
 #[cfg(test)]
@@ -191,6 +26,7 @@ mod tests {
     use super::*;
     use crate::translate::collect;
     use bytes::Bytes;
+    use serde_json::json;
 
     fn round_trip(ingress: Wire, whole: &Value, include_usage: bool) -> (Value, String) {
         let bytes = serde_json::to_vec(whole).unwrap();

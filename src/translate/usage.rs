@@ -10,92 +10,20 @@ use super::anthropic::AUsage;
 use super::assembled::Assembled;
 use super::gemini::UsageMetadata;
 use super::openai::Usage;
+use super::{anthropic, gemini, openai, responses};
 use crate::telemetry::capture::Output;
 use crate::telemetry::record::TokenUsage;
 use crate::wire::Wire;
 use bytes::{Bytes, BytesMut};
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::borrow::Cow;
 
-/// OpenAI usage in the one shape (reasoning tokens are inside the completion count).
-pub fn from_openai(u: &Usage) -> TokenUsage {
-    TokenUsage {
-        prompt_tokens: u.prompt_tokens,
-        completion_tokens: u.completion_tokens,
-        total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
-        cached_tokens: u.cached_tokens(),
-        cache_write_tokens: 0,
-        reasoning_tokens: u
-            .completion_tokens_details
-            .map_or(0, |d| d.reasoning_tokens),
-    }
-}
-
-/// Anthropic usage: its `input_tokens` leaves out cache reads and writes, which are added.
-fn from_anthropic(u: &AUsage) -> TokenUsage {
-    let read = u.cache_read_input_tokens.unwrap_or(0);
-    let written = u.cache_creation_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + read + written;
-    TokenUsage {
-        prompt_tokens: prompt,
-        completion_tokens: u.output_tokens,
-        total_tokens: prompt + u.output_tokens,
-        cached_tokens: read,
-        cache_write_tokens: written,
-        reasoning_tokens: 0,
-    }
-}
-
-/// Gemini usage: thinking tokens are billed as output but counted apart; they are added.
-fn from_gemini(u: &UsageMetadata) -> TokenUsage {
-    let completion = u.candidates_token_count + u.thoughts_token_count;
-    TokenUsage {
-        prompt_tokens: u.prompt_token_count,
-        completion_tokens: completion,
-        total_tokens: u.total_token_count.max(u.prompt_token_count + completion),
-        cached_tokens: u.cached_content_token_count,
-        cache_write_tokens: 0,
-        reasoning_tokens: u.thoughts_token_count,
-    }
-}
-
-#[derive(Deserialize)]
-struct WithUsage<U> {
-    #[serde(default)]
-    usage: Option<U>,
-}
-
-#[derive(Deserialize)]
-struct WithUsageMetadata {
-    #[serde(default, rename = "usageMetadata")]
-    usage_metadata: Option<UsageMetadata>,
-}
-
-/// The usage of a whole answer body in `wire`'s format (Gemini's non-SSE stream is a JSON
-/// array of chunks: the last count wins).
+/// The usage of a whole answer body in `wire`'s format.
 pub fn of_body(wire: Wire, body: &[u8]) -> Option<TokenUsage> {
     match wire {
-        // `Usage` reads the Responses API's names too.
-        Wire::OpenAi | Wire::Responses => serde_json::from_slice::<WithUsage<Usage>>(body)
-            .ok()?
-            .usage
-            .map(|u| from_openai(&u)),
-        Wire::Anthropic => serde_json::from_slice::<WithUsage<AUsage>>(body)
-            .ok()?
-            .usage
-            .map(|u| from_anthropic(&u)),
-        Wire::Gemini if body.trim_ascii_start().starts_with(b"[") => {
-            serde_json::from_slice::<Vec<WithUsageMetadata>>(body)
-                .ok()?
-                .iter()
-                .rev()
-                .find_map(|c| c.usage_metadata.as_ref().map(from_gemini))
-        }
-        Wire::Gemini => serde_json::from_slice::<WithUsageMetadata>(body)
-            .ok()?
-            .usage_metadata
-            .map(|u| from_gemini(&u)),
+        Wire::OpenAi | Wire::Responses => openai::usage::of_body(body),
+        Wire::Anthropic => anthropic::usage::of_body(body),
+        Wire::Gemini => gemini::usage::of_body(body),
     }
 }
 
@@ -143,43 +71,17 @@ impl UsageTail {
         let rest = self.tail[at..].trim_ascii_start().strip_prefix(b":")?;
         let mut de = serde_json::Deserializer::from_slice(rest);
         match self.wire {
-            Wire::OpenAi | Wire::Responses => {
-                Usage::deserialize(&mut de).ok().map(|u| from_openai(&u))
-            }
+            Wire::OpenAi | Wire::Responses => Usage::deserialize(&mut de)
+                .ok()
+                .map(|u| openai::usage::tokens(&u)),
             Wire::Anthropic => AUsage::deserialize(&mut de)
                 .ok()
-                .map(|u| from_anthropic(&u)),
+                .map(|u| anthropic::usage::tokens(&u)),
             Wire::Gemini => UsageMetadata::deserialize(&mut de)
                 .ok()
-                .map(|u| from_gemini(&u)),
+                .map(|u| gemini::usage::tokens(&u)),
         }
     }
-}
-
-/// An OpenAI chunk, as far as the scan needs it.
-#[derive(Deserialize)]
-struct OpenAiChunk {
-    #[serde(default)]
-    choices: Vec<IgnoredAny>,
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
-/// An Anthropic event, as far as the scan needs it: `message_start` carries the input counts,
-/// `message_delta` the output count (and, from some models, the input counts again).
-#[derive(Deserialize)]
-struct AnthropicEvent {
-    #[serde(default)]
-    message: Option<WithUsage<AUsage>>,
-    #[serde(default)]
-    usage: Option<AUsage>,
-}
-
-/// A Responses API event, as far as the scan needs it.
-#[derive(Deserialize)]
-struct WithResponse {
-    #[serde(default)]
-    response: Option<WithUsage<Usage>>,
 }
 
 /// Scans an SSE stream relayed as it is, for its usage. Hands on whole events only (a
@@ -301,38 +203,24 @@ impl UsageTap {
     fn read_usage(&mut self, data: &[u8]) -> bool {
         match self.wire {
             Wire::OpenAi => {
-                let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(data) else {
+                let Some((usage, only)) = openai::usage::of_chunk(data) else {
                     return false;
                 };
-                let Some(u) = chunk.usage else { return false };
-                self.usage = Some(from_openai(&u));
-                self.drop_usage_chunk && chunk.choices.is_empty()
+                self.usage = Some(usage);
+                self.drop_usage_chunk && only
             }
             Wire::Anthropic => {
-                if let Ok(e) = serde_json::from_slice::<AnthropicEvent>(data) {
-                    let reported = e.message.and_then(|m| m.usage).into_iter().chain(e.usage);
-                    for u in reported {
-                        merge_anthropic(&mut self.anthropic, &u);
-                        self.usage = Some(from_anthropic(&self.anthropic));
-                    }
+                if anthropic::usage::add_event(data, &mut self.anthropic) {
+                    self.usage = Some(anthropic::usage::tokens(&self.anthropic));
                 }
                 false
             }
             Wire::Gemini => {
-                if let Ok(c) = serde_json::from_slice::<WithUsageMetadata>(data) {
-                    if let Some(u) = c.usage_metadata {
-                        self.usage = Some(from_gemini(&u));
-                    }
-                }
+                self.usage = gemini::usage::of_chunk(data).or(self.usage);
                 false
             }
-            // The terminal event (`response.completed`, ...) holds the whole response.
             Wire::Responses => {
-                if let Ok(e) = serde_json::from_slice::<WithResponse>(data) {
-                    if let Some(u) = e.response.and_then(|r| r.usage) {
-                        self.usage = Some(from_openai(&u));
-                    }
-                }
+                self.usage = responses::usage::of_event(data).or(self.usage);
                 false
             }
         }
@@ -345,21 +233,6 @@ fn usage_finder() -> &'static memchr::memmem::Finder<'static> {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new("sage"));
     &FINDER
-}
-
-/// Later Anthropic reports replace what they give: the output count always (it is a running
-/// total), the input counts only when present (`message_delta` usually leaves them out).
-fn merge_anthropic(into: &mut AUsage, report: &AUsage) {
-    into.output_tokens = report.output_tokens;
-    if report.input_tokens > 0 {
-        into.input_tokens = report.input_tokens;
-    }
-    if report.cache_read_input_tokens.is_some() {
-        into.cache_read_input_tokens = report.cache_read_input_tokens;
-    }
-    if report.cache_creation_input_tokens.is_some() {
-        into.cache_creation_input_tokens = report.cache_creation_input_tokens;
-    }
 }
 
 /// The length of the part of `buf` made of whole events: up to and including the last blank

@@ -3,10 +3,13 @@
 //! `request`: OpenAI request -> Messages request (Anthropic provider) and the reverse (the
 //! Anthropic ingress serving other models). `response` and `stream`: answers both ways.
 
+pub(crate) mod collect;
+pub(crate) mod replay;
 pub mod request;
 pub(crate) mod response;
 pub(crate) mod stream;
 pub(crate) mod transcript;
+pub(crate) mod usage;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

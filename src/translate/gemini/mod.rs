@@ -1,9 +1,12 @@
 //! Gemini `generateContent`: wire types and the translations to and from the OpenAI form.
 
+pub(crate) mod collect;
+pub(crate) mod replay;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod stream;
 pub(crate) mod transcript;
+pub(crate) mod usage;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

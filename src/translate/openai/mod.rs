@@ -4,7 +4,10 @@
 //! a [`ChatResponse`] or a series of [`ChatChunk`]s, and the reverse. Fields the gateway does
 //! not translate are ignored on input and never invented on output.
 
+pub(crate) mod collect;
+pub(crate) mod replay;
 pub(crate) mod transcript;
+pub(crate) mod usage;
 
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};

@@ -3,11 +3,13 @@
 //! Responses API's typed events (`response`, `stream`), so a coding agent speaking it can use
 //! any provider. Toward OpenAI itself the API is spoken natively: nothing here is used.
 
+pub(crate) mod collect;
 pub(crate) mod replay;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod stream;
 pub(crate) mod transcript;
+pub(crate) mod usage;
 
 use super::openai::Usage;
 use super::sse::write_json;
