@@ -332,10 +332,15 @@ impl StreamFailure {
         }
     }
 
-    /// An error event the provider sent.
+    /// An error event the provider sent (a status of 0, none given, is the upstream
+    /// failure's).
     pub fn reported(status: u16, message: String) -> Self {
         StreamFailure {
-            status,
+            status: if status == 0 {
+                UPSTREAM_FAILED_STATUS
+            } else {
+                status
+            },
             message,
             unreadable: false,
         }

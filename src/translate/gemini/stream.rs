@@ -49,8 +49,7 @@ impl ToOpenAi {
         let piece: GenerateResponse = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Gemini event: {e}")))?;
         if let Some(error) = piece.error {
-            let status = if error.code == 0 { 502 } else { error.code };
-            return Err(StreamFailure::reported(status, error.message));
+            return Err(StreamFailure::reported(error.code, error.message));
         }
         if let Some(version) = piece.model_version {
             self.model = version.into();
