@@ -25,6 +25,9 @@ use std::time::Instant;
 
 /// Runs `f` `n` times; prints the time per stream and per event.
 fn time(what: &str, events: usize, n: u32, mut f: impl FnMut()) {
+    if !selected(what) {
+        return;
+    }
     for _ in 0..n / 10 {
         f();
     }
@@ -38,6 +41,17 @@ fn time(what: &str, events: usize, n: u32, mut f: impl FnMut()) {
         per / 1000.0,
         per / events as f64
     );
+}
+
+/// Whether a row is to be timed: every row, or those whose name holds the first argument
+/// (`cargo bench --bench streams -- responses`), for a quick look at one reader.
+fn selected(what: &str) -> bool {
+    static FILTER: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
+        std::env::args()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+    });
+    FILTER.as_deref().is_none_or(|f| what.contains(f))
 }
 
 /// The plan for an answer in `from`'s format to an app on `to`.
