@@ -30,6 +30,7 @@ use pingora::upstreams::peer::Peer;
 use pool::Pool;
 use resolve::Resolver;
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{timeout_at, Instant};
@@ -82,7 +83,7 @@ impl ExchangeError {
 pub struct Upstream {
     /// Opens new connections (TCP, TLS); reuse is `pool`'s.
     transport: TransportConnector,
-    pool: Pool,
+    pool: Arc<Pool>,
     resolver: Resolver,
 }
 
@@ -92,7 +93,7 @@ impl Upstream {
     pub fn new(pool_size: usize) -> Upstream {
         Upstream {
             transport: TransportConnector::new(None),
-            pool: Pool::new(pool_size, POOL_IDLE_TIMEOUT),
+            pool: Arc::new(Pool::new(pool_size, POOL_IDLE_TIMEOUT)),
             resolver: Resolver::default(),
         }
     }

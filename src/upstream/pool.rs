@@ -10,7 +10,8 @@
 
 use pingora::protocols::Stream;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
@@ -19,6 +20,8 @@ pub struct Pool {
     idle: Mutex<HashMap<u64, VecDeque<Idle>>>,
     per_peer: usize,
     idle_timeout: Duration,
+    /// A sweeper task was started (see [`Pool::sweep_later`]).
+    sweeping: AtomicBool,
 }
 
 struct Idle {
@@ -33,6 +36,7 @@ impl Pool {
             idle: Mutex::new(HashMap::new()),
             per_peer,
             idle_timeout,
+            sweeping: AtomicBool::new(false),
         }
     }
 
@@ -49,22 +53,64 @@ impl Pool {
     /// Keeps `stream` (whose last answer was read to its end) for the next request to `key`.
     /// Expired connections to every peer are closed on the way, so a peer no longer called
     /// (a customer's own base URL, a provider removed from the config) keeps none open.
-    pub fn put(&self, key: u64, stream: Stream) {
+    pub fn put(self: &Arc<Self>, key: u64, stream: Stream) {
+        self.sweep_later();
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let now = Instant::now();
         // The entry of `key` stays even when empty: it is refilled at once, and a queue kept
         // is one not allocated again on every release.
-        idle.retain(|peer, queue| {
-            self.expire(queue, now);
-            *peer == key || !queue.is_empty()
-        });
+        let now = Instant::now();
+        self.expire_all(&mut idle, now, Some(key));
         let queue = idle.entry(key).or_default();
         if queue.len() >= self.per_peer {
             queue.pop_front();
         }
         queue.push_back(Idle { stream, since: now });
+    }
+
+    /// Closes the connections idle past the timeout, to every peer.
+    fn sweep(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            self.expire_all(&mut idle, Instant::now(), None);
+        }
+    }
+
+    /// Expires every peer's connections, forgetting peers left with none (but `keep`).
+    fn expire_all(&self, idle: &mut HashMap<u64, VecDeque<Idle>>, now: Instant, keep: Option<u64>) {
+        idle.retain(|peer, queue| {
+            self.expire(queue, now);
+            Some(*peer) == keep || !queue.is_empty()
+        });
+    }
+
+    /// Starts, once, a task on the current runtime that sweeps the pool every quarter of the
+    /// idle timeout. `put` and `take` expire connections too, but only when called: a sidecar
+    /// gone quiet would hold every connection of its last busy moment (a thousand sockets,
+    /// and their buffers, after a thousand streams) until its next request. The task ends
+    /// with the pool.
+    fn sweep_later(self: &Arc<Self>) {
+        if self.sweeping.load(Ordering::Relaxed) || self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let every = self.idle_timeout / 4;
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match pool.upgrade() {
+                    Some(pool) => pool.sweep(),
+                    None => return,
+                }
+            }
+        });
     }
 
     fn pop(&self, key: u64) -> Option<Idle> {
@@ -114,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_to_a_peer_no_longer_called_are_closed() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let pool = Pool::new(4, Duration::from_millis(50));
+        let pool = Arc::new(Pool::new(4, Duration::from_millis(50)));
         pool.put(1, stream(&listener).await);
         pool.put(1, stream(&listener).await);
         assert_eq!(peers(&pool), 1);
@@ -127,9 +173,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_quiet_pool_closes_its_expired_connections_by_itself() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Arc::new(Pool::new(4, Duration::from_millis(40)));
+        pool.put(1, stream(&listener).await);
+        pool.put(2, stream(&listener).await);
+        assert_eq!(peers(&pool), 2);
+        // No put or take after these: the sweeper alone closes them.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(peers(&pool), 0);
+        // And it stops once the pool is gone.
+        let weak = Arc::downgrade(&pool);
+        drop(pool);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[tokio::test]
     async fn at_most_per_peer_connections_are_kept_newest_first() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let pool = Pool::new(2, Duration::from_secs(60));
+        let pool = Arc::new(Pool::new(2, Duration::from_secs(60)));
         for _ in 0..3 {
             pool.put(1, stream(&listener).await);
         }
