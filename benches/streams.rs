@@ -46,11 +46,8 @@ fn time(what: &str, events: usize, n: u32, mut f: impl FnMut()) {
 /// Whether a row is to be timed: every row, or those whose name holds the first argument
 /// (`cargo bench --bench streams -- responses`), for a quick look at one reader.
 fn selected(what: &str) -> bool {
-    static FILTER: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
-        std::env::args()
-            .skip(1)
-            .find(|a| !a.starts_with('-'))
-    });
+    static FILTER: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| std::env::args().skip(1).find(|a| !a.starts_with('-')));
     FILTER.as_deref().is_none_or(|f| what.contains(f))
 }
 
