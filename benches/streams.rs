@@ -260,9 +260,17 @@ fn exporters(events: &[Bytes], n: u32) {
             black_box(trace().json(&t).get().len());
         });
         time(&format!("  otlp ({how})"), events.len(), n, || {
-            let batch = [trace()];
-            black_box(prost::Message::encode_to_vec(&otlp::request(&batch, &t)));
+            black_box(otlp::protobuf(&[trace()], &t));
         });
+        time(
+            &format!("  otlp via prost's types ({how})"),
+            events.len(),
+            n,
+            || {
+                let batch = [trace()];
+                black_box(prost::Message::encode_to_vec(&otlp::request(&batch, &t)));
+            },
+        );
         time(&format!("  respan ({how})"), events.len(), n, || {
             let trace = trace();
             black_box(serde_json::to_vec(&respan::log(&trace, &t)).unwrap());

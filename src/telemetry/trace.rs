@@ -262,7 +262,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::Wire;
 
@@ -270,7 +270,7 @@ mod tests {
         RawValue::from_string(text.into()).ok()
     }
 
-    fn transcriber() -> Transcriber {
+    pub(crate) fn transcriber() -> Transcriber {
         Transcriber {
             input: |_, _| raw(r#"[{"role": "user", "content": "secret text"}]"#),
             output: |_, _, _| Output {
@@ -285,7 +285,7 @@ mod tests {
         serde_json::from_str(t.json(&transcriber()).get()).unwrap()
     }
 
-    fn record() -> RequestRecord {
+    pub(crate) fn record() -> RequestRecord {
         let mut r = RequestRecord::new();
         r.endpoint = "chat.completions";
         r.requested_model = Some("fast".into());

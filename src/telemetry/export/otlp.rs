@@ -19,8 +19,10 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,11 +48,10 @@ impl Otlp {
     }
 
     pub async fn send(&mut self, batch: &[Arc<Trace>], t: &Transcriber) -> Result<(), Failure> {
-        let request = request(batch, t);
         let (body, content_type) = match self.encoding {
-            OtlpEncoding::Protobuf => (request.encode_to_vec(), "application/x-protobuf"),
+            OtlpEncoding::Protobuf => (protobuf(batch, t), "application/x-protobuf"),
             OtlpEncoding::Json => (
-                serde_json::to_vec(&request).unwrap_or_default(),
+                serde_json::to_vec(&request(batch, t)).unwrap_or_default(),
                 "application/json",
             ),
         };
@@ -60,29 +61,70 @@ impl Otlp {
     }
 }
 
-/// One export request holding a span per trace.
+/// One export request holding a span per trace, as prost's types (for OTLP/JSON).
 pub fn request(batch: &[Arc<Trace>], t: &Transcriber) -> ExportTraceServiceRequest {
-    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| SCOPE.to_string());
+    let spans = batch.iter().map(|trace| {
+        let parts = SpanParts::of(trace, t);
+        Span {
+            attributes: parts.attributes.iter().map(Attr::key_value).collect(),
+            status: Some(parts.status),
+            ..parts.head
+        }
+    });
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    text("service.name", service),
-                    text("service.version", env!("CARGO_PKG_VERSION")),
-                ],
-                ..Resource::default()
-            }),
+            resource: Some(resource()),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE.into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..InstrumentationScope::default()
-                }),
-                spans: batch.iter().map(|trace| span_of(trace, t)).collect(),
+                scope: Some(scope()),
+                spans: spans.collect(),
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
         }],
+    }
+}
+
+/// The same request as [`request`], encoded as protobuf with the attributes written from
+/// what they borrow: a `String` per key and per value (the messages' text included), each
+/// made and dropped once per span, cost the exporter more than the encoding. The bytes are
+/// prost's own (fields in tag order; tested).
+pub fn protobuf(batch: &[Arc<Trace>], t: &Transcriber) -> Vec<u8> {
+    let parts: Vec<SpanParts> = batch.iter().map(|trace| SpanParts::of(trace, t)).collect();
+    let (resource, scope) = (resource(), scope());
+    let spans_len: usize = parts.iter().map(|p| field_len(SPANS, p.len())).sum();
+    let scope_spans_len = field_len(SCOPE_FIELD, scope.encoded_len()) + spans_len;
+    let resource_spans_len =
+        field_len(RESOURCE, resource.encoded_len()) + field_len(SCOPE_SPANS, scope_spans_len);
+    let mut out = Vec::with_capacity(field_len(RESOURCE_SPANS, resource_spans_len));
+    delimited(RESOURCE_SPANS, resource_spans_len, &mut out);
+    delimited(RESOURCE, resource.encoded_len(), &mut out);
+    resource.encode_raw(&mut out);
+    delimited(SCOPE_SPANS, scope_spans_len, &mut out);
+    delimited(SCOPE_FIELD, scope.encoded_len(), &mut out);
+    scope.encode_raw(&mut out);
+    for span in &parts {
+        delimited(SPANS, span.len(), &mut out);
+        span.encode(&mut out);
+    }
+    out
+}
+
+fn resource() -> Resource {
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| SCOPE.to_string());
+    Resource {
+        attributes: vec![
+            Attr::text("service.name", service).key_value(),
+            Attr::text("service.version", env!("CARGO_PKG_VERSION")).key_value(),
+        ],
+        ..Resource::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..InstrumentationScope::default()
     }
 }
 
@@ -105,120 +147,139 @@ fn provider_name(kind: &str) -> &str {
 }
 
 /// GenAI's message attributes hold a JSON array of messages.
-fn as_array(json: &RawValue) -> String {
+fn as_array(json: &RawValue) -> Cow<'_, str> {
     let json = json.get();
     if json.starts_with('[') {
-        json.to_string()
+        Cow::Borrowed(json)
     } else {
-        format!("[{json}]")
+        Cow::Owned(format!("[{json}]"))
     }
 }
 
-fn span_of(trace: &Trace, t: &Transcriber) -> Span {
-    let r = &trace.record;
-    let content = trace.content(t);
-    let op = operation(r.endpoint);
-    let request_model = r.requested_model.as_deref().unwrap_or_default();
-    // Room for every attribute but metadata: the list is not grown as it is filled.
-    let mut a = Vec::with_capacity(40);
-    a.extend([
-        text("gen_ai.operation.name", op),
-        text("respan.request_id", trace.request_id.as_str()),
-        text("respan.endpoint", r.endpoint),
-        boolean("respan.stream", r.stream),
-        int("http.response.status_code", r.status.into()),
-        float("respan.latency_ms", trace.latency.as_secs_f64() * 1e3),
-        int("respan.attempts", r.attempts.len() as i64),
-        boolean("respan.cache_hit", r.cache_hit()),
-    ]);
-    let mut opt = |key: &'static str, value: Option<&str>| {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            a.push(text(key, v));
+/// A span: its fields before the attributes (tags 1-8) and its status (tag 15) as prost's
+/// types, and its attributes borrowed from the trace.
+struct SpanParts<'a> {
+    head: Span,
+    attributes: Vec<Attr<'a>>,
+    status: Status,
+}
+
+impl<'a> SpanParts<'a> {
+    fn of(trace: &'a Trace, t: &Transcriber) -> SpanParts<'a> {
+        let r = &trace.record;
+        let content = trace.content(t);
+        let op = operation(r.endpoint);
+        let request_model = r.requested_model.as_deref().unwrap_or_default();
+        // Room for every attribute but metadata: the list is not grown as it is filled.
+        let mut a = Vec::with_capacity(40);
+        a.extend([
+            Attr::text("gen_ai.operation.name", op),
+            Attr::text("respan.request_id", trace.request_id.as_str()),
+            Attr::text("respan.endpoint", r.endpoint),
+            Attr::new("respan.stream", Value::Bool(r.stream)),
+            Attr::int("http.response.status_code", r.status.into()),
+            Attr::float("respan.latency_ms", trace.latency.as_secs_f64() * 1e3),
+            Attr::int("respan.attempts", r.attempts.len() as i64),
+            Attr::new("respan.cache_hit", Value::Bool(r.cache_hit())),
+        ]);
+        let mut opt = |key: &'static str, value: Option<&'a str>| {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                a.push(Attr::text(key, v));
+            }
+        };
+        opt("gen_ai.request.model", Some(request_model));
+        opt("gen_ai.response.model", Some(&r.served.upstream_model));
+        opt(
+            "gen_ai.provider.name",
+            Some(provider_name(r.served.provider_type)),
+        );
+        opt("respan.provider", Some(&r.served.provider));
+        opt(
+            "gen_ai.conversation.id",
+            r.subject.thread_identifier.as_deref(),
+        );
+        opt(
+            "respan.thread_identifier",
+            r.subject.thread_identifier.as_deref(),
+        );
+        opt(
+            "respan.customer_identifier",
+            r.subject.customer_identifier.as_deref(),
+        );
+        opt(
+            "respan.custom_identifier",
+            r.subject.custom_identifier.as_deref(),
+        );
+        opt("respan.error", r.error.as_deref());
+        if r.failed() {
+            a.push(Attr::text("error.type", r.status.to_string()));
         }
-    };
-    opt("gen_ai.request.model", Some(request_model));
-    opt("gen_ai.response.model", Some(&r.served.upstream_model));
-    opt(
-        "gen_ai.provider.name",
-        Some(provider_name(r.served.provider_type)),
-    );
-    opt("respan.provider", Some(&r.served.provider));
-    opt(
-        "gen_ai.conversation.id",
-        r.subject.thread_identifier.as_deref(),
-    );
-    opt(
-        "respan.thread_identifier",
-        r.subject.thread_identifier.as_deref(),
-    );
-    opt(
-        "respan.customer_identifier",
-        r.subject.customer_identifier.as_deref(),
-    );
-    opt(
-        "respan.custom_identifier",
-        r.subject.custom_identifier.as_deref(),
-    );
-    opt("respan.error", r.error.as_deref());
-    if r.failed() {
-        a.push(text("error.type", r.status.to_string()));
-    }
-    if let Some(ttft) = r.time_to_first_token {
-        a.push(float("respan.ttft_ms", ttft.as_secs_f64() * 1e3));
-    }
-    if let Some(u) = &r.usage {
-        a.push(int("gen_ai.usage.input_tokens", u.prompt_tokens as i64));
-        a.push(int(
-            "gen_ai.usage.output_tokens",
-            u.completion_tokens as i64,
-        ));
-        a.push(int("respan.usage.cached_tokens", u.cached_tokens as i64));
-        a.push(int(
-            "respan.usage.cache_write_tokens",
-            u.cache_write_tokens as i64,
-        ));
-        a.push(int(
-            "respan.usage.reasoning_tokens",
-            u.reasoning_tokens as i64,
-        ));
-    }
-    if let Some(cost) = trace.cost {
-        a.push(float("respan.cost_usd", cost));
-    }
-    if let Some(saved) = trace.cost_saved {
-        a.push(float("respan.cost_saved_usd", saved));
-    }
-    let reasons = &content.output.finish_reasons;
-    if !reasons.is_empty() {
-        a.push(strings("gen_ai.response.finish_reasons", reasons));
-    }
-    for (k, v) in &r.subject.metadata {
-        a.push(text(format!("respan.metadata.{k}"), v.as_str()));
-    }
-    if let Ok(attempts) = serde_json::to_string(&Attempts(&r.attempts)) {
-        a.push(text("respan.attempts.detail", attempts));
-    }
-    if let Some(input) = &content.input {
-        a.push(text("gen_ai.input.messages", as_array(input)));
-    }
-    if let Some(output) = &content.output.message {
-        a.push(text("gen_ai.output.messages", as_array(output)));
-    }
-    let failed = r.status >= 500 || r.status == 0 || r.error.is_some();
-    Span {
-        trace_id: r.ids.trace_id.to_vec(),
-        span_id: r.ids.span_id.to_vec(),
-        parent_span_id: r.ids.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
-        name: if request_model.is_empty() {
-            op.to_string()
-        } else {
-            format!("{op} {request_model}")
-        },
-        kind: span::SpanKind::Client as i32,
-        start_time_unix_nano: nanos(r.started_at),
-        end_time_unix_nano: nanos(trace.ended_at),
-        attributes: a,
-        status: Some(Status {
+        if let Some(ttft) = r.time_to_first_token {
+            a.push(Attr::float("respan.ttft_ms", ttft.as_secs_f64() * 1e3));
+        }
+        if let Some(u) = &r.usage {
+            a.push(Attr::int(
+                "gen_ai.usage.input_tokens",
+                u.prompt_tokens as i64,
+            ));
+            a.push(Attr::int(
+                "gen_ai.usage.output_tokens",
+                u.completion_tokens as i64,
+            ));
+            a.push(Attr::int(
+                "respan.usage.cached_tokens",
+                u.cached_tokens as i64,
+            ));
+            a.push(Attr::int(
+                "respan.usage.cache_write_tokens",
+                u.cache_write_tokens as i64,
+            ));
+            a.push(Attr::int(
+                "respan.usage.reasoning_tokens",
+                u.reasoning_tokens as i64,
+            ));
+        }
+        if let Some(cost) = trace.cost {
+            a.push(Attr::float("respan.cost_usd", cost));
+        }
+        if let Some(saved) = trace.cost_saved {
+            a.push(Attr::float("respan.cost_saved_usd", saved));
+        }
+        let reasons = &content.output.finish_reasons;
+        if !reasons.is_empty() {
+            a.push(Attr::new(
+                "gen_ai.response.finish_reasons",
+                Value::Texts(reasons),
+            ));
+        }
+        for (k, v) in &r.subject.metadata {
+            a.push(Attr::text(format!("respan.metadata.{k}"), v.as_str()));
+        }
+        if let Ok(attempts) = serde_json::to_string(&Attempts(&r.attempts)) {
+            a.push(Attr::text("respan.attempts.detail", attempts));
+        }
+        if let Some(input) = &content.input {
+            a.push(Attr::text("gen_ai.input.messages", as_array(input)));
+        }
+        if let Some(output) = &content.output.message {
+            a.push(Attr::text("gen_ai.output.messages", as_array(output)));
+        }
+        let failed = r.status >= 500 || r.status == 0 || r.error.is_some();
+        let head = Span {
+            trace_id: r.ids.trace_id.to_vec(),
+            span_id: r.ids.span_id.to_vec(),
+            parent_span_id: r.ids.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
+            name: if request_model.is_empty() {
+                op.to_string()
+            } else {
+                format!("{op} {request_model}")
+            },
+            kind: span::SpanKind::Client as i32,
+            start_time_unix_nano: nanos(r.started_at),
+            end_time_unix_nano: nanos(trace.ended_at),
+            ..Span::default()
+        };
+        let status = Status {
             message: if failed {
                 r.error.clone().unwrap_or_default()
             } else {
@@ -229,8 +290,33 @@ fn span_of(trace: &Trace, t: &Transcriber) -> Span {
             } else {
                 status::StatusCode::Unset
             } as i32,
-        }),
-        ..Span::default()
+        };
+        SpanParts {
+            head,
+            attributes: a,
+            status,
+        }
+    }
+
+    /// The length of the span's encoding.
+    fn len(&self) -> usize {
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|a| field_len(ATTRIBUTES, a.len()))
+            .sum();
+        self.head.encoded_len() + attributes + field_len(STATUS, self.status.encoded_len())
+    }
+
+    /// Writes the span's fields in tag order, as prost would.
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.head.encode_raw(out);
+        for a in &self.attributes {
+            delimited(ATTRIBUTES, a.len(), out);
+            a.encode(out);
+        }
+        delimited(STATUS, self.status.encoded_len(), out);
+        self.status.encode_raw(out);
     }
 }
 
@@ -239,36 +325,185 @@ fn nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn attribute(key: impl Into<String>, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..KeyValue::default()
+/// Field numbers of the OTLP messages written by hand (opentelemetry/proto/...).
+const RESOURCE_SPANS: u32 = 1; // ExportTraceServiceRequest.resource_spans
+const RESOURCE: u32 = 1; // ResourceSpans.resource
+const SCOPE_SPANS: u32 = 2; // ResourceSpans.scope_spans
+const SCOPE_FIELD: u32 = 1; // ScopeSpans.scope
+const SPANS: u32 = 2; // ScopeSpans.spans
+const ATTRIBUTES: u32 = 9; // Span.attributes
+const STATUS: u32 = 15; // Span.status
+const KEY: u32 = 1; // KeyValue.key
+const VALUE: u32 = 2; // KeyValue.value
+const STRING_VALUE: u32 = 1; // AnyValue.string_value
+const BOOL_VALUE: u32 = 2; // AnyValue.bool_value
+const INT_VALUE: u32 = 3; // AnyValue.int_value
+const DOUBLE_VALUE: u32 = 4; // AnyValue.double_value
+const ARRAY_VALUE: u32 = 5; // AnyValue.array_value
+const VALUES: u32 = 1; // ArrayValue.values
+
+/// One span attribute, borrowing what it can from the trace.
+struct Attr<'a> {
+    key: Cow<'a, str>,
+    value: Value<'a>,
+}
+
+/// An attribute's value (`AnyValue`).
+enum Value<'a> {
+    Text(Cow<'a, str>),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Texts(&'a [String]),
+}
+
+impl<'a> Attr<'a> {
+    fn new(key: impl Into<Cow<'a, str>>, value: Value<'a>) -> Self {
+        Attr {
+            key: key.into(),
+            value,
+        }
+    }
+
+    fn text(key: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Self {
+        Attr::new(key, Value::Text(value.into()))
+    }
+
+    fn int(key: &'a str, value: i64) -> Self {
+        Attr::new(key, Value::Int(value))
+    }
+
+    fn float(key: &'a str, value: f64) -> Self {
+        Attr::new(key, Value::Float(value))
+    }
+
+    /// As prost's type (for OTLP/JSON).
+    fn key_value(&self) -> KeyValue {
+        let text = |t: &str| AnyValue {
+            value: Some(any_value::Value::StringValue(t.to_string())),
+        };
+        let value = match &self.value {
+            Value::Text(t) => any_value::Value::StringValue(t.to_string()),
+            Value::Bool(b) => any_value::Value::BoolValue(*b),
+            Value::Int(i) => any_value::Value::IntValue(*i),
+            Value::Float(f) => any_value::Value::DoubleValue(*f),
+            Value::Texts(all) => any_value::Value::ArrayValue(ArrayValue {
+                values: all.iter().map(|t| text(t)).collect(),
+            }),
+        };
+        KeyValue {
+            key: self.key.to_string(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        }
+    }
+
+    /// The length of its `KeyValue` encoding.
+    fn len(&self) -> usize {
+        field_len(KEY, self.key.len()) + field_len(VALUE, self.value.len())
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        delimited(KEY, self.key.len(), out);
+        out.extend_from_slice(self.key.as_bytes());
+        delimited(VALUE, self.value.len(), out);
+        self.value.encode(out);
     }
 }
 
-fn text(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
-    attribute(key, any_value::Value::StringValue(value.into()))
+impl Value<'_> {
+    /// The length of its `AnyValue` encoding (a oneof: written even when zero).
+    fn len(&self) -> usize {
+        match self {
+            Value::Text(t) => field_len(STRING_VALUE, t.len()),
+            Value::Bool(_) => key_len(BOOL_VALUE) + 1,
+            Value::Int(i) => key_len(INT_VALUE) + encoded_len_varint(*i as u64),
+            Value::Float(_) => key_len(DOUBLE_VALUE) + 8,
+            Value::Texts(all) => field_len(ARRAY_VALUE, Self::array_len(all)),
+        }
+    }
+
+    /// The length of an `ArrayValue` of texts.
+    fn array_len(all: &[String]) -> usize {
+        all.iter()
+            .map(|t| field_len(VALUES, field_len(STRING_VALUE, t.len())))
+            .sum()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Text(t) => text_field(STRING_VALUE, t, out),
+            Value::Bool(b) => {
+                encode_key(BOOL_VALUE, WireType::Varint, out);
+                encode_varint(u64::from(*b), out);
+            }
+            Value::Int(i) => {
+                encode_key(INT_VALUE, WireType::Varint, out);
+                encode_varint(*i as u64, out);
+            }
+            Value::Float(f) => {
+                encode_key(DOUBLE_VALUE, WireType::SixtyFourBit, out);
+                out.extend_from_slice(&f.to_le_bytes());
+            }
+            Value::Texts(all) => {
+                delimited(ARRAY_VALUE, Self::array_len(all), out);
+                for t in all.iter() {
+                    delimited(VALUES, field_len(STRING_VALUE, t.len()), out);
+                    text_field(STRING_VALUE, t, out);
+                }
+            }
+        }
+    }
 }
 
-fn int(key: &str, value: i64) -> KeyValue {
-    attribute(key, any_value::Value::IntValue(value))
+/// The length of a length-delimited field whose content is `len` bytes.
+fn field_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn float(key: &str, value: f64) -> KeyValue {
-    attribute(key, any_value::Value::DoubleValue(value))
+/// A length-delimited field's key and length (its content follows).
+fn delimited(tag: u32, len: usize, out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
 }
 
-fn boolean(key: &str, value: bool) -> KeyValue {
-    attribute(key, any_value::Value::BoolValue(value))
+fn text_field(tag: u32, text: &str, out: &mut Vec<u8>) {
+    delimited(tag, text.len(), out);
+    out.extend_from_slice(text.as_bytes());
 }
 
-fn strings(key: &str, values: &[String]) -> KeyValue {
-    let values = values
-        .iter()
-        .map(|v| AnyValue {
-            value: Some(any_value::Value::StringValue(v.clone())),
-        })
-        .collect();
-    attribute(key, any_value::Value::ArrayValue(ArrayValue { values }))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::record::RequestRecord;
+    use crate::telemetry::trace::tests::{record, transcriber};
+
+    #[test]
+    fn the_protobuf_written_by_hand_is_prosts_own() {
+        let t = transcriber();
+        let mut failed = record();
+        failed.status = 502;
+        failed.error = Some("the provider broke off".into());
+        failed.usage = None;
+        failed
+            .subject
+            .metadata
+            .push(("ünïcode".into(), "ü".repeat(200)));
+        let bare = RequestRecord::new();
+        let batch: Vec<Arc<Trace>> = [record(), failed, bare]
+            .into_iter()
+            .map(|r| Arc::new(Trace::finish("req".into(), r)))
+            .collect();
+        let by_hand = protobuf(&batch, &t);
+        assert_eq!(by_hand, request(&batch, &t).encode_to_vec());
+        let decoded = ExportTraceServiceRequest::decode(by_hand.as_slice()).unwrap();
+        let spans = &decoded.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 3);
+        let reasons = spans[0]
+            .attributes
+            .iter()
+            .find(|a| a.key == "gen_ai.response.finish_reasons");
+        assert!(reasons.is_some());
+        assert_eq!(protobuf(&[], &t), request(&[], &t).encode_to_vec());
+    }
 }
