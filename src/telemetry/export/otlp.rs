@@ -182,35 +182,35 @@ impl<'a> SpanParts<'a> {
             Attr::int("respan.attempts", r.attempts.len() as i64),
             Attr::new("respan.cache_hit", Value::Bool(r.cache_hit())),
         ]);
-        let mut opt = |key: &'static str, value: Option<&'a str>| {
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                a.push(Attr::text(key, v));
-            }
-        };
-        opt("gen_ai.request.model", Some(request_model));
-        opt("gen_ai.response.model", Some(&r.served.upstream_model));
-        opt(
-            "gen_ai.provider.name",
-            Some(provider_name(r.served.provider_type)),
-        );
-        opt("respan.provider", Some(&r.served.provider));
-        opt(
-            "gen_ai.conversation.id",
-            r.subject.thread_identifier.as_deref(),
-        );
-        opt(
-            "respan.thread_identifier",
-            r.subject.thread_identifier.as_deref(),
-        );
-        opt(
-            "respan.customer_identifier",
-            r.subject.customer_identifier.as_deref(),
-        );
-        opt(
-            "respan.custom_identifier",
-            r.subject.custom_identifier.as_deref(),
-        );
-        opt("respan.error", r.error.as_deref());
+        let thread = r.subject.thread_identifier.as_deref();
+        let optional = [
+            ("gen_ai.request.model", Some(request_model)),
+            (
+                "gen_ai.response.model",
+                Some(r.served.upstream_model.as_str()),
+            ),
+            (
+                "gen_ai.provider.name",
+                Some(provider_name(r.served.provider_type)),
+            ),
+            ("respan.provider", Some(r.served.provider.as_str())),
+            ("gen_ai.conversation.id", thread),
+            ("respan.thread_identifier", thread),
+            (
+                "respan.customer_identifier",
+                r.subject.customer_identifier.as_deref(),
+            ),
+            (
+                "respan.custom_identifier",
+                r.subject.custom_identifier.as_deref(),
+            ),
+            ("respan.error", r.error.as_deref()),
+        ];
+        // Only those with a value.
+        a.extend(optional.into_iter().filter_map(|(key, value)| {
+            let value = value.filter(|v| !v.is_empty())?;
+            Some(Attr::text(key, value))
+        }));
         if r.failed() {
             a.push(Attr::text("error.type", r.status.to_string()));
         }
@@ -218,26 +218,14 @@ impl<'a> SpanParts<'a> {
             a.push(Attr::float("respan.ttft_ms", ttft.as_secs_f64() * 1e3));
         }
         if let Some(u) = &r.usage {
-            a.push(Attr::int(
-                "gen_ai.usage.input_tokens",
-                u.prompt_tokens as i64,
-            ));
-            a.push(Attr::int(
-                "gen_ai.usage.output_tokens",
-                u.completion_tokens as i64,
-            ));
-            a.push(Attr::int(
-                "respan.usage.cached_tokens",
-                u.cached_tokens as i64,
-            ));
-            a.push(Attr::int(
-                "respan.usage.cache_write_tokens",
-                u.cache_write_tokens as i64,
-            ));
-            a.push(Attr::int(
-                "respan.usage.reasoning_tokens",
-                u.reasoning_tokens as i64,
-            ));
+            let counts = [
+                ("gen_ai.usage.input_tokens", u.prompt_tokens),
+                ("gen_ai.usage.output_tokens", u.completion_tokens),
+                ("respan.usage.cached_tokens", u.cached_tokens),
+                ("respan.usage.cache_write_tokens", u.cache_write_tokens),
+                ("respan.usage.reasoning_tokens", u.reasoning_tokens),
+            ];
+            a.extend(counts.map(|(key, n)| Attr::int(key, n as i64)));
         }
         if let Some(cost) = trace.cost {
             a.push(Attr::float("respan.cost_usd", cost));
