@@ -157,8 +157,8 @@ impl UsageTap {
     /// is assembled, and for their usage, dropping the ones that must not reach the app.
     /// Without an answer to assemble, events that do not mention usage are not parsed.
     fn scan(&mut self, events: Bytes) -> Bytes {
-        let mentions_usage = usage_finder().find(&events).is_some();
-        if self.transcript.is_none() && !mentions_usage {
+        // Assembling, every event is read anyway: each is searched on its own below.
+        if self.transcript.is_none() && usage_finder().find(&events).is_none() {
             return events;
         }
         let mut kept: Option<BytesMut> = None;
@@ -170,10 +170,7 @@ impl UsageTap {
                 continue;
             }
             let event = &events[start..end];
-            let drop = self.read(
-                event,
-                mentions_usage && usage_finder().find(event).is_some(),
-            );
+            let drop = self.read(event, usage_finder().find(event).is_some());
             match (&mut kept, drop) {
                 (None, true) => kept = Some(BytesMut::from(&events[..start])),
                 (Some(out), false) => out.extend_from_slice(event),
@@ -227,11 +224,11 @@ impl UsageTap {
     }
 }
 
-/// The `sage` (of `usage` and `usageMetadata`) searcher, built once: building one per event
-/// cost more than the search.
+/// The searcher for a `"usage` key (`"usage"` and `"usageMetadata"`), built once: building
+/// one per event cost more than the search. The quote keeps out words such as `message`.
 fn usage_finder() -> &'static memchr::memmem::Finder<'static> {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("sage"));
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"usage"));
     &FINDER
 }
 
