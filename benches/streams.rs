@@ -88,7 +88,7 @@ fn translate(what: &str, plan: &ResponsePlan, events: &[Bytes], assemble: bool, 
             t.feed(black_box(e), &mut out).unwrap();
         }
         t.finish(&mut out).unwrap();
-        black_box(t.usage());
+        black_box(t.tokens());
         black_box(t.transcript());
     });
 }

@@ -7,7 +7,6 @@ use crate::providers::echo::LocalAnswer;
 use crate::providers::relays_back;
 use crate::telemetry::capture::Output;
 use crate::telemetry::record::TokenUsage;
-use crate::translate::openai::usage::tokens;
 use crate::translate::usage::{UsageTail, UsageTap};
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits};
@@ -220,7 +219,7 @@ impl BodyReader {
     /// The token counts the body reported, once read.
     pub fn usage(&self) -> Option<TokenUsage> {
         match self {
-            BodyReader::Translate { translator, .. } => translator.usage().map(|u| tokens(&u)),
+            BodyReader::Translate { translator, .. } => translator.tokens(),
             BodyReader::Tap(tap) => tap.usage(),
             BodyReader::Tail(tail) => tail.usage(),
         }

@@ -7,9 +7,10 @@ use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
 use super::openai::{ChatChunk, Usage, UsageField};
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
-use super::{openai, ResponsePlan};
+use super::{anthropic, gemini, openai, ResponsePlan};
 use crate::error::StreamFailure;
 use crate::telemetry::capture::Output;
+use crate::telemetry::record::TokenUsage;
 use crate::wire::Wire;
 use serde::Serialize;
 use std::sync::Arc;
@@ -175,9 +176,15 @@ impl StreamTranslator {
         }
     }
 
-    /// The token counts the provider reported, once known.
-    pub fn usage(&self) -> Option<Usage> {
-        self.state.usage()
+    /// The token counts the provider reported, once known, read from its own format's
+    /// counts (the OpenAI form has no place for Anthropic's cache writes).
+    pub fn tokens(&self) -> Option<TokenUsage> {
+        match &self.state.decoder {
+            Decoder::OpenAi { usage, .. } => usage.as_ref().map(openai::usage::tokens),
+            Decoder::Anthropic(d) => Some(anthropic::usage::tokens(d.reported())),
+            Decoder::Gemini(d) => d.reported().map(gemini::usage::tokens),
+            Decoder::Responses => None,
+        }
     }
 }
 
@@ -419,6 +426,30 @@ impl Encoder {
 mod tests {
     use super::*;
     use crate::translate::openai::Delta;
+
+    /// A translated Anthropic stream's counts keep its cache reads and writes.
+    #[test]
+    fn translated_counts_are_read_from_the_providers_own() {
+        let mut plan = ResponsePlan::identity(Wire::OpenAi, "m");
+        plan.from = Wire::Anthropic;
+        let mut t = StreamTranslator::new(&plan);
+        let sse = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":20,\"cache_creation_input_tokens\":30,\"output_tokens\":1}}}\n\n\
+            event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\n\
+            event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let mut out = Vec::new();
+        t.feed(sse.as_bytes(), &mut out).unwrap();
+        let u = t.tokens().unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cached_tokens,
+                u.cache_write_tokens,
+                u.completion_tokens
+            ),
+            (60, 20, 30, 5)
+        );
+        assert_eq!(u.total_tokens, 65);
+    }
 
     /// The writer's bytes are those of serialising each chunk whole, whatever changes.
     #[test]

@@ -338,6 +338,11 @@ impl ToOpenAi {
     pub fn usage(&self) -> Usage {
         usage_to_openai(&self.usage)
     }
+
+    /// The counts the stream reported so far, as Anthropic gives them.
+    pub fn reported(&self) -> &AUsage {
+        &self.usage
+    }
 }
 
 /// The block an OpenAI stream is writing into, on the Anthropic side.

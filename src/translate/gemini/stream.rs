@@ -165,6 +165,11 @@ impl ToOpenAi {
     pub fn usage(&self) -> Option<Usage> {
         self.usage.as_ref().map(usage_to_openai)
     }
+
+    /// The running totals the stream reported last, as Gemini gives them.
+    pub fn reported(&self) -> Option<&UsageMetadata> {
+        self.usage.as_ref()
+    }
 }
 
 #[cfg(test)]
