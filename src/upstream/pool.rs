@@ -51,36 +51,32 @@ impl Pool {
     }
 
     /// Keeps `stream` (whose last answer was read to its end) for the next request to `key`.
-    /// Expired connections to every peer are closed on the way, so a peer no longer called
-    /// (a customer's own base URL, a provider removed from the config) keeps none open.
+    /// Only `key`'s expired connections are closed here: those to a peer no longer called (a
+    /// customer's own base URL, a provider removed from the config) are the sweeper's.
     pub fn put(self: &Arc<Self>, key: u64, stream: Stream) {
         self.sweep_later();
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        // The entry of `key` stays even when empty: it is refilled at once, and a queue kept
-        // is one not allocated again on every release.
         let now = Instant::now();
-        self.expire_all(&mut idle, now, Some(key));
         let queue = idle.entry(key).or_default();
+        self.expire(queue, now);
         if queue.len() >= self.per_peer {
             queue.pop_front();
         }
         queue.push_back(Idle { stream, since: now });
     }
 
-    /// Closes the connections idle past the timeout, to every peer.
+    /// Closes the connections idle past the timeout, to every peer, and forgets the peers
+    /// left with none.
     fn sweep(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            self.expire_all(&mut idle, Instant::now(), None);
-        }
-    }
-
-    /// Expires every peer's connections, forgetting peers left with none (but `keep`).
-    fn expire_all(&self, idle: &mut HashMap<u64, VecDeque<Idle>>, now: Instant, keep: Option<u64>) {
-        idle.retain(|peer, queue| {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        idle.retain(|_, queue| {
             self.expire(queue, now);
-            Some(*peer) == keep || !queue.is_empty()
+            !queue.is_empty()
         });
     }
 
@@ -165,7 +161,7 @@ mod tests {
         pool.put(1, stream(&listener).await);
         assert_eq!(peers(&pool), 1);
         tokio::time::sleep(Duration::from_millis(80)).await;
-        // Another peer's release expires peer 1's connections and forgets peer 1.
+        // The sweeper has closed peer 1's connections and forgotten peer 1.
         pool.put(2, stream(&listener).await);
         assert_eq!(peers(&pool), 1);
         assert!(pool.pop(1).is_none());
