@@ -19,11 +19,13 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{
+    bool, double, encode_key, encode_varint, encoded_len_varint, int64, key_len, message, WireType,
+};
 use prost::Message;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const SCOPE: &str = "respan-sidecar";
@@ -73,9 +75,9 @@ pub fn request(batch: &[Arc<Trace>], t: &Transcriber) -> ExportTraceServiceReque
     });
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(resource()),
+            resource: Some(PROCESS.0.clone()),
             scope_spans: vec![ScopeSpans {
-                scope: Some(scope()),
+                scope: Some(PROCESS.1.clone()),
                 spans: spans.collect(),
                 schema_url: String::new(),
             }],
@@ -90,24 +92,26 @@ pub fn request(batch: &[Arc<Trace>], t: &Transcriber) -> ExportTraceServiceReque
 /// prost's own (fields in tag order; tested).
 pub fn protobuf(batch: &[Arc<Trace>], t: &Transcriber) -> Vec<u8> {
     let parts: Vec<SpanParts> = batch.iter().map(|trace| SpanParts::of(trace, t)).collect();
-    let (resource, scope) = (resource(), scope());
-    let spans_len: usize = parts.iter().map(|p| field_len(SPANS, p.len())).sum();
-    let scope_spans_len = field_len(SCOPE_FIELD, scope.encoded_len()) + spans_len;
+    let (resource, scope) = &*PROCESS;
+    let spans_len: usize = parts.iter().map(|p| field_len(SPANS, p.len)).sum();
+    let scope_spans_len = message::encoded_len(SCOPE_FIELD, scope) + spans_len;
     let resource_spans_len =
-        field_len(RESOURCE, resource.encoded_len()) + field_len(SCOPE_SPANS, scope_spans_len);
+        message::encoded_len(RESOURCE, resource) + field_len(SCOPE_SPANS, scope_spans_len);
     let mut out = Vec::with_capacity(field_len(RESOURCE_SPANS, resource_spans_len));
     delimited(RESOURCE_SPANS, resource_spans_len, &mut out);
-    delimited(RESOURCE, resource.encoded_len(), &mut out);
-    resource.encode_raw(&mut out);
+    message::encode(RESOURCE, resource, &mut out);
     delimited(SCOPE_SPANS, scope_spans_len, &mut out);
-    delimited(SCOPE_FIELD, scope.encoded_len(), &mut out);
-    scope.encode_raw(&mut out);
+    message::encode(SCOPE_FIELD, scope, &mut out);
     for span in &parts {
-        delimited(SPANS, span.len(), &mut out);
+        delimited(SPANS, span.len, &mut out);
         span.encode(&mut out);
     }
     out
 }
+
+/// The process's resource and the instrumentation scope, the same in every batch.
+static PROCESS: LazyLock<(Resource, InstrumentationScope)> =
+    LazyLock::new(|| (resource(), scope()));
 
 fn resource() -> Resource {
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| SCOPE.to_string());
@@ -162,6 +166,8 @@ struct SpanParts<'a> {
     head: Span,
     attributes: Vec<Attr<'a>>,
     status: Status,
+    /// The length of the span's encoding.
+    len: usize,
 }
 
 impl<'a> SpanParts<'a> {
@@ -279,21 +285,22 @@ impl<'a> SpanParts<'a> {
                 status::StatusCode::Unset
             } as i32,
         };
+        let len = Self::len(&head, &a, &status);
         SpanParts {
             head,
             attributes: a,
             status,
+            len,
         }
     }
 
-    /// The length of the span's encoding.
-    fn len(&self) -> usize {
-        let attributes: usize = self
-            .attributes
+    /// The length of the encoding of a span made of these.
+    fn len(head: &Span, attributes: &[Attr], status: &Status) -> usize {
+        let attributes: usize = attributes
             .iter()
             .map(|a| field_len(ATTRIBUTES, a.len()))
             .sum();
-        self.head.encoded_len() + attributes + field_len(STATUS, self.status.encoded_len())
+        head.encoded_len() + attributes + message::encoded_len(STATUS, status)
     }
 
     /// Writes the span's fields in tag order, as prost would.
@@ -303,8 +310,7 @@ impl<'a> SpanParts<'a> {
             delimited(ATTRIBUTES, a.len(), out);
             a.encode(out);
         }
-        delimited(STATUS, self.status.encoded_len(), out);
-        self.status.encode_raw(out);
+        message::encode(STATUS, &self.status, out);
     }
 }
 
@@ -404,9 +410,9 @@ impl Value<'_> {
     fn len(&self) -> usize {
         match self {
             Value::Text(t) => field_len(STRING_VALUE, t.len()),
-            Value::Bool(_) => key_len(BOOL_VALUE) + 1,
-            Value::Int(i) => key_len(INT_VALUE) + encoded_len_varint(*i as u64),
-            Value::Float(_) => key_len(DOUBLE_VALUE) + 8,
+            Value::Bool(b) => bool::encoded_len(BOOL_VALUE, b),
+            Value::Int(i) => int64::encoded_len(INT_VALUE, i),
+            Value::Float(f) => double::encoded_len(DOUBLE_VALUE, f),
             Value::Texts(all) => field_len(ARRAY_VALUE, Self::array_len(all)),
         }
     }
@@ -421,18 +427,9 @@ impl Value<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Value::Text(t) => text_field(STRING_VALUE, t, out),
-            Value::Bool(b) => {
-                encode_key(BOOL_VALUE, WireType::Varint, out);
-                encode_varint(u64::from(*b), out);
-            }
-            Value::Int(i) => {
-                encode_key(INT_VALUE, WireType::Varint, out);
-                encode_varint(*i as u64, out);
-            }
-            Value::Float(f) => {
-                encode_key(DOUBLE_VALUE, WireType::SixtyFourBit, out);
-                out.extend_from_slice(&f.to_le_bytes());
-            }
+            Value::Bool(b) => bool::encode(BOOL_VALUE, b, out),
+            Value::Int(i) => int64::encode(INT_VALUE, i, out),
+            Value::Float(f) => double::encode(DOUBLE_VALUE, f, out),
             Value::Texts(all) => {
                 delimited(ARRAY_VALUE, Self::array_len(all), out);
                 for t in all.iter() {
