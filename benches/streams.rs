@@ -99,7 +99,7 @@ fn tap(what: &str, wire: Wire, events: &[Bytes], assemble: bool, n: u32) {
     time(what, events.len(), n, || {
         let mut tap = UsageTap::new(wire, false);
         if assemble {
-            tap.assemble(wire, 256 * 1024);
+            tap.assemble(256 * 1024);
         }
         for e in events {
             black_box(tap.feed(black_box(e.clone())));
@@ -225,7 +225,7 @@ fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
     // only by the assembling.
     let mut tap = UsageTap::new(Wire::OpenAi, false);
     if assembled {
-        tap.assemble(Wire::OpenAi, 256 * 1024);
+        tap.assemble(256 * 1024);
         r.output.assembling();
     }
     for e in events {

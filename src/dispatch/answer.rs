@@ -10,7 +10,6 @@ use crate::telemetry::record::TokenUsage;
 use crate::translate::usage::{UsageTail, UsageTap};
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{Exchange, ExchangeError, ReadLimits};
-use crate::wire::Wire;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::response::Parts;
@@ -187,13 +186,13 @@ impl BodyReader {
         }
     }
 
-    /// Assembles the trace's answer as the body passes, in `format` (the app's), keeping at
-    /// most `limit` bytes of its text (0: none). A body that is not SSE is not assembled:
-    /// it is read back from its capture.
-    pub fn assemble(&mut self, format: Wire, limit: usize) {
+    /// Assembles the trace's answer as the body passes, in the app's format, keeping at most
+    /// `limit` bytes of its text (0: none). A body that is not SSE is not assembled: it is
+    /// read back from its capture.
+    pub fn assemble(&mut self, limit: usize) {
         match self {
             BodyReader::Translate { translator, .. } => translator.assemble(limit),
-            BodyReader::Tap(tap) => tap.assemble(format, limit),
+            BodyReader::Tap(tap) => tap.assemble(limit),
             BodyReader::Tail(_) => {}
         }
     }

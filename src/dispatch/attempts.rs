@@ -25,7 +25,6 @@ use crate::state::Snapshot;
 use crate::telemetry::record::{AttemptRecord, Outcome, RequestRecord};
 use crate::translate::{ResponsePlan, StreamTranslator};
 use crate::upstream::{ExchangeError, ReadLimits, Upstream};
-use crate::wire::Wire;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use std::time::Duration;
@@ -269,7 +268,7 @@ impl Attempts<'_> {
         }
         match or_gone(
             caller,
-            hold_back(&mut answer, &prepared.plan, limits, self.transcript()),
+            hold_back(&mut answer, &prepared.plan, limits, self.transcript_limit),
         )
         .await?
         {
@@ -366,11 +365,6 @@ impl Attempts<'_> {
         }
     }
 
-    /// What a stream's reader assembles for the trace: the app's format, and how much.
-    fn transcript(&self) -> (Wire, usize) {
-        (self.request.ingress, self.transcript_limit)
-    }
-
     /// Drops an answer that will not be used (its connection is closed).
     async fn discard(&self, answer: Answer) {
         if let Answer::Remote(exchange) = answer {
@@ -385,7 +379,7 @@ async fn hold_back(
     answer: &mut Answer,
     plan: &ResponsePlan,
     limits: ReadLimits,
-    (format, transcript_limit): (Wire, usize),
+    transcript_limit: usize,
 ) -> Result<Held, StreamFailure> {
     let identity = plan.is_identity();
     // Identity: a probe reads the upstream's events to see when content starts, and the tap
@@ -398,7 +392,7 @@ async fn hold_back(
     } else {
         (None, BodyReader::translate(StreamTranslator::new(plan)))
     };
-    reader.assemble(format, transcript_limit);
+    reader.assemble(transcript_limit);
     let mut preamble = Vec::new();
     loop {
         let chunk = answer.next(limits).await.map_err(StreamFailure::of_read)?;

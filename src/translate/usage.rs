@@ -97,7 +97,7 @@ pub struct UsageTap {
     anthropic: AUsage,
     /// The trace's answer, assembled from each whole event as it is handed on (when the
     /// request's text is kept): the framing done here is not done again.
-    transcript: Option<(Wire, Box<Assembled>)>,
+    transcript: Option<Box<Assembled>>,
 }
 
 impl UsageTap {
@@ -112,11 +112,11 @@ impl UsageTap {
         }
     }
 
-    /// Assembles the trace's answer, in `format` (the stream's), from the events as they
-    /// pass, keeping at most `limit` bytes of its text.
-    pub fn assemble(&mut self, format: Wire, limit: usize) {
+    /// Assembles the trace's answer from the events as they pass (the stream is in the app's
+    /// format: it is relayed as it is), keeping at most `limit` bytes of its text.
+    pub fn assemble(&mut self, limit: usize) {
         if limit > 0 {
-            self.transcript = Some((format, Box::new(Assembled::bounded(limit))));
+            self.transcript = Some(Box::new(Assembled::bounded(limit)));
         }
     }
 
@@ -126,7 +126,7 @@ impl UsageTap {
 
     /// The answer assembled so far.
     pub fn transcript(&mut self) -> Option<Output> {
-        self.transcript.take().map(|(_, a)| a.finish())
+        self.transcript.take().map(|a| a.finish())
     }
 
     /// Takes a piece of the stream; returns the whole events it completes, to relay.
@@ -188,9 +188,9 @@ impl UsageTap {
             return false;
         }
         let data = event_data(event);
-        if let Some((format, assembled)) = &mut self.transcript {
+        if let Some(assembled) = &mut self.transcript {
             if let Ok(text) = std::str::from_utf8(&data) {
-                super::transcript::read(*format, text, assembled);
+                super::transcript::read(self.wire, text, assembled);
             }
         }
         usage && self.read_usage(&data)
@@ -345,7 +345,7 @@ data: [DONE]\n\n";
         let read_back = super::super::transcript::output(Some(Wire::OpenAi), true, stream);
         for piece in [1, 3, 64, stream.len()] {
             let mut tap = UsageTap::new(Wire::OpenAi, true);
-            tap.assemble(Wire::OpenAi, 1024);
+            tap.assemble(1024);
             let out = relay(&mut tap, stream, piece);
             assert!(
                 !out.windows(7).any(|w| w == b"\"usage\""),
