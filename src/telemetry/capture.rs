@@ -83,14 +83,11 @@ impl Capture {
         self.kept = Kept::Assembled(output);
     }
 
-    /// The assembled answer, taken out.
-    pub fn take_assembled(&mut self) -> Option<Output> {
-        match std::mem::take(&mut self.kept) {
+    /// The answer the relay assembled, if it did.
+    pub fn assembled_output(&self) -> Option<&Output> {
+        match &self.kept {
             Kept::Assembled(output) => Some(output),
-            other => {
-                self.kept = other;
-                None
-            }
+            Kept::Bytes(_) | Kept::Assembling => None,
         }
     }
 
@@ -135,7 +132,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_assembled_answer_keeps_no_bytes_and_is_taken_once() {
+    fn an_assembled_answer_keeps_no_bytes() {
         let mut c = Capture::off();
         c.start(Some(Wire::OpenAi), true, 100);
         c.assembling();
@@ -146,8 +143,8 @@ mod tests {
             ..Output::default()
         });
         assert!(c.truncated);
-        assert!(c.take_assembled().is_some());
-        assert!(c.take_assembled().is_none());
+        assert!(c.assembled_output().is_some_and(|o| o.truncated));
+        assert!(c.bytes().is_empty());
     }
 
     #[test]

@@ -23,8 +23,6 @@ pub struct Trace {
     pub cost: Option<f64>,
     /// A cache hit's: what its answer cost when it was asked of the provider.
     pub cost_saved: Option<f64>,
-    /// The answer the relay assembled as it passed (a stream), if it did.
-    assembled: Option<Output>,
     content: OnceLock<Content>,
     json: OnceLock<Box<RawValue>>,
 }
@@ -46,17 +44,15 @@ pub struct Text<'a> {
 
 impl Trace {
     /// Freezes a record at the request's end.
-    pub fn finish(request_id: String, mut record: RequestRecord) -> Trace {
+    pub fn finish(request_id: String, record: RequestRecord) -> Trace {
         let latency = record.started.elapsed();
         let (cost, cost_saved) = cost::of_record(&record);
-        let assembled = record.output.take_assembled();
         Trace {
             request_id,
             latency,
             ended_at: record.started_at + latency,
             cost,
             cost_saved,
-            assembled,
             record,
             content: OnceLock::new(),
             json: OnceLock::new(),
@@ -72,7 +68,7 @@ impl Trace {
             if r.disable_log {
                 return Content::default();
             }
-            let read_back = r.output.is_on() && self.assembled.is_none();
+            let read_back = r.output.is_on() && r.output.assembled_output().is_none();
             Content {
                 input: r
                     .input
@@ -88,7 +84,11 @@ impl Trace {
         // Never assembled for a request whose text may not be kept (its capture limit is 0).
         Text {
             input: read.input.as_deref(),
-            output: self.assembled.as_ref().unwrap_or(&read.output),
+            output: self
+                .record
+                .output
+                .assembled_output()
+                .unwrap_or(&read.output),
         }
     }
 
