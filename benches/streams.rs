@@ -132,18 +132,19 @@ fn main() {
     }
 
     println!("relayed as it is (usage tap; + the trace's answer assembled):");
+    let chat_pieces = translated(&to_chat, &anthropic);
+    let responses_pieces = translated(&to_responses, &anthropic);
     for (what, wire, events) in [
         ("chat", Wire::OpenAi, &openai),
         ("anthropic", Wire::Anthropic, &anthropic),
         ("gemini", Wire::Gemini, &gemini),
+        ("responses", Wire::Responses, &responses_pieces),
     ] {
         tap(&format!("  {what}"), wire, events, false, n);
         tap(&format!("  {what} + answer"), wire, events, true, n);
     }
 
     println!("the cache's whole answer, gathered from the app's stream:");
-    let chat_pieces = translated(&to_chat, &anthropic);
-    let responses_pieces = translated(&to_responses, &anthropic);
     for (what, ingress, pieces) in [
         ("  chat (passthrough)", Wire::OpenAi, &openai),
         ("  chat (from anthropic)", Wire::OpenAi, &chat_pieces),

@@ -59,8 +59,13 @@ pub fn read(format: Wire, data: &str, message: &mut Assembled) {
     match format {
         Wire::OpenAi => openai::transcript::read(data, message),
         Wire::Anthropic => anthropic::transcript::read(data, message),
-        Wire::Gemini => gemini::transcript::read(data, message),
-        Wire::Responses => responses::transcript::read(data, message),
+        // They also give the token counts read on the way, which only the usage tap wants.
+        Wire::Gemini => {
+            let _ = gemini::transcript::read(data, message);
+        }
+        Wire::Responses => {
+            let _ = responses::transcript::read(data, message);
+        }
     }
 }
 

@@ -188,12 +188,28 @@ impl UsageTap {
             return false;
         }
         let data = event_data(event);
-        if let Some(assembled) = &mut self.transcript {
-            if let Ok(text) = std::str::from_utf8(&data) {
+        let Some(assembled) = &mut self.transcript else {
+            return self.read_usage(&data);
+        };
+        let Ok(text) = std::str::from_utf8(&data) else {
+            return usage && self.read_usage(&data);
+        };
+        match self.wire {
+            // Their readers give the counts too: each event is parsed once, for both.
+            Wire::Gemini => {
+                self.usage = gemini::transcript::read(text, assembled).or(self.usage);
+                false
+            }
+            Wire::Responses => {
+                self.usage = responses::transcript::read(text, assembled).or(self.usage);
+                false
+            }
+            // Only the last event or two report usage, and are read a second time for it.
+            Wire::OpenAi | Wire::Anthropic => {
                 super::transcript::read(self.wire, text, assembled);
+                usage && self.read_usage(&data)
             }
         }
-        usage && self.read_usage(&data)
     }
 
     /// Reads one event's usage from its data; whether the event is to be dropped.
@@ -417,6 +433,37 @@ data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesT
             (u.completion_tokens, u.reasoning_tokens, u.total_tokens),
             (11, 3, 16)
         );
+    }
+
+    /// Gemini's and the Responses API's events are parsed once for the answer and its counts
+    /// together: the counts match the tap's that does not assemble, and the answer its
+    /// reading back.
+    #[test]
+    fn one_read_gives_the_answer_and_the_counts() {
+        let gemini = include_bytes!("../../tests/fixtures/gemini/stream_text.sse");
+        let responses = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"status\":\"in_progress\",\"output\":[],\"usage\":null}}\n\n\
+event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n\
+event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hi\"}]}],\"usage\":{\"input_tokens\":4,\"output_tokens\":2,\"total_tokens\":6}}}\n\n";
+        for (wire, stream, total) in [
+            (Wire::Gemini, &gemini[..], 27),
+            (Wire::Responses, &responses[..], 6),
+        ] {
+            let read_back = super::super::transcript::output(Some(wire), true, stream);
+            for piece in [1, 5, stream.len()] {
+                let mut counts_only = UsageTap::new(wire, false);
+                let mut tap = UsageTap::new(wire, false);
+                tap.assemble(1024);
+                assert_eq!(relay(&mut counts_only, stream, piece), stream);
+                assert_eq!(relay(&mut tap, stream, piece), stream);
+                let (u, only) = (tap.usage().unwrap(), counts_only.usage().unwrap());
+                assert_eq!(
+                    (u.prompt_tokens, u.total_tokens),
+                    (only.prompt_tokens, total)
+                );
+                let answer = tap.transcript().unwrap().message.unwrap();
+                assert_eq!(answer.get(), read_back.message.as_ref().unwrap().get());
+            }
+        }
     }
 
     #[test]

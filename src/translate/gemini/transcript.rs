@@ -6,6 +6,8 @@
 //! reason and calls; a part of a kind they do not know is read as text-less, never a reason
 //! to drop the chunk.
 
+use super::UsageMetadata;
+use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::First;
 use serde::Deserialize;
@@ -41,11 +43,14 @@ fn text_of(content: &Value) -> Value {
     Value::String(text)
 }
 
-/// A whole answer or one stream chunk, as JSON text.
-pub fn read(data: &str, into: &mut Assembled) {
-    if let Ok(chunk) = serde_json::from_str::<Chunk>(data) {
-        read_chunk(chunk, into);
-    }
+/// A whole answer or one stream chunk, as JSON text; the token counts it reports, read in
+/// the same pass (every chunk of a Gemini stream carries the running totals, so a tap that
+/// assembles the answer would otherwise parse each chunk twice).
+pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
+    let mut chunk = serde_json::from_str::<Chunk>(data).ok()?;
+    let usage = chunk.usage_metadata.take();
+    read_chunk(chunk, into);
+    usage.as_ref().map(super::usage::tokens)
 }
 
 /// The non-SSE stream: a JSON array of chunks.
@@ -81,6 +86,8 @@ fn read_chunk(chunk: Chunk<'_>, into: &mut Assembled) {
 struct Chunk<'a> {
     #[serde(borrow, default)]
     candidates: First<Candidate<'a>>,
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Option<UsageMetadata>,
 }
 
 #[derive(Deserialize)]

@@ -1,25 +1,32 @@
 //! The Responses API's half of a trace's answer: read into an [`Assembled`] message from a
 //! whole `response` object, or from a stream's terminal event, which holds the whole
-//! response (every other event is skipped).
+//! response (every other event is skipped, most without being parsed).
 
+use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
+use crate::translate::openai::usage::tokens;
+use crate::translate::openai::Usage;
 use serde::Deserialize;
 use std::borrow::Cow;
 
-/// A whole response, or one stream event, as JSON text.
-pub fn read(data: &str, into: &mut Assembled) {
-    let Ok(answer) = serde_json::from_str::<Answer>(data) else {
-        return;
-    };
+/// The event types that hold the whole response.
+const TERMINAL: [&str; 3] = [
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
+
+/// A whole response, or one stream event, as JSON text; the token counts it reports, read
+/// in the same pass.
+pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
+    if leading_type(data).is_some_and(|kind| !TERMINAL.contains(&kind)) {
+        return None;
+    }
+    let answer = serde_json::from_str::<Answer>(data).ok()?;
     let answer = match answer.kind.as_deref() {
         None | Some("response") => answer,
-        Some("response.completed" | "response.incomplete" | "response.failed") => {
-            match answer.response {
-                Some(response) => *response,
-                None => return,
-            }
-        }
-        Some(_) => return,
+        Some(kind) if TERMINAL.contains(&kind) => *answer.response?,
+        Some(_) => return None,
     };
     into.seen();
     into.finish_reason(answer.status.as_deref());
@@ -42,6 +49,17 @@ pub fn read(data: &str, into: &mut Assembled) {
             _ => {}
         }
     }
+    answer.usage.as_ref().map(tokens)
+}
+
+/// The type of an event written as the API writes them, with `type` first
+/// (`{"type":"response.output_text.delta",...`): most of a stream's events are deltas,
+/// and this tells them apart without parsing them. `None` when the text starts otherwise
+/// (or the type has an escape in it): the event is then parsed to be sure.
+fn leading_type(data: &str) -> Option<&str> {
+    let rest = data.strip_prefix("{\"type\":\"")?;
+    let kind = &rest[..rest.find('"')?];
+    (!kind.contains('\\')).then_some(kind)
 }
 
 /// A whole `response` object, or a stream event: only the terminal events (which hold the
@@ -56,6 +74,8 @@ struct Answer<'a> {
     response: Option<Box<Answer<'a>>>,
     #[serde(borrow)]
     status: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
