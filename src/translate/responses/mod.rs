@@ -340,5 +340,27 @@ struct End {
     usage: Option<Usage>,
 }
 
+/// The stream event types that hold the whole response (its output and usage).
+const TERMINAL: [&str; 3] = [
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
+
+/// Whether a stream event may hold the whole response: false for one written as the API
+/// writes them, `type` first (`{"type":"response.output_text.delta",...`), with any other
+/// type. Most of a stream's events are deltas, and this tells them apart unparsed; an event
+/// that starts otherwise (or whose type has an escape in it) is parsed to be sure.
+fn may_hold_response(data: &[u8]) -> bool {
+    let Some(rest) = data.strip_prefix(b"{\"type\":\"") else {
+        return true;
+    };
+    let Some(end) = memchr::memchr(b'"', rest) else {
+        return true;
+    };
+    let kind = &rest[..end];
+    kind.contains(&b'\\') || TERMINAL.iter().any(|t| t.as_bytes() == kind)
+}
+
 #[cfg(test)]
 mod tests;

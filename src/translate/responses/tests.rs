@@ -407,3 +407,23 @@ fn input_files_become_file_parts() {
         json!({"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0", "filename": "a.pdf"}})
     );
 }
+
+/// Deltas are told apart by their leading type, unparsed; anything else is parsed.
+#[test]
+fn only_events_that_may_hold_the_response_are_parsed() {
+    assert!(!super::may_hold_response(
+        br#"{"type":"response.output_text.delta","delta":"x"}"#
+    ));
+    assert!(!super::may_hold_response(
+        br#"{"type":"response.created","response":{"usage":null}}"#
+    ));
+    for whole in [
+        &br#"{"type":"response.completed","response":{}}"#[..],
+        br#"{"type":"response.failed","response":{}}"#,
+        br#"{"type":"response.\u0063ompleted","response":{}}"#,
+        br#"{ "type": "response.output_text.delta"}"#,
+        br#"{"id":"resp_1","object":"response"}"#,
+    ] {
+        assert!(super::may_hold_response(whole));
+    }
+}

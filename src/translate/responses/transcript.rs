@@ -9,23 +9,16 @@ use crate::translate::openai::Usage;
 use serde::Deserialize;
 use std::borrow::Cow;
 
-/// The event types that hold the whole response.
-const TERMINAL: [&str; 3] = [
-    "response.completed",
-    "response.incomplete",
-    "response.failed",
-];
-
 /// A whole response, or one stream event, as JSON text; the token counts it reports, read
 /// in the same pass.
 pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
-    if leading_type(data).is_some_and(|kind| !TERMINAL.contains(&kind)) {
+    if !super::may_hold_response(data.as_bytes()) {
         return None;
     }
     let answer = serde_json::from_str::<Answer>(data).ok()?;
     let answer = match answer.kind.as_deref() {
         None | Some("response") => answer,
-        Some(kind) if TERMINAL.contains(&kind) => *answer.response?,
+        Some(kind) if super::TERMINAL.contains(&kind) => *answer.response?,
         Some(_) => return None,
     };
     into.seen();
@@ -50,16 +43,6 @@ pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
         }
     }
     answer.usage.as_ref().map(tokens)
-}
-
-/// The type of an event written as the API writes them, with `type` first
-/// (`{"type":"response.output_text.delta",...`): most of a stream's events are deltas,
-/// and this tells them apart without parsing them. `None` when the text starts otherwise
-/// (or the type has an escape in it): the event is then parsed to be sure.
-fn leading_type(data: &str) -> Option<&str> {
-    let rest = data.strip_prefix("{\"type\":\"")?;
-    let kind = &rest[..rest.find('"')?];
-    (!kind.contains('\\')).then_some(kind)
 }
 
 /// A whole `response` object, or a stream event: only the terminal events (which hold the

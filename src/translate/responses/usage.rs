@@ -14,6 +14,10 @@ struct WithResponse {
 
 /// The usage one event's data reports.
 pub(crate) fn of_event(data: &[u8]) -> Option<TokenUsage> {
+    // `response.created` and `response.in_progress` say `"usage":null` in a whole response.
+    if !super::may_hold_response(data) {
+        return None;
+    }
     let event: WithResponse = serde_json::from_slice(data).ok()?;
     event.response?.usage.map(|u| tokens(&u))
 }
