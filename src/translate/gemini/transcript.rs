@@ -9,7 +9,7 @@
 use super::UsageMetadata;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
-use crate::translate::first::First;
+use crate::translate::first::{Element, First};
 use serde::Deserialize;
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{json, Value};
@@ -98,6 +98,8 @@ struct Candidate<'a> {
     #[serde(borrow, default)]
     finish_reason: Option<Cow<'a, str>>,
 }
+
+impl Element for Candidate<'_> {}
 
 #[derive(Deserialize)]
 struct Content<'a> {

@@ -4,7 +4,7 @@
 
 use super::ChatChunk;
 use crate::translate::assembled::{Assembled, CallPart};
-use crate::translate::first::First;
+use crate::translate::first::{Element, First};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -24,9 +24,9 @@ struct Request<'a> {
     input: Option<&'a RawValue>,
 }
 
-/// A whole answer's `choices[0].message`, or a chunk's `choices[0].delta`, as JSON text.
+/// A whole answer's choice 0's `message`, or a chunk's choice 0's `delta`, as JSON text.
 pub fn read(data: &str, into: &mut Assembled) {
-    let Some(choice) = first_choice(data) else {
+    let Some(choice) = choice_zero(data) else {
         return;
     };
     into.seen();
@@ -75,12 +75,12 @@ struct Answer<'a> {
 
 const CHOICES_KEY: &str = "\"choices\":";
 
-/// `choices[0]` of a whole answer or a chunk. Most of a chunk's bytes are the fields before
+/// Choice 0 of a whole answer or a chunk. Most of a chunk's bytes are the fields before
 /// its choices (id, object, created, model), and reading them cost half of a stream's
 /// transcript; so the reading starts at the `"choices":` key when the text has it (it
 /// cannot be inside a string, where its quotes would be escaped), and the whole object is
 /// read only when that does not parse.
-fn first_choice(data: &str) -> Option<Choice<'_>> {
+fn choice_zero(data: &str) -> Option<Choice<'_>> {
     let at_key = choices_finder().find(data.as_bytes());
     if let Some(choices) = at_key.and_then(|i| data.get(i + CHOICES_KEY.len()..)) {
         let mut reader = serde_json::Deserializer::from_str(choices);
@@ -101,11 +101,21 @@ fn choices_finder() -> &'static memchr::memmem::Finder<'static> {
 
 #[derive(Deserialize)]
 struct Choice<'a> {
+    /// Absent where the answer has one choice.
+    #[serde(default)]
+    index: u32,
     #[serde(borrow)]
     finish_reason: Option<Cow<'a, str>>,
     /// `message` in a whole answer, `delta` in a chunk.
     #[serde(borrow, alias = "delta")]
     message: Option<Part<'a>>,
+}
+
+/// The trace's answer is choice 0's, as [`chunk`] reads it.
+impl Element for Choice<'_> {
+    fn wanted(&self) -> bool {
+        self.index == 0
+    }
 }
 
 #[derive(Deserialize)]
@@ -159,6 +169,13 @@ mod tests {
         // No choice (a usage chunk), or choices of the wrong type: nothing.
         assert_eq!(text(r#"{"choices":[],"usage":{"total_tokens":1}}"#), "");
         assert_eq!(text(r#"{"choices":"no"}"#), "");
+        // With `n` > 1, choice 0 wherever it is in the array, and only it.
+        let two = r#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#;
+        assert_eq!(text(two), "a");
+        assert_eq!(
+            text(r#"{"choices":[{"index":1,"delta":{"content":"b"}}]}"#),
+            ""
+        );
     }
 
     /// A typed chunk assembles as its text does.
