@@ -22,17 +22,19 @@ struct StreamEvent<'a> {
     kind: Cow<'a, str>,
     #[serde(default)]
     index: u32,
+    /// The rare parts are boxed: an event is moved whole a few times as it is read, and
+    /// inline they made it twice the size (the copies were a tenth of a translation).
     #[serde(default)]
-    message: Option<StartMessage>,
+    message: Option<Box<StartMessage>>,
     #[serde(default)]
-    content_block: Option<Value>,
+    content_block: Option<Box<Value>>,
     #[serde(default)]
     #[serde(borrow)]
     delta: Option<EventDelta<'a>>,
     #[serde(default)]
     usage: Option<AUsage>,
     #[serde(default)]
-    error: Option<ErrorBody>,
+    error: Option<Box<ErrorBody>>,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +56,7 @@ struct EventDelta<'a> {
     signature: Option<String>,
     stop_reason: Option<String>,
     /// A `citations_delta`'s citation.
-    citation: Option<Value>,
+    citation: Option<Box<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -112,10 +114,13 @@ impl ToOpenAi {
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Anthropic event: {e}")))?;
         match event.kind.as_ref() {
             "message_start" => {
-                let message = event.message.unwrap_or(StartMessage {
-                    model: String::new(),
-                    usage: AUsage::default(),
-                });
+                let message = event.message.map_or(
+                    StartMessage {
+                        model: String::new(),
+                        usage: AUsage::default(),
+                    },
+                    |m| *m,
+                );
                 self.model = message.model.into();
                 self.usage = message.usage;
                 out.push(self.chunk(
@@ -128,7 +133,7 @@ impl ToOpenAi {
                 ));
             }
             "content_block_start" => {
-                let block = event.content_block.unwrap_or(Value::Null);
+                let block = event.content_block.map_or(Value::Null, |b| *b);
                 self.block_start(event.index, &block, out);
             }
             "content_block_delta" => {
@@ -149,10 +154,13 @@ impl ToOpenAi {
             "content_block_stop" => self.block_stop(event.index, out),
             "message_stop" => self.ended = true,
             "error" => {
-                let error = event.error.unwrap_or(ErrorBody {
-                    kind: String::new(),
-                    message: "error event without a message".into(),
-                });
+                let error = event.error.map_or(
+                    ErrorBody {
+                        kind: String::new(),
+                        message: "error event without a message".into(),
+                    },
+                    |e| *e,
+                );
                 return Err(StreamFailure::reported(
                     anthropic_error_status(&error.kind),
                     error.message,
@@ -204,7 +212,7 @@ impl ToOpenAi {
                 let call = self.searches.finished(id, &block["content"]);
                 out.push(self.chunk(
                     Delta {
-                        web_search_call: Some(call),
+                        web_search_call: Some(Box::new(call)),
                         ..Delta::default()
                     },
                     None,
@@ -260,7 +268,7 @@ impl ToOpenAi {
                     (self.text_block.as_mut(), delta.citation)
                 {
                     if *block == index {
-                        cites.push(citation);
+                        cites.push(*citation);
                     }
                 }
             }

@@ -151,7 +151,7 @@ impl ToOpenAi {
         }
         for call in grounding.searches() {
             let delta = Delta {
-                web_search_call: Some(call),
+                web_search_call: Some(Box::new(call)),
                 ..Delta::default()
             };
             out.push(self.chunk(index, delta, None));

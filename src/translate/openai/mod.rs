@@ -472,9 +472,10 @@ pub struct Delta {
     /// Citations of the text streamed so far (see [`Message::annotations`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<Vec<Annotation>>,
-    /// A search the provider ran, finished (see [`Message::web_search_calls`]).
+    /// A search the provider ran, finished (see [`Message::web_search_calls`]); boxed, as it
+    /// is rare and a delta is moved for every chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web_search_call: Option<WebSearchCall>,
+    pub web_search_call: Option<Box<WebSearchCall>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
