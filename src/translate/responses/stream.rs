@@ -86,6 +86,46 @@ impl<'a> DeltaEvent<'a> {
     }
 }
 
+/// Any other event about one output item (a part added or done, its whole text, a call's
+/// arguments, a citation): written from borrowed fields, as a delta is, where a `json!` map
+/// per event made closing an item cost more than its deltas. The fields are in the order
+/// the API writes them; each event has only its own.
+#[derive(Serialize, Default)]
+struct ItemEvent<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotation_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotation: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<&'a Value>,
+}
+
+impl<'a> ItemEvent<'a> {
+    fn of(item_id: &'a str, output_index: usize) -> Self {
+        ItemEvent {
+            item_id,
+            output_index,
+            ..ItemEvent::default()
+        }
+    }
+}
+
 pub struct FromOpenAi {
     tool_names: ToolNames,
     id: String,
@@ -234,10 +274,13 @@ impl FromOpenAi {
             summary.push_str(text);
         }
         thinking.extend(blocks.into_iter().flatten().cloned());
-        let base = json!({"item_id": id, "output_index": index, "summary_index": 0});
         if announce {
-            let mut e = base.clone();
-            e["part"] = json!({"type": "summary_text", "text": ""});
+            let part = json!({"type": "summary_text", "text": ""});
+            let e = ItemEvent {
+                summary_index: Some(0),
+                part: Some(&part),
+                ..ItemEvent::of(&id, index)
+            };
             self.sequence
                 .write(out, "response.reasoning_summary_part.added", e);
         }
@@ -255,8 +298,12 @@ impl FromOpenAi {
         if !matches!(self.open, Some(Open::Text { .. })) {
             let id = item_id("msg");
             self.open_item(out, message_item(&id, "in_progress", None));
-            let e = json!({"item_id": id, "output_index": self.index(), "content_index": 0,
-                "part": text_part("")});
+            let part = text_part("");
+            let e = ItemEvent {
+                content_index: Some(0),
+                part: Some(&part),
+                ..ItemEvent::of(&id, self.index())
+            };
             self.sequence.write(out, "response.content_part.added", e);
             self.open = Some(Open::Text {
                 id,
@@ -327,7 +374,7 @@ impl FromOpenAi {
         self.open_item(out, responses_item(&id, search, "in_progress"));
         let index = self.index();
         for kind in ["in_progress", "searching", "completed"] {
-            let e = json!({"item_id": id, "output_index": index});
+            let e = ItemEvent::of(&id, index);
             self.sequence
                 .write(out, &format!("response.web_search_call.{kind}"), e);
         }
@@ -358,8 +405,12 @@ impl FromOpenAi {
                 let at = annotation[end].as_u64().unwrap_or_default();
                 annotation[end] = at.saturating_sub(*base as u64).into();
             }
-            let e = json!({"item_id": id, "output_index": index, "content_index": 0,
-                "annotation_index": annotations.len(), "annotation": annotation});
+            let e = ItemEvent {
+                content_index: Some(0),
+                annotation_index: Some(annotations.len()),
+                annotation: Some(&annotation),
+                ..ItemEvent::of(id, index)
+            };
             self.sequence
                 .write(out, "response.output_text.annotation.added", e);
             annotations.push(annotation);
@@ -394,13 +445,21 @@ impl FromOpenAi {
                 thinking,
             } => {
                 if part {
-                    let base = json!({"item_id": id, "output_index": index, "summary_index": 0});
-                    let mut e = base.clone();
-                    e["text"] = summary.as_str().into();
+                    let base = ItemEvent {
+                        summary_index: Some(0),
+                        ..ItemEvent::of(&id, index)
+                    };
+                    let e = ItemEvent {
+                        text: Some(&summary),
+                        ..base
+                    };
                     self.sequence
                         .write(out, "response.reasoning_summary_text.done", e);
-                    let mut e = base;
-                    e["part"] = json!({"type": "summary_text", "text": summary});
+                    let whole = json!({"type": "summary_text", "text": summary});
+                    let e = ItemEvent {
+                        part: Some(&whole),
+                        ..base
+                    };
                     self.sequence
                         .write(out, "response.reasoning_summary_part.done", e);
                 }
@@ -412,20 +471,24 @@ impl FromOpenAi {
                 annotations,
                 ..
             } => {
-                let base = json!({"item_id": id, "output_index": index, "content_index": 0});
-                let mut e = base.clone();
-                e["text"] = text.as_str().into();
-                e["logprobs"] = json!([]);
-                self.sequence.write(out, "response.output_text.done", e);
-                let mut e = base;
-                let mut part = text_part(&text);
-                if !annotations.is_empty() {
-                    part["annotations"] = Value::Array(annotations.clone());
-                }
-                e["part"] = part;
-                self.sequence.write(out, "response.content_part.done", e);
                 let mut item = message_item(&id, "completed", Some(&text));
                 annotate(&mut item, annotations);
+                let base = ItemEvent {
+                    content_index: Some(0),
+                    ..ItemEvent::of(&id, index)
+                };
+                let e = ItemEvent {
+                    text: Some(&text),
+                    logprobs: Some([]),
+                    ..base
+                };
+                self.sequence.write(out, "response.output_text.done", e);
+                // The part is the item's one part, as it is written in the item.
+                let e = ItemEvent {
+                    part: item.pointer("/content/0"),
+                    ..base
+                };
+                self.sequence.write(out, "response.content_part.done", e);
                 item
             }
             Open::Call {
@@ -442,7 +505,10 @@ impl FromOpenAi {
                     ..DeltaEvent::of(&id, index, &input)
                 };
                 write_delta(out, &mut self.sequence, event);
-                let e = json!({"item_id": id, "output_index": index, "input": input});
+                let e = ItemEvent {
+                    input: Some(&input),
+                    ..ItemEvent::of(&id, index)
+                };
                 self.sequence
                     .write(out, "response.custom_tool_call_input.done", e);
                 custom_call_item(&id, "completed", &call_id, &name, &input)
@@ -454,8 +520,11 @@ impl FromOpenAi {
                 arguments,
                 ..
             } => {
-                let e = json!({"item_id": id, "output_index": index, "name": name,
-                    "arguments": arguments});
+                let e = ItemEvent {
+                    name: Some(&name),
+                    arguments: Some(&arguments),
+                    ..ItemEvent::of(&id, index)
+                };
                 self.sequence
                     .write(out, "response.function_call_arguments.done", e);
                 function_call_item(
