@@ -16,24 +16,6 @@ use super::{
 use serde::Serialize;
 use serde_json::{json, Value};
 
-/// A delta event, the one a stream is mostly made of: written from borrowed fields, not
-/// built as a `Value` (a map per event cost more than the rest of the translation).
-#[derive(Serialize)]
-struct DeltaEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    sequence_number: u64,
-    item_id: &'a str,
-    output_index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    summary_index: Option<u32>,
-    delta: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<[(); 0]>,
-}
-
 /// The output item being streamed.
 enum Open {
     Reasoning {
@@ -65,33 +47,15 @@ enum Open {
     },
 }
 
-/// Writes a delta event under the next `sequence_number`.
-fn write_delta(out: &mut Vec<u8>, sequence: &mut Sequence, mut event: DeltaEvent) {
-    event.sequence_number = sequence.next();
-    write_json(out, Some(event.kind), &event);
-}
-
-impl<'a> DeltaEvent<'a> {
-    fn of(item_id: &'a str, output_index: usize, delta: &'a str) -> Self {
-        DeltaEvent {
-            kind: "",
-            sequence_number: 0,
-            item_id,
-            output_index,
-            content_index: None,
-            summary_index: None,
-            delta,
-            logprobs: None,
-        }
-    }
-}
-
-/// Any other event about one output item (a part added or done, its whole text, a call's
-/// arguments, a citation): written from borrowed fields, as a delta is, where a `json!` map
-/// per event made closing an item cost more than its deltas. The fields are in the order
-/// the API writes them; each event has only its own.
+/// An event about one output item (a delta, a part added or done, its whole text, a call's
+/// arguments, a citation), the kind a stream is mostly made of: written from borrowed
+/// fields, where a `json!` map per event cost more than the rest of the translation. The
+/// fields are in the order the API writes them; each event has only its own.
 #[derive(Serialize, Default)]
 struct ItemEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
     item_id: &'a str,
     output_index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +73,8 @@ struct ItemEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<[(); 0]>,
@@ -124,6 +90,16 @@ impl<'a> ItemEvent<'a> {
             ..ItemEvent::default()
         }
     }
+}
+
+/// Writes an item's event of type `kind` under the next `sequence_number`.
+fn write_item<'a>(out: &mut Vec<u8>, sequence: &mut Sequence, kind: &'a str, event: ItemEvent<'a>) {
+    let event = ItemEvent {
+        kind,
+        sequence_number: sequence.next(),
+        ..event
+    };
+    write_json(out, Some(kind), &event);
 }
 
 pub struct FromOpenAi {
@@ -281,16 +257,25 @@ impl FromOpenAi {
                 part: Some(&part),
                 ..ItemEvent::of(&id, index)
             };
-            self.sequence
-                .write(out, "response.reasoning_summary_part.added", e);
+            write_item(
+                out,
+                &mut self.sequence,
+                "response.reasoning_summary_part.added",
+                e,
+            );
         }
         if let Some(text) = text {
-            let event = DeltaEvent {
-                kind: "response.reasoning_summary_text.delta",
+            let event = ItemEvent {
+                delta: Some(text),
                 summary_index: Some(0),
-                ..DeltaEvent::of(&id, index, text)
+                ..ItemEvent::of(&id, index)
             };
-            write_delta(out, &mut self.sequence, event);
+            write_item(
+                out,
+                &mut self.sequence,
+                "response.reasoning_summary_text.delta",
+                event,
+            );
         }
     }
 
@@ -304,7 +289,7 @@ impl FromOpenAi {
                 part: Some(&part),
                 ..ItemEvent::of(&id, self.index())
             };
-            self.sequence.write(out, "response.content_part.added", e);
+            write_item(out, &mut self.sequence, "response.content_part.added", e);
             self.open = Some(Open::Text {
                 id,
                 text: String::new(),
@@ -316,13 +301,13 @@ impl FromOpenAi {
         let index = self.index();
         if let Some(Open::Text { id, text: all, .. }) = &mut self.open {
             all.push_str(text);
-            let event = DeltaEvent {
-                kind: "response.output_text.delta",
+            let event = ItemEvent {
+                delta: Some(text),
                 content_index: Some(0),
                 logprobs: Some([]),
-                ..DeltaEvent::of(id, index, text)
+                ..ItemEvent::of(id, index)
             };
-            write_delta(out, &mut self.sequence, event);
+            write_item(out, &mut self.sequence, "response.output_text.delta", event);
         }
     }
 
@@ -358,11 +343,16 @@ impl FromOpenAi {
         if let Some(delta) = delta.filter(|d| !d.is_empty()) {
             arguments.push_str(delta);
             if !*custom {
-                let event = DeltaEvent {
-                    kind: "response.function_call_arguments.delta",
-                    ..DeltaEvent::of(id, index, delta)
+                let event = ItemEvent {
+                    delta: Some(delta),
+                    ..ItemEvent::of(id, index)
                 };
-                write_delta(out, &mut self.sequence, event);
+                write_item(
+                    out,
+                    &mut self.sequence,
+                    "response.function_call_arguments.delta",
+                    event,
+                );
             }
         }
     }
@@ -375,8 +365,12 @@ impl FromOpenAi {
         let index = self.index();
         for kind in ["in_progress", "searching", "completed"] {
             let e = ItemEvent::of(&id, index);
-            self.sequence
-                .write(out, &format!("response.web_search_call.{kind}"), e);
+            write_item(
+                out,
+                &mut self.sequence,
+                &format!("response.web_search_call.{kind}"),
+                e,
+            );
         }
         let item = responses_item(&id, search, final_status(search));
         let done = OfItem {
@@ -411,8 +405,12 @@ impl FromOpenAi {
                 annotation: Some(&annotation),
                 ..ItemEvent::of(id, index)
             };
-            self.sequence
-                .write(out, "response.output_text.annotation.added", e);
+            write_item(
+                out,
+                &mut self.sequence,
+                "response.output_text.annotation.added",
+                e,
+            );
             annotations.push(annotation);
         }
     }
@@ -453,15 +451,23 @@ impl FromOpenAi {
                         text: Some(&summary),
                         ..base
                     };
-                    self.sequence
-                        .write(out, "response.reasoning_summary_text.done", e);
+                    write_item(
+                        out,
+                        &mut self.sequence,
+                        "response.reasoning_summary_text.done",
+                        e,
+                    );
                     let whole = json!({"type": "summary_text", "text": summary});
                     let e = ItemEvent {
                         part: Some(&whole),
                         ..base
                     };
-                    self.sequence
-                        .write(out, "response.reasoning_summary_part.done", e);
+                    write_item(
+                        out,
+                        &mut self.sequence,
+                        "response.reasoning_summary_part.done",
+                        e,
+                    );
                 }
                 reasoning_item(&id, &summary, &thinking)
             }
@@ -482,13 +488,13 @@ impl FromOpenAi {
                     logprobs: Some([]),
                     ..base
                 };
-                self.sequence.write(out, "response.output_text.done", e);
+                write_item(out, &mut self.sequence, "response.output_text.done", e);
                 // The part is the item's one part, as it is written in the item.
                 let e = ItemEvent {
                     part: item.pointer("/content/0"),
                     ..base
                 };
-                self.sequence.write(out, "response.content_part.done", e);
+                write_item(out, &mut self.sequence, "response.content_part.done", e);
                 item
             }
             Open::Call {
@@ -500,17 +506,26 @@ impl FromOpenAi {
                 ..
             } => {
                 let input = custom_input(&arguments);
-                let event = DeltaEvent {
-                    kind: "response.custom_tool_call_input.delta",
-                    ..DeltaEvent::of(&id, index, &input)
+                let event = ItemEvent {
+                    delta: Some(&input),
+                    ..ItemEvent::of(&id, index)
                 };
-                write_delta(out, &mut self.sequence, event);
+                write_item(
+                    out,
+                    &mut self.sequence,
+                    "response.custom_tool_call_input.delta",
+                    event,
+                );
                 let e = ItemEvent {
                     input: Some(&input),
                     ..ItemEvent::of(&id, index)
                 };
-                self.sequence
-                    .write(out, "response.custom_tool_call_input.done", e);
+                write_item(
+                    out,
+                    &mut self.sequence,
+                    "response.custom_tool_call_input.done",
+                    e,
+                );
                 custom_call_item(&id, "completed", &call_id, &name, &input)
             }
             Open::Call {
@@ -525,8 +540,12 @@ impl FromOpenAi {
                     arguments: Some(&arguments),
                     ..ItemEvent::of(&id, index)
                 };
-                self.sequence
-                    .write(out, "response.function_call_arguments.done", e);
+                write_item(
+                    out,
+                    &mut self.sequence,
+                    "response.function_call_arguments.done",
+                    e,
+                );
                 function_call_item(
                     &id,
                     "completed",

@@ -427,3 +427,44 @@ fn only_events_that_may_hold_the_response_are_parsed() {
         assert!(super::may_hold_response(whole));
     }
 }
+
+/// An item's events are written with their fields in the order the API writes them (apps
+/// that match on the text, as well as parsers, see the same bytes).
+#[test]
+fn item_events_keep_the_apis_field_order() {
+    let mut e = FromOpenAi::new("m".into(), ToolNames::default());
+    let mut out = Vec::new();
+    let text = Delta {
+        content: Some("Hi".into()),
+        ..Delta::default()
+    };
+    e.chunk(&chunk(text, Some("stop")), &mut out);
+    e.finish(None, &mut out);
+    let out = String::from_utf8(out).unwrap();
+    let id = out
+        .split("\"item_id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    for event in [
+        format!(
+            r#"{{"type":"response.content_part.added","sequence_number":3,"item_id":"{id}","output_index":0,"content_index":0,"part":{{"type":"output_text","text":"","annotations":[]}}}}"#
+        ),
+        format!(
+            r#"{{"type":"response.output_text.delta","sequence_number":4,"item_id":"{id}","output_index":0,"content_index":0,"delta":"Hi","logprobs":[]}}"#
+        ),
+        format!(
+            r#"{{"type":"response.output_text.done","sequence_number":5,"item_id":"{id}","output_index":0,"content_index":0,"text":"Hi","logprobs":[]}}"#
+        ),
+        format!(
+            r#"{{"type":"response.content_part.done","sequence_number":6,"item_id":"{id}","output_index":0,"content_index":0,"part":{{"type":"output_text","text":"Hi","annotations":[]}}}}"#
+        ),
+    ] {
+        assert!(
+            out.contains(&format!("data: {event}\n\n")),
+            "{event}\nnot in\n{out}"
+        );
+    }
+}
