@@ -1,8 +1,42 @@
 //! A Messages stream gathered into its whole message (for the cache): every field the events
 //! carried is kept (`serde_json::Value`), citations and thinking signatures included.
+//!
+//! The deltas, most of a stream, are read borrowed and appended where they lie; the few
+//! other events are read whole, into maps.
 
-use crate::translate::fields::append;
+use crate::translate::fields::{append, text, whole_number};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+/// An event, as far as telling a delta: its type, its block, and its delta as raw text.
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    index: Option<&'a RawValue>,
+    #[serde(borrow)]
+    delta: Option<&'a RawValue>,
+}
+
+/// A `content_block_delta`'s delta.
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow)]
+    thinking: Option<&'a RawValue>,
+    #[serde(borrow)]
+    signature: Option<&'a RawValue>,
+    #[serde(borrow)]
+    partial_json: Option<&'a RawValue>,
+    #[serde(borrow)]
+    citation: Option<&'a RawValue>,
+}
 
 /// Messages stream events, gathered.
 #[derive(Default)]
@@ -16,10 +50,15 @@ pub(crate) struct AnthropicStream {
 
 impl AnthropicStream {
     pub(crate) fn event(&mut self, data: &str) -> Option<()> {
+        let head: Event = serde_json::from_str(data).ok()?;
+        let index = whole_number(head.index).and_then(|i| usize::try_from(i).ok());
+        if head.kind.as_deref() == Some("content_block_delta") {
+            let (block, input) = self.blocks.get_mut(index?)?;
+            let delta = serde_json::from_str(head.delta?.get()).ok()?;
+            return add_delta(block, input, delta);
+        }
         let event: Map<String, Value> = serde_json::from_str(data).ok()?;
-        let index = event.get("index").and_then(Value::as_u64);
-        let index = index.and_then(|i| usize::try_from(i).ok());
-        match event.get("type").and_then(Value::as_str) {
+        match head.kind.as_deref() {
             Some("message_start") => {
                 self.message = Some(event.get("message")?.as_object()?.clone());
             }
@@ -33,10 +72,6 @@ impl AnthropicStream {
                     next if next == self.blocks.len() => self.blocks.push(block),
                     again => *self.blocks.get_mut(again)? = block,
                 }
-            }
-            Some("content_block_delta") => {
-                let (block, input) = self.blocks.get_mut(index?)?;
-                add_delta(block, input, event.get("delta")?)?;
             }
             Some("content_block_stop") => {
                 let (block, input) = self.blocks.get_mut(index?)?;
@@ -91,17 +126,16 @@ impl AnthropicStream {
 
 /// Applies one `content_block_delta` to its block (a tool call's input is kept as text until
 /// the block stops).
-fn add_delta(block: &mut Map<String, Value>, input: &mut String, delta: &Value) -> Option<()> {
-    let text = |name: &str| delta.get(name).and_then(Value::as_str);
-    match delta.get("type").and_then(Value::as_str)? {
-        "text_delta" => append(block, "text", text("text")?),
-        "thinking_delta" => append(block, "thinking", text("thinking")?),
+fn add_delta(block: &mut Map<String, Value>, input: &mut String, delta: BlockDelta) -> Option<()> {
+    match delta.kind.as_deref()? {
+        "text_delta" => append(block, "text", &text(delta.text)?),
+        "thinking_delta" => append(block, "thinking", &text(delta.thinking)?),
         "signature_delta" => {
-            block.insert("signature".into(), text("signature")?.into());
+            block.insert("signature".into(), text(delta.signature)?.into());
         }
-        "input_json_delta" => input.push_str(text("partial_json")?),
+        "input_json_delta" => input.push_str(&text(delta.partial_json)?),
         "citations_delta" => {
-            let citation = delta.get("citation")?.clone();
+            let citation: Value = serde_json::from_str(delta.citation?.get()).ok()?;
             match block.get_mut("citations").and_then(Value::as_array_mut) {
                 Some(citations) => citations.push(citation),
                 None => {
@@ -112,4 +146,55 @@ fn add_delta(block: &mut Map<String, Value>, input: &mut String, delta: &Value) 
         _ => {}
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deltas, read borrowed, build their blocks (escaped text, a citation, a tool call's
+    /// input in pieces); the other events are merged as before; an error keeps nothing.
+    #[test]
+    fn a_stream_gathers_into_its_whole_message() {
+        let events = [
+            r#"{"type":"message_start","message":{"id":"m","role":"assistant","content":[],"usage":{"input_tokens":3,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a \"b\"\n"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"web_search_result_location","url":"u"}}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"x\":"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"1}"}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let mut stream = AnthropicStream::default();
+        for data in events {
+            assert!(stream.event(data).is_some(), "{data}");
+        }
+        let whole = stream.into_whole().unwrap();
+        assert_eq!(
+            whole["content"],
+            json!([
+                {"type": "text", "text": "a \"b\"\n",
+                 "citations": [{"type": "web_search_result_location", "url": "u"}]},
+                {"type": "tool_use", "id": "t", "name": "f", "input": {"x": 1}},
+            ])
+        );
+        assert_eq!(whole["stop_reason"], "tool_use");
+        assert_eq!(
+            whole["usage"],
+            json!({"input_tokens": 3, "output_tokens": 7})
+        );
+        let mut failed = AnthropicStream::default();
+        assert!(failed.event(events[0]).is_some());
+        assert!(failed
+            .event(r#"{"type":"error","error":{"type":"overloaded_error"}}"#)
+            .is_none());
+        let delta_without_text =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#;
+        assert!(failed.event(events[1]).is_some());
+        assert!(failed.event(delta_without_text).is_none());
+    }
 }

@@ -6,11 +6,11 @@
 //! into a `Value` map, every chunk cost a map per object in it (1.35 us an event).
 
 use crate::telemetry::record::TokenUsage;
+use crate::translate::fields::{text, whole_number};
 use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
-use std::borrow::Cow;
 
 /// Chat completion chunks, gathered.
 #[derive(Default)]
@@ -135,17 +135,9 @@ fn value(raw: &RawValue) -> Option<Value> {
     serde_json::from_str(raw.get()).ok()
 }
 
-/// A raw value that is a string, read (a value of another type is no text).
-fn text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    #[derive(Deserialize)]
-    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
-    let raw = raw.filter(|r| r.get().starts_with('"'))?;
-    serde_json::from_str::<Text>(raw.get()).ok().map(|t| t.0)
-}
-
 /// A piece's `index`: 0 when absent or not a whole number.
 fn index(raw: Option<&RawValue>) -> u64 {
-    raw.and_then(|r| r.get().parse().ok()).unwrap_or(0)
+    whole_number(raw).unwrap_or(0)
 }
 
 /// A raw value that is a JSON object or array of `T`, read leniently: a value of another

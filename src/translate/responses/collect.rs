@@ -11,6 +11,12 @@ pub(crate) struct ResponsesStream {
 
 impl ResponsesStream {
     pub(crate) fn event(&mut self, data: &str) -> Option<()> {
+        // The deltas, told by their leading type, are not parsed.
+        if super::leading_type(data.as_bytes())
+            .is_some_and(|kind| kind != b"error" && !super::is_terminal(kind))
+        {
+            return Some(());
+        }
         let mut event: Map<String, Value> = serde_json::from_str(data).ok()?;
         match event.get("type").and_then(Value::as_str) {
             // A stop at the token limit is an answer too, as it is in chat completions.

@@ -352,14 +352,19 @@ const TERMINAL: [&str; 3] = [
 /// type. Most of a stream's events are deltas, and this tells them apart unparsed; an event
 /// that starts otherwise (or whose type has an escape in it) is parsed to be sure.
 fn may_hold_response(data: &[u8]) -> bool {
-    let Some(rest) = data.strip_prefix(b"{\"type\":\"") else {
-        return true;
-    };
-    let Some(end) = memchr::memchr(b'"', rest) else {
-        return true;
-    };
-    let kind = &rest[..end];
-    kind.contains(&b'\\') || TERMINAL.iter().any(|t| t.as_bytes() == kind)
+    leading_type(data).is_none_or(is_terminal)
+}
+
+fn is_terminal(kind: &[u8]) -> bool {
+    TERMINAL.iter().any(|t| t.as_bytes() == kind)
+}
+
+/// The type of an event that starts with it, as the API writes them; none when the text
+/// starts otherwise or the type has an escape in it.
+fn leading_type(data: &[u8]) -> Option<&[u8]> {
+    let rest = data.strip_prefix(b"{\"type\":\"")?;
+    let kind = &rest[..memchr::memchr(b'"', rest)?];
+    (!kind.contains(&b'\\')).then_some(kind)
 }
 
 #[cfg(test)]

@@ -468,3 +468,20 @@ fn item_events_keep_the_apis_field_order() {
         );
     }
 }
+
+/// The cache keeps the terminal event's response; an error event, told by its type without
+/// the rest being parsed, keeps nothing.
+#[test]
+fn a_stream_gathers_to_its_terminal_response_and_an_error_to_nothing() {
+    use super::collect::ResponsesStream;
+    let delta = r#"{"type":"response.output_text.delta","delta":"a"}"#;
+    let done = r#"{"type":"response.completed","response":{"id":"r","status":"completed"}}"#;
+    let mut stream = ResponsesStream::default();
+    for data in [delta, done] {
+        assert!(stream.event(data).is_some());
+    }
+    assert_eq!(stream.whole.unwrap()["id"], "r");
+    let mut stream = ResponsesStream::default();
+    assert!(stream.event(delta).is_some());
+    assert!(stream.event(r#"{"type":"error","message":"x"}"#).is_none());
+}
