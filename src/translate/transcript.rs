@@ -58,7 +58,9 @@ pub fn output(format: Option<Wire>, stream: bool, bytes: &[u8]) -> Output {
 pub fn read(format: Wire, data: &str, message: &mut Assembled) {
     match format {
         Wire::OpenAi => openai::transcript::read(data, message),
-        Wire::Anthropic => anthropic::transcript::read(data, message),
+        Wire::Anthropic => {
+            let _ = anthropic::transcript::read(data, message);
+        }
         // They also give the token counts read on the way, which only the usage tap wants.
         Wire::Gemini => {
             let _ = gemini::transcript::read(data, message);

@@ -204,8 +204,16 @@ impl UsageTap {
                 self.usage = responses::transcript::read(text, assembled).or(self.usage);
                 false
             }
-            // Only the last event or two report usage, and are read a second time for it.
-            Wire::OpenAi | Wire::Anthropic => {
+            Wire::Anthropic => {
+                let reports = anthropic::transcript::read(text, assembled);
+                if anthropic::usage::add(&mut self.anthropic, reports) {
+                    self.usage = Some(anthropic::usage::tokens(&self.anthropic));
+                }
+                false
+            }
+            // The answer's reader starts at the choices: the usage chunk, the last, is read
+            // a second time for its counts.
+            Wire::OpenAi => {
                 super::transcript::read(self.wire, text, assembled);
                 usage && self.read_usage(&data)
             }
@@ -435,16 +443,18 @@ data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesT
         );
     }
 
-    /// Gemini's and the Responses API's events are parsed once for the answer and its counts
-    /// together: the counts match the tap's that does not assemble, and the answer its
-    /// reading back.
+    /// Anthropic's, Gemini's and the Responses API's events are parsed once for the answer
+    /// and its counts together: the counts match the tap's that does not assemble, and the
+    /// answer its reading back.
     #[test]
     fn one_read_gives_the_answer_and_the_counts() {
         let gemini = include_bytes!("../../tests/fixtures/gemini/stream_text.sse");
         let responses = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"status\":\"in_progress\",\"output\":[],\"usage\":null}}\n\n\
 event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n\
 event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hi\"}]}],\"usage\":{\"input_tokens\":4,\"output_tokens\":2,\"total_tokens\":6}}}\n\n";
+        let anthropic = include_bytes!("../../tests/fixtures/anthropic/stream_text.sse");
         for (wire, stream, total) in [
+            (Wire::Anthropic, &anthropic[..], 27),
             (Wire::Gemini, &gemini[..], 27),
             (Wire::Responses, &responses[..], 6),
         ] {

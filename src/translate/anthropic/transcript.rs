@@ -2,6 +2,7 @@
 //! first), and an answer read into an [`Assembled`] message from a whole message or one
 //! event of its stream.
 
+use super::{usage, AUsage};
 use crate::translate::assembled::{Assembled, CallPart};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -37,10 +38,11 @@ fn with_system(system: &RawValue, messages: &RawValue) -> Option<Box<RawValue>> 
 }
 
 /// A whole Messages answer, or one of its stream's events, as JSON text.
-pub fn read(data: &str, into: &mut Assembled) {
+pub fn read(data: &str, into: &mut Assembled) -> [Option<AUsage>; 2] {
     let Ok(event) = serde_json::from_str::<Event>(data) else {
-        return;
+        return [None, None];
     };
+    let reports = usage::reports(event.message, event.usage);
     let index = event.index.unwrap_or(0);
     match &*event.kind {
         "message" => {
@@ -57,7 +59,9 @@ pub fn read(data: &str, into: &mut Assembled) {
             }
         }
         "content_block_delta" => {
-            let Some(delta) = event.delta else { return };
+            let Some(delta) = event.delta else {
+                return reports;
+            };
             into.text(delta.text.as_deref());
             into.reasoning(delta.thinking.as_deref());
             if delta.partial_json.is_some() {
@@ -73,6 +77,7 @@ pub fn read(data: &str, into: &mut Assembled) {
         }
         _ => {}
     }
+    reports
 }
 
 /// A content block: text, thinking, or a tool call (kept at its block index).
@@ -115,6 +120,12 @@ struct Event<'a> {
     content: Option<Vec<Block<'a>>>,
     #[serde(borrow)]
     stop_reason: Option<Cow<'a, str>>,
+    /// `message_start`'s message, for its usage (read apart: a report the usage reader
+    /// cannot read does not lose the answer).
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]

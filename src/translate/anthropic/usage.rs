@@ -3,6 +3,7 @@
 use super::AUsage;
 use crate::telemetry::record::TokenUsage;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Anthropic usage: its `input_tokens` leaves out cache reads and writes, which are added.
 pub(crate) fn tokens(u: &AUsage) -> TokenUsage {
@@ -47,17 +48,25 @@ pub(crate) fn add_event(data: &[u8], so_far: &mut AUsage) -> bool {
     let Ok(event) = serde_json::from_slice::<Event>(data) else {
         return false;
     };
+    add(so_far, [event.message.and_then(|m| m.usage), event.usage])
+}
+
+/// Folds reports into `so_far`; whether there was any.
+pub(crate) fn add(so_far: &mut AUsage, reports: [Option<AUsage>; 2]) -> bool {
     let mut reported = false;
-    for report in event
-        .message
-        .and_then(|m| m.usage)
-        .into_iter()
-        .chain(event.usage)
-    {
+    for report in reports.into_iter().flatten() {
         merge(so_far, &report);
         reported = true;
     }
     reported
+}
+
+/// The reports of an event whose `message` (`message_start`'s) and `usage` were kept raw.
+pub(crate) fn reports(message: Option<&RawValue>, usage: Option<&RawValue>) -> [Option<AUsage>; 2] {
+    let read = |raw: &RawValue| serde_json::from_str::<WithUsage>(raw.get()).ok();
+    let start = message.and_then(read).and_then(|m| m.usage);
+    let own = usage.and_then(|raw| serde_json::from_str(raw.get()).ok());
+    [start, own]
 }
 
 /// Later Anthropic reports replace what they give: the output count always (it is a running
