@@ -58,10 +58,11 @@ pub fn output(format: Option<Wire>, stream: bool, bytes: &[u8]) -> Output {
 pub fn read(format: Wire, data: &str, message: &mut Assembled) {
     match format {
         Wire::OpenAi => openai::transcript::read(data, message),
+        // The others also give the token counts read on the way, which only the usage tap
+        // wants.
         Wire::Anthropic => {
             let _ = anthropic::transcript::read(data, message);
         }
-        // They also give the token counts read on the way, which only the usage tap wants.
         Wire::Gemini => {
             let _ = gemini::transcript::read(data, message);
         }

@@ -170,7 +170,7 @@ impl UsageTap {
                 continue;
             }
             let event = &events[start..end];
-            let drop = self.read(event, usage_finder().find(event).is_some());
+            let drop = self.read(event);
             match (&mut kept, drop) {
                 (None, true) => kept = Some(BytesMut::from(&events[..start])),
                 (Some(out), false) => out.extend_from_slice(event),
@@ -182,17 +182,16 @@ impl UsageTap {
     }
 
     /// Reads one event (its data found once): into the answer, and, when it mentions
-    /// usage, for its usage; whether it is to be dropped.
-    fn read(&mut self, event: &[u8], usage: bool) -> bool {
-        if !usage && self.transcript.is_none() {
-            return false;
-        }
-        let data = event_data(event);
+    /// usage, for its usage; whether it is to be dropped. Whether it mentions usage is only
+    /// searched for where the answer's reader does not give the counts.
+    fn read(&mut self, event: &[u8]) -> bool {
+        let mentions_usage = || usage_finder().find(event).is_some();
         let Some(assembled) = &mut self.transcript else {
-            return self.read_usage(&data);
+            return mentions_usage() && self.read_usage(&event_data(event));
         };
+        let data = event_data(event);
         let Ok(text) = std::str::from_utf8(&data) else {
-            return usage && self.read_usage(&data);
+            return mentions_usage() && self.read_usage(&data);
         };
         match self.wire {
             // Their readers give the counts too: each event is parsed once, for both.
@@ -205,8 +204,8 @@ impl UsageTap {
                 false
             }
             Wire::Anthropic => {
-                let reports = anthropic::transcript::read(text, assembled);
-                if anthropic::usage::add(&mut self.anthropic, reports) {
+                let reported = anthropic::transcript::read(text, assembled);
+                if anthropic::usage::add(&mut self.anthropic, reported.reports()) {
                     self.usage = Some(anthropic::usage::tokens(&self.anthropic));
                 }
                 false
@@ -215,7 +214,7 @@ impl UsageTap {
             // a second time for its counts.
             Wire::OpenAi => {
                 super::transcript::read(self.wire, text, assembled);
-                usage && self.read_usage(&data)
+                mentions_usage() && self.read_usage(&data)
             }
         }
     }

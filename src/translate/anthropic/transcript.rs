@@ -37,12 +37,31 @@ fn with_system(system: &RawValue, messages: &RawValue) -> Option<Box<RawValue>> 
     RawValue::from_string(text).ok()
 }
 
-/// A whole Messages answer, or one of its stream's events, as JSON text.
-pub fn read(data: &str, into: &mut Assembled) -> [Option<AUsage>; 2] {
+/// The usage an event reported (`message_start`'s message and an event's own `usage`),
+/// still raw: only the usage tap reads it, so a trace read back does not pay for it, and a
+/// report the counts cannot read does not lose the answer.
+#[derive(Default)]
+pub struct Reported<'a> {
+    message: Option<&'a RawValue>,
+    usage: Option<&'a RawValue>,
+}
+
+impl Reported<'_> {
+    pub fn reports(&self) -> [Option<AUsage>; 2] {
+        usage::reports(self.message, self.usage)
+    }
+}
+
+/// A whole Messages answer, or one of its stream's events, as JSON text; the usage it
+/// reported, unread.
+pub fn read<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
     let Ok(event) = serde_json::from_str::<Event>(data) else {
-        return [None, None];
+        return Reported::default();
     };
-    let reports = usage::reports(event.message, event.usage);
+    let reported = Reported {
+        message: event.message,
+        usage: event.usage,
+    };
     let index = event.index.unwrap_or(0);
     match &*event.kind {
         "message" => {
@@ -60,7 +79,7 @@ pub fn read(data: &str, into: &mut Assembled) -> [Option<AUsage>; 2] {
         }
         "content_block_delta" => {
             let Some(delta) = event.delta else {
-                return reports;
+                return reported;
             };
             into.text(delta.text.as_deref());
             into.reasoning(delta.thinking.as_deref());
@@ -77,7 +96,7 @@ pub fn read(data: &str, into: &mut Assembled) -> [Option<AUsage>; 2] {
         }
         _ => {}
     }
-    reports
+    reported
 }
 
 /// A content block: text, thinking, or a tool call (kept at its block index).
@@ -120,8 +139,7 @@ struct Event<'a> {
     content: Option<Vec<Block<'a>>>,
     #[serde(borrow)]
     stop_reason: Option<Cow<'a, str>>,
-    /// `message_start`'s message, for its usage (read apart: a report the usage reader
-    /// cannot read does not lose the answer).
+    /// `message_start`'s message, for its usage (see [`Reported`]).
     #[serde(borrow)]
     message: Option<&'a RawValue>,
     #[serde(borrow)]
