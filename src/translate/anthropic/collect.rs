@@ -57,16 +57,13 @@ impl AnthropicStream {
             let delta = serde_json::from_str(head.delta?.get()).ok()?;
             return add_delta(block, input, delta);
         }
-        let event: Map<String, Value> = serde_json::from_str(data).ok()?;
+        let mut event: Map<String, Value> = serde_json::from_str(data).ok()?;
         match head.kind.as_deref() {
             Some("message_start") => {
-                self.message = Some(event.get("message")?.as_object()?.clone());
+                self.message = Some(object(event.remove("message"))?);
             }
             Some("content_block_start") => {
-                let block = (
-                    event.get("content_block")?.as_object()?.clone(),
-                    String::new(),
-                );
+                let block = (object(event.remove("content_block"))?, String::new());
                 // Blocks start in index order: the next one, or one started again.
                 match index? {
                     next if next == self.blocks.len() => self.blocks.push(block),
@@ -121,6 +118,14 @@ impl AnthropicStream {
             .collect();
         message.insert("content".into(), content.into());
         Some(Value::Object(message))
+    }
+}
+
+/// An event's part that must be an object, taken out of it.
+fn object(part: Option<Value>) -> Option<Map<String, Value>> {
+    match part? {
+        Value::Object(fields) => Some(fields),
+        _ => None,
     }
 }
 

@@ -43,14 +43,6 @@ pub(crate) struct OpenAiToolCall {
     arguments: String,
 }
 
-const OPENAI_HEAD: [&str; 5] = [
-    "id",
-    "created",
-    "model",
-    "system_fingerprint",
-    "service_tier",
-];
-
 /// A chunk, as far as its completion. `null` reads as absent (serde's `Option`), as the
 /// gathering always took it.
 #[derive(Deserialize)]
@@ -161,13 +153,13 @@ impl OpenAiStream {
             return Some(());
         };
         let head = [
-            chunk.id,
-            chunk.created,
-            chunk.model,
-            chunk.system_fingerprint,
-            chunk.service_tier,
+            ("id", chunk.id),
+            ("created", chunk.created),
+            ("model", chunk.model),
+            ("system_fingerprint", chunk.system_fingerprint),
+            ("service_tier", chunk.service_tier),
         ];
-        for (name, raw) in OPENAI_HEAD.into_iter().zip(head) {
+        for (name, raw) in head {
             if let Some(raw) = raw.filter(|_| !self.head.contains_key(name)) {
                 self.head.insert(name.to_string(), value(raw)?);
             }
