@@ -12,7 +12,7 @@
 use super::window::{self, SLIDING_BUCKETS};
 use super::{Ask, Kind};
 use crate::config::limits::{Rule, Window};
-use crate::drain::{Drain, Phase};
+use crate::drain::{Batching, Deliver, Drain};
 use crate::redis_link::RedisLink;
 use crate::telemetry::logging::LogLimit;
 use async_trait::async_trait;
@@ -30,8 +30,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 const SETTLE_QUEUE: usize = 4096;
 /// Settlements sent in one round trip at most.
 const SETTLE_BATCH: usize = 256;
-/// How long settling may go on once the process is quiet (no request in flight).
-const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 /// Reservations of a sidecar that died before settling fade after this.
 const RESERVED_TTL_SECS: u64 = 3600;
 
@@ -435,6 +433,14 @@ pub struct SettleService {
     receiver: Mutex<Option<mpsc::Receiver<Settlement>>>,
 }
 
+/// How settlements are taken: each batch at once (a settlement waits for nothing), and for
+/// at most 2 s once no request is left to settle.
+const SETTLING: Batching = Batching {
+    max: SETTLE_BATCH,
+    gather: None,
+    flush_limit: Duration::from_secs(2),
+};
+
 #[async_trait]
 impl BackgroundService for SettleService {
     async fn start(&self, _shutdown: ShutdownWatch) {
@@ -442,33 +448,19 @@ impl BackgroundService for SettleService {
         let (Some(mut receiver), Some(fleet)) = (taken, self.limits.fleet.as_ref()) else {
             return;
         };
-        // Requests still draining settle after a shutdown begins: stop only when quiet.
-        let _running = self.drain.exporter();
-        let quiet = self.drain.reached(Phase::Quiet);
-        tokio::pin!(quiet);
-        let mut batch = Vec::with_capacity(SETTLE_BATCH);
-        loop {
-            tokio::select! {
-                n = receiver.recv_many(&mut batch, SETTLE_BATCH) => {
-                    if n == 0 {
-                        return;
-                    }
-                    settle_batch(fleet, &mut batch).await;
-                }
-                () = &mut quiet => break,
-            }
-        }
-        receiver.close();
-        let deadline = Instant::now() + FLUSH_LIMIT;
-        while Instant::now() < deadline && receiver.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-            settle_batch(fleet, &mut batch).await;
-        }
+        self.drain
+            .serve_queue(&mut receiver, &SETTLING, &mut Settling(fleet))
+            .await;
     }
 }
 
-async fn settle_batch(fleet: &Fleet, batch: &mut Vec<Settlement>) {
-    if let Err(why) = fleet.settle(batch).await {
-        fleet.lost(&why);
+/// Settles a batch in one round trip (bounded by its own call timeout).
+struct Settling<'a>(&'a Fleet);
+
+impl Deliver<Settlement> for Settling<'_> {
+    async fn deliver(&mut self, batch: &[Settlement], _deadline: Option<Instant>) {
+        if let Err(why) = self.0.settle(batch).await {
+            self.0.lost(&why);
+        }
     }
-    batch.clear();
 }

@@ -12,7 +12,7 @@ use super::capture::Transcriber;
 use super::logging::LogLimit;
 use super::metrics::metrics;
 use super::trace::Trace;
-use crate::drain::{Drain, Phase};
+use crate::drain::{Batching, Deliver, Drain};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -27,20 +27,19 @@ pub const DEFAULT_EXPORT_QUEUE: usize = 4096;
 /// Traces sent in one batch at most.
 /// (Respan's bulk endpoint takes 500.)
 const MAX_BATCH: usize = 256;
-/// How long a trace may wait for its batch to fill.
-const BATCH_WAIT: Duration = Duration::from_millis(200);
-/// How often a filling batch takes what has queued. The exporter sleeps between looks
-/// rather than waking for each trace: a wake-up per request (three exporters, three
-/// threads) cost more CPU than everything else the exporters do.
-const BATCH_TICK: Duration = Duration::from_millis(20);
 /// Tries of one batch before it is given up (counted as errors).
 const MAX_TRIES: u32 = 4;
 /// First wait between tries, doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest wait between tries, whatever the receiver's `Retry-After` says.
 const LONGEST_BACKOFF: Duration = Duration::from_secs(30);
-/// Longest the flush at shutdown may take.
-const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+/// Traces go in batches of at most [`MAX_BATCH`], each waiting at most 200 ms for its batch
+/// to fill; at a shutdown, the flush takes at most 5 s.
+const BATCHING: Batching = Batching {
+    max: MAX_BATCH,
+    gather: Some(Duration::from_millis(200)),
+    flush_limit: Duration::from_secs(5),
+};
 
 /// How OTLP/HTTP bodies are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,39 +174,30 @@ pub struct ExportService {
 impl BackgroundService for ExportService {
     async fn start(&self, _shutdown: ShutdownWatch) {
         let taken = self.state.lock().ok().and_then(|mut s| s.take());
-        let Some((mut sink, mut receiver)) = taken else {
+        let Some((sink, mut receiver)) = taken else {
             return;
         };
-        // Not Pingora's shutdown: requests still draining then have traces to come. The
-        // drain says when none is left, and waits for this guard before the process exits.
-        let _running = self.drain.exporter();
         yield_to_requests(self.name);
-        let quiet = self.drain.reached(Phase::Quiet);
-        tokio::pin!(quiet);
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            tokio::select! {
-                n = receiver.recv_many(&mut batch, MAX_BATCH) => {
-                    if n == 0 {
-                        return;
-                    }
-                    // A drain gone quiet does not wait for the batch to fill.
-                    let stopping = tokio::select! {
-                        () = fill(&mut receiver, &mut batch) => false,
-                        () = &mut quiet => true,
-                    };
-                    self.deliver(&mut sink, &mut batch, None).await;
-                    if stopping {
-                        self.flush(&mut sink, &mut receiver, &mut batch).await;
-                        return;
-                    }
-                }
-                () = &mut quiet => {
-                    self.flush(&mut sink, &mut receiver, &mut batch).await;
-                    return;
-                }
-            }
-        }
+        // Not Pingora's shutdown: requests still draining then have traces to come.
+        let mut exporting = Exporting {
+            service: self,
+            sink,
+        };
+        self.drain
+            .serve_queue(&mut receiver, &BATCHING, &mut exporting)
+            .await;
+    }
+}
+
+/// An exporter's sink, sent each batch by its service.
+struct Exporting<'a> {
+    service: &'a ExportService,
+    sink: Sink,
+}
+
+impl Deliver<Arc<Trace>> for Exporting<'_> {
+    async fn deliver(&mut self, batch: &[Arc<Trace>], deadline: Option<Instant>) {
+        self.service.deliver(&mut self.sink, batch, deadline).await;
     }
 }
 
@@ -224,52 +214,9 @@ fn yield_to_requests(exporter: &str) {
     }
 }
 
-/// Tops up a batch that has its first trace, looking every [`BATCH_TICK`], until it is full
-/// or [`BATCH_WAIT`] has passed.
-async fn fill(receiver: &mut mpsc::Receiver<Arc<Trace>>, batch: &mut Vec<Arc<Trace>>) {
-    let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-    while batch.len() < MAX_BATCH && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + BATCH_TICK)).await;
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(trace) => batch.push(trace),
-                Err(_) => break,
-            }
-        }
-    }
-}
-
 impl ExportService {
-    /// At shutdown: sends what is queued, within [`FLUSH_LIMIT`].
-    async fn flush(
-        &self,
-        sink: &mut Sink,
-        receiver: &mut mpsc::Receiver<Arc<Trace>>,
-        batch: &mut Vec<Arc<Trace>>,
-    ) {
-        let deadline = Instant::now() + FLUSH_LIMIT;
-        receiver.close();
-        loop {
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(t) => batch.push(t),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() || Instant::now() >= deadline {
-                return;
-            }
-            self.deliver(sink, batch, Some(deadline)).await;
-        }
-    }
-
-    /// Sends a batch, trying again with backoff while that may help; empties it either way.
-    async fn deliver(
-        &self,
-        sink: &mut Sink,
-        batch: &mut Vec<Arc<Trace>>,
-        deadline: Option<Instant>,
-    ) {
+    /// Sends a batch, trying again with backoff while that may help.
+    async fn deliver(&self, sink: &mut Sink, batch: &[Arc<Trace>], deadline: Option<Instant>) {
         let n = batch.len() as u64;
         let mut backoff = http::Backoff::new(MAX_TRIES, FIRST_BACKOFF, LONGEST_BACKOFF, deadline);
         loop {
@@ -288,7 +235,6 @@ impl ExportService {
                 },
             }
         }
-        batch.clear();
     }
 
     /// A batch given up, logged at most once a minute (with how many were not).
