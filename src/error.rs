@@ -4,7 +4,6 @@
 //! Upstream error answers are not here: they are relayed with their own status and body.
 
 use crate::body::BodyError;
-use crate::dispatch::PlanError;
 use crate::params::ParamError;
 use crate::routing::RouteError;
 use crate::upstream::ExchangeError;
@@ -84,16 +83,6 @@ fn limit_message(r: &crate::limits::Refusal) -> String {
 /// Whole seconds to wait, at least one (`Retry-After` takes integers).
 fn retry_seconds(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
-}
-
-impl From<PlanError> for GatewayError {
-    fn from(e: PlanError) -> Self {
-        match e {
-            PlanError::MissingModel => GatewayError::MissingModel,
-            PlanError::UnknownGroup(id) => GatewayError::UnknownGroup(id),
-            PlanError::Param(p) => GatewayError::Param(p),
-        }
-    }
 }
 
 impl GatewayError {
@@ -243,16 +232,16 @@ pub fn error_body(
 
 /// An error event ending a stream in `ingress`'s format (an SSE event, with its blank line).
 pub fn stream_error_event(ingress: Wire, status: u16, code: &str, message: &str) -> Vec<u8> {
-    if ingress == Wire::Responses {
+    let body = match ingress {
         // The Responses API's own `error` event: flat, typed.
-        let data = json!({"type": "error", "code": code, "message": message, "param": null});
-        let mut event = Vec::new();
-        crate::translate::sse::write_json(&mut event, Some("error"), &data);
-        return event;
-    }
-    let body = error_body(ingress, status, message, Some(code), None);
+        Wire::Responses => {
+            let data = json!({"type": "error", "code": code, "message": message, "param": null});
+            serde_json::to_vec(&data).unwrap_or_default()
+        }
+        _ => error_body(ingress, status, message, Some(code), None),
+    };
     let mut event = Vec::with_capacity(body.len() + 24);
-    if ingress == Wire::Anthropic {
+    if matches!(ingress, Wire::Anthropic | Wire::Responses) {
         event.extend_from_slice(b"event: error\n");
     }
     event.extend_from_slice(b"data: ");

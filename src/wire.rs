@@ -1,8 +1,6 @@
 //! The API formats the sidecar speaks: what a caller sends it (a request's ingress) and what a
 //! provider is spoken to in. One enum for both, so that "the same format" is an `==`.
 
-use crate::config::ProviderKind;
-
 /// An API's wire format: its request, answer, stream and error shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -13,16 +11,4 @@ pub enum Wire {
     /// OpenAI's Responses API: spoken only by OpenAI itself, to a Responses ingress. Its
     /// errors are OpenAI's.
     Responses,
-}
-
-impl Wire {
-    /// The format a provider of `kind` is spoken to in, for an app that speaks `ingress`.
-    pub fn of(kind: ProviderKind, ingress: Wire) -> Wire {
-        match kind {
-            ProviderKind::OpenAi if ingress == Wire::Responses => Wire::Responses,
-            ProviderKind::Anthropic => Wire::Anthropic,
-            ProviderKind::Gemini => Wire::Gemini,
-            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Echo => Wire::OpenAi,
-        }
-    }
 }

@@ -15,6 +15,7 @@ pub use secret::Secret;
 
 use crate::telemetry::export::{Destination, OtlpEncoding};
 use crate::telemetry::Settings;
+use crate::wire::Wire;
 pub use limits::LimitsConfig;
 
 use http::{HeaderName, HeaderValue};
@@ -81,7 +82,8 @@ pub struct AuthKey {
     pub customer_identifier: Option<String>,
 }
 
-/// The provider wire protocols the gateway speaks.
+/// A provider's `type`: the vendor, which fixes the format it is spoken to in
+/// ([`ProviderKind::wire`]; Azure and the echo provider both speak OpenAI's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     /// OpenAI and every OpenAI-compatible API.
@@ -94,6 +96,16 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The format this provider is spoken to in, for an app that speaks `ingress`.
+    pub fn wire(self, ingress: Wire) -> Wire {
+        match self {
+            ProviderKind::OpenAi if ingress == Wire::Responses => Wire::Responses,
+            ProviderKind::Anthropic => Wire::Anthropic,
+            ProviderKind::Gemini => Wire::Gemini,
+            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Echo => Wire::OpenAi,
+        }
+    }
+
     /// The kind a `type` names (`as_str` the other way).
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {

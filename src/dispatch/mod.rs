@@ -17,6 +17,7 @@ pub use balance::{LatencyTracker, FAILURE_PENALTY};
 pub use retry::{retry_after_hint, retryable_status, RetryPolicy};
 
 use crate::config::{BalanceStrategy, Config, WeightedModel};
+use crate::error::GatewayError;
 use crate::params::{ParamError, RespanParams};
 use rand::Rng;
 
@@ -38,6 +39,17 @@ pub enum PlanError {
     UnknownGroup(String),
     #[error(transparent)]
     Param(#[from] ParamError),
+}
+
+/// Each reason is a gateway error of its own (whose status `error.rs` chooses).
+impl From<PlanError> for GatewayError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::MissingModel => GatewayError::MissingModel,
+            PlanError::UnknownGroup(id) => GatewayError::UnknownGroup(id),
+            PlanError::Param(p) => GatewayError::Param(p),
+        }
+    }
 }
 
 impl Plan {

@@ -48,7 +48,7 @@ pub fn prepare<'a>(
     upstream_model: &str,
 ) -> Result<Prepared<'a>, GatewayError> {
     let provider = route.provider;
-    let wire = Wire::of(provider.kind, request.ingress);
+    let wire = provider.kind.wire(request.ingress);
     if matches!(request.operation, Operation::CountTokens { .. })
         && request.ingress == Wire::Anthropic
         && wire != Wire::Anthropic
