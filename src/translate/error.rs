@@ -1,7 +1,29 @@
-//! A provider's error answer -> the same error in the caller's format.
+//! What goes wrong in a translation: a request the provider cannot be asked, an answer that
+//! cannot be read, and a provider's error answer told in the caller's format.
+
 use crate::error::{error_body, status_for_caller};
 use crate::wire::Wire;
 use serde_json::Value;
+
+/// Why a translation could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The request cannot be expressed for the provider: the app gets a 400 naming `param`.
+    #[error("`{param}`: {message}")]
+    Invalid { param: String, message: String },
+    /// The provider's answer could not be read.
+    #[error("the upstream answer could not be read: {0}")]
+    Upstream(String),
+}
+
+impl TranslateError {
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        TranslateError::Invalid {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+}
 
 /// Translates an error answer: the provider's message in the ingress format, with the status
 /// the caller's API uses (Anthropic's 529 "overloaded" is a 503 elsewhere). Bodies in the

@@ -8,7 +8,7 @@ use crate::translate::openai::{
     ToolName,
 };
 use crate::translate::web_search::{self, WebSearchOptions};
-use crate::translate::{reasoning, TranslateError};
+use crate::translate::{error::TranslateError, reasoning};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde_json::json;
 

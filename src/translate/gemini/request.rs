@@ -4,7 +4,7 @@ use super::*;
 use crate::translate::openai::{
     parse_data_url, ChatRequest, Content, Message, ResponseFormat, Stop, ToolChoice,
 };
-use crate::translate::{reasoning, TranslateError};
+use crate::translate::{error::TranslateError, reasoning};
 use serde_json::{json, Map};
 use std::collections::HashMap;
 

@@ -194,8 +194,8 @@ pub struct FilePart {
 
 impl FilePart {
     /// The file given inline, as (media type, base64 data): what other providers can take.
-    pub fn inline(&self) -> Result<(&str, &str), super::TranslateError> {
-        let refuse = |why: &str| Err(super::TranslateError::invalid("messages", why));
+    pub fn inline(&self) -> Result<(&str, &str), super::error::TranslateError> {
+        let refuse = |why: &str| Err(super::error::TranslateError::invalid("messages", why));
         match (&self.file_data, &self.file_id) {
             (Some(data), _) => match parse_data_url(data) {
                 Some(inline) => Ok(inline),

@@ -5,12 +5,12 @@
 //! `reasoning` item's `encrypted_content` (the provider's own opaque thinking, as this
 //! gateway wrote it) goes back on the next assistant turn.
 
+use super::super::error::TranslateError;
 use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
 use super::super::web_search::WebSearchOptions;
-use super::super::TranslateError;
 use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
 use serde::Deserialize;
 use serde_json::{json, Value};
