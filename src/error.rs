@@ -389,6 +389,24 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_error_event_is_framed_as_each_api_frames_it() {
+        let event = |wire| String::from_utf8(stream_error_event(wire, 502, "bad", "boom")).unwrap();
+        assert_eq!(
+            event(Wire::Responses),
+            "event: error\ndata: {\"type\":\"error\",\"code\":\"bad\",\"message\":\"boom\",\"param\":null}\n\n"
+        );
+        let body =
+            |wire| String::from_utf8(error_body(wire, 502, "boom", Some("bad"), None)).unwrap();
+        assert_eq!(
+            event(Wire::Anthropic),
+            format!("event: error\ndata: {}\n\n", body(Wire::Anthropic))
+        );
+        for wire in [Wire::OpenAi, Wire::Gemini] {
+            assert_eq!(event(wire), format!("data: {}\n\n", body(wire)));
+        }
+    }
+
+    #[test]
     fn openai_shape() {
         let e = GatewayError::Route(RouteError::NoRoute("x".into()));
         assert_eq!(e.status(), 404);

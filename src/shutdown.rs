@@ -80,8 +80,8 @@ impl BackgroundService for DrainService {
         }
         self.drain.enter(Phase::Quiet);
         let flush_by = deadline.max(Instant::now() + MIN_FLUSH);
-        let unflushed = until(flush_by, || self.drain.exporters_running()).await;
-        tracing::info!(exporters_unflushed = unflushed, "drained; exiting");
+        let unflushed = until(flush_by, || self.drain.queues_running()).await;
+        tracing::info!(queues_unflushed = unflushed, "drained; exiting");
         std::process::exit(0);
     }
 }

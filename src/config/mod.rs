@@ -82,8 +82,8 @@ pub struct AuthKey {
     pub customer_identifier: Option<String>,
 }
 
-/// A provider's `type`: the vendor, which fixes the format it is spoken to in
-/// ([`ProviderKind::wire`]; Azure and the echo provider both speak OpenAI's).
+/// A provider's `type`: the vendor, which with the app's format fixes the format it is
+/// spoken to in ([`ProviderKind::wire`]; Azure and the echo provider speak OpenAI's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     /// OpenAI and every OpenAI-compatible API.

@@ -178,7 +178,6 @@ impl BackgroundService for ExportService {
             return;
         };
         yield_to_requests(self.name);
-        // Not Pingora's shutdown: requests still draining then have traces to come.
         let mut exporting = Exporting {
             service: self,
             sink,
@@ -189,7 +188,8 @@ impl BackgroundService for ExportService {
     }
 }
 
-/// An exporter's sink, sent each batch by its service.
+/// What [`Drain::serve_queue`] hands an exporter's batches to: its sink, tried again on
+/// failure.
 struct Exporting<'a> {
     service: &'a ExportService,
     sink: Sink,
@@ -197,7 +197,9 @@ struct Exporting<'a> {
 
 impl Deliver<Arc<Trace>> for Exporting<'_> {
     async fn deliver(&mut self, batch: &[Arc<Trace>], deadline: Option<Instant>) {
-        self.service.deliver(&mut self.sink, batch, deadline).await;
+        self.service
+            .send_batch(&mut self.sink, batch, deadline)
+            .await;
     }
 }
 
@@ -216,7 +218,7 @@ fn yield_to_requests(exporter: &str) {
 
 impl ExportService {
     /// Sends a batch, trying again with backoff while that may help.
-    async fn deliver(&self, sink: &mut Sink, batch: &[Arc<Trace>], deadline: Option<Instant>) {
+    async fn send_batch(&self, sink: &mut Sink, batch: &[Arc<Trace>], deadline: Option<Instant>) {
         let n = batch.len() as u64;
         let mut backoff = http::Backoff::new(MAX_TRIES, FIRST_BACKOFF, LONGEST_BACKOFF, deadline);
         loop {

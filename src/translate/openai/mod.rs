@@ -9,6 +9,7 @@ pub(crate) mod replay;
 pub(crate) mod transcript;
 pub(crate) mod usage;
 
+use super::error::TranslateError;
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -194,8 +195,8 @@ pub struct FilePart {
 
 impl FilePart {
     /// The file given inline, as (media type, base64 data): what other providers can take.
-    pub fn inline(&self) -> Result<(&str, &str), super::error::TranslateError> {
-        let refuse = |why: &str| Err(super::error::TranslateError::invalid("messages", why));
+    pub fn inline(&self) -> Result<(&str, &str), TranslateError> {
+        let refuse = |why: &str| Err(TranslateError::invalid("messages", why));
         match (&self.file_data, &self.file_id) {
             (Some(data), _) => match parse_data_url(data) {
                 Some(inline) => Ok(inline),
