@@ -32,7 +32,7 @@ struct StreamEvent<'a> {
     #[serde(borrow)]
     delta: Option<EventDelta<'a>>,
     #[serde(default)]
-    usage: Option<AUsage>,
+    usage: Option<Box<AUsage>>,
     #[serde(default)]
     error: Option<Box<ErrorBody>>,
 }
@@ -50,11 +50,19 @@ struct StartMessage {
 struct EventDelta<'a> {
     #[serde(rename = "type", default, borrow)]
     kind: Cow<'a, str>,
-    text: Option<String>,
-    partial_json: Option<String>,
-    thinking: Option<String>,
-    signature: Option<String>,
-    stop_reason: Option<String>,
+    /// The one string a delta carries, under the key its type names: a `text_delta`'s
+    /// `text`, an `input_json_delta`'s `partial_json`, a `thinking_delta`'s `thinking`, a
+    /// `signature_delta`'s `signature`, a message's `stop_reason`. One field, not five: an
+    /// event is moved whole several times as it is read, and copies of a larger one were
+    /// a tenth of a translation.
+    #[serde(
+        alias = "text",
+        alias = "partial_json",
+        alias = "thinking",
+        alias = "signature",
+        alias = "stop_reason"
+    )]
+    payload: Option<String>,
     /// A `citations_delta`'s citation.
     citation: Option<Box<Value>>,
 }
@@ -143,7 +151,7 @@ impl ToOpenAi {
                 if let Some(usage) = event.usage {
                     self.usage.output_tokens = usage.output_tokens;
                 }
-                if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
+                if let Some(reason) = event.delta.and_then(|d| d.payload) {
                     let finish = match (reason.as_str(), self.forced_block) {
                         ("tool_use", Some(_)) => "stop",
                         (reason, _) => finish_reason(reason),
@@ -234,12 +242,12 @@ impl ToOpenAi {
     fn block_delta(&mut self, index: u32, delta: EventDelta<'_>, out: &mut Vec<ChatChunk>) {
         match delta.kind.as_ref() {
             "text_delta" => {
-                if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
+                if let Some(text) = delta.payload.filter(|t| !t.is_empty()) {
                     out.push(self.content_chunk(text));
                 }
             }
             "input_json_delta" => {
-                let Some(partial_json) = delta.partial_json.filter(|p| !p.is_empty()) else {
+                let Some(partial_json) = delta.payload.filter(|p| !p.is_empty()) else {
                     return;
                 };
                 if self.forced_block == Some(index) {
@@ -274,7 +282,7 @@ impl ToOpenAi {
             }
             "thinking_delta" => out.push(self.chunk(
                 Delta {
-                    reasoning_content: delta.thinking,
+                    reasoning_content: delta.payload,
                     ..Delta::default()
                 },
                 None,
@@ -282,7 +290,7 @@ impl ToOpenAi {
             "signature_delta" => out.push(self.chunk(
                 Delta {
                     thinking_blocks: Some(vec![
-                        json!({"type": "thinking", "thinking": "", "signature": delta.signature}),
+                        json!({"type": "thinking", "thinking": "", "signature": delta.payload}),
                     ]),
                     ..Delta::default()
                 },
