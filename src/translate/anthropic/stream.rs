@@ -406,7 +406,7 @@ impl FromOpenAi {
                 let block = self.open_block(out, json!({"type": "text", "text": ""}));
                 self.open = Some(OpenBlock::Text(block));
             }
-            self.delta(out, json!({"type": "text_delta", "text": text}));
+            self.delta(out, BlockDelta::TextDelta { text });
         }
         for call in choice.delta.tool_calls.iter().flatten() {
             let same = matches!(self.open, Some(OpenBlock::Tool { openai_index, .. }) if openai_index == call.index);
@@ -424,10 +424,7 @@ impl FromOpenAi {
             }
             if let Some(args) = call.function.as_ref().and_then(|f| f.arguments.as_deref()) {
                 if !args.is_empty() {
-                    self.delta(
-                        out,
-                        json!({"type": "input_json_delta", "partial_json": args}),
-                    );
+                    self.delta(out, BlockDelta::InputJsonDelta { partial_json: args });
                 }
             }
         }
@@ -473,35 +470,63 @@ impl FromOpenAi {
         self.close(out);
         let index = self.next_block;
         self.next_block += 1;
-        write_json_event(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": block}),
-        );
+        let start = BlockEvent {
+            kind: "content_block_start",
+            index,
+            content_block: Some(&block),
+            delta: None,
+        };
+        write_json(out, Some(start.kind), &start);
         index
     }
 
-    fn delta(&self, out: &mut Vec<u8>, delta: Value) {
+    fn delta(&self, out: &mut Vec<u8>, delta: BlockDelta<'_>) {
         let index = match self.open {
             Some(OpenBlock::Text(i)) | Some(OpenBlock::Tool { block: i, .. }) => i,
             None => return,
         };
-        write_json_event(
-            out,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        );
+        let event = BlockEvent {
+            kind: "content_block_delta",
+            index,
+            content_block: None,
+            delta: Some(delta),
+        };
+        write_json(out, Some(event.kind), &event);
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
         if let Some(OpenBlock::Text(i) | OpenBlock::Tool { block: i, .. }) = self.open.take() {
-            write_json_event(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": i}),
-            );
+            let stop = BlockEvent {
+                kind: "content_block_stop",
+                index: i,
+                content_block: None,
+                delta: None,
+            };
+            write_json(out, Some(stop.kind), &stop);
         }
     }
+}
+
+/// An event about one content block (its start, a delta, its stop), written from borrowed
+/// parts: most of a stream is deltas, and a `json!` map for each, around a copy of its
+/// text, cost more than the rest of the translation. Fields in the API's order.
+#[derive(Serialize)]
+struct BlockEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_block: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<BlockDelta<'a>>,
+}
+
+/// A `content_block_delta`'s `delta`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta<'a> {
+    TextDelta { text: &'a str },
+    InputJsonDelta { partial_json: &'a str },
 }
 
 fn write_json_event(out: &mut Vec<u8>, name: &str, data: &Value) {

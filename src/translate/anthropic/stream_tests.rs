@@ -171,6 +171,18 @@ fn openai_chunks_become_the_anthropic_event_sequence() {
     assert_eq!(data[8]["delta"]["stop_reason"], "tool_use");
     assert_eq!(data[8]["usage"]["output_tokens"], 4);
     assert_eq!(data[8]["usage"]["input_tokens"], 9);
+    // The block events, written from borrowed parts, keep the API's field order.
+    let block_events: Vec<&str> = events[1..6].iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(
+        block_events,
+        [
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"call_1","name":"f","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"x\":"}}"#,
+        ]
+    );
 }
 
 #[test]
