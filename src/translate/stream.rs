@@ -4,7 +4,7 @@
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
 use super::assembled::Assembled;
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
-use super::openai::{ChatChunk, Usage, UsageField};
+use super::openai::{ChatChunk, ChunkObject, Usage, UsageField};
 use super::plan::ResponsePlan;
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
@@ -296,7 +296,7 @@ struct ChunkWriter {
 #[derive(Serialize)]
 struct ChunkHead<'a> {
     id: &'a str,
-    object: &'a str,
+    object: &'static str,
     created: u64,
     model: &'a str,
 }
@@ -327,7 +327,7 @@ impl ChunkWriter {
     fn start(&mut self, chunk: &ChatChunk) {
         let head = ChunkHead {
             id: &chunk.id,
-            object: &chunk.object,
+            object: ChunkObject::NAME,
             created: chunk.created,
             model: &chunk.model,
         };

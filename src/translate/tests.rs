@@ -369,3 +369,11 @@ fn content_starts_after_the_preamble() {
     let mut t = StreamTranslator::probe(&plan);
     assert_eq!(t.feed(error.as_bytes(), &mut out).unwrap_err().status, 529);
 }
+
+#[test]
+fn a_chunk_is_small_enough_to_be_moved_inline() {
+    // A chunk is moved several times on its way through a translation; past 128 bytes each
+    // move is a call to memcpy.
+    let size = std::mem::size_of::<crate::translate::openai::ChatChunk>();
+    assert!(size <= 128, "ChatChunk is {size} bytes");
+}

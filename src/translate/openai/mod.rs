@@ -13,7 +13,6 @@ use super::error::TranslateError;
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::borrow::Cow;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -372,9 +371,8 @@ impl Usage {
 pub struct ChatChunk {
     /// Shared by every chunk of a stream (`rc`: an `Arc` is serialised as what it holds).
     pub id: Arc<str>,
-    /// Always `chat.completion.chunk`: borrowed, not allocated for every chunk.
-    #[serde(default = "chunk_object")]
-    pub object: Cow<'static, str>,
+    #[serde(default)]
+    pub object: ChunkObject,
     #[serde(default)]
     pub created: u64,
     #[serde(default)]
@@ -386,8 +384,27 @@ pub struct ChatChunk {
     pub usage: UsageField,
 }
 
-fn chunk_object() -> Cow<'static, str> {
-    Cow::Borrowed("chat.completion.chunk")
+/// A chunk's `object`, always `chat.completion.chunk`, so nothing is kept: an upstream's is
+/// read and dropped (the gateway writes only chunks it made). Kept as text, it made a
+/// chunk too large to be moved without a call to memcpy, and a chunk is moved several
+/// times on its way through a translation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkObject;
+
+impl ChunkObject {
+    pub const NAME: &'static str = "chat.completion.chunk";
+}
+
+impl Serialize for ChunkObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Self::NAME)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| ChunkObject)
+    }
 }
 
 impl ChatChunk {
@@ -402,7 +419,7 @@ impl ChatChunk {
     ) -> Self {
         ChatChunk {
             id: id.clone(),
-            object: chunk_object(),
+            object: ChunkObject,
             created,
             model: model.clone(),
             choices: vec![ChunkChoice {
