@@ -33,19 +33,22 @@ pub struct GContent {
     pub parts: Vec<GPart>,
 }
 
+/// One part of a turn. All but the text are boxed: a streamed answer's parts are nearly all
+/// text, and each part is moved as it is read and translated (inline, the rare kinds made a
+/// part three times its size, and the copies a fifth of a translated Gemini stream).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GPart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inline_data: Option<Blob>,
+    pub inline_data: Option<Box<Blob>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_data: Option<FileData>,
+    pub file_data: Option<Box<FileData>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub function_call: Option<GFunctionCall>,
+    pub function_call: Option<Box<GFunctionCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub function_response: Option<GFunctionResponse>,
+    pub function_response: Option<Box<GFunctionResponse>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thought: Option<bool>,
     /// Opaque; must come back unchanged with the part on the next turn.
@@ -186,7 +189,7 @@ pub struct Candidate {
     pub content: Option<GContent>,
     /// What Google Search grounding searched and which spans cite which pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grounding_metadata: Option<crate::translate::web_search::GroundingMetadata>,
+    pub grounding_metadata: Option<Box<crate::translate::web_search::GroundingMetadata>>,
     #[serde(default)]
     pub finish_reason: Option<String>,
     #[serde(default)]

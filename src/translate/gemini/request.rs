@@ -147,10 +147,10 @@ fn user_parts(content: Option<Content>) -> Result<Vec<GPart>, TranslateError> {
 /// Bytes given inline (an image, a PDF, any file Gemini reads).
 fn inline_part(mime_type: &str, data: &str) -> GPart {
     GPart {
-        inline_data: Some(Blob {
+        inline_data: Some(Box::new(Blob {
             mime_type: mime_type.to_string(),
             data: data.to_string(),
-        }),
+        })),
         ..GPart::default()
     }
 }
@@ -166,10 +166,10 @@ fn image_part(url: &str) -> Result<GPart, TranslateError> {
         ));
     }
     Ok(GPart {
-        file_data: Some(FileData {
+        file_data: Some(Box::new(FileData {
             mime_type: mime_from_extension(url).to_string(),
             file_uri: url.to_string(),
-        }),
+        })),
         ..GPart::default()
     })
 }
@@ -208,11 +208,11 @@ fn model_parts(message: Message) -> Result<Vec<GPart>, TranslateError> {
             })?
         };
         parts.push(GPart {
-            function_call: Some(GFunctionCall {
+            function_call: Some(Box::new(GFunctionCall {
                 name: call.function.name,
                 args,
                 id: None,
-            }),
+            })),
             thought_signature: signature_of(&call.id).map(str::to_string),
             ..GPart::default()
         });
@@ -238,11 +238,11 @@ fn function_response(
         _ => json!({"result": text}),
     };
     Ok(GPart {
-        function_response: Some(GFunctionResponse {
+        function_response: Some(Box::new(GFunctionResponse {
             name,
             response,
             id: None,
-        }),
+        })),
         ..GPart::default()
     })
 }

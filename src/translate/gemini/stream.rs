@@ -30,7 +30,7 @@ struct CandidateState {
     /// The text so far: Google Search grounding cites spans of it, after the fact.
     text: String,
     /// The latest grounding metadata, told when the candidate finishes.
-    grounding: Option<crate::translate::web_search::GroundingMetadata>,
+    grounding: Option<Box<crate::translate::web_search::GroundingMetadata>>,
 }
 
 impl ToOpenAi {
@@ -229,5 +229,15 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.status, 503);
+    }
+
+    #[test]
+    fn a_part_and_a_candidate_are_small_enough_to_be_moved_inline() {
+        // Each is moved as a chunk is read and translated; past 128 bytes each move is a
+        // call to memcpy.
+        let part = std::mem::size_of::<super::super::GPart>();
+        let candidate = std::mem::size_of::<super::super::Candidate>();
+        assert!(part <= 128, "GPart is {part} bytes");
+        assert!(candidate <= 128, "Candidate is {candidate} bytes");
     }
 }
