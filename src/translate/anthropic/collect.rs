@@ -57,13 +57,14 @@ impl AnthropicStream {
             let delta = serde_json::from_str(head.delta?.get()).ok()?;
             return add_delta(block, input, delta);
         }
-        let mut event: Map<String, Value> = serde_json::from_str(data).ok()?;
+        // Only the events that carry fields to keep are read whole, into maps.
+        let whole = || serde_json::from_str::<Map<String, Value>>(data).ok();
         match head.kind.as_deref() {
             Some("message_start") => {
-                self.message = Some(object(event.remove("message"))?);
+                self.message = Some(object(whole()?.remove("message"))?);
             }
             Some("content_block_start") => {
-                let block = (object(event.remove("content_block"))?, String::new());
+                let block = (object(whole()?.remove("content_block"))?, String::new());
                 // Blocks start in index order: the next one, or one started again.
                 match index? {
                     next if next == self.blocks.len() => self.blocks.push(block),
@@ -76,7 +77,7 @@ impl AnthropicStream {
                     block.insert("input".into(), serde_json::from_str(input).ok()?);
                 }
             }
-            Some("message_delta") => self.message_delta(&event)?,
+            Some("message_delta") => self.message_delta(whole()?)?,
             Some("message_stop") => self.done = true,
             Some("error") => return None,
             // `ping`, and events of the gateway's own (a request breakdown).
@@ -85,25 +86,18 @@ impl AnthropicStream {
         Some(())
     }
 
-    fn message_delta(&mut self, event: &Map<String, Value>) -> Option<()> {
+    fn message_delta(&mut self, mut event: Map<String, Value>) -> Option<()> {
         let message = self.message.as_mut()?;
-        for (name, value) in event
-            .get("delta")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            message.insert(name.clone(), value.clone());
+        if let Some(Value::Object(delta)) = event.remove("delta") {
+            message.extend(delta);
         }
-        if let Some(counts) = event.get("usage").and_then(Value::as_object) {
+        if let Some(Value::Object(counts)) = event.remove("usage") {
             let usage = message.entry("usage").or_insert_with(|| json!({}));
             if !usage.is_object() {
                 *usage = json!({});
             }
             if let Value::Object(usage) = usage {
-                for (name, count) in counts.iter().filter(|(_, c)| !c.is_null()) {
-                    usage.insert(name.clone(), count.clone());
-                }
+                usage.extend(counts.into_iter().filter(|(_, c)| !c.is_null()));
             }
         }
         Some(())
