@@ -38,7 +38,8 @@ enum Encoder {
         writer: ChunkWriter,
     },
     Anthropic(FromOpenAi),
-    Responses(ResponsesFromOpenAi),
+    /// Boxed: the largest by far (it keeps the response's items and its delta frame).
+    Responses(Box<ResponsesFromOpenAi>),
 }
 
 /// Translates one streamed answer, and tells when its real content starts.
@@ -65,10 +66,10 @@ impl StreamTranslator {
     pub fn new(plan: &ResponsePlan) -> Self {
         let encoder = match plan.to {
             Wire::Anthropic => Encoder::Anthropic(FromOpenAi::new(plan.model.to_string())),
-            Wire::Responses => Encoder::Responses(ResponsesFromOpenAi::new(
+            Wire::Responses => Encoder::Responses(Box::new(ResponsesFromOpenAi::new(
                 plan.model.to_string(),
                 plan.tool_names.clone(),
-            )),
+            ))),
             Wire::OpenAi | Wire::Gemini => Encoder::OpenAi {
                 include_usage: plan.include_usage,
                 last: None,

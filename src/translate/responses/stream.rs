@@ -51,7 +51,7 @@ enum Open {
 /// arguments, a citation), the kind a stream is mostly made of: written from borrowed
 /// fields, where a `json!` map per event cost more than the rest of the translation. The
 /// fields are in the order the API writes them; each event has only its own.
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, Clone, Copy)]
 struct ItemEvent<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
@@ -102,12 +102,106 @@ fn write_item<'a>(out: &mut Vec<u8>, sequence: &mut Sequence, kind: &'a str, eve
     write_json(out, Some(kind), &event);
 }
 
+/// A delta event's bytes but for its sequence number and its text, made at an item's first
+/// delta and copied for the rest: a stream is mostly deltas, and serialising each whole
+/// (seven keys, three strings) cost more than the rest of the translation. The bytes are
+/// [`write_item`]'s (tested).
+#[derive(Default)]
+struct DeltaFrame {
+    /// The kind and output index the bytes are for.
+    of: Option<(&'static str, usize)>,
+    /// `event: <kind>\ndata: {"type":"<kind>","sequence_number":`
+    head: Vec<u8>,
+    /// `,"item_id":"…","output_index":…` and the event's other fields, then `,"delta":`.
+    middle: Vec<u8>,
+    /// What follows the text: `,"logprobs":[]}` and the event's end.
+    tail: &'static [u8],
+}
+
+/// How an [`ItemEvent`] of no kind and sequence number 0 begins: what the frame's middle
+/// follows.
+const UNNUMBERED: &[u8] = br#"{"type":"","sequence_number":0"#;
+
+impl DeltaFrame {
+    /// Writes `event` (its fields but the delta) of type `kind` with `delta` as its text,
+    /// under the next `sequence_number`.
+    fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        sequence: &mut Sequence,
+        kind: &'static str,
+        event: ItemEvent<'_>,
+        delta: &str,
+    ) {
+        if self.of != Some((kind, event.output_index)) && !self.frame(kind, &event) {
+            let event = ItemEvent {
+                delta: Some(delta),
+                ..event
+            };
+            return write_item(out, sequence, kind, event);
+        }
+        let start = out.len();
+        out.extend_from_slice(&self.head);
+        let written = serde_json::to_writer(&mut *out, &sequence.next()).and_then(|()| {
+            out.extend_from_slice(&self.middle);
+            serde_json::to_writer(&mut *out, delta)
+        });
+        match written {
+            Ok(()) => out.extend_from_slice(self.tail),
+            Err(_) => out.truncate(start),
+        }
+    }
+
+    /// Makes the frame for `kind`'s events about `event`'s item; false if it could not.
+    fn frame(&mut self, kind: &'static str, event: &ItemEvent<'_>) -> bool {
+        self.of = None;
+        let fields = ItemEvent {
+            kind: "",
+            sequence_number: 0,
+            delta: None,
+            logprobs: None,
+            ..*event
+        };
+        let Ok(json) = serde_json::to_vec(&fields) else {
+            return false;
+        };
+        let Some(middle) = json
+            .strip_prefix(UNNUMBERED)
+            .and_then(|rest| rest.strip_suffix(b"}"))
+        else {
+            return false;
+        };
+        self.middle.clear();
+        self.middle.extend_from_slice(middle);
+        self.middle.extend_from_slice(br#","delta":"#);
+        self.head.clear();
+        let parts: [&[u8]; 5] = [
+            b"event: ",
+            kind.as_bytes(),
+            b"\ndata: {\"type\":\"",
+            kind.as_bytes(),
+            b"\",\"sequence_number\":",
+        ];
+        for part in parts {
+            self.head.extend_from_slice(part);
+        }
+        self.tail = if event.logprobs.is_some() {
+            b",\"logprobs\":[]}\n\n"
+        } else {
+            b"}\n\n"
+        };
+        self.of = Some((kind, event.output_index));
+        true
+    }
+}
+
 pub struct FromOpenAi {
     tool_names: ToolNames,
     id: String,
     model: String,
     created_at: u64,
     sequence: Sequence,
+    deltas: DeltaFrame,
     started: bool,
     /// The items already closed, for the terminal event.
     output: Vec<Value>,
@@ -126,6 +220,7 @@ impl FromOpenAi {
             model,
             created_at: super::super::openai::now_unix(),
             sequence: Sequence::default(),
+            deltas: DeltaFrame::default(),
             started: false,
             output: Vec::new(),
             open: None,
@@ -266,16 +361,12 @@ impl FromOpenAi {
         }
         if let Some(text) = text {
             let event = ItemEvent {
-                delta: Some(text),
                 summary_index: Some(0),
                 ..ItemEvent::of(&id, index)
             };
-            write_item(
-                out,
-                &mut self.sequence,
-                "response.reasoning_summary_text.delta",
-                event,
-            );
+            let kind = "response.reasoning_summary_text.delta";
+            self.deltas
+                .write(out, &mut self.sequence, kind, event, text);
         }
     }
 
@@ -302,12 +393,13 @@ impl FromOpenAi {
         if let Some(Open::Text { id, text: all, .. }) = &mut self.open {
             all.push_str(text);
             let event = ItemEvent {
-                delta: Some(text),
                 content_index: Some(0),
                 logprobs: Some([]),
                 ..ItemEvent::of(id, index)
             };
-            write_item(out, &mut self.sequence, "response.output_text.delta", event);
+            let kind = "response.output_text.delta";
+            self.deltas
+                .write(out, &mut self.sequence, kind, event, text);
         }
     }
 
@@ -343,16 +435,10 @@ impl FromOpenAi {
         if let Some(delta) = delta.filter(|d| !d.is_empty()) {
             arguments.push_str(delta);
             if !*custom {
-                let event = ItemEvent {
-                    delta: Some(delta),
-                    ..ItemEvent::of(id, index)
-                };
-                write_item(
-                    out,
-                    &mut self.sequence,
-                    "response.function_call_arguments.delta",
-                    event,
-                );
+                let event = ItemEvent::of(id, index);
+                let kind = "response.function_call_arguments.delta";
+                self.deltas
+                    .write(out, &mut self.sequence, kind, event, delta);
             }
         }
     }
@@ -561,5 +647,53 @@ impl FromOpenAi {
         };
         self.sequence.write(out, "response.output_item.done", done);
         self.output.push(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frame writes what serialising each delta event whole writes, for every kind of
+    /// delta, at an item's first delta and after it, across items, and for text that needs
+    /// escaping.
+    #[test]
+    fn delta_frames_write_the_events_bytes() {
+        let kinds: [(&str, ItemEvent); 3] = [
+            (
+                "response.output_text.delta",
+                ItemEvent {
+                    content_index: Some(0),
+                    logprobs: Some([]),
+                    ..ItemEvent::of("msg_1", 1)
+                },
+            ),
+            (
+                "response.reasoning_summary_text.delta",
+                ItemEvent {
+                    summary_index: Some(0),
+                    ..ItemEvent::of("rs_1", 0)
+                },
+            ),
+            (
+                "response.function_call_arguments.delta",
+                ItemEvent::of("fc_1", 2),
+            ),
+        ];
+        let texts = ["Hi", " \"quoted\"\n\u{1F98A} \\ \u{7}", ""];
+        let (mut framed, mut whole) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (Sequence::default(), Sequence::default());
+        let mut frame = DeltaFrame::default();
+        for (kind, event) in kinds {
+            for text in texts {
+                frame.write(&mut framed, &mut a, kind, event, text);
+                let event = ItemEvent {
+                    delta: Some(text),
+                    ..event
+                };
+                write_item(&mut whole, &mut b, kind, event);
+            }
+        }
+        assert_eq!(String::from_utf8(framed), String::from_utf8(whole));
     }
 }
