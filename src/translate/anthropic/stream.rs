@@ -228,9 +228,9 @@ impl ToOpenAi {
             }
             Some("redacted_thinking") => out.push(self.chunk(
                 Delta {
-                    thinking_blocks: Some(vec![
-                        json!({"type": "redacted_thinking", "data": block["data"]}),
-                    ]),
+                    thinking_blocks: Some(
+                        vec![json!({"type": "redacted_thinking", "data": block["data"]})].into(),
+                    ),
                     ..Delta::default()
                 },
                 None,
@@ -291,7 +291,7 @@ impl ToOpenAi {
                 Delta {
                     thinking_blocks: Some(vec![
                         json!({"type": "thinking", "thinking": "", "signature": delta.payload}),
-                    ]),
+                    ].into()),
                     ..Delta::default()
                 },
                 None,
@@ -313,7 +313,7 @@ impl ToOpenAi {
         if !annotations.is_empty() {
             out.push(self.chunk(
                 Delta {
-                    annotations: Some(annotations),
+                    annotations: Some(annotations.into()),
                     ..Delta::default()
                 },
                 None,

@@ -144,7 +144,7 @@ impl ToOpenAi {
         let annotations = grounding.annotations(&state.text);
         if !annotations.is_empty() {
             let delta = Delta {
-                annotations: Some(annotations),
+                annotations: Some(annotations.into()),
                 ..Delta::default()
             };
             out.push(self.chunk(index, delta, None));

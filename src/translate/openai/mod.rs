@@ -471,8 +471,9 @@ pub struct ChunkChoice {
     pub delta: Delta,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    /// Boxed, as it is rare and a choice is moved several times for every chunk.
     #[serde(default)]
-    pub logprobs: Option<Value>,
+    pub logprobs: Option<Box<Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -484,12 +485,12 @@ pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thinking_blocks: Option<Vec<Value>>,
+    pub thinking_blocks: Option<Box<[Value]>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
     /// Citations of the text streamed so far (see [`Message::annotations`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<Vec<Annotation>>,
+    pub annotations: Option<Box<[Annotation]>>,
     /// A search the provider ran, finished (see [`Message::web_search_calls`]); boxed, as it
     /// is rare and a delta is moved for every chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
