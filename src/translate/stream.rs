@@ -38,7 +38,7 @@ enum Encoder {
         writer: ChunkWriter,
     },
     Anthropic(FromOpenAi),
-    /// Boxed: the largest by far (it keeps the response's items and its delta frame).
+    /// Boxed: the largest by far (its open item and its delta frame are held inline).
     Responses(Box<ResponsesFromOpenAi>),
 }
 
@@ -458,7 +458,6 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::openai::Delta;
 
     /// A translated Anthropic stream's counts keep its cache reads and writes.
     #[test]

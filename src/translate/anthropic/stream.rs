@@ -481,7 +481,8 @@ impl FromOpenAi {
 
     /// Writes a `content_block_delta` of the open block, `text` under `key` in a delta of
     /// type `kind`. Written as bytes around the text: a stream is mostly these, and
-    /// serialising each as a tagged structure cost a third of the translation.
+    /// serialising each as an internally tagged enum (through a map) was an eighth of
+    /// translating chat to Anthropic.
     fn delta(&self, out: &mut Vec<u8>, (kind, key): (&str, &str), text: &str) {
         let index = match self.open {
             Some(OpenBlock::Text(i)) | Some(OpenBlock::Tool { block: i, .. }) => i,

@@ -159,31 +159,47 @@ fn reasoning_item(id: &str, summary: &str, thinking: &[Value]) -> Value {
     item
 }
 
-/// A `message` output item holding one `output_text`.
-fn message_item(id: &str, status: &str, text: Option<&str>) -> Value {
-    json!({
-        "id": id,
-        "type": "message",
-        "status": status,
-        "role": "assistant",
-        "content": match text {
-            Some(text) => json!([text_part(text)]),
-            None => json!([]),
-        },
-    })
+/// A `message` output item: its one `output_text` part, or none yet. Written from borrowed
+/// parts, where a `json!` map cost a stream more than its deltas (it writes an item when
+/// it is added, when it is done, and in the whole response).
+#[derive(Serialize)]
+struct MessageItem<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'a str,
+    role: &'static str,
+    content: &'a [TextPart<'a>],
 }
 
-fn text_part(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": []})
-}
-
-/// Puts the citations of a `message` item's text on its `output_text` part.
-fn annotate(item: &mut Value, annotations: Vec<Value>) {
-    if annotations.is_empty() {
-        return;
+impl<'a> MessageItem<'a> {
+    fn new(id: &'a str, status: &'a str, content: &'a [TextPart<'a>]) -> Self {
+        MessageItem {
+            id,
+            kind: "message",
+            status,
+            role: "assistant",
+            content,
+        }
     }
-    if let Some(part) = item.pointer_mut("/content/0") {
-        part["annotations"] = Value::Array(annotations);
+}
+
+/// An `output_text` part, with its citations.
+#[derive(Serialize)]
+struct TextPart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    annotations: &'a [Value],
+}
+
+impl<'a> TextPart<'a> {
+    fn new(text: &'a str, annotations: &'a [Value]) -> Self {
+        TextPart {
+            kind: "output_text",
+            text,
+            annotations,
+        }
     }
 }
 
@@ -238,14 +254,14 @@ fn call_item(
     }
 }
 
-/// A `response` object around `output`.
-fn response_object<'a>(
+/// A `response` object around `output` (its items as values, or as JSON text).
+fn response_object<'a, T: Serialize>(
     id: &'a str,
     model: &'a str,
     status: &'a str,
-    output: &'a [Value],
+    output: &'a [T],
     end: &'a End,
-) -> ResponseObject<'a> {
+) -> ResponseObject<'a, T> {
     ResponseObject {
         id,
         object: "response",
@@ -266,7 +282,7 @@ fn response_object<'a>(
 /// A `response` object, written from its fields: built as a `Value` first, its map cost
 /// more than a short stream's deltas (a stream writes three: created, in progress, done).
 #[derive(Serialize)]
-struct ResponseObject<'a> {
+struct ResponseObject<'a, T> {
     id: &'a str,
     object: &'static str,
     created_at: u64,
@@ -274,7 +290,7 @@ struct ResponseObject<'a> {
     error: Option<()>,
     incomplete_details: &'a Value,
     model: &'a str,
-    output: &'a [Value],
+    output: &'a [T],
     parallel_tool_calls: bool,
     tool_choice: &'static str,
     tools: [(); 0],
@@ -328,9 +344,9 @@ struct OfResponse<'a, R> {
 
 /// The data of `response.output_item.added` and `.done`.
 #[derive(Serialize)]
-struct OfItem<'a> {
+struct OfItem<'a, T: ?Sized> {
     output_index: usize,
-    item: &'a Value,
+    item: &'a T,
 }
 
 /// What a response object says beside its output.

@@ -7,7 +7,7 @@ use super::super::openai::ChatResponse;
 use super::super::web_search::{final_status, responses_item};
 use super::ToolNames;
 use super::{
-    annotate, call_item, ending, item_id, message_item, reasoning_item, response_object, End,
+    call_item, ending, item_id, reasoning_item, response_object, End, MessageItem, TextPart,
 };
 
 /// The answer as a `response` object's JSON.
@@ -31,10 +31,15 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
         }
         let text = m.content.map(|c| c.text()).filter(|t| !t.is_empty());
         if let Some(text) = text {
-            let mut item = message_item(&item_id("msg"), "completed", Some(&text));
-            let cited = m.annotations.iter().flatten().map(|a| a.to_responses());
-            annotate(&mut item, cited.collect());
-            output.push(item);
+            let cited: Vec<_> = m
+                .annotations
+                .iter()
+                .flatten()
+                .map(|a| a.to_responses())
+                .collect();
+            let (id, part) = (item_id("msg"), [TextPart::new(&text, &cited)]);
+            let item = MessageItem::new(&id, "completed", &part);
+            output.push(serde_json::to_value(item)?);
         }
         for call in m.tool_calls.into_iter().flatten() {
             output.push(call_item(

@@ -9,11 +9,11 @@ use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
 use super::super::sse::write_json;
 use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
-    annotate, call_item, custom_call_item, custom_input, ending, function_call_item, item_id,
-    message_item, reasoning_item, response_object, text_part, End, OfItem, OfResponse, Sequence,
-    ToolNames,
+    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, reasoning_item,
+    response_object, End, MessageItem, OfItem, OfResponse, Sequence, TextPart, ToolNames,
 };
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// The output item being streamed.
@@ -79,7 +79,15 @@ struct ItemEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<[(); 0]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    part: Option<&'a Value>,
+    part: Option<Part<'a>>,
+}
+
+/// The part an event is about: a message's text, or a reasoning summary's.
+#[derive(Serialize, Clone, Copy)]
+#[serde(untagged)]
+enum Part<'a> {
+    Text(&'a TextPart<'a>),
+    Summary(&'a Value),
 }
 
 impl<'a> ItemEvent<'a> {
@@ -103,9 +111,9 @@ fn write_item<'a>(out: &mut Vec<u8>, sequence: &mut Sequence, kind: &'a str, eve
 }
 
 /// A delta event's bytes but for its sequence number and its text, made at an item's first
-/// delta and copied for the rest: a stream is mostly deltas, and serialising each whole
-/// (seven keys, three strings) cost more than the rest of the translation. The bytes are
-/// [`write_item`]'s (tested).
+/// delta and copied for the rest (until the item closes): a stream is mostly deltas, and
+/// serialising each whole (six or seven keys, three strings) was an eighth of translating
+/// Anthropic to the Responses API. The bytes are [`write_item`]'s (tested).
 #[derive(Default)]
 struct DeltaFrame {
     /// The kind and output index the bytes are for.
@@ -123,8 +131,9 @@ struct DeltaFrame {
 const UNNUMBERED: &[u8] = br#"{"type":"","sequence_number":0"#;
 
 impl DeltaFrame {
-    /// Writes `event` (its fields but the delta) of type `kind` with `delta` as its text,
-    /// under the next `sequence_number`.
+    /// Writes a `kind` event of `delta`'s text under the next `sequence_number`. `event`
+    /// holds the other fields, and is the same for every delta of an item: only an item's
+    /// first delta of a kind reads it.
     fn write(
         &mut self,
         out: &mut Vec<u8>,
@@ -152,9 +161,13 @@ impl DeltaFrame {
         }
     }
 
-    /// Makes the frame for `kind`'s events about `event`'s item; false if it could not.
+    /// Makes the frame for `kind`'s events about `event`'s item; false if it could not (or
+    /// `event` has a field that serde writes after the delta, which a frame cannot hold).
     fn frame(&mut self, kind: &'static str, event: &ItemEvent<'_>) -> bool {
         self.of = None;
+        if event.delta.is_some() || event.text.is_some() || event.part.is_some() {
+            return false;
+        }
         let fields = ItemEvent {
             kind: "",
             sequence_number: 0,
@@ -195,6 +208,12 @@ impl DeltaFrame {
     }
 }
 
+/// A closed item as the JSON text it is written as (it cannot fail to serialise: the
+/// gateway's own values; `null` if it did).
+fn raw(item: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(item).unwrap_or_default()
+}
+
 pub struct FromOpenAi {
     tool_names: ToolNames,
     id: String,
@@ -203,8 +222,9 @@ pub struct FromOpenAi {
     sequence: Sequence,
     deltas: DeltaFrame,
     started: bool,
-    /// The items already closed, for the terminal event.
-    output: Vec<Value>,
+    /// The items already closed, for the terminal event: as JSON text, as each was written
+    /// when it closed.
+    output: Vec<Box<RawValue>>,
     open: Option<Open>,
     finish_reason: Option<String>,
     usage: Option<Usage>,
@@ -297,7 +317,7 @@ impl FromOpenAi {
             incomplete_details: Value::Null,
             usage: None,
         };
-        let response = response_object(&self.id, &self.model, "in_progress", &[], &end);
+        let response = response_object::<Value>(&self.id, &self.model, "in_progress", &[], &end);
         self.sequence.write(
             out,
             "response.created",
@@ -322,7 +342,7 @@ impl FromOpenAi {
         }
         if !matches!(self.open, Some(Open::Reasoning { .. })) {
             let id = item_id("rs");
-            self.open_item(out, reasoning_item(&id, "", &[]));
+            self.open_item(out, &reasoning_item(&id, "", &[]));
             self.open = Some(Open::Reasoning {
                 id,
                 summary: String::new(),
@@ -349,7 +369,7 @@ impl FromOpenAi {
             let part = json!({"type": "summary_text", "text": ""});
             let e = ItemEvent {
                 summary_index: Some(0),
-                part: Some(&part),
+                part: Some(Part::Summary(&part)),
                 ..ItemEvent::of(&id, index)
             };
             write_item(
@@ -373,11 +393,11 @@ impl FromOpenAi {
     fn text(&mut self, text: &str, out: &mut Vec<u8>) {
         if !matches!(self.open, Some(Open::Text { .. })) {
             let id = item_id("msg");
-            self.open_item(out, message_item(&id, "in_progress", None));
-            let part = text_part("");
+            self.open_item(out, &MessageItem::new(&id, "in_progress", &[]));
+            let part = TextPart::new("", &[]);
             let e = ItemEvent {
                 content_index: Some(0),
-                part: Some(&part),
+                part: Some(Part::Text(&part)),
                 ..ItemEvent::of(&id, self.index())
             };
             write_item(out, &mut self.sequence, "response.content_part.added", e);
@@ -411,7 +431,7 @@ impl FromOpenAi {
             let id = item_id(self.tool_names.call_prefix(&name));
             let call_id = call.id.clone().unwrap_or_default();
             let item = call_item(&id, "in_progress", &call_id, (&name, &self.tool_names), "");
-            self.open_item(out, item);
+            self.open_item(out, &item);
             self.open = Some(Open::Call {
                 id,
                 call_id,
@@ -447,7 +467,7 @@ impl FromOpenAi {
     /// time the provider says what it found).
     fn web_search(&mut self, search: &WebSearchCall, out: &mut Vec<u8>) {
         let id = item_id("ws");
-        self.open_item(out, responses_item(&id, search, "in_progress"));
+        self.open_item(out, &responses_item(&id, search, "in_progress"));
         let index = self.index();
         for kind in ["in_progress", "searching", "completed"] {
             let e = ItemEvent::of(&id, index);
@@ -458,10 +478,10 @@ impl FromOpenAi {
                 e,
             );
         }
-        let item = responses_item(&id, search, final_status(search));
+        let item = raw(&responses_item(&id, search, final_status(search)));
         let done = OfItem {
             output_index: index,
-            item: &item,
+            item: &*item,
         };
         self.sequence.write(out, "response.output_item.done", done);
         self.output.push(item);
@@ -507,11 +527,11 @@ impl FromOpenAi {
     }
 
     /// Closes the open item, if any, and announces a new one.
-    fn open_item(&mut self, out: &mut Vec<u8>, item: Value) {
+    fn open_item(&mut self, out: &mut Vec<u8>, item: &impl Serialize) {
         self.close(out);
         let added = OfItem {
             output_index: self.index(),
-            item: &item,
+            item,
         };
         self.sequence
             .write(out, "response.output_item.added", added);
@@ -520,6 +540,7 @@ impl FromOpenAi {
     /// Closes the open item: its `.done` events, with the whole of what it streamed.
     fn close(&mut self, out: &mut Vec<u8>) {
         let Some(open) = self.open.take() else { return };
+        self.deltas.of = None;
         let index = self.index();
         let item = match open {
             Open::Reasoning {
@@ -545,7 +566,7 @@ impl FromOpenAi {
                     );
                     let whole = json!({"type": "summary_text", "text": summary});
                     let e = ItemEvent {
-                        part: Some(&whole),
+                        part: Some(Part::Summary(&whole)),
                         ..base
                     };
                     write_item(
@@ -555,7 +576,7 @@ impl FromOpenAi {
                         e,
                     );
                 }
-                reasoning_item(&id, &summary, &thinking)
+                raw(&reasoning_item(&id, &summary, &thinking))
             }
             Open::Text {
                 id,
@@ -563,8 +584,7 @@ impl FromOpenAi {
                 annotations,
                 ..
             } => {
-                let mut item = message_item(&id, "completed", Some(&text));
-                annotate(&mut item, annotations);
+                let part = [TextPart::new(&text, &annotations)];
                 let base = ItemEvent {
                     content_index: Some(0),
                     ..ItemEvent::of(&id, index)
@@ -577,11 +597,11 @@ impl FromOpenAi {
                 write_item(out, &mut self.sequence, "response.output_text.done", e);
                 // The part is the item's one part, as it is written in the item.
                 let e = ItemEvent {
-                    part: item.pointer("/content/0"),
+                    part: Some(Part::Text(&part[0])),
                     ..base
                 };
                 write_item(out, &mut self.sequence, "response.content_part.done", e);
-                item
+                raw(&MessageItem::new(&id, "completed", &part))
             }
             Open::Call {
                 id,
@@ -612,7 +632,7 @@ impl FromOpenAi {
                     "response.custom_tool_call_input.done",
                     e,
                 );
-                custom_call_item(&id, "completed", &call_id, &name, &input)
+                raw(&custom_call_item(&id, "completed", &call_id, &name, &input))
             }
             Open::Call {
                 id,
@@ -632,18 +652,18 @@ impl FromOpenAi {
                     "response.function_call_arguments.done",
                     e,
                 );
-                function_call_item(
+                raw(&function_call_item(
                     &id,
                     "completed",
                     &call_id,
                     (&name, &self.tool_names),
                     &arguments,
-                )
+                ))
             }
         };
         let done = OfItem {
             output_index: index,
-            item: &item,
+            item: &*item,
         };
         self.sequence.write(out, "response.output_item.done", done);
         self.output.push(item);
@@ -659,7 +679,7 @@ mod tests {
     /// escaping.
     #[test]
     fn delta_frames_write_the_events_bytes() {
-        let kinds: [(&str, ItemEvent); 3] = [
+        let kinds: [(&str, ItemEvent); 4] = [
             (
                 "response.output_text.delta",
                 ItemEvent {
@@ -678,6 +698,14 @@ mod tests {
             (
                 "response.function_call_arguments.delta",
                 ItemEvent::of("fc_1", 2),
+            ),
+            (
+                "response.output_text.delta",
+                ItemEvent {
+                    content_index: Some(0),
+                    logprobs: Some([]),
+                    ..ItemEvent::of("msg_2", 3)
+                },
             ),
         ];
         let texts = ["Hi", " \"quoted\"\n\u{1F98A} \\ \u{7}", ""];

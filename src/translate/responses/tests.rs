@@ -166,6 +166,50 @@ fn events(bytes: &[u8]) -> Vec<(String, Value)> {
     out
 }
 
+/// Every event about an item names the item last added, and its index: deltas too, which
+/// are written from a frame made at each item's first delta (here two message items, a
+/// call between them).
+#[test]
+fn every_item_event_names_its_own_item() {
+    let mut e = FromOpenAi::new("m".into(), ToolNames::default());
+    let mut out = Vec::new();
+    let text = |t: &str| Delta {
+        content: Some(t.into()),
+        ..Delta::default()
+    };
+    let call = Delta {
+        tool_calls: Some(vec![ToolCallDelta {
+            index: 0,
+            id: Some("call_1".into()),
+            kind: None,
+            function: Some(FunctionDelta {
+                name: Some("shell".into()),
+                arguments: Some("{}".into()),
+            }),
+        }]),
+        ..Delta::default()
+    };
+    for delta in [text("a"), text("b"), call, text("c"), text("d")] {
+        e.chunk(&chunk(delta, None), &mut out);
+    }
+    e.finish(None, &mut out);
+    let (mut item, mut checked) = (None, 0);
+    for (name, data) in events(&out) {
+        if name == "response.output_item.added" {
+            item = Some((data["item"]["id"].clone(), data["output_index"].clone()));
+        } else if data.get("item_id").is_some() {
+            let (id, index) = item.clone().unwrap();
+            assert_eq!(
+                (&data["item_id"], &data["output_index"]),
+                (&id, &index),
+                "{name}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12, "every delta, part and done event was checked");
+}
+
 #[test]
 fn a_stream_is_told_as_typed_events_in_order() {
     let mut e = FromOpenAi::new("m".into(), ToolNames::default());
