@@ -161,15 +161,18 @@ pub struct GenerateResponse {
     pub candidates: Vec<Candidate>,
     #[serde(default)]
     pub usage_metadata: Option<UsageMetadata>,
+    /// Boxed strings, never grown: a stream's every chunk is read into this and moved, and
+    /// past 128 bytes each move is a call to memcpy.
     #[serde(default)]
-    pub model_version: Option<String>,
+    pub model_version: Option<Box<str>>,
     #[serde(default)]
-    pub response_id: Option<String>,
+    pub response_id: Option<Box<str>>,
+    /// Boxed, like `error`: both are rare (inline they made a chunk twice its size).
     #[serde(default)]
-    pub prompt_feedback: Option<Value>,
+    pub prompt_feedback: Option<Box<Value>>,
     /// Set instead of the rest when a stream fails midway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<GError>,
+    pub error: Option<Box<GError>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

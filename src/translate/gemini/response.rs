@@ -115,7 +115,9 @@ pub fn to_openai(resp: GenerateResponse, model: &str) -> ChatResponse {
             .map_or_else(completion_id, |id| format!("chatcmpl-{id}")),
         object: "chat.completion".into(),
         created: now_unix(),
-        model: resp.model_version.unwrap_or_else(|| model.to_string()),
+        model: resp
+            .model_version
+            .map_or_else(|| model.to_string(), String::from),
         choices,
         usage: resp.usage_metadata.as_ref().map(usage_to_openai),
     }

@@ -51,7 +51,8 @@ impl ToOpenAi {
         if let Some(error) = piece.error {
             return Err(StreamFailure::reported(error.code, error.message));
         }
-        if let Some(version) = piece.model_version {
+        // Every chunk names the model: it is copied only when it changes.
+        if let Some(version) = piece.model_version.filter(|v| **v != *self.model) {
             self.model = version.into();
         }
         if piece.usage_metadata.is_some() {
@@ -232,12 +233,14 @@ mod tests {
     }
 
     #[test]
-    fn a_part_and_a_candidate_are_small_enough_to_be_moved_inline() {
+    fn a_chunk_its_parts_and_candidates_are_small_enough_to_be_moved_inline() {
         // Each is moved as a chunk is read and translated; past 128 bytes each move is a
         // call to memcpy.
         let part = std::mem::size_of::<super::super::GPart>();
         let candidate = std::mem::size_of::<super::super::Candidate>();
+        let chunk = std::mem::size_of::<super::super::GenerateResponse>();
         assert!(part <= 128, "GPart is {part} bytes");
         assert!(candidate <= 128, "Candidate is {candidate} bytes");
+        assert!(chunk <= 128, "GenerateResponse is {chunk} bytes");
     }
 }
