@@ -155,6 +155,14 @@ fn chunk(delta: Delta, finish: Option<&str>) -> ChatChunk {
     }
 }
 
+/// A delta of text alone.
+fn text(t: &str) -> Delta {
+    Delta {
+        content: Some(t.into()),
+        ..Delta::default()
+    }
+}
+
 fn events(bytes: &[u8]) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     let mut parser = SseParser::default();
@@ -173,10 +181,6 @@ fn events(bytes: &[u8]) -> Vec<(String, Value)> {
 fn every_item_event_names_its_own_item() {
     let mut e = FromOpenAi::new("m".into(), ToolNames::default());
     let mut out = Vec::new();
-    let text = |t: &str| Delta {
-        content: Some(t.into()),
-        ..Delta::default()
-    };
     let call = Delta {
         tool_calls: Some(vec![ToolCallDelta {
             index: 0,
@@ -214,10 +218,6 @@ fn every_item_event_names_its_own_item() {
 fn a_stream_is_told_as_typed_events_in_order() {
     let mut e = FromOpenAi::new("m".into(), ToolNames::default());
     let mut out = Vec::new();
-    let text = |t: &str| Delta {
-        content: Some(t.into()),
-        ..Delta::default()
-    };
     e.chunk(
         &chunk(
             Delta {
