@@ -183,6 +183,21 @@ fn openai_chunks_become_the_anthropic_event_sequence() {
             r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"x\":"}}"#,
         ]
     );
+    // So do the message's own events (its id is a fresh one).
+    let id = data[0]["message"]["id"].as_str().unwrap();
+    assert!(id.starts_with("msg_"), "{id}");
+    let message_events: Vec<String> = [0, 8, 9]
+        .iter()
+        .map(|&i| events[i].data.replace(id, "msg_1"))
+        .collect();
+    assert_eq!(
+        message_events,
+        [
+            r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"gpt-4o","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":9,"output_tokens":4,"cache_read_input_tokens":0}}"#,
+            r#"{"type":"message_stop"}"#,
+        ]
+    );
 }
 
 #[test]
