@@ -454,10 +454,10 @@ impl FromOpenAi {
                 stop_reason: self.stop_reason(),
                 stop_sequence: None,
             },
-            usage: Counts {
-                input_tokens: usage.input_tokens,
-                output_tokens: usage.output_tokens,
+            usage: AUsage {
+                cache_creation_input_tokens: None,
                 cache_read_input_tokens: Some(usage.cache_read_input_tokens.unwrap_or(0)),
+                ..usage
             },
         };
         write_json(out, Some(delta.kind), &delta);
@@ -481,7 +481,7 @@ impl FromOpenAi {
                 content: [],
                 stop_reason: None,
                 stop_sequence: None,
-                usage: Counts::default(),
+                usage: AUsage::default(),
             },
         };
         write_json(out, Some(start.kind), &start);
@@ -504,7 +504,7 @@ impl FromOpenAi {
     /// type `kind`. Written as bytes around the text: a stream is mostly these, and
     /// serialising each as an internally tagged enum (through a map) was an eighth of
     /// translating chat to Anthropic.
-    fn delta(&self, out: &mut Vec<u8>, (kind, key): (&str, &str), text: &str) {
+    fn delta(&self, out: &mut Vec<u8>, (kind, key): DeltaKind, text: &str) {
         let index = match self.open {
             Some(OpenBlock::Text(i)) | Some(OpenBlock::Tool { block: i, .. }) => i,
             None => return,
@@ -565,7 +565,7 @@ struct StartedMessage<'a> {
     content: [(); 0],
     stop_reason: Option<()>,
     stop_sequence: Option<()>,
-    usage: Counts,
+    usage: AUsage,
 }
 
 /// `message_delta`: why the message stopped, and its counts.
@@ -574,7 +574,7 @@ struct MessageDelta<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     delta: StopDelta<'a>,
-    usage: Counts,
+    usage: AUsage,
 }
 
 #[derive(Serialize)]
@@ -583,18 +583,11 @@ struct StopDelta<'a> {
     stop_sequence: Option<()>,
 }
 
-/// A message's token counts as its stream events give them.
-#[derive(Serialize, Default)]
-struct Counts {
-    input_tokens: u64,
-    output_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_read_input_tokens: Option<u64>,
-}
-
-/// A `content_block_delta`'s `delta` type, and the key its text is under.
-const TEXT_DELTA: (&str, &str) = ("text_delta", "text");
-const INPUT_JSON_DELTA: (&str, &str) = ("input_json_delta", "partial_json");
+/// A `content_block_delta`'s `delta` type, and the key its text is under: constants,
+/// written as they are (they need no escaping).
+type DeltaKind = (&'static str, &'static str);
+const TEXT_DELTA: DeltaKind = ("text_delta", "text");
+const INPUT_JSON_DELTA: DeltaKind = ("input_json_delta", "partial_json");
 
 #[cfg(test)]
 #[path = "stream_tests.rs"]

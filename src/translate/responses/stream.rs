@@ -47,10 +47,11 @@ enum Open {
     },
 }
 
-/// An event about one output item (a delta, a part added or done, its whole text, a call's
-/// arguments, a citation), the kind a stream is mostly made of: written from borrowed
-/// fields, where a `json!` map per event cost more than the rest of the translation. The
-/// fields are in the order the API writes them; each event has only its own.
+/// An event about one output item (a part added or done, its whole text, a call's
+/// arguments, a citation, and the frame of its deltas: see [`DeltaFrame`]): written from
+/// borrowed fields, where a `json!` map per event cost more than the rest of the
+/// translation. The fields are in the order the API writes them; each event has only its
+/// own.
 #[derive(Serialize, Default, Clone, Copy)]
 struct ItemEvent<'a> {
     #[serde(rename = "type")]
@@ -142,7 +143,12 @@ impl DeltaFrame {
         event: ItemEvent<'_>,
         delta: &str,
     ) {
-        if self.of != Some((kind, event.output_index)) && !self.frame(kind, &event) {
+        let framed = self.of == Some((kind, event.output_index));
+        debug_assert!(
+            !framed || self.holds(kind, &event),
+            "a frame of another event"
+        );
+        if !framed && !self.frame(kind, &event) {
             let event = ItemEvent {
                 delta: Some(delta),
                 ..event
@@ -159,6 +165,14 @@ impl DeltaFrame {
             Ok(()) => out.extend_from_slice(self.tail),
             Err(_) => out.truncate(start),
         }
+    }
+
+    /// Whether the frame is the one `event` would make (checked in debug builds: an item's
+    /// deltas all have the same fields).
+    fn holds(&self, kind: &'static str, event: &ItemEvent<'_>) -> bool {
+        let mut fresh = DeltaFrame::default();
+        fresh.frame(kind, event)
+            && (&fresh.head, &fresh.middle, fresh.tail) == (&self.head, &self.middle, self.tail)
     }
 
     /// Makes the frame for `kind`'s events about `event`'s item; false if it could not (or
@@ -723,5 +737,17 @@ mod tests {
             }
         }
         assert_eq!(String::from_utf8(framed), String::from_utf8(whole));
+    }
+
+    /// A frame is only reused for the event it was made from (checked in debug builds).
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a frame of another event")]
+    fn a_frame_is_not_reused_for_another_item() {
+        let (mut out, mut sequence) = (Vec::new(), Sequence::default());
+        let mut frame = DeltaFrame::default();
+        let kind = "response.function_call_arguments.delta";
+        frame.write(&mut out, &mut sequence, kind, ItemEvent::of("fc_1", 0), "{");
+        frame.write(&mut out, &mut sequence, kind, ItemEvent::of("fc_2", 0), "}");
     }
 }
