@@ -403,7 +403,7 @@ impl FromOpenAi {
         };
         if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
             if !matches!(self.open, Some(OpenBlock::Text(_))) {
-                let block = self.open_block(out, json!({"type": "text", "text": ""}));
+                let block = self.open_block(out, OpenedBlock::Text { text: "" });
                 self.open = Some(OpenBlock::Text(block));
             }
             self.delta(out, TEXT_DELTA, text);
@@ -412,11 +412,12 @@ impl FromOpenAi {
             let same = matches!(self.open, Some(OpenBlock::Tool { openai_index, .. }) if openai_index == call.index);
             if !same || call.id.is_some() {
                 let function = call.function.as_ref();
-                let block = self.open_block(
-                    out,
-                    json!({"type": "tool_use", "id": call.id.clone().unwrap_or_default(),
-                        "name": function.and_then(|f| f.name.clone()).unwrap_or_default(), "input": {}}),
-                );
+                let block = OpenedBlock::ToolUse {
+                    id: call.id.as_deref().unwrap_or_default(),
+                    name: function.and_then(|f| f.name.as_deref()).unwrap_or_default(),
+                    input: NoInput {},
+                };
+                let block = self.open_block(out, block);
                 self.open = Some(OpenBlock::Tool {
                     block,
                     openai_index: call.index,
@@ -487,14 +488,14 @@ impl FromOpenAi {
         write_json(out, Some(start.kind), &start);
     }
 
-    fn open_block(&mut self, out: &mut Vec<u8>, block: Value) -> u32 {
+    fn open_block(&mut self, out: &mut Vec<u8>, block: OpenedBlock<'_>) -> u32 {
         self.close(out);
         let index = self.next_block;
         self.next_block += 1;
         let start = BlockEvent {
             kind: "content_block_start",
             index,
-            content_block: Some(&block),
+            content_block: Some(block),
         };
         write_json(out, Some(start.kind), &start);
         index
@@ -502,8 +503,8 @@ impl FromOpenAi {
 
     /// Writes a `content_block_delta` of the open block, `text` under `key` in a delta of
     /// type `kind`. Written as bytes around the text: a stream is mostly these, and
-    /// serialising each as an internally tagged enum (through a map) was an eighth of
-    /// translating chat to Anthropic.
+    /// serialising each (an event holding a tagged enum) was an eighth of translating chat
+    /// to Anthropic.
     fn delta(&self, out: &mut Vec<u8>, (kind, key): DeltaKind, text: &str) {
         let index = match self.open {
             Some(OpenBlock::Text(i)) | Some(OpenBlock::Tool { block: i, .. }) => i,
@@ -541,8 +542,27 @@ struct BlockEvent<'a> {
     kind: &'static str,
     index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content_block: Option<&'a Value>,
+    content_block: Option<OpenedBlock<'a>>,
 }
+
+/// A content block as `content_block_start` opens it: empty text, or a tool call whose
+/// input is still to come.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OpenedBlock<'a> {
+    Text {
+        text: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: NoInput,
+    },
+}
+
+/// A tool call's `input` before its arguments stream: `{}`.
+#[derive(Serialize)]
+struct NoInput {}
 
 /// `message_start`, written from borrowed parts like the rest of the message's events (a
 /// `json!` map for each, once a stream, cost as much as a tenth of a short translation).
