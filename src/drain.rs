@@ -127,19 +127,16 @@ impl Drain {
                     if n == 0 {
                         return;
                     }
-                    // A drain gone quiet does not wait for the batch to fill.
-                    let stopping = match batching.gather {
-                        Some(wait) => tokio::select! {
-                            () = gather(receiver, &mut batch, batching.max, wait) => false,
-                            () = &mut quiet => true,
-                        },
-                        None => false,
-                    };
+                    if let Some(wait) = batching.gather {
+                        tokio::select! {
+                            () = gather(receiver, &mut batch, batching.max, wait) => {}
+                            // A drain gone quiet does not wait for the batch to fill: it
+                            // goes in the flush, within the flush's deadline.
+                            () = &mut quiet => break,
+                        }
+                    }
                     deliver.deliver(&batch, None).await;
                     batch.clear();
-                    if stopping {
-                        break;
-                    }
                 }
                 () = &mut quiet => break,
             }
@@ -247,10 +244,11 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(2), both)
             .await
             .expect("the service stops once quiet");
-        // Which batches went before the quiet was seen, and which in the flush, is up to
-        // the scheduler; that all went, once each and in order, is not.
+        // Which batches went before the quiet was seen is up to the scheduler; that all
+        // went, once each and in order, and the last within the flush's deadline, is not.
         let all: Vec<u32> = kept.0.iter().flat_map(|(b, _)| b.clone()).collect();
         assert_eq!(all, [0, 1, 2, 3]);
+        assert!(kept.0.last().unwrap().1, "the last batch went in the flush");
         assert_eq!(drain.queues_running(), 0);
     }
 }
