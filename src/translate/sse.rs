@@ -122,6 +122,10 @@ pub fn write_data(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// `{}`, for a field the gateway always writes empty.
+#[derive(serde::Serialize)]
+pub struct Empty {}
+
 /// Appends `data: {value as JSON}\n\n`, serialising straight into `out`. If `value` cannot
 /// be serialised (it always can: the gateway's own types), nothing is appended.
 pub fn write_json(out: &mut Vec<u8>, event: Option<&str>, value: &impl serde::Serialize) {

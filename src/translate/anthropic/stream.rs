@@ -8,7 +8,7 @@ use crate::error::{anthropic_error_status, StreamFailure};
 use crate::translate::openai::{
     completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
-use crate::translate::sse::{write_event, write_json};
+use crate::translate::sse::{write_event, write_json, Empty};
 use crate::translate::web_search::{anthropic_citations, AnthropicSearches};
 use serde_json::json;
 use std::borrow::Cow;
@@ -415,7 +415,7 @@ impl FromOpenAi {
                 let block = OpenedBlock::ToolUse {
                     id: call.id.as_deref().unwrap_or_default(),
                     name: function.and_then(|f| f.name.as_deref()).unwrap_or_default(),
-                    input: NoInput {},
+                    input: Empty {},
                 };
                 let block = self.open_block(out, block);
                 self.open = Some(OpenBlock::Tool {
@@ -456,7 +456,6 @@ impl FromOpenAi {
                 stop_sequence: None,
             },
             usage: AUsage {
-                cache_creation_input_tokens: None,
                 cache_read_input_tokens: Some(usage.cache_read_input_tokens.unwrap_or(0)),
                 ..usage
             },
@@ -556,13 +555,9 @@ enum OpenedBlock<'a> {
     ToolUse {
         id: &'a str,
         name: &'a str,
-        input: NoInput,
+        input: Empty,
     },
 }
-
-/// A tool call's `input` before its arguments stream: `{}`.
-#[derive(Serialize)]
-struct NoInput {}
 
 /// `message_start`, written from borrowed parts like the rest of the message's events (a
 /// `json!` map for each, once a stream, cost as much as a tenth of a short translation).

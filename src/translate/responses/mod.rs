@@ -12,8 +12,9 @@ pub(crate) mod transcript;
 pub(crate) mod usage;
 
 use super::openai::Usage;
-use super::sse::write_json;
+use super::sse::{write_json, Empty};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -254,6 +255,12 @@ fn call_item(
     }
 }
 
+/// An output item as the JSON text it is written as (it cannot fail to serialise: the
+/// gateway's own values; `null` if it did).
+fn raw(item: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(item).unwrap_or_default()
+}
+
 /// A `response` object around `output` (its items as values, or as JSON text).
 fn response_object<'a, T: Serialize>(
     id: &'a str,
@@ -297,10 +304,6 @@ struct ResponseObject<'a, T> {
     usage: Option<Value>,
     metadata: Empty,
 }
-
-/// `{}`.
-#[derive(Serialize)]
-struct Empty {}
 
 /// Numbers a stream's events (`sequence_number`, from 0) and writes them from borrowed
 /// parts: an event that holds the response or an item is written from it where it lies

@@ -7,7 +7,7 @@ use super::super::openai::ChatResponse;
 use super::super::web_search::{final_status, responses_item};
 use super::ToolNames;
 use super::{
-    call_item, ending, item_id, reasoning_item, response_object, End, MessageItem, TextPart,
+    call_item, ending, item_id, raw, reasoning_item, response_object, End, MessageItem, TextPart,
 };
 
 /// The answer as a `response` object's JSON.
@@ -17,6 +17,7 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
     } else {
         super::super::openai::now_unix()
     };
+    // Each item as the JSON text it is written as (the message's text is not copied).
     let mut output = Vec::new();
     let mut finish = None;
     if let Some(choice) = answer.choices.into_iter().next() {
@@ -24,10 +25,14 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
         let summary = m.reasoning_content.unwrap_or_default();
         let thinking = m.thinking_blocks.unwrap_or_default();
         if !summary.is_empty() || !thinking.is_empty() {
-            output.push(reasoning_item(&item_id("rs"), &summary, &thinking));
+            output.push(raw(&reasoning_item(&item_id("rs"), &summary, &thinking)));
         }
         for call in m.web_search_calls.iter().flatten() {
-            output.push(responses_item(&item_id("ws"), call, final_status(call)));
+            output.push(raw(&responses_item(
+                &item_id("ws"),
+                call,
+                final_status(call),
+            )));
         }
         let text = m.content.map(|c| c.text()).filter(|t| !t.is_empty());
         if let Some(text) = text {
@@ -39,16 +44,16 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
                 .collect();
             let (id, part) = (item_id("msg"), [TextPart::new(&text, &cited)]);
             let item = MessageItem::new(&id, "completed", &part);
-            output.push(serde_json::to_value(item)?);
+            output.push(raw(&item));
         }
         for call in m.tool_calls.into_iter().flatten() {
-            output.push(call_item(
+            output.push(raw(&call_item(
                 &item_id(tool_names.call_prefix(&call.function.name)),
                 "completed",
                 &call.id,
                 (&call.function.name, tool_names),
                 &call.function.arguments,
-            ));
+            )));
         }
         finish = choice.finish_reason;
     }

@@ -6,11 +6,12 @@
 //! the one thing kept until the end (the protocol repeats the output there).
 
 use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
-use super::super::sse::write_json;
+use super::super::sse::{write_event, write_json};
 use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
-    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, reasoning_item,
-    response_object, End, MessageItem, OfItem, OfResponse, Sequence, TextPart, ToolNames,
+    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, raw,
+    reasoning_item, response_object, End, MessageItem, OfItem, OfResponse, Sequence, TextPart,
+    ToolNames,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -111,20 +112,18 @@ fn write_item<'a>(out: &mut Vec<u8>, sequence: &mut Sequence, kind: &'a str, eve
     write_json(out, Some(kind), &event);
 }
 
-/// A delta event's bytes but for its sequence number and its text, made at an item's first
+/// A delta event's fields but for its sequence number and its text, made at an item's first
 /// delta and copied for the rest (until the item closes): a stream is mostly deltas, and
 /// serialising each whole (six or seven keys, three strings) was an eighth of translating
 /// Anthropic to the Responses API. The bytes are [`write_item`]'s (tested).
 #[derive(Default)]
 struct DeltaFrame {
-    /// The kind and output index the bytes are for.
+    /// The kind and output index the frame is for.
     of: Option<(&'static str, usize)>,
-    /// `event: <kind>\ndata: {"type":"<kind>","sequence_number":`
-    head: Vec<u8>,
     /// `,"item_id":"…","output_index":…` and the event's other fields, then `,"delta":`.
     middle: Vec<u8>,
-    /// What follows the text: `,"logprobs":[]}` and the event's end.
-    tail: &'static [u8],
+    /// What follows the text: `,"logprobs":[]}` or `}`.
+    tail: &'static str,
 }
 
 /// How an [`ItemEvent`] of no kind and sequence number 0 begins: what the frame's middle
@@ -143,45 +142,38 @@ impl DeltaFrame {
         event: ItemEvent<'_>,
         delta: &str,
     ) {
-        let framed = self.of == Some((kind, event.output_index));
-        debug_assert!(
-            !framed || self.holds(kind, &event),
-            "a frame of another event"
-        );
-        if !framed && !self.frame(kind, &event) {
-            let event = ItemEvent {
-                delta: Some(delta),
-                ..event
-            };
-            return write_item(out, sequence, kind, event);
+        if self.of != Some((kind, event.output_index)) {
+            self.frame(kind, &event);
         }
-        let start = out.len();
-        out.extend_from_slice(&self.head);
-        let written = serde_json::to_writer(&mut *out, &sequence.next()).and_then(|()| {
-            out.extend_from_slice(&self.middle);
-            serde_json::to_writer(&mut *out, delta)
+        debug_assert!(self.holds(kind, &event), "a frame of another event");
+        let (number, middle, tail) = (sequence.next(), &self.middle, self.tail);
+        write_event(out, Some(kind), |out| {
+            for part in [r#"{"type":""#, kind, r#"","sequence_number":"#] {
+                out.extend_from_slice(part.as_bytes());
+            }
+            serde_json::to_writer(&mut *out, &number)?;
+            out.extend_from_slice(middle);
+            serde_json::to_writer(&mut *out, delta)?;
+            out.extend_from_slice(tail.as_bytes());
+            Ok(())
         });
-        match written {
-            Ok(()) => out.extend_from_slice(self.tail),
-            Err(_) => out.truncate(start),
-        }
     }
 
     /// Whether the frame is the one `event` would make (checked in debug builds: an item's
     /// deltas all have the same fields).
     fn holds(&self, kind: &'static str, event: &ItemEvent<'_>) -> bool {
         let mut fresh = DeltaFrame::default();
-        fresh.frame(kind, event)
-            && (&fresh.head, &fresh.middle, fresh.tail) == (&self.head, &self.middle, self.tail)
+        fresh.frame(kind, event);
+        (&fresh.middle, fresh.tail) == (&self.middle, self.tail)
     }
 
-    /// Makes the frame for `kind`'s events about `event`'s item; false if it could not (or
-    /// `event` has a field that serde writes after the delta, which a frame cannot hold).
-    fn frame(&mut self, kind: &'static str, event: &ItemEvent<'_>) -> bool {
-        self.of = None;
-        if event.delta.is_some() || event.text.is_some() || event.part.is_some() {
-            return false;
-        }
+    /// Makes the frame for `kind`'s events about `event`'s item, from the item event's own
+    /// serialisation (of no kind and number 0): what follows its first two fields.
+    fn frame(&mut self, kind: &'static str, event: &ItemEvent<'_>) {
+        debug_assert!(
+            event.delta.is_none() && event.text.is_none() && event.part.is_none(),
+            "serde writes these after the delta: a frame cannot hold them"
+        );
         let fields = ItemEvent {
             kind: "",
             sequence_number: 0,
@@ -189,43 +181,25 @@ impl DeltaFrame {
             logprobs: None,
             ..*event
         };
-        let Ok(json) = serde_json::to_vec(&fields) else {
-            return false;
-        };
-        let Some(middle) = json
+        // The gateway's own fields: serialising them cannot fail.
+        let json = serde_json::to_vec(&fields).unwrap_or_default();
+        let middle = json
             .strip_prefix(UNNUMBERED)
-            .and_then(|rest| rest.strip_suffix(b"}"))
-        else {
-            return false;
-        };
+            .and_then(|rest| rest.strip_suffix(b"}"));
+        debug_assert!(
+            middle.is_some(),
+            "an item event begins with its type and number"
+        );
         self.middle.clear();
-        self.middle.extend_from_slice(middle);
+        self.middle.extend_from_slice(middle.unwrap_or_default());
         self.middle.extend_from_slice(br#","delta":"#);
-        self.head.clear();
-        let parts: [&[u8]; 5] = [
-            b"event: ",
-            kind.as_bytes(),
-            b"\ndata: {\"type\":\"",
-            kind.as_bytes(),
-            b"\",\"sequence_number\":",
-        ];
-        for part in parts {
-            self.head.extend_from_slice(part);
-        }
         self.tail = if event.logprobs.is_some() {
-            b",\"logprobs\":[]}\n\n"
+            r#","logprobs":[]}"#
         } else {
-            b"}\n\n"
+            "}"
         };
         self.of = Some((kind, event.output_index));
-        true
     }
-}
-
-/// A closed item as the JSON text it is written as (it cannot fail to serialise: the
-/// gateway's own values; `null` if it did).
-fn raw(item: &impl Serialize) -> Box<RawValue> {
-    serde_json::value::to_raw_value(item).unwrap_or_default()
 }
 
 pub struct FromOpenAi {
@@ -374,7 +348,8 @@ impl FromOpenAi {
         else {
             return;
         };
-        let (id, announce) = (id.clone(), text.is_some() && !std::mem::replace(part, true));
+        // Borrowed from the open item: the sequence and the delta frame are other fields.
+        let announce = text.is_some() && !std::mem::replace(part, true);
         if let Some(text) = text {
             summary.push_str(text);
         }
@@ -384,7 +359,7 @@ impl FromOpenAi {
             let e = ItemEvent {
                 summary_index: Some(0),
                 part: Some(Part::Summary(&part)),
-                ..ItemEvent::of(&id, index)
+                ..ItemEvent::of(id, index)
             };
             write_item(
                 out,
@@ -396,7 +371,7 @@ impl FromOpenAi {
         if let Some(text) = text {
             let event = ItemEvent {
                 summary_index: Some(0),
-                ..ItemEvent::of(&id, index)
+                ..ItemEvent::of(id, index)
             };
             let kind = "response.reasoning_summary_text.delta";
             self.deltas
