@@ -196,10 +196,28 @@ struct Exporting<'a> {
 }
 
 impl Deliver<Arc<Trace>> for Exporting<'_> {
+    /// Sends a batch, trying again with backoff while that may help (until `deadline`, in
+    /// the shutdown's flush).
     async fn deliver(&mut self, batch: &[Arc<Trace>], deadline: Option<Instant>) {
-        self.service
-            .send_batch(&mut self.sink, batch, deadline)
-            .await;
+        let service = self.service;
+        let n = batch.len() as u64;
+        let mut backoff = http::Backoff::new(MAX_TRIES, FIRST_BACKOFF, LONGEST_BACKOFF, deadline);
+        loop {
+            match self.sink.send(batch, &service.transcriber).await {
+                Ok(()) => {
+                    count(service.name, "ok", n);
+                    break;
+                }
+                Err(f) => match backoff.after(&f) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => {
+                        service.warn(&f.message, n);
+                        count(service.name, "error", n);
+                        break;
+                    }
+                },
+            }
+        }
     }
 }
 
@@ -217,28 +235,6 @@ fn yield_to_requests(exporter: &str) {
 }
 
 impl ExportService {
-    /// Sends a batch, trying again with backoff while that may help.
-    async fn send_batch(&self, sink: &mut Sink, batch: &[Arc<Trace>], deadline: Option<Instant>) {
-        let n = batch.len() as u64;
-        let mut backoff = http::Backoff::new(MAX_TRIES, FIRST_BACKOFF, LONGEST_BACKOFF, deadline);
-        loop {
-            match sink.send(batch, &self.transcriber).await {
-                Ok(()) => {
-                    count(self.name, "ok", n);
-                    break;
-                }
-                Err(f) => match backoff.after(&f) {
-                    Some(pause) => tokio::time::sleep(pause).await,
-                    None => {
-                        self.warn(&f.message, n);
-                        count(self.name, "error", n);
-                        break;
-                    }
-                },
-            }
-        }
-    }
-
     /// A batch given up, logged at most once a minute (with how many were not).
     fn warn(&self, message: &str, lost: u64) {
         if let Some(quiet) = self.log.permit() {
