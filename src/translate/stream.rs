@@ -55,6 +55,9 @@ struct Translation {
     /// `None` for a probe: decode only, to see when content starts, and write nothing.
     encoder: Option<Encoder>,
     chunks: Vec<ChatChunk>,
+    /// What an Anthropic stream is read into: the Responses encoder and a probe read its
+    /// choices as they are, the other encoders in chunks (see [`reads_choices`]).
+    choices: Vec<ChunkChoice>,
     /// The trace's answer, assembled from the decoded chunks as they pass (when the
     /// request's text is kept): the app's stream is never read back.
     transcript: Option<Box<Assembled>>,
@@ -101,6 +104,7 @@ impl StreamTranslator {
                 decoder,
                 encoder,
                 chunks: Vec::new(),
+                choices: Vec::new(),
                 transcript: None,
                 content: false,
                 ended: false,
@@ -236,7 +240,11 @@ impl Translation {
                 *done
             }
             Decoder::Anthropic(d) => {
-                d.event(&event.data, &mut self.chunks)?;
+                d.event(&event.data, &mut self.choices)?;
+                if !reads_choices(self.encoder.as_ref()) {
+                    self.chunks
+                        .extend(self.choices.drain(..).map(|c| d.chunk(c)));
+                }
                 d.ended()
             }
             Decoder::Gemini(d) => {
@@ -252,15 +260,28 @@ impl Translation {
                 )
             }
         };
-        self.content |= self.chunks.iter().any(has_content);
+        self.content |= self.chunks.iter().flat_map(|c| &c.choices).any(has_content)
+            || self.choices.iter().any(has_content);
         if let Some(transcript) = &mut self.transcript {
             for chunk in &self.chunks {
                 openai::transcript::chunk(chunk, transcript);
             }
+            for choice in &self.choices {
+                openai::transcript::choice(choice, transcript);
+            }
         }
         match &mut self.encoder {
-            Some(encoder) => self.chunks.drain(..).for_each(|c| encoder.chunk(c, out)),
-            None => self.chunks.clear(),
+            Some(encoder) => {
+                // Choices are left only for the encoders `reads_choices` names.
+                if let Encoder::Responses(e) = encoder {
+                    self.choices.drain(..).for_each(|c| e.choice(&c, out));
+                }
+                self.chunks.drain(..).for_each(|c| encoder.chunk(c, out));
+            }
+            None => {
+                self.chunks.clear();
+                self.choices.clear();
+            }
         }
         if finished {
             self.end(out);
@@ -373,18 +394,23 @@ fn write_choices(out: &mut Vec<u8>, choices: &[ChunkChoice]) -> serde_json::Resu
     Ok(())
 }
 
-/// A chunk that carries part of the answer, not only its preamble.
-fn has_content(chunk: &ChatChunk) -> bool {
-    chunk.choices.iter().any(|c| {
-        let d = &c.delta;
-        c.finish_reason.is_some()
-            || d.content.as_deref().is_some_and(|t| !t.is_empty())
-            || d.reasoning_content
-                .as_deref()
-                .is_some_and(|t| !t.is_empty())
-            || d.tool_calls.is_some()
-            || d.thinking_blocks.is_some()
-    })
+/// A choice that carries part of the answer, not only its preamble.
+fn has_content(c: &ChunkChoice) -> bool {
+    let d = &c.delta;
+    c.finish_reason.is_some()
+        || d.content.as_deref().is_some_and(|t| !t.is_empty())
+        || d.reasoning_content
+            .as_deref()
+            .is_some_and(|t| !t.is_empty())
+        || d.tool_calls.is_some()
+        || d.thinking_blocks.is_some()
+}
+
+/// Whether a translation takes a decoder's choices without chunks around them: the
+/// Responses encoder (its events name no chunk's id or model) and a probe (which writes
+/// nothing). The chat and Anthropic encoders read chunks.
+fn reads_choices(encoder: Option<&Encoder>) -> bool {
+    matches!(encoder, None | Some(Encoder::Responses(_)))
 }
 
 impl Encoder {
@@ -458,6 +484,7 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::anthropic::request::JsonMode;
 
     /// A translated Anthropic stream's counts keep its cache reads and writes.
     #[test]
@@ -481,6 +508,112 @@ mod tests {
             (60, 20, 30, 5)
         );
         assert_eq!(u.total_tokens, 65);
+    }
+
+    /// An Anthropic stream with every kind of block: thinking (signed and redacted), text,
+    /// a tool call, and the forced JSON tool's input.
+    const EVERY_BLOCK: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n\
+        data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me \"}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"think.\"}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig==\"}}\n\n\
+        data: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+        data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"opaque\"}}\n\n\
+        data: {\"type\":\"content_block_stop\",\"index\":1}\n\n\
+        data: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"text\",\"text\":\"He\"}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"text_delta\",\"text\":\"llo \\\"q\\\"\"}}\n\n\
+        data: {\"type\":\"content_block_stop\",\"index\":2}\n\n\
+        data: {\"type\":\"content_block_start\",\"index\":3,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{}}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\":\"}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}\n\n\
+        data: {\"type\":\"content_block_stop\",\"index\":3}\n\n\
+        data: {\"type\":\"content_block_start\",\"index\":4,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_2\",\"name\":\"answer\",\"input\":{}}}\n\n\
+        data: {\"type\":\"content_block_delta\",\"index\":4,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"ok\\\":true}\"}}\n\n\
+        data: {\"type\":\"content_block_stop\",\"index\":4}\n\n\
+        data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":9}}\n\n\
+        data: {\"type\":\"message_stop\"}\n\n";
+
+    /// Ids made afresh numbered in the order they first appear, and times zeroed.
+    fn placeholders(sse: &[u8]) -> Vec<serde_json::Value> {
+        fn walk(v: &mut serde_json::Value, seen: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    map.remove("created_at");
+                    map.values_mut().for_each(|x| walk(x, seen));
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(|x| walk(x, seen)),
+                serde_json::Value::String(s) => {
+                    let fresh = s.split_once('_').is_some_and(|(_, hex)| {
+                        hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    });
+                    if fresh {
+                        let n = seen.iter().position(|x| x == s).unwrap_or_else(|| {
+                            seen.push(s.clone());
+                            seen.len() - 1
+                        });
+                        *s = format!("id_{n}");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut seen = Vec::new();
+        let mut events = Vec::new();
+        let mut parser = SseParser::default();
+        parser
+            .feed(sse, &mut |e| {
+                let mut v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+                walk(&mut v, &mut seen);
+                events.push(v);
+            })
+            .unwrap();
+        events
+    }
+
+    /// Anthropic -> Responses reads the decoder's choices with no chunks made around them,
+    /// and writes what it wrote when it read them in chunks: every block kind, the fixtures,
+    /// with and without a forced JSON tool.
+    #[test]
+    fn anthropic_to_responses_writes_what_it_wrote_through_chunks() {
+        let fixture = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/anthropic")
+                .join(name);
+            std::fs::read_to_string(path).unwrap()
+        };
+        let streams = [
+            EVERY_BLOCK.to_string(),
+            fixture("stream_text.sse"),
+            fixture("stream_tool.sse"),
+            fixture("stream_web_search.sse"),
+        ];
+        for (stream, forced) in streams.iter().flat_map(|s| [(s, false), (s, true)]) {
+            let mut plan = ResponsePlan::identity(Wire::Responses, "m");
+            plan.from = Wire::Anthropic;
+            if forced {
+                plan.json_mode = JsonMode::ForcedTool("answer".into());
+            }
+            let mut direct = Vec::new();
+            let mut t = StreamTranslator::new(&plan);
+            t.feed(stream.as_bytes(), &mut direct).unwrap();
+            t.finish(&mut direct).unwrap();
+
+            let mut decoder = AnthropicToOpenAi::new(plan.json_mode.clone());
+            let mut encoder = ResponsesFromOpenAi::new("m".into(), plan.tool_names.clone());
+            let mut chunked = Vec::new();
+            let mut parser = SseParser::default();
+            parser
+                .feed(stream.as_bytes(), &mut |e| {
+                    let mut choices = Vec::new();
+                    decoder.event(&e.data, &mut choices).unwrap();
+                    for choice in choices {
+                        encoder.chunk(&decoder.chunk(choice), &mut chunked);
+                    }
+                })
+                .unwrap();
+            encoder.finish(Some(decoder.usage()), &mut chunked);
+            assert_eq!(placeholders(&direct), placeholders(&chunked), "{stream}");
+        }
     }
 
     /// The writer's bytes are those of serialising each chunk whole, whatever changes.

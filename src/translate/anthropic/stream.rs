@@ -1,12 +1,15 @@
-//! Streams, event by event: Anthropic events -> OpenAI chunks ([`ToOpenAi`]) and OpenAI
+//! Streams, event by event: Anthropic events -> OpenAI choices ([`ToOpenAi`]) and OpenAI
 //! chunks -> Anthropic events ([`FromOpenAi`]). Nothing waits for the end of the stream.
+//!
+//! The choices are what the other encoders read: a chat stream's in chunks
+//! ([`ToOpenAi::chunk`]), the Responses API's as they are, with no chunk made between.
 
 use super::request::JsonMode;
 use super::response::{usage_from_openai, usage_to_openai};
 use super::*;
 use crate::error::{anthropic_error_status, StreamFailure};
 use crate::translate::openai::{
-    completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
+    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
 use crate::translate::sse::{write_event, write_json, Empty};
 use crate::translate::web_search::{anthropic_citations, AnthropicSearches};
@@ -75,7 +78,7 @@ struct ErrorBody {
     message: String,
 }
 
-/// Anthropic events -> OpenAI chunks.
+/// Anthropic events -> OpenAI choices (for a chat stream, in chunks).
 pub struct ToOpenAi {
     id: Arc<str>,
     created: u64,
@@ -116,8 +119,8 @@ impl ToOpenAi {
         }
     }
 
-    /// Translates one event's data, appending the chunks it makes.
-    pub fn event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFailure> {
+    /// Translates one event's data, appending the choices it makes.
+    pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         let event: StreamEvent = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Anthropic event: {e}")))?;
         match event.kind.as_ref() {
@@ -131,7 +134,7 @@ impl ToOpenAi {
                 );
                 self.model = message.model.into();
                 self.usage = message.usage;
-                out.push(self.chunk(
+                out.push(choice(
                     Delta {
                         role: Some("assistant".into()),
                         content: Some(String::new()),
@@ -156,7 +159,7 @@ impl ToOpenAi {
                         ("tool_use", Some(_)) => "stop",
                         (reason, _) => finish_reason(reason),
                     };
-                    out.push(self.chunk(Delta::default(), Some(finish)));
+                    out.push(choice(Delta::default(), Some(finish)));
                 }
             }
             "content_block_stop" => self.block_stop(event.index, out),
@@ -180,7 +183,7 @@ impl ToOpenAi {
         Ok(())
     }
 
-    fn block_start(&mut self, index: u32, block: &Value, out: &mut Vec<ChatChunk>) {
+    fn block_start(&mut self, index: u32, block: &Value, out: &mut Vec<ChunkChoice>) {
         match block["type"].as_str() {
             Some("tool_use") => {
                 let name = block["name"].as_str().unwrap_or_default();
@@ -199,13 +202,13 @@ impl ToOpenAi {
                         arguments: Some(String::new()),
                     }),
                 };
-                out.push(self.tool_chunk(call));
+                out.push(tool_choice(call));
             }
             Some("text") => {
                 let cites = block["citations"].as_array().cloned().unwrap_or_default();
                 self.text_block = Some((index, self.text_chars, cites));
                 if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                    out.push(self.content_chunk(text.to_string()));
+                    out.push(self.content(text.to_string()));
                 }
             }
             Some("server_tool_use") => {
@@ -218,7 +221,7 @@ impl ToOpenAi {
             Some("web_search_tool_result") => {
                 let id = block["tool_use_id"].as_str().unwrap_or_default();
                 let call = self.searches.finished(id, &block["content"]);
-                out.push(self.chunk(
+                out.push(choice(
                     Delta {
                         web_search_call: Some(Box::new(call)),
                         ..Delta::default()
@@ -226,7 +229,7 @@ impl ToOpenAi {
                     None,
                 ));
             }
-            Some("redacted_thinking") => out.push(self.chunk(
+            Some("redacted_thinking") => out.push(choice(
                 Delta {
                     thinking_blocks: Some(
                         vec![json!({"type": "redacted_thinking", "data": block["data"]})].into(),
@@ -239,11 +242,11 @@ impl ToOpenAi {
         }
     }
 
-    fn block_delta(&mut self, index: u32, delta: EventDelta<'_>, out: &mut Vec<ChatChunk>) {
+    fn block_delta(&mut self, index: u32, delta: EventDelta<'_>, out: &mut Vec<ChunkChoice>) {
         match delta.kind.as_ref() {
             "text_delta" => {
                 if let Some(text) = delta.payload.filter(|t| !t.is_empty()) {
-                    out.push(self.content_chunk(text));
+                    out.push(self.content(text));
                 }
             }
             "input_json_delta" => {
@@ -251,7 +254,7 @@ impl ToOpenAi {
                     return;
                 };
                 if self.forced_block == Some(index) {
-                    out.push(self.content_chunk(partial_json));
+                    out.push(self.content(partial_json));
                 } else if let Some((_, _, input)) = self
                     .search_blocks
                     .iter_mut()
@@ -261,7 +264,7 @@ impl ToOpenAi {
                 } else if let Some(&(_, tool_index)) =
                     self.tool_blocks.iter().find(|(block, _)| *block == index)
                 {
-                    out.push(self.tool_chunk(ToolCallDelta {
+                    out.push(tool_choice(ToolCallDelta {
                         index: tool_index,
                         function: Some(FunctionDelta {
                             name: None,
@@ -280,18 +283,21 @@ impl ToOpenAi {
                     }
                 }
             }
-            "thinking_delta" => out.push(self.chunk(
+            "thinking_delta" => out.push(choice(
                 Delta {
                     reasoning_content: delta.payload,
                     ..Delta::default()
                 },
                 None,
             )),
-            "signature_delta" => out.push(self.chunk(
+            "signature_delta" => out.push(choice(
                 Delta {
-                    thinking_blocks: Some(vec![
-                        json!({"type": "thinking", "thinking": "", "signature": delta.payload}),
-                    ].into()),
+                    thinking_blocks: Some(
+                        vec![
+                            json!({"type": "thinking", "thinking": "", "signature": delta.payload}),
+                        ]
+                        .into(),
+                    ),
                     ..Delta::default()
                 },
                 None,
@@ -301,7 +307,7 @@ impl ToOpenAi {
     }
 
     /// A block ends: a search's input is whole; a cited text block's span is known.
-    fn block_stop(&mut self, index: u32, out: &mut Vec<ChatChunk>) {
+    fn block_stop(&mut self, index: u32, out: &mut Vec<ChunkChoice>) {
         if let Some(at) = self.search_blocks.iter().position(|(b, ..)| *b == index) {
             let (_, id, input) = self.search_blocks.remove(at);
             self.searches.input(&id, &input);
@@ -311,7 +317,7 @@ impl ToOpenAi {
         };
         let annotations = anthropic_citations(&cites, start, self.text_chars);
         if !annotations.is_empty() {
-            out.push(self.chunk(
+            out.push(choice(
                 Delta {
                     annotations: Some(annotations.into()),
                     ..Delta::default()
@@ -321,25 +327,16 @@ impl ToOpenAi {
         }
     }
 
-    fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
-        ChatChunk::of(&self.id, self.created, &self.model, 0, delta, finish)
+    /// A choice as a chat stream's chunk: this stream's id, time and model around it.
+    pub fn chunk(&self, choice: ChunkChoice) -> ChatChunk {
+        ChatChunk::with(&self.id, self.created, &self.model, choice)
     }
 
-    fn content_chunk(&mut self, text: String) -> ChatChunk {
+    fn content(&mut self, text: String) -> ChunkChoice {
         self.text_chars += text.chars().count();
-        self.chunk(
+        choice(
             Delta {
                 content: Some(text),
-                ..Delta::default()
-            },
-            None,
-        )
-    }
-
-    fn tool_chunk(&self, call: ToolCallDelta) -> ChatChunk {
-        self.chunk(
-            Delta {
-                tool_calls: Some(vec![call]),
                 ..Delta::default()
             },
             None,
@@ -359,6 +356,21 @@ impl ToOpenAi {
     pub fn reported(&self) -> &AUsage {
         &self.usage
     }
+}
+
+/// The one choice (index 0) of a translated Anthropic stream.
+fn choice(delta: Delta, finish: Option<&str>) -> ChunkChoice {
+    ChunkChoice::new(0, delta, finish)
+}
+
+fn tool_choice(call: ToolCallDelta) -> ChunkChoice {
+    choice(
+        Delta {
+            tool_calls: Some(vec![call]),
+            ..Delta::default()
+        },
+        None,
+    )
 }
 
 /// The block an OpenAI stream is writing into, on the Anthropic side.

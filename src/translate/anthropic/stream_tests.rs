@@ -15,10 +15,11 @@ fn translate(sse: &str, mode: JsonMode) -> (Vec<ChatChunk>, ToOpenAi) {
         .feed(sse.as_bytes(), &mut |e| events.push(e.clone()))
         .unwrap();
     let mut t = ToOpenAi::new(mode);
-    let mut chunks = Vec::new();
+    let mut choices = Vec::new();
     for e in events {
-        t.event(&e.data, &mut chunks).unwrap();
+        t.event(&e.data, &mut choices).unwrap();
     }
+    let chunks = choices.into_iter().map(|c| t.chunk(c)).collect();
     (chunks, t)
 }
 

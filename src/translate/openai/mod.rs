@@ -426,7 +426,7 @@ impl<'de> Deserialize<'de> for ChunkObject {
 }
 
 impl ChatChunk {
-    /// A chunk of one choice.
+    /// A chunk of one choice, made of its parts.
     pub fn of(
         id: &Arc<str>,
         created: u64,
@@ -435,17 +435,17 @@ impl ChatChunk {
         delta: Delta,
         finish: Option<&str>,
     ) -> Self {
+        ChatChunk::with(id, created, model, ChunkChoice::new(index, delta, finish))
+    }
+
+    /// A chunk around one choice.
+    pub fn with(id: &Arc<str>, created: u64, model: &Arc<str>, choice: ChunkChoice) -> Self {
         ChatChunk {
             id: id.clone(),
             object: ChunkObject,
             created,
             model: model.clone(),
-            choices: vec![ChunkChoice {
-                index,
-                delta,
-                finish_reason: finish.map(str::to_string),
-                logprobs: None,
-            }],
+            choices: vec![choice],
             usage: UsageField::Absent,
         }
     }
@@ -492,6 +492,17 @@ pub struct ChunkChoice {
     /// Boxed, as it is rare and a choice is moved several times for every chunk.
     #[serde(default)]
     pub logprobs: Option<Box<Value>>,
+}
+
+impl ChunkChoice {
+    pub fn new(index: u32, delta: Delta, finish: Option<&str>) -> Self {
+        ChunkChoice {
+            index,
+            delta,
+            finish_reason: finish.map(str::to_string),
+            logprobs: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -2,7 +2,7 @@
 //! into an [`Assembled`] message from a whole completion, one stream chunk's text, or one
 //! chunk the decoder already typed (a translated stream is never parsed twice).
 
-use super::ChatChunk;
+use super::{ChatChunk, ChunkChoice};
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
 use serde::Deserialize;
@@ -47,9 +47,13 @@ pub fn read(data: &str, into: &mut Assembled) {
 
 /// A chunk as the decoder typed it: its first choice, as [`read`] would take it.
 pub fn chunk(chunk: &ChatChunk, into: &mut Assembled) {
-    let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
-        return;
-    };
+    if let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) {
+        self::choice(choice, into);
+    }
+}
+
+/// A decoded chunk's first choice (an Anthropic stream's choices come without a chunk).
+pub fn choice(choice: &ChunkChoice, into: &mut Assembled) {
     into.seen();
     into.finish_reason(choice.finish_reason.as_deref());
     let delta = &choice.delta;

@@ -5,7 +5,7 @@
 //! `response.completed` or `response.incomplete` holding the whole response, which is
 //! the one thing kept until the end (the protocol repeats the output there).
 
-use super::super::openai::{ChatChunk, Delta, ToolCallDelta, Usage, UsageField};
+use super::super::openai::{ChatChunk, ChunkChoice, Delta, ToolCallDelta, Usage, UsageField};
 use super::super::sse::{write_event, write_json};
 use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
@@ -240,13 +240,19 @@ impl FromOpenAi {
 
     /// Translates one chunk, appending the events it makes.
     pub fn chunk(&mut self, chunk: &ChatChunk, out: &mut Vec<u8>) {
-        self.start(out);
         if let UsageField::Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
-            return;
-        };
+        match chunk.choices.iter().find(|c| c.index == 0) {
+            Some(choice) => self.choice(choice, out),
+            None => self.start(out),
+        }
+    }
+
+    /// Translates a chunk's first choice; an Anthropic stream's choices come here as they
+    /// are, without a chunk made around each.
+    pub fn choice(&mut self, choice: &ChunkChoice, out: &mut Vec<u8>) {
+        self.start(out);
         self.reasoning(&choice.delta, out);
         if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
             self.text(text, out);
