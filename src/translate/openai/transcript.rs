@@ -86,7 +86,16 @@ const CHOICES_KEY: &str = "\"choices\":";
 /// read only when that does not parse.
 fn choice_zero(data: &str) -> Option<Choice<'_>> {
     let at_key = choices_finder().find(data.as_bytes());
-    if let Some(choices) = at_key.and_then(|i| data.get(i + CHOICES_KEY.len()..)) {
+    let choices = at_key.and_then(|i| data.get(i + CHOICES_KEY.len()..));
+    if let Some(text) = choices.and_then(plain_text) {
+        return Some(Choice::of_text(text));
+    }
+    parsed(data, choices)
+}
+
+/// Choice 0 as serde reads it: from the `"choices":` key, or else the whole object.
+fn parsed<'a>(data: &'a str, choices: Option<&'a str>) -> Option<Choice<'a>> {
+    if let Some(choices) = choices {
         let mut reader = serde_json::Deserializer::from_str(choices);
         if let Ok(First(choice)) = First::deserialize(&mut reader) {
             return choice;
@@ -94,6 +103,28 @@ fn choice_zero(data: &str) -> Option<Choice<'_>> {
     }
     let answer: Answer = serde_json::from_str(data).ok()?;
     answer.choices.0
+}
+
+/// The text of a chunk whose choices are one choice of text alone, in the field order OpenAI
+/// writes (`[{"index":0,"delta":{"content":"…"},"logprobs":null,"finish_reason":null}]`),
+/// text with no escapes: most of a stream, read without a parser (which cost two thirds of
+/// a stream's transcript). Anything else, `None`, is left to serde; the text's bytes are
+/// then what serde would have read (tested).
+fn plain_text(choices: &str) -> Option<&str> {
+    const HEAD: &str = r#"[{"index":0,"delta":{"content":""#;
+    /// What may follow the text to the end of the choices: the delta closed, and nothing but
+    /// an unfinished choice's empty fields.
+    const TAILS: [&str; 3] = [
+        r#""},"logprobs":null,"finish_reason":null}]"#,
+        r#""},"finish_reason":null}]"#,
+        r#""},"finish_reason":null,"logprobs":null}]"#,
+    ];
+    let rest = choices.strip_prefix(HEAD)?;
+    let end = memchr::memchr2(b'"', b'\\', rest.as_bytes())?;
+    let (text, tail) = rest.split_at(end);
+    // JSON strings hold no raw control characters: serde refuses them, and so does this.
+    let plain = !text.bytes().any(|b| b < 0x20);
+    (plain && TAILS.iter().any(|t| tail.starts_with(t))).then_some(text)
 }
 
 /// The `"choices":` searcher, built once: building one costs more than a search.
@@ -104,6 +135,7 @@ fn choices_finder() -> &'static memchr::memmem::Finder<'static> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Choice<'a> {
     /// Absent where the answer has one choice.
     #[serde(default)]
@@ -115,6 +147,21 @@ struct Choice<'a> {
     message: Option<Part<'a>>,
 }
 
+impl<'a> Choice<'a> {
+    /// Choice 0 of nothing but text.
+    fn of_text(text: &'a str) -> Self {
+        Choice {
+            index: 0,
+            finish_reason: None,
+            message: Some(Part {
+                content: Some(Cow::Borrowed(text)),
+                reasoning_content: None,
+                tool_calls: None,
+            }),
+        }
+    }
+}
+
 /// The trace's answer is choice 0's, as [`chunk`] reads it.
 impl Element for Choice<'_> {
     fn wanted(&self) -> bool {
@@ -123,6 +170,7 @@ impl Element for Choice<'_> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Part<'a> {
     #[serde(borrow)]
     content: Option<Cow<'a, str>>,
@@ -133,6 +181,7 @@ struct Part<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct ToolCall<'a> {
     index: Option<usize>,
     #[serde(borrow)]
@@ -142,6 +191,7 @@ struct ToolCall<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Function<'a> {
     #[serde(borrow)]
     name: Option<Cow<'a, str>>,
@@ -180,6 +230,60 @@ mod tests {
             text(r#"{"choices":[{"index":1,"delta":{"content":"b"}}]}"#),
             ""
         );
+    }
+
+    /// Choice 0 as the fast path and serde read it.
+    fn both(data: &str) -> (Option<Choice<'_>>, Option<Choice<'_>>) {
+        let at = choices_finder().find(data.as_bytes());
+        let choices = at.and_then(|i| data.get(i + CHOICES_KEY.len()..));
+        (choice_zero(data), parsed(data, choices))
+    }
+
+    /// A chunk of plain text is read without a parser, and as serde reads it; every other
+    /// shape is left to serde.
+    #[test]
+    fn plain_text_chunks_read_as_serde_reads_them() {
+        let head =
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":"#;
+        let plain = [
+            r#"[{"index":0,"delta":{"content":"tok é 🦊"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"[{"index":0,"delta":{"content":""},"finish_reason":null}],"usage":null}"#,
+            r#"[{"index":0,"delta":{"content":"x"},"finish_reason":null,"logprobs":null}]}"#,
+        ];
+        let other = [
+            r#"[{"index":0,"delta":{"content":"a \"q\" \n"},"finish_reason":null}]}"#,
+            "[{\"index\":0,\"delta\":{\"content\":\"raw\u{1}\"},\"finish_reason\":null}]}",
+            r#"[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#,
+            r#"[{"index":0,"delta":{"content":"x","role":"assistant"},"finish_reason":null}]}"#,
+            r#"[{"index":0,"delta":{"content":"x"},"finish_reason":null},{"index":1,"delta":{}}]}"#,
+            r#"[{"index":0,"delta":{"content":"x"},"finish_reason":null"#,
+            r#"[{"index":1,"delta":{"content":"x"},"finish_reason":null}]}"#,
+        ];
+        for (choices, fast) in plain
+            .iter()
+            .map(|c| (c, true))
+            .chain(other.iter().map(|c| (c, false)))
+        {
+            let data = format!("{head}{choices}");
+            let at = data.find("\"choices\":").unwrap() + CHOICES_KEY.len();
+            assert_eq!(plain_text(&data[at..]).is_some(), fast, "{data}");
+            let (read, serde) = both(&data);
+            assert_eq!(read, serde, "{data}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, the fast path reads what serde reads.
+        #[test]
+        fn any_text_reads_as_serde_reads_it(text in ".*", raw in "[^\"\\\\]{0,8}", tail in 0usize..3) {
+            let tails = [r#"},"logprobs":null,"finish_reason":null}]}"#, r#"},"finish_reason":null}]}"#, r#"}}]}"#];
+            let escaped = serde_json::to_string(&text).unwrap();
+            for content in [escaped, format!("\"{raw}\"")] {
+                let data = format!(r#"{{"choices":[{{"index":0,"delta":{{"content":{content}{}"#, tails[tail]);
+                let (read, serde) = both(&data);
+                proptest::prop_assert_eq!(read, serde);
+            }
+        }
     }
 
     /// A typed chunk assembles as its text does.
