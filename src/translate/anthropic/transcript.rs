@@ -55,6 +55,15 @@ impl Reported<'_> {
 /// A whole Messages answer, or one of its stream's events, as JSON text; the usage it
 /// reported, unread.
 pub fn read<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
+    if let Some(text) = plain_text_delta(data) {
+        into.text(Some(text));
+        return Reported::default();
+    }
+    parsed(data, into)
+}
+
+/// [`read`], by serde.
+fn parsed<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
     let Ok(event) = serde_json::from_str::<Event>(data) else {
         return Reported::default();
     };
@@ -97,6 +106,28 @@ pub fn read<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
         _ => {}
     }
     reported
+}
+
+/// The text of a `text_delta` event written as Anthropic writes it
+/// (`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"…"}}`),
+/// text with no escapes: most of a stream, read without a parser (which cost two thirds of
+/// a relayed stream's transcript). Anything else, `None`, is left to serde; the text's
+/// bytes are then what serde would have read (tested).
+fn plain_text_delta(data: &str) -> Option<&str> {
+    const HEAD: &str = r#"{"type":"content_block_delta","index":"#;
+    const DELTA: &str = r#","delta":{"type":"text_delta","text":""#;
+    const TAIL: &str = r#""}}"#;
+    let rest = data.strip_prefix(HEAD)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    // A JSON number, and one an index holds: `0`, or up to 9 digits without a leading 0.
+    let number = &rest[..digits];
+    if !(number == "0" || (1..=9).contains(&digits) && !number.starts_with('0')) {
+        return None;
+    }
+    let text = rest[digits..].strip_prefix(DELTA)?.strip_suffix(TAIL)?;
+    // Escapes need unescaping, and raw control characters are refused by serde.
+    let plain = !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    plain.then_some(text)
 }
 
 /// A content block: text, thinking, or a tool call (kept at its block index).
@@ -172,4 +203,69 @@ struct Block<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an event assembles to, read as [`read`] reads it and by serde alone.
+    fn both(data: &str) -> (String, String) {
+        let (mut fast, mut serde) = (Assembled::default(), Assembled::default());
+        // A block is open, as in a stream, so that a delta has somewhere to go.
+        fast.seen();
+        serde.seen();
+        read(data, &mut fast);
+        parsed(data, &mut serde);
+        let text = |a: Assembled| format!("{:?}", a.finish());
+        (text(fast), text(serde))
+    }
+
+    /// A text delta of plain text is read without a parser, and as serde reads it; every
+    /// other shape is left to serde.
+    #[test]
+    fn plain_text_deltas_read_as_serde_reads_them() {
+        let delta = |index: &str, text: &str| {
+            format!(
+                r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}"#
+            )
+        };
+        for (data, fast) in [
+            (delta("0", "tok é 🦊"), true),
+            (delta("12", ""), true),
+            (delta("0", r#"a \"q\" \n"#), false),
+            (delta("0", "raw\u{1}"), false),
+            (delta("01", "x"), false),
+            (delta("1234567890", "x"), false),
+            (delta("", "x"), false),
+            (
+                delta("0", "x").replace("text_delta", "thinking_delta"),
+                false,
+            ),
+            (format!("{} ", delta("0", "x")), false),
+        ] {
+            assert_eq!(plain_text_delta(&data).is_some(), fast, "{data}");
+            let (read, serde) = both(&data);
+            assert_eq!(read, serde, "{data}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text and index, the fast path reads what serde reads.
+        #[test]
+        fn any_text_delta_reads_as_serde_reads_it(
+            text in ".*",
+            raw in "[^\"\\\\]{0,8}",
+            index in "[0-9]{0,11}",
+        ) {
+            let escaped = serde_json::to_string(&text).unwrap();
+            for content in [escaped, format!("\"{raw}\"")] {
+                let data = format!(
+                    r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":{content}}}}}"#
+                );
+                let (read, serde) = both(&data);
+                proptest::prop_assert_eq!(read, serde);
+            }
+        }
+    }
 }
