@@ -16,7 +16,8 @@ use crate::wire::Wire;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Reads the provider's events into OpenAI chunks.
+/// Reads the provider's events into OpenAI chunks (Anthropic's: into choices, see
+/// [`Translation::choices`]).
 enum Decoder {
     OpenAi {
         usage: Option<Usage>,
@@ -56,10 +57,10 @@ struct Translation {
     encoder: Option<Encoder>,
     chunks: Vec<ChatChunk>,
     /// What an Anthropic stream is read into: the Responses encoder and a probe read its
-    /// choices as they are, the other encoders in chunks (see [`reads_choices`]).
+    /// choices as they are, the chat and Anthropic encoders wrapped in chunks.
     choices: Vec<ChunkChoice>,
-    /// The trace's answer, assembled from the decoded chunks as they pass (when the
-    /// request's text is kept): the app's stream is never read back.
+    /// The trace's answer, assembled from the decoded chunks and choices as they pass (when
+    /// the request's text is kept): the app's stream is never read back.
     transcript: Option<Box<Assembled>>,
     content: bool,
     ended: bool,
@@ -241,10 +242,6 @@ impl Translation {
             }
             Decoder::Anthropic(d) => {
                 d.event(&event.data, &mut self.choices)?;
-                if !reads_choices(self.encoder.as_ref()) {
-                    self.chunks
-                        .extend(self.choices.drain(..).map(|c| d.chunk(c)));
-                }
                 d.ended()
             }
             Decoder::Gemini(d) => {
@@ -271,10 +268,15 @@ impl Translation {
             }
         }
         match &mut self.encoder {
+            // Its events name no chunk's id or model: a choice is read as it is.
+            Some(Encoder::Responses(e)) => {
+                self.choices.drain(..).for_each(|c| e.choice(&c, out));
+                self.chunks.drain(..).for_each(|c| e.chunk(&c, out));
+            }
             Some(encoder) => {
-                // Choices are left only for the encoders `reads_choices` names.
-                if let Encoder::Responses(e) = encoder {
-                    self.choices.drain(..).for_each(|c| e.choice(&c, out));
+                if let Decoder::Anthropic(d) = &self.decoder {
+                    self.chunks
+                        .extend(self.choices.drain(..).map(|c| d.wrap(c)));
                 }
                 self.chunks.drain(..).for_each(|c| encoder.chunk(c, out));
             }
@@ -283,6 +285,10 @@ impl Translation {
                 self.choices.clear();
             }
         }
+        debug_assert!(
+            self.choices.is_empty(),
+            "choices come from the Anthropic decoder alone, and every encoder takes them"
+        );
         if finished {
             self.end(out);
         }
@@ -404,13 +410,6 @@ fn has_content(c: &ChunkChoice) -> bool {
             .is_some_and(|t| !t.is_empty())
         || d.tool_calls.is_some()
         || d.thinking_blocks.is_some()
-}
-
-/// Whether a translation takes a decoder's choices without chunks around them: the
-/// Responses encoder (its events name no chunk's id or model) and a probe (which writes
-/// nothing). The chat and Anthropic encoders read chunks.
-fn reads_choices(encoder: Option<&Encoder>) -> bool {
-    matches!(encoder, None | Some(Encoder::Responses(_)))
 }
 
 impl Encoder {
@@ -571,8 +570,9 @@ mod tests {
     }
 
     /// Anthropic -> Responses reads the decoder's choices with no chunks made around them,
-    /// and writes what it wrote when it read them in chunks: every block kind, the fixtures,
-    /// with and without a forced JSON tool.
+    /// and writes (and assembles for the trace) what reading them in chunks does: every
+    /// block kind, the fixtures, with and without a forced JSON tool. The golden files
+    /// (`tests/conformance`) hold the events themselves.
     #[test]
     fn anthropic_to_responses_writes_what_it_wrote_through_chunks() {
         let fixture = |name: &str| {
@@ -595,24 +595,32 @@ mod tests {
             }
             let mut direct = Vec::new();
             let mut t = StreamTranslator::new(&plan);
+            t.assemble(1 << 20);
             t.feed(stream.as_bytes(), &mut direct).unwrap();
             t.finish(&mut direct).unwrap();
 
             let mut decoder = AnthropicToOpenAi::new(plan.json_mode.clone());
             let mut encoder = ResponsesFromOpenAi::new("m".into(), plan.tool_names.clone());
             let mut chunked = Vec::new();
+            let mut transcript = Assembled::bounded(1 << 20);
             let mut parser = SseParser::default();
             parser
                 .feed(stream.as_bytes(), &mut |e| {
                     let mut choices = Vec::new();
                     decoder.event(&e.data, &mut choices).unwrap();
                     for choice in choices {
-                        encoder.chunk(&decoder.chunk(choice), &mut chunked);
+                        let chunk = decoder.wrap(choice);
+                        openai::transcript::chunk(&chunk, &mut transcript);
+                        encoder.chunk(&chunk, &mut chunked);
                     }
                 })
                 .unwrap();
             encoder.finish(Some(decoder.usage()), &mut chunked);
+            transcript.ended_with(encoder.status());
             assert_eq!(placeholders(&direct), placeholders(&chunked), "{stream}");
+            let (direct, chunked) = (t.transcript().unwrap(), transcript.finish());
+            assert_eq!(format!("{direct:?}"), format!("{chunked:?}"));
+            assert!(direct.message.is_some());
         }
     }
 

@@ -2,7 +2,7 @@
 //! chunks -> Anthropic events ([`FromOpenAi`]). Nothing waits for the end of the stream.
 //!
 //! The choices are what the other encoders read: a chat stream's in chunks
-//! ([`ToOpenAi::chunk`]), the Responses API's as they are, with no chunk made between.
+//! ([`ToOpenAi::wrap`]), the Responses API's as they are, with no chunk made between.
 
 use super::request::JsonMode;
 use super::response::{usage_from_openai, usage_to_openai};
@@ -134,7 +134,7 @@ impl ToOpenAi {
                 );
                 self.model = message.model.into();
                 self.usage = message.usage;
-                out.push(choice(
+                out.push(choice_of(
                     Delta {
                         role: Some("assistant".into()),
                         content: Some(String::new()),
@@ -159,7 +159,7 @@ impl ToOpenAi {
                         ("tool_use", Some(_)) => "stop",
                         (reason, _) => finish_reason(reason),
                     };
-                    out.push(choice(Delta::default(), Some(finish)));
+                    out.push(choice_of(Delta::default(), Some(finish)));
                 }
             }
             "content_block_stop" => self.block_stop(event.index, out),
@@ -221,7 +221,7 @@ impl ToOpenAi {
             Some("web_search_tool_result") => {
                 let id = block["tool_use_id"].as_str().unwrap_or_default();
                 let call = self.searches.finished(id, &block["content"]);
-                out.push(choice(
+                out.push(choice_of(
                     Delta {
                         web_search_call: Some(Box::new(call)),
                         ..Delta::default()
@@ -229,7 +229,7 @@ impl ToOpenAi {
                     None,
                 ));
             }
-            Some("redacted_thinking") => out.push(choice(
+            Some("redacted_thinking") => out.push(choice_of(
                 Delta {
                     thinking_blocks: Some(
                         vec![json!({"type": "redacted_thinking", "data": block["data"]})].into(),
@@ -283,14 +283,14 @@ impl ToOpenAi {
                     }
                 }
             }
-            "thinking_delta" => out.push(choice(
+            "thinking_delta" => out.push(choice_of(
                 Delta {
                     reasoning_content: delta.payload,
                     ..Delta::default()
                 },
                 None,
             )),
-            "signature_delta" => out.push(choice(
+            "signature_delta" => out.push(choice_of(
                 Delta {
                     thinking_blocks: Some(
                         vec![
@@ -317,7 +317,7 @@ impl ToOpenAi {
         };
         let annotations = anthropic_citations(&cites, start, self.text_chars);
         if !annotations.is_empty() {
-            out.push(choice(
+            out.push(choice_of(
                 Delta {
                     annotations: Some(annotations.into()),
                     ..Delta::default()
@@ -327,14 +327,14 @@ impl ToOpenAi {
         }
     }
 
-    /// A choice as a chat stream's chunk: this stream's id, time and model around it.
-    pub fn chunk(&self, choice: ChunkChoice) -> ChatChunk {
-        ChatChunk::with(&self.id, self.created, &self.model, choice)
+    /// A choice wrapped in a chat chunk: this stream's id, time and model around it.
+    pub fn wrap(&self, choice: ChunkChoice) -> ChatChunk {
+        ChatChunk::around(&self.id, self.created, &self.model, choice)
     }
 
     fn content(&mut self, text: String) -> ChunkChoice {
         self.text_chars += text.chars().count();
-        choice(
+        choice_of(
             Delta {
                 content: Some(text),
                 ..Delta::default()
@@ -359,12 +359,12 @@ impl ToOpenAi {
 }
 
 /// The one choice (index 0) of a translated Anthropic stream.
-fn choice(delta: Delta, finish: Option<&str>) -> ChunkChoice {
+fn choice_of(delta: Delta, finish: Option<&str>) -> ChunkChoice {
     ChunkChoice::new(0, delta, finish)
 }
 
 fn tool_choice(call: ToolCallDelta) -> ChunkChoice {
-    choice(
+    choice_of(
         Delta {
             tool_calls: Some(vec![call]),
             ..Delta::default()

@@ -19,7 +19,7 @@ fn translate(sse: &str, mode: JsonMode) -> (Vec<ChatChunk>, ToOpenAi) {
     for e in events {
         t.event(&e.data, &mut choices).unwrap();
     }
-    let chunks = choices.into_iter().map(|c| t.chunk(c)).collect();
+    let chunks = choices.into_iter().map(|c| t.wrap(c)).collect();
     (chunks, t)
 }
 

@@ -435,11 +435,11 @@ impl ChatChunk {
         delta: Delta,
         finish: Option<&str>,
     ) -> Self {
-        ChatChunk::with(id, created, model, ChunkChoice::new(index, delta, finish))
+        ChatChunk::around(id, created, model, ChunkChoice::new(index, delta, finish))
     }
 
     /// A chunk around one choice.
-    pub fn with(id: &Arc<str>, created: u64, model: &Arc<str>, choice: ChunkChoice) -> Self {
+    pub fn around(id: &Arc<str>, created: u64, model: &Arc<str>, choice: ChunkChoice) -> Self {
         ChatChunk {
             id: id.clone(),
             object: ChunkObject,

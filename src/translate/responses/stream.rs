@@ -249,8 +249,8 @@ impl FromOpenAi {
         }
     }
 
-    /// Translates a chunk's first choice; an Anthropic stream's choices come here as they
-    /// are, without a chunk made around each.
+    /// Translates a chunk's choice 0; an Anthropic stream's choices (all choice 0) come
+    /// here as they are, without a chunk made around each.
     pub fn choice(&mut self, choice: &ChunkChoice, out: &mut Vec<u8>) {
         self.start(out);
         self.reasoning(&choice.delta, out);
