@@ -16,8 +16,8 @@ use crate::wire::Wire;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Reads the provider's events into OpenAI chunks (Anthropic's: into choices, see
-/// [`Translation::choices`]).
+/// Reads the provider's events into OpenAI chunks: an OpenAI stream's as they come, the
+/// others' as choices (see [`Translation::choices`]).
 enum Decoder {
     OpenAi {
         usage: Option<Usage>,
@@ -56,8 +56,8 @@ struct Translation {
     /// `None` for a probe: decode only, to see when content starts, and write nothing.
     encoder: Option<Encoder>,
     chunks: Vec<ChatChunk>,
-    /// What an Anthropic stream is read into: the Responses encoder and a probe read its
-    /// choices as they are, the chat and Anthropic encoders wrapped in chunks.
+    /// What an Anthropic or Gemini stream is read into: the Responses encoder and a probe
+    /// read its choices as they are, the chat and Anthropic encoders wrapped in chunks.
     choices: Vec<ChunkChoice>,
     /// The trace's answer, assembled from the decoded chunks and choices as they pass (when
     /// the request's text is kept): the app's stream is never read back.
@@ -245,7 +245,7 @@ impl Translation {
                 d.ended()
             }
             Decoder::Gemini(d) => {
-                d.event(&event.data, &mut self.chunks)?;
+                d.event(&event.data, &mut self.choices)?;
                 false
             }
             Decoder::Responses => {
@@ -257,8 +257,10 @@ impl Translation {
                 )
             }
         };
-        self.content |= self.chunks.iter().flat_map(|c| &c.choices).any(has_content)
-            || self.choices.iter().any(has_content);
+        if !self.content {
+            self.content = self.chunks.iter().flat_map(|c| &c.choices).any(has_content)
+                || self.choices.iter().any(has_content);
+        }
         if let Some(transcript) = &mut self.transcript {
             for chunk in &self.chunks {
                 openai::transcript::chunk(chunk, transcript);
@@ -274,9 +276,14 @@ impl Translation {
                 self.chunks.drain(..).for_each(|c| e.chunk(&c, out));
             }
             Some(encoder) => {
-                if let Decoder::Anthropic(d) = &self.decoder {
-                    self.chunks
-                        .extend(self.choices.drain(..).map(|c| d.wrap(c)));
+                let choices = &mut self.choices;
+                match &self.decoder {
+                    Decoder::Anthropic(d) => {
+                        self.chunks.extend(choices.drain(..).map(|c| d.wrap(c)))
+                    }
+                    Decoder::Gemini(d) => self.chunks.extend(choices.drain(..).map(|c| d.wrap(c))),
+                    // They make no choices: an OpenAI stream is read in chunks.
+                    Decoder::OpenAi { .. } | Decoder::Responses => {}
                 }
                 self.chunks.drain(..).for_each(|c| encoder.chunk(c, out));
             }
@@ -285,10 +292,7 @@ impl Translation {
                 self.choices.clear();
             }
         }
-        debug_assert!(
-            self.choices.is_empty(),
-            "choices come from the Anthropic decoder alone, and every encoder takes them"
-        );
+        debug_assert!(self.choices.is_empty(), "every encoder takes the choices");
         if finished {
             self.end(out);
         }
@@ -532,95 +536,155 @@ mod tests {
         data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":9}}\n\n\
         data: {\"type\":\"message_stop\"}\n\n";
 
-    /// Ids made afresh numbered in the order they first appear, and times zeroed.
+    /// Ids made afresh numbered in the order they first appear, and times left out.
     fn placeholders(sse: &[u8]) -> Vec<serde_json::Value> {
-        fn walk(v: &mut serde_json::Value, seen: &mut Vec<String>) {
-            match v {
-                serde_json::Value::Object(map) => {
-                    map.remove("created_at");
-                    map.values_mut().for_each(|x| walk(x, seen));
-                }
-                serde_json::Value::Array(items) => items.iter_mut().for_each(|x| walk(x, seen)),
-                serde_json::Value::String(s) => {
-                    let fresh = s.split_once('_').is_some_and(|(_, hex)| {
-                        hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-                    });
-                    if fresh {
-                        let n = seen.iter().position(|x| x == s).unwrap_or_else(|| {
-                            seen.push(s.clone());
-                            seen.len() - 1
-                        });
-                        *s = format!("id_{n}");
-                    }
-                }
-                _ => {}
-            }
-        }
         let mut seen = Vec::new();
         let mut events = Vec::new();
         let mut parser = SseParser::default();
         parser
             .feed(sse, &mut |e| {
                 let mut v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-                walk(&mut v, &mut seen);
+                fresh_ids(&mut v, &mut seen);
                 events.push(v);
             })
             .unwrap();
         events
     }
 
-    /// Anthropic -> Responses reads the decoder's choices with no chunks made around them,
-    /// and writes (and assembles for the trace) what reading them in chunks does: every
-    /// block kind, the fixtures, with and without a forced JSON tool. The golden files
-    /// (`tests/conformance`) hold the events themselves.
+    /// Numbers the ids in `v` made afresh (`seen` holds those met so far), and leaves its
+    /// times out.
+    fn fresh_ids(v: &mut serde_json::Value, seen: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("created_at");
+                map.values_mut().for_each(|x| fresh_ids(x, seen));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|x| fresh_ids(x, seen)),
+            serde_json::Value::String(s) => {
+                // `resp_` and the items' 32 hex digits; a Gemini call's 16 (and what follows
+                // them).
+                let fresh = s.split_once('_').is_some_and(|(_, rest)| {
+                    let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+                    hex == 32 || (hex == 16 && s.starts_with("call_"))
+                });
+                if fresh {
+                    let n = seen.iter().position(|x| x == s).unwrap_or_else(|| {
+                        seen.push(s.clone());
+                        seen.len() - 1
+                    });
+                    *s = format!("id_{n}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A trace's answer, its fresh ids numbered.
+    fn answer(output: Output) -> (serde_json::Value, Vec<String>, bool) {
+        let mut message = serde_json::from_str(output.message.unwrap().get()).unwrap();
+        fresh_ids(&mut message, &mut Vec::new());
+        (message, output.finish_reasons, output.truncated)
+    }
+
+    /// A Gemini stream of two candidates: only the first is the response's.
+    const TWO_CANDIDATES: &str = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"one\"}],\"role\":\"model\"},\"index\":0},{\"content\":{\"parts\":[{\"text\":\"two\"}],\"role\":\"model\"},\"index\":1}]}\n\n\
+        data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"!\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":1},{\"content\":{\"parts\":[{\"text\":\".\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":4,\"totalTokenCount\":7}}\n\n";
+
+    /// A decoder whose events the test wraps in chunks itself.
+    trait ReadsChunks {
+        fn chunks(&mut self, data: &str) -> Vec<ChatChunk>;
+        fn usage(&self) -> Option<Usage>;
+    }
+
+    impl ReadsChunks for AnthropicToOpenAi {
+        fn chunks(&mut self, data: &str) -> Vec<ChatChunk> {
+            let mut choices = Vec::new();
+            self.event(data, &mut choices).unwrap();
+            choices.into_iter().map(|c| self.wrap(c)).collect()
+        }
+        fn usage(&self) -> Option<Usage> {
+            Some(AnthropicToOpenAi::usage(self))
+        }
+    }
+
+    impl ReadsChunks for GeminiToOpenAi {
+        fn chunks(&mut self, data: &str) -> Vec<ChatChunk> {
+            let mut choices = Vec::new();
+            self.event(data, &mut choices).unwrap();
+            choices.into_iter().map(|c| self.wrap(c)).collect()
+        }
+        fn usage(&self) -> Option<Usage> {
+            GeminiToOpenAi::usage(self)
+        }
+    }
+
+    /// A stream translated for the Responses API with its answer assembled, through the
+    /// translator (no chunks made) and through chunks the test makes: the events and the
+    /// answers are the same.
+    fn same_through_chunks(plan: &ResponsePlan, stream: &str, decoder: &mut dyn ReadsChunks) {
+        let mut direct = Vec::new();
+        let mut t = StreamTranslator::new(plan);
+        t.assemble(1 << 20);
+        t.feed(stream.as_bytes(), &mut direct).unwrap();
+        t.finish(&mut direct).unwrap();
+
+        let mut encoder = ResponsesFromOpenAi::new("m".into(), plan.tool_names.clone());
+        let mut chunked = Vec::new();
+        let mut transcript = Assembled::bounded(1 << 20);
+        let mut parser = SseParser::default();
+        parser
+            .feed(stream.as_bytes(), &mut |e| {
+                for chunk in decoder.chunks(&e.data) {
+                    openai::transcript::chunk(&chunk, &mut transcript);
+                    encoder.chunk(&chunk, &mut chunked);
+                }
+            })
+            .unwrap();
+        encoder.finish(decoder.usage(), &mut chunked);
+        transcript.ended_with(encoder.status());
+        assert_eq!(placeholders(&direct), placeholders(&chunked), "{stream}");
+        let (direct, chunked) = (t.transcript().unwrap(), transcript.finish());
+        assert_eq!(answer(direct), answer(chunked));
+    }
+
+    fn fixture(provider: &str, name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(provider)
+            .join(name);
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Anthropic and Gemini streams reach the Responses encoder as choices, with no chunks
+    /// made around them, and it writes (and assembles for the trace) what reading them in
+    /// chunks does: every Anthropic block kind, the fixtures, with and without a forced JSON
+    /// tool, and two Gemini candidates. The golden files (`tests/conformance`) hold the
+    /// events themselves.
     #[test]
-    fn anthropic_to_responses_writes_what_it_wrote_through_chunks() {
-        let fixture = |name: &str| {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/anthropic")
-                .join(name);
-            std::fs::read_to_string(path).unwrap()
-        };
-        let streams = [
-            EVERY_BLOCK.to_string(),
-            fixture("stream_text.sse"),
-            fixture("stream_tool.sse"),
-            fixture("stream_web_search.sse"),
+    fn choices_reach_the_responses_encoder_as_chunks_would() {
+        let names = [
+            "stream_text.sse",
+            "stream_tool.sse",
+            "stream_web_search.sse",
         ];
-        for (stream, forced) in streams.iter().flat_map(|s| [(s, false), (s, true)]) {
+        let mut anthropic = vec![EVERY_BLOCK.to_string()];
+        anthropic.extend(names.map(|n| fixture("anthropic", n)));
+        for (stream, forced) in anthropic.iter().flat_map(|s| [(s, false), (s, true)]) {
             let mut plan = ResponsePlan::identity(Wire::Responses, "m");
             plan.from = Wire::Anthropic;
             if forced {
                 plan.json_mode = JsonMode::ForcedTool("answer".into());
             }
-            let mut direct = Vec::new();
-            let mut t = StreamTranslator::new(&plan);
-            t.assemble(1 << 20);
-            t.feed(stream.as_bytes(), &mut direct).unwrap();
-            t.finish(&mut direct).unwrap();
-
             let mut decoder = AnthropicToOpenAi::new(plan.json_mode.clone());
-            let mut encoder = ResponsesFromOpenAi::new("m".into(), plan.tool_names.clone());
-            let mut chunked = Vec::new();
-            let mut transcript = Assembled::bounded(1 << 20);
-            let mut parser = SseParser::default();
-            parser
-                .feed(stream.as_bytes(), &mut |e| {
-                    let mut choices = Vec::new();
-                    decoder.event(&e.data, &mut choices).unwrap();
-                    for choice in choices {
-                        let chunk = decoder.wrap(choice);
-                        openai::transcript::chunk(&chunk, &mut transcript);
-                        encoder.chunk(&chunk, &mut chunked);
-                    }
-                })
-                .unwrap();
-            encoder.finish(Some(decoder.usage()), &mut chunked);
-            transcript.ended_with(encoder.status());
-            assert_eq!(placeholders(&direct), placeholders(&chunked), "{stream}");
-            let (direct, chunked) = (t.transcript().unwrap(), transcript.finish());
-            assert_eq!(format!("{direct:?}"), format!("{chunked:?}"));
-            assert!(direct.message.is_some());
+            same_through_chunks(&plan, stream, &mut decoder);
+        }
+        let mut gemini = vec![TWO_CANDIDATES.to_string()];
+        gemini.extend(names.map(|n| fixture("gemini", n)));
+        for stream in &gemini {
+            let mut plan = ResponsePlan::identity(Wire::Responses, "m");
+            plan.from = Wire::Gemini;
+            let mut decoder = GeminiToOpenAi::new(plan.model.to_string());
+            same_through_chunks(&plan, stream, &mut decoder);
         }
     }
 
@@ -633,11 +697,19 @@ mod tests {
             content: Some(t.into()),
             ..Delta::default()
         };
+        let of = |index, delta, finish| {
+            ChatChunk::around(&id, 7, &model, ChunkChoice::new(index, delta, finish))
+        };
         let mut chunks = vec![
-            ChatChunk::of(&id, 7, &model, 0, text("a\nb"), None),
-            ChatChunk::of(&id, 7, &model, 2, text("\"q\" \\ \u{7} \u{1F98A}"), None),
-            ChatChunk::of(&id, 7, &model, 0, text("c"), Some("stop")),
-            ChatChunk::of(&id, 7, &"other".into(), 1, Delta::default(), None),
+            of(0, text("a\nb"), None),
+            of(2, text("\"q\" \\ \u{7} \u{1F98A}"), None),
+            of(0, text("c"), Some("stop")),
+            ChatChunk::around(
+                &id,
+                7,
+                &"other".into(),
+                ChunkChoice::new(1, Delta::default(), None),
+            ),
         ];
         chunks[1].usage = UsageField::Null;
         let mut last = chunks[1].clone();

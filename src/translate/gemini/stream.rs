@@ -1,4 +1,5 @@
-//! Gemini stream (`streamGenerateContent?alt=sse`) -> OpenAI chunks, event by event.
+//! Gemini stream (`streamGenerateContent?alt=sse`) -> OpenAI choices, event by event (for a
+//! chat stream, in chunks: [`ToOpenAi::wrap`]).
 //!
 //! Each event is a partial answer holding only its new parts. A `functionCall` always arrives
 //! whole, so each becomes one complete tool-call chunk. Gemini sends no end marker: the
@@ -8,11 +9,11 @@ use super::response::{translate_parts, usage_to_openai};
 use super::*;
 use crate::error::StreamFailure;
 use crate::translate::openai::{
-    completion_id, now_unix, ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage,
+    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
 };
 use std::sync::Arc;
 
-/// Gemini events -> OpenAI chunks.
+/// Gemini events -> OpenAI choices, one per candidate and part.
 pub struct ToOpenAi {
     id: Arc<str>,
     created: u64,
@@ -44,8 +45,8 @@ impl ToOpenAi {
         }
     }
 
-    /// Translates one event's data, appending the chunks it makes.
-    pub fn event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFailure> {
+    /// Translates one event's data, appending the choices it makes.
+    pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         let piece: GenerateResponse = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Gemini event: {e}")))?;
         if let Some(error) = piece.error {
@@ -65,13 +66,13 @@ impl ToOpenAi {
         Ok(())
     }
 
-    fn candidate(&mut self, index: u32, candidate: Candidate, out: &mut Vec<ChatChunk>) {
+    fn candidate(&mut self, index: u32, candidate: Candidate, out: &mut Vec<ChunkChoice>) {
         let slot = index as usize;
         if self.candidates.len() <= slot {
             self.candidates.resize(slot + 1, CandidateState::default());
         }
         if !std::mem::replace(&mut self.candidates[slot].started, true) {
-            out.push(self.chunk(
+            out.push(ChunkChoice::new(
                 index,
                 Delta {
                     role: Some("assistant".into()),
@@ -87,7 +88,7 @@ impl ToOpenAi {
             self.candidates[slot].grounding = candidate.grounding_metadata;
         }
         if !t.reasoning.is_empty() {
-            out.push(self.chunk(
+            out.push(ChunkChoice::new(
                 index,
                 Delta {
                     reasoning_content: Some(t.reasoning),
@@ -98,7 +99,7 @@ impl ToOpenAi {
         }
         if !t.text.is_empty() {
             self.candidates[slot].text.push_str(&t.text);
-            out.push(self.chunk(
+            out.push(ChunkChoice::new(
                 index,
                 Delta {
                     content: Some(t.text),
@@ -119,7 +120,7 @@ impl ToOpenAi {
                     arguments: Some(call.function.arguments),
                 }),
             };
-            out.push(self.chunk(
+            out.push(ChunkChoice::new(
                 index,
                 Delta {
                     tool_calls: Some(vec![delta]),
@@ -131,12 +132,12 @@ impl ToOpenAi {
         if let Some(reason) = candidate.finish_reason {
             self.grounding(index, out);
             let finish = finish_reason(&reason, self.candidates[slot].calls > 0);
-            out.push(self.chunk(index, Delta::default(), Some(finish)));
+            out.push(ChunkChoice::new(index, Delta::default(), Some(finish)));
         }
     }
 
     /// A finished candidate's Google searches, and the citations of its text.
-    fn grounding(&mut self, index: u32, out: &mut Vec<ChatChunk>) {
+    fn grounding(&mut self, index: u32, out: &mut Vec<ChunkChoice>) {
         let state = &mut self.candidates[index as usize];
         let Some(grounding) = state.grounding.take() else {
             return;
@@ -148,19 +149,20 @@ impl ToOpenAi {
                 annotations: Some(annotations.into()),
                 ..Delta::default()
             };
-            out.push(self.chunk(index, delta, None));
+            out.push(ChunkChoice::new(index, delta, None));
         }
         for call in grounding.searches() {
             let delta = Delta {
                 web_search_call: Some(Box::new(call)),
                 ..Delta::default()
             };
-            out.push(self.chunk(index, delta, None));
+            out.push(ChunkChoice::new(index, delta, None));
         }
     }
 
-    fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>) -> ChatChunk {
-        ChatChunk::of(&self.id, self.created, &self.model, index, delta, finish)
+    /// A choice wrapped in a chat chunk: this stream's id, time and model around it.
+    pub fn wrap(&self, choice: ChunkChoice) -> ChatChunk {
+        ChatChunk::around(&self.id, self.created, &self.model, choice)
     }
 
     pub fn usage(&self) -> Option<Usage> {
@@ -188,10 +190,11 @@ mod tests {
             .feed(&sse, &mut |e| events.push(e.clone()))
             .unwrap();
         let mut t = ToOpenAi::new("gemini-2.5-flash".into());
-        let mut chunks = Vec::new();
+        let mut choices = Vec::new();
         for e in &events {
-            t.event(&e.data, &mut chunks).unwrap();
+            t.event(&e.data, &mut choices).unwrap();
         }
+        let chunks: Vec<ChatChunk> = choices.into_iter().map(|c| t.wrap(c)).collect();
         assert_eq!(
             chunks[0].choices[0].delta.role.as_deref(),
             Some("assistant")

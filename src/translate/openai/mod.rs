@@ -426,18 +426,6 @@ impl<'de> Deserialize<'de> for ChunkObject {
 }
 
 impl ChatChunk {
-    /// A chunk of one choice, made of its parts.
-    pub fn of(
-        id: &Arc<str>,
-        created: u64,
-        model: &Arc<str>,
-        index: u32,
-        delta: Delta,
-        finish: Option<&str>,
-    ) -> Self {
-        ChatChunk::around(id, created, model, ChunkChoice::new(index, delta, finish))
-    }
-
     /// A chunk around one choice.
     pub fn around(id: &Arc<str>, created: u64, model: &Arc<str>, choice: ChunkChoice) -> Self {
         ChatChunk {

@@ -52,8 +52,12 @@ pub fn chunk(chunk: &ChatChunk, into: &mut Assembled) {
     }
 }
 
-/// A decoded chunk's choice 0 (an Anthropic stream's choices come without a chunk).
+/// A decoded choice (an Anthropic or Gemini stream's come without a chunk): only choice 0
+/// is the answer's.
 pub fn choice(zero: &ChunkChoice, into: &mut Assembled) {
+    if zero.index != 0 {
+        return;
+    }
     into.seen();
     into.finish_reason(zero.finish_reason.as_deref());
     let delta = &zero.delta;

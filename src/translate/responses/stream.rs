@@ -249,10 +249,13 @@ impl FromOpenAi {
         }
     }
 
-    /// Translates a chunk's choice 0; an Anthropic stream's choices (all choice 0) come
-    /// here as they are, without a chunk made around each.
+    /// Translates a choice: a chunk's, or one an Anthropic or Gemini stream was read into,
+    /// with no chunk made around it. Only choice 0 is the response's.
     pub fn choice(&mut self, choice: &ChunkChoice, out: &mut Vec<u8>) {
         self.start(out);
+        if choice.index != 0 {
+            return;
+        }
         self.reasoning(&choice.delta, out);
         if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
             self.text(text, out);
