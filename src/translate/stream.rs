@@ -4,7 +4,7 @@
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
 use super::assembled::Assembled;
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
-use super::openai::{ChatChunk, ChunkChoice, ChunkObject, Delta, Usage, UsageField};
+use super::openai::{ChatChunk, ChunkChoice, ChunkObject, Delta, Head, Usage, UsageField};
 use super::plan::ResponsePlan;
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
 use super::sse::{write_data, write_event, Event, SseParser};
@@ -34,8 +34,7 @@ enum Decoder {
 enum Encoder {
     OpenAi {
         include_usage: bool,
-        /// `id`, `created`, `model` of the stream, for the final usage chunk.
-        last: Option<ChatChunk>,
+        /// Holds the stream's `id`, `created` and `model`, for the final usage chunk too.
         writer: ChunkWriter,
     },
     Anthropic(FromOpenAi),
@@ -76,7 +75,6 @@ impl StreamTranslator {
             ))),
             Wire::OpenAi | Wire::Gemini => Encoder::OpenAi {
                 include_usage: plan.include_usage,
-                last: None,
                 writer: ChunkWriter::default(),
             },
         };
@@ -195,6 +193,18 @@ impl StreamTranslator {
     }
 }
 
+impl Decoder {
+    /// The `id`, `created` and `model` a decoder that reads its events into choices puts
+    /// around them in a chat chunk; none for an OpenAI stream, read in chunks as they come.
+    fn head(&self) -> Option<Head<'_>> {
+        match self {
+            Decoder::Anthropic(d) => Some(d.head()),
+            Decoder::Gemini(d) => Some(d.head()),
+            Decoder::OpenAi { .. } | Decoder::Responses => None,
+        }
+    }
+}
+
 impl Translation {
     fn usage(&self) -> Option<Usage> {
         match &self.decoder {
@@ -270,20 +280,11 @@ impl Translation {
             }
         }
         match &mut self.encoder {
-            // Its events name no chunk's id or model: a choice is read as it is.
-            Some(Encoder::Responses(e)) => {
-                self.choices.drain(..).for_each(|c| e.choice(&c, out));
-                self.chunks.drain(..).for_each(|c| e.chunk(&c, out));
-            }
             Some(encoder) => {
-                let choices = &mut self.choices;
-                match &self.decoder {
-                    Decoder::Anthropic(d) => {
-                        self.chunks.extend(choices.drain(..).map(|c| d.wrap(c)))
-                    }
-                    Decoder::Gemini(d) => self.chunks.extend(choices.drain(..).map(|c| d.wrap(c))),
-                    // They make no choices: an OpenAI stream is read in chunks.
-                    Decoder::OpenAi { .. } | Decoder::Responses => {}
+                if let Some(head) = self.decoder.head() {
+                    self.choices
+                        .drain(..)
+                        .for_each(|c| encoder.choice(head, c, out));
                 }
                 self.chunks.drain(..).for_each(|c| encoder.chunk(c, out));
             }
@@ -334,34 +335,42 @@ struct ChunkHead<'a> {
 }
 
 impl ChunkWriter {
-    /// Appends `data: {chunk as JSON}\n\n`, the same bytes as serialising it whole.
-    fn write(&mut self, chunk: &ChatChunk, out: &mut Vec<u8>) {
-        let same = self.of.as_ref().is_some_and(|(id, created, model)| {
-            *id == chunk.id && *created == chunk.created && *model == chunk.model
-        });
+    /// Appends `data: {chunk as JSON}\n\n` for the chunk of `head`, `choices` and `usage`:
+    /// the same bytes as serialising it whole.
+    fn write(
+        &mut self,
+        (id, created, model): Head<'_>,
+        choices: &[ChunkChoice],
+        usage: &UsageField,
+        out: &mut Vec<u8>,
+    ) {
+        let same = self
+            .of
+            .as_ref()
+            .is_some_and(|of| *of.0 == **id && of.1 == created && *of.2 == **model);
         if !same {
-            self.start(chunk);
+            self.start((id, created, model));
         }
         let prefix = &self.prefix;
         write_event(out, None, |out| {
             out.extend_from_slice(prefix);
             out.extend_from_slice(b"\"choices\":");
-            write_choices(out, &chunk.choices)?;
-            if !chunk.usage.is_absent() {
+            write_choices(out, choices)?;
+            if !usage.is_absent() {
                 out.extend_from_slice(b",\"usage\":");
-                serde_json::to_writer(&mut *out, &chunk.usage)?;
+                serde_json::to_writer(&mut *out, usage)?;
             }
             out.push(b'}');
             Ok(())
         });
     }
 
-    fn start(&mut self, chunk: &ChatChunk) {
+    fn start(&mut self, (id, created, model): Head<'_>) {
         let head = ChunkHead {
-            id: &chunk.id,
+            id,
             object: ChunkObject::NAME,
-            created: chunk.created,
-            model: &chunk.model,
+            created,
+            model,
         };
         self.prefix.clear();
         if serde_json::to_writer(&mut self.prefix, &head).is_ok() {
@@ -369,7 +378,7 @@ impl ChunkWriter {
             self.prefix.pop();
             self.prefix.push(b',');
         }
-        self.of = Some((chunk.id.clone(), chunk.created, chunk.model.clone()));
+        self.of = Some((id.clone(), created, model.clone()));
     }
 }
 
@@ -428,42 +437,58 @@ impl Encoder {
         }
     }
 
-    fn chunk(&mut self, mut chunk: ChatChunk, out: &mut Vec<u8>) {
+    fn chunk(&mut self, chunk: ChatChunk, out: &mut Vec<u8>) {
         match self {
-            Encoder::OpenAi {
-                include_usage,
-                last,
-                writer,
-            } => {
-                // The provider's own usage chunk is the gateway's business; the app gets
-                // one at the end if it asked.
-                if chunk.choices.is_empty() {
-                    return;
-                }
-                chunk.usage = if *include_usage {
-                    UsageField::Null
-                } else {
-                    UsageField::Absent
-                };
-                writer.write(&chunk, out);
-                *last = Some(chunk);
+            Encoder::OpenAi { .. } => {
+                let head = (&chunk.id, chunk.created, &chunk.model);
+                self.choices(head, &chunk.choices, out);
             }
             Encoder::Anthropic(e) => e.chunk(&chunk, out),
             Encoder::Responses(e) => e.chunk(&chunk, out),
         }
     }
 
+    /// A choice a decoder read, of the stream `head` names: written as it is where the
+    /// app's format has no chunks, or in its chunk.
+    fn choice(&mut self, head: Head<'_>, choice: ChunkChoice, out: &mut Vec<u8>) {
+        match self {
+            Encoder::OpenAi { .. } => self.choices(head, std::slice::from_ref(&choice), out),
+            Encoder::Anthropic(e) => e.chunk(&ChatChunk::around(head, choice), out),
+            Encoder::Responses(e) => e.choice(&choice, out),
+        }
+    }
+
+    /// A chat chunk of `choices`: the provider's own usage chunk (no choices) is the
+    /// gateway's business, and the app gets one at the end if it asked.
+    fn choices(&mut self, head: Head<'_>, choices: &[ChunkChoice], out: &mut Vec<u8>) {
+        let Encoder::OpenAi {
+            include_usage,
+            writer,
+        } = self
+        else {
+            return;
+        };
+        if choices.is_empty() {
+            return;
+        }
+        let usage = if *include_usage {
+            UsageField::Null
+        } else {
+            UsageField::Absent
+        };
+        writer.write(head, choices, &usage, out);
+    }
+
     fn finish(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
         match self {
             Encoder::OpenAi {
                 include_usage,
-                last,
                 writer,
             } => {
-                if let (true, Some(mut chunk)) = (*include_usage, last.take()) {
-                    chunk.choices.clear();
-                    chunk.usage = UsageField::Some(usage.unwrap_or_default());
-                    writer.write(&chunk, out);
+                // The last chunk's head, which the writer holds.
+                if let (true, Some((id, created, model))) = (*include_usage, writer.of.clone()) {
+                    let usage = UsageField::Some(usage.unwrap_or_default());
+                    writer.write((&id, created, &model), &[], &usage, out);
                 }
                 write_data(out, b"[DONE]");
             }
@@ -600,7 +625,10 @@ mod tests {
         fn chunks(&mut self, data: &str) -> Vec<ChatChunk> {
             let mut choices = Vec::new();
             self.event(data, &mut choices).unwrap();
-            choices.into_iter().map(|c| self.wrap(c)).collect()
+            choices
+                .into_iter()
+                .map(|c| ChatChunk::around(self.head(), c))
+                .collect()
         }
         fn usage(&self) -> Option<Usage> {
             Some(AnthropicToOpenAi::usage(self))
@@ -611,7 +639,10 @@ mod tests {
         fn chunks(&mut self, data: &str) -> Vec<ChatChunk> {
             let mut choices = Vec::new();
             self.event(data, &mut choices).unwrap();
-            choices.into_iter().map(|c| self.wrap(c)).collect()
+            choices
+                .into_iter()
+                .map(|c| ChatChunk::around(self.head(), c))
+                .collect()
         }
         fn usage(&self) -> Option<Usage> {
             GeminiToOpenAi::usage(self)
@@ -698,16 +729,14 @@ mod tests {
             ..Delta::default()
         };
         let of = |index, delta, finish| {
-            ChatChunk::around(&id, 7, &model, ChunkChoice::new(index, delta, finish))
+            ChatChunk::around((&id, 7, &model), ChunkChoice::new(index, delta, finish))
         };
         let mut chunks = vec![
             of(0, text("a\nb"), None),
             of(2, text("\"q\" \\ \u{7} \u{1F98A}"), None),
             of(0, text("c"), Some("stop")),
             ChatChunk::around(
-                &id,
-                7,
-                &"other".into(),
+                (&id, 7, &"other".into()),
                 ChunkChoice::new(1, Delta::default(), None),
             ),
         ];
@@ -724,7 +753,8 @@ mod tests {
         let mut writer = ChunkWriter::default();
         for chunk in &chunks {
             let mut out = Vec::new();
-            writer.write(chunk, &mut out);
+            let head = (&chunk.id, chunk.created, &chunk.model);
+            writer.write(head, &chunk.choices, &chunk.usage, &mut out);
             let whole = serde_json::to_string(chunk).unwrap();
             assert_eq!(
                 String::from_utf8(out).unwrap(),

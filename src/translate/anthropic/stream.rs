@@ -1,15 +1,16 @@
 //! Streams, event by event: Anthropic events -> OpenAI choices ([`ToOpenAi`]) and OpenAI
 //! chunks -> Anthropic events ([`FromOpenAi`]). Nothing waits for the end of the stream.
 //!
-//! The choices are what the other encoders read: a chat stream's in chunks
-//! ([`ToOpenAi::wrap`]), the Responses API's as they are, with no chunk made between.
+//! The choices are what the other encoders read: a chat stream's in chunks of the stream's
+//! [`ToOpenAi::head`], the Responses API's as they are, with no chunk made between.
 
 use super::request::JsonMode;
 use super::response::{usage_from_openai, usage_to_openai};
 use super::*;
 use crate::error::{anthropic_error_status, StreamFailure};
 use crate::translate::openai::{
-    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
+    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta,
+    Usage,
 };
 use crate::translate::sse::{write_event, write_json, Empty};
 use crate::translate::web_search::{anthropic_citations, AnthropicSearches};
@@ -327,9 +328,9 @@ impl ToOpenAi {
         }
     }
 
-    /// A choice wrapped in a chat chunk: this stream's id, time and model around it.
-    pub fn wrap(&self, choice: ChunkChoice) -> ChatChunk {
-        ChatChunk::around(&self.id, self.created, &self.model, choice)
+    /// The stream's id, time and model, which a chat chunk of its choices repeats.
+    pub fn head(&self) -> Head<'_> {
+        (&self.id, self.created, &self.model)
     }
 
     fn content(&mut self, text: String) -> ChunkChoice {

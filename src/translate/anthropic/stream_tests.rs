@@ -19,7 +19,10 @@ fn translate(sse: &str, mode: JsonMode) -> (Vec<ChatChunk>, ToOpenAi) {
     for e in events {
         t.event(&e.data, &mut choices).unwrap();
     }
-    let chunks = choices.into_iter().map(|c| t.wrap(c)).collect();
+    let chunks = choices
+        .into_iter()
+        .map(|c| ChatChunk::around(t.head(), c))
+        .collect();
     (chunks, t)
 }
 

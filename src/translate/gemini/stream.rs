@@ -1,5 +1,5 @@
 //! Gemini stream (`streamGenerateContent?alt=sse`) -> OpenAI choices, event by event (for a
-//! chat stream, in chunks: [`ToOpenAi::wrap`]).
+//! chat stream, in chunks of the stream's [`ToOpenAi::head`]).
 //!
 //! Each event is a partial answer holding only its new parts. A `functionCall` always arrives
 //! whole, so each becomes one complete tool-call chunk. Gemini sends no end marker: the
@@ -9,7 +9,7 @@ use super::response::{translate_parts, usage_to_openai};
 use super::*;
 use crate::error::StreamFailure;
 use crate::translate::openai::{
-    completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage,
+    completion_id, now_unix, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta, Usage,
 };
 use std::sync::Arc;
 
@@ -160,9 +160,9 @@ impl ToOpenAi {
         }
     }
 
-    /// A choice wrapped in a chat chunk: this stream's id, time and model around it.
-    pub fn wrap(&self, choice: ChunkChoice) -> ChatChunk {
-        ChatChunk::around(&self.id, self.created, &self.model, choice)
+    /// The stream's id, time and model, which a chat chunk of its choices repeats.
+    pub fn head(&self) -> Head<'_> {
+        (&self.id, self.created, &self.model)
     }
 
     pub fn usage(&self) -> Option<Usage> {
@@ -178,6 +178,7 @@ impl ToOpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::openai::ChatChunk;
     use crate::translate::sse::SseParser;
 
     #[test]
@@ -194,7 +195,10 @@ mod tests {
         for e in &events {
             t.event(&e.data, &mut choices).unwrap();
         }
-        let chunks: Vec<ChatChunk> = choices.into_iter().map(|c| t.wrap(c)).collect();
+        let chunks: Vec<ChatChunk> = choices
+            .into_iter()
+            .map(|c| ChatChunk::around(t.head(), c))
+            .collect();
         assert_eq!(
             chunks[0].choices[0].delta.role.as_deref(),
             Some("assistant")

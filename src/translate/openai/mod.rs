@@ -366,6 +366,9 @@ impl Usage {
     }
 }
 
+/// What every chunk of a stream repeats: its `id`, `created` and `model`.
+pub type Head<'a> = (&'a Arc<str>, u64, &'a Arc<str>);
+
 /// One streamed piece of an answer.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ChatChunk {
@@ -427,7 +430,7 @@ impl<'de> Deserialize<'de> for ChunkObject {
 
 impl ChatChunk {
     /// A chunk around one choice.
-    pub fn around(id: &Arc<str>, created: u64, model: &Arc<str>, choice: ChunkChoice) -> Self {
+    pub fn around((id, created, model): Head<'_>, choice: ChunkChoice) -> Self {
         ChatChunk {
             id: id.clone(),
             object: ChunkObject,
