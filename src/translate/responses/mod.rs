@@ -143,21 +143,51 @@ fn thinking_of(encrypted: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// A `reasoning` output item.
-fn reasoning_item(id: &str, summary: &str, thinking: &[Value]) -> Value {
-    let mut item = json!({
-        "id": id,
-        "type": "reasoning",
-        "summary": if summary.is_empty() {
-            json!([])
-        } else {
-            json!([{"type": "summary_text", "text": summary}])
-        },
-    });
-    if let Some(opaque) = encrypted_content(thinking) {
-        item["encrypted_content"] = opaque.into();
+/// A `reasoning` output item, written from borrowed parts like a message item.
+#[derive(Serialize)]
+struct ReasoningItem<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    summary: Summary<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encrypted_content: Option<String>,
+}
+
+fn reasoning_item<'a>(id: &'a str, summary: &'a str, thinking: &[Value]) -> ReasoningItem<'a> {
+    ReasoningItem {
+        id,
+        kind: "reasoning",
+        summary: Summary(summary),
+        encrypted_content: encrypted_content(thinking),
     }
-    item
+}
+
+/// A reasoning item's summary: no part, or its one `summary_text`.
+struct Summary<'a>(&'a str);
+
+impl Serialize for Summary<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = Some(self.0).filter(|t| !t.is_empty());
+        s.collect_seq(text.map(SummaryPart::new))
+    }
+}
+
+/// A `summary_text` part.
+#[derive(Serialize)]
+struct SummaryPart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+impl<'a> SummaryPart<'a> {
+    fn new(text: &'a str) -> Self {
+        SummaryPart {
+            kind: "summary_text",
+            text,
+        }
+    }
 }
 
 /// A `message` output item: its one `output_text` part, or none yet. Written from borrowed

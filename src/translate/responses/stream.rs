@@ -10,12 +10,12 @@ use super::super::sse::{write_event, write_json};
 use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
     call_item, custom_call_item, custom_input, ending, function_call_item, item_id, raw,
-    reasoning_item, response_object, End, MessageItem, OfItem, OfResponse, Sequence, TextPart,
-    ToolNames,
+    reasoning_item, response_object, End, MessageItem, OfItem, OfResponse, Sequence, SummaryPart,
+    TextPart, ToolNames,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The output item being streamed.
 enum Open {
@@ -89,7 +89,7 @@ struct ItemEvent<'a> {
 #[serde(untagged)]
 enum Part<'a> {
     Text(&'a TextPart<'a>),
-    Summary(&'a Value),
+    Summary(&'a SummaryPart<'a>),
 }
 
 impl<'a> ItemEvent<'a> {
@@ -364,7 +364,7 @@ impl FromOpenAi {
         }
         thinking.extend(blocks.into_iter().flatten().cloned());
         if announce {
-            let part = json!({"type": "summary_text", "text": ""});
+            let part = SummaryPart::new("");
             let e = ItemEvent {
                 summary_index: Some(0),
                 part: Some(Part::Summary(&part)),
@@ -562,7 +562,7 @@ impl FromOpenAi {
                         "response.reasoning_summary_text.done",
                         e,
                     );
-                    let whole = json!({"type": "summary_text", "text": summary});
+                    let whole = SummaryPart::new(&summary);
                     let e = ItemEvent {
                         part: Some(Part::Summary(&whole)),
                         ..base

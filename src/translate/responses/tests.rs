@@ -529,3 +529,18 @@ fn a_stream_gathers_to_its_terminal_response_and_an_error_to_nothing() {
     assert!(stream.event(delta).is_some());
     assert!(stream.event(r#"{"type":"error","message":"x"}"#).is_none());
 }
+
+/// A reasoning item's bytes, written from its borrowed parts: no summary part when there is
+/// no summary, and the thinking blocks as `encrypted_content` (the shape the `json!` map it
+/// replaced wrote).
+#[test]
+fn reasoning_items_are_written_in_the_apis_order() {
+    let bare = serde_json::to_string(&super::reasoning_item("rs_1", "", &[])).unwrap();
+    assert_eq!(bare, r#"{"id":"rs_1","type":"reasoning","summary":[]}"#);
+    let signed = [json!({"type": "thinking", "thinking": "", "signature": "s"})];
+    let item = serde_json::to_string(&super::reasoning_item("rs_2", "plan \"a\"", &signed));
+    assert_eq!(
+        item.unwrap(),
+        r#"{"id":"rs_2","type":"reasoning","summary":[{"type":"summary_text","text":"plan \"a\""}],"encrypted_content":"[{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"s\"}]"}"#
+    );
+}
