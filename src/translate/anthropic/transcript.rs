@@ -4,6 +4,7 @@
 
 use super::{usage, AUsage};
 use crate::translate::assembled::{Assembled, CallPart};
+use crate::translate::json_text::plain_string;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -125,9 +126,7 @@ fn plain_text_delta(data: &str) -> Option<&str> {
         return None;
     }
     let text = rest[digits..].strip_prefix(DELTA)?.strip_suffix(TAIL)?;
-    // Escapes need unescaping, and raw control characters are refused by serde.
-    let plain = !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
-    plain.then_some(text)
+    plain_string(text).then_some(text)
 }
 
 /// A content block: text, thinking, or a tool call (kept at its block index).

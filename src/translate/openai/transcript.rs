@@ -5,6 +5,7 @@
 use super::{ChatChunk, ChunkChoice};
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
+use crate::translate::json_text::plain_string;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -125,11 +126,9 @@ fn plain_text(choices: &str) -> Option<&str> {
         r#""},"finish_reason":null,"logprobs":null}]"#,
     ];
     let rest = choices.strip_prefix(HEAD)?;
-    let end = memchr::memchr2(b'"', b'\\', rest.as_bytes())?;
+    let end = memchr::memchr(b'"', rest.as_bytes())?;
     let (text, tail) = rest.split_at(end);
-    // JSON strings hold no raw control characters: serde refuses them, and so does this.
-    let plain = !text.bytes().any(|b| b < 0x20);
-    (plain && TAILS.iter().any(|t| tail.starts_with(t))).then_some(text)
+    (plain_string(text) && TAILS.iter().any(|t| tail.starts_with(t))).then_some(text)
 }
 
 /// The `"choices":` searcher, built once: building one costs more than a search.
