@@ -617,18 +617,25 @@ mod tests {
 
     /// A decoder whose events the test wraps in chunks itself.
     trait ReadsChunks {
-        fn chunks(&mut self, data: &str) -> Vec<ChatChunk>;
+        fn choices(&mut self, data: &str) -> Vec<ChunkChoice>;
+        fn head(&self) -> Head<'_>;
         fn usage(&self) -> Option<Usage>;
+
+        fn chunks(&mut self, data: &str) -> Vec<ChatChunk> {
+            let choices = self.choices(data);
+            let around = |c| ChatChunk::around(self.head(), c);
+            choices.into_iter().map(around).collect()
+        }
     }
 
     impl ReadsChunks for AnthropicToOpenAi {
-        fn chunks(&mut self, data: &str) -> Vec<ChatChunk> {
+        fn choices(&mut self, data: &str) -> Vec<ChunkChoice> {
             let mut choices = Vec::new();
             self.event(data, &mut choices).unwrap();
             choices
-                .into_iter()
-                .map(|c| ChatChunk::around(self.head(), c))
-                .collect()
+        }
+        fn head(&self) -> Head<'_> {
+            AnthropicToOpenAi::head(self)
         }
         fn usage(&self) -> Option<Usage> {
             Some(AnthropicToOpenAi::usage(self))
@@ -636,13 +643,13 @@ mod tests {
     }
 
     impl ReadsChunks for GeminiToOpenAi {
-        fn chunks(&mut self, data: &str) -> Vec<ChatChunk> {
+        fn choices(&mut self, data: &str) -> Vec<ChunkChoice> {
             let mut choices = Vec::new();
             self.event(data, &mut choices).unwrap();
             choices
-                .into_iter()
-                .map(|c| ChatChunk::around(self.head(), c))
-                .collect()
+        }
+        fn head(&self) -> Head<'_> {
+            GeminiToOpenAi::head(self)
         }
         fn usage(&self) -> Option<Usage> {
             GeminiToOpenAi::usage(self)
