@@ -168,7 +168,10 @@ impl CoherenceService {
                     }
                 }
             }
-            _ => self.near.invalidate_all(),
+            _ => {
+                tracing::info!("cache: Redis was flushed; the near cache is emptied");
+                self.near.invalidate_all();
+            }
         }
     }
 

@@ -84,10 +84,22 @@ struct Store {
 }
 
 impl Store {
-    /// Whether a new answer may go in the near cache: always for the memory backend, while
-    /// invalidations are tracked in front of Redis.
-    fn near_current(&self) -> bool {
-        self.coherence.as_ref().is_none_or(|c| c.live())
+    /// Keeps an answer read from or written to Redis in the near cache, if no invalidation
+    /// came since `before` (the generation when the call to Redis began): one that did may
+    /// have been this very key's (an operator's `DEL`, a `FLUSHALL`). The generation is read
+    /// again after the insert, so an invalidation that lands between the check and the
+    /// insert cannot leave the answer behind.
+    fn keep_near(&self, key: Key, answer: Arc<Cached>, before: u64) {
+        let Some(coherence) = &self.coherence else {
+            return;
+        };
+        if !coherence.live() || coherence.generation() != before {
+            return;
+        }
+        self.near.insert(key, answer);
+        if !coherence.live() || coherence.generation() != before {
+            self.near.invalidate(&key);
+        }
     }
 }
 
@@ -234,10 +246,7 @@ impl ResponseCache {
         match shared.get(key).await {
             Ok(found) => {
                 let hit = Arc::new(found?);
-                // An invalidation while it was read may have been this very value's.
-                if coherence.live() && coherence.generation() == before {
-                    store.near.insert(*key, hit.clone());
-                }
+                store.keep_near(*key, hit.clone(), before);
                 Some(hit)
             }
             // Redis cannot be asked (a miss): the near cache is not served without
@@ -260,13 +269,13 @@ impl ResponseCache {
         }
         let store = &self.store;
         let answer = Arc::new(answer);
-        if let Some(redis) = &store.shared {
-            let via = store.coherence.as_ref().and_then(|c| c.writer());
-            redis.set(&key, &answer, via).await;
-        }
-        if store.near_current() {
+        let (Some(redis), Some(coherence)) = (&store.shared, &store.coherence) else {
             store.near.insert(key, answer);
-        }
+            return;
+        };
+        let before = coherence.generation();
+        redis.set(&key, &answer, coherence.writer()).await;
+        store.keep_near(key, answer, before);
     }
 }
 

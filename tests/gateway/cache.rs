@@ -195,8 +195,9 @@ async fn miss_within_a_second(sidecar: &Sidecar, body: &Value) {
     while ask(sidecar, body).await.0 != "miss" {
         assert!(
             started.elapsed() < Duration::from_secs(3),
-            "a deleted entry was still served after {:?}",
-            started.elapsed()
+            "a deleted entry was still served after {:?}; its log:\n{}",
+            started.elapsed(),
+            sidecar.log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -421,16 +421,33 @@ impl Redis {
                 .spawn()
                 .expect("redis-server (apt-get install redis-server)"),
         };
+        let mut redis = redis;
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                panic!("redis-server on port {port} exited ({status}): is the port taken?");
+            }
+            if redis.serves() {
                 return redis;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("redis-server did not start");
+        panic!("redis-server did not start on port {port}");
+    }
+
+    /// Whether this process's server answers on the port: another test's server (or any
+    /// other listener) that took the port first must not be mistaken for it.
+    fn serves(&self) -> bool {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)) else {
+            return false;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+            return false;
+        };
+        let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut conn) else {
+            return false;
+        };
+        let pid = format!("process_id:{}", self.child.id());
+        info.lines().any(|line| line.trim_end() == pid)
     }
 
     /// Runs one Redis command (a real client, as an operator's `redis-cli` would).
