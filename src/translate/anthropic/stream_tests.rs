@@ -211,3 +211,48 @@ fn an_event_is_small_enough_to_be_copied_inline() {
     let size = std::mem::size_of::<StreamEvent>();
     assert!(size <= 128, "StreamEvent is {size} bytes");
 }
+
+/// A text delta written as Anthropic writes it is read without a parser: every fixture,
+/// and text deltas of plain and escaped text, translate to what serde's reading of the same
+/// event gives (spaced out, so the fast path does not take it).
+#[test]
+fn text_deltas_read_without_a_parser_translate_as_serde_reads_them() {
+    let spaced = |data: &str| {
+        let value: Value = serde_json::from_str(data).unwrap();
+        serde_json::to_string_pretty(&value).unwrap()
+    };
+    let delta = |text: &str| {
+        format!(
+            r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{}}}}}"#,
+            serde_json::to_string(text).unwrap()
+        )
+    };
+    let mut events: Vec<String> = ["tok ", "", "é 🦊", "a \"q\"\n", "x\u{1}"]
+        .into_iter()
+        .map(delta)
+        .collect();
+    for name in [
+        "stream_text.sse",
+        "stream_tool.sse",
+        "stream_web_search.sse",
+    ] {
+        let mut parser = SseParser::default();
+        parser
+            .feed(fixture(name).as_bytes(), &mut |e| {
+                events.push(e.data.clone())
+            })
+            .unwrap();
+    }
+    let mut fast = (ToOpenAi::new(JsonMode::Off), Vec::new());
+    let mut serde = (ToOpenAi::new(JsonMode::Off), Vec::new());
+    let mut fast_paths = 0;
+    for data in &events {
+        fast_paths += usize::from(plain_text_delta(data).is_some());
+        fast.0.event(data, &mut fast.1).unwrap();
+        serde.0.event(&spaced(data), &mut serde.1).unwrap();
+    }
+    assert!(fast_paths >= 4, "{fast_paths} events read without a parser");
+    let json = |choices: &[ChunkChoice]| serde_json::to_string(choices).unwrap();
+    assert_eq!(json(&fast.1), json(&serde.1));
+    assert_eq!(fast.0.text_chars, serde.0.text_chars);
+}

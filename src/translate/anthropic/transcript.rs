@@ -2,9 +2,9 @@
 //! first), and an answer read into an [`Assembled`] message from a whole message or one
 //! event of its stream.
 
+use super::stream::plain_text_delta;
 use super::{usage, AUsage};
 use crate::translate::assembled::{Assembled, CallPart};
-use crate::translate::json_text::plain_string;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -107,26 +107,6 @@ fn read_by_serde<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
         _ => {}
     }
     reported
-}
-
-/// The text of a `text_delta` event written as Anthropic writes it
-/// (`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"…"}}`),
-/// text with no escapes: most of a stream, read without a parser (in the streams bench,
-/// this took the answer's share of a relayed stream from 5.4 to 2.1 us). Anything else,
-/// `None`, is left to serde; the text's bytes are then what serde would have read (tested).
-fn plain_text_delta(data: &str) -> Option<&str> {
-    const HEAD: &str = r#"{"type":"content_block_delta","index":"#;
-    const DELTA: &str = r#","delta":{"type":"text_delta","text":""#;
-    const TAIL: &str = r#""}}"#;
-    let rest = data.strip_prefix(HEAD)?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    // A JSON number, and one an index holds: `0`, or up to 9 digits without a leading 0.
-    let number = &rest[..digits];
-    if !(number == "0" || (1..=9).contains(&digits) && !number.starts_with('0')) {
-        return None;
-    }
-    let text = rest[digits..].strip_prefix(DELTA)?.strip_suffix(TAIL)?;
-    plain_string(text).then_some(text)
 }
 
 /// A content block: text, thinking, or a tool call (kept at its block index).
