@@ -4,6 +4,7 @@
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
 use super::assembled::Assembled;
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
+use super::openai::stream::ChunkReader;
 use super::openai::{ChatChunk, ChunkChoice, ChunkObject, Delta, Head, Usage, UsageField};
 use super::plan::ResponsePlan;
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;
@@ -16,13 +17,11 @@ use crate::wire::Wire;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Reads the provider's events into OpenAI chunks: an OpenAI stream's as they come, the
-/// others' as choices (see [`Translation::choices`]).
+/// Reads the provider's events into OpenAI chunks and choices: an OpenAI stream's chunks as
+/// they come (those of plain text as choices), the others' as choices (see
+/// [`Translation::choices`]).
 enum Decoder {
-    OpenAi {
-        usage: Option<Usage>,
-        done: bool,
-    },
+    OpenAi(ChunkReader),
     Anthropic(AnthropicToOpenAi),
     Gemini(GeminiToOpenAi),
     /// OpenAI's Responses API, only ever watched (relayed as it is): its events are typed,
@@ -55,8 +54,9 @@ struct Translation {
     /// `None` for a probe: decode only, to see when content starts, and write nothing.
     encoder: Option<Encoder>,
     chunks: Vec<ChatChunk>,
-    /// What an Anthropic or Gemini stream is read into: the Responses encoder and a probe
-    /// read its choices as they are, the chat and Anthropic encoders wrapped in chunks.
+    /// What an Anthropic or Gemini stream is read into (and an OpenAI stream's plain text
+    /// chunks): the Responses encoder and a probe read the choices as they are, the chat
+    /// and Anthropic encoders wrapped in chunks of the decoder's head.
     choices: Vec<ChunkChoice>,
     /// The trace's answer, assembled from the decoded chunks and choices as they pass (when
     /// the request's text is kept): the app's stream is never read back.
@@ -89,10 +89,7 @@ impl StreamTranslator {
 
     fn build(plan: &ResponsePlan, encoder: Option<Encoder>) -> Self {
         let decoder = match plan.from {
-            Wire::OpenAi => Decoder::OpenAi {
-                usage: None,
-                done: false,
-            },
+            Wire::OpenAi => Decoder::OpenAi(ChunkReader::default()),
             Wire::Anthropic => Decoder::Anthropic(AnthropicToOpenAi::new(plan.json_mode.clone())),
             Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.to_string())),
             Wire::Responses => Decoder::Responses,
@@ -185,7 +182,7 @@ impl StreamTranslator {
     /// counts (the OpenAI form has no place for Anthropic's cache writes).
     pub fn tokens(&self) -> Option<TokenUsage> {
         match &self.state.decoder {
-            Decoder::OpenAi { usage, .. } => usage.as_ref().map(openai::usage::tokens),
+            Decoder::OpenAi(d) => d.usage().as_ref().map(openai::usage::tokens),
             Decoder::Anthropic(d) => Some(anthropic::usage::tokens(d.reported())),
             Decoder::Gemini(d) => d.reported().map(gemini::usage::tokens),
             Decoder::Responses => None,
@@ -194,13 +191,14 @@ impl StreamTranslator {
 }
 
 impl Decoder {
-    /// The `id`, `created` and `model` a decoder that reads its events into choices puts
-    /// around them in a chat chunk; none for an OpenAI stream, read in chunks as they come.
+    /// The `id`, `created` and `model` a decoder puts around the choices it reads without a
+    /// chunk (an OpenAI stream's plain text chunks, every Anthropic or Gemini event).
     fn head(&self) -> Option<Head<'_>> {
         match self {
+            Decoder::OpenAi(d) => d.head(),
             Decoder::Anthropic(d) => Some(d.head()),
             Decoder::Gemini(d) => Some(d.head()),
-            Decoder::OpenAi { .. } | Decoder::Responses => None,
+            Decoder::Responses => None,
         }
     }
 }
@@ -208,7 +206,7 @@ impl Decoder {
 impl Translation {
     fn usage(&self) -> Option<Usage> {
         match &self.decoder {
-            Decoder::OpenAi { usage, .. } => *usage,
+            Decoder::OpenAi(d) => d.usage(),
             Decoder::Anthropic(d) => Some(d.usage()),
             Decoder::Gemini(d) => d.usage(),
             Decoder::Responses => None,
@@ -236,19 +234,9 @@ impl Translation {
             return Ok(());
         }
         let finished = match &mut self.decoder {
-            Decoder::OpenAi { usage, done } => {
-                if event.data.trim() == "[DONE]" {
-                    *done = true;
-                } else {
-                    let chunk: ChatChunk = serde_json::from_str(&event.data).map_err(|e| {
-                        StreamFailure::unreadable(format!("unreadable OpenAI chunk: {e}"))
-                    })?;
-                    if let UsageField::Some(u) = chunk.usage {
-                        *usage = Some(u);
-                    }
-                    self.chunks.push(chunk);
-                }
-                *done
+            Decoder::OpenAi(d) => {
+                d.event(&event.data, &mut self.chunks, &mut self.choices)?;
+                d.done()
             }
             Decoder::Anthropic(d) => {
                 d.event(&event.data, &mut self.choices)?;

@@ -6,6 +6,7 @@
 
 pub(crate) mod collect;
 pub(crate) mod replay;
+pub(crate) mod stream;
 pub(crate) mod transcript;
 pub(crate) mod usage;
 

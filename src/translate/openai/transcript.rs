@@ -2,10 +2,10 @@
 //! into an [`Assembled`] message from a whole completion, one stream chunk's text, or one
 //! chunk the decoder already typed (a translated stream is never parsed twice).
 
+use super::stream::{choices_at, plain_text, CHOICES_KEY};
 use super::{ChatChunk, ChunkChoice};
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
-use crate::translate::json_text::plain_string;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -82,17 +82,14 @@ struct Answer<'a> {
     choices: First<Choice<'a>>,
 }
 
-const CHOICES_KEY: &str = "\"choices\":";
-
 /// Choice 0 of a whole answer or a chunk. Most of a chunk's bytes are the fields before
 /// its choices (id, object, created, model), and reading them cost half of a stream's
 /// transcript; so the reading starts at the `"choices":` key when the text has it (it
 /// cannot be inside a string, where its quotes would be escaped), and the whole object is
 /// read only when that does not parse.
 fn choice_zero(data: &str) -> Option<Choice<'_>> {
-    let at_key = choices_finder().find(data.as_bytes());
-    let choices = at_key.and_then(|i| data.get(i + CHOICES_KEY.len()..));
-    if let Some(text) = choices.and_then(plain_text) {
+    let choices = choices_at(data).and_then(|i| data.get(i + CHOICES_KEY.len()..));
+    if let Some((text, _)) = choices.and_then(plain_text) {
         return Some(Choice::of_text(text));
     }
     parsed_choice(data, choices)
@@ -108,34 +105,6 @@ fn parsed_choice<'a>(data: &'a str, choices: Option<&'a str>) -> Option<Choice<'
     }
     let answer: Answer = serde_json::from_str(data).ok()?;
     answer.choices.0
-}
-
-/// The text of a chunk whose choices are one choice of text alone, in the field order OpenAI
-/// writes (`[{"index":0,"delta":{"content":"…"},"logprobs":null,"finish_reason":null}]`),
-/// text with no escapes: most of a stream, read without a parser (in the streams bench,
-/// this took the answer's share of a relayed 22-event stream from 4.5 to 2.1 us). Anything
-/// else, `None`, is left to serde; the text's bytes are then what serde would have read
-/// (tested).
-fn plain_text(choices: &str) -> Option<&str> {
-    const HEAD: &str = r#"[{"index":0,"delta":{"content":""#;
-    /// What may follow the text to the end of the choices: the delta closed, and nothing but
-    /// an unfinished choice's empty fields.
-    const TAILS: [&str; 3] = [
-        r#""},"logprobs":null,"finish_reason":null}]"#,
-        r#""},"finish_reason":null}]"#,
-        r#""},"finish_reason":null,"logprobs":null}]"#,
-    ];
-    let rest = choices.strip_prefix(HEAD)?;
-    let end = memchr::memchr(b'"', rest.as_bytes())?;
-    let (text, tail) = rest.split_at(end);
-    (plain_string(text) && TAILS.iter().any(|t| tail.starts_with(t))).then_some(text)
-}
-
-/// The `"choices":` searcher, built once: building one costs more than a search.
-fn choices_finder() -> &'static memchr::memmem::Finder<'static> {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
-    &FINDER
 }
 
 #[derive(Deserialize)]
@@ -238,7 +207,7 @@ mod tests {
 
     /// Choice 0 as the fast path and serde read it.
     fn both(data: &str) -> (Option<Choice<'_>>, Option<Choice<'_>>) {
-        let at = choices_finder().find(data.as_bytes());
+        let at = choices_at(data);
         let choices = at.and_then(|i| data.get(i + CHOICES_KEY.len()..));
         (choice_zero(data), parsed_choice(data, choices))
     }

@@ -1,0 +1,342 @@
+//! The chat stream's decoder: each event of an OpenAI chat stream read into a chunk, or,
+//! for the chunks a stream is mostly made of (one choice of plain text, under the head of
+//! the chunk before), into that choice alone, without a parser.
+
+use super::{ChatChunk, ChunkChoice, Delta, Head, Usage, UsageField};
+use crate::error::StreamFailure;
+use crate::translate::json_text::plain_string;
+use std::sync::Arc;
+
+/// The key a chunk's choices follow.
+pub(super) const CHOICES_KEY: &str = "\"choices\":";
+
+/// Where the `"choices":` key begins in a chunk's text, if it is there as it is written
+/// (it cannot be inside a string, where its quotes would be escaped).
+pub(super) fn choices_at(data: &str) -> Option<usize> {
+    /// The searcher, built once: building one costs more than a search.
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
+    FINDER.find(data.as_bytes())
+}
+
+/// The text of a chunk whose choices are one choice of text alone, in the field order OpenAI
+/// writes (`[{"index":0,"delta":{"content":"…"},"logprobs":null,"finish_reason":null}]`),
+/// text with no escapes, and what follows the choices. Anything else, `None`, is left to
+/// serde; the text's bytes are then what serde would have read (tested in `transcript`).
+pub(super) fn plain_text(choices: &str) -> Option<(&str, &str)> {
+    const HEAD: &str = r#"[{"index":0,"delta":{"content":""#;
+    /// What may follow the text to the end of the choices: the delta closed, and nothing but
+    /// an unfinished choice's empty fields.
+    const TAILS: [&str; 3] = [
+        r#""},"logprobs":null,"finish_reason":null}]"#,
+        r#""},"finish_reason":null}]"#,
+        r#""},"finish_reason":null,"logprobs":null}]"#,
+    ];
+    let rest = choices.strip_prefix(HEAD)?;
+    let end = memchr::memchr(b'"', rest.as_bytes())?;
+    let (text, tail) = rest.split_at(end);
+    if !plain_string(text) {
+        return None;
+    }
+    let after = TAILS.iter().find_map(|t| tail.strip_prefix(t))?;
+    Some((text, after))
+}
+
+/// Whether what follows a chunk's choices ends it with nothing the decoder reads: no usage
+/// (`null` is none), and at most OpenAI's `obfuscation` padding.
+fn bare_end(rest: &str) -> bool {
+    let rest = rest.strip_prefix(r#","usage":null"#).unwrap_or(rest);
+    let rest = match rest.strip_prefix(r#","obfuscation":""#) {
+        Some(padding) => match memchr::memchr(b'"', padding.as_bytes()) {
+            Some(end) if plain_string(&padding[..end]) => &padding[end + 1..],
+            _ => return false,
+        },
+        None => rest,
+    };
+    rest == "}"
+}
+
+/// An OpenAI chat stream, read event by event.
+#[derive(Default)]
+pub struct ChunkReader {
+    usage: Option<Usage>,
+    done: bool,
+    head: Option<ReadHead>,
+}
+
+/// The head of the last chunk serde read, and the bytes it was read from: everything before
+/// its `"choices":` key. A chunk that begins with the same bytes has the same head.
+struct ReadHead {
+    prefix: Box<str>,
+    id: Arc<str>,
+    created: u64,
+    model: Arc<str>,
+}
+
+impl ChunkReader {
+    /// Reads one event's data: `[DONE]`; a chunk of plain text under the head of the chunk
+    /// before, as its choice (into `choices`); any other chunk, whole (into `chunks`).
+    pub fn event(
+        &mut self,
+        data: &str,
+        chunks: &mut Vec<ChatChunk>,
+        choices: &mut Vec<ChunkChoice>,
+    ) -> Result<(), StreamFailure> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let at = choices_at(data);
+        if let Some(text) = at.and_then(|at| self.plain_text(data, at)) {
+            let delta = Delta {
+                content: Some(text.to_owned()),
+                ..Delta::default()
+            };
+            choices.push(ChunkChoice::new(0, delta, None));
+            return Ok(());
+        }
+        let chunk: ChatChunk = serde_json::from_str(data)
+            .map_err(|e| StreamFailure::unreadable(format!("unreadable OpenAI chunk: {e}")))?;
+        if let UsageField::Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        if let Some(at) = at {
+            self.keep_head(&data[..at], &chunk);
+        }
+        chunks.push(chunk);
+        Ok(())
+    }
+
+    /// The text of a chunk that serde would read as the kept head's and one choice of that
+    /// text alone.
+    fn plain_text<'a>(&self, data: &'a str, at: usize) -> Option<&'a str> {
+        let head = self.head.as_ref()?;
+        if data[..at] != *head.prefix {
+            return None;
+        }
+        let (text, rest) = plain_text(&data[at + CHOICES_KEY.len()..])?;
+        bare_end(rest).then_some(text)
+    }
+
+    /// Keeps `chunk`'s head for the chunks after it, if the text before its choices holds
+    /// the whole of it: read alone (closed by empty choices), it must give the same head
+    /// and no usage. A key found inside a nested object, or a head field written after the
+    /// choices, keeps nothing, and every chunk is read by serde.
+    fn keep_head(&mut self, prefix: &str, chunk: &ChatChunk) {
+        if self.head.as_ref().is_some_and(|h| *h.prefix == *prefix) {
+            return;
+        }
+        let alone = format!("{prefix}{CHOICES_KEY}[]}}");
+        self.head = match serde_json::from_str::<ChatChunk>(&alone) {
+            Ok(read)
+                if read.usage.is_absent()
+                    && (&read.id, read.created, &read.model)
+                        == (&chunk.id, chunk.created, &chunk.model) =>
+            {
+                Some(ReadHead {
+                    prefix: prefix.into(),
+                    id: chunk.id.clone(),
+                    created: chunk.created,
+                    model: chunk.model.clone(),
+                })
+            }
+            _ => None,
+        };
+    }
+
+    /// The head the choices read without a chunk belong to.
+    pub fn head(&self) -> Option<Head<'_>> {
+        self.head.as_ref().map(|h| (&h.id, h.created, &h.model))
+    }
+
+    /// Whether `[DONE]` came.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    /// The usage the stream reported, once it has.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::sse::SseParser;
+
+    /// What a stream decodes to: every chunk, those read as a choice put in the head's chunk
+    /// (a `null` usage is no usage, to the encoders and the usage tap alike); how many were
+    /// read without a parser.
+    fn decoded(events: &[String]) -> (Vec<String>, usize) {
+        let mut reader = ChunkReader::default();
+        let (mut all, mut plain) = (Vec::new(), 0);
+        for data in events {
+            let (mut chunks, mut choices) = (Vec::new(), Vec::new());
+            reader.event(data, &mut chunks, &mut choices).unwrap();
+            plain += choices.len();
+            let head = reader.head();
+            let around = choices
+                .into_iter()
+                .map(|c| ChatChunk::around(head.unwrap(), c));
+            for mut chunk in chunks.into_iter().chain(around) {
+                if chunk.usage == UsageField::Null {
+                    chunk.usage = UsageField::Absent;
+                }
+                all.push(serde_json::to_string(&chunk).unwrap());
+            }
+        }
+        (all, plain)
+    }
+
+    /// The same stream read by serde alone.
+    fn by_serde(events: &[String]) -> Vec<String> {
+        let spaced = |data: &String| data.replace(CHOICES_KEY, "\"choices\" :");
+        decoded(&events.iter().map(spaced).collect::<Vec<_>>()).0
+    }
+
+    fn fixture(name: &str) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/openai")
+            .join(name);
+        let mut events = Vec::new();
+        SseParser::default()
+            .feed(&std::fs::read(path).unwrap(), &mut |e| {
+                if e.data != "[DONE]" {
+                    events.push(e.data.clone());
+                }
+            })
+            .unwrap();
+        events
+    }
+
+    fn chunk(head: &str, text: &str, end: &str) -> String {
+        let text = serde_json::to_string(text).unwrap();
+        format!(
+            r#"{head}"choices":[{{"index":0,"delta":{{"content":{text}}},"logprobs":null,"finish_reason":null}}]{end}"#
+        )
+    }
+
+    const HEAD: &str = r#"{"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","#;
+
+    #[test]
+    fn plain_text_chunks_are_read_as_choices_of_the_chunk_before() {
+        for name in ["stream_text.sse", "stream_tool.sse"] {
+            let events = fixture(name);
+            let (read, _) = decoded(&events);
+            assert_eq!(read, by_serde(&events), "{name}");
+        }
+        let (_, plain) = decoded(&fixture("stream_text.sse"));
+        assert!(
+            plain >= 2,
+            "{plain} chunks of the fixture's text read as choices"
+        );
+        // The endings OpenAI writes after the choices, and text with escapes.
+        let events = vec![
+            chunk(HEAD, "", "}"),
+            chunk(HEAD, "a", "}"),
+            chunk(HEAD, "b", r#","usage":null}"#),
+            chunk(HEAD, "c", r#","usage":null,"obfuscation":"Xy9"}"#),
+            chunk(HEAD, "d", r#","obfuscation":"Q"}"#),
+            chunk(HEAD, "e \"q\"\n", "}"),
+            chunk(HEAD, "f", r#","obfuscation":"a\"b"}"#),
+            chunk(
+                HEAD,
+                "g",
+                r#","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            ),
+        ];
+        let (read, plain) = decoded(&events);
+        assert_eq!(read, by_serde(&events));
+        assert_eq!(plain, 4, "a, b, c and d");
+    }
+
+    /// A head that the text before the choices does not hold whole is not kept: every chunk
+    /// after it is read by serde, as it would be without the fast path.
+    #[test]
+    fn a_head_is_kept_only_from_what_holds_it_whole() {
+        let cases = [
+            // Another head: the chunk after it is read with its own.
+            vec![
+                chunk(HEAD, "a", "}"),
+                chunk(&HEAD.replace("c1", "c2"), "b", "}"),
+            ],
+            // The id after the choices.
+            vec![
+                chunk(r#"{"model":"m","#, "a", r#","id":"x"}"#),
+                chunk(r#"{"model":"m","#, "b", "}"),
+            ],
+            // The key found inside a nested object.
+            vec![
+                r#"{"meta":{"choices":1},"id":"x","choices":[]}"#.to_string(),
+                chunk(r#"{"meta":{"#, "b", "}}"),
+            ],
+            // Usage before the choices.
+            vec![
+                chunk(&format!(r#"{HEAD}"usage":null,"#), "a", "}"),
+                chunk(&format!(r#"{HEAD}"usage":null,"#), "b", r#","usage":null}"#),
+            ],
+        ];
+        for events in cases {
+            let mut reader = ChunkReader::default();
+            let mut serde = ChunkReader::default();
+            for data in &events {
+                let (mut chunks, mut choices) = (Vec::new(), Vec::new());
+                let read = reader.event(data, &mut chunks, &mut choices);
+                let spaced = data.replace(CHOICES_KEY, "\"choices\" :");
+                let (mut expected, mut none) = (Vec::new(), Vec::new());
+                let by_serde = serde.event(&spaced, &mut expected, &mut none);
+                assert_eq!(read.is_ok(), by_serde.is_ok(), "{data}");
+                if read.is_ok() {
+                    let around = choices
+                        .into_iter()
+                        .map(|c| ChatChunk::around(reader.head().unwrap(), c));
+                    let read: Vec<_> = chunks.into_iter().chain(around).collect();
+                    assert_eq!(
+                        serde_json::to_string(&read).unwrap(),
+                        serde_json::to_string(&expected).unwrap(),
+                        "{data}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text and what follows the choices, a chunk reads as serde reads it.
+        #[test]
+        fn any_chunk_reads_as_serde_reads_it(
+            text in ".*",
+            raw in "[^\"\\\\]{0,8}",
+            end in proptest::sample::select(vec![
+                "}", r#","usage":null}"#, r#","obfuscation":"p"}"#, r#","usage":null,"obfuscation":"p"}"#,
+                r#","obfuscation":"p","usage":null}"#, r#" }"#, r#","x":1}"#, "",
+            ]),
+        ) {
+            let plain = format!(
+                r#"{HEAD}"choices":[{{"index":0,"delta":{{"content":"{raw}"}},"logprobs":null,"finish_reason":null}}]{end}"#
+            );
+            let events = vec![chunk(HEAD, "first", "}"), chunk(HEAD, &text, end), plain];
+            let mut reader = ChunkReader::default();
+            let mut serde = ChunkReader::default();
+            for data in &events {
+                let (mut chunks, mut choices) = (Vec::new(), Vec::new());
+                let read = reader.event(data, &mut chunks, &mut choices).is_ok();
+                let spaced = data.replace(CHOICES_KEY, "\"choices\" :");
+                let (mut expected, mut none) = (Vec::new(), Vec::new());
+                proptest::prop_assert_eq!(read, serde.event(&spaced, &mut expected, &mut none).is_ok());
+                let around = choices.into_iter().map(|c| ChatChunk::around(reader.head().unwrap(), c));
+                let mut read: Vec<_> = chunks.into_iter().chain(around).collect();
+                for chunk in read.iter_mut().chain(expected.iter_mut()) {
+                    if chunk.usage == UsageField::Null {
+                        chunk.usage = UsageField::Absent;
+                    }
+                }
+                proptest::prop_assert_eq!(
+                    serde_json::to_string(&read).unwrap(),
+                    serde_json::to_string(&expected).unwrap()
+                );
+            }
+        }
+    }
+}
