@@ -1,9 +1,11 @@
 //! A Messages stream gathered into its whole message (for the cache): every field the events
 //! carried is kept (`serde_json::Value`), citations and thinking signatures included.
 //!
-//! The deltas, most of a stream, are read borrowed and appended where they lie; the few
-//! other events are read whole, into maps.
+//! The deltas, most of a stream, are read borrowed and appended where they lie (a text delta
+//! as Anthropic writes it, of plain text, without a parser); the few other events are read
+//! whole, into maps.
 
+use super::stream::plain_text_delta;
 use crate::translate::fields::{append, text, whole_number};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -50,6 +52,11 @@ pub(crate) struct AnthropicStream {
 
 impl AnthropicStream {
     pub(crate) fn event(&mut self, data: &str) -> Option<()> {
+        if let Some((index, text)) = plain_text_delta(data) {
+            let (block, _) = self.blocks.get_mut(index)?;
+            append(block, "text", text);
+            return Some(());
+        }
         let head: Event = serde_json::from_str(data).ok()?;
         let index = whole_number(head.index).and_then(|i| usize::try_from(i).ok());
         if head.kind.as_deref() == Some("content_block_delta") {
@@ -195,5 +202,51 @@ mod tests {
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#;
         assert!(failed.event(events[1]).is_some());
         assert!(failed.event(delta_without_text).is_none());
+    }
+
+    /// Text deltas read without a parser gather as serde's reading of the same events does
+    /// (spaced out, so the fast path does not take them), into the block of their index.
+    #[test]
+    fn plain_text_deltas_gather_as_serde_reads_them() {
+        let start = |i: usize| {
+            format!(
+                r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"text","text":""}}}}"#
+            )
+        };
+        let delta = |i: usize, text: &str| {
+            format!(
+                r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"text_delta","text":{}}}}}"#,
+                serde_json::to_string(text).unwrap()
+            )
+        };
+        let events = [
+            r#"{"type":"message_start","message":{"id":"m","role":"assistant","content":[]}}"#
+                .to_string(),
+            start(0),
+            delta(0, "tok é "),
+            delta(0, "a \"q\"\n"),
+            start(1),
+            delta(1, "second"),
+            delta(0, "late"),
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#.to_string(),
+            r#"{"type":"message_stop"}"#.to_string(),
+        ];
+        let spaced = |data: &str| {
+            let value: Value = serde_json::from_str(data).unwrap();
+            serde_json::to_string_pretty(&value).unwrap()
+        };
+        let (mut fast, mut serde) = (AnthropicStream::default(), AnthropicStream::default());
+        for data in &events {
+            assert!(fast.event(data).is_some(), "{data}");
+            assert!(serde.event(&spaced(data)).is_some(), "{data}");
+        }
+        let fast = fast.into_whole().unwrap();
+        assert_eq!(fast, serde.into_whole().unwrap());
+        assert_eq!(fast["content"][0]["text"], "tok é a \"q\"\nlate");
+        // A delta for a block that never started is a stream not kept, either way.
+        let mut orphan = AnthropicStream::default();
+        assert!(orphan.event(&events[0]).is_some());
+        assert!(orphan.event(&delta(2, "x")).is_none());
+        assert!(orphan.event(&spaced(&delta(2, "x"))).is_none());
     }
 }

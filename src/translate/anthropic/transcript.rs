@@ -56,7 +56,7 @@ impl Reported<'_> {
 /// A whole Messages answer, or one of its stream's events, as JSON text; the usage it
 /// reported, unread.
 pub fn read<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
-    if let Some(text) = plain_text_delta(data) {
+    if let Some((_, text)) = plain_text_delta(data) {
         into.text(Some(text));
         return Reported::default();
     }

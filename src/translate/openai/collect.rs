@@ -3,8 +3,10 @@
 //!
 //! Each chunk is read borrowed: its text is appended where it lies, and a value kept as it
 //! came (an id, a finish reason, the usage) stays raw JSON text until it is kept, once. Read
-//! into a `Value` map, every chunk cost a map per object in it (1.35 us an event).
+//! into a `Value` map, every chunk cost a map per object in it (1.35 us an event). A chunk
+//! of plain text under the head of the chunk before is read without a parser.
 
+use super::stream::{choices_at, head_alone, plain_chunk};
 use crate::telemetry::record::TokenUsage;
 use crate::translate::fields::{text, whole_number};
 use serde::de::{Deserializer, IgnoredAny};
@@ -21,6 +23,9 @@ pub(crate) struct OpenAiStream {
     choices: Vec<OpenAiChoice>,
     usage: Option<Value>,
     done: bool,
+    /// The text before the choices of the last chunk read whole, when it holds that chunk's
+    /// head whole: a chunk of plain text that begins with it adds nothing but its text.
+    prefix: Option<Box<str>>,
 }
 
 #[derive(Default)]
@@ -144,6 +149,11 @@ impl OpenAiStream {
             self.done = true;
             return Some(());
         }
+        if let Some(text) = self.prefix.as_deref().and_then(|p| plain_chunk(data, p)) {
+            let zero = by_index(&mut self.choices, 0);
+            zero.content.get_or_insert_with(String::new).push_str(text);
+            return Some(());
+        }
         let chunk: Chunk = serde_json::from_str(data).ok()?;
         if chunk.error {
             return None;
@@ -170,7 +180,24 @@ impl OpenAiStream {
         for choice in choices {
             self.choice(choice);
         }
+        if let Some(at) = choices_at(data) {
+            self.keep_prefix(&data[..at]);
+        }
         Some(())
+    }
+
+    /// Keeps the text before a chunk's choices for the chunks after it, if it holds the
+    /// chunk's head whole (read alone, it is a chunk of no choices, no error and no usage),
+    /// so that what it holds has been kept already.
+    fn keep_prefix(&mut self, prefix: &str) {
+        if self.prefix.as_deref() == Some(prefix) {
+            return;
+        }
+        let alone = head_alone(prefix);
+        let holds = serde_json::from_str::<Chunk>(&alone).is_ok_and(|c| {
+            !c.error && c.usage.is_none() && c.choices.is_some_and(|c| c.is_empty())
+        });
+        self.prefix = holds.then(|| prefix.into());
     }
 
     fn choice(&mut self, choice: Choice) {
@@ -380,5 +407,76 @@ mod tests {
         assert!(gather(&[start, "{not json", "[DONE]"]).is_none());
         assert!(gather(&[start]).is_none());
         assert!(gather(&[start, "[DONE]"]).is_some());
+    }
+
+    /// Chunks of plain text under the head of the chunk before gather as serde's reading of
+    /// them does (spaced out, so the fast path does not take them), over the fixtures and
+    /// heads the fast path must not keep (an error, usage or a head field outside the text
+    /// before the choices).
+    #[test]
+    fn plain_text_chunks_gather_as_serde_reads_them() {
+        let head = r#"{"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","#;
+        let text = |head: &str, text: &str, end: &str| {
+            format!(
+                r#"{head}"choices":[{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}]{end}"#,
+                serde_json::to_string(text).unwrap()
+            )
+        };
+        let fixture = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/openai")
+                .join(name);
+            let sse = std::fs::read_to_string(path).unwrap();
+            let events: Vec<String> = sse
+                .split("\n\n")
+                .filter_map(|e| e.strip_prefix("data: "))
+                .map(str::to_string)
+                .collect();
+            events
+        };
+        let streams = [
+            fixture("stream_text.sse"),
+            fixture("stream_tool.sse"),
+            vec![
+                text(head, "a", "}"),
+                text(head, "b \"q\"", "}"),
+                text(head, "c", r#","usage":null,"obfuscation":"x"}"#),
+                text(&head.replace("c1", "c2"), "d", "}"),
+                text(
+                    head,
+                    "e",
+                    r#","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+                ),
+                "[DONE]".to_string(),
+            ],
+            vec![
+                text(&format!(r#"{head}"usage":null,"#), "a", "}"),
+                text(&format!(r#"{head}"usage":null,"#), "b", "}"),
+                "[DONE]".to_string(),
+            ],
+            vec![
+                text(r#"{"model":"m","#, "a", r#","id":"late"}"#),
+                text(r#"{"model":"m","#, "b", "}"),
+                "[DONE]".to_string(),
+            ],
+            vec![
+                text(&format!(r#"{head}"error":null,"#), "a", "}"),
+                "[DONE]".to_string(),
+            ],
+        ];
+        for events in streams {
+            let spaced: Vec<String> = events
+                .iter()
+                .map(|e| e.replace("\"choices\":", "\"choices\" :"))
+                .collect();
+            let read =
+                |events: &[String]| gather(&events.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(read(&events), read(&spaced), "{events:?}");
+        }
+        let mut stream = OpenAiStream::default();
+        for data in [text(head, "a", "}"), text(head, "b", "}")] {
+            stream.event(&data).unwrap();
+        }
+        assert!(stream.prefix.is_some(), "the head is kept");
     }
 }

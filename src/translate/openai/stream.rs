@@ -56,6 +56,22 @@ fn bare_end(rest: &str) -> bool {
     rest == "}"
 }
 
+/// The text of `data` if it is a chunk of plain text that begins with `prefix` (the text
+/// before the choices of a chunk read before, which [`head_alone`] found holds that chunk's
+/// head whole): what serde reads from it is then that head, and one choice of that text.
+pub(super) fn plain_chunk<'a>(data: &'a str, prefix: &str) -> Option<&'a str> {
+    let choices = data.strip_prefix(prefix)?.strip_prefix(CHOICES_KEY)?;
+    let (text, rest) = plain_text(choices)?;
+    bare_end(rest).then_some(text)
+}
+
+/// The text before a chunk's choices, closed by empty choices: what a reader parses to see
+/// that this text holds the chunk's head whole (a key found inside a nested object, or a
+/// head field written after the choices, does not).
+pub(super) fn head_alone(prefix: &str) -> String {
+    format!("{prefix}{CHOICES_KEY}[]}}")
+}
+
 /// An OpenAI chat stream, read event by event.
 #[derive(Default)]
 pub struct ChunkReader {
@@ -86,8 +102,8 @@ impl ChunkReader {
             self.done = true;
             return Ok(());
         }
-        let at = choices_at(data);
-        if let Some(text) = at.and_then(|at| self.plain_text(data, at)) {
+        let head = self.head.as_ref();
+        if let Some(text) = head.and_then(|h| plain_chunk(data, &h.prefix)) {
             let delta = Delta {
                 content: Some(text.to_owned()),
                 ..Delta::default()
@@ -100,34 +116,21 @@ impl ChunkReader {
         if let UsageField::Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        if let Some(at) = at {
+        if let Some(at) = choices_at(data) {
             self.keep_head(&data[..at], &chunk);
         }
         chunks.push(chunk);
         Ok(())
     }
 
-    /// The text of a chunk that serde would read as the kept head's and one choice of that
-    /// text alone.
-    fn plain_text<'a>(&self, data: &'a str, at: usize) -> Option<&'a str> {
-        let head = self.head.as_ref()?;
-        if data[..at] != *head.prefix {
-            return None;
-        }
-        let (text, rest) = plain_text(&data[at + CHOICES_KEY.len()..])?;
-        bare_end(rest).then_some(text)
-    }
-
     /// Keeps `chunk`'s head for the chunks after it, if the text before its choices holds
-    /// the whole of it: read alone (closed by empty choices), it must give the same head
-    /// and no usage. A key found inside a nested object, or a head field written after the
-    /// choices, keeps nothing, and every chunk is read by serde.
+    /// the whole of it: read alone, it must give the same head and no usage. Otherwise
+    /// nothing is kept, and every chunk is read by serde.
     fn keep_head(&mut self, prefix: &str, chunk: &ChatChunk) {
         if self.head.as_ref().is_some_and(|h| *h.prefix == *prefix) {
             return;
         }
-        let alone = format!("{prefix}{CHOICES_KEY}[]}}");
-        self.head = match serde_json::from_str::<ChatChunk>(&alone) {
+        self.head = match serde_json::from_str::<ChatChunk>(&head_alone(prefix)) {
             Ok(read)
                 if read.usage.is_absent()
                     && (&read.id, read.created, &read.model)
