@@ -65,12 +65,15 @@ impl Coherence {
         *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = conn;
     }
 
+    /// Sequentially consistent, as is its move: a near cache's filler inserts then reads it
+    /// while the invalidator moves it then removes, and with weaker orderings each could
+    /// miss what the other did.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.generation.load(Ordering::SeqCst)
     }
 
     fn moved(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -88,11 +88,9 @@ impl Store {
     /// came since `before` (the generation when the call to Redis began): one that did may
     /// have been this very key's (an operator's `DEL`, a `FLUSHALL`). The generation is read
     /// again after the insert, so an invalidation that lands between the check and the
-    /// insert cannot leave the answer behind.
-    fn keep_near(&self, key: Key, answer: Arc<Cached>, before: u64) {
-        let Some(coherence) = &self.coherence else {
-            return;
-        };
+    /// insert cannot leave the answer behind. Any key's invalidation counts: in a busy fleet
+    /// some answers are served from Redis rather than from memory, never stale.
+    fn keep_near(&self, coherence: &Coherence, key: Key, answer: Arc<Cached>, before: u64) {
         if !coherence.live() || coherence.generation() != before {
             return;
         }
@@ -246,7 +244,7 @@ impl ResponseCache {
         match shared.get(key).await {
             Ok(found) => {
                 let hit = Arc::new(found?);
-                store.keep_near(*key, hit.clone(), before);
+                store.keep_near(coherence, *key, hit.clone(), before);
                 Some(hit)
             }
             // Redis cannot be asked (a miss): the near cache is not served without
@@ -275,7 +273,7 @@ impl ResponseCache {
         };
         let before = coherence.generation();
         redis.set(&key, &answer, coherence.writer()).await;
-        store.keep_near(key, answer, before);
+        store.keep_near(coherence, key, answer, before);
     }
 }
 

@@ -68,8 +68,10 @@ struct Chunk<'a> {
     /// Absent in an event of the gateway's own (a request breakdown).
     #[serde(borrow)]
     choices: Option<Vec<Choice<'a>>>,
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
+    /// Absent, `null` (`Some(None)`), or counts: a head kept for plain chunks has none at
+    /// all, as a plain chunk may end with `"usage":null` (serde refuses a key twice).
+    #[serde(borrow, default, deserialize_with = "present_or_null")]
+    usage: Option<Option<&'a RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +129,13 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error>
     IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
+/// A key that is there: `Some`, with its value unless it is `null`.
+fn present_or_null<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<&'de RawValue>>, D::Error> {
+    Option::<&'de RawValue>::deserialize(deserializer).map(Some)
+}
+
 /// A raw value kept as it came.
 fn value(raw: &RawValue) -> Option<Value> {
     serde_json::from_str(raw.get()).ok()
@@ -174,7 +183,7 @@ impl OpenAiStream {
                 self.head.insert(name.to_string(), value(raw)?);
             }
         }
-        if let Some(usage) = chunk.usage.filter(|u| u.get().starts_with('{')) {
+        if let Some(usage) = chunk.usage.flatten().filter(|u| u.get().starts_with('{')) {
             self.usage = Some(value(usage)?);
         }
         for choice in choices {
@@ -461,6 +470,17 @@ mod tests {
             ],
             vec![
                 text(&format!(r#"{head}"error":null,"#), "a", "}"),
+                "[DONE]".to_string(),
+            ],
+            // Usage twice (serde refuses the chunk), and the key's text inside another key.
+            vec![
+                text(&format!(r#"{head}"usage":null,"#), "a", "}"),
+                text(&format!(r#"{head}"usage":null,"#), "b", r#","usage":null}"#),
+                "[DONE]".to_string(),
+            ],
+            vec![
+                text(r#"{"id":"a","choices" :[],"x\"#, "hi", "}"),
+                text(r#"{"id":"a","choices" :[],"x\"#, "hi", "}"),
                 "[DONE]".to_string(),
             ],
         ];

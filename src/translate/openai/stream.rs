@@ -10,13 +10,16 @@ use std::sync::Arc;
 /// The key a chunk's choices follow.
 pub(super) const CHOICES_KEY: &str = "\"choices\":";
 
-/// Where the `"choices":` key begins in a chunk's text, if it is there as it is written
-/// (it cannot be inside a string, where its quotes would be escaped).
+/// Where the `"choices":` key begins in a chunk's text, if it is there as it is written and
+/// follows a `{` or a `,` (spaces aside): its opening quote is then no escaped one, as in a
+/// key `"x\"choices":`. Whether it is the top level's is for the reader to check.
 pub(super) fn choices_at(data: &str) -> Option<usize> {
     /// The searcher, built once: building one costs more than a search.
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
-    FINDER.find(data.as_bytes())
+    let at = FINDER.find(data.as_bytes())?;
+    let before = data[..at].trim_end().as_bytes().last();
+    matches!(before, Some(b'{' | b',')).then_some(at)
 }
 
 /// The text of a chunk whose choices are one choice of text alone, in the field order OpenAI
@@ -273,6 +276,11 @@ mod tests {
             vec![
                 r#"{"meta":{"choices":1},"id":"x","choices":[]}"#.to_string(),
                 chunk(r#"{"meta":{"#, "b", "}}"),
+            ],
+            // The key's text inside another key, after an escaped quote.
+            vec![
+                r#"{"id":"a","choices" :[],"x\"choices":[]}"#.to_string(),
+                r#"{"id":"a","choices" :[],"x\"choices":[{"index":0,"delta":{"content":"hi"},"logprobs":null,"finish_reason":null}]}"#.to_string(),
             ],
             // Usage before the choices.
             vec![

@@ -84,9 +84,8 @@ struct Answer<'a> {
 
 /// Choice 0 of a whole answer or a chunk. Most of a chunk's bytes are the fields before
 /// its choices (id, object, created, model), and reading them cost half of a stream's
-/// transcript; so the reading starts at the `"choices":` key when the text has it (it
-/// cannot be inside a string, where its quotes would be escaped), and the whole object is
-/// read only when that does not parse.
+/// transcript; so the reading starts at the `"choices":` key when the text has it (see
+/// [`choices_at`]), and the whole object is read only when that does not parse.
 fn choice_zero(data: &str) -> Option<Choice<'_>> {
     let choices = choices_at(data).and_then(|i| data.get(i + CHOICES_KEY.len()..));
     if let Some((text, _)) = choices.and_then(plain_text) {
