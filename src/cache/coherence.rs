@@ -21,7 +21,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -65,15 +65,17 @@ impl Coherence {
         *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = conn;
     }
 
-    /// Sequentially consistent, as is its move: a near cache's filler inserts then reads it
-    /// while the invalidator moves it then removes, and with weaker orderings each could
-    /// miss what the other did.
+    /// Sequentially consistent, as is its move, and each is fenced: a near cache's filler
+    /// inserts then reads it while the invalidator moves it then removes (moka's own
+    /// atomics are not sequentially consistent), and without the fences each could miss
+    /// what the other did.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
     fn moved(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 }
 
@@ -179,7 +181,8 @@ impl CoherenceService {
     }
 
     fn lost(&self, why: &str) {
-        let was_live = self.coherence.live.swap(false, Ordering::AcqRel);
+        let was_live = self.coherence.live.swap(false, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         self.coherence.set_writer(None);
         // Nothing tells what changes from now on: nothing of the near cache is kept.
         self.near.invalidate_all();

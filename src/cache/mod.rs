@@ -95,6 +95,7 @@ impl Store {
             return;
         }
         self.near.insert(key, answer);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         if !coherence.live() || coherence.generation() != before {
             self.near.invalidate(&key);
         }
