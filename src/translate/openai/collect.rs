@@ -365,6 +365,7 @@ fn openai_usage(u: &TokenUsage) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stream::{test_chunk, test_head, ENDS, HEAD_FIELDS};
     use super::*;
 
     fn gather(events: &[&str]) -> Option<Value> {
@@ -498,5 +499,26 @@ mod tests {
             stream.event(&data).unwrap();
         }
         assert!(stream.prefix.is_some(), "the head is kept");
+    }
+
+    proptest::proptest! {
+        /// Whatever the head is made of, chunks gather as serde reads them.
+        #[test]
+        fn any_head_gathers_as_serde_reads_it(
+            fields in proptest::collection::vec(proptest::sample::select(HEAD_FIELDS), 0..6),
+            end in proptest::sample::select(ENDS),
+        ) {
+            let head = test_head(&fields);
+            let events = [
+                test_chunk(&head, "a", "}"),
+                test_chunk(&head, "b", end),
+                test_chunk(&head, "c", "}"),
+                "[DONE]".to_string(),
+            ];
+            let spaced: Vec<String> =
+                events.iter().map(|e| e.replace("\"choices\":", "\"choices\" :")).collect();
+            let read = |events: &[String]| gather(&events.iter().map(String::as_str).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(read(&events), read(&spaced), "{:?}", events);
+        }
     }
 }

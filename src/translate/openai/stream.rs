@@ -168,6 +168,61 @@ impl ChunkReader {
     }
 }
 
+/// Fields a chunk's head may be made of in the property tests, the odd ones included: a key
+/// given twice, usage, the choices key's text inside another key or a nested object, a
+/// spaced choices key before the real one.
+#[cfg(test)]
+pub(super) const HEAD_FIELDS: &[&str] = &[
+    r#""id":"c1""#,
+    r#""id":"c2""#,
+    r#""object":"chat.completion.chunk""#,
+    r#""created":7"#,
+    r#""model":"m""#,
+    r#""usage":null"#,
+    r#""usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}"#,
+    r#""x\"choices":[]"#,
+    // Last, it makes the choices key the end of a key `x"choices`.
+    r#""x\"#,
+    r#""meta":{"choices":1}"#,
+    r#""choices" :[]"#,
+    r#""obfuscation":"p""#,
+    r#""system_fingerprint":"fp""#,
+    r#""error":null"#,
+];
+
+/// Endings after the choices in the property tests.
+#[cfg(test)]
+pub(super) const ENDS: &[&str] = &[
+    "}",
+    r#","usage":null}"#,
+    r#","obfuscation":"p"}"#,
+    r#","usage":null,"obfuscation":"p"}"#,
+    r#","obfuscation":"p","usage":null}"#,
+    r#" }"#,
+    r#","x":1}"#,
+    r#","id":"late"}"#,
+    "",
+];
+
+/// A chunk of one choice of `text` (escaped as JSON), after `head` and before `end`.
+#[cfg(test)]
+pub(super) fn test_chunk(head: &str, text: &str, end: &str) -> String {
+    let text = serde_json::to_string(text).unwrap_or_default();
+    format!(
+        r#"{head}"choices":[{{"index":0,"delta":{{"content":{text}}},"logprobs":null,"finish_reason":null}}]{end}"#
+    )
+}
+
+/// A head of `fields`, ready for its choices (a field ending in a backslash is left open).
+#[cfg(test)]
+pub(super) fn test_head(fields: &[&str]) -> String {
+    let mut head = format!("{{{}", fields.join(","));
+    if fields.last().is_some_and(|f| !f.ends_with('\\')) {
+        head.push(',');
+    }
+    head
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,12 +273,7 @@ mod tests {
         events
     }
 
-    fn chunk(head: &str, text: &str, end: &str) -> String {
-        let text = serde_json::to_string(text).unwrap();
-        format!(
-            r#"{head}"choices":[{{"index":0,"delta":{{"content":{text}}},"logprobs":null,"finish_reason":null}}]{end}"#
-        )
-    }
+    use super::test_chunk as chunk;
 
     const HEAD: &str = r#"{"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","#;
 
@@ -330,26 +380,53 @@ mod tests {
                 r#"{HEAD}"choices":[{{"index":0,"delta":{{"content":"{raw}"}},"logprobs":null,"finish_reason":null}}]{end}"#
             );
             let events = vec![chunk(HEAD, "first", "}"), chunk(HEAD, &text, end), plain];
-            let mut reader = ChunkReader::default();
-            let mut serde = ChunkReader::default();
-            for data in &events {
-                let (mut chunks, mut choices) = (Vec::new(), Vec::new());
-                let read = reader.event(data, &mut chunks, &mut choices).is_ok();
-                let spaced = data.replace(CHOICES_KEY, "\"choices\" :");
-                let (mut expected, mut none) = (Vec::new(), Vec::new());
-                proptest::prop_assert_eq!(read, serde.event(&spaced, &mut expected, &mut none).is_ok());
-                let around = choices.into_iter().map(|c| ChatChunk::around(reader.head().unwrap(), c));
-                let mut read: Vec<_> = chunks.into_iter().chain(around).collect();
-                for chunk in read.iter_mut().chain(expected.iter_mut()) {
-                    if chunk.usage == UsageField::Null {
-                        chunk.usage = UsageField::Absent;
-                    }
+            proptest::prop_assert!(reads_as_serde(&events).is_ok());
+        }
+
+        /// Whatever the head is made of, chunks read as serde reads them.
+        #[test]
+        fn any_head_reads_as_serde_reads_it(
+            fields in proptest::collection::vec(proptest::sample::select(HEAD_FIELDS), 0..6),
+            end in proptest::sample::select(ENDS),
+        ) {
+            let head = test_head(&fields);
+            let events = vec![chunk(&head, "a", "}"), chunk(&head, "b", end), chunk(&head, "c", "}")];
+            proptest::prop_assert!(reads_as_serde(&events).is_ok(), "{events:?}");
+        }
+    }
+
+    /// Whether `events` decode as serde alone decodes them (the choices key spaced out, so
+    /// no fast path takes them): the same failures, and the same chunks (a choice read
+    /// without a chunk put in its head's; a `null` usage is none).
+    fn reads_as_serde(events: &[String]) -> Result<(), String> {
+        let mut reader = ChunkReader::default();
+        let mut serde = ChunkReader::default();
+        for data in events {
+            let (mut chunks, mut choices) = (Vec::new(), Vec::new());
+            let read = reader.event(data, &mut chunks, &mut choices).is_ok();
+            let spaced = data.replace(CHOICES_KEY, "\"choices\" :");
+            let (mut expected, mut none) = (Vec::new(), Vec::new());
+            if read != serde.event(&spaced, &mut expected, &mut none).is_ok() {
+                return Err(format!("{data}: read {read}, serde {}", !read));
+            }
+            let head = reader.head();
+            let around = choices
+                .into_iter()
+                .filter_map(|c| Some(ChatChunk::around(head?, c)));
+            let mut read: Vec<_> = chunks.into_iter().chain(around).collect();
+            for chunk in read.iter_mut().chain(expected.iter_mut()) {
+                if chunk.usage == UsageField::Null {
+                    chunk.usage = UsageField::Absent;
                 }
-                proptest::prop_assert_eq!(
-                    serde_json::to_string(&read).unwrap(),
-                    serde_json::to_string(&expected).unwrap()
-                );
+            }
+            let (read, expected) = (
+                serde_json::to_string(&read),
+                serde_json::to_string(&expected),
+            );
+            if read.as_ref().ok() != expected.as_ref().ok() {
+                return Err(format!("{data}: {read:?} against {expected:?}"));
             }
         }
+        Ok(())
     }
 }
