@@ -323,6 +323,27 @@ struct ChunkHead<'a> {
 }
 
 impl ChunkWriter {
+    /// A chunk of the answer's `choices`, with `usage: null` when the app asked for usage:
+    /// the provider's own usage chunk (no choices) is the gateway's business, and the app
+    /// gets one at the end if it asked.
+    fn answer(
+        &mut self,
+        include_usage: bool,
+        head: Head<'_>,
+        choices: &[ChunkChoice],
+        out: &mut Vec<u8>,
+    ) {
+        if choices.is_empty() {
+            return;
+        }
+        let usage = if include_usage {
+            UsageField::Null
+        } else {
+            UsageField::Absent
+        };
+        self.write(head, choices, &usage, out);
+    }
+
     /// Appends `data: {chunk as JSON}\n\n` for the chunk of `head`, `choices` and `usage`:
     /// the same bytes as serialising it whole.
     fn write(
@@ -427,9 +448,12 @@ impl Encoder {
 
     fn chunk(&mut self, chunk: ChatChunk, out: &mut Vec<u8>) {
         match self {
-            Encoder::OpenAi { .. } => {
+            Encoder::OpenAi {
+                include_usage,
+                writer,
+            } => {
                 let head = (&chunk.id, chunk.created, &chunk.model);
-                self.choices(head, &chunk.choices, out);
+                writer.answer(*include_usage, head, &chunk.choices, out);
             }
             Encoder::Anthropic(e) => e.chunk(&chunk, out),
             Encoder::Responses(e) => e.chunk(&chunk, out),
@@ -440,31 +464,13 @@ impl Encoder {
     /// app's format has no chunks, or in its chunk.
     fn choice(&mut self, head: Head<'_>, choice: ChunkChoice, out: &mut Vec<u8>) {
         match self {
-            Encoder::OpenAi { .. } => self.choices(head, std::slice::from_ref(&choice), out),
+            Encoder::OpenAi {
+                include_usage,
+                writer,
+            } => writer.answer(*include_usage, head, std::slice::from_ref(&choice), out),
             Encoder::Anthropic(e) => e.chunk(&ChatChunk::around(head, choice), out),
             Encoder::Responses(e) => e.choice(&choice, out),
         }
-    }
-
-    /// A chat chunk of `choices`: the provider's own usage chunk (no choices) is the
-    /// gateway's business, and the app gets one at the end if it asked.
-    fn choices(&mut self, head: Head<'_>, choices: &[ChunkChoice], out: &mut Vec<u8>) {
-        let Encoder::OpenAi {
-            include_usage,
-            writer,
-        } = self
-        else {
-            return;
-        };
-        if choices.is_empty() {
-            return;
-        }
-        let usage = if *include_usage {
-            UsageField::Null
-        } else {
-            UsageField::Absent
-        };
-        writer.write(head, choices, &usage, out);
     }
 
     fn finish(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
