@@ -13,8 +13,8 @@ pub(super) const CHOICES_KEY: &str = "\"choices\":";
 /// Where the `"choices":` key begins in a chunk's text, if it is there as it is written and
 /// follows a `{` or a `,` (spaces aside): its opening quote is then no escaped one, as in a
 /// key `"x\"choices":`. Whether it is the top level's is for the reader to check: the
-/// decoder and the gatherer do ([`head_alone`]); the trace's transcript does not (a chunk
-/// with a nested `choices` before its own gives the nested one's text to the trace).
+/// decoder and the gatherer by the head before it ([`head_alone`]), the trace's transcript
+/// by that head's having nothing nested.
 pub(super) fn choices_at(data: &str) -> Option<usize> {
     /// The searcher, built once: building one costs more than a search.
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =

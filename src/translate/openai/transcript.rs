@@ -84,14 +84,29 @@ struct Answer<'a> {
 
 /// Choice 0 of a whole answer or a chunk. Most of a chunk's bytes are the fields before
 /// its choices (id, object, created, model), and reading them cost half of a stream's
-/// transcript; so the reading starts at the `"choices":` key when the text has it (see
-/// [`choices_at`]), and the whole object is read only when that does not parse.
+/// transcript; so the reading starts at the `"choices":` key when the text has it at its
+/// top level (see [`top_level_choices`]), and the whole object is read otherwise or when
+/// that does not parse.
 fn choice_zero(data: &str) -> Option<Choice<'_>> {
-    let choices = choices_at(data).and_then(|i| data.get(i + CHOICES_KEY.len()..));
+    let choices = top_level_choices(data);
     if let Some((text, _)) = choices.and_then(plain_text) {
         return Some(Choice::of_text(text));
     }
     parsed_choice(data, choices)
+}
+
+/// The text after a `"choices":` key (see [`choices_at`]) known to be the object's own: no
+/// `{` or `[` comes between the object's opening brace and the key, so nothing before it is
+/// nested (a bracket inside a string also sends the chunk to the whole object's reading,
+/// which costs time, never the answer). OpenAI's chunks begin with flat fields (`id`,
+/// `object`, `created`, `model`, ...), so their choices are found here.
+fn top_level_choices(data: &str) -> Option<&str> {
+    let at = choices_at(data)?;
+    let head = data[..at].trim_start().strip_prefix('{')?;
+    if memchr::memchr2(b'{', b'[', head.as_bytes()).is_some() {
+        return None;
+    }
+    data.get(at + CHOICES_KEY.len()..)
 }
 
 /// Choice 0 as serde reads it: from the `"choices":` key, or else the whole object.
@@ -206,9 +221,30 @@ mod tests {
 
     /// Choice 0 as the fast path and serde read it.
     fn both(data: &str) -> (Option<Choice<'_>>, Option<Choice<'_>>) {
-        let at = choices_at(data);
-        let choices = at.and_then(|i| data.get(i + CHOICES_KEY.len()..));
-        (choice_zero(data), parsed_choice(data, choices))
+        (choice_zero(data), parsed_choice(data, None))
+    }
+
+    /// A `choices` key nested in a field before the chunk's own is not taken for it, by
+    /// the fast path or by the reading from the key.
+    #[test]
+    fn only_the_top_levels_choices_are_read() {
+        let own = r#""choices":[{"index":0,"delta":{"content":"own"},"finish_reason":null}]}"#;
+        for before in [
+            r#"{"meta":{"choices":[{"index":0,"delta":{"content":"nested"},"finish_reason":null}]},"#,
+            r#"{"meta":[{"choices":[{"index":0,"delta":{"content":"nested"}}]}],"#,
+            r#"{"id":"a{b","#,
+        ] {
+            let data = format!("{before}{own}");
+            let (read, serde) = both(&data);
+            assert_eq!(read, serde, "{data}");
+            assert_eq!(
+                read.and_then(|c| c.message)
+                    .and_then(|m| m.content)
+                    .as_deref(),
+                Some("own"),
+                "{data}"
+            );
+        }
     }
 
     /// A chunk of plain text is read without a parser, and as serde reads it; every other
