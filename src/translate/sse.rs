@@ -35,6 +35,19 @@ pub struct SseParser {
 impl SseParser {
     /// Feeds bytes; calls `on_event` for every event they complete.
     pub fn feed(&mut self, bytes: &[u8], on_event: &mut dyn FnMut(&Event)) -> Result<(), SseError> {
+        self.feed_while(bytes, &mut |e| {
+            on_event(e);
+            true
+        })
+    }
+
+    /// Feeds bytes while `on_event` returns true: a reader that has seen what it wanted
+    /// does not pay for the framing of the rest (the parser is then of no further use).
+    pub fn feed_while(
+        &mut self,
+        bytes: &[u8],
+        on_event: &mut dyn FnMut(&Event) -> bool,
+    ) -> Result<(), SseError> {
         let mut rest = bytes;
         while let Some(&first) = rest.first() {
             if std::mem::take(&mut self.after_cr) && first == b'\n' {
@@ -43,10 +56,12 @@ impl SseParser {
             }
             match memchr::memchr2(b'\n', b'\r', rest) {
                 Some(end) => {
-                    self.push(&rest[..end])?;
                     self.after_cr = rest[end] == b'\r';
+                    let reading = self.line_ends(&rest[..end], on_event)?;
                     rest = &rest[end + 1..];
-                    self.end_line(on_event);
+                    if !reading {
+                        break;
+                    }
                 }
                 None => {
                     self.push(rest)?;
@@ -57,30 +72,62 @@ impl SseParser {
         Ok(())
     }
 
+    /// A line's last bytes have come. A line whole in one read (most are) is read where it
+    /// is; one begun in an earlier read is put together first. False when `on_event` says
+    /// to stop.
+    fn line_ends(
+        &mut self,
+        last: &[u8],
+        on_event: &mut dyn FnMut(&Event) -> bool,
+    ) -> Result<bool, SseError> {
+        if self.line.is_empty() {
+            self.check(last.len())?;
+            return Ok(self.end_line(last, on_event));
+        }
+        self.push(last)?;
+        let line = std::mem::take(&mut self.line);
+        let reading = self.end_line(&line, on_event);
+        // The buffer is kept for the next line split across reads.
+        self.line = line;
+        self.line.clear();
+        Ok(reading)
+    }
+
     fn push(&mut self, bytes: &[u8]) -> Result<(), SseError> {
-        if self.line.len() + bytes.len() + self.current.data.len() > MAX_EVENT_BYTES {
+        self.check(self.line.len() + bytes.len())?;
+        self.line.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Refuses an event that would grow past [`MAX_EVENT_BYTES`] with a line this long.
+    fn check(&self, line: usize) -> Result<(), SseError> {
+        if line + self.current.data.len() > MAX_EVENT_BYTES {
             return Err(SseError::TooLong);
         }
-        self.line.extend_from_slice(bytes);
         Ok(())
     }
 
     /// At the end of the stream: an event not followed by a blank line still counts.
     pub fn finish(&mut self, on_event: &mut dyn FnMut(&Event)) {
+        let mut on_event = |e: &Event| {
+            on_event(e);
+            true
+        };
         if !self.line.is_empty() {
-            self.end_line(on_event);
+            let line = std::mem::take(&mut self.line);
+            self.end_line(&line, &mut on_event);
         }
-        self.dispatch(on_event);
+        self.dispatch(&mut on_event);
     }
 
-    fn end_line(&mut self, on_event: &mut dyn FnMut(&Event)) {
-        if self.line.is_empty() {
-            self.dispatch(on_event);
-            return;
+    /// Reads one line; a blank one hands its event over (false: `on_event` says to stop).
+    fn end_line(&mut self, line: &[u8], on_event: &mut dyn FnMut(&Event) -> bool) -> bool {
+        if line.is_empty() {
+            return self.dispatch(on_event);
         }
-        let line = match std::str::from_utf8(&self.line) {
+        let line = match std::str::from_utf8(line) {
             Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(&self.line),
+            Err(_) => String::from_utf8_lossy(line),
         };
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
@@ -100,18 +147,17 @@ impl SseParser {
             }
             _ => {} // comments (`: ping`), `id`, `retry`: nothing to translate
         }
-        self.line.clear();
+        true
     }
 
     /// Hands the event over by reference: its buffers are reused for the next one, so a
     /// stream costs no allocation per event here.
-    fn dispatch(&mut self, on_event: &mut dyn FnMut(&Event)) {
-        if self.has_data {
-            on_event(&self.current);
-        }
+    fn dispatch(&mut self, on_event: &mut dyn FnMut(&Event) -> bool) -> bool {
+        let reading = !self.has_data || on_event(&self.current);
         self.current.name.clear();
         self.current.data.clear();
         self.has_data = false;
+        reading
     }
 }
 
@@ -210,6 +256,20 @@ mod tests {
     #[test]
     fn events_without_data_are_skipped() {
         assert!(parse_in_pieces(b"event: ping\n\n\n\n", 4).is_empty());
+    }
+
+    #[test]
+    fn a_reader_that_has_what_it_wanted_stops_the_framing() {
+        let stream = b"data: 1\n\ndata: 2\n\ndata: 3\n\n";
+        let mut seen = Vec::new();
+        let mut parser = SseParser::default();
+        parser
+            .feed_while(stream, &mut |e| {
+                seen.push(e.data.clone());
+                e.data != "2"
+            })
+            .unwrap();
+        assert_eq!(seen, ["1", "2"]);
     }
 
     #[test]

@@ -142,10 +142,14 @@ impl StreamTranslator {
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), StreamFailure> {
         let state = &mut self.state;
         let mut failure = None;
-        let parsed = self.parser.feed(bytes, &mut |e| {
+        let probe = state.encoder.is_none();
+        let parsed = self.parser.feed_while(bytes, &mut |e| {
             if failure.is_none() {
                 failure = state.event(e, out).err();
             }
+            // A probe is done once content has started: the events after it in the same
+            // read (a fast upstream's whole stream) are not even framed.
+            !(probe && state.content)
         });
         parsed.map_err(|e| StreamFailure::upstream(e.to_string()))?;
         failure.map_or(Ok(()), Err)
