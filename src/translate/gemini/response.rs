@@ -33,30 +33,41 @@ pub struct Translated {
     pub calls: Vec<ToolCall>,
 }
 
-/// Sorts a candidate's parts into answer text, thoughts and tool calls (with fresh ids that
-/// carry each call's `thoughtSignature`).
+impl Translated {
+    /// A part's text: answer text, or a thought.
+    pub fn text(&mut self, text: &str, thought: bool) {
+        if thought {
+            self.reasoning.push_str(text);
+        } else {
+            self.text.push_str(text);
+        }
+    }
+
+    /// A whole call, with a fresh id that carries the part's `thoughtSignature`.
+    pub fn call(&mut self, call: GFunctionCall, signature: Option<&str>) {
+        self.calls.push(ToolCall {
+            id: tool_call_id(signature),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: call.name,
+                arguments: if call.args.is_null() {
+                    "{}".into()
+                } else {
+                    call.args.to_string()
+                },
+            },
+        });
+    }
+}
+
+/// Sorts a candidate's parts into answer text, thoughts and tool calls.
 pub fn translate_parts(parts: Vec<GPart>) -> Translated {
     let mut out = Translated::default();
     for part in parts {
         if let Some(call) = part.function_call {
-            out.calls.push(ToolCall {
-                id: tool_call_id(part.thought_signature.as_deref()),
-                kind: "function".into(),
-                function: FunctionCall {
-                    name: call.name,
-                    arguments: if call.args.is_null() {
-                        "{}".into()
-                    } else {
-                        call.args.to_string()
-                    },
-                },
-            });
+            out.call(*call, part.thought_signature.as_deref());
         } else if let Some(text) = part.text {
-            if part.thought == Some(true) {
-                out.reasoning.push_str(&text);
-            } else {
-                out.text.push_str(&text);
-            }
+            out.text(&text, part.thought == Some(true));
         }
     }
     out

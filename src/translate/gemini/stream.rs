@@ -5,13 +5,65 @@
 //! whole, so each becomes one complete tool-call chunk. Gemini sends no end marker: the
 //! stream ends when the body does.
 
-use super::response::{translate_parts, usage_to_openai};
+use super::response::{usage_to_openai, Translated};
 use super::*;
 use crate::error::StreamFailure;
 use crate::translate::openai::{
     completion_id, now_unix, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta, Usage,
 };
+use crate::translate::web_search::GroundingMetadata;
+use std::borrow::Cow;
 use std::sync::Arc;
+
+/// One event, borrowed from its text where that is what a stream is mostly made of: a few
+/// words of text, the model's name, a finish reason (the whole answer's owned types cost an
+/// allocation for each). What the stream does not translate (a part's inline data, the
+/// prompt's feedback) is not read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Piece<'a> {
+    #[serde(default, borrow)]
+    candidates: Vec<PieceCandidate<'a>>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default, borrow)]
+    model_version: Option<Cow<'a, str>>,
+    #[serde(default)]
+    error: Option<Box<GError>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PieceCandidate<'a> {
+    #[serde(default, borrow)]
+    content: Option<PieceContent<'a>>,
+    #[serde(default)]
+    grounding_metadata: Option<Box<GroundingMetadata>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    index: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct PieceContent<'a> {
+    #[serde(default, borrow)]
+    parts: Vec<PiecePart<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PiecePart<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    thought: Option<bool>,
+    #[serde(default, borrow)]
+    thought_signature: Option<Cow<'a, str>>,
+    /// Calls come whole and seldom: read as the whole answer's are.
+    #[serde(default)]
+    function_call: Option<Box<GFunctionCall>>,
+}
 
 /// Gemini events -> OpenAI choices, one per candidate and part.
 pub struct ToOpenAi {
@@ -47,14 +99,14 @@ impl ToOpenAi {
 
     /// Translates one event's data, appending the choices it makes.
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
-        let piece: GenerateResponse = serde_json::from_str(data)
+        let piece: Piece = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Gemini event: {e}")))?;
         if let Some(error) = piece.error {
             return Err(StreamFailure::reported(error.code, error.message));
         }
         // Every chunk names the model: it is copied only when it changes.
         if let Some(version) = piece.model_version.filter(|v| **v != *self.model) {
-            self.model = version.into();
+            self.model = version.as_ref().into();
         }
         if piece.usage_metadata.is_some() {
             self.usage = piece.usage_metadata;
@@ -66,7 +118,7 @@ impl ToOpenAi {
         Ok(())
     }
 
-    fn candidate(&mut self, index: u32, candidate: Candidate, out: &mut Vec<ChunkChoice>) {
+    fn candidate(&mut self, index: u32, candidate: PieceCandidate, out: &mut Vec<ChunkChoice>) {
         let slot = index as usize;
         if self.candidates.len() <= slot {
             self.candidates.resize(slot + 1, CandidateState::default());
@@ -82,8 +134,14 @@ impl ToOpenAi {
                 None,
             ));
         }
-        let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
-        let t = translate_parts(parts);
+        let mut t = Translated::default();
+        for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+            if let Some(call) = part.function_call {
+                t.call(*call, part.thought_signature.as_deref());
+            } else if let Some(text) = part.text {
+                t.text(&text, part.thought == Some(true));
+            }
+        }
         if candidate.grounding_metadata.is_some() {
             self.candidates[slot].grounding = candidate.grounding_metadata;
         }
@@ -243,11 +301,11 @@ mod tests {
     fn a_chunk_its_parts_and_candidates_are_small_enough_to_be_moved_inline() {
         // Each is moved as a chunk is read and translated; past 128 bytes each move is a
         // call to memcpy.
-        let part = std::mem::size_of::<super::super::GPart>();
-        let candidate = std::mem::size_of::<super::super::Candidate>();
-        let chunk = std::mem::size_of::<super::super::GenerateResponse>();
-        assert!(part <= 128, "GPart is {part} bytes");
-        assert!(candidate <= 128, "Candidate is {candidate} bytes");
-        assert!(chunk <= 128, "GenerateResponse is {chunk} bytes");
+        let part = std::mem::size_of::<PiecePart>();
+        let candidate = std::mem::size_of::<PieceCandidate>();
+        let chunk = std::mem::size_of::<Piece>();
+        assert!(part <= 128, "PiecePart is {part} bytes");
+        assert!(candidate <= 128, "PieceCandidate is {candidate} bytes");
+        assert!(chunk <= 128, "Piece is {chunk} bytes");
     }
 }
