@@ -58,10 +58,12 @@ impl Assembled {
     }
 
     pub fn text(&mut self, text: Option<&str>) {
+        make_room(&mut self.text, self.room);
         keep(&mut self.text, text, &mut self.room, &mut self.truncated);
     }
 
     pub fn reasoning(&mut self, text: Option<&str>) {
+        make_room(&mut self.reasoning, self.room);
         keep(
             &mut self.reasoning,
             text,
@@ -138,6 +140,15 @@ impl Assembled {
 }
 
 /// Appends what fits of `value` in `room` (cut at a character boundary); notes a cut.
+/// Makes room for a streamed text at its first piece: it comes a few bytes at a time, and
+/// a string grown from nothing was copied over four times in a short answer.
+fn make_room(text: &mut String, room: usize) {
+    const FIRST: usize = 256;
+    if text.capacity() == 0 {
+        text.reserve(FIRST.min(room));
+    }
+}
+
 fn keep(into: &mut String, value: Option<&str>, room: &mut usize, truncated: &mut bool) {
     let Some(s) = value else { return };
     let mut n = s.len().min(*room);
