@@ -42,9 +42,18 @@ enum Need {
 /// The fields of a turn that its outline needs.
 #[derive(Deserialize)]
 struct Turn<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     role: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "type")]
+    #[serde(
+        borrow,
+        default,
+        rename = "type",
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
 }
 

@@ -58,12 +58,12 @@ impl Assembled {
     }
 
     pub fn text(&mut self, text: Option<&str>) {
-        make_room(&mut self.text, self.room);
+        make_room(&mut self.text, text, self.room);
         keep(&mut self.text, text, &mut self.room, &mut self.truncated);
     }
 
     pub fn reasoning(&mut self, text: Option<&str>) {
-        make_room(&mut self.reasoning, self.room);
+        make_room(&mut self.reasoning, text, self.room);
         keep(
             &mut self.reasoning,
             text,
@@ -141,10 +141,11 @@ impl Assembled {
 
 /// Appends what fits of `value` in `room` (cut at a character boundary); notes a cut.
 /// Makes room for a streamed text at its first piece: it comes a few bytes at a time, and
-/// a string grown from nothing was copied over four times in a short answer.
-fn make_room(text: &mut String, room: usize) {
+/// a string grown from nothing was copied over four times in a short answer. (Nothing for
+/// an answer without that kind of text.)
+fn make_room(text: &mut String, piece: Option<&str>, room: usize) {
     const FIRST: usize = 256;
-    if text.capacity() == 0 {
+    if text.capacity() == 0 && piece.is_some_and(|p| !p.is_empty()) {
         text.reserve(FIRST.min(room));
     }
 }

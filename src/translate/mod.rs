@@ -12,7 +12,7 @@ mod error;
 mod fields;
 mod first;
 pub(crate) mod gemini;
-mod json_text;
+pub(crate) mod json_text;
 pub(crate) mod openai;
 mod plan;
 mod reasoning;

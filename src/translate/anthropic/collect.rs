@@ -15,7 +15,12 @@ use std::borrow::Cow;
 /// An event, as far as telling a delta: its type, its block, and its delta as raw text.
 #[derive(Deserialize)]
 struct Event<'a> {
-    #[serde(borrow, rename = "type")]
+    #[serde(
+        borrow,
+        rename = "type",
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     index: Option<&'a RawValue>,
@@ -26,7 +31,12 @@ struct Event<'a> {
 /// A `content_block_delta`'s delta.
 #[derive(Deserialize)]
 struct BlockDelta<'a> {
-    #[serde(borrow, rename = "type")]
+    #[serde(
+        borrow,
+        rename = "type",
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     text: Option<&'a RawValue>,

@@ -147,7 +147,11 @@ struct Event<'a> {
     content_block: Option<Block<'a>>,
     #[serde(borrow)]
     content: Option<Vec<Block<'a>>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     stop_reason: Option<Cow<'a, str>>,
     /// `message_start`'s message, for its usage (see [`Reported`]).
     #[serde(borrow)]
@@ -158,13 +162,29 @@ struct Event<'a> {
 
 #[derive(Deserialize)]
 struct Delta<'a> {
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     thinking: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     partial_json: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     stop_reason: Option<Cow<'a, str>>,
 }
 
@@ -172,13 +192,29 @@ struct Delta<'a> {
 struct Block<'a> {
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     thinking: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,

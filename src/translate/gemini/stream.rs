@@ -26,7 +26,11 @@ struct Piece<'a> {
     candidates: Vec<PieceCandidate<'a>>,
     #[serde(default)]
     usage_metadata: Option<UsageMetadata>,
-    #[serde(default, borrow)]
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     model_version: Option<Cow<'a, str>>,
     #[serde(default)]
     error: Option<Box<GError>>,
@@ -39,7 +43,11 @@ struct PieceCandidate<'a> {
     content: Option<PieceContent<'a>>,
     #[serde(default)]
     grounding_metadata: Option<Box<GroundingMetadata>>,
-    #[serde(default, borrow)]
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     finish_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     index: Option<u32>,
@@ -54,11 +62,19 @@ struct PieceContent<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PiecePart<'a> {
-    #[serde(default, borrow)]
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     text: Option<Cow<'a, str>>,
     #[serde(default)]
     thought: Option<bool>,
-    #[serde(default, borrow)]
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     thought_signature: Option<Cow<'a, str>>,
     /// Calls come whole and seldom: read as the whole answer's are.
     #[serde(default)]

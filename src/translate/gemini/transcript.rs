@@ -95,7 +95,11 @@ struct Chunk<'a> {
 struct Candidate<'a> {
     #[serde(borrow, default)]
     content: Option<Content<'a>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     finish_reason: Option<Cow<'a, str>>,
 }
 
@@ -110,7 +114,11 @@ struct Content<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Part<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     text: Option<Cow<'a, str>>,
     #[serde(default)]
     thought: Option<bool>,
@@ -120,7 +128,11 @@ struct Part<'a> {
 
 #[derive(Deserialize)]
 struct Call<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     args: Option<&'a RawValue>,

@@ -127,7 +127,11 @@ struct Choice<'a> {
     /// Absent where the answer has one choice.
     #[serde(default)]
     index: u32,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     finish_reason: Option<Cow<'a, str>>,
     /// `message` in a whole answer, `delta` in a chunk.
     #[serde(borrow, alias = "delta")]
@@ -159,9 +163,17 @@ impl Element for Choice<'_> {
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct Part<'a> {
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     reasoning_content: Option<Cow<'a, str>>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ToolCall<'a>>>,
@@ -171,7 +183,11 @@ struct Part<'a> {
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct ToolCall<'a> {
     index: Option<usize>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     function: Option<Function<'a>>,
@@ -180,9 +196,17 @@ struct ToolCall<'a> {
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct Function<'a> {
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     arguments: Option<Cow<'a, str>>,
 }
 

@@ -49,13 +49,22 @@ pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
 /// whole response) are read.
 #[derive(Deserialize)]
 struct Answer<'a> {
-    #[serde(borrow, rename = "type")]
+    #[serde(
+        borrow,
+        rename = "type",
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     output: Option<Vec<Item<'a>>>,
     #[serde(borrow)]
     response: Option<Box<Answer<'a>>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     status: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<Usage>,
@@ -69,19 +78,39 @@ struct Item<'a> {
     content: Option<Vec<Part<'a>>>,
     #[serde(borrow)]
     summary: Option<Vec<Part<'a>>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     call_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     arguments: Option<Cow<'a, str>>,
     /// A `custom_tool_call`'s free-form input (shown as its arguments).
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     input: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Part<'a> {
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::json_text::optional"
+    )]
     text: Option<Cow<'a, str>>,
 }
