@@ -154,17 +154,21 @@ struct ReasoningItem<'a> {
     encrypted_content: Option<String>,
 }
 
-fn reasoning_item<'a>(id: &'a str, summary: &'a str, thinking: &[Value]) -> ReasoningItem<'a> {
+fn reasoning_item<'a>(
+    id: &'a str,
+    summary: impl Into<JsonText<'a>>,
+    thinking: &[Value],
+) -> ReasoningItem<'a> {
     ReasoningItem {
         id,
         kind: "reasoning",
-        summary: Summary(summary),
+        summary: Summary(summary.into()),
         encrypted_content: encrypted_content(thinking),
     }
 }
 
 /// A reasoning item's summary: no part, or its one `summary_text`.
-struct Summary<'a>(&'a str);
+struct Summary<'a>(JsonText<'a>);
 
 impl Serialize for Summary<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -173,19 +177,58 @@ impl Serialize for Summary<'_> {
     }
 }
 
+/// A text as a JSON string: written as it is, or escaped already. A streamed item's whole
+/// text is written again in each of the events that close it, and a long answer paid for its
+/// escaping in every one: it is escaped once for all of them.
+#[derive(Clone, Copy, Debug)]
+enum JsonText<'a> {
+    Plain(&'a str),
+    /// A JSON string, quotes and escapes included.
+    Escaped(&'a RawValue),
+}
+
+impl JsonText<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            JsonText::Plain(text) => text.is_empty(),
+            JsonText::Escaped(json) => json.get() == "\"\"",
+        }
+    }
+}
+
+impl<'a> From<&'a str> for JsonText<'a> {
+    fn from(text: &'a str) -> Self {
+        JsonText::Plain(text)
+    }
+}
+
+impl Serialize for JsonText<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JsonText::Plain(text) => s.serialize_str(text),
+            JsonText::Escaped(json) => json.serialize(s),
+        }
+    }
+}
+
+/// A text escaped once, for the events that repeat it (see [`JsonText`]).
+fn escaped(text: &str) -> Box<RawValue> {
+    raw(&text)
+}
+
 /// A `summary_text` part.
 #[derive(Serialize)]
 struct SummaryPart<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    text: &'a str,
+    text: JsonText<'a>,
 }
 
 impl<'a> SummaryPart<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: impl Into<JsonText<'a>>) -> Self {
         SummaryPart {
             kind: "summary_text",
-            text,
+            text: text.into(),
         }
     }
 }
@@ -220,15 +263,15 @@ impl<'a> MessageItem<'a> {
 struct TextPart<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    text: &'a str,
+    text: JsonText<'a>,
     annotations: &'a [Value],
 }
 
 impl<'a> TextPart<'a> {
-    fn new(text: &'a str, annotations: &'a [Value]) -> Self {
+    fn new(text: impl Into<JsonText<'a>>, annotations: &'a [Value]) -> Self {
         TextPart {
             kind: "output_text",
-            text,
+            text: text.into(),
             annotations,
         }
     }

@@ -25,7 +25,11 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
         let summary = m.reasoning_content.unwrap_or_default();
         let thinking = m.thinking_blocks.unwrap_or_default();
         if !summary.is_empty() || !thinking.is_empty() {
-            output.push(raw(&reasoning_item(&item_id("rs"), &summary, &thinking)));
+            output.push(raw(&reasoning_item(
+                &item_id("rs"),
+                summary.as_str(),
+                &thinking,
+            )));
         }
         for call in m.web_search_calls.iter().flatten() {
             output.push(raw(&responses_item(
@@ -42,7 +46,7 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
                 .flatten()
                 .map(|a| a.to_responses())
                 .collect();
-            let (id, part) = (item_id("msg"), [TextPart::new(&text, &cited)]);
+            let (id, part) = (item_id("msg"), [TextPart::new(text.as_str(), &cited)]);
             let item = MessageItem::new(&id, "completed", &part);
             output.push(raw(&item));
         }

@@ -9,9 +9,9 @@ use super::super::openai::{ChatChunk, ChunkChoice, Delta, ToolCallDelta, Usage, 
 use super::super::sse::{write_event, write_json};
 use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
-    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, raw,
-    reasoning_item, response_object, End, MessageItem, OfItem, OfResponse, Sequence, SummaryPart,
-    TextPart, ToolNames,
+    call_item, custom_call_item, custom_input, ending, escaped, function_call_item, item_id, raw,
+    reasoning_item, response_object, End, JsonText, MessageItem, OfItem, OfResponse, Sequence,
+    SummaryPart, TextPart, ToolNames,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -77,7 +77,7 @@ struct ItemEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     delta: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<&'a str>,
+    text: Option<JsonText<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<[(); 0]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -547,13 +547,15 @@ impl FromOpenAi {
                 part,
                 thinking,
             } => {
+                let summary = escaped(&summary);
+                let summary = JsonText::Escaped(&summary);
                 if part {
                     let base = ItemEvent {
                         summary_index: Some(0),
                         ..ItemEvent::of(&id, index)
                     };
                     let e = ItemEvent {
-                        text: Some(&summary),
+                        text: Some(summary),
                         ..base
                     };
                     write_item(
@@ -562,7 +564,7 @@ impl FromOpenAi {
                         "response.reasoning_summary_text.done",
                         e,
                     );
-                    let whole = SummaryPart::new(&summary);
+                    let whole = SummaryPart::new(summary);
                     let e = ItemEvent {
                         part: Some(Part::Summary(&whole)),
                         ..base
@@ -574,7 +576,7 @@ impl FromOpenAi {
                         e,
                     );
                 }
-                raw(&reasoning_item(&id, &summary, &thinking))
+                raw(&reasoning_item(&id, summary, &thinking))
             }
             Open::Text {
                 id,
@@ -582,13 +584,15 @@ impl FromOpenAi {
                 annotations,
                 ..
             } => {
-                let part = [TextPart::new(&text, &annotations)];
+                let text = escaped(&text);
+                let text = JsonText::Escaped(&text);
+                let part = [TextPart::new(text, &annotations)];
                 let base = ItemEvent {
                     content_index: Some(0),
                     ..ItemEvent::of(&id, index)
                 };
                 let e = ItemEvent {
-                    text: Some(&text),
+                    text: Some(text),
                     logprobs: Some([]),
                     ..base
                 };
