@@ -104,16 +104,41 @@ fn item_id(prefix: &str) -> String {
 }
 
 /// Chat usage in the Responses API's shape.
-fn usage(u: &Usage) -> Value {
-    json!({
-        "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_tokens()},
-        "output_tokens": u.completion_tokens,
-        "output_tokens_details": {
-            "reasoning_tokens": u.completion_tokens_details.map_or(0, |d| d.reasoning_tokens)
+fn usage(u: &Usage) -> ResponseUsage {
+    ResponseUsage {
+        input_tokens: u.prompt_tokens,
+        input_tokens_details: CachedTokens {
+            cached_tokens: u.cached_tokens(),
         },
-        "total_tokens": u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
-    })
+        output_tokens: u.completion_tokens,
+        output_tokens_details: ReasoningTokens {
+            reasoning_tokens: u
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
+        },
+        total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
+    }
+}
+
+/// A response's `usage`, in the API's field order: written from its fields, where a `json!`
+/// value built three maps, hashing every key, for each response.
+#[derive(Serialize)]
+struct ResponseUsage {
+    input_tokens: u64,
+    input_tokens_details: CachedTokens,
+    output_tokens: u64,
+    output_tokens_details: ReasoningTokens,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
 }
 
 /// A chat `finish_reason` as a response's `status` and `incomplete_details`.
@@ -374,7 +399,7 @@ struct ResponseObject<'a, T> {
     parallel_tool_calls: bool,
     tool_choice: &'static str,
     tools: [(); 0],
-    usage: Option<Value>,
+    usage: Option<ResponseUsage>,
     metadata: Empty,
 }
 
