@@ -8,9 +8,9 @@
 use crate::body::JsonBody;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::translate::json_text::Text;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 
 /// Checks the conversation field of a model call's body, where it is present (a `prompt`
 /// may still provide it; an absent required field is the provider's to name).
@@ -42,19 +42,10 @@ enum Need {
 /// The fields of a turn that its outline needs.
 #[derive(Deserialize)]
 struct Turn<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    role: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        rename = "type",
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    role: Text<'a>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Text<'a>,
 }
 
 fn turns(body: &JsonBody<'_>, field: &str, need: Need) -> Result<(), GatewayError> {

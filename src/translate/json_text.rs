@@ -11,17 +11,28 @@ pub(crate) fn plain_string(text: &str) -> bool {
     !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
 }
 
-/// An optional string, borrowed from the JSON text when it has no escapes: for a field
-/// `#[serde(borrow, default, deserialize_with = "optional")]`. serde borrows a field that is
-/// a `Cow<str>` itself, but copies every string of an `Option<Cow<str>>`.
-pub(crate) fn optional<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    /// A `Cow<str>` field, which serde does borrow.
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
-    Ok(Option::<Borrowed>::deserialize(d)?.map(|b| b.0))
+/// An optional string that serde reads borrowed from the JSON text when it has no escapes.
+/// serde borrows a field that is a `Cow<str>` itself, but copies every string of an
+/// `Option<Cow<str>>`, `borrow` attribute or not; a field of this type (with
+/// `#[serde(borrow)]`) is read as that option was, absent and `null` as `None`, and borrows.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Text<'a>(pub Option<Cow<'a, str>>);
+
+impl<'a> std::ops::Deref for Text<'a> {
+    type Target = Option<Cow<'a, str>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A `Cow<str>` field, which serde does borrow.
+        #[derive(Deserialize)]
+        struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+        Ok(Text(Option::<Borrowed>::deserialize(d)?.map(|b| b.0)))
+    }
 }
 
 #[cfg(test)]
@@ -30,13 +41,13 @@ mod tests {
 
     #[derive(Deserialize)]
     struct Fields<'a> {
-        #[serde(borrow, default, deserialize_with = "optional")]
-        a: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        a: Text<'a>,
     }
 
     #[test]
     fn optional_strings_are_borrowed_when_they_have_no_escapes() {
-        let read = |json| serde_json::from_str::<Fields>(json).map(|f| f.a);
+        let read = |json| serde_json::from_str::<Fields>(json).map(|f| f.a.0);
         assert!(matches!(
             read(r#"{"a":"tok é"}"#),
             Ok(Some(Cow::Borrowed("tok é")))
@@ -46,6 +57,9 @@ mod tests {
         assert!(matches!(read(r#"{"a":null}"#), Ok(None)));
         assert!(matches!(read("{}"), Ok(None)));
         assert!(read(r#"{"a":1}"#).is_err());
+        // Read as an Option<Cow<str>> field is: a struct written as an array must have it.
+        assert!(read("[]").is_err());
+        assert!(matches!(read(r#"["x"]"#), Ok(Some(_))));
     }
 
     #[test]

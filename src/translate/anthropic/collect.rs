@@ -7,21 +7,16 @@
 
 use super::stream::plain_text_delta;
 use crate::translate::fields::{append, text, whole_number};
+use crate::translate::json_text::Text;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
-use std::borrow::Cow;
 
 /// An event, as far as telling a delta: its type, its block, and its delta as raw text.
 #[derive(Deserialize)]
 struct Event<'a> {
-    #[serde(
-        borrow,
-        rename = "type",
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
     #[serde(borrow)]
     index: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -31,13 +26,8 @@ struct Event<'a> {
 /// A `content_block_delta`'s delta.
 #[derive(Deserialize)]
 struct BlockDelta<'a> {
-    #[serde(
-        borrow,
-        rename = "type",
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
     #[serde(borrow)]
     text: Option<&'a RawValue>,
     #[serde(borrow)]

@@ -5,6 +5,7 @@
 use super::stream::plain_text_delta;
 use super::{usage, AUsage};
 use crate::translate::assembled::{Assembled, CallPart};
+use crate::translate::json_text::Text;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -147,12 +148,8 @@ struct Event<'a> {
     content_block: Option<Block<'a>>,
     #[serde(borrow)]
     content: Option<Vec<Block<'a>>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stop_reason: Text<'a>,
     /// `message_start`'s message, for its usage (see [`Reported`]).
     #[serde(borrow)]
     message: Option<&'a RawValue>,
@@ -162,60 +159,28 @@ struct Event<'a> {
 
 #[derive(Deserialize)]
 struct Delta<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    text: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    partial_json: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Text<'a>,
+    #[serde(borrow)]
+    thinking: Text<'a>,
+    #[serde(borrow)]
+    partial_json: Text<'a>,
+    #[serde(borrow)]
+    stop_reason: Text<'a>,
 }
 
 #[derive(Deserialize)]
 struct Block<'a> {
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    text: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    id: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Text<'a>,
+    #[serde(borrow)]
+    thinking: Text<'a>,
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    name: Text<'a>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
 }

@@ -8,11 +8,11 @@
 use super::response::{usage_to_openai, Translated};
 use super::*;
 use crate::error::StreamFailure;
+use crate::translate::json_text::Text;
 use crate::translate::openai::{
     completion_id, now_unix, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta, Usage,
 };
 use crate::translate::web_search::GroundingMetadata;
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One event, borrowed from its text where that is what a stream is mostly made of: a few
@@ -26,12 +26,8 @@ struct Piece<'a> {
     candidates: Vec<PieceCandidate<'a>>,
     #[serde(default)]
     usage_metadata: Option<UsageMetadata>,
-    #[serde(
-        default,
-        borrow,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    model_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model_version: Text<'a>,
     #[serde(default)]
     error: Option<Box<GError>>,
 }
@@ -43,12 +39,8 @@ struct PieceCandidate<'a> {
     content: Option<PieceContent<'a>>,
     #[serde(default)]
     grounding_metadata: Option<Box<GroundingMetadata>>,
-    #[serde(
-        default,
-        borrow,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finish_reason: Text<'a>,
     #[serde(default)]
     index: Option<u32>,
 }
@@ -62,20 +54,12 @@ struct PieceContent<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PiecePart<'a> {
-    #[serde(
-        default,
-        borrow,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Text<'a>,
     #[serde(default)]
     thought: Option<bool>,
-    #[serde(
-        default,
-        borrow,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    thought_signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thought_signature: Text<'a>,
     /// Calls come whole and seldom: read as the whole answer's are.
     #[serde(default)]
     function_call: Option<Box<GFunctionCall>>,
@@ -121,7 +105,7 @@ impl ToOpenAi {
             return Err(StreamFailure::reported(error.code, error.message));
         }
         // Every chunk names the model: it is copied only when it changes.
-        if let Some(version) = piece.model_version.filter(|v| **v != *self.model) {
+        if let Some(version) = piece.model_version.0.filter(|v| **v != *self.model) {
             self.model = version.as_ref().into();
         }
         if piece.usage_metadata.is_some() {
@@ -154,7 +138,7 @@ impl ToOpenAi {
         for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
             if let Some(call) = part.function_call {
                 t.call(*call, part.thought_signature.as_deref());
-            } else if let Some(text) = part.text {
+            } else if let Some(text) = part.text.0 {
                 t.text(&text, part.thought == Some(true));
             }
         }
@@ -203,7 +187,7 @@ impl ToOpenAi {
                 None,
             ));
         }
-        if let Some(reason) = candidate.finish_reason {
+        if let Some(reason) = candidate.finish_reason.0 {
             self.grounding(index, out);
             let finish = finish_reason(&reason, self.candidates[slot].calls > 0);
             out.push(ChunkChoice::new(index, Delta::default(), Some(finish)));

@@ -10,10 +10,10 @@ use super::UsageMetadata;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
+use crate::translate::json_text::Text;
 use serde::Deserialize;
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{json, Value};
-use std::borrow::Cow;
 
 /// The conversation of a `generateContent` request.
 pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
@@ -95,12 +95,8 @@ struct Chunk<'a> {
 struct Candidate<'a> {
     #[serde(borrow, default)]
     content: Option<Content<'a>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    finish_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finish_reason: Text<'a>,
 }
 
 impl Element for Candidate<'_> {}
@@ -114,12 +110,8 @@ struct Content<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Part<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Text<'a>,
     #[serde(default)]
     thought: Option<bool>,
     #[serde(borrow, default)]
@@ -128,12 +120,8 @@ struct Part<'a> {
 
 #[derive(Deserialize)]
 struct Call<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Text<'a>,
     #[serde(borrow, default)]
     args: Option<&'a RawValue>,
 }

@@ -6,6 +6,7 @@ use super::stream::{choices_at, plain_text, CHOICES_KEY};
 use super::{ChatChunk, ChunkChoice};
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
+use crate::translate::json_text::Text;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -127,12 +128,8 @@ struct Choice<'a> {
     /// Absent where the answer has one choice.
     #[serde(default)]
     index: u32,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    finish_reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    finish_reason: Text<'a>,
     /// `message` in a whole answer, `delta` in a chunk.
     #[serde(borrow, alias = "delta")]
     message: Option<Part<'a>>,
@@ -143,10 +140,10 @@ impl<'a> Choice<'a> {
     fn of_text(text: &'a str) -> Self {
         Choice {
             index: 0,
-            finish_reason: None,
+            finish_reason: Text(None),
             message: Some(Part {
-                content: Some(Cow::Borrowed(text)),
-                reasoning_content: None,
+                content: Text(Some(Cow::Borrowed(text))),
+                reasoning_content: Text(None),
                 tool_calls: None,
             }),
         }
@@ -163,18 +160,10 @@ impl Element for Choice<'_> {
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct Part<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    content: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Text<'a>,
+    #[serde(borrow)]
+    reasoning_content: Text<'a>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ToolCall<'a>>>,
 }
@@ -183,12 +172,8 @@ struct Part<'a> {
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct ToolCall<'a> {
     index: Option<usize>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Text<'a>,
     #[serde(borrow)]
     function: Option<Function<'a>>,
 }
@@ -196,18 +181,10 @@ struct ToolCall<'a> {
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct Function<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    name: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    arguments: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Text<'a>,
+    #[serde(borrow)]
+    arguments: Text<'a>,
 }
 
 #[cfg(test)]
@@ -263,7 +240,7 @@ mod tests {
             assert_eq!(read, serde, "{data}");
             assert_eq!(
                 read.and_then(|c| c.message)
-                    .and_then(|m| m.content)
+                    .and_then(|m| m.content.0)
                     .as_deref(),
                 Some("own"),
                 "{data}"

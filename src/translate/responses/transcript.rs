@@ -4,6 +4,7 @@
 
 use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
+use crate::translate::json_text::Text;
 use crate::translate::openai::usage::tokens;
 use crate::translate::openai::Usage;
 use serde::Deserialize;
@@ -28,7 +29,7 @@ pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
             parts
                 .into_iter()
                 .flatten()
-                .filter_map(|p| p.text)
+                .filter_map(|p| p.text.0)
                 .collect::<String>()
         };
         match &*item.kind {
@@ -49,23 +50,14 @@ pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
 /// whole response) are read.
 #[derive(Deserialize)]
 struct Answer<'a> {
-    #[serde(
-        borrow,
-        rename = "type",
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
     #[serde(borrow)]
     output: Option<Vec<Item<'a>>>,
     #[serde(borrow)]
     response: Option<Box<Answer<'a>>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Text<'a>,
     #[serde(default)]
     usage: Option<Usage>,
 }
@@ -78,39 +70,19 @@ struct Item<'a> {
     content: Option<Vec<Part<'a>>>,
     #[serde(borrow)]
     summary: Option<Vec<Part<'a>>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    call_id: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    name: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    arguments: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    call_id: Text<'a>,
+    #[serde(borrow)]
+    name: Text<'a>,
+    #[serde(borrow)]
+    arguments: Text<'a>,
     /// A `custom_tool_call`'s free-form input (shown as its arguments).
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    input: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    input: Text<'a>,
 }
 
 #[derive(Deserialize)]
 struct Part<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::json_text::optional"
-    )]
-    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Text<'a>,
 }
