@@ -8,7 +8,7 @@
 use crate::body::JsonBody;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::translate::json_text::Text;
+use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -43,9 +43,9 @@ enum Need {
 #[derive(Deserialize)]
 struct Turn<'a> {
     #[serde(borrow, default)]
-    role: Text<'a>,
+    role: OptionalStr<'a>,
     #[serde(borrow, default, rename = "type")]
-    kind: Text<'a>,
+    kind: OptionalStr<'a>,
 }
 
 fn turns(body: &JsonBody<'_>, field: &str, need: Need) -> Result<(), GatewayError> {

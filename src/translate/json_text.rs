@@ -16,9 +16,9 @@ pub(crate) fn plain_string(text: &str) -> bool {
 /// `Option<Cow<str>>`, `borrow` attribute or not; a field of this type (with
 /// `#[serde(borrow)]`) is read as that option was, absent and `null` as `None`, and borrows.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Text<'a>(pub Option<Cow<'a, str>>);
+pub(crate) struct OptionalStr<'a>(pub Option<Cow<'a, str>>);
 
-impl<'a> std::ops::Deref for Text<'a> {
+impl<'a> std::ops::Deref for OptionalStr<'a> {
     type Target = Option<Cow<'a, str>>;
 
     fn deref(&self) -> &Self::Target {
@@ -26,12 +26,14 @@ impl<'a> std::ops::Deref for Text<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for OptionalStr<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         /// A `Cow<str>` field, which serde does borrow.
         #[derive(Deserialize)]
         struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
-        Ok(Text(Option::<Borrowed>::deserialize(d)?.map(|b| b.0)))
+        Ok(OptionalStr(
+            Option::<Borrowed>::deserialize(d)?.map(|b| b.0),
+        ))
     }
 }
 
@@ -42,7 +44,7 @@ mod tests {
     #[derive(Deserialize)]
     struct Fields<'a> {
         #[serde(borrow)]
-        a: Text<'a>,
+        a: OptionalStr<'a>,
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::stream::plain_text_delta;
 use crate::translate::fields::{append, text, whole_number};
-use crate::translate::json_text::Text;
+use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Text<'a>,
+    kind: OptionalStr<'a>,
     #[serde(borrow)]
     index: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -27,7 +27,7 @@ struct Event<'a> {
 #[derive(Deserialize)]
 struct BlockDelta<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Text<'a>,
+    kind: OptionalStr<'a>,
     #[serde(borrow)]
     text: Option<&'a RawValue>,
     #[serde(borrow)]

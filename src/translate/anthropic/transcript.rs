@@ -5,7 +5,7 @@
 use super::stream::plain_text_delta;
 use super::{usage, AUsage};
 use crate::translate::assembled::{Assembled, CallPart};
-use crate::translate::json_text::Text;
+use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -149,7 +149,7 @@ struct Event<'a> {
     #[serde(borrow)]
     content: Option<Vec<Block<'a>>>,
     #[serde(borrow)]
-    stop_reason: Text<'a>,
+    stop_reason: OptionalStr<'a>,
     /// `message_start`'s message, for its usage (see [`Reported`]).
     #[serde(borrow)]
     message: Option<&'a RawValue>,
@@ -160,13 +160,13 @@ struct Event<'a> {
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(borrow)]
-    text: Text<'a>,
+    text: OptionalStr<'a>,
     #[serde(borrow)]
-    thinking: Text<'a>,
+    thinking: OptionalStr<'a>,
     #[serde(borrow)]
-    partial_json: Text<'a>,
+    partial_json: OptionalStr<'a>,
     #[serde(borrow)]
-    stop_reason: Text<'a>,
+    stop_reason: OptionalStr<'a>,
 }
 
 #[derive(Deserialize)]
@@ -174,13 +174,13 @@ struct Block<'a> {
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
     #[serde(borrow)]
-    text: Text<'a>,
+    text: OptionalStr<'a>,
     #[serde(borrow)]
-    thinking: Text<'a>,
+    thinking: OptionalStr<'a>,
     #[serde(borrow)]
-    id: Text<'a>,
+    id: OptionalStr<'a>,
     #[serde(borrow)]
-    name: Text<'a>,
+    name: OptionalStr<'a>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
 }

@@ -8,7 +8,7 @@
 use super::response::{usage_to_openai, Translated};
 use super::*;
 use crate::error::StreamFailure;
-use crate::translate::json_text::Text;
+use crate::translate::json_text::OptionalStr;
 use crate::translate::openai::{
     completion_id, now_unix, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta, Usage,
 };
@@ -27,7 +27,7 @@ struct Piece<'a> {
     #[serde(default)]
     usage_metadata: Option<UsageMetadata>,
     #[serde(default, borrow)]
-    model_version: Text<'a>,
+    model_version: OptionalStr<'a>,
     #[serde(default)]
     error: Option<Box<GError>>,
 }
@@ -40,7 +40,7 @@ struct PieceCandidate<'a> {
     #[serde(default)]
     grounding_metadata: Option<Box<GroundingMetadata>>,
     #[serde(default, borrow)]
-    finish_reason: Text<'a>,
+    finish_reason: OptionalStr<'a>,
     #[serde(default)]
     index: Option<u32>,
 }
@@ -55,11 +55,11 @@ struct PieceContent<'a> {
 #[serde(rename_all = "camelCase")]
 struct PiecePart<'a> {
     #[serde(default, borrow)]
-    text: Text<'a>,
+    text: OptionalStr<'a>,
     #[serde(default)]
     thought: Option<bool>,
     #[serde(default, borrow)]
-    thought_signature: Text<'a>,
+    thought_signature: OptionalStr<'a>,
     /// Calls come whole and seldom: read as the whole answer's are.
     #[serde(default)]
     function_call: Option<Box<GFunctionCall>>,

@@ -10,7 +10,7 @@ use super::UsageMetadata;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
-use crate::translate::json_text::Text;
+use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{json, Value};
@@ -96,7 +96,7 @@ struct Candidate<'a> {
     #[serde(borrow, default)]
     content: Option<Content<'a>>,
     #[serde(borrow, default)]
-    finish_reason: Text<'a>,
+    finish_reason: OptionalStr<'a>,
 }
 
 impl Element for Candidate<'_> {}
@@ -111,7 +111,7 @@ struct Content<'a> {
 #[serde(rename_all = "camelCase")]
 struct Part<'a> {
     #[serde(borrow, default)]
-    text: Text<'a>,
+    text: OptionalStr<'a>,
     #[serde(default)]
     thought: Option<bool>,
     #[serde(borrow, default)]
@@ -121,7 +121,7 @@ struct Part<'a> {
 #[derive(Deserialize)]
 struct Call<'a> {
     #[serde(borrow, default)]
-    name: Text<'a>,
+    name: OptionalStr<'a>,
     #[serde(borrow, default)]
     args: Option<&'a RawValue>,
 }

@@ -6,7 +6,7 @@ use super::stream::{choices_at, plain_text, CHOICES_KEY};
 use super::{ChatChunk, ChunkChoice};
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
-use crate::translate::json_text::Text;
+use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -129,7 +129,7 @@ struct Choice<'a> {
     #[serde(default)]
     index: u32,
     #[serde(borrow)]
-    finish_reason: Text<'a>,
+    finish_reason: OptionalStr<'a>,
     /// `message` in a whole answer, `delta` in a chunk.
     #[serde(borrow, alias = "delta")]
     message: Option<Part<'a>>,
@@ -140,10 +140,10 @@ impl<'a> Choice<'a> {
     fn of_text(text: &'a str) -> Self {
         Choice {
             index: 0,
-            finish_reason: Text(None),
+            finish_reason: OptionalStr(None),
             message: Some(Part {
-                content: Text(Some(Cow::Borrowed(text))),
-                reasoning_content: Text(None),
+                content: OptionalStr(Some(Cow::Borrowed(text))),
+                reasoning_content: OptionalStr(None),
                 tool_calls: None,
             }),
         }
@@ -161,9 +161,9 @@ impl Element for Choice<'_> {
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct Part<'a> {
     #[serde(borrow)]
-    content: Text<'a>,
+    content: OptionalStr<'a>,
     #[serde(borrow)]
-    reasoning_content: Text<'a>,
+    reasoning_content: OptionalStr<'a>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ToolCall<'a>>>,
 }
@@ -173,7 +173,7 @@ struct Part<'a> {
 struct ToolCall<'a> {
     index: Option<usize>,
     #[serde(borrow)]
-    id: Text<'a>,
+    id: OptionalStr<'a>,
     #[serde(borrow)]
     function: Option<Function<'a>>,
 }
@@ -182,9 +182,9 @@ struct ToolCall<'a> {
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct Function<'a> {
     #[serde(borrow)]
-    name: Text<'a>,
+    name: OptionalStr<'a>,
     #[serde(borrow)]
-    arguments: Text<'a>,
+    arguments: OptionalStr<'a>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
-use crate::translate::json_text::Text;
+use crate::translate::json_text::OptionalStr;
 use crate::translate::openai::usage::tokens;
 use crate::translate::openai::Usage;
 use serde::Deserialize;
@@ -51,13 +51,13 @@ pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
 #[derive(Deserialize)]
 struct Answer<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Text<'a>,
+    kind: OptionalStr<'a>,
     #[serde(borrow)]
     output: Option<Vec<Item<'a>>>,
     #[serde(borrow)]
     response: Option<Box<Answer<'a>>>,
     #[serde(borrow)]
-    status: Text<'a>,
+    status: OptionalStr<'a>,
     #[serde(default)]
     usage: Option<Usage>,
 }
@@ -71,18 +71,18 @@ struct Item<'a> {
     #[serde(borrow)]
     summary: Option<Vec<Part<'a>>>,
     #[serde(borrow)]
-    call_id: Text<'a>,
+    call_id: OptionalStr<'a>,
     #[serde(borrow)]
-    name: Text<'a>,
+    name: OptionalStr<'a>,
     #[serde(borrow)]
-    arguments: Text<'a>,
+    arguments: OptionalStr<'a>,
     /// A `custom_tool_call`'s free-form input (shown as its arguments).
     #[serde(borrow)]
-    input: Text<'a>,
+    input: OptionalStr<'a>,
 }
 
 #[derive(Deserialize)]
 struct Part<'a> {
     #[serde(borrow)]
-    text: Text<'a>,
+    text: OptionalStr<'a>,
 }
