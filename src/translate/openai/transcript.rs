@@ -96,18 +96,37 @@ fn choice_zero(data: &str) -> Option<Choice<'_>> {
     parsed_choice(data, choices)
 }
 
-/// The text after a `"choices":` key (see [`choices_at`]) known to be the object's own: no
-/// `{` or `[` comes between the object's opening brace and the key, so nothing before it is
-/// nested (a bracket inside a string also sends the chunk to the whole object's reading,
-/// which costs time, never the answer). OpenAI's chunks begin with flat fields (`id`,
-/// `object`, `created`, `model`, ...), so their choices are found here.
+/// The text after a `"choices":` key (see [`choices_at`]) known to be the object's own:
+/// nothing between the object's opening brace and the key is nested. OpenAI's chunks begin
+/// with flat fields (`id`, `object`, `created`, `model`, ...), so their choices are found
+/// here.
 fn top_level_choices(data: &str) -> Option<&str> {
     let at = choices_at(data)?;
     let head = data[..at].trim_start().strip_prefix('{')?;
-    if memchr::memchr2(b'{', b'[', head.as_bytes()).is_some() {
+    if opens_outside_strings(head.as_bytes()) {
         return None;
     }
     data.get(at + CHOICES_KEY.len()..)
+}
+
+/// Whether a `{` or `[` opens in `json` outside its strings. Most heads have neither byte
+/// at all; a head with one only inside a string (an id `"a[b"`) is walked string by string.
+fn opens_outside_strings(json: &[u8]) -> bool {
+    if memchr::memchr2(b'{', b'[', json).is_none() {
+        return false;
+    }
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (_, b'"') => in_string = !in_string,
+            (false, b'{' | b'[') => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Choice 0 as serde reads it: from the `"choices":` key, or else the whole object.
@@ -225,6 +244,27 @@ mod tests {
         (choice_zero(data), parsed_choice(data, None))
     }
 
+    /// A bracket inside a string of the head is no nesting: the chunk keeps the fast path.
+    #[test]
+    fn brackets_inside_the_heads_strings_are_not_nesting() {
+        for head in [
+            r#"{"id":"a{b","#,
+            r#"{"id":"x\"[","#,
+            r#"{"m":"\\","n":"]{","#,
+        ] {
+            assert!(!opens_outside_strings(&head.as_bytes()[1..]), "{head}");
+            let data = format!(
+                r#"{head}"choices":[{{"index":0,"delta":{{"content":"hi"}},"finish_reason":null}}]}}"#
+            );
+            assert!(top_level_choices(&data).is_some(), "{data}");
+            let (read, serde) = both(&data);
+            assert_eq!(read, serde, "{data}");
+        }
+        for head in [r#"{"a":{"#, r#"{"a":"s",["#, r#"{"a":"\\",{"#] {
+            assert!(opens_outside_strings(&head.as_bytes()[1..]), "{head}");
+        }
+    }
+
     /// A `choices` key nested in a field before the chunk's own is not taken for it, by
     /// the fast path or by the reading from the key.
     #[test]
@@ -233,7 +273,6 @@ mod tests {
         for before in [
             r#"{"meta":{"choices":[{"index":0,"delta":{"content":"nested"},"finish_reason":null}]},"#,
             r#"{"meta":[{"choices":[{"index":0,"delta":{"content":"nested"}}]}],"#,
-            r#"{"id":"a{b","#,
         ] {
             let data = format!("{before}{own}");
             let (read, serde) = both(&data);
