@@ -6,7 +6,7 @@
 //! into a `Value` map, every chunk cost a map per object in it (1.35 us an event). A chunk
 //! of plain text under the head of the chunk before is read without a parser.
 
-use super::stream::{choices_at, head_alone, plain_chunk};
+use super::stream::KnownHead;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::fields::{text, whole_number};
 use serde::de::{Deserializer, IgnoredAny};
@@ -23,9 +23,9 @@ pub(crate) struct OpenAiStream {
     choices: Vec<OpenAiChoice>,
     usage: Option<Value>,
     done: bool,
-    /// The text before the choices of the last chunk read whole, when it holds that chunk's
-    /// head whole: a chunk of plain text that begins with it adds nothing but its text.
-    prefix: Option<Box<str>>,
+    /// The head of the last chunk read whole, when its text before the choices holds it
+    /// whole: a chunk of plain text that begins with that text adds nothing but its text.
+    known_head: Option<KnownHead<()>>,
 }
 
 #[derive(Default)]
@@ -158,7 +158,7 @@ impl OpenAiStream {
             self.done = true;
             return Some(());
         }
-        if let Some(text) = self.prefix.as_deref().and_then(|p| plain_chunk(data, p)) {
+        if let Some(text) = self.known_head.as_ref().and_then(|h| h.plain(data)) {
             let zero = by_index(&mut self.choices, 0);
             zero.content.get_or_insert_with(String::new).push_str(text);
             return Some(());
@@ -189,24 +189,14 @@ impl OpenAiStream {
         for choice in choices {
             self.choice(choice);
         }
-        if let Some(at) = choices_at(data) {
-            self.keep_prefix(&data[..at]);
-        }
-        Some(())
-    }
-
-    /// Keeps the text before a chunk's choices for the chunks after it, if it holds the
-    /// chunk's head whole (read alone, it is a chunk of no choices, no error and no usage),
-    /// so that what it holds has been kept already.
-    fn keep_prefix(&mut self, prefix: &str) {
-        if self.prefix.as_deref() == Some(prefix) {
-            return;
-        }
-        let alone = head_alone(prefix);
-        let holds = serde_json::from_str::<Chunk>(&alone).is_ok_and(|c| {
-            !c.error && c.usage.is_none() && c.choices.is_some_and(|c| c.is_empty())
+        // The head holds what the chunk kept already if, read alone, it is a chunk of no
+        // choices, no error and no usage.
+        KnownHead::note(&mut self.known_head, data, |alone| {
+            let read: Chunk = serde_json::from_str(alone).ok()?;
+            (!read.error && read.usage.is_none() && read.choices.is_some_and(|c| c.is_empty()))
+                .then_some(())
         });
-        self.prefix = holds.then(|| prefix.into());
+        Some(())
     }
 
     fn choice(&mut self, choice: Choice) {
@@ -498,7 +488,13 @@ mod tests {
         for data in [text(head, "a", "}"), text(head, "b", "}")] {
             stream.event(&data).unwrap();
         }
-        assert!(stream.prefix.is_some(), "the head is kept");
+        assert!(
+            stream
+                .known_head
+                .as_ref()
+                .is_some_and(|h| h.read().is_some()),
+            "the head is kept"
+        );
     }
 
     proptest::proptest! {

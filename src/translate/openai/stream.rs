@@ -10,18 +10,39 @@ use std::sync::Arc;
 /// The key a chunk's choices follow.
 pub(super) const CHOICES_KEY: &str = "\"choices\":";
 
-/// Where the `"choices":` key begins in a chunk's text, if it is there as it is written and
-/// follows a `{` or a `,` (spaces aside): its opening quote is then no escaped one, as in a
-/// key `"x\"choices":`. Whether it is the top level's is for the reader to check: the
-/// decoder and the gatherer by the head before it ([`head_alone`]), the trace's transcript
-/// by that head's having nothing nested.
+/// Where the `"choices":` key of a chunk begins, if it is there as it is written, at the
+/// chunk's top level: it follows a `{` or a `,` (spaces aside), so its opening quote is no
+/// escaped one (as in a key `"x\"choices":`), and no `{` or `[` opens before it outside a
+/// string. Whether the text before it holds the chunk's head whole is for the decoder and
+/// the gatherer to check ([`KnownHead`]).
 pub(super) fn choices_at(data: &str) -> Option<usize> {
     /// The searcher, built once: building one costs more than a search.
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CHOICES_KEY));
     let at = FINDER.find(data.as_bytes())?;
     let before = data[..at].trim_end().as_bytes().last();
-    matches!(before, Some(b'{' | b',')).then_some(at)
+    let inside = data[..at].trim_start().strip_prefix('{')?;
+    (matches!(before, Some(b'{' | b',')) && !opens_outside_strings(inside.as_bytes())).then_some(at)
+}
+
+/// Whether a `{` or `[` opens in `json` outside its strings. Most heads have neither byte
+/// at all; a head with one only inside a string (an id `"a[b"`) is walked string by string.
+fn opens_outside_strings(json: &[u8]) -> bool {
+    if memchr::memchr2(b'{', b'[', json).is_none() {
+        return false;
+    }
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (_, b'"') => in_string = !in_string,
+            (false, b'{' | b'[') => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The text of a chunk whose choices are one choice of text alone, in the field order OpenAI
@@ -64,16 +85,16 @@ fn bare_end(rest: &str) -> bool {
 /// The text of `data` if it is a chunk of plain text that begins with `prefix` (the text
 /// before the choices of a chunk read before, which [`head_alone`] found holds that chunk's
 /// head whole): what serde reads from it is then that head, and one choice of that text.
-pub(super) fn plain_chunk<'a>(data: &'a str, prefix: &str) -> Option<&'a str> {
+fn plain_chunk<'a>(data: &'a str, prefix: &str) -> Option<&'a str> {
     let choices = data.strip_prefix(prefix)?.strip_prefix(CHOICES_KEY)?;
     let (text, rest) = plain_text(choices)?;
     bare_end(rest).then_some(text)
 }
 
 /// The text before a chunk's choices, closed by empty choices: what a reader parses to see
-/// that this text holds the chunk's head whole (a key found inside a nested object, or a
-/// head field written after the choices, does not).
-pub(super) fn head_alone(prefix: &str) -> String {
+/// that this text holds the chunk's head whole (a head field written after the choices, or
+/// usage, is not in it).
+fn head_alone(prefix: &str) -> String {
     // Sized once: `format!` grew it as it wrote (a quarter of the probe of a relayed stream
     // in a profile).
     const CLOSE: &str = "[]}";
@@ -84,21 +105,56 @@ pub(super) fn head_alone(prefix: &str) -> String {
     text
 }
 
+/// The text before the choices of the last chunk a reader parsed whole, and what that text
+/// gave read alone (see [`head_alone`]): `None` when it does not hold the chunk's head whole.
+/// A rejected text is kept too, so that a stream whose chunks all have it (choices written
+/// first, usage in the head) pays for reading it once, not at every chunk.
+pub(super) struct KnownHead<T> {
+    prefix: Box<str>,
+    read: Option<T>,
+}
+
+impl<T> KnownHead<T> {
+    /// Notes the head of a chunk parsed whole: `read` is given the head alone, only when it
+    /// is not the one known already, and says what it holds (`None`: not the head whole).
+    pub(super) fn note(known: &mut Option<Self>, data: &str, read: impl FnOnce(&str) -> Option<T>) {
+        let Some(prefix) = choices_at(data).map(|at| &data[..at]) else {
+            return;
+        };
+        if known.as_ref().is_some_and(|k| *k.prefix == *prefix) {
+            return;
+        }
+        *known = Some(KnownHead {
+            prefix: prefix.into(),
+            read: read(&head_alone(prefix)),
+        });
+    }
+
+    /// What the head gave, if it holds a head whole.
+    pub(super) fn read(&self) -> Option<&T> {
+        self.read.as_ref()
+    }
+
+    /// The text of `data` if it is a chunk of plain text under this head (see
+    /// [`plain_chunk`]).
+    pub(super) fn plain<'a>(&self, data: &'a str) -> Option<&'a str> {
+        self.read.as_ref()?;
+        plain_chunk(data, &self.prefix)
+    }
+}
+
+/// A chunk's `id`, `created` and `model`, kept (see [`Head`] for them borrowed).
+type OwnedHead = (Arc<str>, u64, Arc<str>);
+
 /// An OpenAI chat stream, read event by event.
 #[derive(Default)]
 pub struct ChunkReader {
     usage: Option<Usage>,
     done: bool,
-    head: Option<ReadHead>,
-}
-
-/// The head of the last chunk serde read, and the bytes it was read from: everything before
-/// its `"choices":` key. A chunk that begins with the same bytes has the same head.
-struct ReadHead {
-    prefix: Box<str>,
-    id: Arc<str>,
-    created: u64,
-    model: Arc<str>,
+    /// The head of the last chunk serde read, as its text before the choices reads alone: a
+    /// plain chunk that begins with that text is that head and one choice (serde reads the
+    /// same from it).
+    head: Option<KnownHead<OwnedHead>>,
 }
 
 impl ChunkReader {
@@ -114,8 +170,7 @@ impl ChunkReader {
             self.done = true;
             return Ok(());
         }
-        let head = self.head.as_ref();
-        if let Some(text) = head.and_then(|h| plain_chunk(data, &h.prefix)) {
+        if let Some(text) = self.head.as_ref().and_then(|h| h.plain(data)) {
             let delta = Delta {
                 content: Some(text.to_owned()),
                 ..Delta::default()
@@ -128,40 +183,20 @@ impl ChunkReader {
         if let UsageField::Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        if let Some(at) = choices_at(data) {
-            self.keep_head(&data[..at], &chunk);
-        }
+        KnownHead::note(&mut self.head, data, |alone| {
+            let read = serde_json::from_str::<ChatChunk>(alone).ok()?;
+            read.usage
+                .is_absent()
+                .then_some((read.id, read.created, read.model))
+        });
         chunks.push(chunk);
         Ok(())
     }
 
-    /// Keeps `chunk`'s head for the chunks after it, if the text before its choices holds
-    /// the whole of it: read alone, it must give the same head and no usage. Otherwise
-    /// nothing is kept, and every chunk is read by serde.
-    fn keep_head(&mut self, prefix: &str, chunk: &ChatChunk) {
-        if self.head.as_ref().is_some_and(|h| *h.prefix == *prefix) {
-            return;
-        }
-        self.head = match serde_json::from_str::<ChatChunk>(&head_alone(prefix)) {
-            Ok(read)
-                if read.usage.is_absent()
-                    && (&read.id, read.created, &read.model)
-                        == (&chunk.id, chunk.created, &chunk.model) =>
-            {
-                Some(ReadHead {
-                    prefix: prefix.into(),
-                    id: chunk.id.clone(),
-                    created: chunk.created,
-                    model: chunk.model.clone(),
-                })
-            }
-            _ => None,
-        };
-    }
-
     /// The head the choices read without a chunk belong to.
     pub fn head(&self) -> Option<Head<'_>> {
-        self.head.as_ref().map(|h| (&h.id, h.created, &h.model))
+        let (id, created, model) = self.head.as_ref()?.read()?;
+        Some((id, *created, model))
     }
 
     /// Whether `[DONE]` came.
@@ -234,6 +269,42 @@ pub(super) fn test_head(fields: &[&str]) -> String {
 mod tests {
     use super::*;
     use crate::translate::sse::SseParser;
+
+    /// A head is read alone once while its chunks keep coming, whether it holds the head
+    /// whole or not (Azure writes the choices first: its text before them is `{`).
+    #[test]
+    fn a_head_is_read_alone_once_accepted_or_not() {
+        let chunk =
+            |head: &str| format!(r#"{head}"choices":[{{"index":0,"delta":{{"content":"a"}}}}]}}"#);
+        for (head, holds) in [(r#"{"id":"c","#, true), ("{", false)] {
+            let (mut known, mut reads) = (None::<KnownHead<()>>, 0);
+            for _ in 0..3 {
+                KnownHead::note(&mut known, &chunk(head), |alone| {
+                    reads += 1;
+                    serde_json::from_str::<ChatChunk>(alone).ok().map(|_| ())
+                });
+            }
+            assert_eq!(reads, 1, "{head}");
+            assert_eq!(known.and_then(|k| k.read).is_some(), holds, "{head}");
+        }
+    }
+
+    /// The choices key is the chunk's own only with nothing opened before it outside a
+    /// string.
+    #[test]
+    fn the_choices_key_is_found_at_the_top_level_only() {
+        for (data, top) in [
+            (r#"{"id":"a{b","choices":[]}"#, true),
+            (r#"{"id":"x\"[","choices":[]}"#, true),
+            (r#"{"m":"\\","n":"]{","choices":[]}"#, true),
+            (r#"{"a":{"choices":[]},"choices":[]}"#, false),
+            (r#"{"a":"s",["choices":[]}"#, false),
+            (r#"{"a":"\\",{"choices":[]}"#, false),
+            (r#"{"x\"choices":[]}"#, false),
+        ] {
+            assert_eq!(choices_at(data).is_some(), top, "{data}");
+        }
+    }
 
     /// What a stream decodes to: every chunk, those read as a choice put in the head's chunk
     /// (a `null` usage is no usage, to the encoders and the usage tap alike); how many were

@@ -96,37 +96,9 @@ fn choice_zero(data: &str) -> Option<Choice<'_>> {
     parsed_choice(data, choices)
 }
 
-/// The text after a `"choices":` key (see [`choices_at`]) known to be the object's own:
-/// nothing between the object's opening brace and the key is nested. OpenAI's chunks begin
-/// with flat fields (`id`, `object`, `created`, `model`, ...), so their choices are found
-/// here.
+/// The text after the chunk's top-level `"choices":` key (see [`choices_at`]).
 fn top_level_choices(data: &str) -> Option<&str> {
-    let at = choices_at(data)?;
-    let head = data[..at].trim_start().strip_prefix('{')?;
-    if opens_outside_strings(head.as_bytes()) {
-        return None;
-    }
-    data.get(at + CHOICES_KEY.len()..)
-}
-
-/// Whether a `{` or `[` opens in `json` outside its strings. Most heads have neither byte
-/// at all; a head with one only inside a string (an id `"a[b"`) is walked string by string.
-fn opens_outside_strings(json: &[u8]) -> bool {
-    if memchr::memchr2(b'{', b'[', json).is_none() {
-        return false;
-    }
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        match (in_string, b) {
-            (true, _) if escaped => escaped = false,
-            (true, b'\\') => escaped = true,
-            (_, b'"') => in_string = !in_string,
-            (false, b'{' | b'[') => return true,
-            _ => {}
-        }
-    }
-    false
+    data.get(choices_at(data)? + CHOICES_KEY.len()..)
 }
 
 /// Choice 0 as serde reads it: from the `"choices":` key, or else the whole object.
@@ -252,7 +224,6 @@ mod tests {
             r#"{"id":"x\"[","#,
             r#"{"m":"\\","n":"]{","#,
         ] {
-            assert!(!opens_outside_strings(&head.as_bytes()[1..]), "{head}");
             let data = format!(
                 r#"{head}"choices":[{{"index":0,"delta":{{"content":"hi"}},"finish_reason":null}}]}}"#
             );
@@ -261,7 +232,10 @@ mod tests {
             assert_eq!(read, serde, "{data}");
         }
         for head in [r#"{"a":{"#, r#"{"a":"s",["#, r#"{"a":"\\",{"#] {
-            assert!(opens_outside_strings(&head.as_bytes()[1..]), "{head}");
+            assert!(
+                top_level_choices(&format!(r#"{head}"choices":[]}}"#)).is_none(),
+                "{head}"
+            );
         }
     }
 
