@@ -139,7 +139,6 @@ impl Assembled {
     }
 }
 
-/// Appends what fits of `value` in `room` (cut at a character boundary); notes a cut.
 /// Makes room for a streamed text at its first piece: it comes a few bytes at a time, and
 /// a string grown from nothing was copied over four times in a short answer. (Nothing for
 /// an answer without that kind of text.)
@@ -150,6 +149,7 @@ fn make_room(text: &mut String, piece: Option<&str>, room: usize) {
     }
 }
 
+/// Appends what fits of `value` in `room` (cut at a character boundary); notes a cut.
 fn keep(into: &mut String, value: Option<&str>, room: &mut usize, truncated: &mut bool) {
     let Some(s) = value else { return };
     let mut n = s.len().min(*room);

@@ -34,29 +34,36 @@ pub struct Translated {
 }
 
 impl Translated {
-    /// A part's text: answer text, or a thought.
-    pub fn text(&mut self, text: &str, thought: bool) {
-        if thought {
-            self.reasoning.push_str(text);
-        } else {
-            self.text.push_str(text);
-        }
-    }
-
-    /// A whole call, with a fresh id that carries the part's `thoughtSignature`.
-    pub fn call(&mut self, call: GFunctionCall, signature: Option<&str>) {
-        self.calls.push(ToolCall {
-            id: tool_call_id(signature),
-            kind: "function".into(),
-            function: FunctionCall {
-                name: call.name,
-                arguments: if call.args.is_null() {
-                    "{}".into()
-                } else {
-                    call.args.to_string()
+    /// One part, whole answer's or stream's: a call (with a fresh id that carries the part's
+    /// `thoughtSignature`), or else its text, as answer text or as a thought.
+    pub fn part(
+        &mut self,
+        call: Option<Box<GFunctionCall>>,
+        text: Option<&str>,
+        thought: Option<bool>,
+        signature: Option<&str>,
+    ) {
+        if let Some(call) = call {
+            self.calls.push(ToolCall {
+                id: tool_call_id(signature),
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: call.name,
+                    arguments: if call.args.is_null() {
+                        "{}".into()
+                    } else {
+                        call.args.to_string()
+                    },
                 },
-            },
-        });
+            });
+        } else if let Some(text) = text {
+            let into = if thought == Some(true) {
+                &mut self.reasoning
+            } else {
+                &mut self.text
+            };
+            into.push_str(text);
+        }
     }
 }
 
@@ -64,11 +71,8 @@ impl Translated {
 pub fn translate_parts(parts: Vec<GPart>) -> Translated {
     let mut out = Translated::default();
     for part in parts {
-        if let Some(call) = part.function_call {
-            out.call(*call, part.thought_signature.as_deref());
-        } else if let Some(text) = part.text {
-            out.text(&text, part.thought == Some(true));
-        }
+        let (text, signature) = (part.text.as_deref(), part.thought_signature.as_deref());
+        out.part(part.function_call, text, part.thought, signature);
     }
     out
 }

@@ -136,11 +136,8 @@ impl ToOpenAi {
         }
         let mut t = Translated::default();
         for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-            if let Some(call) = part.function_call {
-                t.call(*call, part.thought_signature.as_deref());
-            } else if let Some(text) = part.text.0 {
-                t.text(&text, part.thought == Some(true));
-            }
+            let (text, signature) = (part.text.as_deref(), part.thought_signature.as_deref());
+            t.part(part.function_call, text, part.thought, signature);
         }
         if candidate.grounding_metadata.is_some() {
             self.candidates[slot].grounding = candidate.grounding_metadata;

@@ -416,12 +416,7 @@ mod tests {
     #[test]
     fn plain_text_chunks_gather_as_serde_reads_them() {
         let head = r#"{"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","#;
-        let text = |head: &str, text: &str, end: &str| {
-            format!(
-                r#"{head}"choices":[{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}]{end}"#,
-                serde_json::to_string(text).unwrap()
-            )
-        };
+        let text = test_chunk;
         let fixture = |name: &str| {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/openai")

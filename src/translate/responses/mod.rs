@@ -204,7 +204,7 @@ impl Serialize for Summary<'_> {
 
 /// A text as a JSON string: written as it is, or escaped already. A streamed item's whole
 /// text is written again in each of the events that close it, and a long answer paid for its
-/// escaping in every one: it is escaped once for all of them.
+/// escaping in every one: it is escaped once for all of them (into a [`raw`] value).
 #[derive(Clone, Copy, Debug)]
 enum JsonText<'a> {
     Plain(&'a str),
@@ -234,11 +234,6 @@ impl Serialize for JsonText<'_> {
             JsonText::Escaped(json) => json.serialize(s),
         }
     }
-}
-
-/// A text escaped once, for the events that repeat it (see [`JsonText`]).
-fn escaped(text: &str) -> Box<RawValue> {
-    raw(&text)
 }
 
 /// A `summary_text` part.

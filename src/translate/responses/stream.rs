@@ -9,7 +9,7 @@ use super::super::openai::{ChatChunk, ChunkChoice, Delta, ToolCallDelta, Usage, 
 use super::super::sse::{write_event, write_json};
 use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
-    call_item, custom_call_item, custom_input, ending, escaped, function_call_item, item_id, raw,
+    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, raw,
     reasoning_item, response_object, End, JsonText, MessageItem, OfItem, OfResponse, Sequence,
     SummaryPart, TextPart, ToolNames,
 };
@@ -547,7 +547,7 @@ impl FromOpenAi {
                 part,
                 thinking,
             } => {
-                let summary = escaped(&summary);
+                let summary = raw(&summary.as_str());
                 let summary = JsonText::Escaped(&summary);
                 if part {
                     let base = ItemEvent {
@@ -584,7 +584,7 @@ impl FromOpenAi {
                 annotations,
                 ..
             } => {
-                let text = escaped(&text);
+                let text = raw(&text.as_str());
                 let text = JsonText::Escaped(&text);
                 let part = [TextPart::new(text, &annotations)];
                 let base = ItemEvent {
