@@ -78,9 +78,13 @@ pub enum Lookup {
 /// most `NEAR_TTL`.
 struct Store {
     near: Cache<Key, Arc<Cached>>,
-    shared: Option<redis::RedisStore>,
-    /// With `shared`: whether the near cache is coherent with it.
-    coherence: Option<Arc<Coherence>>,
+    shared: Option<Shared>,
+}
+
+/// Redis, and whether the near cache is coherent with it.
+struct Shared {
+    redis: redis::RedisStore,
+    coherence: Arc<Coherence>,
 }
 
 impl Store {
@@ -139,13 +143,14 @@ impl ResponseCache {
         let store = match (config.backend, &config.redis_url) {
             (CacheBackend::Redis, Some(url)) => Store {
                 near: memory_store(config, NEAR_TTL),
-                shared: Some(redis::RedisStore::new(url)?),
-                coherence: Some(Arc::default()),
+                shared: Some(Shared {
+                    redis: redis::RedisStore::new(url)?,
+                    coherence: Arc::default(),
+                }),
             },
             _ => Store {
                 near: memory_store(config, MAX_TTL),
                 shared: None,
-                coherence: None,
             },
         };
         Ok(ResponseCache {
@@ -232,17 +237,16 @@ impl ResponseCache {
 
     async fn get(&self, key: &Key) -> Option<Arc<Cached>> {
         let store = &self.store;
-        let Some(shared) = &store.shared else {
+        let Some(Shared { redis, coherence }) = &store.shared else {
             return store.near.get(key);
         };
-        let coherence = store.coherence.as_ref()?;
         if coherence.live() {
             if let Some(hit) = store.near.get(key) {
                 return Some(hit);
             }
         }
         let before = coherence.generation();
-        match shared.get(key).await {
+        match redis.get(key).await {
             Ok(found) => {
                 let hit = Arc::new(found?);
                 store.keep_near(coherence, *key, hit.clone(), before);
@@ -256,10 +260,10 @@ impl ResponseCache {
 
     /// The service that keeps the near cache coherent with Redis (for the `redis` backend).
     pub fn coherence_service(&self) -> Result<Option<CoherenceService>, String> {
-        let (Some(shared), Some(coherence)) = (&self.store.shared, &self.store.coherence) else {
+        let Some(Shared { redis, coherence }) = &self.store.shared else {
             return Ok(None);
         };
-        CoherenceService::new(shared, coherence.clone(), self.store.near.clone()).map(Some)
+        CoherenceService::new(redis, coherence.clone(), self.store.near.clone()).map(Some)
     }
 
     async fn store(&self, key: Key, answer: Cached) {
@@ -268,7 +272,7 @@ impl ResponseCache {
         }
         let store = &self.store;
         let answer = Arc::new(answer);
-        let (Some(redis), Some(coherence)) = (&store.shared, &store.coherence) else {
+        let Some(Shared { redis, coherence }) = &store.shared else {
             store.near.insert(key, answer);
             return;
         };
