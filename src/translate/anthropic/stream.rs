@@ -493,7 +493,6 @@ impl FromOpenAi {
             .map(usage_from_openai)
             .unwrap_or_default();
         let delta = MessageDelta {
-            kind: "message_delta",
             delta: StopDelta {
                 stop_reason: self.stop_reason(),
                 stop_sequence: None,
@@ -503,7 +502,7 @@ impl FromOpenAi {
                 ..usage
             },
         };
-        write_json(out, Some(delta.kind), &delta);
+        write_json(out, Some("message_delta"), &delta);
         write_event(out, Some("message_stop"), |out| {
             out.extend_from_slice(br#"{"type":"message_stop"}"#);
             Ok(())
@@ -515,7 +514,6 @@ impl FromOpenAi {
             return;
         }
         let start = MessageStart {
-            kind: "message_start",
             message: StartedMessage {
                 id: &self.id,
                 kind: "message",
@@ -527,7 +525,7 @@ impl FromOpenAi {
                 usage: AUsage::default(),
             },
         };
-        write_json(out, Some(start.kind), &start);
+        write_json(out, Some("message_start"), &start);
     }
 
     fn open_block(&mut self, out: &mut Vec<u8>, block: OpenedBlock<'_>) -> u32 {
@@ -606,9 +604,8 @@ enum OpenedBlock<'a> {
 /// `json!` map for each, once a stream, cost as much as a tenth of a short translation).
 /// Fields in the API's order.
 #[derive(Serialize)]
+#[serde(tag = "type", rename = "message_start")]
 struct MessageStart<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
     message: StartedMessage<'a>,
 }
 
@@ -628,9 +625,8 @@ struct StartedMessage<'a> {
 
 /// `message_delta`: why the message stopped, and its counts.
 #[derive(Serialize)]
+#[serde(tag = "type", rename = "message_delta")]
 struct MessageDelta<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
     delta: StopDelta<'a>,
     usage: AUsage,
 }

@@ -238,18 +238,14 @@ impl Serialize for JsonText<'_> {
 
 /// A `summary_text` part.
 #[derive(Serialize)]
+#[serde(tag = "type", rename = "summary_text")]
 struct SummaryPart<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
     text: JsonText<'a>,
 }
 
 impl<'a> SummaryPart<'a> {
     fn new(text: impl Into<JsonText<'a>>) -> Self {
-        SummaryPart {
-            kind: "summary_text",
-            text: text.into(),
-        }
+        SummaryPart { text: text.into() }
     }
 }
 
@@ -280,9 +276,8 @@ impl<'a> MessageItem<'a> {
 
 /// An `output_text` part, with its citations.
 #[derive(Serialize)]
+#[serde(tag = "type", rename = "output_text")]
 struct TextPart<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
     text: JsonText<'a>,
     annotations: &'a [Value],
 }
@@ -290,7 +285,6 @@ struct TextPart<'a> {
 impl<'a> TextPart<'a> {
     fn new(text: impl Into<JsonText<'a>>, annotations: &'a [Value]) -> Self {
         TextPart {
-            kind: "output_text",
             text: text.into(),
             annotations,
         }
