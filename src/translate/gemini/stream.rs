@@ -8,11 +8,12 @@
 use super::response::{usage_to_openai, Translated};
 use super::*;
 use crate::error::StreamFailure;
-use crate::translate::json_text::OptionalStr;
+use crate::translate::json_text::{plain_string, OptionalStr};
 use crate::translate::openai::{
     completion_id, now_unix, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta, Usage,
 };
 use crate::translate::web_search::GroundingMetadata;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// One event, borrowed from its text where that is what a stream is mostly made of: a few
@@ -74,6 +75,92 @@ pub struct ToOpenAi {
     /// chunk was sent.
     candidates: Vec<CandidateState>,
     usage: Option<UsageMetadata>,
+    frame: TextFrame,
+}
+
+/// The bytes around the text of the last event that was one candidate's one text part and
+/// nothing else. A stream is mostly such events, alike but for their text: the same
+/// candidate, the same usage so far, model and id around it. An event that is those bytes
+/// with a plain text (no escape) between them is that event with this text, and is
+/// translated without being parsed.
+///
+/// The frame holds only while every event since the one it was made from matched it (any
+/// other clears it): so what that event set (the model, the usage, the candidate's role
+/// chunk) is still what a parse of a matching event would set.
+#[derive(Default)]
+struct TextFrame {
+    /// Up to the text's opening quote; empty when there is no frame.
+    before: String,
+    /// From the text's closing quote.
+    after: String,
+    index: u32,
+    thought: bool,
+}
+
+impl TextFrame {
+    /// The text of `data` if it is the framed event but for its text.
+    fn text_of<'d>(&self, data: &'d str) -> Option<&'d str> {
+        if self.before.is_empty() {
+            return None;
+        }
+        let text = data
+            .strip_prefix(self.before.as_str())?
+            .strip_suffix(self.after.as_str())?;
+        plain_string(text).then_some(text)
+    }
+
+    /// Frames `piece`, read from `data`, if it is one candidate's one text part and nothing
+    /// else; clears the frame if not. The buffers are kept from one frame to the next: a
+    /// stream whose events never match is framed at every event.
+    fn set(&mut self, data: &str, piece: &Piece) {
+        self.clear();
+        let Some((at, end, index, thought)) = lone_text(data, piece) else {
+            return;
+        };
+        self.before.push_str(&data[..at]);
+        self.after.push_str(&data[end..]);
+        self.index = index;
+        self.thought = thought;
+    }
+
+    fn clear(&mut self) {
+        self.before.clear();
+        self.after.clear();
+    }
+}
+
+/// Where in `data` the text of `piece` is, its candidate's index and whether it is a
+/// thought: if the event is one candidate's one text part, read as it is in `data` (no
+/// escape), with no finish, grounding, call or error beside it.
+fn lone_text(data: &str, piece: &Piece) -> Option<(usize, usize, u32, bool)> {
+    let [candidate] = piece.candidates.as_slice() else {
+        return None;
+    };
+    if piece.error.is_some()
+        || candidate.finish_reason.is_some()
+        || candidate.grounding_metadata.is_some()
+    {
+        return None;
+    }
+    let [part] = candidate.content.as_ref()?.parts.as_slice() else {
+        return None;
+    };
+    let Some(Cow::Borrowed(text)) = &part.text.0 else {
+        return None;
+    };
+    if part.function_call.is_some() || text.is_empty() {
+        return None;
+    }
+    // Borrowed, so a slice of `data` itself: its place there is its address's offset.
+    let at = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    let end = at + text.len();
+    let same = data.get(at..end).is_some_and(|t| std::ptr::eq(t, *text));
+    same.then_some((
+        at,
+        end,
+        candidate.index.unwrap_or(0),
+        part.thought == Some(true),
+    ))
 }
 
 #[derive(Default, Clone)]
@@ -94,13 +181,21 @@ impl ToOpenAi {
             model: model.into(),
             candidates: Vec::new(),
             usage: None,
+            frame: TextFrame::default(),
         }
     }
 
     /// Translates one event's data, appending the choices it makes.
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
-        let piece: Piece = serde_json::from_str(data)
-            .map_err(|e| StreamFailure::unreadable(format!("unreadable Gemini event: {e}")))?;
+        if let Some(text) = self.frame.text_of(data) {
+            self.framed_text(text, out);
+            return Ok(());
+        }
+        let piece: Piece = serde_json::from_str(data).map_err(|e| {
+            self.frame.clear();
+            StreamFailure::unreadable(format!("unreadable Gemini event: {e}"))
+        })?;
+        self.frame.set(data, &piece);
         if let Some(error) = piece.error {
             return Err(StreamFailure::reported(error.code, error.message));
         }
@@ -116,6 +211,32 @@ impl ToOpenAi {
             self.candidate(index, candidate, out);
         }
         Ok(())
+    }
+
+    /// An event that is the framed one with `text`: its text or thought chunk, as a parse
+    /// would make it (the candidate has begun, at the framed event; an empty text makes
+    /// none).
+    fn framed_text(&mut self, text: &str, out: &mut Vec<ChunkChoice>) {
+        let index = self.frame.index;
+        let Some(state) = self.candidates.get_mut(index as usize) else {
+            return;
+        };
+        if text.is_empty() {
+            return;
+        }
+        let delta = if self.frame.thought {
+            Delta {
+                reasoning_content: Some(text.into()),
+                ..Delta::default()
+            }
+        } else {
+            state.text.push_str(text);
+            Delta {
+                content: Some(text.into()),
+                ..Delta::default()
+            }
+        };
+        out.push(ChunkChoice::new(index, delta, None));
     }
 
     fn candidate(&mut self, index: u32, candidate: PieceCandidate, out: &mut Vec<ChunkChoice>) {
@@ -292,6 +413,96 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.status, 503);
+    }
+
+    /// An event in the shape Gemini streams text in (spaced as the API spaces it).
+    fn text_event(text: &str, thought: bool, prompt_tokens: u32) -> String {
+        let text = serde_json::to_string(text).unwrap();
+        let thought = if thought { r#","thought": true"# } else { "" };
+        format!(
+            r#"{{"candidates": [{{"content": {{"parts": [{{"text": {text}{thought}}}],"role": "model"}},"index": 0}}],"usageMetadata": {{"promptTokenCount": {prompt_tokens},"totalTokenCount": {prompt_tokens}}},"modelVersion": "gemini-2.5-flash","responseId": "r-1"}}"#
+        )
+    }
+
+    const LAST: &str = r#"{"candidates": [{"content": {"parts": [{"text": "."}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 25,"candidatesTokenCount": 9,"totalTokenCount": 34},"modelVersion": "gemini-2.5-flash","responseId": "r-1"}"#;
+
+    /// Whether `events` translate as they do when every one is parsed (the frame cleared
+    /// before each): the same choices, usage and model, and the same failures. Gives how
+    /// many events the frame took.
+    fn reads_as_a_parse(events: &[String]) -> Result<usize, String> {
+        let mut framed = ToOpenAi::new("m".into());
+        let mut parsed = ToOpenAi::new("m".into());
+        let mut taken = 0;
+        for data in events {
+            taken += usize::from(framed.frame.text_of(data).is_some());
+            let (mut got, mut expected) = (Vec::new(), Vec::new());
+            let read = framed.event(data, &mut got).is_ok();
+            parsed.frame.clear();
+            if read != parsed.event(data, &mut expected).is_ok() {
+                return Err(format!("{data}: read {read}, parsed {}", !read));
+            }
+            let json = |c: Vec<ChunkChoice>| serde_json::to_string(&c).unwrap();
+            if json(got) != json(expected) {
+                return Err(format!("{data}: other choices"));
+            }
+        }
+        let usage = |t: &ToOpenAi| serde_json::to_string(&t.usage()).unwrap();
+        if usage(&framed) != usage(&parsed) || framed.head().2 != parsed.head().2 {
+            return Err("other usage or model".into());
+        }
+        Ok(taken)
+    }
+
+    #[test]
+    fn text_events_alike_but_for_their_text_are_read_by_the_frame_as_a_parse_reads_them() {
+        let mut events: Vec<String> = ["Hello", " there", ", friend", "!"]
+            .iter()
+            .map(|t| text_event(t, false, 25))
+            .collect();
+        events.push(LAST.to_string());
+        assert_eq!(
+            reads_as_a_parse(&events),
+            Ok(3),
+            "all but the first and last"
+        );
+        let thoughts: Vec<String> = ["Let", " me", " think"]
+            .iter()
+            .map(|t| text_event(t, true, 25))
+            .collect();
+        assert_eq!(reads_as_a_parse(&thoughts), Ok(2));
+    }
+
+    #[test]
+    fn an_event_that_differs_beside_its_text_is_parsed_and_frames_the_next() {
+        let events = [
+            text_event("a", false, 25),
+            text_event("b", false, 25),
+            text_event("with \"quotes\"", false, 25),
+            text_event("c", false, 25),
+            text_event("d", false, 26),
+            text_event("e", false, 26),
+            text_event("f", true, 26),
+            text_event("g", false, 26),
+            "{not json".to_string(),
+        ];
+        // b, c (the escaped text is parsed, and framed nothing) and e.
+        assert_eq!(reads_as_a_parse(&events), Ok(2));
+    }
+
+    proptest::proptest! {
+        /// Whatever the texts, their kinds and the usage beside them, a stream reads as a
+        /// parse of every event reads it.
+        #[test]
+        fn any_text_stream_reads_as_a_parse_reads_it(
+            texts in proptest::collection::vec((".{0,6}", proptest::bool::weighted(0.2), 25u32..27), 1..12),
+        ) {
+            let mut events: Vec<String> = texts
+                .iter()
+                .map(|(text, thought, tokens)| text_event(text, *thought, *tokens))
+                .collect();
+            events.push(LAST.to_string());
+            proptest::prop_assert!(reads_as_a_parse(&events).is_ok(), "{events:?}");
+        }
     }
 
     #[test]
