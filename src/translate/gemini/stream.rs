@@ -155,12 +155,34 @@ fn lone_text(data: &str, piece: &Piece) -> Option<(usize, usize, u32, bool)> {
     let at = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
     let end = at + text.len();
     let same = data.get(at..end).is_some_and(|t| std::ptr::eq(t, *text));
-    same.then_some((
-        at,
-        end,
-        candidate.index.unwrap_or(0),
-        part.thought == Some(true),
-    ))
+    same.then_some((at, end, index_of(0, candidate), part.thought == Some(true)))
+}
+
+/// Candidates a stream is read for: Gemini gives at most 8 (`candidateCount`). An index
+/// far past that is not a real candidate, and would size the per-candidate state.
+const MAX_CANDIDATES: u32 = 128;
+
+/// One event, parsed; refused if it cannot be read or names a candidate past
+/// [`MAX_CANDIDATES`].
+fn read_piece(data: &str) -> Result<Piece<'_>, StreamFailure> {
+    let piece: Piece = serde_json::from_str(data)
+        .map_err(|e| StreamFailure::unreadable(format!("unreadable Gemini event: {e}")))?;
+    let positions = piece.candidates.iter().enumerate();
+    if let Some(index) = positions
+        .map(|(position, c)| index_of(position, c))
+        .find(|index| *index >= MAX_CANDIDATES)
+    {
+        let message = format!("unreadable Gemini event: candidate index {index}");
+        return Err(StreamFailure::unreadable(message));
+    }
+    Ok(piece)
+}
+
+/// A candidate's index: its own, else its place in the event.
+fn index_of(position: usize, candidate: &PieceCandidate) -> u32 {
+    candidate
+        .index
+        .unwrap_or(u32::try_from(position).unwrap_or(u32::MAX))
 }
 
 #[derive(Default, Clone)]
@@ -191,10 +213,7 @@ impl ToOpenAi {
             self.framed_text(text, out);
             return Ok(());
         }
-        let piece: Piece = serde_json::from_str(data).map_err(|e| {
-            self.frame.clear();
-            StreamFailure::unreadable(format!("unreadable Gemini event: {e}"))
-        })?;
+        let piece = read_piece(data).inspect_err(|_| self.frame.clear())?;
         self.frame.set(data, &piece);
         if let Some(error) = piece.error {
             return Err(StreamFailure::reported(error.code, error.message));
@@ -207,8 +226,7 @@ impl ToOpenAi {
             self.usage = piece.usage_metadata;
         }
         for (position, candidate) in piece.candidates.into_iter().enumerate() {
-            let index = candidate.index.unwrap_or(position as u32);
-            self.candidate(index, candidate, out);
+            self.candidate(index_of(position, &candidate), candidate, out);
         }
         Ok(())
     }
@@ -441,8 +459,7 @@ mod tests {
             if read != parsed.event(data, &mut expected).is_ok() {
                 return Err(format!("{data}: read {read}, parsed {}", !read));
             }
-            let json = |c: Vec<ChunkChoice>| serde_json::to_string(&c).unwrap();
-            if json(got) != json(expected) {
+            if without_ids(got) != without_ids(expected) {
                 return Err(format!("{data}: other choices"));
             }
         }
@@ -451,6 +468,23 @@ mod tests {
             return Err("other usage or model".into());
         }
         Ok(taken)
+    }
+
+    /// Choices as JSON, without the ids the gateway makes afresh for calls and searches.
+    fn without_ids(choices: Vec<ChunkChoice>) -> serde_json::Value {
+        fn strip(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    map.remove("id");
+                    map.values_mut().for_each(strip);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let mut json = serde_json::to_value(choices).unwrap();
+        strip(&mut json);
+        json
     }
 
     #[test]
@@ -485,8 +519,71 @@ mod tests {
             text_event("g", false, 26),
             "{not json".to_string(),
         ];
-        // b, c (the escaped text is parsed, and framed nothing) and e.
+        // b and e: the escaped text is parsed and frames nothing, so c is parsed too.
         assert_eq!(reads_as_a_parse(&events), Ok(2));
+    }
+
+    /// `text_event` with `candidate` for its candidate's fields after the content.
+    fn with_candidate(text: &str, candidate: &str) -> String {
+        text_event(text, false, 25).replace(r#""index": 0}"#, candidate)
+    }
+
+    #[test]
+    fn an_event_with_more_than_its_text_is_never_framed() {
+        let grounding = r#""index": 0,"groundingMetadata": {"webSearchQueries": ["q"]}}"#;
+        let second = r#""index": 0},{"content": {"parts": [{"text": "x"}]},"index": 1}"#;
+        for candidate in [r#""finishReason": "STOP","index": 0}"#, grounding, second] {
+            let events: Vec<String> = ["a", "b", "c"]
+                .iter()
+                .map(|t| with_candidate(t, candidate))
+                .collect();
+            assert_eq!(reads_as_a_parse(&events), Ok(0), "{candidate}");
+        }
+        let call = text_event("a", false, 25).replace(
+            r#"{"text": "a"}"#,
+            r#"{"text": "a","functionCall": {"name": "f","args": {}}}"#,
+        );
+        assert_eq!(reads_as_a_parse(&[call.clone(), call]), Ok(0));
+    }
+
+    #[test]
+    fn a_second_candidate_is_framed_under_its_own_index() {
+        let events: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|t| with_candidate(t, r#""index": 1}"#))
+            .collect();
+        assert_eq!(reads_as_a_parse(&events), Ok(2));
+    }
+
+    #[test]
+    fn grounding_cites_the_text_the_frame_read() {
+        let mut events: Vec<String> = ["Rust 2024 ", "shipped ", "with "]
+            .iter()
+            .map(|t| text_event(t, false, 25))
+            .collect();
+        events.push(with_candidate(
+            "Rust 1.85.",
+            r#""finishReason": "STOP","index": 0,"groundingMetadata": {"webSearchQueries": ["rust 2024"],"groundingChunks": [{"web": {"uri": "https://example.com/r","title": "rust-lang.org"}}],"groundingSupports": [{"segment": {"startIndex": 10,"endIndex": 25,"text": "shipped with Ru"},"groundingChunkIndices": [0]}]}}"#,
+        ));
+        assert_eq!(reads_as_a_parse(&events), Ok(2));
+        let mut t = ToOpenAi::new("m".into());
+        let mut choices = Vec::new();
+        for e in &events {
+            t.event(e, &mut choices).unwrap();
+        }
+        let cited = choices.iter().find_map(|c| c.delta.annotations.as_ref());
+        let cited = serde_json::to_value(cited.expect("citations")).unwrap();
+        assert_eq!(cited[0]["url_citation"]["start_index"], 10, "{cited}");
+    }
+
+    #[test]
+    fn a_candidate_index_past_any_real_one_is_refused() {
+        let far = with_candidate("a", r#""index": 4000000000}"#);
+        let err = ToOpenAi::new("m".into())
+            .event(&far, &mut Vec::new())
+            .unwrap_err();
+        assert!(err.message.contains("candidate index"), "{}", err.message);
+        assert_eq!(reads_as_a_parse(&[far.clone(), far]), Ok(0));
     }
 
     proptest::proptest! {
