@@ -2,7 +2,8 @@
 # Memory before, during and after a load of 1,000 streams held open at once: the sidecar's
 # RSS idle, warm (after ordinary traffic has filled the Logs page's ring), at the load's
 # peak, 11 s after it (the provider pool still holds the load's sockets) and 80 s after it
-# (the pool's sweep has closed them), with the sidecar idle since the load.
+# (the pool's sweep has closed them), with the sidecar idle since the load (or since the
+# ordinary traffic RSS_RESUME asks for after it).
 #
 #   bench/rss.sh                                   # one load
 #   RSS_LOADS=3 bench/rss.sh                       # three loads in a row
@@ -60,10 +61,16 @@ pids+=($!)
 sidecar=$!
 sleep 1
 
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$sidecar/status"; }
-load() { # concurrency, seconds, body
+rss() {
+  awk '/^VmRSS:/ {print $2}' "/proc/$sidecar/status" 2>/dev/null || { echo "the sidecar died" >&2; exit 1; }
+}
+# A load: concurrency, seconds, body. A load with failed requests spoils the figures.
+load() {
   taskset -c 1 "$bin/examples/loadgen" --url "http://127.0.0.1:$sidecar_port/v1/chat/completions" \
-    --body "$work/$3.body" --concurrency "$1" --seconds "$2" --warmup 0 >/dev/null
+    --body "$work/$3.body" --concurrency "$1" --seconds "$2" --warmup 0 > "$work/load.json"
+  python3 -c "import json, sys
+errors = json.load(open(sys.argv[1]))['errors']
+sys.exit(f'{errors} requests failed' if errors else 0)" "$work/load.json"
 }
 
 echo "idle: $(rss) KiB"
@@ -74,6 +81,7 @@ echo "warm: $warm KiB"
 for i in $(seq "${RSS_LOADS:-1}"); do
   load 1000 8 paced &
   loader=$!
+  pids+=("$loader")
   peak=0
   while kill -0 "$loader" 2>/dev/null; do
     now=$(rss)
@@ -85,10 +93,16 @@ for i in $(seq "${RSS_LOADS:-1}"); do
   sleep 11
   echo "  11 s after: $(rss) KiB"
 done
+# Resumed traffic opens connections of its own: the last reading waits 80 s after it too,
+# for the pool's sweep to have closed them.
+since=80
 if [ -n "${RSS_RESUME:-}" ]; then
   load 64 "$RSS_RESUME" fast
   echo "  after $RSS_RESUME s of ordinary traffic: $(rss) KiB"
+  since=$((11 + RSS_RESUME + 80))
+  sleep 11
 fi
 sleep 69
 after=$(rss)
-awk -v a="$after" -v w="$warm" 'BEGIN { printf "  80 s after: %d KiB (%+.1f%% over warm)\n", a, (a - w) * 100 / w }'
+awk -v a="$after" -v w="$warm" -v s="$since" \
+  'BEGIN { printf "  %d s after: %d KiB (%+.1f%% over warm)\n", s, a, (a - w) * 100 / w }'
