@@ -95,6 +95,9 @@ pub struct UsageTap {
     carry: BytesMut,
     usage: Option<TokenUsage>,
     anthropic: AUsage,
+    /// Gemini's reader of the trace's answer, which keeps what it needs from chunk to chunk
+    /// (made at the first chunk it reads).
+    gemini: Option<Box<gemini::transcript::StreamReader>>,
     /// The trace's answer, assembled from each whole event as it is handed on (when the
     /// request's text is kept): the framing done here is not done again.
     transcript: Option<Box<Assembled>>,
@@ -108,6 +111,7 @@ impl UsageTap {
             carry: BytesMut::new(),
             usage: None,
             anthropic: AUsage::default(),
+            gemini: None,
             transcript: None,
         }
     }
@@ -196,7 +200,8 @@ impl UsageTap {
         match self.wire {
             // Their readers give the counts too: each event is parsed once, for both.
             Wire::Gemini => {
-                self.usage = gemini::transcript::read(text, assembled).or(self.usage);
+                let reader = self.gemini.get_or_insert_with(Box::default);
+                self.usage = reader.read(text, assembled).or(self.usage);
                 false
             }
             Wire::Responses => {

@@ -1,6 +1,7 @@
 //! Gemini `generateContent`: wire types and the translations to and from the OpenAI form.
 
 pub(crate) mod collect;
+mod frame;
 pub(crate) mod replay;
 pub(crate) mod request;
 pub(crate) mod response;

@@ -5,10 +5,11 @@
 //! whole, so each becomes one complete tool-call chunk. Gemini sends no end marker: the
 //! stream ends when the body does.
 
+use super::frame::TextFrame;
 use super::response::{usage_to_openai, Translated};
 use super::*;
 use crate::error::StreamFailure;
-use crate::translate::json_text::{plain_string, OptionalStr};
+use crate::translate::json_text::OptionalStr;
 use crate::translate::openai::{
     completion_id, now_unix, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta, Usage,
 };
@@ -75,64 +76,15 @@ pub struct ToOpenAi {
     /// chunk was sent.
     candidates: Vec<CandidateState>,
     usage: Option<UsageMetadata>,
-    frame: TextFrame,
+    /// The last lone text event (see [`TextFrame`]): its candidate's index, and whether its
+    /// text is a thought.
+    frame: TextFrame<(u32, bool)>,
 }
 
-/// The bytes around the text of the last event that was one candidate's one text part and
-/// nothing else. A stream is mostly such events, alike but for their text: the same
-/// candidate, the same usage so far, model and id around it. An event that is those bytes
-/// with a plain text (no escape) between them is that event with this text, and is
-/// translated without being parsed.
-///
-/// The frame holds only while every event since the one it was made from matched it (any
-/// other clears it): so what that event set (the model, the usage, the candidate's role
-/// chunk) is still what a parse of a matching event would set.
-#[derive(Default)]
-struct TextFrame {
-    /// Up to the text's opening quote; empty when there is no frame.
-    before: String,
-    /// From the text's closing quote.
-    after: String,
-    index: u32,
-    thought: bool,
-}
-
-impl TextFrame {
-    /// The text of `data` if it is the framed event but for its text.
-    fn text_of<'d>(&self, data: &'d str) -> Option<&'d str> {
-        if self.before.is_empty() {
-            return None;
-        }
-        let text = data
-            .strip_prefix(self.before.as_str())?
-            .strip_suffix(self.after.as_str())?;
-        plain_string(text).then_some(text)
-    }
-
-    /// Frames `piece`, read from `data`, if it is one candidate's one text part and nothing
-    /// else; clears the frame if not. The buffers are kept from one frame to the next: a
-    /// stream whose events never match is framed at every event.
-    fn set(&mut self, data: &str, piece: &Piece) {
-        self.clear();
-        let Some((at, end, index, thought)) = lone_text(data, piece) else {
-            return;
-        };
-        self.before.push_str(&data[..at]);
-        self.after.push_str(&data[end..]);
-        self.index = index;
-        self.thought = thought;
-    }
-
-    fn clear(&mut self) {
-        self.before.clear();
-        self.after.clear();
-    }
-}
-
-/// Where in `data` the text of `piece` is, its candidate's index and whether it is a
-/// thought: if the event is one candidate's one text part, read as it is in `data` (no
-/// escape), with no finish, grounding, call or error beside it.
-fn lone_text(data: &str, piece: &Piece) -> Option<(usize, usize, u32, bool)> {
+/// The text of `piece`, its candidate's index and whether it is a thought: if the event is
+/// one candidate's one text part, read borrowed (no escape), with no finish, grounding, call
+/// or error beside it.
+fn lone_text<'a>(piece: &Piece<'a>) -> Option<(&'a str, u32, bool)> {
     let [candidate] = piece.candidates.as_slice() else {
         return None;
     };
@@ -145,17 +97,13 @@ fn lone_text(data: &str, piece: &Piece) -> Option<(usize, usize, u32, bool)> {
     let [part] = candidate.content.as_ref()?.parts.as_slice() else {
         return None;
     };
-    let Some(Cow::Borrowed(text)) = &part.text.0 else {
+    let Some(Cow::Borrowed(text)) = part.text.0 else {
         return None;
     };
-    if part.function_call.is_some() || text.is_empty() {
+    if part.function_call.is_some() {
         return None;
     }
-    // Borrowed, so a slice of `data` itself: its place there is its address's offset.
-    let at = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
-    let end = at + text.len();
-    let same = data.get(at..end).is_some_and(|t| std::ptr::eq(t, *text));
-    same.then_some((at, end, index_of(0, candidate), part.thought == Some(true)))
+    Some((text, index_of(0, candidate), part.thought == Some(true)))
 }
 
 /// Candidates a stream is read for: Gemini gives at most 8 (`candidateCount`). An index
@@ -214,7 +162,10 @@ impl ToOpenAi {
             return Ok(());
         }
         let piece = read_piece(data).inspect_err(|_| self.frame.clear())?;
-        self.frame.set(data, &piece);
+        match lone_text(&piece) {
+            Some((text, index, thought)) => self.frame.set(data, text, (index, thought)),
+            None => self.frame.clear(),
+        }
         if let Some(error) = piece.error {
             return Err(StreamFailure::reported(error.code, error.message));
         }
@@ -235,14 +186,14 @@ impl ToOpenAi {
     /// would make it (the candidate has begun, at the framed event; an empty text makes
     /// none).
     fn framed_text(&mut self, text: &str, out: &mut Vec<ChunkChoice>) {
-        let index = self.frame.index;
+        let (index, thought) = self.frame.noted;
         let Some(state) = self.candidates.get_mut(index as usize) else {
             return;
         };
         if text.is_empty() {
             return;
         }
-        let delta = if self.frame.thought {
+        let delta = if thought {
             Delta {
                 reasoning_content: Some(text.into()),
                 ..Delta::default()
@@ -371,6 +322,7 @@ impl ToOpenAi {
 
 #[cfg(test)]
 mod tests {
+    use super::super::frame::test_events::{text_event, with_candidate, LAST};
     use super::*;
     use crate::translate::openai::ChatChunk;
     use crate::translate::sse::SseParser;
@@ -432,17 +384,6 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status, 503);
     }
-
-    /// An event in the shape Gemini streams text in (spaced as the API spaces it).
-    fn text_event(text: &str, thought: bool, prompt_tokens: u32) -> String {
-        let text = serde_json::to_string(text).unwrap();
-        let thought = if thought { r#","thought": true"# } else { "" };
-        format!(
-            r#"{{"candidates": [{{"content": {{"parts": [{{"text": {text}{thought}}}],"role": "model"}},"index": 0}}],"usageMetadata": {{"promptTokenCount": {prompt_tokens},"totalTokenCount": {prompt_tokens}}},"modelVersion": "gemini-2.5-flash","responseId": "r-1"}}"#
-        )
-    }
-
-    const LAST: &str = r#"{"candidates": [{"content": {"parts": [{"text": "."}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 25,"candidatesTokenCount": 9,"totalTokenCount": 34},"modelVersion": "gemini-2.5-flash","responseId": "r-1"}"#;
 
     /// Whether `events` translate as they do when every one is parsed (the frame cleared
     /// before each): the same choices, usage and model, and the same failures. Gives how
@@ -521,11 +462,6 @@ mod tests {
         ];
         // b and e: the escaped text is parsed and frames nothing, so c is parsed too.
         assert_eq!(reads_as_a_parse(&events), Ok(2));
-    }
-
-    /// `text_event` with `candidate` for its candidate's fields after the content.
-    fn with_candidate(text: &str, candidate: &str) -> String {
-        text_event(text, false, 25).replace(r#""index": 0}"#, candidate)
     }
 
     #[test]

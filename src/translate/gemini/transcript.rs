@@ -6,6 +6,7 @@
 //! reason and calls; a part of a kind they do not know is read as text-less, never a reason
 //! to drop the chunk.
 
+use super::frame::TextFrame;
 use super::UsageMetadata;
 use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
@@ -14,6 +15,7 @@ use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 
 /// The conversation of a `generateContent` request.
 pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
@@ -47,10 +49,70 @@ fn text_of(content: &Value) -> Value {
 /// the same pass (every chunk of a Gemini stream carries the running totals, so a tap that
 /// assembles the answer would otherwise parse each chunk twice).
 pub fn read(data: &str, into: &mut Assembled) -> Option<TokenUsage> {
+    let (chunk, usage) = parse(data)?;
+    read_chunk(chunk, into);
+    usage
+}
+
+/// A chunk, and the token counts it reports.
+fn parse(data: &str) -> Option<(Chunk<'_>, Option<TokenUsage>)> {
     let mut chunk = serde_json::from_str::<Chunk>(data).ok()?;
     let usage = chunk.usage_metadata.take();
-    read_chunk(chunk, into);
-    usage.as_ref().map(super::usage::tokens)
+    Some((chunk, usage.as_ref().map(super::usage::tokens)))
+}
+
+/// A relayed stream's chunks, read one after the other as [`read`] reads each; a chunk that
+/// is the last lone text chunk but for its text is read without a parse (see
+/// [`TextFrame`]).
+#[derive(Debug, Default)]
+pub struct StreamReader {
+    /// Whether the framed text is a thought, and the counts its chunk reported.
+    frame: TextFrame<(bool, Option<TokenUsage>)>,
+}
+
+impl StreamReader {
+    pub fn read(&mut self, data: &str, into: &mut Assembled) -> Option<TokenUsage> {
+        if let Some(text) = self.frame.text_of(data) {
+            let (thought, usage) = self.frame.noted;
+            into.seen();
+            into.finish_reason(None);
+            if thought {
+                into.reasoning(Some(text));
+            } else {
+                into.text(Some(text));
+            }
+            return usage;
+        }
+        let Some((chunk, usage)) = parse(data) else {
+            self.frame.clear();
+            return None;
+        };
+        match lone_text(&chunk) {
+            Some((text, thought)) => self.frame.set(data, text, (thought, usage)),
+            None => self.frame.clear(),
+        }
+        read_chunk(chunk, into);
+        usage
+    }
+}
+
+/// The text of `chunk`'s first candidate and whether it is a thought, if that candidate is
+/// one text part, read borrowed (no escape), and no finish: what [`read_chunk`] reads of it
+/// is then that text alone.
+fn lone_text<'a>(chunk: &Chunk<'a>) -> Option<(&'a str, bool)> {
+    let candidate = chunk.candidates.0.as_ref()?;
+    if candidate.finish_reason.is_some() {
+        return None;
+    }
+    let [part] = candidate.content.as_ref()?.parts.as_slice() else {
+        return None;
+    };
+    let Some(Cow::Borrowed(text)) = part.text.0 else {
+        return None;
+    };
+    part.function_call
+        .is_none()
+        .then_some((text, part.thought == Some(true)))
 }
 
 /// The non-SSE stream: a JSON array of chunks.
@@ -124,4 +186,78 @@ struct Call<'a> {
     name: OptionalStr<'a>,
     #[serde(borrow, default)]
     args: Option<&'a RawValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::test_events::{text_event, with_candidate, LAST};
+    use super::*;
+
+    /// Whether the stream reader reads `events` as [`read`] reads each: the same counts at
+    /// every chunk and the same answer. Gives how many chunks the frame took.
+    fn reads_as_each_read(events: &[String]) -> Result<usize, String> {
+        let (mut reader, mut framed, mut each) = (
+            StreamReader::default(),
+            Assembled::bounded(1024),
+            Assembled::bounded(1024),
+        );
+        let mut taken = 0;
+        for data in events {
+            taken += usize::from(reader.frame.text_of(data).is_some());
+            if reader.read(data, &mut framed) != read(data, &mut each) {
+                return Err(format!("{data}: other counts"));
+            }
+        }
+        let (framed, each) = (framed.finish(), each.finish());
+        let message =
+            |o: &crate::telemetry::capture::Output| o.message.as_ref().map(|m| m.get().to_string());
+        if message(&framed) != message(&each) || framed.finish_reasons != each.finish_reasons {
+            return Err(format!(
+                "{:?} against {:?}",
+                message(&framed),
+                message(&each)
+            ));
+        }
+        Ok(taken)
+    }
+
+    #[test]
+    fn a_relayed_stream_is_read_as_each_chunk_read_alone_reads_it() {
+        let mut events: Vec<String> = ["Hello", " there", ", friend"]
+            .iter()
+            .map(|t| text_event(t, false, 25))
+            .collect();
+        events.extend(["Let", " me"].iter().map(|t| text_event(t, true, 25)));
+        events.push(text_event("with \"quotes\"", false, 25));
+        events.push(text_event("more", false, 26));
+        events.push(text_event("and more", false, 26));
+        events.push(with_candidate(
+            "two",
+            r#""index": 0},{"content": {"parts": [{"text": "x"}]},"index": 1}"#,
+        ));
+        events.push(with_candidate(
+            "three",
+            r#""index": 0},{"content": {"parts": [{"text": "x"}]},"index": 1}"#,
+        ));
+        events.push("{not json".into());
+        events.push(LAST.into());
+        // " there", ", friend", " me", "and more" and "three".
+        assert_eq!(reads_as_each_read(&events), Ok(5));
+    }
+
+    proptest::proptest! {
+        /// Whatever the texts, their kinds and the counts beside them, a stream reads as each
+        /// chunk read alone reads it.
+        #[test]
+        fn any_relayed_stream_reads_as_each_chunk_read_alone_reads_it(
+            texts in proptest::collection::vec((".{0,6}", proptest::bool::weighted(0.2), 25u32..27), 1..12),
+        ) {
+            let mut events: Vec<String> = texts
+                .iter()
+                .map(|(text, thought, tokens)| text_event(text, *thought, *tokens))
+                .collect();
+            events.push(LAST.to_string());
+            proptest::prop_assert!(reads_as_each_read(&events).is_ok(), "{events:?}");
+        }
+    }
 }

@@ -1,0 +1,114 @@
+//! The bytes around the text of a Gemini stream event that is one text part and nothing else.
+//!
+//! A stream is mostly such events, alike but for their text: the same candidate, the same
+//! usage so far, model version and response id around it. An event that is a framed event's
+//! bytes with a plain text (no quote, escape or control character) between them is that
+//! event with this text: it reads as that event did, but for the text, and needs no parse.
+//! The stream's translator and the trace's reader of a relayed stream each keep one.
+//!
+//! A reader sets or clears its frame at every event it parses, so a frame stands only while
+//! every event since the framed one matched it: what that event set in the reader (a model,
+//! counts, a begun candidate) is still what a parse of a matching event would set.
+
+use crate::translate::json_text::plain_string;
+
+/// The last framed event's bytes around its text, and what its reader noted of it.
+#[derive(Debug, Default)]
+pub(super) struct TextFrame<T> {
+    /// Up to the text's opening quote; empty when there is no frame.
+    before: String,
+    /// From the text's closing quote.
+    after: String,
+    pub(super) noted: T,
+}
+
+impl<T> TextFrame<T> {
+    /// The text of `data` if it is the framed event but for its text.
+    pub(super) fn text_of<'d>(&self, data: &'d str) -> Option<&'d str> {
+        if self.before.is_empty() {
+            return None;
+        }
+        let text = data
+            .strip_prefix(self.before.as_str())?
+            .strip_suffix(self.after.as_str())?;
+        plain_string(text).then_some(text)
+    }
+
+    /// Frames `data` around `text`, which serde read from it borrowed (so as it is between
+    /// its quotes); clears the frame if `text` is empty or not a slice of `data`. The
+    /// buffers are kept from one frame to the next: a stream whose events never match is
+    /// framed at every event.
+    pub(super) fn set(&mut self, data: &str, text: &str, noted: T) {
+        self.clear();
+        // A slice of `data` itself: its place there is its address's offset.
+        let Some(at) = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize) else {
+            return;
+        };
+        let Some(end) = at.checked_add(text.len()) else {
+            return;
+        };
+        let within = data.get(at..end).is_some_and(|t| std::ptr::eq(t, text));
+        if text.is_empty() || !within {
+            return;
+        }
+        self.before.push_str(&data[..at]);
+        self.after.push_str(&data[end..]);
+        self.noted = noted;
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.before.clear();
+        self.after.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_text_read_from_the_data_frames_it() {
+        let data = r#"{"text": "hello","n": 1}"#;
+        let mut frame = TextFrame::default();
+        frame.set(data, &data[10..15], 7);
+        assert_eq!(frame.noted, 7);
+        assert_eq!(
+            frame.text_of(r#"{"text": "other words","n": 1}"#),
+            Some("other words")
+        );
+        assert_eq!(frame.text_of(r#"{"text": "","n": 1}"#), Some(""));
+        assert_eq!(frame.text_of(r#"{"text": "a\"b","n": 1}"#), None);
+        assert_eq!(frame.text_of(r#"{"text": "a","n": 2}"#), None);
+        assert_eq!(frame.text_of(r#"{"text": ""#), None);
+        let elsewhere = String::from("hello");
+        frame.set(data, &elsewhere, 8);
+        assert_eq!(
+            frame.text_of(data),
+            None,
+            "a text not in the data frames nothing"
+        );
+        frame.set(data, &data[10..10], 9);
+        assert_eq!(frame.text_of(data), None, "nor does an empty one");
+    }
+}
+
+/// Gemini stream events for the readers' tests.
+#[cfg(test)]
+pub(super) mod test_events {
+    /// An event in the shape Gemini streams text in (spaced as the API spaces it).
+    pub fn text_event(text: &str, thought: bool, prompt_tokens: u32) -> String {
+        let text = serde_json::to_string(text).unwrap();
+        let thought = if thought { r#","thought": true"# } else { "" };
+        format!(
+            r#"{{"candidates": [{{"content": {{"parts": [{{"text": {text}{thought}}}],"role": "model"}},"index": 0}}],"usageMetadata": {{"promptTokenCount": {prompt_tokens},"totalTokenCount": {prompt_tokens}}},"modelVersion": "gemini-2.5-flash","responseId": "r-1"}}"#
+        )
+    }
+
+    /// `text_event` with `candidate` for its candidate's fields after the content.
+    pub fn with_candidate(text: &str, candidate: &str) -> String {
+        text_event(text, false, 25).replace(r#""index": 0}"#, candidate)
+    }
+
+    /// A stream's last event: its last text, the finish and the final counts.
+    pub const LAST: &str = r#"{"candidates": [{"content": {"parts": [{"text": "."}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 25,"candidatesTokenCount": 9,"totalTokenCount": 34},"modelVersion": "gemini-2.5-flash","responseId": "r-1"}"#;
+}
