@@ -40,15 +40,15 @@ impl<T> TextFrame<T> {
     /// framed at every event.
     pub(super) fn set(&mut self, data: &str, text: &str, noted: T) {
         self.clear();
-        // A slice of `data` itself: its place there is its address's offset.
+        // Read from `data`, so a slice of it: its place there is its address's offset, and
+        // the bounds check proves it (a text from elsewhere falls outside).
         let Some(at) = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize) else {
             return;
         };
         let Some(end) = at.checked_add(text.len()) else {
             return;
         };
-        let within = data.get(at..end).is_some_and(|t| std::ptr::eq(t, text));
-        if text.is_empty() || !within {
+        if text.is_empty() || data.get(at..end).is_none() {
             return;
         }
         self.before.push_str(&data[..at]);
@@ -107,6 +107,22 @@ pub(super) mod test_events {
     /// `text_event` with `candidate` for its candidate's fields after the content.
     pub fn with_candidate(text: &str, candidate: &str) -> String {
         text_event(text, false, 25).replace(r#""index": 0}"#, candidate)
+    }
+
+    /// Whether two events in a row, as `text_event` makes them from `texts`, are alike but
+    /// for their text, the first's text plain and not empty, the second's plain: then a
+    /// reader's frame takes at least the second.
+    pub fn neighbours_alike(texts: &[(String, bool, u32)]) -> bool {
+        let plain = |t: &str| serde_json::to_string(t).unwrap() == format!("\"{t}\"");
+        texts.windows(2).any(|pair| {
+            let [(first, thought, tokens), (second, thought2, tokens2)] = pair else {
+                return false;
+            };
+            !first.is_empty()
+                && plain(first)
+                && plain(second)
+                && (thought, tokens) == (thought2, tokens2)
+        })
     }
 
     /// A stream's last event: its last text, the finish and the final counts.

@@ -322,7 +322,7 @@ impl ToOpenAi {
 
 #[cfg(test)]
 mod tests {
-    use super::super::frame::test_events::{text_event, with_candidate, LAST};
+    use super::super::frame::test_events::{neighbours_alike, text_event, with_candidate, LAST};
     use super::*;
     use crate::translate::openai::ChatChunk;
     use crate::translate::sse::SseParser;
@@ -520,6 +520,10 @@ mod tests {
             .unwrap_err();
         assert!(err.message.contains("candidate index"), "{}", err.message);
         assert_eq!(reads_as_a_parse(&[far.clone(), far]), Ok(0));
+        // A refused event changes nothing, and leaves no frame behind it either.
+        let (a, b) = (text_event("a", false, 25), text_event("b", false, 25));
+        let far = a.replace(r#""index": 0}"#, r#""index": 4000000000}"#);
+        assert_eq!(reads_as_a_parse(&[a, far, b]), Ok(0));
     }
 
     proptest::proptest! {
@@ -534,7 +538,11 @@ mod tests {
                 .map(|(text, thought, tokens)| text_event(text, *thought, *tokens))
                 .collect();
             events.push(LAST.to_string());
-            proptest::prop_assert!(reads_as_a_parse(&events).is_ok(), "{events:?}");
+            let taken = reads_as_a_parse(&events);
+            proptest::prop_assert!(taken.is_ok(), "{taken:?}: {events:?}");
+            if neighbours_alike(&texts) {
+                proptest::prop_assert!(taken.is_ok_and(|n| n > 0), "no frame: {events:?}");
+            }
         }
     }
 
