@@ -109,10 +109,38 @@ pub(super) mod test_events {
         text_event(text, false, 25).replace(r#""index": 0}"#, candidate)
     }
 
+    /// Texts of a stream, each with whether it is a thought and the prompt's count beside it.
+    pub type Texts = Vec<(String, bool, u32)>;
+
+    /// Any few texts of any characters, some thoughts, the counts beside them changing.
+    pub fn any_texts() -> impl proptest::strategy::Strategy<Value = Texts> {
+        let text = (".{0,6}", proptest::bool::weighted(0.2), 25u32..27);
+        proptest::collection::vec(text, 1..12)
+    }
+
+    /// Whether `read` (a reader checked against a parse of each event; it gives how many
+    /// events its frame took) reads the stream of `texts` and `LAST` as the parse does,
+    /// and its frame takes an event where one must be taken.
+    pub fn reads_texts(
+        texts: &Texts,
+        read: impl Fn(&[String]) -> Result<usize, String>,
+    ) -> Result<(), String> {
+        let mut events: Vec<String> = texts
+            .iter()
+            .map(|(text, thought, tokens)| text_event(text, *thought, *tokens))
+            .collect();
+        events.push(LAST.to_string());
+        let taken = read(&events).map_err(|e| format!("{e}: {events:?}"))?;
+        if taken == 0 && neighbours_alike(texts) {
+            return Err(format!("no frame: {events:?}"));
+        }
+        Ok(())
+    }
+
     /// Whether two events in a row, as `text_event` makes them from `texts`, are alike but
     /// for their text, the first's text plain and not empty, the second's plain: then a
     /// reader's frame takes at least the second.
-    pub fn neighbours_alike(texts: &[(String, bool, u32)]) -> bool {
+    fn neighbours_alike(texts: &Texts) -> bool {
         let plain = |t: &str| serde_json::to_string(t).unwrap() == format!("\"{t}\"");
         texts.windows(2).any(|pair| {
             let [(first, thought, tokens), (second, thought2, tokens2)] = pair else {
