@@ -13,8 +13,7 @@ mod store;
 use crate::config::{CacheConfig, ResponsesConfig};
 use crate::dispatch::request::ModelRequest;
 use crate::error::GatewayError;
-use crate::telemetry::capture::Capture;
-use crate::translate::sse::SseParser;
+use crate::translate::sse::{Event, SseParser};
 use crate::wire::Wire;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
 
-/// The largest answer kept: a stream is gathered up to this many bytes.
+/// The largest answer kept: a longer stream's response is not.
 const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 /// The process's kept responses (built once; `responses.store` is read per request).
@@ -122,7 +121,7 @@ pub async fn recall(
         ttl: config.store_ttl,
         input: conversation,
         whole: None,
-        stream: capture(),
+        stream: TerminalWatch::default(),
     }))
 }
 
@@ -143,12 +142,6 @@ fn input_items(input: Result<Option<Value>, String>) -> Result<Vec<Value>, Gatew
     }
 }
 
-fn capture() -> Capture {
-    let mut c = Capture::off();
-    c.start(Some(Wire::Responses), true, MAX_ANSWER_BYTES);
-    c
-}
-
 /// A response to keep once the app has it whole.
 pub struct Keeping {
     stored: Arc<StoredResponses>,
@@ -156,8 +149,8 @@ pub struct Keeping {
     input: Vec<Value>,
     /// A JSON answer, as the app got it.
     whole: Option<Bytes>,
-    /// A stream as the app got it (bounded).
-    stream: Capture,
+    /// A stream's terminal response, watched for as the app gets the stream.
+    stream: TerminalWatch,
 }
 
 impl Keeping {
@@ -168,7 +161,7 @@ impl Keeping {
 
     /// Notes a piece of a stream.
     pub fn sent(&mut self, piece: &[u8]) {
-        self.stream.push(piece);
+        self.stream.read(piece);
     }
 
     /// Keeps the response the answer holds, if it is one: a JSON `response` object, or the
@@ -176,8 +169,7 @@ impl Keeping {
     pub async fn keep(self) {
         let response = match &self.whole {
             Some(body) => serde_json::from_slice::<Value>(body).ok(),
-            None if !self.stream.truncated => terminal_response(self.stream.bytes()),
-            None => None,
+            None => self.stream.response(),
         };
         let Some(response) = response.filter(|r| r["object"] == "response") else {
             return;
@@ -195,42 +187,104 @@ impl Keeping {
     }
 }
 
-/// The `response` of a stream's `response.completed` (or `.incomplete`) event.
-fn terminal_response(stream: &[u8]) -> Option<Value> {
+/// A stream, framed as it passes for the one event a kept response needs: the last
+/// `response.completed` (or `.incomplete`), whose `response` is the whole response. Only an
+/// event whose data names one of those is parsed; the stream itself is not kept.
+#[derive(Default)]
+struct TerminalWatch {
+    parser: SseParser,
+    response: Option<Value>,
+    bytes: usize,
+    /// The stream could not be framed or was longer than [`MAX_ANSWER_BYTES`].
+    spoilt: bool,
+}
+
+impl TerminalWatch {
+    fn read(&mut self, piece: &[u8]) {
+        self.bytes += piece.len();
+        if self.spoilt || self.bytes > MAX_ANSWER_BYTES {
+            self.spoilt = true;
+            return;
+        }
+        let response = &mut self.response;
+        let framed = self.parser.feed(piece, &mut |e| note_terminal(e, response));
+        self.spoilt = framed.is_err();
+    }
+
+    /// The terminal response, if the stream had one (a stream cut short has none).
+    fn response(mut self) -> Option<Value> {
+        if self.spoilt {
+            return None;
+        }
+        let response = &mut self.response;
+        self.parser.finish(&mut |e| note_terminal(e, response));
+        self.response
+    }
+}
+
+/// Notes `event`'s response if it is a terminal event.
+fn note_terminal(event: &Event, response: &mut Option<Value>) {
     #[derive(Deserialize)]
     struct Terminal {
         #[serde(rename = "type")]
         kind: String,
         response: Value,
     }
-    let mut found = None;
-    let mut on_event = |e: &crate::translate::sse::Event| {
-        if let Ok(t) = serde_json::from_str::<Terminal>(&e.data) {
-            if matches!(
-                t.kind.as_str(),
-                "response.completed" | "response.incomplete"
-            ) {
-                found = Some(t.response);
-            }
+    const TERMINAL: [&str; 2] = ["response.completed", "response.incomplete"];
+    let names = |kind: &str| memchr::memmem::find(event.data.as_bytes(), kind.as_bytes());
+    if !TERMINAL.iter().any(|kind| names(kind).is_some()) {
+        return;
+    }
+    if let Ok(t) = serde_json::from_str::<Terminal>(&event.data) {
+        if TERMINAL.contains(&t.kind.as_str()) {
+            *response = Some(t.response);
         }
-    };
-    let mut parser = SseParser::default();
-    parser.feed(stream, &mut on_event).ok()?;
-    parser.finish(&mut on_event);
-    found
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The terminal response of `stream` fed in pieces of `size` bytes.
+    fn terminal_response(stream: &[u8], size: usize) -> Option<Value> {
+        let mut watch = TerminalWatch::default();
+        stream.chunks(size).for_each(|piece| watch.read(piece));
+        watch.response()
+    }
+
+    const STREAM: &[u8] = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"output\":[]}}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"not response.completed\"}\n\n\
+        event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"object\":\"response\",\"output\":[1]}}";
+
     #[test]
-    fn a_stream_s_terminal_event_holds_the_response() {
-        let stream = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"output\":[]}}\n\n\
-            event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"object\":\"response\",\"output\":[1]}}\n\n";
-        let response = terminal_response(stream).unwrap();
-        assert_eq!(response["output"], json!([1]));
-        assert!(terminal_response(b"event: response.created\ndata: {}\n\n").is_none());
+    fn a_stream_s_terminal_event_holds_the_response_however_the_stream_is_cut() {
+        for size in [1, 7, 64, STREAM.len()] {
+            let response = terminal_response(STREAM, size).unwrap();
+            assert_eq!(response["output"], json!([1]), "in pieces of {size}");
+        }
+        // Without event names, as some servers write it.
+        let unnamed: Vec<u8> = String::from_utf8_lossy(STREAM)
+            .lines()
+            .filter(|l| !l.starts_with("event:"))
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect();
+        assert_eq!(terminal_response(&unnamed, 5).unwrap()["id"], "r");
+        let cut = &STREAM[..STREAM.len() - 40];
+        assert!(terminal_response(cut, 64).is_none(), "a stream cut short");
+        let incomplete = String::from_utf8_lossy(STREAM).replace(".completed", ".incomplete");
+        assert!(terminal_response(incomplete.as_bytes(), 64).is_some());
+    }
+
+    #[test]
+    fn a_stream_too_long_to_keep_keeps_nothing() {
+        // A comment line as long as the bound, then a whole stream.
+        let mut long = vec![b':'; MAX_ANSWER_BYTES];
+        long.extend_from_slice(b"\n\n");
+        assert!(terminal_response(&[&long[..], STREAM].concat(), 1 << 20).is_none());
+        long.truncate(MAX_ANSWER_BYTES - STREAM.len() - 2);
+        long.extend_from_slice(b"\n\n");
+        assert!(terminal_response(&[&long[..], STREAM].concat(), 1 << 20).is_some());
     }
 
     #[test]
