@@ -16,14 +16,15 @@ use crate::error::GatewayError;
 use crate::translate::sse::{Event, SseParser};
 use crate::wire::Wire;
 use bytes::Bytes;
+use memchr::memmem::Finder;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use store::Store;
 
-/// The largest answer kept: a longer stream's response is not.
+/// The longest stream, in bytes as the app gets them, whose response is kept.
 const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 /// The process's kept responses (built once; `responses.store` is read per request).
@@ -195,20 +196,31 @@ struct TerminalWatch {
     parser: SseParser,
     response: Option<Value>,
     bytes: usize,
-    /// The stream could not be framed or was longer than [`MAX_ANSWER_BYTES`].
+    /// The stream was longer than [`MAX_ANSWER_BYTES`] (or could not be framed).
     spoilt: bool,
 }
 
 impl TerminalWatch {
     fn read(&mut self, piece: &[u8]) {
-        self.bytes += piece.len();
-        if self.spoilt || self.bytes > MAX_ANSWER_BYTES {
-            self.spoilt = true;
+        if self.spoilt {
             return;
         }
+        self.bytes += piece.len();
         let response = &mut self.response;
-        let framed = self.parser.feed(piece, &mut |e| note_terminal(e, response));
-        self.spoilt = framed.is_err();
+        // Framing cannot fail under the bound (an event is refused past twice as much), but
+        // a stream that could not be framed would keep nothing either.
+        let framed = self.bytes <= MAX_ANSWER_BYTES
+            && self
+                .parser
+                .feed(piece, &mut |e| note_terminal(e, response))
+                .is_ok();
+        if !framed {
+            // What the parser holds of an event is of no more use.
+            *self = TerminalWatch {
+                spoilt: true,
+                ..TerminalWatch::default()
+            };
+        }
     }
 
     /// The terminal response, if the stream had one (a stream cut short has none).
@@ -231,8 +243,10 @@ fn note_terminal(event: &Event, response: &mut Option<Value>) {
         response: Value,
     }
     const TERMINAL: [&str; 2] = ["response.completed", "response.incomplete"];
-    let names = |kind: &str| memchr::memmem::find(event.data.as_bytes(), kind.as_bytes());
-    if !TERMINAL.iter().any(|kind| names(kind).is_some()) {
+    static FINDERS: LazyLock<[Finder<'static>; 2]> =
+        LazyLock::new(|| TERMINAL.map(|kind| Finder::new(kind.as_bytes())));
+    let data = event.data.as_bytes();
+    if !FINDERS.iter().any(|f| f.find(data).is_some()) {
         return;
     }
     if let Ok(t) = serde_json::from_str::<Terminal>(&event.data) {
@@ -274,6 +288,17 @@ mod tests {
         assert!(terminal_response(cut, 64).is_none(), "a stream cut short");
         let incomplete = String::from_utf8_lossy(STREAM).replace(".completed", ".incomplete");
         assert!(terminal_response(incomplete.as_bytes(), 64).is_some());
+    }
+
+    #[test]
+    fn the_last_terminal_event_is_the_one_kept_and_only_a_terminal_event_is() {
+        let later = b"\n\nevent: response.in_progress\ndata: {\"type\":\"response.in_progress\",\"response\":{\"id\":\"x\",\"instructions\":\"say response.completed\"}}\n\n";
+        let stream = [STREAM, later.as_slice()].concat();
+        assert_eq!(terminal_response(&stream, 9).unwrap()["id"], "r");
+        let again = String::from_utf8_lossy(STREAM)
+            .replace("\"id\":\"r\",\"object\"", "\"id\":\"r2\",\"object\"");
+        let twice = [STREAM, b"\n\n".as_slice(), again.as_bytes()].concat();
+        assert_eq!(terminal_response(&twice, 9).unwrap()["id"], "r2");
     }
 
     #[test]
