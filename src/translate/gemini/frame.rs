@@ -35,11 +35,15 @@ impl<T> TextFrame<T> {
     }
 
     /// Frames `data` around `text`, which serde read from it borrowed (so as it is between
-    /// its quotes); clears the frame if `text` is empty or not a slice of `data`. The
+    /// its quotes), with what its reader notes of it; clears the frame if there is no such
+    /// text (the event is not one to frame), or it is empty or not a slice of `data`. The
     /// buffers are kept from one frame to the next: a stream whose events never match is
     /// framed at every event.
-    pub(super) fn set(&mut self, data: &str, text: &str, noted: T) {
+    pub(super) fn set(&mut self, data: &str, lone: Option<(&str, T)>) {
         self.clear();
+        let Some((text, noted)) = lone else {
+            return;
+        };
         // Read from `data`, so a slice of it: its place there is its address's offset, and
         // the bounds check proves it (a text from elsewhere falls outside).
         let Some(at) = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize) else {
@@ -70,7 +74,7 @@ mod tests {
     fn only_a_text_read_from_the_data_frames_it() {
         let data = r#"{"text": "hello","n": 1}"#;
         let mut frame = TextFrame::default();
-        frame.set(data, &data[10..15], 7);
+        frame.set(data, Some((&data[10..15], 7)));
         assert_eq!(frame.noted, 7);
         assert_eq!(
             frame.text_of(r#"{"text": "other words","n": 1}"#),
@@ -81,14 +85,21 @@ mod tests {
         assert_eq!(frame.text_of(r#"{"text": "a","n": 2}"#), None);
         assert_eq!(frame.text_of(r#"{"text": ""#), None);
         let elsewhere = String::from("hello");
-        frame.set(data, &elsewhere, 8);
+        frame.set(data, Some((&elsewhere, 8)));
         assert_eq!(
             frame.text_of(data),
             None,
             "a text not in the data frames nothing"
         );
-        frame.set(data, &data[10..10], 9);
+        frame.set(data, Some((&data[10..10], 9)));
         assert_eq!(frame.text_of(data), None, "nor does an empty one");
+        frame.set(data, Some((&data[10..15], 10)));
+        frame.set(data, None);
+        assert_eq!(
+            frame.text_of(data),
+            None,
+            "an event not to frame clears the frame"
+        );
     }
 }
 

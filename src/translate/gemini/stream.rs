@@ -162,10 +162,8 @@ impl ToOpenAi {
             return Ok(());
         }
         let piece = read_piece(data).inspect_err(|_| self.frame.clear())?;
-        match lone_text(&piece) {
-            Some((text, index, thought)) => self.frame.set(data, text, (index, thought)),
-            None => self.frame.clear(),
-        }
+        let lone = lone_text(&piece).map(|(text, index, thought)| (text, (index, thought)));
+        self.frame.set(data, lone);
         if let Some(error) = piece.error {
             return Err(StreamFailure::reported(error.code, error.message));
         }

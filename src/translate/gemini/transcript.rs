@@ -75,9 +75,8 @@ impl StreamReader {
     pub fn read(&mut self, data: &str, into: &mut Assembled) -> Option<TokenUsage> {
         if let Some(text) = self.frame.text_of(data) {
             let (thought, usage) = self.frame.noted;
-            // What `read_chunk` does with the framed chunk, but for the text.
+            // What `read_chunk` does with the framed chunk (no finish), but for the text.
             into.seen();
-            into.finish_reason(None);
             if thought {
                 into.reasoning(Some(text));
             } else {
@@ -89,10 +88,8 @@ impl StreamReader {
             self.frame.clear();
             return None;
         };
-        match lone_text(&chunk) {
-            Some((text, thought)) => self.frame.set(data, text, (thought, usage)),
-            None => self.frame.clear(),
-        }
+        let lone = lone_text(&chunk).map(|(text, thought)| (text, (thought, usage)));
+        self.frame.set(data, lone);
         read_chunk(chunk, into);
         usage
     }
