@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Memory before, during and after a load of 1,000 streams held open at once: the sidecar's
-# RSS idle, warm (after ordinary traffic has filled the Logs page's ring), at the load's
-# peak, 11 s after it (the provider pool still holds the load's sockets) and 80 s after it
-# (the pool's sweep has closed them), with the sidecar idle since the load (or since the
-# ordinary traffic RSS_RESUME asks for after it).
+# RSS idle, warm (after ordinary traffic has filled the Logs page's ring; read 2 s and 12 s
+# after it), at the load's peak, 11 s after it (the provider pool still holds the load's
+# sockets) and 80 s after it (the pool's sweep has closed them), with the sidecar idle since
+# the load (or since the ordinary traffic RSS_RESUME asks for after it).
 #
 #   bench/rss.sh                                   # one load
 #   RSS_LOADS=3 bench/rss.sh                       # three loads in a row
@@ -78,6 +78,10 @@ load 64 15 fast
 sleep 2
 warm=$(rss)
 echo "warm: $warm KiB"
+# An idle request thread gives its free pages back after 5 s (`src/allocator.rs`).
+sleep 10
+settled=$(rss)
+echo "warm, then idle 12 s: $settled KiB"
 for i in $(seq "${RSS_LOADS:-1}"); do
   load 1000 8 paced &
   loader=$!
@@ -104,5 +108,6 @@ if [ -n "${RSS_RESUME:-}" ]; then
 fi
 sleep 69
 after=$(rss)
-awk -v a="$after" -v w="$warm" -v s="$since" \
-  'BEGIN { printf "  %d s after: %d KiB (%+.1f%% over warm)\n", s, a, (a - w) * 100 / w }'
+awk -v a="$after" -v w="$warm" -v i="$settled" -v s="$since" \
+  'BEGIN { printf "  %d s after: %d KiB (%+.1f%% over warm, %+.1f%% over warm and idle)\n",
+           s, a, (a - w) * 100 / w, (a - i) * 100 / i }'

@@ -13,6 +13,7 @@
 //! as a cluster creates them (the `webhook` command).
 
 pub(crate) mod admin;
+pub(crate) mod allocator;
 pub mod body;
 pub(crate) mod cache;
 pub(crate) mod catalog;

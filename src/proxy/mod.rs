@@ -303,6 +303,10 @@ impl ProxyHttp for Gateway {
         if let Some(mut ticket) = ctx.limit_ticket.take() {
             admission::settle(&self.limits, &mut ticket, &trace).await;
         }
+        crate::allocator::request_finished(|| {
+            let telemetry = self.telemetry.clone();
+            move || telemetry.compact_recent()
+        });
     }
 }
 

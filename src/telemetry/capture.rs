@@ -10,7 +10,7 @@ pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 256 * 1024;
 
 /// An answer read back from its capture: one assistant message (as JSON text), with its
 /// finish reasons.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Output {
     pub message: Option<Box<RawValue>>,
     pub finish_reasons: Vec<String>,
@@ -29,7 +29,7 @@ pub struct Transcriber {
 
 /// Up to `limit` bytes of a body, and whether more went by; or, for a stream the relay read
 /// event by event, the answer it assembled as the events passed (then no bytes are kept).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Capture {
     pub format: Option<Wire>,
     /// An SSE stream rather than one JSON body.
@@ -40,7 +40,7 @@ pub struct Capture {
 }
 
 /// What a capture holds.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Kept {
     /// The bytes that went by (up to the limit).
     Bytes(BytesMut),

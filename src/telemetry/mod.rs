@@ -43,7 +43,7 @@ pub struct Settings {
 pub struct Telemetry {
     pub settings: Settings,
     pub transcriber: Transcriber,
-    recent: Mutex<VecDeque<Arc<Trace>>>,
+    recent: Mutex<Recent>,
     /// Every request's sums, per minute, for the Logs page's charts.
     pub minutes: minutes::Minutes,
     queues: Vec<Queue>,
@@ -54,7 +54,10 @@ impl Telemetry {
         Telemetry {
             settings,
             transcriber,
-            recent: Mutex::new(VecDeque::with_capacity(settings.recent_traces.min(4096))),
+            recent: Mutex::new(Recent {
+                traces: VecDeque::with_capacity(settings.recent_traces.min(4096)),
+                ..Recent::default()
+            }),
             minutes: minutes::Minutes::default(),
             queues,
         }
@@ -93,10 +96,11 @@ impl Telemetry {
         }
         if self.settings.recent_traces > 0 {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.len() >= self.settings.recent_traces {
-                recent.pop_front();
+            if recent.traces.len() >= self.settings.recent_traces {
+                recent.traces.pop_front();
             }
-            recent.push_back(trace.clone());
+            recent.traces.push_back(trace.clone());
+            recent.pushed += 1;
         }
         trace
     }
@@ -105,11 +109,116 @@ impl Telemetry {
     pub fn recent(&self, limit: usize, keep: impl Fn(&Trace) -> bool) -> Vec<Arc<Trace>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent
+            .traces
             .iter()
             .rev()
             .filter(|t| keep(t))
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// Moves the recent traces into fresh allocations once no trace has come in since the
+    /// last call (every idle request thread calls it, `allocator`), and not again until
+    /// new ones have. The traces of a load's last requests were allocated among its
+    /// short-lived data, and each held a page of it after the load; copied when the process
+    /// is quiet, they fill few pages, and the allocator can give the rest back.
+    pub fn compact_recent(&self) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let quiet = recent.pushed == recent.looked;
+        recent.looked = recent.pushed;
+        if !quiet || recent.compacted == recent.pushed {
+            return;
+        }
+        recent.compacted = recent.pushed;
+        for trace in &mut recent.traces {
+            // A trace an exporter still holds stays where it is.
+            if Arc::strong_count(trace) == 1 {
+                *trace = Arc::new(trace.copied());
+            }
+        }
+    }
+}
+
+/// The recent traces, and counts of what came in, for [`Telemetry::compact_recent`].
+#[derive(Default)]
+struct Recent {
+    traces: VecDeque<Arc<Trace>>,
+    /// Traces pushed, ever.
+    pushed: u64,
+    /// `pushed` at the last call of `compact_recent`.
+    looked: u64,
+    /// `pushed` when the traces were last compacted.
+    compacted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trace::tests::{record, transcriber};
+
+    fn telemetry(recent_traces: usize) -> Telemetry {
+        let settings = Settings {
+            capture_content: true,
+            max_capture_bytes: 1024,
+            recent_traces,
+            access_log: false,
+        };
+        Telemetry::new(settings, transcriber(), Vec::new())
+    }
+
+    fn addresses(t: &Telemetry) -> Vec<*const Trace> {
+        t.recent(usize::MAX, |_| true)
+            .iter()
+            .map(Arc::as_ptr)
+            .collect()
+    }
+
+    #[test]
+    fn the_recent_traces_are_copied_once_the_ring_is_quiet_and_not_again() {
+        let t = telemetry(3);
+        let held = t.finish("a".into(), record());
+        t.finish("b".into(), record());
+        t.finish("c".into(), record());
+        let before = addresses(&t);
+
+        t.compact_recent();
+        assert_eq!(addresses(&t), before, "traces came in since the last look");
+        t.finish("d".into(), record());
+        let before = addresses(&t);
+        t.compact_recent();
+        assert_eq!(addresses(&t), before, "and again");
+
+        t.compact_recent();
+        let after = addresses(&t);
+        assert!(
+            before.iter().zip(&after).all(|(b, a)| b != a),
+            "quiet: copied"
+        );
+        let ids: Vec<String> = t
+            .recent(usize::MAX, |_| true)
+            .iter()
+            .map(|t| t.request_id.clone())
+            .collect();
+        assert_eq!(ids, ["d", "c", "b"]);
+
+        t.compact_recent();
+        assert_eq!(addresses(&t), after, "nothing new: left alone");
+        drop(held);
+    }
+
+    #[test]
+    fn a_trace_held_elsewhere_is_not_copied() {
+        let t = telemetry(2);
+        let held = t.finish("a".into(), record());
+        t.finish("b".into(), record());
+        t.compact_recent();
+        t.compact_recent();
+        let recent = t.recent(usize::MAX, |_| true);
+        assert!(
+            Arc::ptr_eq(&recent[1], &held),
+            "an exporter's queue still has it"
+        );
+        assert_eq!(recent[0].request_id, "b");
     }
 }

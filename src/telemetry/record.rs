@@ -195,7 +195,7 @@ pub struct Served {
 }
 
 /// Everything known about one request, as it goes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub started: Instant,
     pub started_at: SystemTime,

@@ -6,6 +6,7 @@ use super::capture::{Output, Transcriber};
 use super::cost;
 use super::ids::hex;
 use super::record::{AttemptRecord, RequestRecord, TokenUsage};
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// A request that is over: what the metrics, the exporters and the admin API read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Trace {
     pub request_id: String,
     pub record: RequestRecord,
@@ -29,7 +30,7 @@ pub struct Trace {
 
 /// The text of a request and of its answer, read back from their captures (nothing when the
 /// request's text may not be logged).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Content {
     input: Option<Box<RawValue>>,
     output: Output,
@@ -57,6 +58,13 @@ impl Trace {
             content: OnceLock::new(),
             json: OnceLock::new(),
         }
+    }
+
+    /// A copy in allocations of its own: the input's bytes too, which a clone would share.
+    pub fn copied(&self) -> Trace {
+        let mut copy = self.clone();
+        copy.record.input = self.record.input.as_deref().map(Bytes::copy_from_slice);
+        copy
     }
 
     /// The request's text (read on the first call, then shared by every exporter): the
@@ -313,6 +321,19 @@ pub(crate) mod tests {
         r.output.start(Some(Wire::OpenAi), false, 100);
         r.output.push(b"{}");
         r
+    }
+
+    #[test]
+    fn a_copy_shares_no_bytes_with_its_original() {
+        let t = Trace::finish("req".into(), record());
+        let copy = t.copied();
+        let (a, b) = (
+            t.record.input.as_ref().unwrap(),
+            copy.record.input.as_ref().unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        assert_eq!(parsed(&copy), parsed(&t));
     }
 
     #[test]
