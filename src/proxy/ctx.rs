@@ -1,5 +1,6 @@
 //! The state of one request, carried through Pingora's phases.
 
+use crate::allocator::Busy;
 use crate::cache::Slot;
 use crate::endpoint::Endpoint;
 use crate::state::Snapshot;
@@ -37,10 +38,12 @@ pub struct RequestCtx {
     /// What `limits:` reserved for the request, settled when it ends.
     pub limit_ticket: Option<Box<crate::limits::Ticket>>,
     _inflight: InflightGuard,
+    /// Keeps the request's thread from counting as idle (`allocator`).
+    _busy: Busy,
 }
 
 impl RequestCtx {
-    pub fn new() -> RequestCtx {
+    pub fn new(busy: Busy) -> RequestCtx {
         RequestCtx {
             request_id: RequestId::random(),
             endpoint: Endpoint::NotFound,
@@ -54,6 +57,7 @@ impl RequestCtx {
             auth_key: None,
             limit_ticket: None,
             _inflight: InflightGuard::new(),
+            _busy: busy,
         }
     }
 
@@ -100,12 +104,6 @@ impl fmt::Display for RequestId {
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl Default for RequestCtx {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

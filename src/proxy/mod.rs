@@ -20,6 +20,7 @@ mod stored_response;
 
 pub use ctx::RequestCtx;
 
+use crate::allocator::Busy;
 use crate::cache::ResponseCache;
 use crate::config::ProviderKind;
 use crate::dispatch::LatencyTracker;
@@ -145,7 +146,10 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(Busy::begin(|| {
+            let telemetry = self.telemetry.clone();
+            move || telemetry.compact_recent()
+        }))
     }
 
     /// No downstream modules. Pingora's default is a response compression module, disabled,
@@ -303,10 +307,6 @@ impl ProxyHttp for Gateway {
         if let Some(mut ticket) = ctx.limit_ticket.take() {
             admission::settle(&self.limits, &mut ticket, &trace).await;
         }
-        crate::allocator::request_finished(|| {
-            let telemetry = self.telemetry.clone();
-            move || telemetry.compact_recent()
-        });
     }
 }
 

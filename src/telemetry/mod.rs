@@ -22,7 +22,8 @@ use export::Queue;
 use metrics::metrics;
 use record::RequestRecord;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 use trace::Trace;
 
 /// How much of each request the telemetry keeps.
@@ -55,7 +56,7 @@ impl Telemetry {
             settings,
             transcriber,
             recent: Mutex::new(Recent {
-                traces: VecDeque::with_capacity(settings.recent_traces.min(4096)),
+                slots: VecDeque::with_capacity(settings.recent_traces.min(4096)),
                 ..Recent::default()
             }),
             minutes: minutes::Minutes::default(),
@@ -95,61 +96,132 @@ impl Telemetry {
             queue.offer(&trace);
         }
         if self.settings.recent_traces > 0 {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.traces.len() >= self.settings.recent_traces {
-                recent.traces.pop_front();
+            let mut recent = self.ring();
+            if recent.slots.len() >= self.settings.recent_traces {
+                recent.slots.pop_front();
             }
-            recent.traces.push_back(trace.clone());
+            let number = recent.pushed;
+            recent.slots.push_back(Slot {
+                trace: trace.clone(),
+                number,
+                copied: false,
+            });
             recent.pushed += 1;
+            recent.last_end = Some(trace.ended_at);
         }
         trace
     }
 
     /// The newest traces first, those `keep` accepts, at most `limit`.
     pub fn recent(&self, limit: usize, keep: impl Fn(&Trace) -> bool) -> Vec<Arc<Trace>> {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent
-            .traces
+        self.ring()
+            .slots
             .iter()
             .rev()
+            .map(|slot| &slot.trace)
             .filter(|t| keep(t))
             .take(limit)
             .cloned()
             .collect()
     }
 
-    /// Moves the recent traces into fresh allocations once no trace has come in since the
-    /// last call (every idle request thread calls it, `allocator`), and not again until
-    /// new ones have. The traces of a load's last requests were allocated among its
-    /// short-lived data, and each held a page of it after the load; copied when the process
-    /// is quiet, they fill few pages, and the allocator can give the rest back.
+    /// Copies the recent traces into fresh allocations, each once, when no request has
+    /// ended for [`QUIET`] (every idle request thread calls it, `allocator`). The traces of a
+    /// load's last requests were allocated among its short-lived data, and each kept a page
+    /// of it after the load; copied while the process is quiet, they fill few pages, and the
+    /// allocator can give the rest back. Each copy is made outside the lock, which is held
+    /// only to swap it in; a request ending meanwhile stops the compaction.
     pub fn compact_recent(&self) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let quiet = recent.pushed == recent.looked;
-        recent.looked = recent.pushed;
-        if !quiet || recent.compacted == recent.pushed {
+        let Some(compaction) = self.compaction_start() else {
             return;
-        }
-        recent.compacted = recent.pushed;
-        for trace in &mut recent.traces {
-            // A trace an exporter still holds stays where it is.
-            if Arc::strong_count(trace) == 1 {
-                *trace = Arc::new(trace.copied());
+        };
+        for (number, old) in compaction.todo {
+            let copy = Arc::new(old.copied());
+            let mut recent = self.ring();
+            if recent.last_end != compaction.last_end {
+                break;
+            }
+            if let Some(slot) = recent.slot(number) {
+                if Arc::ptr_eq(&slot.trace, &old) {
+                    slot.trace = copy;
+                    slot.copied = true;
+                }
             }
         }
+        self.ring().compacting = false;
+    }
+
+    /// What to copy, if the ring is quiet and no other thread is compacting it.
+    fn compaction_start(&self) -> Option<Compaction> {
+        let mut recent = self.ring();
+        let quiet = recent
+            .last_end
+            .is_some_and(|end| end.elapsed().is_ok_and(|since| since >= QUIET));
+        if !quiet || recent.compacting {
+            return None;
+        }
+        let todo: Vec<_> = recent
+            .slots
+            .iter()
+            .filter(|slot| !slot.copied && Arc::strong_count(&slot.trace) == 1)
+            .map(|slot| (slot.number, slot.trace.clone()))
+            .collect();
+        if todo.is_empty() {
+            return None;
+        }
+        recent.compacting = true;
+        Some(Compaction {
+            todo,
+            last_end: recent.last_end,
+        })
+    }
+
+    fn ring(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The recent traces, and counts of what came in, for [`Telemetry::compact_recent`].
+/// A compaction's work, taken under the ring's lock and done outside it.
+struct Compaction {
+    /// The traces not yet copied that nothing else holds (an exporter's queue may), with
+    /// their numbers.
+    todo: Vec<(u64, Arc<Trace>)>,
+    /// When the last request ended: another ending meanwhile stops the compaction.
+    last_end: Option<SystemTime>,
+}
+
+/// How long after the last request ended the recent traces may be copied.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// The recent traces, oldest first.
 #[derive(Default)]
 struct Recent {
-    traces: VecDeque<Arc<Trace>>,
-    /// Traces pushed, ever.
+    slots: VecDeque<Slot>,
+    /// Traces pushed, ever: the next one's number.
     pushed: u64,
-    /// `pushed` at the last call of `compact_recent`.
-    looked: u64,
-    /// `pushed` when the traces were last compacted.
-    compacted: u64,
+    /// When the last pushed trace's request ended.
+    last_end: Option<SystemTime>,
+    /// A thread is copying the traces.
+    compacting: bool,
+}
+
+impl Recent {
+    /// The slot of the trace pushed `number`th, while it is kept.
+    fn slot(&mut self, number: u64) -> Option<&mut Slot> {
+        let first = self.slots.front()?.number;
+        let index = usize::try_from(number.checked_sub(first)?).ok()?;
+        self.slots
+            .get_mut(index)
+            .filter(|slot| slot.number == number)
+    }
+}
+
+/// A recent trace.
+struct Slot {
+    trace: Arc<Trace>,
+    number: u64,
+    /// It has been copied since its request ended (`Telemetry::compact_recent`).
+    copied: bool,
 }
 
 #[cfg(test)]
@@ -167,6 +239,13 @@ mod tests {
         Telemetry::new(settings, transcriber(), Vec::new())
     }
 
+    /// A request that ended `ago`.
+    fn ended(t: &Telemetry, id: &str, ago: Duration) -> Arc<Trace> {
+        let mut r = record();
+        r.started_at -= ago;
+        t.finish(id.into(), r)
+    }
+
     fn addresses(t: &Telemetry) -> Vec<*const Trace> {
         t.recent(usize::MAX, |_| true)
             .iter()
@@ -174,27 +253,18 @@ mod tests {
             .collect()
     }
 
+    const LONG_AGO: Duration = Duration::from_secs(60);
+
     #[test]
-    fn the_recent_traces_are_copied_once_the_ring_is_quiet_and_not_again() {
+    fn quiet_recent_traces_are_copied_once() {
         let t = telemetry(3);
-        let held = t.finish("a".into(), record());
-        t.finish("b".into(), record());
-        t.finish("c".into(), record());
+        for id in ["a", "b", "c", "d"] {
+            ended(&t, id, LONG_AGO);
+        }
         let before = addresses(&t);
-
-        t.compact_recent();
-        assert_eq!(addresses(&t), before, "traces came in since the last look");
-        t.finish("d".into(), record());
-        let before = addresses(&t);
-        t.compact_recent();
-        assert_eq!(addresses(&t), before, "and again");
-
         t.compact_recent();
         let after = addresses(&t);
-        assert!(
-            before.iter().zip(&after).all(|(b, a)| b != a),
-            "quiet: copied"
-        );
+        assert!(before.iter().zip(&after).all(|(b, a)| b != a), "copied");
         let ids: Vec<String> = t
             .recent(usize::MAX, |_| true)
             .iter()
@@ -203,22 +273,43 @@ mod tests {
         assert_eq!(ids, ["d", "c", "b"]);
 
         t.compact_recent();
-        assert_eq!(addresses(&t), after, "nothing new: left alone");
-        drop(held);
+        assert_eq!(addresses(&t), after, "not copied twice");
+        ended(&t, "e", LONG_AGO);
+        let before = addresses(&t);
+        t.compact_recent();
+        let after = addresses(&t);
+        assert_ne!(before[0], after[0], "the new one is copied");
+        assert_eq!(before[1..], after[1..], "the others are left alone");
     }
 
     #[test]
-    fn a_trace_held_elsewhere_is_not_copied() {
+    fn nothing_is_copied_within_seconds_of_a_request_ending() {
+        let t = telemetry(3);
+        ended(&t, "a", LONG_AGO);
+        ended(&t, "b", Duration::ZERO);
+        let before = addresses(&t);
+        t.compact_recent();
+        assert_eq!(addresses(&t), before);
+    }
+
+    #[test]
+    fn a_trace_held_elsewhere_is_copied_once_it_is_not() {
         let t = telemetry(2);
-        let held = t.finish("a".into(), record());
-        t.finish("b".into(), record());
+        let held = ended(&t, "a", LONG_AGO);
+        ended(&t, "b", LONG_AGO);
+        let before = addresses(&t);
         t.compact_recent();
-        t.compact_recent();
-        let recent = t.recent(usize::MAX, |_| true);
-        assert!(
-            Arc::ptr_eq(&recent[1], &held),
-            "an exporter's queue still has it"
+        let after = addresses(&t);
+        assert_ne!(after[0], before[0], "b is copied");
+        assert_eq!(
+            after[1],
+            Arc::as_ptr(&held),
+            "an exporter's queue still has a"
         );
-        assert_eq!(recent[0].request_id, "b");
+        drop(held);
+        t.compact_recent();
+        let last = addresses(&t);
+        assert_eq!(last[0], after[0]);
+        assert_ne!(last[1], after[1], "a is copied now");
     }
 }

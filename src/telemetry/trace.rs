@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// A request that is over: what the metrics, the exporters and the admin API read.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Trace {
     pub request_id: String,
     pub record: RequestRecord,
@@ -61,10 +61,30 @@ impl Trace {
     }
 
     /// A copy in allocations of its own: the input's bytes too, which a clone would share.
+    /// Every field is named, so a new one must be copied here too.
     pub fn copied(&self) -> Trace {
-        let mut copy = self.clone();
-        copy.record.input = self.record.input.as_deref().map(Bytes::copy_from_slice);
-        copy
+        let Trace {
+            request_id,
+            record,
+            latency,
+            ended_at,
+            cost,
+            cost_saved,
+            content,
+            json,
+        } = self;
+        let mut record = record.clone();
+        record.input = self.record.input.as_deref().map(Bytes::copy_from_slice);
+        Trace {
+            request_id: request_id.clone(),
+            record,
+            latency: *latency,
+            ended_at: *ended_at,
+            cost: *cost,
+            cost_saved: *cost_saved,
+            content: content.clone(),
+            json: json.clone(),
+        }
     }
 
     /// The request's text (read on the first call, then shared by every exporter): the
