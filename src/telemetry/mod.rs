@@ -23,7 +23,7 @@ use metrics::metrics;
 use record::RequestRecord;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 use trace::Trace;
 
 /// How much of each request the telemetry keeps.
@@ -107,7 +107,7 @@ impl Telemetry {
                 copied: false,
             });
             recent.pushed += 1;
-            recent.last_end = Some(trace.ended_at);
+            recent.last_end = Some(trace.record.started + trace.latency);
         }
         trace
     }
@@ -125,54 +125,46 @@ impl Telemetry {
             .collect()
     }
 
-    /// Copies the recent traces into fresh allocations, each once, when no request has
-    /// ended for [`QUIET`] (every idle request thread calls it, `allocator`). The traces of a
-    /// load's last requests were allocated among its short-lived data, and each kept a page
-    /// of it after the load; copied while the process is quiet, they fill few pages, and the
-    /// allocator can give the rest back. Each copy is made outside the lock, which is held
-    /// only to swap it in; a request ending meanwhile stops the compaction.
-    pub fn compact_recent(&self) {
-        let Some(compaction) = self.compaction_start() else {
-            return;
-        };
-        for (number, old) in compaction.todo {
-            let copy = Arc::new(old.copied());
-            let mut recent = self.ring();
-            if recent.last_end != compaction.last_end {
-                break;
-            }
-            if let Some(slot) = recent.slot(number) {
-                if Arc::ptr_eq(&slot.trace, &old) {
-                    slot.trace = copy;
-                    slot.copied = true;
-                }
-            }
-        }
-        self.ring().compacting = false;
+    /// Copies up to [`COMPACT_BATCH`] of the recent traces into fresh allocations, each
+    /// trace once, when no trace has come in for [`QUIET`]; returns whether more are left.
+    /// Every idle request thread calls it, and again after yielding while it returns true
+    /// (`allocator`). The traces of a load's last requests were allocated among its
+    /// short-lived data, and each kept a page of it after the load; copied while the process
+    /// is quiet, they fill few pages, and the allocator can give the rest back. Each copy is
+    /// made outside the lock, which is held only to swap it in; a trace coming in meanwhile
+    /// stops the compaction.
+    pub fn compact_recent(&self) -> bool {
+        self.compaction_start(Instant::now())
+            .is_some_and(Compaction::apply)
     }
 
-    /// What to copy, if the ring is quiet and no other thread is compacting it.
-    fn compaction_start(&self) -> Option<Compaction> {
+    /// What to copy next, if the ring is quiet `now` and no other thread is compacting it.
+    fn compaction_start(&self, now: Instant) -> Option<Compaction<'_>> {
         let mut recent = self.ring();
         let quiet = recent
             .last_end
-            .is_some_and(|end| end.elapsed().is_ok_and(|since| since >= QUIET));
+            .is_some_and(|end| now.saturating_duration_since(end) >= QUIET);
         if !quiet || recent.compacting {
             return None;
         }
-        let todo: Vec<_> = recent
+        let mut todo: Vec<_> = recent
             .slots
             .iter()
             .filter(|slot| !slot.copied && Arc::strong_count(&slot.trace) == 1)
             .map(|slot| (slot.number, slot.trace.clone()))
+            .take(COMPACT_BATCH + 1)
             .collect();
         if todo.is_empty() {
             return None;
         }
+        let more = todo.len() > COMPACT_BATCH;
+        todo.truncate(COMPACT_BATCH);
         recent.compacting = true;
         Some(Compaction {
+            telemetry: self,
             todo,
-            last_end: recent.last_end,
+            pushed: recent.pushed,
+            more,
         })
     }
 
@@ -181,16 +173,58 @@ impl Telemetry {
     }
 }
 
-/// A compaction's work, taken under the ring's lock and done outside it.
-struct Compaction {
-    /// The traces not yet copied that nothing else holds (an exporter's queue may), with
-    /// their numbers.
+/// A step of a compaction, taken under the ring's lock and done outside it. While it lives
+/// no other thread compacts.
+struct Compaction<'a> {
+    telemetry: &'a Telemetry,
+    /// Traces not yet copied that nothing else holds (an exporter's queue may), with their
+    /// numbers.
     todo: Vec<(u64, Arc<Trace>)>,
-    /// When the last request ended: another ending meanwhile stops the compaction.
-    last_end: Option<SystemTime>,
+    /// `Recent::pushed` when it was taken: a trace pushed since stops it.
+    pushed: u64,
+    /// More traces are left to copy after these.
+    more: bool,
 }
 
-/// How long after the last request ended the recent traces may be copied.
+impl Compaction<'_> {
+    /// Copies the traces and swaps each copy in; returns whether more are left.
+    fn apply(self) -> bool {
+        for (number, old) in &self.todo {
+            if !self.swap(*number, old, Arc::new(old.copied())) {
+                return false;
+            }
+        }
+        self.more
+    }
+
+    /// Puts `copy` in place of `old`, if it is still in the ring; false if a trace has
+    /// been pushed since the step was taken.
+    fn swap(&self, number: u64, old: &Arc<Trace>, copy: Arc<Trace>) -> bool {
+        let mut recent = self.telemetry.ring();
+        if recent.pushed != self.pushed {
+            return false;
+        }
+        if let Some(slot) = recent.slot(number) {
+            if Arc::ptr_eq(&slot.trace, old) {
+                slot.trace = copy;
+                slot.copied = true;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Compaction<'_> {
+    /// Ends the step, before its originals are freed (outside the lock).
+    fn drop(&mut self) {
+        self.telemetry.ring().compacting = false;
+    }
+}
+
+/// The most traces copied in one step: a few hundred microseconds of the thread's time.
+const COMPACT_BATCH: usize = 64;
+
+/// How long after the last trace came in the recent traces may be copied.
 const QUIET: Duration = Duration::from_secs(5);
 
 /// The recent traces, oldest first.
@@ -200,7 +234,7 @@ struct Recent {
     /// Traces pushed, ever: the next one's number.
     pushed: u64,
     /// When the last pushed trace's request ended.
-    last_end: Option<SystemTime>,
+    last_end: Option<Instant>,
     /// A thread is copying the traces.
     compacting: bool,
 }
@@ -239,11 +273,14 @@ mod tests {
         Telemetry::new(settings, transcriber(), Vec::new())
     }
 
-    /// A request that ended `ago`.
-    fn ended(t: &Telemetry, id: &str, ago: Duration) -> Arc<Trace> {
-        let mut r = record();
-        r.started_at -= ago;
-        t.finish(id.into(), r)
+    fn ended(t: &Telemetry, id: &str) -> Arc<Trace> {
+        t.finish(id.into(), record())
+    }
+
+    /// A step of compaction a minute from now.
+    fn compact(t: &Telemetry) -> bool {
+        let later = Instant::now() + Duration::from_secs(60);
+        t.compaction_start(later).is_some_and(Compaction::apply)
     }
 
     fn addresses(t: &Telemetry) -> Vec<*const Trace> {
@@ -253,16 +290,14 @@ mod tests {
             .collect()
     }
 
-    const LONG_AGO: Duration = Duration::from_secs(60);
-
     #[test]
     fn quiet_recent_traces_are_copied_once() {
         let t = telemetry(3);
         for id in ["a", "b", "c", "d"] {
-            ended(&t, id, LONG_AGO);
+            ended(&t, id);
         }
         let before = addresses(&t);
-        t.compact_recent();
+        compact(&t);
         let after = addresses(&t);
         assert!(before.iter().zip(&after).all(|(b, a)| b != a), "copied");
         let ids: Vec<String> = t
@@ -272,11 +307,11 @@ mod tests {
             .collect();
         assert_eq!(ids, ["d", "c", "b"]);
 
-        t.compact_recent();
+        compact(&t);
         assert_eq!(addresses(&t), after, "not copied twice");
-        ended(&t, "e", LONG_AGO);
+        ended(&t, "e");
         let before = addresses(&t);
-        t.compact_recent();
+        compact(&t);
         let after = addresses(&t);
         assert_ne!(before[0], after[0], "the new one is copied");
         assert_eq!(before[1..], after[1..], "the others are left alone");
@@ -285,20 +320,23 @@ mod tests {
     #[test]
     fn nothing_is_copied_within_seconds_of_a_request_ending() {
         let t = telemetry(3);
-        ended(&t, "a", LONG_AGO);
-        ended(&t, "b", Duration::ZERO);
+        ended(&t, "a");
         let before = addresses(&t);
-        t.compact_recent();
+        assert!(!t.compact_recent(), "just ended");
+        let soon = Instant::now() + QUIET / 2;
+        assert!(t.compaction_start(soon).is_none());
         assert_eq!(addresses(&t), before);
+        assert!(!compact(&t), "a minute later: copied, and the last step");
+        assert_ne!(addresses(&t), before);
     }
 
     #[test]
     fn a_trace_held_elsewhere_is_copied_once_it_is_not() {
         let t = telemetry(2);
-        let held = ended(&t, "a", LONG_AGO);
-        ended(&t, "b", LONG_AGO);
+        let held = ended(&t, "a");
+        ended(&t, "b");
         let before = addresses(&t);
-        t.compact_recent();
+        compact(&t);
         let after = addresses(&t);
         assert_ne!(after[0], before[0], "b is copied");
         assert_eq!(
@@ -307,9 +345,54 @@ mod tests {
             "an exporter's queue still has a"
         );
         drop(held);
-        t.compact_recent();
+        compact(&t);
         let last = addresses(&t);
         assert_eq!(last[0], after[0]);
         assert_ne!(last[1], after[1], "a is copied now");
+    }
+
+    #[test]
+    fn a_big_ring_is_copied_in_steps() {
+        let t = telemetry(COMPACT_BATCH + 6);
+        for i in 0..COMPACT_BATCH + 6 {
+            ended(&t, &i.to_string());
+        }
+        let before = addresses(&t);
+        assert!(compact(&t), "more left");
+        let after = addresses(&t);
+        let copied = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        assert_eq!(copied, COMPACT_BATCH);
+        assert!(!compact(&t), "the rest");
+        let last = addresses(&t);
+        assert!(before.iter().zip(&last).all(|(b, a)| b != a));
+        assert!(!compact(&t), "nothing left");
+    }
+
+    #[test]
+    fn a_trace_coming_in_stops_a_compaction_and_one_thread_compacts_at_a_time() {
+        let t = telemetry(3);
+        ended(&t, "a");
+        let before = addresses(&t);
+        let later = Instant::now() + Duration::from_secs(60);
+        let step = t.compaction_start(later).unwrap();
+        assert!(t.compaction_start(later).is_none(), "one at a time");
+        ended(&t, "b");
+        assert!(!step.apply(), "stopped");
+        assert_eq!(addresses(&t)[1], before[0], "not swapped");
+        assert!(!compact(&t), "a later step copies both, and is the last");
+        assert_ne!(addresses(&t)[1], before[0]);
+    }
+
+    #[test]
+    fn a_slot_is_found_by_its_number_while_it_is_kept() {
+        let t = telemetry(2);
+        for id in ["a", "b", "c"] {
+            ended(&t, id);
+        }
+        let mut recent = t.ring();
+        assert!(recent.slot(0).is_none(), "pushed out");
+        assert_eq!(recent.slot(1).unwrap().trace.request_id, "b");
+        assert_eq!(recent.slot(2).unwrap().trace.request_id, "c");
+        assert!(recent.slot(3).is_none(), "not yet pushed");
     }
 }

@@ -194,7 +194,9 @@ pub struct Served {
     pub attempts: u32,
 }
 
-/// Everything known about one request, as it goes.
+/// Everything known about one request, as it goes. Its clone copies every field but
+/// `input`, whose bytes it shares (`Trace::copied` copies them): a new field that shares on
+/// clone must be copied there too.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub started: Instant,

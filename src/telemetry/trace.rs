@@ -346,6 +346,7 @@ pub(crate) mod tests {
     #[test]
     fn a_copy_shares_no_bytes_with_its_original() {
         let t = Trace::finish("req".into(), record());
+        t.json(&transcriber());
         let copy = t.copied();
         let (a, b) = (
             t.record.input.as_ref().unwrap(),
@@ -353,6 +354,15 @@ pub(crate) mod tests {
         );
         assert_eq!(a, b);
         assert_ne!(a.as_ptr(), b.as_ptr());
+        let (a, b) = (t.record.output.bytes(), copy.record.output.bytes());
+        assert_eq!(a, b);
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        let (a, b) = (t.json.get().unwrap(), copy.json.get().unwrap());
+        assert_eq!(a.get(), b.get());
+        assert_ne!(a.get().as_ptr(), b.get().as_ptr());
+        let (a, b) = (t.content.get().unwrap(), copy.content.get().unwrap());
+        let (a, b) = (a.input.as_ref().unwrap(), b.input.as_ref().unwrap());
+        assert_ne!(a.get().as_ptr(), b.get().as_ptr());
         assert_eq!(parsed(&copy), parsed(&t));
     }
 
