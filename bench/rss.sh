@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Memory before, during and after a load of 1,000 streams held open at once: the sidecar's
-# RSS idle, warm (after ordinary traffic has filled the Logs page's ring; read 2 s and 12 s
+# RSS idle, warm (after ordinary traffic has filled the Logs page's ring; read 2 s and 82 s
 # after it), at the load's peak, 11 s after it (the provider pool still holds the load's
 # sockets) and 80 s after it (the pool's sweep has closed them), with the sidecar idle since
 # the load (or since the ordinary traffic RSS_RESUME asks for after it).
@@ -78,10 +78,12 @@ load 64 15 fast
 sleep 2
 warm=$(rss)
 echo "warm: $warm KiB"
-# An idle request thread gives its free pages back after 5 s (`src/allocator.rs`).
-sleep 10
+# An idle request thread gives its free pages back 5 to 10 s after its last request
+# (`src/allocator.rs`); the pool's sweep closes the warm-up's connections after 60 to 75 s,
+# as it does the load's before the last reading.
+sleep 80
 settled=$(rss)
-echo "warm, then idle 12 s: $settled KiB"
+echo "warm, then idle 82 s: $settled KiB"
 for i in $(seq "${RSS_LOADS:-1}"); do
   load 1000 8 paced &
   loader=$!

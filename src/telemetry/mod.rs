@@ -126,7 +126,8 @@ impl Telemetry {
     }
 
     /// Copies up to [`COMPACT_BATCH`] of the recent traces into fresh allocations, each
-    /// trace once, when no trace has come in for [`QUIET`]; returns whether more are left.
+    /// trace once (none larger than [`MOST_COPIED`]), when no trace has come in for
+    /// [`QUIET`]; returns whether more are left (false when done, or stopped).
     /// Every idle request thread calls it, and again after yielding while it returns true
     /// (`allocator`). The traces of a load's last requests were allocated among its
     /// short-lived data, and each kept a page of it after the load; copied while the process
@@ -147,18 +148,26 @@ impl Telemetry {
         if !quiet || recent.compacting {
             return None;
         }
-        let mut todo: Vec<_> = recent
-            .slots
-            .iter()
-            .filter(|slot| !slot.copied && Arc::strong_count(&slot.trace) == 1)
-            .map(|slot| (slot.number, slot.trace.clone()))
-            .take(COMPACT_BATCH + 1)
-            .collect();
+        let mut todo = Vec::new();
+        let mut more = false;
+        for slot in &mut recent.slots {
+            if slot.copied || Arc::strong_count(&slot.trace) > 1 {
+                continue;
+            }
+            if todo.len() == COMPACT_BATCH {
+                more = true;
+                break;
+            }
+            if slot.trace.bulk() > MOST_COPIED {
+                // Its big blocks have pages of their own: copying them gains nothing.
+                slot.copied = true;
+                continue;
+            }
+            todo.push((slot.number, slot.trace.clone()));
+        }
         if todo.is_empty() {
             return None;
         }
-        let more = todo.len() > COMPACT_BATCH;
-        todo.truncate(COMPACT_BATCH);
         recent.compacting = true;
         Some(Compaction {
             telemetry: self,
@@ -187,10 +196,11 @@ struct Compaction<'a> {
 }
 
 impl Compaction<'_> {
-    /// Copies the traces and swaps each copy in; returns whether more are left.
-    fn apply(self) -> bool {
-        for (number, old) in &self.todo {
-            if !self.swap(*number, old, Arc::new(old.copied())) {
+    /// Copies the traces and swaps each copy in, freeing each original once it is out of
+    /// the ring; returns whether more are left (false too when a trace came in).
+    fn apply(mut self) -> bool {
+        for (number, old) in std::mem::take(&mut self.todo) {
+            if !self.swap(number, &old, Arc::new(old.copied())) {
                 return false;
             }
         }
@@ -223,6 +233,9 @@ impl Drop for Compaction<'_> {
 
 /// The most traces copied in one step: a few hundred microseconds of the thread's time.
 const COMPACT_BATCH: usize = 64;
+
+/// A trace whose request body and captured answer are larger is not copied.
+const MOST_COPIED: usize = 64 * 1024;
 
 /// How long after the last trace came in the recent traces may be copied.
 const QUIET: Duration = Duration::from_secs(5);
@@ -349,6 +362,22 @@ mod tests {
         let last = addresses(&t);
         assert_eq!(last[0], after[0]);
         assert_ne!(last[1], after[1], "a is copied now");
+    }
+
+    #[test]
+    fn a_trace_with_a_big_body_is_left_where_it_is() {
+        let t = telemetry(2);
+        let mut big = record();
+        big.input = Some(bytes::Bytes::from(vec![b' '; MOST_COPIED + 1]));
+        t.finish("big".into(), big);
+        ended(&t, "small");
+        let before = addresses(&t);
+        assert!(!compact(&t));
+        let after = addresses(&t);
+        assert_ne!(after[0], before[0], "the small one is copied");
+        assert_eq!(after[1], before[1], "the big one is not");
+        assert!(!compact(&t), "nor later");
+        assert_eq!(addresses(&t)[1], before[1]);
     }
 
     #[test]

@@ -60,6 +60,16 @@ impl Trace {
         }
     }
 
+    /// The bytes of its request body and of its answer, captured or assembled (what its
+    /// text, read back, is about as large as).
+    pub fn bulk(&self) -> usize {
+        let output = &self.record.output;
+        let assembled = output.assembled_output().and_then(|o| o.message.as_ref());
+        self.record.input.as_ref().map_or(0, Bytes::len)
+            + output.bytes().len()
+            + assembled.map_or(0, |m| m.get().len())
+    }
+
     /// A copy in allocations of its own: the input's bytes too, which a clone would share.
     /// Every field is named, so a new one must be copied here too.
     pub fn copied(&self) -> Trace {
