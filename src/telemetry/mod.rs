@@ -100,10 +100,8 @@ impl Telemetry {
             if recent.slots.len() >= self.settings.recent_traces {
                 recent.slots.pop_front();
             }
-            let number = recent.pushed;
             recent.slots.push_back(Slot {
                 trace: trace.clone(),
-                number,
                 copied: false,
             });
             recent.pushed += 1;
@@ -150,7 +148,7 @@ impl Telemetry {
         }
         let mut todo = Vec::new();
         let mut more = false;
-        for slot in &mut recent.slots {
+        for (index, slot) in recent.slots.iter_mut().enumerate() {
             if slot.copied || Arc::strong_count(&slot.trace) > 1 {
                 continue;
             }
@@ -163,7 +161,7 @@ impl Telemetry {
                 slot.copied = true;
                 continue;
             }
-            todo.push((slot.number, slot.trace.clone()));
+            todo.push((index, slot.trace.clone()));
         }
         if todo.is_empty() {
             return None;
@@ -187,8 +185,8 @@ impl Telemetry {
 struct Compaction<'a> {
     telemetry: &'a Telemetry,
     /// Traces not yet copied that nothing else holds (an exporter's queue may), with their
-    /// numbers.
-    todo: Vec<(u64, Arc<Trace>)>,
+    /// places in the ring (which hold while nothing is pushed: only a push pops).
+    todo: Vec<(usize, Arc<Trace>)>,
     /// `Recent::pushed` when it was taken: a trace pushed since stops it.
     pushed: u64,
     /// More traces are left to copy after these.
@@ -199,26 +197,25 @@ impl Compaction<'_> {
     /// Copies the traces and swaps each copy in, freeing each original once it is out of
     /// the ring; returns whether more are left (false too when a trace came in).
     fn apply(mut self) -> bool {
-        for (number, old) in std::mem::take(&mut self.todo) {
-            if !self.swap(number, &old, Arc::new(old.copied())) {
+        for (index, old) in std::mem::take(&mut self.todo) {
+            if !self.swap(index, &old, Arc::new(old.copied())) {
                 return false;
             }
         }
         self.more
     }
 
-    /// Puts `copy` in place of `old`, if it is still in the ring; false if a trace has
-    /// been pushed since the step was taken.
-    fn swap(&self, number: u64, old: &Arc<Trace>, copy: Arc<Trace>) -> bool {
+    /// Puts `copy` in place of `old`, at `index`; false if a trace has been pushed since
+    /// the step was taken (then the ring has moved, and the step stops).
+    fn swap(&self, index: usize, old: &Arc<Trace>, copy: Arc<Trace>) -> bool {
         let mut recent = self.telemetry.ring();
         if recent.pushed != self.pushed {
             return false;
         }
-        if let Some(slot) = recent.slot(number) {
-            if Arc::ptr_eq(&slot.trace, old) {
-                slot.trace = copy;
-                slot.copied = true;
-            }
+        let slot = recent.slots.get_mut(index);
+        if let Some(slot) = slot.filter(|slot| Arc::ptr_eq(&slot.trace, old)) {
+            slot.trace = copy;
+            slot.copied = true;
         }
         true
     }
@@ -244,7 +241,7 @@ const QUIET: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Recent {
     slots: VecDeque<Slot>,
-    /// Traces pushed, ever: the next one's number.
+    /// Traces pushed, ever: a step of compaction stops when it changes.
     pushed: u64,
     /// When the last pushed trace's request ended.
     last_end: Option<Instant>,
@@ -252,21 +249,9 @@ struct Recent {
     compacting: bool,
 }
 
-impl Recent {
-    /// The slot of the trace pushed `number`th, while it is kept.
-    fn slot(&mut self, number: u64) -> Option<&mut Slot> {
-        let first = self.slots.front()?.number;
-        let index = usize::try_from(number.checked_sub(first)?).ok()?;
-        self.slots
-            .get_mut(index)
-            .filter(|slot| slot.number == number)
-    }
-}
-
 /// A recent trace.
 struct Slot {
     trace: Arc<Trace>,
-    number: u64,
     /// It has been copied since its request ended (`Telemetry::compact_recent`).
     copied: bool,
 }
@@ -410,18 +395,5 @@ mod tests {
         assert_eq!(addresses(&t)[1], before[0], "not swapped");
         assert!(!compact(&t), "a later step copies both, and is the last");
         assert_ne!(addresses(&t)[1], before[0]);
-    }
-
-    #[test]
-    fn a_slot_is_found_by_its_number_while_it_is_kept() {
-        let t = telemetry(2);
-        for id in ["a", "b", "c"] {
-            ended(&t, id);
-        }
-        let mut recent = t.ring();
-        assert!(recent.slot(0).is_none(), "pushed out");
-        assert_eq!(recent.slot(1).unwrap().trace.request_id, "b");
-        assert_eq!(recent.slot(2).unwrap().trace.request_id, "c");
-        assert!(recent.slot(3).is_none(), "not yet pushed");
     }
 }
