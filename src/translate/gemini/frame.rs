@@ -116,6 +116,14 @@ pub(super) mod test_events {
     }
 
     /// `text_event` with `candidate` for its candidate's fields after the content.
+    /// An event of each text, as [`text_event`] writes it.
+    pub fn text_events(texts: &[&str], thought: bool, prompt_tokens: u32) -> Vec<String> {
+        texts
+            .iter()
+            .map(|t| text_event(t, thought, prompt_tokens))
+            .collect()
+    }
+
     pub fn with_candidate(text: &str, candidate: &str) -> String {
         text_event(text, false, 25).replace(r#""index": 0}"#, candidate)
     }

@@ -321,7 +321,7 @@ impl ToOpenAi {
 #[cfg(test)]
 mod tests {
     use super::super::frame::test_events::{
-        any_texts, reads_texts, text_event, with_candidate, LAST,
+        any_texts, reads_texts, text_event, text_events, with_candidate, LAST,
     };
     use super::*;
     use crate::translate::openai::ChatChunk;
@@ -430,20 +430,14 @@ mod tests {
 
     #[test]
     fn text_events_alike_but_for_their_text_are_read_by_the_frame_as_a_parse_reads_them() {
-        let mut events: Vec<String> = ["Hello", " there", ", friend", "!"]
-            .iter()
-            .map(|t| text_event(t, false, 25))
-            .collect();
+        let mut events = text_events(&["Hello", " there", ", friend", "!"], false, 25);
         events.push(LAST.to_string());
         assert_eq!(
             reads_as_a_parse(&events),
             Ok(3),
             "all but the first and last"
         );
-        let thoughts: Vec<String> = ["Let", " me", " think"]
-            .iter()
-            .map(|t| text_event(t, true, 25))
-            .collect();
+        let thoughts = text_events(&["Let", " me", " think"], true, 25);
         assert_eq!(reads_as_a_parse(&thoughts), Ok(2));
     }
 
@@ -493,10 +487,7 @@ mod tests {
 
     #[test]
     fn grounding_cites_the_text_the_frame_read() {
-        let mut events: Vec<String> = ["Rust 2024 ", "shipped ", "with "]
-            .iter()
-            .map(|t| text_event(t, false, 25))
-            .collect();
+        let mut events = text_events(&["Rust 2024 ", "shipped ", "with "], false, 25);
         events.push(with_candidate(
             "Rust 1.85.",
             r#""finishReason": "STOP","index": 0,"groundingMetadata": {"webSearchQueries": ["rust 2024"],"groundingChunks": [{"web": {"uri": "https://example.com/r","title": "rust-lang.org"}}],"groundingSupports": [{"segment": {"startIndex": 10,"endIndex": 25,"text": "shipped with Ru"},"groundingChunkIndices": [0]}]}}"#,

@@ -190,7 +190,7 @@ struct Call<'a> {
 #[cfg(test)]
 mod tests {
     use super::super::frame::test_events::{
-        any_texts, reads_texts, text_event, with_candidate, LAST,
+        any_texts, reads_texts, text_event, text_events, with_candidate, LAST,
     };
     use super::*;
     use crate::telemetry::capture::Output;
@@ -220,11 +220,8 @@ mod tests {
 
     #[test]
     fn a_relayed_stream_is_read_as_each_chunk_read_alone_reads_it() {
-        let mut events: Vec<String> = ["Hello", " there", ", friend"]
-            .iter()
-            .map(|t| text_event(t, false, 25))
-            .collect();
-        events.extend(["Let", " me"].iter().map(|t| text_event(t, true, 25)));
+        let mut events = text_events(&["Hello", " there", ", friend"], false, 25);
+        events.extend(text_events(&["Let", " me"], true, 25));
         events.push(text_event("with \"quotes\"", false, 25));
         events.push(text_event("more", false, 26));
         events.push(text_event("and more", false, 26));
