@@ -488,7 +488,7 @@ impl Encoder {
                     let usage = UsageField::Some(usage.unwrap_or_default());
                     writer.write((&id, created, &model), &[], &usage, out);
                 }
-                write_data(out, b"[DONE]");
+                write_data(out, openai::stream::DONE.as_bytes());
             }
             Encoder::Anthropic(e) => {
                 if let Some(u) = usage {

@@ -6,7 +6,7 @@
 //! into a `Value` map, every chunk cost a map per object in it (1.35 us an event). A chunk
 //! of plain text under the head of the chunk before is read without a parser.
 
-use super::stream::KnownHead;
+use super::stream::{is_done, KnownHead};
 use crate::telemetry::record::TokenUsage;
 use crate::translate::fields::{text, whole_number};
 use serde::de::{Deserializer, IgnoredAny};
@@ -154,7 +154,7 @@ fn parsed<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
 
 impl OpenAiStream {
     pub(crate) fn event(&mut self, data: &str) -> Option<()> {
-        if data == "[DONE]" {
+        if is_done(data) {
             self.done = true;
             return Some(());
         }

@@ -7,6 +7,14 @@ use crate::error::StreamFailure;
 use crate::translate::json_text::plain_string;
 use std::sync::Arc;
 
+/// The data of a chat stream's last event, which is no chunk.
+pub(crate) const DONE: &str = "[DONE]";
+
+/// Whether an event's data is the stream's end marker, [`DONE`].
+pub(crate) fn is_done(data: &str) -> bool {
+    data.trim() == DONE
+}
+
 /// The key a chunk's choices follow.
 pub(super) const CHOICES_KEY: &str = "\"choices\":";
 
@@ -166,7 +174,7 @@ impl ChunkReader {
         chunks: &mut Vec<ChatChunk>,
         choices: &mut Vec<ChunkChoice>,
     ) -> Result<(), StreamFailure> {
-        if data.trim() == "[DONE]" {
+        if is_done(data) {
             self.done = true;
             return Ok(());
         }

@@ -2,7 +2,7 @@
 //! into an [`Assembled`] message from a whole completion, one stream chunk's text, or one
 //! chunk the decoder already typed (a translated stream is never parsed twice).
 
-use super::stream::{choices_at, plain_text, CHOICES_KEY};
+use super::stream::{choices_at, is_done, plain_text, CHOICES_KEY};
 use super::{ChatChunk, ChunkChoice};
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
@@ -27,7 +27,12 @@ struct Request<'a> {
 }
 
 /// A whole answer's choice 0's `message`, or a chunk's choice 0's `delta`, as JSON text.
+/// The end marker is no chunk: it is not parsed (it failed as one, and each failure
+/// allocated an error).
 pub fn read(data: &str, into: &mut Assembled) {
+    if is_done(data) {
+        return;
+    }
     let Some(choice) = choice_zero(data) else {
         return;
     };
