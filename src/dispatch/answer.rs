@@ -79,11 +79,26 @@ impl Answer {
         }
     }
 
-    pub fn try_next(&mut self) -> Option<Result<Option<Bytes>, ExchangeError>> {
+    /// Waits for the next piece and appends it to `into`; `false` at the end.
+    pub async fn next_into(
+        &mut self,
+        into: &mut BytesMut,
+        limits: ReadLimits,
+    ) -> Result<bool, ExchangeError> {
         match self {
-            Answer::Remote(e) => e.try_read(),
-            Answer::Local(l) => Some(Ok(l.chunks.pop_front())),
-            Answer::Buffered(_, body) => Some(Ok(body.take())),
+            Answer::Remote(e) => e.read_into(into, limits).await,
+            Answer::Local(l) => Ok(append(l.chunks.pop_front(), into)),
+            Answer::Buffered(_, body) => Ok(append(body.take(), into)),
+        }
+    }
+
+    /// Appends the next piece to `into` if it is readable without waiting (see
+    /// [`Exchange::try_read_into`]); `Some(false)` at the end.
+    pub fn try_next_into(&mut self, into: &mut BytesMut) -> Option<Result<bool, ExchangeError>> {
+        match self {
+            Answer::Remote(e) => e.try_read_into(into),
+            Answer::Local(l) => Some(Ok(append(l.chunks.pop_front(), into))),
+            Answer::Buffered(_, body) => Some(Ok(append(body.take(), into))),
         }
     }
 
@@ -99,6 +114,11 @@ impl Answer {
         }
         Ok(out)
     }
+}
+
+/// A local or buffered answer's next piece appended to `into`: whether there was one.
+fn append(piece: Option<Bytes>, into: &mut BytesMut) -> bool {
+    piece.map(|p| into.extend_from_slice(&p)).is_some()
 }
 
 /// The answer the loop settled on, how to translate it, and the limits of its reads.

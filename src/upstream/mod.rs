@@ -19,7 +19,7 @@ pub use upgrade::Upgrade;
 
 use crate::config::BaseUrl;
 use crate::telemetry::record::Outcome;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -219,22 +219,37 @@ impl Exchange {
 
     /// Waits for the next piece of the body; `None` at its end.
     pub async fn read(&mut self, limits: ReadLimits) -> Result<Option<Bytes>, ExchangeError> {
-        timeout_at(limits.next(), self.session.read_body_bytes())
-            .await
-            .map_err(|_| ExchangeError::Timeout)?
-            .map_err(|e| ExchangeError::Broken(e.to_string()))
+        let mut piece = BytesMut::new();
+        let more = self.read_into(&mut piece, limits).await?;
+        Ok(more.then(|| piece.freeze()))
     }
 
-    /// The next piece of the body if it can be had without waiting.
+    /// Waits for the next piece of the body and appends it to `into`; `false` at its end.
+    /// The piece is copied once, from the connection's buffer to `into`: a burst of events
+    /// read this way is one allocation, not one per HTTP chunk.
+    pub async fn read_into(
+        &mut self,
+        into: &mut BytesMut,
+        limits: ReadLimits,
+    ) -> Result<bool, ExchangeError> {
+        let read = async {
+            let piece = self.session.read_body_ref().await;
+            append(piece, into)
+        };
+        timeout_at(limits.next(), read)
+            .await
+            .map_err(|_| ExchangeError::Timeout)?
+    }
+
+    /// Appends the next piece of the body to `into` if it can be had without waiting:
+    /// `None` if it cannot, else as [`Self::read_into`].
     ///
     /// Relies on Pingora 0.9's HTTP/1 body read consuming nothing before its socket read, so
     /// dropping it while pending loses no byte (`tests/gateway/chat.rs` guards this; upstream
     /// connections are HTTP/1 only for this reason).
-    pub fn try_read(&mut self) -> Option<Result<Option<Bytes>, ExchangeError>> {
-        self.session
-            .read_body_bytes()
-            .now_or_never()
-            .map(|r| r.map_err(|e| ExchangeError::Broken(e.to_string())))
+    pub fn try_read_into(&mut self, into: &mut BytesMut) -> Option<Result<bool, ExchangeError>> {
+        let piece = self.session.read_body_ref().now_or_never()?;
+        Some(append(piece, into))
     }
 
     /// Reads the rest of the body into memory, up to `limit` bytes (for error answers, which
@@ -254,6 +269,21 @@ impl Exchange {
             out.extend_from_slice(&chunk);
         }
         Ok(Bytes::from(out))
+    }
+}
+
+/// A body read's piece appended to `into`: whether there was one (`false` at the body's end).
+fn append(
+    piece: pingora::Result<Option<&[u8]>>,
+    into: &mut BytesMut,
+) -> Result<bool, ExchangeError> {
+    match piece {
+        Ok(Some(piece)) => {
+            into.extend_from_slice(piece);
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(e) => Err(ExchangeError::Broken(e.to_string())),
     }
 }
 
