@@ -192,11 +192,13 @@ impl BodyReader {
             }
             BodyReader::Tap(tap) => {
                 let events = tap.feed(piece);
-                if !done {
+                let rest = if done { tap.finish() } else { Bytes::new() };
+                // A stream that ends with its last blank line (nearly all) leaves nothing.
+                if rest.is_empty() {
                     return Ok(events);
                 }
                 let mut all = BytesMut::from(&events[..]);
-                all.extend_from_slice(&tap.finish());
+                all.extend_from_slice(&rest);
                 Ok(all.freeze())
             }
             BodyReader::Tail(tail) => {

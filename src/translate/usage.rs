@@ -141,15 +141,23 @@ impl UsageTap {
             self.carry.extend_from_slice(&piece);
             std::mem::take(&mut self.carry).freeze()
         };
-        let whole = whole_events_len(&joined);
+        let (whole, kept) = self.scan(&joined, false);
         self.carry.extend_from_slice(&joined[whole..]);
-        self.scan(joined.slice(..whole))
+        // Sliced only when it must be: a slice of a buffer not yet shared allocates.
+        kept.unwrap_or_else(|| {
+            if whole == joined.len() {
+                joined
+            } else {
+                joined.slice(..whole)
+            }
+        })
     }
 
     /// At the stream's end: what is left (an event without its blank line still counts).
     pub fn finish(&mut self) -> Bytes {
         let rest = std::mem::take(&mut self.carry).freeze();
-        self.scan(rest)
+        let (_, kept) = self.scan(&rest, true);
+        kept.unwrap_or(rest)
     }
 
     /// The counts seen so far (the last report wins; Anthropic's are merged).
@@ -157,32 +165,41 @@ impl UsageTap {
         self.usage
     }
 
-    /// Reads the events in `events` (each framed once, here): into the trace's answer when one
-    /// is assembled, and for their usage, dropping the ones that must not reach the app.
-    /// Without an answer to assemble, events that do not mention usage are not parsed.
-    fn scan(&mut self, events: Bytes) -> Bytes {
+    /// Reads the whole events of `buf` (each framed once, here; `at_end` of the stream, what
+    /// follows them too): into the trace's answer when one is assembled, and for their usage,
+    /// dropping the ones that must not reach the app. Gives the length they take, and what of
+    /// them is to be relayed when that is not all of them. Without an answer to assemble,
+    /// events that do not mention usage are not parsed.
+    fn scan(&mut self, buf: &[u8], at_end: bool) -> (usize, Option<Bytes>) {
         // Assembling, every event is read anyway: each is searched on its own below.
-        if self.transcript.is_none() && usage_finder().find(&events).is_none() {
-            return events;
+        if self.transcript.is_none() && usage_finder().find(buf).is_none() {
+            return (
+                if at_end {
+                    buf.len()
+                } else {
+                    whole_events_len(buf)
+                },
+                None,
+            );
         }
         let mut kept: Option<BytesMut> = None;
         let mut start = 0;
-        // Each whole event, then what is left at the stream's end (no blank line after it).
-        let ends = event_ends(&events).chain(std::iter::once(events.len()));
+        // Each whole event, then, at the end, what is left (no blank line after it).
+        let ends = event_ends(buf).chain(at_end.then_some(buf.len()));
         for end in ends {
             if end <= start {
                 continue;
             }
-            let event = &events[start..end];
+            let event = &buf[start..end];
             let drop = self.read(event);
             match (&mut kept, drop) {
-                (None, true) => kept = Some(BytesMut::from(&events[..start])),
+                (None, true) => kept = Some(BytesMut::from(&buf[..start])),
                 (Some(out), false) => out.extend_from_slice(event),
                 _ => {}
             }
             start = end;
         }
-        kept.map_or(events, BytesMut::freeze)
+        (start, kept.map(BytesMut::freeze))
     }
 
     /// Reads one event (its data found once): into the answer, and, when it mentions
