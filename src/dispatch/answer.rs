@@ -266,3 +266,47 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Wire;
+
+    const STREAM: &[u8] =
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+
+    fn tap() -> BodyReader {
+        let mut reader = BodyReader::as_is(&ResponsePlan::identity(Wire::OpenAi, "m"), true);
+        reader.assemble(1024);
+        reader
+    }
+
+    /// A relayed stream that has all come in one piece, ending with its blank line, is handed
+    /// on as the same buffer: read for the trace, not copied.
+    #[test]
+    fn a_whole_stream_in_one_piece_is_relayed_without_a_copy() {
+        let piece = Bytes::from_static(STREAM);
+        let out = tap().pass(piece.clone(), true).unwrap();
+        assert_eq!(out, STREAM);
+        assert_eq!(out.as_ptr(), piece.as_ptr());
+    }
+
+    /// What follows the last blank line still reaches the app at the end, after the events
+    /// before it, however the stream was cut into pieces.
+    #[test]
+    fn the_last_event_without_its_blank_line_is_relayed_at_the_end() {
+        let stream = &STREAM[..STREAM.len() - 2];
+        for cut in [0, 10, 60, stream.len()] {
+            let mut reader = tap();
+            let mut out = reader
+                .pass(Bytes::copy_from_slice(&stream[..cut]), false)
+                .unwrap()
+                .to_vec();
+            let last = reader.pass(Bytes::copy_from_slice(&stream[cut..]), true);
+            out.extend_from_slice(&last.unwrap());
+            assert_eq!(out, stream, "cut at {cut}");
+            let answer = reader.transcript().unwrap().message.unwrap();
+            assert!(answer.get().contains("\"content\":\"hi\""), "cut at {cut}");
+        }
+    }
+}
