@@ -22,7 +22,6 @@ use opentelemetry_proto::tonic::trace::v1::{
 use prost::encoding::{
     bool, double, encode_key, encode_varint, encoded_len_varint, int64, key_len, message, WireType,
 };
-use prost::Message;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
@@ -70,7 +69,7 @@ pub fn request(batch: &[Arc<Trace>], t: &Transcriber) -> ExportTraceServiceReque
         Span {
             attributes: parts.attributes.iter().map(Attr::key_value).collect(),
             status: Some(parts.status),
-            ..parts.head
+            ..parts.head.span()
         }
     });
     ExportTraceServiceRequest {
@@ -150,20 +149,20 @@ fn provider_name(kind: &str) -> &str {
     }
 }
 
-/// GenAI's message attributes hold a JSON array of messages.
-fn as_array(json: &RawValue) -> Cow<'_, str> {
+/// GenAI's message attributes hold a JSON array of messages: one message is put in one.
+fn messages(json: &RawValue) -> Value<'_> {
     let json = json.get();
     if json.starts_with('[') {
-        Cow::Borrowed(json)
+        Value::Text(Cow::Borrowed(json))
     } else {
-        Cow::Owned(format!("[{json}]"))
+        Value::InArray(json)
     }
 }
 
-/// A span: its fields before the attributes (tags 1-8) and its status (tag 15) as prost's
-/// types, and its attributes borrowed from the trace.
+/// A span: its fields before the attributes (tags 1-8) and its attributes, borrowed from the
+/// trace, and its status (tag 15) as prost's type.
 struct SpanParts<'a> {
-    head: Span,
+    head: Head<'a>,
     attributes: Vec<Attr<'a>>,
     status: Status,
     /// The length of the span's encoding.
@@ -253,25 +252,19 @@ impl<'a> SpanParts<'a> {
             a.push(Attr::text("respan.attempts.detail", attempts));
         }
         if let Some(input) = &content.input {
-            a.push(Attr::text("gen_ai.input.messages", as_array(input)));
+            a.push(Attr::new("gen_ai.input.messages", messages(input)));
         }
         if let Some(output) = &content.output.message {
-            a.push(Attr::text("gen_ai.output.messages", as_array(output)));
+            a.push(Attr::new("gen_ai.output.messages", messages(output)));
         }
         let failed = r.status >= 500 || r.status == 0 || r.error.is_some();
-        let head = Span {
-            trace_id: r.ids.trace_id.to_vec(),
-            span_id: r.ids.span_id.to_vec(),
-            parent_span_id: r.ids.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
-            name: if request_model.is_empty() {
-                op.to_string()
-            } else {
-                format!("{op} {request_model}")
-            },
-            kind: span::SpanKind::Client as i32,
-            start_time_unix_nano: nanos(r.started_at),
-            end_time_unix_nano: nanos(trace.ended_at),
-            ..Span::default()
+        let head = Head {
+            trace_id: &r.ids.trace_id,
+            span_id: &r.ids.span_id,
+            parent_span_id: r.ids.parent_span_id.as_ref().map_or(&[], |p| p),
+            name: (op, request_model),
+            start: nanos(r.started_at),
+            end: nanos(trace.ended_at),
         };
         let status = Status {
             message: if failed {
@@ -295,17 +288,17 @@ impl<'a> SpanParts<'a> {
     }
 
     /// The length of the encoding of a span made of these.
-    fn len(head: &Span, attributes: &[Attr], status: &Status) -> usize {
+    fn len(head: &Head, attributes: &[Attr], status: &Status) -> usize {
         let attributes: usize = attributes
             .iter()
             .map(|a| field_len(ATTRIBUTES, a.len()))
             .sum();
-        head.encoded_len() + attributes + message::encoded_len(STATUS, status)
+        head.len() + attributes + message::encoded_len(STATUS, status)
     }
 
     /// Writes the span's fields in tag order, as prost would.
     fn encode(&self, out: &mut Vec<u8>) {
-        self.head.encode_raw(out);
+        self.head.encode(out);
         for a in &self.attributes {
             delimited(ATTRIBUTES, a.len(), out);
             a.encode(out);
@@ -319,12 +312,116 @@ fn nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// A span's fields before its attributes, borrowed from the trace: made as prost's `Span`,
+/// each id was a `Vec` and the name a `String` formatted per span.
+struct Head<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    /// Empty for a span with no parent.
+    parent_span_id: &'a [u8],
+    /// `{operation} {model}`, or the operation alone when there is no model.
+    name: (&'a str, &'a str),
+    start: u64,
+    end: u64,
+}
+
+impl Head<'_> {
+    const KIND: span::SpanKind = span::SpanKind::Client;
+
+    fn name_len(&self) -> usize {
+        match self.name {
+            (op, "") => op.len(),
+            (op, model) => op.len() + 1 + model.len(),
+        }
+    }
+
+    /// The length of its encoding (prost leaves out empty and zero fields).
+    fn len(&self) -> usize {
+        let bytes = |tag, b: &[u8]| {
+            if b.is_empty() {
+                0
+            } else {
+                field_len(tag, b.len())
+            }
+        };
+        let time = |tag, t: u64| if t == 0 { 0 } else { key_len(tag) + 8 };
+        bytes(TRACE_ID, self.trace_id)
+            + bytes(SPAN_ID, self.span_id)
+            + bytes(PARENT_SPAN_ID, self.parent_span_id)
+            + match self.name_len() {
+                0 => 0,
+                len => field_len(NAME, len),
+            }
+            + key_len(KIND)
+            + encoded_len_varint(Self::KIND as u64)
+            + time(START, self.start)
+            + time(END, self.end)
+    }
+
+    /// Writes its fields in tag order, as prost would.
+    fn encode(&self, out: &mut Vec<u8>) {
+        for (tag, bytes) in [
+            (TRACE_ID, self.trace_id),
+            (SPAN_ID, self.span_id),
+            (PARENT_SPAN_ID, self.parent_span_id),
+        ] {
+            if !bytes.is_empty() {
+                delimited(tag, bytes.len(), out);
+                out.extend_from_slice(bytes);
+            }
+        }
+        let len = self.name_len();
+        if len > 0 {
+            delimited(NAME, len, out);
+            let (op, model) = self.name;
+            out.extend_from_slice(op.as_bytes());
+            if !model.is_empty() {
+                out.push(b' ');
+                out.extend_from_slice(model.as_bytes());
+            }
+        }
+        encode_key(KIND, WireType::Varint, out);
+        encode_varint(Self::KIND as u64, out);
+        for (tag, time) in [(START, self.start), (END, self.end)] {
+            if time != 0 {
+                encode_key(tag, WireType::SixtyFourBit, out);
+                out.extend_from_slice(&time.to_le_bytes());
+            }
+        }
+    }
+
+    /// As prost's type (for OTLP/JSON).
+    fn span(&self) -> Span {
+        let name = match self.name {
+            (op, "") => op.to_string(),
+            (op, model) => format!("{op} {model}"),
+        };
+        Span {
+            trace_id: self.trace_id.to_vec(),
+            span_id: self.span_id.to_vec(),
+            parent_span_id: self.parent_span_id.to_vec(),
+            name,
+            kind: Self::KIND as i32,
+            start_time_unix_nano: self.start,
+            end_time_unix_nano: self.end,
+            ..Span::default()
+        }
+    }
+}
+
 /// Field numbers of the OTLP messages written by hand (opentelemetry/proto/...).
 const RESOURCE_SPANS: u32 = 1; // ExportTraceServiceRequest.resource_spans
 const RESOURCE: u32 = 1; // ResourceSpans.resource
 const SCOPE_SPANS: u32 = 2; // ResourceSpans.scope_spans
 const SCOPE_FIELD: u32 = 1; // ScopeSpans.scope
 const SPANS: u32 = 2; // ScopeSpans.spans
+const TRACE_ID: u32 = 1; // Span.trace_id
+const SPAN_ID: u32 = 2; // Span.span_id
+const PARENT_SPAN_ID: u32 = 4; // Span.parent_span_id
+const NAME: u32 = 5; // Span.name
+const KIND: u32 = 6; // Span.kind
+const START: u32 = 7; // Span.start_time_unix_nano
+const END: u32 = 8; // Span.end_time_unix_nano
 const ATTRIBUTES: u32 = 9; // Span.attributes
 const STATUS: u32 = 15; // Span.status
 const KEY: u32 = 1; // KeyValue.key
@@ -345,6 +442,8 @@ struct Attr<'a> {
 /// An attribute's value (`AnyValue`).
 enum Value<'a> {
     Text(Cow<'a, str>),
+    /// Text written inside `[` and `]`, without being copied into a `String` first.
+    InArray(&'a str),
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -378,6 +477,7 @@ impl<'a> Attr<'a> {
         };
         let value = match &self.value {
             Value::Text(t) => any_value::Value::StringValue(t.to_string()),
+            Value::InArray(t) => any_value::Value::StringValue(format!("[{t}]")),
             Value::Bool(b) => any_value::Value::BoolValue(*b),
             Value::Int(i) => any_value::Value::IntValue(*i),
             Value::Float(f) => any_value::Value::DoubleValue(*f),
@@ -410,6 +510,7 @@ impl Value<'_> {
     fn len(&self) -> usize {
         match self {
             Value::Text(t) => field_len(STRING_VALUE, t.len()),
+            Value::InArray(t) => field_len(STRING_VALUE, t.len() + 2),
             Value::Bool(b) => bool::encoded_len(BOOL_VALUE, b),
             Value::Int(i) => int64::encoded_len(INT_VALUE, i),
             Value::Float(f) => double::encoded_len(DOUBLE_VALUE, f),
@@ -427,6 +528,12 @@ impl Value<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Value::Text(t) => text_field(STRING_VALUE, t, out),
+            Value::InArray(t) => {
+                delimited(STRING_VALUE, t.len() + 2, out);
+                out.push(b'[');
+                out.extend_from_slice(t.as_bytes());
+                out.push(b']');
+            }
             Value::Bool(b) => bool::encode(BOOL_VALUE, b, out),
             Value::Int(i) => int64::encode(INT_VALUE, i, out),
             Value::Float(f) => double::encode(DOUBLE_VALUE, f, out),
@@ -462,6 +569,7 @@ mod tests {
     use super::*;
     use crate::telemetry::record::RequestRecord;
     use crate::telemetry::trace::tests::{record, transcriber};
+    use prost::Message;
 
     #[test]
     fn the_protobuf_written_by_hand_is_prosts_own() {
@@ -470,6 +578,7 @@ mod tests {
         failed.status = 502;
         failed.error = Some("the provider broke off".into());
         failed.usage = None;
+        failed.ids.parent_span_id = Some([7; 8]);
         failed
             .subject
             .metadata
@@ -484,6 +593,24 @@ mod tests {
         let decoded = ExportTraceServiceRequest::decode(by_hand.as_slice()).unwrap();
         let spans = &decoded.resource_spans[0].scope_spans[0].spans;
         assert_eq!(spans.len(), 3);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        // A record with no model: the operation alone, no trailing space.
+        assert_eq!(names, ["chat fast", "chat fast", "not_found"]);
+        assert_eq!(spans[0].trace_id, batch[0].record.ids.trace_id);
+        assert_eq!(spans[0].span_id, batch[0].record.ids.span_id);
+        assert!(spans[0].parent_span_id.is_empty());
+        assert_eq!(spans[1].parent_span_id, [7; 8]);
+        assert!(spans
+            .iter()
+            .all(|s| s.kind == span::SpanKind::Client as i32));
+        // One message is written inside an array.
+        let output = spans[0]
+            .attributes
+            .iter()
+            .find(|a| a.key == "gen_ai.output.messages")
+            .and_then(|a| a.value.clone()?.value);
+        let expected = r#"[{"role": "assistant", "content": "answer text"}]"#;
+        assert_eq!(output, Some(any_value::Value::StringValue(expected.into())));
         let reasons = spans[0]
             .attributes
             .iter()
