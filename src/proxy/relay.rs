@@ -348,15 +348,20 @@ const BURST: usize = 8 * 1024;
 /// `read` with every piece that is readable right now appended, as one buffer; whether the
 /// body ended; and a failure met while gathering (after the data before it).
 fn gather(answer: &mut Answer, mut read: BytesMut) -> (Bytes, bool, Option<StreamFailure>) {
-    let mut burst = false;
+    let mut more = 0;
     loop {
         match answer.try_next_into(&mut read) {
             None => return (read.freeze(), false, None),
-            // More has come with the first piece: room for a burst at once. (Grown by
-            // doubling from one event's size, the buffer of a 22-event stream was reallocated,
-            // and copied, six times.)
-            Some(Ok(true)) if !std::mem::replace(&mut burst, true) => read.reserve(BURST),
-            Some(Ok(true)) => {}
+            Some(Ok(true)) => {
+                more += 1;
+                // Pieces still coming at once are a burst (a fast upstream's whole stream):
+                // room for it in one go. Grown by doubling from one event's size, the buffer
+                // of a 22-event stream was reallocated, and copied, six times. (Two pieces
+                // are not yet a burst: a paced stream's last event and its end come so.)
+                if more == 2 {
+                    read.reserve(BURST);
+                }
+            }
             Some(Ok(false)) => return (read.freeze(), true, None),
             Some(Err(e)) => return (read.freeze(), false, Some(StreamFailure::of_read(e))),
         }
