@@ -1,8 +1,9 @@
 //! A whole chat completion told again as its chunk stream (how the cache answers a streaming
 //! request), under a fresh id.
 
+use super::stream::DONE;
 use super::{completion_id, now_unix};
-use crate::translate::sse::write_json;
+use crate::translate::sse::{write_data, write_json};
 use serde_json::{json, Map, Value};
 
 /// Per choice: the role, the text (with its logprobs), a refusal, each tool call, then the
@@ -65,6 +66,6 @@ pub(crate) fn stream(whole: Map<String, Value>, include_usage: bool) -> Option<V
     if include_usage {
         chunk(json!([]), Some(whole.get("usage").unwrap_or(&Value::Null)));
     }
-    out.extend_from_slice(b"data: [DONE]\n\n");
+    write_data(&mut out, DONE.as_bytes());
     Some(out)
 }
