@@ -105,7 +105,6 @@ impl Telemetry {
                 copied: false,
             });
             recent.pushed += 1;
-            recent.last_end = Some(trace.record.started + trace.latency);
         }
         trace
     }
@@ -140,9 +139,12 @@ impl Telemetry {
     /// What to copy next, if the ring is quiet `now` and no other thread is compacting it.
     fn compaction_start(&self, now: Instant) -> Option<Compaction<'_>> {
         let mut recent = self.ring();
-        let quiet = recent
-            .last_end
-            .is_some_and(|end| now.saturating_duration_since(end) >= QUIET);
+        // The newest trace's request is the last to have ended (copies keep their times).
+        let last_end = recent
+            .slots
+            .back()
+            .map(|s| s.trace.record.started + s.trace.latency);
+        let quiet = last_end.is_some_and(|end| now.saturating_duration_since(end) >= QUIET);
         if !quiet || recent.compacting {
             return None;
         }
@@ -243,8 +245,6 @@ struct Recent {
     slots: VecDeque<Slot>,
     /// Traces pushed, ever: a step of compaction stops when it changes.
     pushed: u64,
-    /// When the last pushed trace's request ended.
-    last_end: Option<Instant>,
     /// A thread is copying the traces.
     compacting: bool,
 }
