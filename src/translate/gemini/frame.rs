@@ -115,7 +115,6 @@ pub(super) mod test_events {
         )
     }
 
-    /// `text_event` with `candidate` for its candidate's fields after the content.
     /// An event of each text, as [`text_event`] writes it.
     pub fn text_events(texts: &[&str], thought: bool, prompt_tokens: u32) -> Vec<String> {
         texts
@@ -124,6 +123,7 @@ pub(super) mod test_events {
             .collect()
     }
 
+    /// `text_event` with `candidate` for its candidate's fields after the content.
     pub fn with_candidate(text: &str, candidate: &str) -> String {
         text_event(text, false, 25).replace(r#""index": 0}"#, candidate)
     }
