@@ -103,16 +103,15 @@ impl Answer {
     }
 
     pub async fn read_to_end(&mut self, limits: ReadLimits) -> Result<Vec<u8>, ExchangeError> {
-        let mut out = Vec::new();
-        while let Some(chunk) = self.next(limits).await? {
-            if out.len() + chunk.len() > MAX_TRANSLATED_BODY {
+        let mut out = BytesMut::new();
+        while self.next_into(&mut out, limits).await? {
+            if out.len() > MAX_TRANSLATED_BODY {
                 return Err(ExchangeError::Broken(
                     "answer too large to translate".into(),
                 ));
             }
-            out.extend_from_slice(&chunk);
         }
-        Ok(out)
+        Ok(out.into())
     }
 }
 

@@ -259,16 +259,15 @@ impl Exchange {
         limit: usize,
         limits: ReadLimits,
     ) -> Result<Bytes, ExchangeError> {
-        let mut out = Vec::new();
-        while let Some(chunk) = self.read(limits).await? {
-            if out.len() + chunk.len() > limit {
+        let mut out = BytesMut::new();
+        while self.read_into(&mut out, limits).await? {
+            if out.len() > limit {
                 return Err(ExchangeError::Broken(format!(
                     "error body longer than {limit} bytes"
                 )));
             }
-            out.extend_from_slice(&chunk);
         }
-        Ok(Bytes::from(out))
+        Ok(out.freeze())
     }
 }
 
