@@ -11,6 +11,7 @@
 mod streams;
 
 use bytes::Bytes;
+use respan_sidecar::body::JsonBody;
 use respan_sidecar::telemetry::capture::Transcriber;
 use respan_sidecar::telemetry::export::{otlp, respan};
 use respan_sidecar::telemetry::record::{AttemptRecord, Outcome, RequestRecord, TokenUsage};
@@ -217,9 +218,13 @@ fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
         error: None,
         latency: Duration::from_micros(300),
     });
-    r.input = Some(Bytes::from_static(
+    // As the request path takes it from the parsed body.
+    let body = Bytes::from_static(
         br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}],"stream":true,"customer_identifier":"bench"}"#,
-    ));
+    );
+    r.input = JsonBody::parse(&body)
+        .ok()
+        .and_then(|parsed| transcript::conversation(Wire::OpenAi, &parsed, &body));
     r.format = Some(Wire::OpenAi);
     r.output.start(Some(Wire::OpenAi), true, 256 * 1024);
     // The relay's tap reads the stream either way (for its usage): the two records differ

@@ -59,6 +59,11 @@ impl<'a> JsonBody<'a> {
             .map(|(_, v)| &**v)
     }
 
+    /// A key's value unless it is `null`: as serde reads a field that is an `Option`.
+    pub fn get_non_null(&self, key: &str) -> Option<&RawValue> {
+        self.get(key).filter(|v| v.get() != "null")
+    }
+
     /// Removes and returns a key.
     pub fn take(&mut self, key: &str) -> Option<Cow<'a, RawValue>> {
         let pos = self.fields.iter().position(|(k, _)| k == key)?;

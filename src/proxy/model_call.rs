@@ -20,8 +20,9 @@ use crate::error::GatewayError;
 use crate::prompts;
 use crate::state::Snapshot;
 use crate::stored_responses;
-use crate::telemetry::record::{RequestRecord, Subject};
+use crate::telemetry::record::{Input, RequestRecord, Subject};
 use crate::telemetry::Telemetry;
+use crate::translate::transcript;
 use bytes::Bytes;
 use pingora::proxy::Session;
 
@@ -48,13 +49,14 @@ async fn run(
         session.req_header(),
         server.max_json_depth,
     )?;
+    let input = conversation(&request, &bytes, &gw.telemetry);
     ctx.record.prompt_version = prompts::apply(&mut request, &snapshot.config, &gw.prompts).await?;
     ctx.record.prompt_id = request.params.prompt.as_ref().map(|p| p.prompt_id.clone());
     let responses = &snapshot.config.responses;
     ctx.keeping = stored_responses::recall(&gw.stored, responses, &mut request)
         .await?
         .map(Box::new);
-    note_request(&mut ctx.record, &request, &bytes, &gw.telemetry);
+    note_request(&mut ctx.record, &request, input, &gw.telemetry);
     let plan = Plan::new(
         request.model.as_deref(),
         &request.params,
@@ -104,12 +106,21 @@ async fn run(
     Ok(())
 }
 
+/// The conversation as the app sent it, for the trace: taken from the parsed body while its
+/// fields are at hand, before a prompt template or a stored response fills it in. None when
+/// the request's text may not be kept.
+fn conversation(request: &ModelRequest<'_>, bytes: &Bytes, telemetry: &Telemetry) -> Option<Input> {
+    let keep = telemetry.may_capture(request.params.disable_log.unwrap_or(false));
+    keep.then(|| transcript::conversation(request.ingress, &request.body, bytes))
+        .flatten()
+}
+
 /// What the record learns from the parsed request: the model asked for, who it is for, and
-/// (when its text may be kept) the body, shared rather than copied.
+/// (when its text may be kept) its conversation.
 fn note_request(
     record: &mut RequestRecord,
     request: &ModelRequest<'_>,
-    bytes: &Bytes,
+    input: Option<Input>,
     telemetry: &Telemetry,
 ) {
     let p = &request.params;
@@ -136,9 +147,7 @@ fn note_request(
             .map(Subject::metadata_strings)
             .unwrap_or_default(),
     };
-    if !record.disable_log {
-        record.input = Some(bytes.clone());
-    }
+    record.input = input;
 }
 
 /// Reads the whole request body, refusing it (413) as soon as it is over `limit`.

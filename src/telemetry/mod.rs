@@ -353,7 +353,10 @@ mod tests {
     fn a_trace_with_a_big_body_is_left_where_it_is() {
         let t = telemetry(2);
         let mut big = record();
-        big.input = Some(bytes::Bytes::from(vec![b' '; MOST_COPIED + 1]));
+        big.input = Some(record::Input::Body(bytes::Bytes::from(vec![
+            b' ';
+            MOST_COPIED + 1
+        ])));
         t.finish("big".into(), big);
         ended(&t, "small");
         let before = addresses(&t);

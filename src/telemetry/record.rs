@@ -11,6 +11,7 @@ use crate::catalog::Price;
 use crate::wire::Wire;
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -194,9 +195,38 @@ pub struct Served {
     pub attempts: u32,
 }
 
-/// Everything known about one request, as it goes. Its clone copies every field but
-/// `input`, whose bytes it shares (`Trace::copied` copies them): a new field that shares on
-/// clone must be copied there too.
+/// A request's conversation, for its trace.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Taken from the body's fields when the request path parsed it: the exporters only
+    /// copy it out, where reading it from the body again cost them a parse of the whole body.
+    Conversation(Box<RawValue>),
+    /// The body as the app sent it, read when the trace is first made: a passthrough body,
+    /// which the request path does not parse, and a Gemini body, whose text parts are joined.
+    Body(Bytes),
+}
+
+impl Input {
+    /// Its bytes: about as many as its text read back.
+    pub fn size(&self) -> usize {
+        match self {
+            Input::Conversation(text) => text.get().len(),
+            Input::Body(body) => body.len(),
+        }
+    }
+
+    /// A copy in allocations of its own (a clone shares a body's bytes).
+    pub fn copied(&self) -> Input {
+        match self {
+            Input::Conversation(text) => Input::Conversation(text.clone()),
+            Input::Body(body) => Input::Body(Bytes::copy_from_slice(body)),
+        }
+    }
+}
+
+/// Everything known about one request, as it goes. Its clone copies every field but an
+/// `input` body, whose bytes it shares (`Trace::copied` copies them): a new field that
+/// shares on clone must be copied there too.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub started: Instant,
@@ -242,8 +272,8 @@ pub struct RequestRecord {
     pub limit_alerts: Vec<String>,
     /// `cache_options.omit_log` on a hit: metrics only, no trace.
     pub omit_trace: bool,
-    /// The request body as the app sent it (its messages are read from it for the trace).
-    pub input: Option<Bytes>,
+    /// The conversation as the app sent it, for the trace.
+    pub input: Option<Input>,
     /// The answer as the app got it, in its own format, up to the capture limit.
     pub output: Capture,
 }

@@ -5,8 +5,7 @@
 use super::capture::{Output, Transcriber};
 use super::cost;
 use super::ids::hex;
-use super::record::{AttemptRecord, RequestRecord, TokenUsage};
-use bytes::Bytes;
+use super::record::{AttemptRecord, Input, RequestRecord, TokenUsage};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -65,7 +64,7 @@ impl Trace {
     pub fn bulk(&self) -> usize {
         let output = &self.record.output;
         let assembled = output.assembled_output().and_then(|o| o.message.as_ref());
-        self.record.input.as_ref().map_or(0, Bytes::len)
+        self.record.input.as_ref().map_or(0, Input::size)
             + output.bytes().len()
             + assembled.map_or(0, |m| m.get().len())
     }
@@ -84,7 +83,7 @@ impl Trace {
             json,
         } = self;
         let mut record = record.clone();
-        record.input = self.record.input.as_deref().map(Bytes::copy_from_slice);
+        record.input = self.record.input.as_ref().map(Input::copied);
         Trace {
             request_id: request_id.clone(),
             record,
@@ -98,7 +97,7 @@ impl Trace {
     }
 
     /// The request's text (read on the first call, then shared by every exporter): the
-    /// input read from its body, and the answer as the relay assembled it or, when it did
+    /// input as the request path took it or, when it did not, read from its body; the answer as the relay assembled it or, when it did
     /// not, read back from its capture.
     pub fn content(&self, transcriber: &Transcriber) -> Text<'_> {
         let read = self.content.get_or_init(|| {
@@ -108,10 +107,10 @@ impl Trace {
             }
             let read_back = r.output.is_on() && r.output.assembled_output().is_none();
             Content {
-                input: r
-                    .input
-                    .as_deref()
-                    .and_then(|b| (transcriber.input)(r.format, b)),
+                input: match &r.input {
+                    Some(Input::Body(body)) => (transcriber.input)(r.format, body),
+                    Some(Input::Conversation(_)) | None => None,
+                },
                 output: if read_back {
                     (transcriber.output)(r.output.format, r.output.stream, r.output.bytes())
                 } else {
@@ -119,9 +118,14 @@ impl Trace {
                 },
             }
         });
-        // Never assembled for a request whose text may not be kept (its capture limit is 0).
+        let taken = match &self.record.input {
+            Some(Input::Conversation(text)) if !self.record.disable_log => Some(&**text),
+            _ => None,
+        };
         Text {
-            input: read.input.as_deref(),
+            input: taken.or(read.input.as_deref()),
+            // Never assembled for a request whose text may not be kept (its capture limit
+            // is 0).
             output: self
                 .record
                 .output
@@ -346,7 +350,7 @@ pub(crate) mod tests {
             latency: Duration::from_millis(5),
         });
         r.subject.metadata = vec![("n".into(), "1".into())];
-        r.input = Some(bytes::Bytes::from_static(b"{}"));
+        r.input = Some(Input::Body(bytes::Bytes::from_static(b"{}")));
         r.format = Some(Wire::OpenAi);
         r.output.start(Some(Wire::OpenAi), false, 100);
         r.output.push(b"{}");
@@ -358,10 +362,10 @@ pub(crate) mod tests {
         let t = Trace::finish("req".into(), record());
         t.json(&transcriber());
         let copy = t.copied();
-        let (a, b) = (
-            t.record.input.as_ref().unwrap(),
-            copy.record.input.as_ref().unwrap(),
-        );
+        let (Some(Input::Body(a)), Some(Input::Body(b))) = (&t.record.input, &copy.record.input)
+        else {
+            panic!("the record's input is its body");
+        };
         assert_eq!(a, b);
         assert_ne!(a.as_ptr(), b.as_ptr());
         let (a, b) = (t.record.output.bytes(), copy.record.output.bytes());
@@ -417,6 +421,32 @@ pub(crate) mod tests {
         // gpt-4.1 is in the catalog: 1000 input and 100 output tokens have a price.
         assert!(v["cost_usd"].as_f64().unwrap() > 0.0);
         assert!(v["start_time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn a_conversation_taken_on_the_request_path_is_not_read_again() {
+        let mut r = record();
+        let taken = r#"[{"role":"user","content":"taken"}]"#;
+        r.input = raw(taken).map(Input::Conversation);
+        let t = Trace::finish("req".into(), r);
+        assert_eq!(
+            t.content(&transcriber()).input.map(RawValue::get),
+            Some(taken)
+        );
+        assert_eq!(parsed(&t)["input"][0]["content"], "taken");
+        let copy = t.copied();
+        let (Some(Input::Conversation(a)), Some(Input::Conversation(b))) =
+            (&t.record.input, &copy.record.input)
+        else {
+            panic!("the copy keeps the conversation");
+        };
+        assert_eq!(a.get(), b.get());
+        assert_ne!(a.get().as_ptr(), b.get().as_ptr());
+        let mut r = record();
+        r.input = raw(taken).map(Input::Conversation);
+        r.disable_log = true;
+        let t = Trace::finish("req".into(), r);
+        assert!(t.content(&transcriber()).input.is_none());
     }
 
     #[test]

@@ -14,9 +14,24 @@
 
 use super::assembled::Assembled;
 use super::{anthropic, gemini, openai, responses};
+use crate::body::JsonBody;
 use crate::telemetry::capture::Output;
+use crate::telemetry::record::Input;
 use crate::wire::Wire;
+use bytes::Bytes;
 use serde_json::value::RawValue;
+
+/// A parsed request's conversation, taken from its fields while they are at hand, so that
+/// its trace does not parse the body again: a Gemini conversation is built (each content's
+/// text parts joined), so its body is kept to be read when the trace is made instead.
+pub fn conversation(format: Wire, body: &JsonBody, bytes: &Bytes) -> Option<Input> {
+    let taken = match format {
+        Wire::OpenAi | Wire::Responses => openai::transcript::conversation(body),
+        Wire::Anthropic => anthropic::transcript::conversation(body),
+        Wire::Gemini => return Some(Input::Body(bytes.clone())),
+    };
+    taken.map(Input::Conversation)
+}
 
 /// A request's conversation, from its body.
 pub fn input(format: Option<Wire>, body: &[u8]) -> Option<Box<RawValue>> {
@@ -193,6 +208,49 @@ mod tests {
         assert!(output(Some(Wire::OpenAi), false, b"garbage")
             .message
             .is_none());
+    }
+
+    #[test]
+    fn a_conversation_taken_from_the_fields_is_the_one_read_from_the_body() {
+        let bodies: [(Wire, &[u8]); 8] = [
+            (
+                Wire::OpenAi,
+                br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (Wire::Responses, br#"{"model":"m","input":"hi"}"#),
+            (
+                Wire::Anthropic,
+                br#"{"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (
+                Wire::Anthropic,
+                br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (
+                Wire::Anthropic,
+                br#"{"system":"s","messages":"not a list"}"#,
+            ),
+            (Wire::Anthropic, br#"{"system":null,"messages":[]}"#),
+            (Wire::OpenAi, br#"{"messages":null,"input":[]}"#),
+            (Wire::OpenAi, br#"{"model":"m"}"#),
+        ];
+        for (format, bytes) in bodies {
+            let bytes = Bytes::from_static(bytes);
+            let body = JsonBody::parse(&bytes).unwrap();
+            let taken = match conversation(format, &body, &bytes) {
+                Some(Input::Conversation(text)) => Some(text.get().to_string()),
+                Some(Input::Body(_)) => panic!("{format:?}: taken from the fields"),
+                None => None,
+            };
+            let read = input(Some(format), &bytes).map(|text| text.get().to_string());
+            assert_eq!(taken, read, "{format:?}");
+        }
+        let gemini = Bytes::from_static(br#"{"contents":[]}"#);
+        let body = JsonBody::parse(&gemini).unwrap();
+        assert!(matches!(
+            conversation(Wire::Gemini, &body, &gemini),
+            Some(Input::Body(b)) if b == gemini
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::stream::plain_text_delta;
 use super::{usage, AUsage};
+use crate::body::JsonBody;
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
@@ -13,11 +14,12 @@ use std::borrow::Cow;
 /// The conversation of a Messages request, a system prompt given apart first.
 pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
     let body: Request = serde_json::from_slice(body).ok()?;
-    let messages = body.messages?;
-    match body.system {
-        Some(system) => with_system(system, messages),
-        None => messages.get().starts_with('[').then(|| messages.to_owned()),
-    }
+    with_system(body.system, body.messages?)
+}
+
+/// The same, from a body already parsed.
+pub fn conversation(body: &JsonBody) -> Option<Box<RawValue>> {
+    with_system(body.get_non_null("system"), body.get_non_null("messages")?)
 }
 
 #[derive(Deserialize)]
@@ -28,8 +30,12 @@ struct Request<'a> {
     messages: Option<&'a RawValue>,
 }
 
-/// `[{"role":"system","content":<system>}, ...messages]`, spliced as text.
-fn with_system(system: &RawValue, messages: &RawValue) -> Option<Box<RawValue>> {
+/// `[{"role":"system","content":<system>}, ...messages]`, spliced as text; the messages
+/// alone when there is no system prompt.
+fn with_system(system: Option<&RawValue>, messages: &RawValue) -> Option<Box<RawValue>> {
+    let Some(system) = system else {
+        return messages.get().starts_with('[').then(|| messages.to_owned());
+    };
     let inner = messages.get().strip_prefix('[')?.strip_suffix(']')?.trim();
     let sep = if inner.is_empty() { "" } else { "," };
     let text = format!(

@@ -4,6 +4,7 @@
 
 use super::stream::{choices_at, is_done, plain_text, CHOICES_KEY};
 use super::{ChatChunk, ChunkChoice};
+use crate::body::JsonBody;
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
 use crate::translate::json_text::OptionalStr;
@@ -15,6 +16,13 @@ use std::borrow::Cow;
 pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
     let body: Request = serde_json::from_slice(body).ok()?;
     body.messages.or(body.input).map(RawValue::to_owned)
+}
+
+/// The same, from a body already parsed.
+pub fn conversation(body: &JsonBody) -> Option<Box<RawValue>> {
+    body.get_non_null("messages")
+        .or_else(|| body.get_non_null("input"))
+        .map(RawValue::to_owned)
 }
 
 /// The fields of an OpenAI request that hold its conversation.
