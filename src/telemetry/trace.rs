@@ -25,6 +25,19 @@ pub struct Trace {
     pub cost_saved: Option<f64>,
     content: OnceLock<Content>,
     json: OnceLock<Box<RawValue>>,
+    stamps: OnceLock<Stamps>,
+    attempts: OnceLock<Box<RawValue>>,
+}
+
+/// A trace's ids and times as text: the trace record and the Respan log both write them, so
+/// they are formatted once, by whichever is made first.
+#[derive(Debug, Clone)]
+pub struct Stamps {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub start_time: String,
+    pub end_time: String,
 }
 
 /// The text of a request and of its answer, read back from their captures (nothing when the
@@ -56,6 +69,8 @@ impl Trace {
             record,
             content: OnceLock::new(),
             json: OnceLock::new(),
+            stamps: OnceLock::new(),
+            attempts: OnceLock::new(),
         }
     }
 
@@ -81,6 +96,8 @@ impl Trace {
             cost_saved,
             content,
             json,
+            stamps,
+            attempts,
         } = self;
         let mut record = record.clone();
         record.input = self.record.input.as_ref().map(Input::copied);
@@ -93,6 +110,8 @@ impl Trace {
             cost_saved: *cost_saved,
             content: content.clone(),
             json: json.clone(),
+            stamps: stamps.clone(),
+            attempts: attempts.clone(),
         }
     }
 
@@ -144,6 +163,29 @@ impl Trace {
         })
     }
 
+    /// Its ids and times as text (made on the first call, then shared).
+    pub fn stamps(&self) -> &Stamps {
+        self.stamps.get_or_init(|| {
+            let (ids, started) = (&self.record.ids, self.record.started_at);
+            Stamps {
+                trace_id: hex(&ids.trace_id),
+                span_id: hex(&ids.span_id),
+                parent_span_id: ids.parent_span_id.map(|p| hex(&p)),
+                start_time: rfc3339(started),
+                end_time: rfc3339(self.ended_at),
+            }
+        })
+    }
+
+    /// Every attempt as a JSON array (made on the first call, then shared by the trace
+    /// record and the OTLP span).
+    pub fn attempts_json(&self) -> &RawValue {
+        self.attempts.get_or_init(|| {
+            // Strings and numbers only: this cannot fail (`null` if it did).
+            serde_json::value::to_raw_value(&Attempts(&self.record.attempts)).unwrap_or_default()
+        })
+    }
+
     /// The served model, provider and provider type, once an upstream was tried.
     fn served(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
         let r = &self.record;
@@ -163,13 +205,14 @@ impl Trace {
         let r = &self.record;
         let (model, provider, provider_type) = self.served();
         let text = !r.disable_log;
+        let stamps = self.stamps();
         RecordJson {
-            trace_id: hex(&r.ids.trace_id),
-            span_id: hex(&r.ids.span_id),
-            parent_span_id: r.ids.parent_span_id.map(|p| hex(&p)),
+            trace_id: &stamps.trace_id,
+            span_id: &stamps.span_id,
+            parent_span_id: stamps.parent_span_id.as_deref(),
             request_id: &self.request_id,
-            start_time: rfc3339(r.started_at),
-            end_time: rfc3339(self.ended_at),
+            start_time: &stamps.start_time,
+            end_time: &stamps.end_time,
             latency_ms: millis(self.latency),
             ttft_ms: r.time_to_first_token.map(millis),
             routing_time_ms: r.routing_time().map(millis),
@@ -183,7 +226,7 @@ impl Trace {
             status_code: r.status,
             error: r.error.as_deref(),
             body_end: r.body_end.as_str(),
-            attempts: Attempts(&r.attempts),
+            attempts: self.attempts_json(),
             usage: r.usage.as_ref(),
             cost_usd: self.cost,
             cost_saved_usd: self.cost_saved,
@@ -209,12 +252,12 @@ impl Trace {
 /// The trace record's fields, borrowed from the trace: serialised once, straight to text.
 #[derive(Serialize)]
 struct RecordJson<'a> {
-    trace_id: String,
-    span_id: String,
-    parent_span_id: Option<String>,
+    trace_id: &'a str,
+    span_id: &'a str,
+    parent_span_id: Option<&'a str>,
     request_id: &'a str,
-    start_time: String,
-    end_time: String,
+    start_time: &'a str,
+    end_time: &'a str,
     latency_ms: f64,
     ttft_ms: Option<f64>,
     routing_time_ms: Option<f64>,
@@ -228,7 +271,7 @@ struct RecordJson<'a> {
     status_code: u16,
     error: Option<&'a str>,
     body_end: &'static str,
-    attempts: Attempts<'a>,
+    attempts: &'a RawValue,
     usage: Option<&'a TokenUsage>,
     cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,7 +306,7 @@ struct RecordJson<'a> {
 }
 
 /// Every attempt, as the trace record shows them.
-pub struct Attempts<'a>(pub &'a [AttemptRecord]);
+struct Attempts<'a>(&'a [AttemptRecord]);
 
 impl Serialize for Attempts<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -105,6 +105,16 @@ async fn every_trace_reaches_the_jsonl_file_and_respan() {
     // The request id the app got travels in the log's metadata.
     assert_eq!(log["metadata"], json!({"request_id": first, "k": "v"}));
     assert_eq!(logs[1]["metadata"]["request_id"], second.as_str());
+    // Its ids and times are the trace record's.
+    for (in_log, in_record) in [
+        ("trace_unique_id", "trace_id"),
+        ("span_unique_id", "span_id"),
+        ("start_time", "start_time"),
+        ("timestamp", "end_time"),
+    ] {
+        assert_eq!(log[in_log], written[0][in_record], "{in_log}");
+    }
+    assert!(log.get("span_parent_id").is_none());
     assert_eq!(log["status_code"], 200);
     assert_eq!(log["provider_id"], "openai");
     // Seconds, not milliseconds.
@@ -340,6 +350,12 @@ async fn otlp_spans_follow_the_genai_conventions_and_the_apps_trace() {
     assert_eq!(a["respan.request_id"], id.as_str());
     assert_eq!(a["respan.metadata.team"], "x");
     assert_eq!(a["respan.provider"], "oa");
+    let detail = a["respan.attempts.detail"].as_str().unwrap();
+    let detail: Value = serde_json::from_str(detail).unwrap();
+    assert_eq!(
+        (&detail[0]["provider"], &detail[0]["status_code"]),
+        (&json!("oa"), &json!(200))
+    );
     assert!(a["respan.cost_usd"].as_f64().unwrap() > 0.0);
     assert!(a["gen_ai.input.messages"]
         .as_str()

@@ -8,7 +8,7 @@
 //! only there when the trace may hold it. An app's `traceparent` makes the span its child.
 
 use super::super::capture::Transcriber;
-use super::super::trace::{Attempts, Trace};
+use super::super::trace::Trace;
 use super::http::{post, Poster};
 use super::{Failure, OtlpEncoding};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -248,9 +248,10 @@ impl<'a> SpanParts<'a> {
         for (k, v) in &r.subject.metadata {
             a.push(Attr::text(format!("respan.metadata.{k}"), v.as_str()));
         }
-        if let Ok(attempts) = serde_json::to_string(&Attempts(&r.attempts)) {
-            a.push(Attr::text("respan.attempts.detail", attempts));
-        }
+        a.push(Attr::text(
+            "respan.attempts.detail",
+            trace.attempts_json().get(),
+        ));
         if let Some(input) = &content.input {
             a.push(Attr::new("gen_ai.input.messages", messages(input)));
         }

@@ -7,9 +7,8 @@
 //! `time_to_first_token` in seconds, `timestamp` the end time.
 
 use super::super::capture::Transcriber;
-use super::super::ids::hex;
 use super::super::record::TokenUsage;
-use super::super::trace::{rfc3339, Metadata, Trace};
+use super::super::trace::{Metadata, Trace};
 use super::http::{post, Poster};
 use super::Failure;
 use serde::Serialize;
@@ -74,8 +73,8 @@ pub struct Log<'a> {
     latency: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     time_to_first_token: Option<f64>,
-    start_time: String,
-    timestamp: String,
+    start_time: &'a str,
+    timestamp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     cost: Option<f64>,
     #[serde(flatten)]
@@ -91,10 +90,10 @@ pub struct Log<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     custom_identifier: Option<&'a str>,
     metadata: LogMetadata<'a>,
-    trace_unique_id: String,
-    span_unique_id: String,
+    trace_unique_id: &'a str,
+    span_unique_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    span_parent_id: Option<String>,
+    span_parent_id: Option<&'a str>,
     span_name: &'static str,
 }
 
@@ -131,6 +130,7 @@ struct Tokens<'a> {
 pub fn log<'a>(trace: &'a Trace, t: &Transcriber) -> Log<'a> {
     let r = &trace.record;
     let content = trace.content(t);
+    let stamps = trace.stamps();
     let model = if r.served.upstream_model.is_empty() {
         r.requested_model.as_deref().unwrap_or_default()
     } else {
@@ -150,8 +150,8 @@ pub fn log<'a>(trace: &'a Trace, t: &Transcriber) -> Log<'a> {
         error_message: r.error.as_deref(),
         latency: trace.latency.as_secs_f64(),
         time_to_first_token: r.time_to_first_token.map(|d| d.as_secs_f64()),
-        start_time: rfc3339(r.started_at),
-        timestamp: rfc3339(trace.ended_at),
+        start_time: &stamps.start_time,
+        timestamp: &stamps.end_time,
         cost: trace.cost,
         tokens: r.usage.as_ref().map(|u| Tokens {
             prompt_tokens: u.prompt_tokens,
@@ -169,9 +169,9 @@ pub fn log<'a>(trace: &'a Trace, t: &Transcriber) -> Log<'a> {
             request_id: &trace.request_id,
             app: Metadata(&r.subject.metadata),
         },
-        trace_unique_id: hex(&r.ids.trace_id),
-        span_unique_id: hex(&r.ids.span_id),
-        span_parent_id: r.ids.parent_span_id.map(|p| hex(&p)),
+        trace_unique_id: &stamps.trace_id,
+        span_unique_id: &stamps.span_id,
+        span_parent_id: stamps.parent_span_id.as_deref(),
         span_name: r.endpoint,
     }
 }
