@@ -25,18 +25,25 @@ use std::time::Duration;
 use std::time::Instant;
 
 /// Runs `f` `n` times; prints the time per stream and per event.
-fn time(what: &str, events: usize, n: u32, mut f: impl FnMut()) {
+fn time(what: &str, events: usize, n: u32, f: impl FnMut()) {
+    time_each(what, events, n, 1, f);
+}
+
+/// As [`time`], for a call that handles `size` streams at once (an exporter's batch): the
+/// figures are per stream.
+fn time_each(what: &str, events: usize, n: u32, size: u32, mut f: impl FnMut()) {
     if !selected(what) {
         return;
     }
-    for _ in 0..n / 10 {
+    let calls = (n / size).max(1);
+    for _ in 0..calls / 10 {
         f();
     }
     let start = Instant::now();
-    for _ in 0..n {
+    for _ in 0..calls {
         f();
     }
-    let per = start.elapsed().as_nanos() as f64 / f64::from(n);
+    let per = start.elapsed().as_nanos() as f64 / f64::from(calls * size);
     println!(
         "{what:<48} {:>8.2} us/stream {:>7.0} ns/event",
         per / 1000.0,
@@ -247,6 +254,8 @@ fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
 /// and JSON are made once per trace, then shared), with the answer assembled on the request
 /// path or read back.
 fn exporters(events: &[Bytes], n: u32) {
+    // As many traces as an exporter sends at once at most.
+    const BATCH: u32 = 256;
     let t = Transcriber {
         input: transcript::input,
         output: transcript::output,
@@ -268,6 +277,17 @@ fn exporters(events: &[Bytes], n: u32) {
         time(&format!("  otlp ({how})"), events.len(), n, || {
             black_box(otlp::protobuf(&[trace()], &t));
         });
+        let batch = BATCH as usize;
+        time_each(
+            &format!("  otlp, {batch} a batch ({how})"),
+            events.len(),
+            n,
+            BATCH,
+            || {
+                let traces: Vec<Arc<Trace>> = (0..batch).map(|_| trace()).collect();
+                black_box(otlp::protobuf(&traces, &t));
+            },
+        );
         time(
             &format!("  otlp via prost's types ({how})"),
             events.len(),
