@@ -77,9 +77,14 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Lowercase hex of an id.
+/// Lowercase hex of an id. Written into a buffer of its length at once: `hex::encode`
+/// collects its characters into a `String` one at a time.
 pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
+    let mut text = vec![0; bytes.len() * 2];
+    // Twice the bytes' length is always room enough: this cannot fail.
+    let _ = hex::encode_to_slice(bytes, &mut text);
+    // Hex digits only: always UTF-8.
+    String::from_utf8(text).unwrap_or_default()
 }
 
 #[cfg(test)]
