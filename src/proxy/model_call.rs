@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 use crate::prompts;
 use crate::state::Snapshot;
 use crate::stored_responses;
-use crate::telemetry::record::{Input, RequestRecord, Subject};
+use crate::telemetry::record::{InputText, RequestRecord, Subject};
 use crate::telemetry::Telemetry;
 use crate::translate::transcript;
 use bytes::Bytes;
@@ -49,14 +49,14 @@ async fn run(
         session.req_header(),
         server.max_json_depth,
     )?;
-    let input = conversation(&request, &bytes, &gw.telemetry);
+    let input = note_text(&mut ctx.record, &request, &bytes, &gw.telemetry);
     ctx.record.prompt_version = prompts::apply(&mut request, &snapshot.config, &gw.prompts).await?;
     ctx.record.prompt_id = request.params.prompt.as_ref().map(|p| p.prompt_id.clone());
     let responses = &snapshot.config.responses;
     ctx.keeping = stored_responses::recall(&gw.stored, responses, &mut request)
         .await?
         .map(Box::new);
-    note_request(&mut ctx.record, &request, input, &gw.telemetry);
+    note_request(&mut ctx.record, &request, input);
     let plan = Plan::new(
         request.model.as_deref(),
         &request.params,
@@ -106,28 +106,28 @@ async fn run(
     Ok(())
 }
 
-/// The conversation as the app sent it, for the trace: taken from the parsed body while its
-/// fields are at hand, before a prompt template or a stored response fills it in. None when
-/// the request's text may not be kept.
-fn conversation(request: &ModelRequest<'_>, bytes: &Bytes, telemetry: &Telemetry) -> Option<Input> {
-    let keep = telemetry.may_capture(request.params.disable_log.unwrap_or(false));
+/// Notes whether the request's text may be kept; when it may, returns its conversation as
+/// the app sent it, for the trace: taken from the parsed body while its fields are at hand,
+/// before a prompt template or a stored response fills it in.
+fn note_text(
+    record: &mut RequestRecord,
+    request: &ModelRequest<'_>,
+    bytes: &Bytes,
+    telemetry: &Telemetry,
+) -> Option<InputText> {
+    record.disable_log = !telemetry.may_capture(request.params.disable_log.unwrap_or(false));
+    let keep = !record.disable_log;
     keep.then(|| transcript::conversation(request.ingress, &request.body, bytes))
         .flatten()
 }
 
 /// What the record learns from the parsed request: the model asked for, who it is for, and
 /// (when its text may be kept) its conversation.
-fn note_request(
-    record: &mut RequestRecord,
-    request: &ModelRequest<'_>,
-    input: Option<Input>,
-    telemetry: &Telemetry,
-) {
+fn note_request(record: &mut RequestRecord, request: &ModelRequest<'_>, input: Option<InputText>) {
     let p = &request.params;
     record.requested_model.clone_from(&request.model);
     record.format = Some(request.ingress);
     record.stream = request.stream;
-    record.disable_log = !telemetry.may_capture(p.disable_log.unwrap_or(false));
     record.request_breakdown = p.request_breakdown.unwrap_or(false);
     record.subject = Subject {
         // The request's own, else its auth key's default.

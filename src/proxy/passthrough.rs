@@ -10,7 +10,7 @@ use crate::error::GatewayError;
 use crate::params::RespanParams;
 use crate::providers;
 use crate::state::Snapshot;
-use crate::telemetry::record::Input;
+use crate::telemetry::record::InputText;
 use crate::translate::usage::UsageTail;
 use crate::upstream::Upstream;
 use crate::wire::Wire;
@@ -141,7 +141,7 @@ pub fn observe_request_body(piece: Option<&[u8]>, end: bool, ctx: &mut RequestCt
         input.push(piece);
     }
     if end && !input.truncated {
-        ctx.record.input = Some(Input::Body(input.take()));
+        ctx.record.input = Some(InputText::Body(input.take()));
     }
 }
 

@@ -233,7 +233,7 @@ impl Drop for Compaction<'_> {
 /// The most traces copied in one step: a few hundred microseconds of the thread's time.
 const COMPACT_BATCH: usize = 64;
 
-/// A trace whose request body and captured answer are larger is not copied.
+/// A trace whose input and captured answer are larger is not copied.
 const MOST_COPIED: usize = 64 * 1024;
 
 /// How long after the last trace came in the recent traces may be copied.
@@ -353,9 +353,10 @@ mod tests {
     fn a_trace_with_a_big_body_is_left_where_it_is() {
         let t = telemetry(2);
         let mut big = record();
-        big.input = Some(record::Input::Body(bytes::Bytes::from(vec![
+        big.input = Some(record::InputText::Body(bytes::Bytes::from(vec![
             b' ';
-            MOST_COPIED + 1
+            MOST_COPIED
+                + 1
         ])));
         t.finish("big".into(), big);
         ended(&t, "small");

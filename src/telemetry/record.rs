@@ -197,7 +197,7 @@ pub struct Served {
 
 /// A request's conversation, for its trace.
 #[derive(Debug, Clone)]
-pub enum Input {
+pub enum InputText {
     /// Taken from the body's fields when the request path parsed it: the exporters only
     /// copy it out, where reading it from the body again cost them a parse of the whole body.
     Conversation(Box<RawValue>),
@@ -206,20 +206,12 @@ pub enum Input {
     Body(Bytes),
 }
 
-impl Input {
+impl InputText {
     /// Its bytes: about as many as its text read back.
     pub fn size(&self) -> usize {
         match self {
-            Input::Conversation(text) => text.get().len(),
-            Input::Body(body) => body.len(),
-        }
-    }
-
-    /// A copy in allocations of its own (a clone shares a body's bytes).
-    pub fn copied(&self) -> Input {
-        match self {
-            Input::Conversation(text) => Input::Conversation(text.clone()),
-            Input::Body(body) => Input::Body(Bytes::copy_from_slice(body)),
+            InputText::Conversation(text) => text.get().len(),
+            InputText::Body(body) => body.len(),
         }
     }
 }
@@ -273,7 +265,7 @@ pub struct RequestRecord {
     /// `cache_options.omit_log` on a hit: metrics only, no trace.
     pub omit_trace: bool,
     /// The conversation as the app sent it, for the trace.
-    pub input: Option<Input>,
+    pub input: Option<InputText>,
     /// The answer as the app got it, in its own format, up to the capture limit.
     pub output: Capture,
 }

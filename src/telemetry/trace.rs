@@ -5,7 +5,8 @@
 use super::capture::{Output, Transcriber};
 use super::cost;
 use super::ids::hex;
-use super::record::{AttemptRecord, Input, RequestRecord, TokenUsage};
+use super::record::{AttemptRecord, InputText, RequestRecord, TokenUsage};
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -26,7 +27,7 @@ pub struct Trace {
     content: OnceLock<Content>,
     json: OnceLock<Box<RawValue>>,
     stamps: OnceLock<Stamps>,
-    attempts: OnceLock<Box<RawValue>>,
+    attempts_json: OnceLock<Box<RawValue>>,
 }
 
 /// A trace's ids and times as text: the trace record and the Respan log both write them, so
@@ -70,16 +71,16 @@ impl Trace {
             content: OnceLock::new(),
             json: OnceLock::new(),
             stamps: OnceLock::new(),
-            attempts: OnceLock::new(),
+            attempts_json: OnceLock::new(),
         }
     }
 
-    /// The bytes of its request body and of its answer, captured or assembled (what its
-    /// text, read back, is about as large as).
+    /// The bytes of its input (its conversation, or its request body) and of its answer,
+    /// captured or assembled (what its text, read back, is about as large as).
     pub fn bulk(&self) -> usize {
         let output = &self.record.output;
         let assembled = output.assembled_output().and_then(|o| o.message.as_ref());
-        self.record.input.as_ref().map_or(0, Input::size)
+        self.record.input.as_ref().map_or(0, InputText::size)
             + output.bytes().len()
             + assembled.map_or(0, |m| m.get().len())
     }
@@ -97,10 +98,13 @@ impl Trace {
             content,
             json,
             stamps,
-            attempts,
+            attempts_json,
         } = self;
+        // A clone copies a conversation, and shares a body's bytes.
         let mut record = record.clone();
-        record.input = self.record.input.as_ref().map(Input::copied);
+        if let Some(InputText::Body(body)) = &mut record.input {
+            *body = Bytes::copy_from_slice(body);
+        }
         Trace {
             request_id: request_id.clone(),
             record,
@@ -111,13 +115,13 @@ impl Trace {
             content: content.clone(),
             json: json.clone(),
             stamps: stamps.clone(),
-            attempts: attempts.clone(),
+            attempts_json: attempts_json.clone(),
         }
     }
 
     /// The request's text (read on the first call, then shared by every exporter): the
-    /// input as the request path took it or, when it did not, read from its body; the answer as the relay assembled it or, when it did
-    /// not, read back from its capture.
+    /// input as the request path took it or, when it did not, read from its body; the answer
+    /// as the relay assembled it or, when it did not, read back from its capture.
     pub fn content(&self, transcriber: &Transcriber) -> Text<'_> {
         let read = self.content.get_or_init(|| {
             let r = &self.record;
@@ -127,8 +131,8 @@ impl Trace {
             let read_back = r.output.is_on() && r.output.assembled_output().is_none();
             Content {
                 input: match &r.input {
-                    Some(Input::Body(body)) => (transcriber.input)(r.format, body),
-                    Some(Input::Conversation(_)) | None => None,
+                    Some(InputText::Body(body)) => (transcriber.input)(r.format, body),
+                    Some(InputText::Conversation(_)) | None => None,
                 },
                 output: if read_back {
                     (transcriber.output)(r.output.format, r.output.stream, r.output.bytes())
@@ -138,7 +142,7 @@ impl Trace {
             }
         });
         let taken = match &self.record.input {
-            Some(Input::Conversation(text)) if !self.record.disable_log => Some(&**text),
+            Some(InputText::Conversation(text)) if !self.record.disable_log => Some(&**text),
             _ => None,
         };
         Text {
@@ -180,7 +184,7 @@ impl Trace {
     /// Every attempt as a JSON array (made on the first call, then shared by the trace
     /// record and the OTLP span).
     pub fn attempts_json(&self) -> &RawValue {
-        self.attempts.get_or_init(|| {
+        self.attempts_json.get_or_init(|| {
             // Strings and numbers only: this cannot fail (`null` if it did).
             serde_json::value::to_raw_value(&Attempts(&self.record.attempts)).unwrap_or_default()
         })
@@ -393,7 +397,7 @@ pub(crate) mod tests {
             latency: Duration::from_millis(5),
         });
         r.subject.metadata = vec![("n".into(), "1".into())];
-        r.input = Some(Input::Body(bytes::Bytes::from_static(b"{}")));
+        r.input = Some(InputText::Body(bytes::Bytes::from_static(b"{}")));
         r.format = Some(Wire::OpenAi);
         r.output.start(Some(Wire::OpenAi), false, 100);
         r.output.push(b"{}");
@@ -405,7 +409,8 @@ pub(crate) mod tests {
         let t = Trace::finish("req".into(), record());
         t.json(&transcriber());
         let copy = t.copied();
-        let (Some(Input::Body(a)), Some(Input::Body(b))) = (&t.record.input, &copy.record.input)
+        let (Some(InputText::Body(a)), Some(InputText::Body(b))) =
+            (&t.record.input, &copy.record.input)
         else {
             panic!("the record's input is its body");
         };
@@ -470,15 +475,16 @@ pub(crate) mod tests {
     fn a_conversation_taken_on_the_request_path_is_not_read_again() {
         let mut r = record();
         let taken = r#"[{"role":"user","content":"taken"}]"#;
-        r.input = raw(taken).map(Input::Conversation);
+        r.input = raw(taken).map(InputText::Conversation);
         let t = Trace::finish("req".into(), r);
-        assert_eq!(
-            t.content(&transcriber()).input.map(RawValue::get),
-            Some(taken)
-        );
+        let no_reading = Transcriber {
+            input: |_, _| panic!("the conversation was read again"),
+            ..transcriber()
+        };
+        assert_eq!(t.content(&no_reading).input.map(RawValue::get), Some(taken));
         assert_eq!(parsed(&t)["input"][0]["content"], "taken");
         let copy = t.copied();
-        let (Some(Input::Conversation(a)), Some(Input::Conversation(b))) =
+        let (Some(InputText::Conversation(a)), Some(InputText::Conversation(b))) =
             (&t.record.input, &copy.record.input)
         else {
             panic!("the copy keeps the conversation");
@@ -486,7 +492,7 @@ pub(crate) mod tests {
         assert_eq!(a.get(), b.get());
         assert_ne!(a.get().as_ptr(), b.get().as_ptr());
         let mut r = record();
-        r.input = raw(taken).map(Input::Conversation);
+        r.input = raw(taken).map(InputText::Conversation);
         r.disable_log = true;
         let t = Trace::finish("req".into(), r);
         assert!(t.content(&transcriber()).input.is_none());

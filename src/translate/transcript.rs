@@ -16,7 +16,7 @@ use super::assembled::Assembled;
 use super::{anthropic, gemini, openai, responses};
 use crate::body::JsonBody;
 use crate::telemetry::capture::Output;
-use crate::telemetry::record::Input;
+use crate::telemetry::record::InputText;
 use crate::wire::Wire;
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -24,16 +24,18 @@ use serde_json::value::RawValue;
 /// A parsed request's conversation, taken from its fields while they are at hand, so that
 /// its trace does not parse the body again: a Gemini conversation is built (each content's
 /// text parts joined), so its body is kept to be read when the trace is made instead.
-pub fn conversation(format: Wire, body: &JsonBody, bytes: &Bytes) -> Option<Input> {
+pub fn conversation(format: Wire, body: &JsonBody, bytes: &Bytes) -> Option<InputText> {
     let taken = match format {
         Wire::OpenAi | Wire::Responses => openai::transcript::conversation(body),
         Wire::Anthropic => anthropic::transcript::conversation(body),
-        Wire::Gemini => return Some(Input::Body(bytes.clone())),
+        Wire::Gemini => return Some(InputText::Body(bytes.clone())),
     };
-    taken.map(Input::Conversation)
+    taken.map(InputText::Conversation)
 }
 
-/// A request's conversation, from its body.
+/// A request's conversation, from its body: a passthrough body (chat) or a Gemini body, as
+/// the request path keeps them (see [`conversation`]); the other formats' arms are the
+/// reference its tests hold the fields' reading to.
 pub fn input(format: Option<Wire>, body: &[u8]) -> Option<Box<RawValue>> {
     match format {
         Some(Wire::OpenAi) | Some(Wire::Responses) => openai::transcript::input(body),
@@ -238,18 +240,26 @@ mod tests {
             let bytes = Bytes::from_static(bytes);
             let body = JsonBody::parse(&bytes).unwrap();
             let taken = match conversation(format, &body, &bytes) {
-                Some(Input::Conversation(text)) => Some(text.get().to_string()),
-                Some(Input::Body(_)) => panic!("{format:?}: taken from the fields"),
+                Some(InputText::Conversation(text)) => Some(text.get().to_string()),
+                Some(InputText::Body(_)) => panic!("{format:?}: taken from the fields"),
                 None => None,
             };
             let read = input(Some(format), &bytes).map(|text| text.get().to_string());
             assert_eq!(taken, read, "{format:?}");
         }
+        // A key given twice: the last one, as the body sent upstream has it (serde's reading
+        // of the body refused it, and the trace had no input).
+        let twice = Bytes::from_static(br#"{"messages":["first"],"messages":["last"]}"#);
+        let body = JsonBody::parse(&twice).unwrap();
+        assert!(matches!(
+            conversation(Wire::OpenAi, &body, &twice),
+            Some(InputText::Conversation(text)) if text.get() == r#"["last"]"#
+        ));
         let gemini = Bytes::from_static(br#"{"contents":[]}"#);
         let body = JsonBody::parse(&gemini).unwrap();
         assert!(matches!(
             conversation(Wire::Gemini, &body, &gemini),
-            Some(Input::Body(b)) if b == gemini
+            Some(InputText::Body(b)) if b == gemini
         ));
     }
 

@@ -52,7 +52,13 @@ async fn a_prompt_is_rendered_into_the_request_the_provider_gets() {
     assert_eq!(sent["temperature"], 0.9);
     assert_eq!(sent["max_tokens"], 50);
     assert!(sent.get("prompt").is_none());
-    assert_eq!(sidecar.traces("limit=1").await[0]["prompt_id"], "greet");
+    let trace = &sidecar.traces("limit=1").await[0];
+    assert_eq!(trace["prompt_id"], "greet");
+    // The trace's input is the conversation the app sent, not the one rendered for it.
+    assert_eq!(
+        trace["input"],
+        json!([{"role": "user", "content": "ignored"}])
+    );
     // Without `override`, a model in the request wins over the prompt's.
     let mut body = json!({
         "model": "gpt-4o",
