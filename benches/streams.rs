@@ -14,7 +14,9 @@ use bytes::Bytes;
 use respan_sidecar::body::JsonBody;
 use respan_sidecar::telemetry::capture::Transcriber;
 use respan_sidecar::telemetry::export::{otlp, respan};
-use respan_sidecar::telemetry::record::{AttemptRecord, Outcome, RequestRecord, TokenUsage};
+use respan_sidecar::telemetry::record::{
+    AttemptRecord, InputText, Outcome, RequestRecord, TokenUsage,
+};
 use respan_sidecar::telemetry::trace::Trace;
 use respan_sidecar::translate::usage::UsageTap;
 use respan_sidecar::translate::{collect, transcript, ResponsePlan, StreamTranslator};
@@ -200,8 +202,9 @@ fn main() {
 }
 
 /// The bench's chat stream as a finished request's record, its answer either assembled on
-/// the way (`assembled`) or captured to be read back.
-fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
+/// the way (`assembled`) or captured to be read back; its conversation copied from `input`,
+/// as the request path copies it out of the body it parsed.
+fn record(events: &[Bytes], assembled: bool, input: &InputText) -> RequestRecord {
     let mut r = RequestRecord::new();
     r.endpoint = "chat.completions";
     r.requested_model = Some("gpt-4o-mini".into());
@@ -225,13 +228,7 @@ fn record(events: &[Bytes], assembled: bool) -> RequestRecord {
         error: None,
         latency: Duration::from_micros(300),
     });
-    // As the request path takes it from the parsed body.
-    let body = Bytes::from_static(
-        br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}],"stream":true,"customer_identifier":"bench"}"#,
-    );
-    r.input = JsonBody::parse(&body)
-        .ok()
-        .and_then(|parsed| transcript::conversation(Wire::OpenAi, &parsed, &body));
+    r.input = Some(input.clone());
     r.format = Some(Wire::OpenAi);
     r.output.start(Some(Wire::OpenAi), true, 256 * 1024);
     // The relay's tap reads the stream either way (for its usage): the two records differ
@@ -260,9 +257,22 @@ fn exporters(events: &[Bytes], n: u32) {
         input: transcript::input,
         output: transcript::output,
     };
+    // The request path parses the body whatever the exporters do: the record's part is the
+    // conversation's copy.
+    let body = Bytes::from_static(
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}],"stream":true,"customer_identifier":"bench"}"#,
+    );
+    let parsed = JsonBody::parse(&body).expect("the bench's body is JSON");
+    let input = transcript::conversation(Wire::OpenAi, &parsed, &body)
+        .expect("the bench's body has messages");
     println!("one trace of the chat stream, per exporter (the record's making included):");
     for (how, assembled) in [("read back", false), ("assembled", true)] {
-        let trace = || Arc::new(Trace::finish("req".into(), record(events, assembled)));
+        let trace = || {
+            Arc::new(Trace::finish(
+                "req".into(),
+                record(events, assembled, &input),
+            ))
+        };
         time(
             &format!("  make the record ({how})"),
             events.len(),
