@@ -164,10 +164,10 @@ pub(super) fn key_of(redis_key: &[u8]) -> Option<Key> {
 fn encode(answer: &Cached) -> Option<Vec<u8>> {
     let s = &answer.served;
     let head = Head {
-        model_label: s.model_label.clone(),
-        provider: s.provider.clone(),
+        model_label: s.model_label.to_string(),
+        provider: s.provider.to_string(),
         provider_type: s.provider_type.to_string(),
-        upstream_model: s.upstream_model.clone(),
+        upstream_model: s.upstream_model.to_string(),
         usage: answer.usage,
         expires_at_ms: unix_ms().saturating_add(millis(answer.ttl)),
     };
@@ -194,10 +194,10 @@ fn decode(value: &[u8]) -> Option<Cached> {
     Some(Cached {
         body: value.slice(end..),
         served: Served {
-            model_label: head.model_label,
-            provider: head.provider,
+            model_label: head.model_label.into(),
+            provider: head.provider.into(),
             provider_type,
-            upstream_model: head.upstream_model,
+            upstream_model: head.upstream_model.into(),
             attempts: 0,
         },
         usage: head.usage,

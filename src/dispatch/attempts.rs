@@ -123,9 +123,9 @@ impl Attempts<'_> {
                 let retries_left = try_no < plan.retry.retries;
                 let started = Instant::now();
                 let mut note = AttemptRecord {
-                    model: model.clone(),
-                    provider: route.provider.name.clone(),
-                    label: route.metric_label.to_string(),
+                    model: model.as_str().into(),
+                    provider: route.provider.name.as_str().into(),
+                    label: route.metric_label.into(),
                     outcome: Outcome::Ok,
                     status_code: None,
                     error: None,
@@ -425,10 +425,10 @@ async fn hold_back(
 /// Notes on the record what this try is for: `x-respan-*` headers and metric labels.
 fn note_served(record: &mut RequestRecord, route: &Route<'_>, upstream_model: &str) {
     let served = &mut record.served;
-    route.metric_label.clone_into(&mut served.model_label);
-    served.provider.clone_from(&route.provider.name);
+    served.model_label = route.metric_label.into();
+    served.provider = route.provider.name.as_str().into();
     served.provider_type = route.provider.kind.as_str();
-    upstream_model.clone_into(&mut served.upstream_model);
+    served.upstream_model = upstream_model.into();
     served.attempts += 1;
     record.price_override = route.pricing.map(Into::into);
     record
@@ -458,9 +458,9 @@ fn error_message(body: &[u8]) -> Option<String> {
 /// An attempt skipped because its circuit is open: on the trace, with no call made.
 fn skipped_attempt(model: &str, route: &Route<'_>) -> AttemptRecord {
     AttemptRecord {
-        model: model.to_string(),
-        provider: route.provider.name.clone(),
-        label: route.metric_label.to_string(),
+        model: model.into(),
+        provider: route.provider.name.as_str().into(),
+        label: route.metric_label.into(),
         outcome: Outcome::Skipped,
         status_code: None,
         error: Some("skipped: the circuit is open".into()),

@@ -36,6 +36,7 @@ use crate::telemetry::record::{AttemptRecord, Outcome, RequestRecord};
 use crate::telemetry::Telemetry;
 use crate::upstream::Upstream;
 use async_trait::async_trait;
+use compact_str::CompactString;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
@@ -327,7 +328,7 @@ fn passthrough_attempt(record: &mut RequestRecord, status: u16, e: Option<&Error
     let failed = e.map(|e| e.etype().as_str().to_string());
     record.error = record.error.take().or_else(|| failed.clone());
     record.attempts.push(AttemptRecord {
-        model: String::new(),
+        model: CompactString::default(),
         provider: record.served.provider.clone(),
         label: record.served.model_label.clone(),
         outcome: if failed.is_some() {

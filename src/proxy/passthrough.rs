@@ -50,7 +50,7 @@ pub fn begin(
             .start(Some(Wire::OpenAi), false, limit);
     }
     let served = &mut ctx.record.served;
-    served.provider.clone_from(&provider.name);
+    served.provider = provider.name.as_str().into();
     served.provider_type = provider.kind.as_str();
     served.model_label = "other".into();
     served.attempts = 1;

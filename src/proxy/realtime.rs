@@ -77,10 +77,10 @@ async fn run(
         .clone()
         .or(record.subject.customer_identifier.take());
     let served = &mut record.served;
-    served.model_label = route.metric_label.to_string();
-    served.provider.clone_from(&provider.name);
+    served.model_label = route.metric_label.into();
+    served.provider = provider.name.as_str().into();
     served.provider_type = provider.kind.as_str();
-    served.upstream_model = upstream_model.to_string();
+    served.upstream_model = upstream_model.into();
     served.attempts = 1;
     let server = &snapshot.config.server;
     let started = Instant::now();
@@ -94,9 +94,9 @@ async fn run(
     };
     let answer = answer.await;
     let attempt = AttemptRecord {
-        model: model.clone(),
-        provider: provider.name.clone(),
-        label: route.metric_label.to_string(),
+        model: model.as_str().into(),
+        provider: provider.name.as_str().into(),
+        label: route.metric_label.into(),
         outcome: match &answer {
             Ok(a) => Outcome::of_status(a.head.status.as_u16()),
             Err(e) => e.outcome(),

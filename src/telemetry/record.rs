@@ -10,6 +10,7 @@ use super::ids::TraceIds;
 use crate::catalog::Price;
 use crate::wire::Wire;
 use bytes::Bytes;
+use compact_str::CompactString;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -94,10 +95,10 @@ pub struct TokenUsage {
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     /// The model name the plan tried (before routing renamed it).
-    pub model: String,
-    pub provider: String,
+    pub model: CompactString,
+    pub provider: CompactString,
     /// The model's metric label (see `Served::model_label`).
-    pub label: String,
+    pub label: CompactString,
     pub outcome: Outcome,
     /// The answer's status; `None` when no answer came (connect error, timeout).
     pub status_code: Option<u16>,
@@ -185,12 +186,12 @@ impl Subject {
 #[derive(Debug, Clone, Default)]
 pub struct Served {
     /// The `model` metric label (see `routing::Route::metric_label`).
-    pub model_label: String,
+    pub model_label: CompactString,
     /// The provider's configured name; its kind's name for the trace's `provider_type`.
-    pub provider: String,
+    pub provider: CompactString,
     pub provider_type: &'static str,
     /// The model name sent upstream.
-    pub upstream_model: String,
+    pub upstream_model: CompactString,
     /// Upstream calls made (tries of every model).
     pub attempts: u32,
 }
