@@ -24,6 +24,7 @@ use crate::telemetry::record::{InputText, RequestRecord, Subject};
 use crate::telemetry::Telemetry;
 use crate::translate::transcript;
 use bytes::Bytes;
+use compact_str::CompactString;
 use pingora::proxy::Session;
 
 /// Serves one model call; every failure becomes an answer in the caller's format.
@@ -125,7 +126,7 @@ fn note_text(
 /// (when its text may be kept) its conversation.
 fn note_request(record: &mut RequestRecord, request: &ModelRequest<'_>, input: Option<InputText>) {
     let p = &request.params;
-    record.requested_model.clone_from(&request.model);
+    record.requested_model = request.model.as_deref().map(CompactString::from);
     record.format = Some(request.ingress);
     record.stream = request.stream;
     record.request_breakdown = p.request_breakdown.unwrap_or(false);

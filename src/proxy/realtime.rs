@@ -71,7 +71,7 @@ async fn run(
     )?;
     let head = upstream_head(req, &path, provider, &creds)?;
     let record = &mut ctx.record;
-    record.requested_model = Some(model.clone());
+    record.requested_model = Some(model.as_str().into());
     record.subject.customer_identifier = params
         .customer_identifier
         .clone()

@@ -229,7 +229,7 @@ pub struct RequestRecord {
     pub endpoint: &'static str,
     /// `POST /v1/...` for passthrough paths; the method and path the app used.
     pub path: String,
-    pub requested_model: Option<String>,
+    pub requested_model: Option<CompactString>,
     /// The format the app speaks: how its input (and output) are read back.
     pub format: Option<Wire>,
     pub stream: bool,
