@@ -176,7 +176,8 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         match auth::check(snapshot.config.auth.as_ref(), req) {
             Ok(key) => {
-                let default_customer = key.and_then(|k| k.customer_identifier.clone());
+                let default_customer = key.and_then(|k| k.customer_identifier.as_deref());
+                let default_customer = default_customer.map(CompactString::from);
                 ctx.record.subject.customer_identifier = default_customer;
                 ctx.auth_key = key.map(|k| k.name.clone());
             }

@@ -134,7 +134,8 @@ fn note_request(record: &mut RequestRecord, request: &ModelRequest<'_>, input: O
         // The request's own, else its auth key's default.
         customer_identifier: p
             .customer_identifier
-            .clone()
+            .as_deref()
+            .map(CompactString::from)
             .or(record.subject.customer_identifier.take()),
         customer_params: p
             .customer_params

@@ -22,6 +22,7 @@ use crate::telemetry::record::{AttemptRecord, BodyEnd, Outcome, TokenUsage};
 use crate::upstream::{ExchangeError, Upgrade};
 use crate::wire::Wire;
 use bytes::BytesMut;
+use compact_str::CompactString;
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -74,7 +75,8 @@ async fn run(
     record.requested_model = Some(model.as_str().into());
     record.subject.customer_identifier = params
         .customer_identifier
-        .clone()
+        .as_deref()
+        .map(CompactString::from)
         .or(record.subject.customer_identifier.take());
     let served = &mut record.served;
     served.model_label = route.metric_label.into();

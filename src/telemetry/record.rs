@@ -157,7 +157,8 @@ impl Outcome {
 /// Who and what a request is about, from the Respan parameters.
 #[derive(Debug, Clone, Default)]
 pub struct Subject {
-    pub customer_identifier: Option<String>,
+    /// Inline up to 24 bytes, as a customer's id usually is (no allocation a request).
+    pub customer_identifier: Option<CompactString>,
     /// `customer_params` as given (`name`, `email`, ...).
     pub customer_params: Option<Value>,
     pub thread_identifier: Option<String>,
