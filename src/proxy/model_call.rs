@@ -117,9 +117,10 @@ fn note_text(
     telemetry: &Telemetry,
 ) -> Option<InputText> {
     record.disable_log = !telemetry.may_capture(request.params.disable_log.unwrap_or(false));
-    let keep = !record.disable_log;
-    keep.then(|| transcript::conversation(request.ingress, &request.body, bytes))
-        .flatten()
+    if record.disable_log {
+        return None;
+    }
+    transcript::conversation(request.ingress, &request.body, bytes)
 }
 
 /// What the record learns from the parsed request: the model asked for, who it is for, and

@@ -25,23 +25,28 @@ use serde_json::value::RawValue;
 /// its trace does not parse the body again: a Gemini conversation is built (each content's
 /// text parts joined), so its body is kept to be read when the trace is made instead.
 pub fn conversation(format: Wire, body: &JsonBody, bytes: &Bytes) -> Option<InputText> {
-    let taken = match format {
-        Wire::OpenAi | Wire::Responses => openai::transcript::conversation(body),
-        Wire::Anthropic => anthropic::transcript::conversation(body),
-        Wire::Gemini => return Some(InputText::Body(bytes.clone())),
-    };
-    taken.map(InputText::Conversation)
+    match format {
+        Wire::Gemini => Some(InputText::Body(bytes.clone())),
+        _ => in_fields(format, body).map(InputText::Conversation),
+    }
 }
 
-/// A request's conversation, from its body: a passthrough body (chat) or a Gemini body, as
-/// the request path keeps them (see [`conversation`]); the other formats' arms are the
-/// reference its tests hold the fields' reading to.
+/// A request's conversation, from its body (a passthrough body, or a Gemini one: see
+/// [`conversation`]), read by the same field readers as a body the request path parsed.
 pub fn input(format: Option<Wire>, body: &[u8]) -> Option<Box<RawValue>> {
+    match format? {
+        Wire::Gemini => gemini::transcript::input(body),
+        format => in_fields(format, &JsonBody::parse(body).ok()?),
+    }
+}
+
+/// The conversation a body holds in its fields as they are: none for Gemini, whose
+/// conversation is built from its contents.
+fn in_fields(format: Wire, body: &JsonBody) -> Option<Box<RawValue>> {
     match format {
-        Some(Wire::OpenAi) | Some(Wire::Responses) => openai::transcript::input(body),
-        Some(Wire::Anthropic) => anthropic::transcript::input(body),
-        Some(Wire::Gemini) => gemini::transcript::input(body),
-        None => None,
+        Wire::OpenAi | Wire::Responses => openai::transcript::conversation(body),
+        Wire::Anthropic => anthropic::transcript::conversation(body),
+        Wire::Gemini => None,
     }
 }
 
@@ -213,30 +218,44 @@ mod tests {
     }
 
     #[test]
-    fn a_conversation_taken_from_the_fields_is_the_one_read_from_the_body() {
-        let bodies: [(Wire, &[u8]); 8] = [
+    fn conversations_of_parsed_bodies_and_of_bodies_read_later() {
+        let user = r#"[{"role":"user","content":"hi"}]"#;
+        let cases: [(Wire, &[u8], Option<&str>); 8] = [
             (
                 Wire::OpenAi,
                 br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+                Some(user),
             ),
-            (Wire::Responses, br#"{"model":"m","input":"hi"}"#),
+            (
+                Wire::Responses,
+                br#"{"model":"m","input":"hi"}"#,
+                Some(r#""hi""#),
+            ),
             (
                 Wire::Anthropic,
                 br#"{"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#,
+                Some(r#"[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]"#),
             ),
             (
                 Wire::Anthropic,
                 br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+                Some(user),
             ),
             (
                 Wire::Anthropic,
                 br#"{"system":"s","messages":"not a list"}"#,
+                None,
             ),
-            (Wire::Anthropic, br#"{"system":null,"messages":[]}"#),
-            (Wire::OpenAi, br#"{"messages":null,"input":[]}"#),
-            (Wire::OpenAi, br#"{"model":"m"}"#),
+            // A null field is an absent one, as serde reads an `Option`.
+            (
+                Wire::Anthropic,
+                br#"{"system":null,"messages":[]}"#,
+                Some("[]"),
+            ),
+            (Wire::OpenAi, br#"{"messages":null,"input":[]}"#, Some("[]")),
+            (Wire::OpenAi, br#"{"model":"m"}"#, None),
         ];
-        for (format, bytes) in bodies {
+        for (format, bytes, expected) in cases {
             let bytes = Bytes::from_static(bytes);
             let body = JsonBody::parse(&bytes).unwrap();
             let taken = match conversation(format, &body, &bytes) {
@@ -244,11 +263,11 @@ mod tests {
                 Some(InputText::Body(_)) => panic!("{format:?}: taken from the fields"),
                 None => None,
             };
+            assert_eq!(taken.as_deref(), expected, "{format:?} taken");
             let read = input(Some(format), &bytes).map(|text| text.get().to_string());
-            assert_eq!(taken, read, "{format:?}");
+            assert_eq!(read.as_deref(), expected, "{format:?} read later");
         }
-        // A key given twice: the last one, as the body sent upstream has it (serde's reading
-        // of the body refused it, and the trace had no input).
+        // A key given twice: the last one, as the body sent upstream has it.
         let twice = Bytes::from_static(br#"{"messages":["first"],"messages":["last"]}"#);
         let body = JsonBody::parse(&twice).unwrap();
         assert!(matches!(

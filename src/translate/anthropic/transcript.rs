@@ -12,22 +12,8 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// The conversation of a Messages request, a system prompt given apart first.
-pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
-    let body: Request = serde_json::from_slice(body).ok()?;
-    with_system(body.system, body.messages?)
-}
-
-/// The same, from a body already parsed.
 pub fn conversation(body: &JsonBody) -> Option<Box<RawValue>> {
     with_system(body.get_non_null("system"), body.get_non_null("messages")?)
-}
-
-#[derive(Deserialize)]
-struct Request<'a> {
-    #[serde(borrow)]
-    system: Option<&'a RawValue>,
-    #[serde(borrow)]
-    messages: Option<&'a RawValue>,
 }
 
 /// `[{"role":"system","content":<system>}, ...messages]`, spliced as text; the messages

@@ -13,25 +13,10 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// The conversation of a chat or Responses API request (`messages`, or `input`).
-pub fn input(body: &[u8]) -> Option<Box<RawValue>> {
-    let body: Request = serde_json::from_slice(body).ok()?;
-    body.messages.or(body.input).map(RawValue::to_owned)
-}
-
-/// The same, from a body already parsed.
 pub fn conversation(body: &JsonBody) -> Option<Box<RawValue>> {
     body.get_non_null("messages")
         .or_else(|| body.get_non_null("input"))
         .map(RawValue::to_owned)
-}
-
-/// The fields of an OpenAI request that hold its conversation.
-#[derive(Deserialize)]
-struct Request<'a> {
-    #[serde(borrow)]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow)]
-    input: Option<&'a RawValue>,
 }
 
 /// A whole answer's choice 0's `message`, or a chunk's choice 0's `delta`, as JSON text.
