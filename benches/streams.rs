@@ -1,10 +1,11 @@
 //! What reading the benchmark's streams costs, per stream and per event, for each consumer
 //! that reads them: the translator (to the app's format, and the trace's answer assembled
 //! from its decoded chunks as they pass), the usage tap of a stream relayed as it is (and
-//! the answer assembled from its events), the cache's gatherer (the whole answer from the
-//! pieces the app got), the transcript read back from a capture (whole answers, cache
-//! hits), and each exporter's work for one trace. The inner loop of the "read each stream
-//! once" work: `cargo bench --bench streams` answers in seconds.
+//! the answer assembled from its events; with the probe of a stream held back until its
+//! content), a whole answer's usage and text (read apart, and once), the cache's gatherer
+//! (the whole answer from the pieces the app got), the transcript read back from a capture
+//! (whole answers, cache hits), and each exporter's work for one trace. The inner loop of
+//! the "read each stream once" work: `cargo bench --bench streams` answers in seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../bench/streams.rs"]
@@ -18,7 +19,7 @@ use respan_sidecar::telemetry::record::{
     AttemptRecord, InputText, Outcome, RequestRecord, TokenUsage,
 };
 use respan_sidecar::telemetry::trace::Trace;
-use respan_sidecar::translate::usage::UsageTap;
+use respan_sidecar::translate::usage::{self, UsageTap};
 use respan_sidecar::translate::{collect, transcript, ResponsePlan, StreamTranslator};
 use respan_sidecar::wire::Wire;
 use std::hint::black_box;
@@ -120,6 +121,25 @@ fn tap(what: &str, wire: Wire, events: &[Bytes], assemble: bool, n: u32) {
     });
 }
 
+/// What the relay does with a stream relayed as it is that comes in one read (a fast
+/// upstream's): reads it until its content starts (the hold-back), and through the usage
+/// tap with the trace's answer assembled.
+fn held(what: &str, wire: Wire, events: &[Bytes], n: u32) {
+    let whole = Bytes::from(events.concat());
+    let plan = ResponsePlan::identity(wire, "bench");
+    time(what, events.len(), n, || {
+        let mut probe = StreamTranslator::probe(&plan);
+        probe.feed(black_box(&whole), &mut Vec::new()).unwrap();
+        assert!(probe.content_started());
+        let mut tap = UsageTap::new(wire, false);
+        tap.assemble(256 * 1024);
+        black_box(tap.feed(whole.clone()));
+        black_box(tap.finish());
+        black_box(tap.usage());
+        black_box(tap.transcript());
+    });
+}
+
 fn main() {
     let n = 20_000;
     let openai = streams::openai_events();
@@ -152,6 +172,27 @@ fn main() {
     ] {
         tap(&format!("  {what}"), wire, events, false, n);
         tap(&format!("  {what} + answer"), wire, events, true, n);
+    }
+    println!("held back until content, the whole stream in one read (probe and usage tap):");
+    for (what, wire, events) in [
+        ("chat", Wire::OpenAi, &openai),
+        ("anthropic", Wire::Anthropic, &anthropic),
+    ] {
+        held(&format!("  {what} + answer"), wire, events, n);
+    }
+
+    println!("a whole answer's usage and text (read apart, as the trace read it back; once):");
+    for (what, wire, body) in [
+        ("chat", Wire::OpenAi, streams::OPENAI_JSON),
+        ("anthropic", Wire::Anthropic, streams::ANTHROPIC_JSON),
+    ] {
+        time(&format!("  {what}, apart"), 1, n, || {
+            black_box(usage::of_body(wire, black_box(body)));
+            black_box(transcript::output(Some(wire), false, black_box(body)));
+        });
+        time(&format!("  {what}, once"), 1, n, || {
+            black_box(transcript::answer(wire, black_box(body)));
+        });
     }
 
     println!("the cache's whole answer, gathered from the app's stream:");

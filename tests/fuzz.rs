@@ -15,7 +15,9 @@ use respan_sidecar::params;
 use respan_sidecar::translate::anthropic::request::JsonMode;
 use respan_sidecar::translate::responses::ToolNames;
 use respan_sidecar::translate::sse::SseParser;
-use respan_sidecar::translate::{self, collect, replay, ResponsePlan, StreamTranslator, Target};
+use respan_sidecar::translate::{
+    self, collect, replay, transcript, ResponsePlan, StreamTranslator, Target,
+};
 use respan_sidecar::wire::Wire;
 use serde_json::Value;
 use std::path::Path;
@@ -278,6 +280,30 @@ proptest! {
         let (wire, _) = all[which % all.len()];
         for to in targets(wire) {
             let _ = plan(wire, to).translate_body(&bytes);
+        }
+    }
+
+    /// A whole answer read once, for its trace's text and its usage together, gives what
+    /// reading each apart gives, however its bytes are damaged.
+    #[test]
+    fn an_answer_read_once_is_read_as_its_two_readers_read_it(
+        (which, bytes) in (0usize..64).prop_flat_map(|i| {
+            let all = answers();
+            let (_, s) = all[i % all.len()].clone();
+            (Just(i), mutated(s))
+        }),
+    ) {
+        let all = answers();
+        let (wire, _) = all[which % all.len()];
+        if let Some((output, usage)) = transcript::answer(wire, &bytes) {
+            let apart = transcript::output(Some(wire), false, &bytes);
+            prop_assert_eq!(usage, translate::usage::of_body(wire, &bytes));
+            prop_assert_eq!(
+                output.message.as_ref().map(|m| m.get()),
+                apart.message.as_ref().map(|m| m.get())
+            );
+            prop_assert_eq!(output.finish_reasons, apart.finish_reasons);
+            prop_assert_eq!(output.truncated, apart.truncated);
         }
     }
 

@@ -176,10 +176,14 @@ fn name_of(pair: &str) -> &str {
 fn usage_for_gateway(
     request: &ModelRequest<'_>,
     provider: &ProviderConfig,
-) -> Option<Box<RawValue>> {
+) -> Option<Cow<'static, RawValue>> {
     let eligible = matches!(provider.kind, ProviderKind::OpenAi | ProviderKind::Echo);
     if !(eligible && request.stream && request.ingress == Wire::OpenAi) {
         return None;
+    }
+    // Most apps send no options (or `null`): the option alone, made once.
+    if request.body.get_non_null("stream_options").is_none() {
+        return Some(Cow::Borrowed(include_usage()));
     }
     // A `stream_options` that is not an object is the provider's to refuse, untouched.
     let given = request
@@ -191,7 +195,17 @@ fn usage_for_gateway(
         return None;
     }
     options.insert("include_usage".into(), true.into());
-    serde_json::value::to_raw_value(&options).ok()
+    serde_json::value::to_raw_value(&options)
+        .ok()
+        .map(Cow::Owned)
+}
+
+/// `{"include_usage":true}`.
+fn include_usage() -> &'static RawValue {
+    static OPTION: std::sync::LazyLock<Box<RawValue>> = std::sync::LazyLock::new(|| {
+        RawValue::from_string(r#"{"include_usage":true}"#.to_string()).unwrap_or_default()
+    });
+    &OPTION
 }
 
 /// Anthropic's `count_tokens` answer for a model without a tokenizer here: about four
@@ -279,4 +293,19 @@ fn upstream_header(
         HeaderValue::from_static("identity"),
     );
     Ok(RequestHeader::from(head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_option_made_once_is_the_one_made_from_no_options() {
+        let mut options = serde_json::Map::new();
+        options.insert("include_usage".into(), true.into());
+        assert_eq!(
+            include_usage().get(),
+            serde_json::to_string(&options).unwrap()
+        );
+    }
 }

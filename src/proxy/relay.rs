@@ -16,9 +16,9 @@ use crate::error::{stream_error_event, GatewayError};
 use crate::error::{StreamFailure, SHUTTING_DOWN, UPSTREAM_FAILED_CODE};
 use crate::head::frame;
 use crate::telemetry::breakdown;
-use crate::telemetry::record::BodyEnd;
+use crate::telemetry::record::{BodyEnd, RequestRecord, TokenUsage};
 use crate::translate::sse::write_json;
-use crate::translate::usage;
+use crate::translate::{transcript, usage};
 use crate::translate::{translate_error, ResponsePlan};
 use crate::upstream::{ReadLimits, Upstream};
 use crate::wire::Wire;
@@ -435,7 +435,7 @@ async fn relay_whole(
         }
     };
     let (status, body) = if (200..300).contains(&status) {
-        ctx.record.usage = usage::of_body(plan.from, &body);
+        ctx.record.usage = read_answer(&mut ctx.record, plan, &body);
         let body = if plan.is_identity() {
             Ok(body)
         } else {
@@ -466,6 +466,20 @@ async fn relay_whole(
     add_respan_headers(&mut head, ctx);
     ctx.record.output.push(&body);
     Ok(Last::Whole(Box::new(head), body.into()))
+}
+
+/// A successful whole answer's usage. When its text is kept and it is relayed as it is,
+/// its answer is read in the same pass, and its trace carries it: the exporters then only
+/// copy it out, and its bytes are not kept to be read back.
+fn read_answer(record: &mut RequestRecord, plan: &ResponsePlan, body: &[u8]) -> Option<TokenUsage> {
+    let once = plan.is_identity() && record.output.has_room(body.len());
+    match once.then(|| transcript::answer(plan.from, body)).flatten() {
+        Some((output, usage)) => {
+            record.output.assembled(output);
+            usage
+        }
+        None => usage::of_body(plan.from, body),
+    }
 }
 
 /// Keeps a complete successful answer (as the app gets it, before any breakdown of this

@@ -95,6 +95,15 @@ impl Capture {
         self.limit > 0
     }
 
+    /// Whether `len` more bytes would be kept whole (none are kept once an answer is
+    /// assembled).
+    pub fn has_room(&self, len: usize) -> bool {
+        match &self.kept {
+            Kept::Bytes(bytes) => self.limit > 0 && len <= self.limit - bytes.len(),
+            Kept::Assembling | Kept::Assembled(_) => false,
+        }
+    }
+
     /// Keeps what fits of `data`.
     pub fn push(&mut self, data: &[u8]) {
         let Kept::Bytes(bytes) = &mut self.kept else {
@@ -160,5 +169,17 @@ mod tests {
         assert!(c.truncated);
         c.push(b"h");
         assert_eq!(c.bytes(), b"abcde");
+    }
+
+    #[test]
+    fn room_is_what_is_left_of_the_limit() {
+        let mut c = Capture::off();
+        assert!(!c.has_room(0));
+        c.start(Some(Wire::OpenAi), false, 5);
+        assert!(c.has_room(5) && !c.has_room(6));
+        c.push(b"abc");
+        assert!(c.has_room(2) && !c.has_room(3));
+        c.assembled(Output::default());
+        assert!(!c.has_room(0));
     }
 }

@@ -16,7 +16,7 @@ use super::assembled::Assembled;
 use super::{anthropic, gemini, openai, responses};
 use crate::body::JsonBody;
 use crate::telemetry::capture::Output;
-use crate::telemetry::record::InputText;
+use crate::telemetry::record::{InputText, TokenUsage};
 use crate::wire::Wire;
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -73,6 +73,32 @@ pub fn output(format: Option<Wire>, stream: bool, bytes: &[u8]) -> Output {
         read(format, text, &mut message);
     }
     message.finish()
+}
+
+/// A whole answer relayed as it is, read once for both its trace's answer and its usage:
+/// what [`output`] and [`super::usage::of_body`] give it. `None` for a format whose reader
+/// does not give the counts too (Gemini, the Responses API), or a body that is not UTF-8:
+/// those are read apart, the answer when the trace is made.
+pub fn answer(format: Wire, body: &[u8]) -> Option<(Output, Option<TokenUsage>)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut message = Assembled::default();
+    let usage = match format {
+        Wire::OpenAi => match openai::transcript::answer(text, &mut message) {
+            Some(usage) => usage,
+            // Not one completion as serde reads it: read as each reader reads it alone.
+            None => {
+                openai::transcript::read(text, &mut message);
+                openai::usage::of_body(body)
+            }
+        },
+        Wire::Anthropic => {
+            let own = anthropic::transcript::read(text, &mut message).own();
+            own.map(|u| anthropic::usage::tokens(&u))
+                .or_else(|| anthropic::usage::of_body(body))
+        }
+        Wire::Gemini | Wire::Responses => return None,
+    };
+    Some((message.finish(), usage))
 }
 
 /// One whole answer or one stream event in `format`, as JSON text (already known to be
@@ -215,6 +241,52 @@ mod tests {
         assert!(output(Some(Wire::OpenAi), false, b"garbage")
             .message
             .is_none());
+    }
+
+    #[test]
+    fn a_whole_answer_read_once_gives_what_its_two_readers_give() {
+        let openai: &[&str] = &[
+            r#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"a","tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":1}}}"#,
+            // Usage first, none, null, or not an object; choices not a list; a key twice.
+            r#"{"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"choices":[{"message":{"content":"b"}}]}"#,
+            r#"{"choices":[{"message":{"content":"c"},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":null}"#,
+            r#"{"choices":[{"message":{"content":"d"}}],"usage":"many"}"#,
+            r#"{"choices":5,"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+            r#"{"choices":[{"message":{"content":"e"}}],"choices":[{"message":{"content":"f"}}]}"#,
+            r#"{"choices":[{"message":{"content":"g"}}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"usage":{"prompt_tokens":2,"completion_tokens":2,"total_tokens":4}}"#,
+            r#"{"choices":[{"index":1,"message":{"content":"h"}},{"index":0,"message":{"content":"i"}}]}"#,
+            r#"{"choices":[{"message":{"content":"j"}}]} trailing"#,
+            "[DONE]",
+        ];
+        let anthropic: &[&str] = &[
+            r#"{"type":"message","content":[{"type":"text","text":"k"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":2,"cache_read_input_tokens":1}}"#,
+            r#"{"type":"message","content":[{"type":"text","text":"l"}]}"#,
+            r#"{"type":"message","content":[],"usage":null}"#,
+            r#"{"type":"message","content":[],"usage":"many"}"#,
+            r#"{"type":"message","message":{"usage":{"input_tokens":9,"output_tokens":9}},"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            r#"{"content":5,"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            r#"{"type":"message","usage":{"input_tokens":1,"output_tokens":1},"usage":{"input_tokens":2,"output_tokens":2}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"m"}}"#,
+        ];
+        let cases = (openai.iter().map(|b| (Wire::OpenAi, b)))
+            .chain(anthropic.iter().map(|b| (Wire::Anthropic, b)));
+        for (wire, body) in cases {
+            let (once, usage) = answer(wire, body.as_bytes()).unwrap();
+            let apart = output(Some(wire), false, body.as_bytes());
+            assert_eq!(
+                usage,
+                super::super::usage::of_body(wire, body.as_bytes()),
+                "{body}"
+            );
+            let text = |o: &Output| o.message.as_ref().map(|m| m.get().to_string());
+            assert_eq!(text(&once), text(&apart), "{body}");
+            assert_eq!(once.finish_reasons, apart.finish_reasons, "{body}");
+        }
+        // Read apart: no counts come with their answers' reading, or the text is not UTF-8.
+        assert!(answer(Wire::Gemini, b"{}").is_none());
+        assert!(answer(Wire::Responses, b"{}").is_none());
+        assert!(answer(Wire::OpenAi, b"{\"x\":\"\xff\"}").is_none());
     }
 
     #[test]

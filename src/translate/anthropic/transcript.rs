@@ -44,6 +44,11 @@ impl Reported<'_> {
     pub fn reports(&self) -> [Option<AUsage>; 2] {
         usage::reports(self.message, self.usage)
     }
+
+    /// The event's own `usage`: a whole message's counts.
+    pub fn own(&self) -> Option<AUsage> {
+        self.reports()[1]
+    }
 }
 
 /// A whole Messages answer, or one of its stream's events, as JSON text; the usage it

@@ -3,8 +3,9 @@
 //! chunk the decoder already typed (a translated stream is never parsed twice).
 
 use super::stream::{choices_at, is_done, plain_text, CHOICES_KEY};
-use super::{ChatChunk, ChunkChoice};
+use super::{ChatChunk, ChunkChoice, Usage};
 use crate::body::JsonBody;
+use crate::telemetry::record::TokenUsage;
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::first::{Element, First};
 use crate::translate::json_text::OptionalStr;
@@ -26,9 +27,24 @@ pub fn read(data: &str, into: &mut Assembled) {
     if is_done(data) {
         return;
     }
-    let Some(choice) = choice_zero(data) else {
-        return;
-    };
+    if let Some(choice) = choice_zero(data) {
+        read_choice(choice, into);
+    }
+}
+
+/// A whole completion, read once for both its trace's answer (into `into`, as [`read`]
+/// reads it) and its usage (as [`super::usage::of_body`] reads it); `None` when it does not
+/// read as one (a key given twice, a field of the wrong type), for the two to read it apart.
+pub fn answer(data: &str, into: &mut Assembled) -> Option<Option<TokenUsage>> {
+    let whole: Whole = serde_json::from_str(data).ok()?;
+    if let Some(choice) = whole.choices.0 {
+        read_choice(choice, into);
+    }
+    Some(whole.usage.as_ref().map(super::usage::tokens))
+}
+
+/// Choice 0 of a whole answer or a chunk, into the message.
+fn read_choice(choice: Choice<'_>, into: &mut Assembled) {
     into.seen();
     into.finish_reason(choice.finish_reason.as_deref());
     let Some(part) = choice.message else { return };
@@ -72,6 +88,15 @@ pub fn choice(zero: &ChunkChoice, into: &mut Assembled) {
         };
         into.call(call.index as usize, part);
     }
+}
+
+/// A whole chat completion, as far as its answer and its usage.
+#[derive(Deserialize)]
+struct Whole<'a> {
+    #[serde(borrow, default)]
+    choices: First<Choice<'a>>,
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 /// A whole chat completion or one chunk of its stream: only what an answer is made of.
