@@ -9,7 +9,8 @@ use crate::body::JsonBody;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::translate::json_text::OptionalStr;
-use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 /// Checks the conversation field of a model call's body, where it is present (a `prompt`
@@ -48,37 +49,95 @@ struct Turn<'a> {
     kind: OptionalStr<'a>,
 }
 
+impl Turn<'_> {
+    fn has(&self, need: Need) -> bool {
+        match need {
+            Need::Object => true,
+            Need::Role => self.role.is_some(),
+            Need::RoleOrType => self.role.is_some() || self.kind.is_some(),
+        }
+    }
+}
+
+/// Checks the turns of `body`'s `field` in one pass over them: each read where it is, for
+/// what `need` asks (each was found as raw text first and then read again, which went over a
+/// long conversation's text twice).
 fn turns(body: &JsonBody<'_>, field: &str, need: Need) -> Result<(), GatewayError> {
     let Some(raw) = body.get(field) else {
         return Ok(());
     };
-    let list: Vec<&RawValue> = serde_json::from_str(raw.get())
-        .map_err(|_| GatewayError::invalid_field(field, "must be an array of objects"))?;
-    for (i, turn) in list.iter().enumerate() {
-        let what = match need {
-            Need::Object => "an object",
-            Need::Role => "an object with a string `role`",
-            Need::RoleOrType => "an object with a string `role` or `type`",
-        };
-        let bad = || GatewayError::invalid_field(field, format!("`{field}[{i}]` must be {what}"));
-        // An array would also deserialize into `Turn`, field by position.
-        if !turn.get().starts_with('{') {
-            return Err(bad());
-        }
-        let turn: Turn<'_> = match serde_json::from_str(turn.get()) {
-            Ok(turn) => turn,
-            Err(_) => return Err(bad()),
-        };
-        let ok = match need {
-            Need::Object => true,
-            Need::Role => turn.role.is_some(),
-            Need::RoleOrType => turn.role.is_some() || turn.kind.is_some(),
-        };
-        if !ok {
-            return Err(bad());
-        }
+    let mut bad = None;
+    let mut reader = serde_json::Deserializer::from_str(raw.get());
+    if reader
+        .deserialize_seq(Outline {
+            need,
+            bad: &mut bad,
+        })
+        .is_ok()
+    {
+        return Ok(());
     }
-    Ok(())
+    Err(match bad {
+        Some(i) => {
+            let what = match need {
+                Need::Object => "an object",
+                Need::Role => "an object with a string `role`",
+                Need::RoleOrType => "an object with a string `role` or `type`",
+            };
+            GatewayError::invalid_field(field, format!("`{field}[{i}]` must be {what}"))
+        }
+        None => GatewayError::invalid_field(field, "must be an array of objects"),
+    })
+}
+
+/// Reads a list of turns, stopping at the first that is not an object with what `need` asks
+/// (its index is put in `bad`).
+struct Outline<'b> {
+    need: Need,
+    bad: &'b mut Option<usize>,
+}
+
+impl<'de> Visitor<'de> for Outline<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut turns: A) -> Result<(), A::Error> {
+        for i in 0.. {
+            match turns.next_element::<ObjectTurn>() {
+                Ok(None) => break,
+                Ok(Some(ObjectTurn(turn))) if turn.has(self.need) => {}
+                Ok(Some(_)) | Err(_) => {
+                    *self.bad = Some(i);
+                    return Err(de::Error::custom("a turn is not what it must be"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A turn read only from an object: [`Turn`] would also read an array, field by position.
+struct ObjectTurn<'a>(Turn<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ObjectTurn<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Turn<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Turn<'de>, M::Error> {
+                Turn::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Object).map(ObjectTurn)
+    }
 }
 
 /// Embeddings' `input`: a string, or an array of strings, of token ids, or of arrays of
