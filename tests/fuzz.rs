@@ -307,6 +307,40 @@ proptest! {
         }
     }
 
+    /// The same, for answers still whole JSON with one field (of the answer, of its usage or
+    /// of its first choice or block) of any shape, or wrapped in an array.
+    #[test]
+    fn a_reshaped_answer_read_once_is_read_as_its_two_readers_read_it(
+        which in 0usize..64,
+        field in prop_oneof![
+            Just("choices"), Just("usage"), Just("type"), Just("content"), Just("stop_reason"),
+            Just("message"), Just("finish_reason"), Just("input_tokens"), Just("prompt_tokens"),
+        ],
+        place in prop_oneof![Just(""), Just("/usage"), Just("/choices/0"), Just("/content/0")],
+        value in json_value(),
+        wrap in any::<bool>(),
+    ) {
+        let all = answers();
+        let (wire, text) = &all[which % all.len()];
+        let mut answer: Value = serde_json::from_str(text).unwrap();
+        // The answer itself where the place is not an object of this answer.
+        let place = if answer.pointer(place).is_some_and(Value::is_object) { place } else { "" };
+        if let Some(object) = answer.pointer_mut(place).and_then(Value::as_object_mut) {
+            object.insert(field.to_string(), value);
+        }
+        let answer = if wrap { Value::Array(vec![answer]) } else { answer };
+        let bytes = serde_json::to_vec(&answer).unwrap();
+        if let Some((output, usage)) = transcript::answer(*wire, &bytes) {
+            let apart = transcript::output(Some(*wire), false, &bytes);
+            prop_assert_eq!(usage, translate::usage::of_body(*wire, &bytes));
+            prop_assert_eq!(
+                output.message.as_ref().map(|m| m.get()),
+                apart.message.as_ref().map(|m| m.get())
+            );
+            prop_assert_eq!(output.finish_reasons, apart.finish_reasons);
+        }
+    }
+
     /// The SSE framer takes any bytes in any pieces; well-formed events come back as sent.
     #[test]
     fn the_sse_framer_reads_what_was_written(

@@ -59,9 +59,8 @@ impl Turn<'_> {
     }
 }
 
-/// Checks the turns of `body`'s `field` in one pass over them: each read where it is, for
-/// what `need` asks (each was found as raw text first and then read again, which went over a
-/// long conversation's text twice).
+/// Checks the turns of `body`'s `field` in one pass over them, each read where it is for
+/// what `need` asks: a long conversation's text is gone over once, and no list is made.
 fn turns(body: &JsonBody<'_>, field: &str, need: Need) -> Result<(), GatewayError> {
     let Some(raw) = body.get(field) else {
         return Ok(());
@@ -194,6 +193,29 @@ mod tests {
             r#"{"messages":[{"role":"user"},{}]}"#,
         );
         assert!(e.unwrap_err().contains("`messages[1]` must be"));
+        // A key given twice, or a role of null, is no role; a null list is no list.
+        for (bad, says) in [
+            (
+                r#"{"messages":[{"role":"user","role":"user"}]}"#,
+                "`messages[0]`",
+            ),
+            (
+                r#"{"messages":[{"role":"user"},{"role":null}]}"#,
+                "`messages[1]`",
+            ),
+            (r#"{"messages":[{"role":"user"},7]}"#, "`messages[1]`"),
+            (r#"{"messages":null}"#, "must be an array of objects"),
+        ] {
+            let e = checked(Endpoint::ChatCompletions, bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // What a turn holds is not read, however deep.
+        let deep = format!(
+            r#"{{"messages":[{{"role":"user","content":{}1{}}}]}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(checked(Endpoint::ChatCompletions, &deep).is_ok());
     }
 
     #[test]

@@ -468,11 +468,13 @@ async fn relay_whole(
     Ok(Last::Whole(Box::new(head), body.into()))
 }
 
-/// A successful whole answer's usage. When its text is kept and it is relayed as it is,
+/// A successful whole answer's usage. When its text is kept and the app gets it as it is,
 /// its answer is read in the same pass, and its trace carries it: the exporters then only
-/// copy it out, and its bytes are not kept to be read back.
+/// copy it out, and its bytes are not kept to be read back. (An answer that gets a
+/// breakdown is rewritten for the app, and its trace reads what the app got.)
 fn read_answer(record: &mut RequestRecord, plan: &ResponsePlan, body: &[u8]) -> Option<TokenUsage> {
-    let once = plan.is_identity() && record.output.has_room(body.len());
+    let once =
+        plan.is_identity() && !record.request_breakdown && record.output.has_room(body.len());
     match once.then(|| transcript::answer(plan.from, body)).flatten() {
         Some((output, usage)) => {
             record.output.assembled(output);

@@ -27,8 +27,9 @@ pub struct Transcriber {
     pub output: fn(Option<Wire>, bool, &[u8]) -> Output,
 }
 
-/// Up to `limit` bytes of a body, and whether more went by; or, for a stream the relay read
-/// event by event, the answer it assembled as the events passed (then no bytes are kept).
+/// Up to `limit` bytes of a body, and whether more went by; or the answer the relay read as
+/// it passed (a stream's, event by event, or a whole answer's, with its usage): then no
+/// bytes are kept.
 #[derive(Debug, Default, Clone)]
 pub struct Capture {
     pub format: Option<Wire>,
@@ -99,7 +100,7 @@ impl Capture {
     /// assembled).
     pub fn has_room(&self, len: usize) -> bool {
         match &self.kept {
-            Kept::Bytes(bytes) => self.limit > 0 && len <= self.limit - bytes.len(),
+            Kept::Bytes(bytes) => self.limit > 0 && len <= self.limit.saturating_sub(bytes.len()),
             Kept::Assembling | Kept::Assembled(_) => false,
         }
     }

@@ -5,8 +5,9 @@
 //! format: streams are assembled from their deltas, tool calls included, into an
 //! [`Assembled`] message, by each wire format's own reader (`<wire>/transcript.rs`); this
 //! module picks the reader. A stream relayed by the gateway is read as it passes (see
-//! [`read`]); a whole answer, or one replayed from the cache, is read back from its capture
-//! (see [`output`]) when its trace is first made.
+//! [`read`]); a whole answer the relay reads whole is read with its usage (see [`answer`]);
+//! any other (one relayed piece by piece as it came, or replayed from the cache) is read
+//! back from its capture (see [`output`]) when its trace is first made.
 //!
 //! Both come out as JSON text: the exporters only copy them, so the conversation is sliced
 //! out of the body rather than built into a tree, and each event is read into small
@@ -77,10 +78,14 @@ pub fn output(format: Option<Wire>, stream: bool, bytes: &[u8]) -> Output {
 
 /// A whole answer relayed as it is, read once for both its trace's answer and its usage:
 /// what [`output`] and [`super::usage::of_body`] give it. `None` for a format whose reader
-/// does not give the counts too (Gemini, the Responses API), or a body that is not UTF-8:
-/// those are read apart, the answer when the trace is made.
+/// does not give the counts too (Gemini, the Responses API), or a body that is not a JSON
+/// object in UTF-8 (serde reads an array into a struct field by position, and the two
+/// readers' structs have their fields in other positions): those are read apart.
 pub fn answer(format: Wire, body: &[u8]) -> Option<(Output, Option<TokenUsage>)> {
     let text = std::str::from_utf8(body).ok()?;
+    if !text.trim_ascii_start().starts_with('{') {
+        return None;
+    }
     let mut message = Assembled::default();
     let usage = match format {
         Wire::OpenAi => match openai::transcript::answer(text, &mut message) {
@@ -257,7 +262,6 @@ mod tests {
             r#"{"choices":[{"message":{"content":"g"}}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"usage":{"prompt_tokens":2,"completion_tokens":2,"total_tokens":4}}"#,
             r#"{"choices":[{"index":1,"message":{"content":"h"}},{"index":0,"message":{"content":"i"}}]}"#,
             r#"{"choices":[{"message":{"content":"j"}}]} trailing"#,
-            "[DONE]",
         ];
         let anthropic: &[&str] = &[
             r#"{"type":"message","content":[{"type":"text","text":"k"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":2,"cache_read_input_tokens":1}}"#,
@@ -269,6 +273,19 @@ mod tests {
             r#"{"type":"message","usage":{"input_tokens":1,"output_tokens":1},"usage":{"input_tokens":2,"output_tokens":2}}"#,
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"m"}}"#,
         ];
+        // Arrays, which serde reads into a struct by position, and what is no JSON object:
+        // left to the two readers.
+        for (wire, body) in [
+            (Wire::OpenAi, "[DONE]"),
+            (Wire::OpenAi, "[[]]"),
+            (Wire::OpenAi, r#"[[{"message":{"content":"hi"}}],null]"#),
+            (
+                Wire::Anthropic,
+                r#"["message",null,null,null,null,null,null,{"input_tokens":5}]"#,
+            ),
+        ] {
+            assert!(answer(wire, body.as_bytes()).is_none(), "{body}");
+        }
         let cases = (openai.iter().map(|b| (Wire::OpenAi, b)))
             .chain(anthropic.iter().map(|b| (Wire::Anthropic, b)));
         for (wire, body) in cases {

@@ -47,7 +47,7 @@ impl Reported<'_> {
 
     /// The event's own `usage`: a whole message's counts.
     pub fn own(&self) -> Option<AUsage> {
-        self.reports()[1]
+        usage::own(self.usage)
     }
 }
 

@@ -65,8 +65,12 @@ pub(crate) fn add(so_far: &mut AUsage, reports: [Option<AUsage>; 2]) -> bool {
 pub(crate) fn reports(message: Option<&RawValue>, usage: Option<&RawValue>) -> [Option<AUsage>; 2] {
     let read = |raw: &RawValue| serde_json::from_str::<WithUsage>(raw.get()).ok();
     let start = message.and_then(read).and_then(|m| m.usage);
-    let own = usage.and_then(|raw| serde_json::from_str(raw.get()).ok());
-    [start, own]
+    [start, own(usage)]
+}
+
+/// An event's own `usage`, kept raw (a whole message's counts, or a `message_delta`'s).
+pub(crate) fn own(usage: Option<&RawValue>) -> Option<AUsage> {
+    usage.and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
 /// Later Anthropic reports replace what they give: the output count always (it is a running
