@@ -243,6 +243,10 @@ impl Translation {
                 d.done()
             }
             Decoder::Anthropic(d) => {
+                if let Some(text) = d.text(&event.data) {
+                    self.text(text, out);
+                    return Ok(());
+                }
                 d.event(&event.data, &mut self.choices)?;
                 d.ended()
             }
@@ -290,6 +294,22 @@ impl Translation {
             self.end(out);
         }
         Ok(())
+    }
+
+    /// A piece of the answer's text that the decoder read without making a choice of it:
+    /// what a choice 0 of that text alone does, step by step (a stream is mostly these, and
+    /// a choice made, moved and dropped for each cost more than its text).
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        if text.is_empty() {
+            return;
+        }
+        self.content = true;
+        if let Some(transcript) = &mut self.transcript {
+            openai::transcript::text(text, transcript);
+        }
+        if let (Some(encoder), Some(head)) = (&mut self.encoder, self.decoder.head()) {
+            encoder.text(head, text, out);
+        }
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
@@ -340,22 +360,24 @@ impl ChunkWriter {
         if choices.is_empty() {
             return;
         }
-        let usage = if include_usage {
-            UsageField::Null
-        } else {
-            UsageField::Absent
-        };
-        self.write(head, choices, &usage, out);
+        let usage = answer_usage(include_usage);
+        self.write(head, &usage, out, |out| write_choices(out, choices));
     }
 
-    /// Appends `data: {chunk as JSON}\n\n` for the chunk of `head`, `choices` and `usage`:
-    /// the same bytes as serialising it whole.
+    /// What [`Self::answer`] writes for a choice 0 of `text` alone, with no choice made.
+    fn text(&mut self, include_usage: bool, head: Head<'_>, text: &str, out: &mut Vec<u8>) {
+        let usage = answer_usage(include_usage);
+        self.write(head, &usage, out, |out| write_text_choice(out, 0, text));
+    }
+
+    /// Appends `data: {chunk as JSON}\n\n` for the chunk of `head`, the choices `choices`
+    /// writes and `usage`: the same bytes as serialising it whole.
     fn write(
         &mut self,
         (id, created, model): Head<'_>,
-        choices: &[ChunkChoice],
         usage: &UsageField,
         out: &mut Vec<u8>,
+        choices: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
     ) {
         let same = self
             .of
@@ -368,7 +390,7 @@ impl ChunkWriter {
         write_event(out, None, |out| {
             out.extend_from_slice(prefix);
             out.extend_from_slice(b"\"choices\":");
-            write_choices(out, choices)?;
+            choices(out)?;
             if !usage.is_absent() {
                 out.extend_from_slice(b",\"usage\":");
                 serde_json::to_writer(&mut *out, usage)?;
@@ -418,8 +440,23 @@ fn write_choices(out: &mut Vec<u8>, choices: &[ChunkChoice]) -> serde_json::Resu
     else {
         return serde_json::to_writer(out, choices);
     };
+    write_text_choice(out, *index, text)
+}
+
+/// The usage field of a chunk of the answer: `null` when the app asked for usage (it gets
+/// its own chunk at the end), else none.
+fn answer_usage(include_usage: bool) -> UsageField {
+    if include_usage {
+        UsageField::Null
+    } else {
+        UsageField::Absent
+    }
+}
+
+/// Writes choices that are one choice of `text` alone, as serde writes them.
+fn write_text_choice(out: &mut Vec<u8>, index: u32, text: &str) -> serde_json::Result<()> {
     out.extend_from_slice(br#"[{"index":"#);
-    serde_json::to_writer(&mut *out, index)?;
+    serde_json::to_writer(&mut *out, &index)?;
     out.extend_from_slice(br#","delta":{"content":"#);
     serde_json::to_writer(&mut *out, text)?;
     out.extend_from_slice(br#"},"finish_reason":null,"logprobs":null}]"#);
@@ -477,6 +514,24 @@ impl Encoder {
         }
     }
 
+    /// A choice 0 of `text` alone, written as [`Self::choice`] writes it.
+    fn text(&mut self, head: Head<'_>, text: &str, out: &mut Vec<u8>) {
+        match self {
+            Encoder::OpenAi {
+                include_usage,
+                writer,
+            } => writer.text(*include_usage, head, text, out),
+            Encoder::Responses(e) => e.text_alone(text, out),
+            Encoder::Anthropic(_) => {
+                let delta = Delta {
+                    content: Some(text.to_owned()),
+                    ..Delta::default()
+                };
+                self.choice(head, ChunkChoice::new(0, delta, None), out);
+            }
+        }
+    }
+
     fn finish(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
         match self {
             Encoder::OpenAi {
@@ -486,7 +541,9 @@ impl Encoder {
                 // The last chunk's head, which the writer holds.
                 if let (true, Some((id, created, model))) = (*include_usage, writer.of.clone()) {
                     let usage = UsageField::Some(usage.unwrap_or_default());
-                    writer.write((&id, created, &model), &[], &usage, out);
+                    writer.write((&id, created, &model), &usage, out, |out| {
+                        write_choices(out, &[])
+                    });
                 }
                 write_data(out, openai::stream::DONE.as_bytes());
             }
@@ -511,6 +568,40 @@ impl Encoder {
 mod tests {
     use super::*;
     use crate::translate::anthropic::request::JsonMode;
+
+    /// Text written with no choice made is written as a choice 0 of that text alone, and
+    /// assembled into the trace's answer as one.
+    #[test]
+    fn text_alone_is_what_a_choice_of_it_is() {
+        let (id, model): (Arc<str>, Arc<str>) = ("c1".into(), "m".into());
+        let head = (&id, 7, &model);
+        for include_usage in [false, true] {
+            for text in ["", "plain", "with \"quotes\" and \u{e9}\n"] {
+                let encoder = || Encoder::OpenAi {
+                    include_usage,
+                    writer: ChunkWriter::default(),
+                };
+                let (mut a, mut b) = (encoder(), encoder());
+                let (mut by_choice, mut alone) = (Vec::new(), Vec::new());
+                let delta = Delta {
+                    content: Some(text.to_string()),
+                    ..Delta::default()
+                };
+                a.choice(
+                    head,
+                    ChunkChoice::new(0, delta.clone(), None),
+                    &mut by_choice,
+                );
+                b.text(head, text, &mut alone);
+                assert_eq!(String::from_utf8(alone), String::from_utf8(by_choice));
+                let (mut x, mut y) = (Assembled::default(), Assembled::default());
+                openai::transcript::choice(&ChunkChoice::new(0, delta, None), &mut x);
+                openai::transcript::text(text, &mut y);
+                let text_of = |a: Assembled| a.finish().message.map(|m| m.get().to_string());
+                assert_eq!(text_of(x), text_of(y));
+            }
+        }
+    }
 
     /// A translated Anthropic stream's counts keep its cache reads and writes.
     #[test]
@@ -759,7 +850,9 @@ mod tests {
         for chunk in &chunks {
             let mut out = Vec::new();
             let head = (&chunk.id, chunk.created, &chunk.model);
-            writer.write(head, &chunk.choices, &chunk.usage, &mut out);
+            writer.write(head, &chunk.usage, &mut out, |out| {
+                write_choices(out, &chunk.choices)
+            });
             let whole = serde_json::to_string(chunk).unwrap();
             assert_eq!(
                 String::from_utf8(out).unwrap(),

@@ -144,11 +144,26 @@ impl ToOpenAi {
         }
     }
 
+    /// The text of a plain text delta (most of a stream), borrowed from the event: what
+    /// [`Self::event`] makes a choice of text alone of (of empty text, none). `None` for
+    /// any other event.
+    pub fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
+        let (_, text) = plain_text_delta(data)?;
+        self.text_chars += text.chars().count();
+        Some(text)
+    }
+
     /// Translates one event's data, appending the choices it makes.
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
-        if let Some((_, text)) = plain_text_delta(data) {
+        if let Some(text) = self.text(data) {
             if !text.is_empty() {
-                out.push(self.content(text.to_owned()));
+                out.push(choice_of(
+                    Delta {
+                        content: Some(text.to_owned()),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
             }
             return Ok(());
         }

@@ -90,6 +90,12 @@ pub fn choice(zero: &ChunkChoice, into: &mut Assembled) {
     }
 }
 
+/// A piece of text alone, as [`choice`] reads a choice 0 of nothing but that text.
+pub fn text(text: &str, into: &mut Assembled) {
+    into.seen();
+    into.text(Some(text));
+}
+
 /// A whole chat completion, as far as its answer and its usage.
 #[derive(Deserialize)]
 struct Whole<'a> {

@@ -274,6 +274,14 @@ impl FromOpenAi {
         }
     }
 
+    /// A choice 0 of `text` alone, translated as [`Self::choice`] translates it.
+    pub fn text_alone(&mut self, text: &str, out: &mut Vec<u8>) {
+        self.start(out);
+        if !text.is_empty() {
+            self.text(text, out);
+        }
+    }
+
     /// The `status` the response ends with.
     pub fn status(&self) -> &'static str {
         ending(self.finish_reason.as_deref()).0
