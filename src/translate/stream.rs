@@ -251,6 +251,10 @@ impl Translation {
                 d.ended()
             }
             Decoder::Gemini(d) => {
+                if let Some(text) = d.text(&event.data) {
+                    self.text(text, out);
+                    return Ok(());
+                }
                 d.event(&event.data, &mut self.choices)?;
                 false
             }

@@ -156,6 +156,18 @@ impl ToOpenAi {
     }
 
     /// Translates one event's data, appending the choices it makes.
+    /// The text of an event that is the framed one with text of candidate 0 (no thought),
+    /// borrowed from the event: what [`Self::event`] makes a choice 0 of text alone of (of
+    /// empty text, none). `None` for any other event.
+    pub fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
+        if self.frame.noted != (0, false) {
+            return None;
+        }
+        let text = self.frame.text_of(data)?;
+        self.candidates.first_mut()?.text.push_str(text);
+        Some(text)
+    }
+
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         if let Some(text) = self.frame.text_of(data) {
             self.framed_text(text, out);
