@@ -230,6 +230,22 @@ fn request_body() -> impl Strategy<Value = Value> {
         })
 }
 
+/// Whether a whole answer read once (when it is) gives what reading its text and its usage
+/// apart gives.
+fn read_once_as_apart(wire: Wire, bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Some((output, usage)) = transcript::answer(wire, bytes) {
+        let apart = transcript::output(Some(wire), false, bytes);
+        prop_assert_eq!(usage, translate::usage::of_body(wire, bytes));
+        prop_assert_eq!(
+            output.message.as_ref().map(|m| m.get()),
+            apart.message.as_ref().map(|m| m.get())
+        );
+        prop_assert_eq!(output.finish_reasons, apart.finish_reasons);
+        prop_assert_eq!(output.truncated, apart.truncated);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -295,16 +311,7 @@ proptest! {
     ) {
         let all = answers();
         let (wire, _) = all[which % all.len()];
-        if let Some((output, usage)) = transcript::answer(wire, &bytes) {
-            let apart = transcript::output(Some(wire), false, &bytes);
-            prop_assert_eq!(usage, translate::usage::of_body(wire, &bytes));
-            prop_assert_eq!(
-                output.message.as_ref().map(|m| m.get()),
-                apart.message.as_ref().map(|m| m.get())
-            );
-            prop_assert_eq!(output.finish_reasons, apart.finish_reasons);
-            prop_assert_eq!(output.truncated, apart.truncated);
-        }
+        read_once_as_apart(wire, &bytes)?;
     }
 
     /// The same, for answers still whole JSON with one field (of the answer, of its usage or
@@ -330,15 +337,7 @@ proptest! {
         }
         let answer = if wrap { Value::Array(vec![answer]) } else { answer };
         let bytes = serde_json::to_vec(&answer).unwrap();
-        if let Some((output, usage)) = transcript::answer(*wire, &bytes) {
-            let apart = transcript::output(Some(*wire), false, &bytes);
-            prop_assert_eq!(usage, translate::usage::of_body(*wire, &bytes));
-            prop_assert_eq!(
-                output.message.as_ref().map(|m| m.get()),
-                apart.message.as_ref().map(|m| m.get())
-            );
-            prop_assert_eq!(output.finish_reasons, apart.finish_reasons);
-        }
+        read_once_as_apart(*wire, &bytes)?;
     }
 
     /// The SSE framer takes any bytes in any pieces; well-formed events come back as sent.
