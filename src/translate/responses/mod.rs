@@ -428,7 +428,7 @@ impl Sequence {
 
 /// The data of `response.created`, `.in_progress` and the terminal events.
 #[derive(Serialize)]
-struct OfResponse<'a, R> {
+struct OfResponse<'a, R: ?Sized> {
     response: &'a R,
 }
 

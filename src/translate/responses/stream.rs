@@ -323,20 +323,15 @@ impl FromOpenAi {
             usage: None,
         };
         let response = response_object::<Value>(&self.id, &self.model, "in_progress", &[], &end);
-        self.sequence.write(
-            out,
-            "response.created",
-            OfResponse {
-                response: &response,
-            },
-        );
-        self.sequence.write(
-            out,
-            "response.in_progress",
-            OfResponse {
-                response: &response,
-            },
-        );
+        // The two events hold the same response: it is serialised once (the gateway's own
+        // fields: this cannot fail).
+        let Ok(response) = serde_json::value::to_raw_value(&response) else {
+            return;
+        };
+        for kind in ["response.created", "response.in_progress"] {
+            let response = &*response;
+            self.sequence.write(out, kind, OfResponse { response });
+        }
     }
 
     fn reasoning(&mut self, delta: &Delta, out: &mut Vec<u8>) {
