@@ -527,11 +527,7 @@ impl Encoder {
             } => writer.text(*include_usage, head, text, out),
             Encoder::Responses(e) => e.text_alone(text, out),
             Encoder::Anthropic(_) => {
-                let delta = Delta {
-                    content: Some(text.to_owned()),
-                    ..Delta::default()
-                };
-                self.choice(head, ChunkChoice::new(0, delta, None), out);
+                self.choice(head, ChunkChoice::of_text(0, text.to_owned()), out)
             }
         }
     }

@@ -157,13 +157,7 @@ impl ToOpenAi {
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         if let Some(text) = self.text(data) {
             if !text.is_empty() {
-                out.push(choice_of(
-                    Delta {
-                        content: Some(text.to_owned()),
-                        ..Delta::default()
-                    },
-                    None,
-                ));
+                out.push(ChunkChoice::of_text(0, text.to_owned()));
             }
             return Ok(());
         }
@@ -380,13 +374,7 @@ impl ToOpenAi {
 
     fn content(&mut self, text: String) -> ChunkChoice {
         self.text_chars += text.chars().count();
-        choice_of(
-            Delta {
-                content: Some(text),
-                ..Delta::default()
-            },
-            None,
-        )
+        ChunkChoice::of_text(0, text)
     }
 
     /// Whether `message_stop` arrived: a stream that ends before it was cut off.

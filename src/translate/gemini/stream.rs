@@ -155,7 +155,6 @@ impl ToOpenAi {
         }
     }
 
-    /// Translates one event's data, appending the choices it makes.
     /// The text of an event that is the framed one with text of candidate 0 (no thought),
     /// borrowed from the event: what [`Self::event`] makes a choice 0 of text alone of (of
     /// empty text, none). `None` for any other event.
@@ -168,6 +167,7 @@ impl ToOpenAi {
         Some(text)
     }
 
+    /// Translates one event's data, appending the choices it makes.
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         if let Some(text) = self.frame.text_of(data) {
             self.framed_text(text, out);

@@ -495,6 +495,15 @@ impl ChunkChoice {
             logprobs: None,
         }
     }
+
+    /// A choice of `text` alone (most of a stream).
+    pub fn of_text(index: u32, text: String) -> Self {
+        let delta = Delta {
+            content: Some(text),
+            ..Delta::default()
+        };
+        ChunkChoice::new(index, delta, None)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

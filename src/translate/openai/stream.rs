@@ -2,7 +2,7 @@
 //! for the chunks a stream is mostly made of (one choice of plain text, under the head of
 //! the chunk before), into that choice alone, without a parser.
 
-use super::{ChatChunk, ChunkChoice, Delta, Head, Usage, UsageField};
+use super::{ChatChunk, ChunkChoice, Head, Usage, UsageField};
 use crate::error::StreamFailure;
 use crate::translate::json_text::plain_string;
 use std::sync::Arc;
@@ -179,11 +179,7 @@ impl ChunkReader {
             return Ok(());
         }
         if let Some(text) = self.head.as_ref().and_then(|h| h.plain(data)) {
-            let delta = Delta {
-                content: Some(text.to_owned()),
-                ..Delta::default()
-            };
-            choices.push(ChunkChoice::new(0, delta, None));
+            choices.push(ChunkChoice::of_text(0, text.to_owned()));
             return Ok(());
         }
         let chunk: ChatChunk = serde_json::from_str(data)
