@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 run_seconds=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-3}
 gap_ms=${BENCH_GAP_MS:-0}
-targets=${BENCH_TARGETS:-direct nginx sidecar telemetry telemetry-otlp direct-anthropic translated responses cache-hit cache-hit-redis limits-redis}
+targets=${BENCH_TARGETS:-direct nginx sidecar no-capture telemetry telemetry-otlp direct-anthropic translated responses cache-hit cache-hit-redis limits-redis}
 # The baselines the comparisons need run whatever BENCH_TARGETS says: going direct, and
 # the sidecar (whose rate sets the fixed-rate rows).
 for baseline in sidecar direct; do
@@ -136,6 +136,15 @@ RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/otlp.yaml" &
 pids+=($!)
 otlp_pid=$!
 
+# The same sidecar keeping no message text (`capture_content: false`): the "no-capture"
+# target, which shows what reading each answer into its trace costs.
+nocapture_port=18194 nocapture_admin_port=18195
+sed -e "s/$sidecar_port/$nocapture_port/" -e "s/$admin_port/$nocapture_admin_port/" "$work/sidecar.yaml" > "$work/nocapture.yaml"
+printf 'telemetry:\n  capture_content: false\n' >> "$work/nocapture.yaml"
+RESPAN_LOG=warn taskset -c 0 "$bin/respan-sidecar" --config "$work/nocapture.yaml" &
+pids+=($!)
+nocapture_pid=$!
+
 # Cache hits: the same request with cache_enabled, against the sidecar's memory cache, and
 # (when redis-server is installed) against a sidecar whose cache is a local Redis.
 redis_port=18187 redis_sidecar_port=18188 redis_admin_port=18189
@@ -165,7 +174,7 @@ YAML
 fi
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"; wait_port "$telemetry_port"; wait_port "$otlp_port"
+wait_port "$mock_port"; wait_port "$nginx_port"; wait_port "$sidecar_port"; wait_port "$telemetry_port"; wait_port "$otlp_port"; wait_port "$nocapture_port"
 [ -n "${redis_sidecar_pid:-}" ] && wait_port "$redis_sidecar_port" && wait_port "$limits_port"
 sleep 0.3
 rss_kib() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
@@ -213,6 +222,7 @@ for mode in json stream; do
           sidecar) port=$sidecar_port; watch=(--pid "$sidecar_pid") ;;
           telemetry) port=$telemetry_port; watch=(--pid "$telemetry_pid") ;;
           telemetry-otlp) port=$otlp_port; watch=(--pid "$otlp_pid") ;;
+          no-capture) port=$nocapture_port; watch=(--pid "$nocapture_pid") ;;
           limits-redis) port=$limits_port; watch=(--pid "$limits_pid") ;;
           direct-anthropic) port=$mock_port; watch=(); body="$work/$mode.anthropic.body"; path=/v1/messages ;;
           translated) port=$sidecar_port; watch=(--pid "$sidecar_pid"); body="$work/$mode.translated.body" ;;
@@ -255,7 +265,7 @@ for (mode, c, target) in runs:
     added = lambda f: "" if target.startswith("direct") else f"{(med(key, f) - med(direct, f)) / 1000:+.3f}"
     cpu = "" if target.startswith("direct") else f"{med(key, 'cpu_ms_per_req'):.4f}"
     ratio = ""
-    if nginx in runs and target in ("sidecar", "telemetry", "telemetry-otlp", "translated", "responses", "cache-hit", "cache-hit-redis", "limits-redis"):
+    if nginx in runs and target in ("sidecar", "no-capture", "telemetry", "telemetry-otlp", "translated", "responses", "cache-hit", "cache-hit-redis", "limits-redis"):
         # Each round's CPU against nginx's in the same round.
         per_round = [r["cpu_ms_per_req"] / runs[nginx][n]["cpu_ms_per_req"]
                      for n, r in runs[key].items() if runs[nginx][n]["cpu_ms_per_req"]]
@@ -274,6 +284,10 @@ for mode in ("json", "stream"):
                 print(f"{what} on vs off, {mode} c={c}: CPU x{statistics.median(per_round):.3f}, TTFB p50 {(med(on, 'ttfb_p50_us') - med(off, 'ttfb_p50_us')) / 1000:+.3f} ms")
 for mode in ("json", "stream"):
     for c in sorted({k[1] for k in runs if k[0] == mode}):
+        on, off = (mode, c, "sidecar"), (mode, c, "no-capture")
+        if on in runs and off in runs:
+            per_round = [runs[on][n]["cpu_ms_per_req"] / r["cpu_ms_per_req"] for n, r in runs[off].items() if n in runs[on] and r["cpu_ms_per_req"]]
+            print(f"content capture on vs off (no exporter), {mode} c={c}: CPU x{statistics.median(per_round):.3f}")
         on, off = (mode, c, "limits-redis"), (mode, c, "sidecar")
         if on in runs and off in runs:
             print(f"limits on Redis vs none, {mode} c={c}: p50 {(med(on, 'p50_us') - med(off, 'p50_us')) / 1000:+.3f} ms, "
