@@ -11,6 +11,7 @@ use crate::body::{BodyError, JsonBody};
 use crate::config::Secret;
 use crate::wire::Wire;
 use base64::Engine;
+use compact_str::CompactString;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -67,6 +68,15 @@ pub struct RespanParams {
     pub credential_override: Option<HashMap<String, Credential>>,
     pub model_name_map: Option<HashMap<String, String>>,
     pub prompt: Option<PromptParam>,
+}
+
+impl RespanParams {
+    /// The customer a request is for: its own `customer_identifier`, else `default` (its
+    /// auth key's).
+    pub fn customer_or(&self, default: Option<CompactString>) -> Option<CompactString> {
+        let own = self.customer_identifier.as_deref().map(CompactString::from);
+        own.or(default)
+    }
 }
 
 /// The extended customer form: the known fields, and any others as given (kept for traces).

@@ -301,8 +301,9 @@ proptest! {
         read_once_as_apart(wire, &bytes)?;
     }
 
-    /// An answer read once gives what reading apart gives, for answers still whole JSON with one field (of the answer, of its usage or
-    /// of its first choice or block) of any shape, or wrapped in an array.
+    /// An answer read once gives what reading apart gives, for answers still whole JSON
+    /// with one field (of the answer, of its usage or of its first choice or block) of any
+    /// shape, or wrapped in an array.
     #[test]
     fn a_reshaped_answer_read_once_is_read_as_its_two_readers_read_it(
         which in 0usize..64,

@@ -212,8 +212,8 @@ mod tests {
         // What a turn holds is not read, however deep.
         let deep = format!(
             r#"{{"messages":[{{"role":"user","content":{}1{}}}]}}"#,
-            "[".repeat(100),
-            "]".repeat(100)
+            "[".repeat(200),
+            "]".repeat(200)
         );
         assert!(checked(Endpoint::ChatCompletions, &deep).is_ok());
     }

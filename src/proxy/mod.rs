@@ -176,9 +176,9 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         match auth::check(snapshot.config.auth.as_ref(), req) {
             Ok(key) => {
-                let default_customer = key.and_then(|k| k.customer_identifier.as_deref());
-                let default_customer = default_customer.map(CompactString::from);
-                ctx.record.subject.customer_identifier = default_customer;
+                ctx.record.subject.customer_identifier = key
+                    .and_then(|k| k.customer_identifier.as_deref())
+                    .map(CompactString::from);
                 ctx.auth_key = key.map(|k| k.name.clone());
             }
             Err(e) => {

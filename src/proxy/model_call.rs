@@ -132,12 +132,7 @@ fn note_request(record: &mut RequestRecord, request: &ModelRequest<'_>, input: O
     record.stream = request.stream;
     record.request_breakdown = p.request_breakdown.unwrap_or(false);
     record.subject = Subject {
-        // The request's own, else its auth key's default.
-        customer_identifier: p
-            .customer_identifier
-            .as_deref()
-            .map(CompactString::from)
-            .or(record.subject.customer_identifier.take()),
+        customer_identifier: p.customer_or(record.subject.customer_identifier.take()),
         customer_params: p
             .customer_params
             .as_ref()

@@ -22,7 +22,6 @@ use crate::telemetry::record::{AttemptRecord, BodyEnd, Outcome, TokenUsage};
 use crate::upstream::{ExchangeError, Upgrade};
 use crate::wire::Wire;
 use bytes::BytesMut;
-use compact_str::CompactString;
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -73,11 +72,8 @@ async fn run(
     let head = upstream_head(req, &path, provider, &creds)?;
     let record = &mut ctx.record;
     record.requested_model = Some(model.as_str().into());
-    record.subject.customer_identifier = params
-        .customer_identifier
-        .as_deref()
-        .map(CompactString::from)
-        .or(record.subject.customer_identifier.take());
+    record.subject.customer_identifier =
+        params.customer_or(record.subject.customer_identifier.take());
     let served = &mut record.served;
     served.model_label = route.metric_label.into();
     served.provider = provider.name.as_str().into();

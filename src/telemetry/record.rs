@@ -157,7 +157,8 @@ impl Outcome {
 /// Who and what a request is about, from the Respan parameters.
 #[derive(Debug, Clone, Default)]
 pub struct Subject {
-    /// Inline up to 24 bytes, as a customer's id usually is (no allocation a request).
+    /// Inline up to 24 bytes, as a customer's id usually is: an auth key's default is
+    /// copied to each of its requests without an allocation.
     pub customer_identifier: Option<CompactString>,
     /// `customer_params` as given (`name`, `email`, ...).
     pub customer_params: Option<Value>,

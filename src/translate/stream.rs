@@ -247,7 +247,7 @@ impl Translation {
                     self.text(text, out);
                     return Ok(());
                 }
-                d.event(&event.data, &mut self.choices)?;
+                d.parsed(&event.data, &mut self.choices)?;
                 d.ended()
             }
             Decoder::Gemini(d) => {
@@ -255,7 +255,7 @@ impl Translation {
                     self.text(text, out);
                     return Ok(());
                 }
-                d.event(&event.data, &mut self.choices)?;
+                d.parsed(&event.data, &mut self.choices)?;
                 false
             }
             Decoder::Responses => {

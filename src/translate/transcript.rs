@@ -82,28 +82,34 @@ pub fn output(format: Option<Wire>, stream: bool, bytes: &[u8]) -> Output {
 /// object in UTF-8 (serde reads an array into a struct field by position, and the two
 /// readers' structs have their fields in other positions): those are read apart.
 pub fn answer(format: Wire, body: &[u8]) -> Option<(Output, Option<TokenUsage>)> {
+    let read_once = match format {
+        Wire::OpenAi => openai_answer,
+        Wire::Anthropic => anthropic_answer,
+        Wire::Gemini | Wire::Responses => return None,
+    };
     let text = std::str::from_utf8(body).ok()?;
     if !text.trim_ascii_start().starts_with('{') {
         return None;
     }
     let mut message = Assembled::default();
-    let usage = match format {
-        Wire::OpenAi => match openai::transcript::answer(text, &mut message) {
-            Some(usage) => usage,
-            // Not one completion as serde reads it: read as each reader reads it alone.
-            None => {
-                openai::transcript::read(text, &mut message);
-                openai::usage::of_body(body)
-            }
-        },
-        Wire::Anthropic => {
-            let own = anthropic::transcript::read(text, &mut message).own();
-            own.map(|u| anthropic::usage::tokens(&u))
-                .or_else(|| anthropic::usage::of_body(body))
-        }
-        Wire::Gemini | Wire::Responses => return None,
-    };
+    let usage = read_once(text, &mut message);
     Some((message.finish(), usage))
+}
+
+/// A chat completion's usage, its answer read into `message` on the way.
+fn openai_answer(text: &str, message: &mut Assembled) -> Option<TokenUsage> {
+    openai::transcript::answer(text, message).unwrap_or_else(|| {
+        // Not one completion as serde reads it: read as each reader reads it alone.
+        openai::transcript::read(text, message);
+        openai::usage::of_body(text.as_bytes())
+    })
+}
+
+/// A Messages answer's usage, its answer read into `message` on the way.
+fn anthropic_answer(text: &str, message: &mut Assembled) -> Option<TokenUsage> {
+    let own = anthropic::transcript::read(text, message).own();
+    own.map(|u| anthropic::usage::tokens(&u))
+        .or_else(|| anthropic::usage::of_body(text.as_bytes()))
 }
 
 /// One whole answer or one stream event in `format`, as JSON text (already known to be

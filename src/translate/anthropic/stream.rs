@@ -144,16 +144,18 @@ impl ToOpenAi {
         }
     }
 
-    /// The text of a plain text delta (most of a stream), borrowed from the event: what
-    /// [`Self::event`] makes a choice of text alone of (of empty text, none). `None` for
-    /// any other event.
+    /// The text of a plain text delta (most of a stream), borrowed from the event: the
+    /// translation writes it as a choice 0 of text alone (of empty text, none), with no
+    /// choice made. `None` for any other event, which [`Self::parsed`] takes.
     pub fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
         let (_, text) = plain_text_delta(data)?;
         self.text_chars += text.chars().count();
         Some(text)
     }
 
-    /// Translates one event's data, appending the choices it makes.
+    /// Translates one event's data, appending the choices it makes: [`Self::text`], else
+    /// [`Self::parsed`], as the stream's translation takes them (its choice of text made).
+    #[cfg(test)]
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         if let Some(text) = self.text(data) {
             if !text.is_empty() {
@@ -161,6 +163,12 @@ impl ToOpenAi {
             }
             return Ok(());
         }
+        self.parsed(data, out)
+    }
+
+    /// Translates an event that [`Self::text`] did not take, read by serde: the stream's
+    /// translation tries that first itself, and each event is looked at once.
+    pub fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         let event: StreamEvent = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Anthropic event: {e}")))?;
         match event.kind.as_ref() {

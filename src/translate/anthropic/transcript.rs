@@ -32,8 +32,9 @@ fn with_system(system: Option<&RawValue>, messages: &RawValue) -> Option<Box<Raw
 }
 
 /// The usage an event reported (`message_start`'s message and an event's own `usage`),
-/// still raw: only the usage tap reads it, so a trace read back does not pay for it, and a
-/// report the counts cannot read does not lose the answer.
+/// still raw: only those that want the counts read it (the usage tap, and a whole answer
+/// read once), so a trace read back does not pay for it, and a report the counts cannot
+/// read does not lose the answer.
 #[derive(Default)]
 pub struct Reported<'a> {
     message: Option<&'a RawValue>,

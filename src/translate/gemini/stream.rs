@@ -156,20 +156,39 @@ impl ToOpenAi {
     }
 
     /// The text of an event that is the framed one with text of candidate 0 (no thought),
-    /// borrowed from the event: what [`Self::event`] makes a choice 0 of text alone of (of
-    /// empty text, none). `None` for any other event.
+    /// borrowed from the event: the translation writes it as a choice 0 of text alone (of
+    /// empty text, none), with no choice made. `None` for any other event, which
+    /// [`Self::parsed`] takes.
     pub fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
         if self.frame.noted != (0, false) {
             return None;
         }
+        let state = self.candidates.first_mut()?;
         let text = self.frame.text_of(data)?;
-        self.candidates.first_mut()?.text.push_str(text);
+        state.text.push_str(text);
         Some(text)
     }
 
-    /// Translates one event's data, appending the choices it makes.
+    /// Translates one event's data, appending the choices it makes: [`Self::text`], else
+    /// [`Self::parsed`], as the stream's translation takes them (its choice of text made).
+    #[cfg(test)]
     pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
-        if let Some(text) = self.frame.text_of(data) {
+        if let Some(text) = self.text(data) {
+            if !text.is_empty() {
+                out.push(ChunkChoice::of_text(0, text.to_owned()));
+            }
+            return Ok(());
+        }
+        self.parsed(data, out)
+    }
+
+    /// Translates an event that [`Self::text`] did not take: the framed one when it is
+    /// another candidate's or a thought (`text` takes candidate 0's text only, and has
+    /// already looked at the frame for it), else read by serde. The stream's translation
+    /// tries `text` first itself, and each event is looked at once.
+    pub fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
+        let tried = self.frame.noted == (0, false) && !self.candidates.is_empty();
+        if let Some(text) = self.frame.text_of(data).filter(|_| !tried) {
             self.framed_text(text, out);
             return Ok(());
         }
@@ -203,19 +222,17 @@ impl ToOpenAi {
         if text.is_empty() {
             return;
         }
-        let delta = if thought {
-            Delta {
+        let choice = if thought {
+            let delta = Delta {
                 reasoning_content: Some(text.into()),
                 ..Delta::default()
-            }
+            };
+            ChunkChoice::new(index, delta, None)
         } else {
             state.text.push_str(text);
-            Delta {
-                content: Some(text.into()),
-                ..Delta::default()
-            }
+            ChunkChoice::of_text(index, text.into())
         };
-        out.push(ChunkChoice::new(index, delta, None));
+        out.push(choice);
     }
 
     fn candidate(&mut self, index: u32, candidate: PieceCandidate, out: &mut Vec<ChunkChoice>) {
@@ -254,14 +271,7 @@ impl ToOpenAi {
         }
         if !t.text.is_empty() {
             self.candidates[slot].text.push_str(&t.text);
-            out.push(ChunkChoice::new(
-                index,
-                Delta {
-                    content: Some(t.text),
-                    ..Delta::default()
-                },
-                None,
-            ));
+            out.push(ChunkChoice::of_text(index, t.text));
         }
         for call in t.calls {
             let call_index = self.candidates[slot].calls;
