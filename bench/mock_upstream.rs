@@ -2,7 +2,9 @@
 //! the body. `mock_upstream PORT [GAP_MS]`: OpenAI chat completions on any path, Anthropic
 //! Messages on `.../v1/messages`; as JSON, or, when the request asks for `"stream":true`, as
 //! SSE events (22 for OpenAI, 24 for Anthropic) back to back, or GAP_MS apart to pace tokens
-//! like a real model.
+//! like a real model. An OpenAI stream asked for usage (`"include_usage":true`, as the
+//! sidecar always asks) comes as OpenAI sends it: `"usage":null` on every chunk, and one
+//! more chunk with the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "streams.rs"]
@@ -19,6 +21,7 @@ use std::time::Duration;
 struct Answers {
     json: Bytes,
     events: Vec<Bytes>,
+    events_with_usage: Vec<Bytes>,
     anthropic_json: Bytes,
     anthropic_events: Vec<Bytes>,
     gap: Duration,
@@ -28,6 +31,7 @@ fn answers(gap: Duration) -> Answers {
     Answers {
         json: Bytes::from_static(streams::OPENAI_JSON),
         events: streams::openai_events(),
+        events_with_usage: streams::openai_events_with_usage(),
         anthropic_json: Bytes::from_static(streams::ANTHROPIC_JSON),
         anthropic_events: streams::anthropic_events(),
         gap,
@@ -39,7 +43,8 @@ async fn handle(State(answers): State<Arc<Answers>>, request: Request) -> Respon
     let body = axum::body::to_bytes(request.into_body(), usize::MAX)
         .await
         .unwrap_or_default();
-    let stream = memchr_stream(&body);
+    let stream = has(&body, b"\"stream\":true");
+    let usage = has(&body, b"\"include_usage\":true");
     if !stream {
         let json = if anthropic {
             &answers.anthropic_json
@@ -56,6 +61,8 @@ async fn handle(State(answers): State<Arc<Answers>>, request: Request) -> Respon
         async move {
             let events = if anthropic {
                 &answers.anthropic_events
+            } else if usage {
+                &answers.events_with_usage
             } else {
                 &answers.events
             };
@@ -72,8 +79,8 @@ async fn handle(State(answers): State<Arc<Answers>>, request: Request) -> Respon
         .unwrap()
 }
 
-fn memchr_stream(body: &[u8]) -> bool {
-    body.windows(13).any(|w| w == b"\"stream\":true")
+fn has(body: &[u8], text: &[u8]) -> bool {
+    body.windows(text.len()).any(|w| w == text)
 }
 
 fn main() {

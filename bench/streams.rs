@@ -19,17 +19,38 @@ pub const ANTHROPIC_JSON: &[u8] = br#"{"id":"msg_bench","type":"message","role":
 /// An OpenAI chat completion stream: a role chunk, 19 content chunks, a finish chunk and
 /// `[DONE]`.
 pub fn openai_events() -> Vec<Bytes> {
-    let mut events = vec![Bytes::from_static(
-        b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+    openai_stream(false)
+}
+
+/// The same stream as OpenAI sends it when asked for usage (as the sidecar always asks):
+/// `"usage":null` on every chunk, and a usage chunk with no choices before `[DONE]`.
+pub fn openai_events_with_usage() -> Vec<Bytes> {
+    openai_stream(true)
+}
+
+fn openai_stream(usage: bool) -> Vec<Bytes> {
+    let end = if usage { r#","usage":null}"# } else { "}" };
+    let chunk = |choice: &str| {
+        Bytes::from(
+            format!(
+                r#"data: {{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"bench","choices":[{choice}]{end}"#
+            ) + "\n\n",
+        )
+    };
+    let mut events = vec![chunk(
+        r#"{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}"#,
     )];
     for i in 0..PIECES {
-        events.push(Bytes::from(format!(
-            "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}},\"finish_reason\":null}}]}}\n\n"
+        events.push(chunk(&format!(
+            r#"{{"index":0,"delta":{{"content":"tok{i} "}},"finish_reason":null}}"#
         )));
     }
-    events.push(Bytes::from_static(
-        b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-    ));
+    events.push(chunk(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#));
+    if usage {
+        events.push(Bytes::from_static(
+            b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":19,\"total_tokens\":31}}\n\n",
+        ));
+    }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
     events
 }

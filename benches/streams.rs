@@ -143,6 +143,7 @@ fn held(what: &str, wire: Wire, events: &[Bytes], n: u32) {
 fn main() {
     let n = 20_000;
     let openai = streams::openai_events();
+    let openai_usage = streams::openai_events_with_usage();
     let anthropic = streams::anthropic_events();
     let gemini = streams::gemini_events();
     let to_chat = plan(Wire::Anthropic, Wire::OpenAi);
@@ -166,6 +167,7 @@ fn main() {
     let responses_pieces = translated(&to_responses, &anthropic);
     for (what, wire, events) in [
         ("chat", Wire::OpenAi, &openai),
+        ("chat, usage asked for", Wire::OpenAi, &openai_usage),
         ("anthropic", Wire::Anthropic, &anthropic),
         ("gemini", Wire::Gemini, &gemini),
         ("responses", Wire::Responses, &responses_pieces),
@@ -179,6 +181,18 @@ fn main() {
         ("anthropic", Wire::Anthropic, &anthropic),
     ] {
         held(&format!("  {what} + answer"), wire, events, n);
+        let whole = Bytes::from(events.concat());
+        let plan = ResponsePlan::identity(wire, "bench");
+        time(
+            &format!("  {what}: the probe alone"),
+            events.len(),
+            n,
+            || {
+                let mut probe = StreamTranslator::probe(&plan);
+                probe.feed(black_box(&whole), &mut Vec::new()).unwrap();
+                assert!(probe.content_started());
+            },
+        );
     }
 
     println!("a whole answer's usage and text (read apart, as the trace read it back; once):");

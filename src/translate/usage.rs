@@ -172,7 +172,7 @@ impl UsageTap {
     /// events that do not mention usage are not parsed.
     fn scan(&mut self, buf: &[u8], at_end: bool) -> (usize, Option<Bytes>) {
         // Assembling, every event is read anyway: each is searched on its own below.
-        if self.transcript.is_none() && usage_finder().find(buf).is_none() {
+        if self.transcript.is_none() && !mentions_usage(buf) {
             return (
                 if at_end {
                     buf.len()
@@ -206,7 +206,7 @@ impl UsageTap {
     /// usage, for its usage; whether it is to be dropped. Whether it mentions usage is only
     /// searched for where the answer's reader does not give the counts.
     fn read(&mut self, event: &[u8]) -> bool {
-        let mentions_usage = || usage_finder().find(event).is_some();
+        let mentions_usage = || mentions_usage(event);
         let Some(assembled) = &mut self.transcript else {
             return mentions_usage() && self.read_usage(&event_data(event));
         };
@@ -267,6 +267,16 @@ impl UsageTap {
             }
         }
     }
+}
+
+/// Whether `bytes` mention usage that may hold counts: a `"usage` key (see [`usage_finder`])
+/// not followed by `":null`. OpenAI writes `"usage":null` on every chunk of a stream asked
+/// for usage (the sidecar always asks), and no reader takes counts from a `null`: reading
+/// each such chunk for them cost six times what relaying the stream did.
+fn mentions_usage(bytes: &[u8]) -> bool {
+    usage_finder()
+        .find_iter(bytes)
+        .any(|at| !bytes[at..].starts_with(br#""usage":null"#))
 }
 
 /// The searcher for a `"usage` key (`"usage"` and `"usageMetadata"`), built once: building
@@ -414,6 +424,42 @@ data: [DONE]\n\n";
                 "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
             );
             assert_eq!(tap.usage().unwrap().total_tokens, 9);
+        }
+    }
+
+    /// OpenAI's `"usage":null` on every chunk of a stream asked for usage is no usage: the
+    /// counts are the last chunk's, and only that chunk is dropped.
+    #[test]
+    fn a_null_usage_is_no_usage() {
+        for (bytes, mentions) in [
+            (&br#"{"choices":[],"usage":null}"#[..], false),
+            (br#"{"usage":null,"x":{"usage":{"a":1}}}"#, true),
+            (br#"{"usage": null}"#, true),
+            (br#"{"usageMetadata":null}"#, true),
+            (br#"{"choices":[]}"#, false),
+        ] {
+            assert_eq!(
+                mentions_usage(bytes),
+                mentions,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let stream = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}],\"usage\":null}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n\
+data: [DONE]\n\n";
+        let usage_chunk = memchr::memmem::find(stream, b"data: {\"choices\":[],").unwrap();
+        let kept = [&stream[..usage_chunk], &b"data: [DONE]\n\n"[..]].concat();
+        for assemble in [false, true] {
+            for piece in [1, 9, stream.len()] {
+                let mut tap = UsageTap::new(Wire::OpenAi, true);
+                if assemble {
+                    tap.assemble(1024);
+                }
+                assert_eq!(relay(&mut tap, stream, piece), kept, "pieces of {piece}");
+                assert_eq!(tap.usage().unwrap().total_tokens, 9);
+            }
         }
     }
 
