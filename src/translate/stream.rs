@@ -89,6 +89,7 @@ impl StreamTranslator {
 
     fn build(plan: &ResponsePlan, encoder: Option<Encoder>) -> Self {
         let decoder = match plan.from {
+            Wire::OpenAi if encoder.is_none() => Decoder::OpenAi(ChunkReader::probing()),
             Wire::OpenAi => Decoder::OpenAi(ChunkReader::default()),
             Wire::Anthropic => Decoder::Anthropic(AnthropicToOpenAi::new(plan.json_mode.clone())),
             Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.to_string())),
@@ -858,6 +859,42 @@ mod tests {
                 String::from_utf8(out).unwrap(),
                 format!("data: {whole}\n\n")
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// A probe of an OpenAI stream (which takes a chunk of plain text for content without
+        /// reading its head) says content has started after the same event as a reader that
+        /// reads every chunk by serde: the first that it cannot read or that carries content.
+        #[test]
+        fn a_probe_sees_content_start_where_serde_does(
+            fields in proptest::collection::vec(proptest::sample::select(openai::stream::HEAD_FIELDS), 0..6),
+            texts in proptest::collection::vec(proptest::sample::select(vec!["", "a", "b \"q\""]), 1..4),
+            end in proptest::sample::select(openai::stream::ENDS),
+        ) {
+            let head = openai::stream::test_head(&fields);
+            let role = format!(
+                r#"{head}"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}]{end}"#
+            );
+            let events = std::iter::once(role)
+                .chain(texts.iter().map(|t| openai::stream::test_chunk(&head, t, end)));
+            let mut probe = StreamTranslator::probe(&ResponsePlan::identity(Wire::OpenAi, "m"));
+            let mut serde = ChunkReader::default();
+            for data in events {
+                let sse = format!("data: {data}\n\n");
+                probe.feed(sse.as_bytes(), &mut Vec::new()).unwrap();
+                // Spaced out, the choices key is no fast path's: serde reads the chunk whole.
+                let spaced = data.replace("\"choices\":", "\"choices\" :");
+                let (mut chunks, mut choices) = (Vec::new(), Vec::new());
+                let started = match serde.event(&spaced, &mut chunks, &mut choices) {
+                    Err(_) => true,
+                    Ok(()) => chunks.iter().flat_map(|c| &c.choices).chain(&choices).any(has_content),
+                };
+                proptest::prop_assert_eq!(probe.content_started(), started, "{}", data);
+                if started {
+                    break;
+                }
+            }
         }
     }
 }

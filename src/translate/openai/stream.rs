@@ -99,6 +99,17 @@ fn plain_chunk<'a>(data: &'a str, prefix: &str) -> Option<&'a str> {
     bare_end(rest).then_some(text)
 }
 
+/// The text of `data` if its top-level choices are one choice of plain text that is not
+/// empty, whatever its head holds: for a probe, that chunk starts the content either way
+/// (read whole by serde, its choice 0 has that text; not read, it is unreadable, which
+/// ends a probe's hold-back too).
+fn plain_content(data: &str) -> Option<&str> {
+    let choices = data.get(choices_at(data)? + CHOICES_KEY.len()..)?;
+    plain_text(choices)
+        .map(|(text, _)| text)
+        .filter(|t| !t.is_empty())
+}
+
 /// The text before a chunk's choices, closed by empty choices: what a reader parses to see
 /// that this text holds the chunk's head whole (a head field written after the choices, or
 /// usage, is not in it).
@@ -163,9 +174,20 @@ pub struct ChunkReader {
     /// plain chunk that begins with that text is that head and one choice (serde reads the
     /// same from it).
     head: Option<KnownHead<OwnedHead>>,
+    /// Read for a probe, which only asks when content starts: no head is kept (nothing is
+    /// written under it), and a chunk of plain text is content whatever its head holds.
+    probing: bool,
 }
 
 impl ChunkReader {
+    /// A reader for a probe (see [`Self::probing`]).
+    pub fn probing() -> Self {
+        ChunkReader {
+            probing: true,
+            ..ChunkReader::default()
+        }
+    }
+
     /// Reads one event's data: `[DONE]`; a chunk of plain text under the head of the chunk
     /// before, as its choice (into `choices`); any other chunk, whole (into `chunks`).
     pub fn event(
@@ -182,10 +204,20 @@ impl ChunkReader {
             choices.push(ChunkChoice::of_text(0, text.to_owned()));
             return Ok(());
         }
+        if self.probing {
+            if let Some(text) = plain_content(data) {
+                choices.push(ChunkChoice::of_text(0, text.to_owned()));
+                return Ok(());
+            }
+        }
         let chunk: ChatChunk = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable OpenAI chunk: {e}")))?;
         if let UsageField::Some(usage) = chunk.usage {
             self.usage = Some(usage);
+        }
+        if self.probing {
+            chunks.push(chunk);
+            return Ok(());
         }
         KnownHead::note(&mut self.head, data, |alone| {
             let read = serde_json::from_str::<ChatChunk>(alone).ok()?;
@@ -218,7 +250,7 @@ impl ChunkReader {
 /// given twice, usage, the choices key's text inside another key or a nested object, a
 /// spaced choices key before the real one.
 #[cfg(test)]
-pub(super) const HEAD_FIELDS: &[&str] = &[
+pub(in crate::translate) const HEAD_FIELDS: &[&str] = &[
     r#""id":"c1""#,
     r#""id":"c2""#,
     r#""object":"chat.completion.chunk""#,
@@ -238,7 +270,7 @@ pub(super) const HEAD_FIELDS: &[&str] = &[
 
 /// Endings after the choices in the property tests.
 #[cfg(test)]
-pub(super) const ENDS: &[&str] = &[
+pub(in crate::translate) const ENDS: &[&str] = &[
     "}",
     r#","usage":null}"#,
     r#","obfuscation":"p"}"#,
@@ -252,7 +284,7 @@ pub(super) const ENDS: &[&str] = &[
 
 /// A chunk of one choice of `text` (escaped as JSON), after `head` and before `end`.
 #[cfg(test)]
-pub(super) fn test_chunk(head: &str, text: &str, end: &str) -> String {
+pub(in crate::translate) fn test_chunk(head: &str, text: &str, end: &str) -> String {
     let text = serde_json::to_string(text).unwrap_or_default();
     format!(
         r#"{head}"choices":[{{"index":0,"delta":{{"content":{text}}},"logprobs":null,"finish_reason":null}}]{end}"#
@@ -261,7 +293,7 @@ pub(super) fn test_chunk(head: &str, text: &str, end: &str) -> String {
 
 /// A head of `fields`, ready for its choices (a field ending in a backslash is left open).
 #[cfg(test)]
-pub(super) fn test_head(fields: &[&str]) -> String {
+pub(in crate::translate) fn test_head(fields: &[&str]) -> String {
     let mut head = format!("{{{}", fields.join(","));
     if fields.last().is_some_and(|f| !f.ends_with('\\')) {
         head.push(',');
