@@ -89,9 +89,16 @@ impl StreamTranslator {
 
     fn build(plan: &ResponsePlan, encoder: Option<Encoder>) -> Self {
         let decoder = match plan.from {
+            // A probe's readers keep nothing that only writing needs.
             Wire::OpenAi if encoder.is_none() => Decoder::OpenAi(ChunkReader::probing()),
             Wire::OpenAi => Decoder::OpenAi(ChunkReader::default()),
+            Wire::Anthropic if encoder.is_none() => {
+                Decoder::Anthropic(AnthropicToOpenAi::probing(plan.json_mode.clone()))
+            }
             Wire::Anthropic => Decoder::Anthropic(AnthropicToOpenAi::new(plan.json_mode.clone())),
+            Wire::Gemini if encoder.is_none() => {
+                Decoder::Gemini(GeminiToOpenAi::probing(plan.model.to_string()))
+            }
             Wire::Gemini => Decoder::Gemini(GeminiToOpenAi::new(plan.model.to_string())),
             Wire::Responses => Decoder::Responses,
         };

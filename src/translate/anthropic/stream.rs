@@ -91,16 +91,30 @@ pub(super) fn plain_text_delta(data: &str) -> Option<(usize, &str)> {
     const HEAD: &str = r#"{"type":"content_block_delta","index":"#;
     const DELTA: &str = r#","delta":{"type":"text_delta","text":""#;
     const TAIL: &str = r#""}}"#;
-    let rest = data.strip_prefix(HEAD)?;
+    let (index, rest) = block_index(data.strip_prefix(HEAD)?)?;
+    let text = rest.strip_prefix(DELTA)?.strip_suffix(TAIL)?;
+    plain_string(text).then_some((index, text))
+}
+
+/// The index of a text block's start written as Anthropic writes it, empty
+/// (`{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`):
+/// every text block opens so, and read by serde its block was a map of its own.
+fn empty_text_block(data: &str) -> Option<u32> {
+    const HEAD: &str = r#"{"type":"content_block_start","index":"#;
+    const BLOCK: &str = r#","content_block":{"type":"text","text":""}}"#;
+    let (index, rest) = block_index(data.strip_prefix(HEAD)?)?;
+    (rest == BLOCK).then_some(u32::try_from(index).ok()?)
+}
+
+/// The block index `rest` begins with, and what follows it: a JSON number an index holds
+/// (`0`, or up to 9 digits without a leading 0).
+fn block_index(rest: &str) -> Option<(usize, &str)> {
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    // A JSON number, and one an index holds: `0`, or up to 9 digits without a leading 0.
     let number = &rest[..digits];
     if !(number == "0" || (1..=9).contains(&digits) && !number.starts_with('0')) {
         return None;
     }
-    let text = rest[digits..].strip_prefix(DELTA)?.strip_suffix(TAIL)?;
-    let index = number.parse().ok()?;
-    plain_string(text).then_some((index, text))
+    Some((number.parse().ok()?, &rest[digits..]))
 }
 
 /// Anthropic events -> OpenAI choices (for a chat stream, in chunks).
@@ -131,6 +145,15 @@ impl ToOpenAi {
         ToOpenAi {
             id: completion_id().into(),
             created: now_unix(),
+            ..ToOpenAi::probing(json_mode)
+        }
+    }
+
+    /// A reader for a probe, which writes nothing: no id or time is made for its chunks.
+    pub fn probing(json_mode: JsonMode) -> Self {
+        ToOpenAi {
+            id: Arc::default(),
+            created: 0,
             model: Arc::default(),
             json_mode,
             tool_blocks: Vec::new(),
@@ -169,6 +192,11 @@ impl ToOpenAi {
     /// Translates an event that [`Self::text`] did not take, read by serde: the stream's
     /// translation tries that first itself, and each event is looked at once.
     pub fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
+        if let Some(index) = empty_text_block(data) {
+            // What `block_start` does for an empty text block with no citations.
+            self.text_block = Some((index, self.text_chars, Vec::new()));
+            return Ok(());
+        }
         let event: StreamEvent = serde_json::from_str(data)
             .map_err(|e| StreamFailure::unreadable(format!("unreadable Anthropic event: {e}")))?;
         match event.kind.as_ref() {

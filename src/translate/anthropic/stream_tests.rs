@@ -212,9 +212,10 @@ fn an_event_is_small_enough_to_be_copied_inline() {
     assert!(size <= 128, "StreamEvent is {size} bytes");
 }
 
-/// A text delta written as Anthropic writes it is read without a parser: every fixture,
-/// and text deltas of plain and escaped text, translate to what serde's reading of the same
-/// event gives (spaced out, so the fast path does not take it).
+/// A text delta, and an empty text block's start, written as Anthropic writes them are read
+/// without a parser: every fixture, text deltas of plain and escaped text, and blocks of
+/// other indexes translate to what serde's reading of the same event gives (spaced out, so
+/// the fast path does not take it).
 #[test]
 fn text_deltas_read_without_a_parser_translate_as_serde_reads_them() {
     let spaced = |data: &str| {
@@ -245,13 +246,29 @@ fn text_deltas_read_without_a_parser_translate_as_serde_reads_them() {
     }
     let mut fast = (ToOpenAi::new(JsonMode::Off), Vec::new());
     let mut serde = (ToOpenAi::new(JsonMode::Off), Vec::new());
-    let mut fast_paths = 0;
+    // Text blocks' starts, read without a parser too, then their deltas and stops.
+    for index in ["12", "3"] {
+        events.push(format!(
+            r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}"#
+        ));
+        events.push(delta("more"));
+        events.push(format!(
+            r#"{{"type":"content_block_stop","index":{index}}}"#
+        ));
+    }
+    let (mut fast_paths, mut block_starts) = (0, 0);
     for data in &events {
         fast_paths += usize::from(plain_text_delta(data).is_some());
+        block_starts += usize::from(empty_text_block(data).is_some());
         fast.0.event(data, &mut fast.1).unwrap();
         serde.0.event(&spaced(data), &mut serde.1).unwrap();
+        assert_eq!(fast.0.text_block, serde.0.text_block, "{data}");
     }
     assert!(fast_paths >= 4, "{fast_paths} events read without a parser");
+    assert!(
+        block_starts >= 4,
+        "{block_starts} block starts read without a parser"
+    );
     let json = |choices: &[ChunkChoice]| serde_json::to_string(choices).unwrap();
     assert_eq!(json(&fast.1), json(&serde.1));
     assert_eq!(fast.0.text_chars, serde.0.text_chars);

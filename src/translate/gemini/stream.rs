@@ -148,6 +148,15 @@ impl ToOpenAi {
         ToOpenAi {
             id: completion_id().into(),
             created: now_unix(),
+            ..ToOpenAi::probing(model)
+        }
+    }
+
+    /// A reader for a probe, which writes nothing: no id or time is made for its chunks.
+    pub fn probing(model: String) -> Self {
+        ToOpenAi {
+            id: Arc::default(),
+            created: 0,
             model: model.into(),
             candidates: Vec::new(),
             usage: None,
