@@ -3,7 +3,7 @@
 //! Messages on `.../v1/messages`; as JSON, or, when the request asks for `"stream":true`, as
 //! SSE events (22 for OpenAI, 24 for Anthropic) back to back, or GAP_MS apart to pace tokens
 //! like a real model. An OpenAI stream asked for usage (`"include_usage":true`, as the
-//! sidecar always asks) comes as OpenAI sends it: `"usage":null` on every chunk, and one
+//! sidecar asks an OpenAI provider) comes as OpenAI sends it: `"usage":null` on every chunk, and one
 //! more chunk with the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 

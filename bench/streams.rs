@@ -22,8 +22,9 @@ pub fn openai_events() -> Vec<Bytes> {
     openai_stream(false)
 }
 
-/// The same stream as OpenAI sends it when asked for usage (as the sidecar always asks):
-/// `"usage":null` on every chunk, and a usage chunk with no choices before `[DONE]`.
+/// The same stream as OpenAI sends it when asked for usage (as the sidecar asks an OpenAI
+/// provider): `"usage":null` on every chunk, and a usage chunk with no choices before
+/// `[DONE]`.
 pub fn openai_events_with_usage() -> Vec<Bytes> {
     openai_stream(true)
 }

@@ -104,11 +104,12 @@ fn translate(what: &str, plan: &ResponsePlan, events: &[Bytes], assemble: bool, 
     });
 }
 
-/// Relays `events` as they are, through the usage tap; with `assemble`, the trace's answer
-/// is assembled from each event as it passes.
-fn tap(what: &str, wire: Wire, events: &[Bytes], assemble: bool, n: u32) {
+/// Relays `events` as they are, through the usage tap (`drop_usage`: dropping the usage
+/// chunk the sidecar asked for); with `assemble`, the trace's answer is assembled from each
+/// event as it passes.
+fn tap(what: &str, (wire, drop_usage): (Wire, bool), events: &[Bytes], assemble: bool, n: u32) {
     time(what, events.len(), n, || {
-        let mut tap = UsageTap::new(wire, false);
+        let mut tap = UsageTap::new(wire, drop_usage);
         if assemble {
             tap.assemble(256 * 1024);
         }
@@ -123,14 +124,23 @@ fn tap(what: &str, wire: Wire, events: &[Bytes], assemble: bool, n: u32) {
 
 /// What the relay does with a stream relayed as it is that comes in one read (a fast
 /// upstream's): reads it until its content starts (the hold-back), and through the usage
-/// tap with the trace's answer assembled.
+/// tap with the trace's answer assembled; and the hold-back's probe alone.
 fn held(what: &str, wire: Wire, events: &[Bytes], n: u32) {
     let whole = Bytes::from(events.concat());
     let plan = ResponsePlan::identity(wire, "bench");
-    time(what, events.len(), n, || {
+    let probe = || {
         let mut probe = StreamTranslator::probe(&plan);
         probe.feed(black_box(&whole), &mut Vec::new()).unwrap();
         assert!(probe.content_started());
+    };
+    time(
+        &format!("  {what}: the probe alone"),
+        events.len(),
+        n,
+        &probe,
+    );
+    time(&format!("  {what} + answer"), events.len(), n, || {
+        probe();
         let mut tap = UsageTap::new(wire, false);
         tap.assemble(256 * 1024);
         black_box(tap.feed(whole.clone()));
@@ -165,12 +175,13 @@ fn main() {
     println!("relayed as it is (usage tap; + the trace's answer assembled):");
     let chat_pieces = translated(&to_chat, &anthropic);
     let responses_pieces = translated(&to_responses, &anthropic);
+    // The usage chunk the sidecar asked for is dropped, as for an app that did not ask.
     for (what, wire, events) in [
-        ("chat", Wire::OpenAi, &openai),
-        ("chat, usage asked for", Wire::OpenAi, &openai_usage),
-        ("anthropic", Wire::Anthropic, &anthropic),
-        ("gemini", Wire::Gemini, &gemini),
-        ("responses", Wire::Responses, &responses_pieces),
+        ("chat", (Wire::OpenAi, false), &openai),
+        ("chat, usage asked for", (Wire::OpenAi, true), &openai_usage),
+        ("anthropic", (Wire::Anthropic, false), &anthropic),
+        ("gemini", (Wire::Gemini, false), &gemini),
+        ("responses", (Wire::Responses, false), &responses_pieces),
     ] {
         tap(&format!("  {what}"), wire, events, false, n);
         tap(&format!("  {what} + answer"), wire, events, true, n);
@@ -180,19 +191,7 @@ fn main() {
         ("chat", Wire::OpenAi, &openai),
         ("anthropic", Wire::Anthropic, &anthropic),
     ] {
-        held(&format!("  {what} + answer"), wire, events, n);
-        let whole = Bytes::from(events.concat());
-        let plan = ResponsePlan::identity(wire, "bench");
-        time(
-            &format!("  {what}: the probe alone"),
-            events.len(),
-            n,
-            || {
-                let mut probe = StreamTranslator::probe(&plan);
-                probe.feed(black_box(&whole), &mut Vec::new()).unwrap();
-                assert!(probe.content_started());
-            },
-        );
+        held(what, wire, events, n);
     }
 
     println!("a whole answer's usage and text (read apart, as the trace read it back; once):");

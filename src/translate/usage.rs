@@ -271,8 +271,9 @@ impl UsageTap {
 
 /// Whether `bytes` mention usage that may hold counts: a `"usage` key (see [`usage_finder`])
 /// not followed by `":null`. OpenAI writes `"usage":null` on every chunk of a stream asked
-/// for usage (the sidecar always asks), and no reader takes counts from a `null`: reading
-/// each such chunk for them cost six times what relaying the stream did.
+/// for usage (as the sidecar asks an OpenAI provider), and no reader takes counts from a
+/// `null`: reading each such chunk for them cost six times what relaying the stream did. A
+/// `"usage":null` cannot be inside a string (its quotes would be escaped there).
 fn mentions_usage(bytes: &[u8]) -> bool {
     usage_finder()
         .find_iter(bytes)
@@ -427,8 +428,9 @@ data: [DONE]\n\n";
         }
     }
 
-    /// OpenAI's `"usage":null` on every chunk of a stream asked for usage is no usage: the
-    /// counts are the last chunk's, and only that chunk is dropped.
+    /// OpenAI's `"usage":null` on every chunk of a stream asked for usage is no mention of
+    /// usage (the table); the stream through the tap is as before: the counts are the last
+    /// chunk's, and only that chunk is dropped.
     #[test]
     fn a_null_usage_is_no_usage() {
         for (bytes, mentions) in [

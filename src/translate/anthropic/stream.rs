@@ -93,7 +93,7 @@ pub(super) fn plain_text_delta(data: &str) -> Option<(usize, &str)> {
     const TAIL: &str = r#""}}"#;
     let (index, rest) = block_index(data.strip_prefix(HEAD)?)?;
     let text = rest.strip_prefix(DELTA)?.strip_suffix(TAIL)?;
-    plain_string(text).then_some((index, text))
+    plain_string(text).then_some((index as usize, text))
 }
 
 /// The index of a text block's start written as Anthropic writes it, empty
@@ -103,12 +103,12 @@ fn empty_text_block(data: &str) -> Option<u32> {
     const HEAD: &str = r#"{"type":"content_block_start","index":"#;
     const BLOCK: &str = r#","content_block":{"type":"text","text":""}}"#;
     let (index, rest) = block_index(data.strip_prefix(HEAD)?)?;
-    (rest == BLOCK).then_some(u32::try_from(index).ok()?)
+    (rest == BLOCK).then_some(index)
 }
 
 /// The block index `rest` begins with, and what follows it: a JSON number an index holds
 /// (`0`, or up to 9 digits without a leading 0).
-fn block_index(rest: &str) -> Option<(usize, &str)> {
+fn block_index(rest: &str) -> Option<(u32, &str)> {
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let number = &rest[..digits];
     if !(number == "0" || (1..=9).contains(&digits) && !number.starts_with('0')) {
@@ -189,8 +189,9 @@ impl ToOpenAi {
         self.parsed(data, out)
     }
 
-    /// Translates an event that [`Self::text`] did not take, read by serde: the stream's
-    /// translation tries that first itself, and each event is looked at once.
+    /// Translates an event that [`Self::text`] did not take, read by serde (an empty text
+    /// block's start is not: see [`empty_text_block`]): the stream's translation tries
+    /// `text` first itself, and each event is looked at once.
     pub fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         if let Some(index) = empty_text_block(data) {
             // What `block_start` does for an empty text block with no citations.

@@ -174,22 +174,24 @@ pub struct ChunkReader {
     /// plain chunk that begins with that text is that head and one choice (serde reads the
     /// same from it).
     head: Option<KnownHead<OwnedHead>>,
-    /// Read for a probe, which only asks when content starts: no head is kept (nothing is
-    /// written under it), and a chunk of plain text is content whatever its head holds.
-    probing: bool,
+    /// Whether this reader is a probe's (see [`Self::probing`]).
+    for_probe: bool,
 }
 
 impl ChunkReader {
-    /// A reader for a probe (see [`Self::probing`]).
+    /// A reader for a probe, which only asks when content starts: no head is kept (nothing
+    /// is written under it), and a chunk of plain text is content whatever its head holds
+    /// (see [`plain_content`]).
     pub fn probing() -> Self {
         ChunkReader {
-            probing: true,
+            for_probe: true,
             ..ChunkReader::default()
         }
     }
 
     /// Reads one event's data: `[DONE]`; a chunk of plain text under the head of the chunk
-    /// before, as its choice (into `choices`); any other chunk, whole (into `chunks`).
+    /// before (for a probe, under any head), as its choice (into `choices`); any other
+    /// chunk, whole (into `chunks`).
     pub fn event(
         &mut self,
         data: &str,
@@ -204,7 +206,7 @@ impl ChunkReader {
             choices.push(ChunkChoice::of_text(0, text.to_owned()));
             return Ok(());
         }
-        if self.probing {
+        if self.for_probe {
             if let Some(text) = plain_content(data) {
                 choices.push(ChunkChoice::of_text(0, text.to_owned()));
                 return Ok(());
@@ -215,7 +217,7 @@ impl ChunkReader {
         if let UsageField::Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        if self.probing {
+        if self.for_probe {
             chunks.push(chunk);
             return Ok(());
         }
@@ -280,6 +282,8 @@ pub(in crate::translate) const ENDS: &[&str] = &[
     r#","x":1}"#,
     r#","id":"late"}"#,
     "",
+    // A second choices key: serde refuses a key twice.
+    r#","choices":[]}"#,
 ];
 
 /// A chunk of one choice of `text` (escaped as JSON), after `head` and before `end`.
@@ -477,6 +481,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A probe reads a chunk of plain text without a parser: one whose head serde cannot
+    /// read (no `id`) is still its content, as serde's failure would end the hold-back too.
+    #[test]
+    fn a_probe_takes_plain_text_under_any_head() {
+        let chunk = chunk(r#"{"model":"m","#, "hi", "}");
+        let (mut chunks, mut choices) = (Vec::new(), Vec::new());
+        assert!(ChunkReader::default()
+            .event(&chunk, &mut chunks, &mut choices)
+            .is_err());
+        let mut probe = ChunkReader::probing();
+        // A chunk read whole first: a probe notes no head from it.
+        probe
+            .event(&super::test_chunk(HEAD, "", "}"), &mut chunks, &mut choices)
+            .unwrap();
+        assert!(probe.head.is_none(), "a probe keeps no head");
+        chunks.clear();
+        probe.event(&chunk, &mut chunks, &mut choices).unwrap();
+        assert!(chunks.is_empty());
+        assert_eq!(choices.len(), 1);
+        assert_eq!(choices[0].delta.content.as_deref(), Some("hi"));
     }
 
     proptest::proptest! {
