@@ -123,8 +123,8 @@ fn tap(what: &str, (wire, drop_usage): (Wire, bool), events: &[Bytes], assemble:
 }
 
 /// What the relay does with a stream relayed as it is that comes in one read (a fast
-/// upstream's): reads it until its content starts (the hold-back), and through the usage
-/// tap with the trace's answer assembled; and the hold-back's probe alone.
+/// upstream's): reads it through the usage tap with the trace's answer assembled, and
+/// through the hold-back's probe unless the tap saw its content begin; and the probe alone.
 fn held(what: &str, wire: Wire, events: &[Bytes], n: u32) {
     let whole = Bytes::from(events.concat());
     let plan = ResponsePlan::identity(wire, "bench");
@@ -140,10 +140,12 @@ fn held(what: &str, wire: Wire, events: &[Bytes], n: u32) {
         &probe,
     );
     time(&format!("  {what} + answer"), events.len(), n, || {
-        probe();
         let mut tap = UsageTap::new(wire, false);
         tap.assemble(256 * 1024);
         black_box(tap.feed(whole.clone()));
+        if !tap.content_began() {
+            probe();
+        }
         black_box(tap.finish());
         black_box(tap.usage());
         black_box(tap.transcript());

@@ -382,8 +382,9 @@ async fn hold_back(
     transcript_limit: usize,
 ) -> Result<Held, StreamFailure> {
     let identity = plan.is_identity();
-    // Identity: a probe reads the upstream's events to see when content starts, and the tap
-    // hands them on as they are. Translated: the translator does both.
+    // Identity: the tap hands the upstream's events on as they are, and a probe reads them to
+    // see when content starts (unless the tap, assembling the answer, saw it begin).
+    // Translated: the translator does both.
     let (mut probe, mut reader) = if identity {
         (
             Some(StreamTranslator::probe(plan)),
@@ -398,17 +399,21 @@ async fn hold_back(
         let chunk = answer.next(limits).await.map_err(StreamFailure::of_read)?;
         let done = chunk.is_none();
         let bytes = chunk.unwrap_or_default();
-        if let Some(probe) = &mut probe {
-            let mut nothing = Vec::new();
-            probe.feed(&bytes, &mut nothing)?;
-            if done {
-                probe.finish(&mut nothing)?;
-            }
-        }
+        let for_probe = probe.is_some().then(|| bytes.clone());
         preamble.extend_from_slice(&reader.pass(bytes, done)?);
-        let started = match (&probe, &reader) {
-            (Some(p), _) => p.content_started(),
-            (None, BodyReader::Translate { translator, .. }) => translator.content_started(),
+        let started = match (&mut probe, &reader, for_probe) {
+            // The tap read plain text near the stream's start as it passed: the content has
+            // begun, and the probe need not read those events again.
+            (Some(_), BodyReader::Tap(tap), _) if !done && tap.content_began() => true,
+            (Some(probe), _, Some(bytes)) => {
+                let mut nothing = Vec::new();
+                probe.feed(&bytes, &mut nothing)?;
+                if done {
+                    probe.finish(&mut nothing)?;
+                }
+                probe.content_started()
+            }
+            (None, BodyReader::Translate { translator, .. }, _) => translator.content_started(),
             _ => true,
         };
         if done || started {

@@ -13,7 +13,7 @@ pub struct Event {
 
 /// Events longer than this are refused: an upstream that never ends an event must not grow
 /// the sidecar's memory without bound.
-const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SseError {

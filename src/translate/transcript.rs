@@ -116,7 +116,9 @@ fn anthropic_answer(text: &str, message: &mut Assembled) -> Option<TokenUsage> {
 /// UTF-8, so its strings are not checked again), into `message`.
 pub fn read(format: Wire, data: &str, message: &mut Assembled) {
     match format {
-        Wire::OpenAi => openai::transcript::read(data, message),
+        Wire::OpenAi => {
+            let _ = openai::transcript::read(data, message);
+        }
         // The others also give the token counts read on the way, which only the usage tap
         // wants.
         Wire::Anthropic => {

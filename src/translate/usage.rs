@@ -10,6 +10,7 @@ use super::anthropic::AUsage;
 use super::assembled::Assembled;
 use super::gemini::UsageMetadata;
 use super::openai::Usage;
+use super::sse::MAX_EVENT_BYTES;
 use super::{anthropic, gemini, openai, responses};
 use crate::telemetry::capture::Output;
 use crate::telemetry::record::TokenUsage;
@@ -101,6 +102,10 @@ pub struct UsageTap {
     /// The trace's answer, assembled from each whole event as it is handed on (when the
     /// request's text is kept): the framing done here is not done again.
     transcript: Option<Box<Assembled>>,
+    /// Bytes of the stream's whole events read so far.
+    scanned: usize,
+    /// Where the first event of plain text began in the stream (see [`Self::content_began`]).
+    text_at: Option<usize>,
 }
 
 impl UsageTap {
@@ -113,7 +118,18 @@ impl UsageTap {
             anthropic: AUsage::default(),
             gemini: None,
             transcript: None,
+            scanned: 0,
+            text_at: None,
         }
+    }
+
+    /// Whether the stream's content has begun in what has passed: a chunk whose choices are
+    /// one choice of plain text that is not empty (seen as the answer is assembled, so only
+    /// then) began within the stream's first [`MAX_EVENT_BYTES`]. The hold-back's probe,
+    /// reading the same events, would say content has started at that chunk or before it,
+    /// and the one way it fails is an event longer than that: it need not read them again.
+    pub fn content_began(&self) -> bool {
+        self.text_at.is_some_and(|at| at < MAX_EVENT_BYTES)
     }
 
     /// Assembles the trace's answer from the events as they pass (the stream is in the app's
@@ -173,14 +189,13 @@ impl UsageTap {
     fn scan(&mut self, buf: &[u8], at_end: bool) -> (usize, Option<Bytes>) {
         // Assembling, every event is read anyway: each is searched on its own below.
         if self.transcript.is_none() && !mentions_usage(buf) {
-            return (
-                if at_end {
-                    buf.len()
-                } else {
-                    whole_events_len(buf)
-                },
-                None,
-            );
+            let len = if at_end {
+                buf.len()
+            } else {
+                whole_events_len(buf)
+            };
+            self.scanned += len;
+            return (len, None);
         }
         let mut kept: Option<BytesMut> = None;
         let mut start = 0;
@@ -191,52 +206,59 @@ impl UsageTap {
                 continue;
             }
             let event = &buf[start..end];
-            let drop = self.read(event);
-            match (&mut kept, drop) {
+            let read = self.read(event);
+            if read.text && self.text_at.is_none() {
+                self.text_at = Some(self.scanned + start);
+            }
+            match (&mut kept, read.drop) {
                 (None, true) => kept = Some(BytesMut::from(&buf[..start])),
                 (Some(out), false) => out.extend_from_slice(event),
                 _ => {}
             }
             start = end;
         }
+        self.scanned += start;
         (start, kept.map(BytesMut::freeze))
     }
 
     /// Reads one event (its data found once): into the answer, and, when it mentions
-    /// usage, for its usage; whether it is to be dropped. Whether it mentions usage is only
-    /// searched for where the answer's reader does not give the counts.
-    fn read(&mut self, event: &[u8]) -> bool {
+    /// usage, for its usage. Whether it mentions usage is only searched for where the
+    /// answer's reader does not give the counts.
+    fn read(&mut self, event: &[u8]) -> EventRead {
         let mentions_usage = || mentions_usage(event);
         let Some(assembled) = &mut self.transcript else {
-            return mentions_usage() && self.read_usage(&event_data(event));
+            return EventRead::dropped(mentions_usage() && self.read_usage(&event_data(event)));
         };
         let data = event_data(event);
         let Ok(text) = std::str::from_utf8(&data) else {
-            return mentions_usage() && self.read_usage(&data);
+            return EventRead::dropped(mentions_usage() && self.read_usage(&data));
         };
         match self.wire {
             // Their readers give the counts too: each event is parsed once, for both.
             Wire::Gemini => {
                 let reader = self.gemini.get_or_insert_with(Box::default);
                 self.usage = reader.read(text, assembled).or(self.usage);
-                false
+                EventRead::default()
             }
             Wire::Responses => {
                 self.usage = responses::transcript::read(text, assembled).or(self.usage);
-                false
+                EventRead::default()
             }
             Wire::Anthropic => {
                 let reported = anthropic::transcript::read(text, assembled);
                 if anthropic::usage::add(&mut self.anthropic, reported.reports()) {
                     self.usage = Some(anthropic::usage::tokens(&self.anthropic));
                 }
-                false
+                EventRead::default()
             }
             // The answer's reader starts at the choices: the usage chunk, the last, is read
             // a second time for its counts.
             Wire::OpenAi => {
-                super::transcript::read(self.wire, text, assembled);
-                mentions_usage() && self.read_usage(&data)
+                let text = openai::transcript::read(text, assembled);
+                EventRead {
+                    drop: mentions_usage() && self.read_usage(&data),
+                    text,
+                }
             }
         }
     }
@@ -266,6 +288,22 @@ impl UsageTap {
                 false
             }
         }
+    }
+}
+
+/// What reading one event found.
+#[derive(Default)]
+struct EventRead {
+    /// The event is the usage chunk the gateway asked for: it is not relayed.
+    drop: bool,
+    /// The event's choices are one choice of plain text that is not empty (an OpenAI chunk
+    /// read without a parser).
+    text: bool,
+}
+
+impl EventRead {
+    fn dropped(drop: bool) -> EventRead {
+        EventRead { drop, text: false }
     }
 }
 
@@ -461,6 +499,74 @@ data: [DONE]\n\n";
                 }
                 assert_eq!(relay(&mut tap, stream, piece), kept, "pieces of {piece}");
                 assert_eq!(tap.usage().unwrap().total_tokens, 9);
+            }
+        }
+    }
+
+    /// The tap says a stream's content has begun once a chunk of plain text has passed, and
+    /// not before: not for a role chunk or empty text, nor without the answer assembled.
+    #[test]
+    fn content_begins_at_the_first_plain_text() {
+        let chunk = |text: &str| {
+            crate::translate::openai::stream::test_chunk(r#"{"id":"c","#, text, "}") + "\n\n"
+        };
+        let role = r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        for assemble in [true, false] {
+            let mut tap = UsageTap::new(Wire::OpenAi, true);
+            if assemble {
+                tap.assemble(1024);
+            }
+            tap.feed(Bytes::from(format!("data: {role}\n\ndata: {}", chunk(""))));
+            assert!(!tap.content_began());
+            tap.feed(Bytes::from(format!("data: {}", chunk("hi"))));
+            assert_eq!(tap.content_began(), assemble);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whenever the tap says the content has begun, a probe fed the same reads says so
+        /// too, and has not failed: the hold-back may leave the probe out then. Streams of a
+        /// role chunk or none, chunks of any head the decoder's tests use, text or none, in
+        /// any reads, framed with `\n` or `\r\n`.
+        #[test]
+        fn the_tap_sees_content_begin_only_where_a_probe_would(
+            role in proptest::bool::ANY,
+            fields in proptest::collection::vec(proptest::sample::select(crate::translate::openai::stream::HEAD_FIELDS), 0..5),
+            texts in proptest::collection::vec(proptest::sample::select(vec!["", "a", "b \"q\""]), 0..4),
+            end in proptest::sample::select(crate::translate::openai::stream::ENDS),
+            crlf in proptest::bool::ANY,
+            cuts in proptest::collection::vec(0usize..600, 0..5),
+        ) {
+            use crate::translate::openai::stream::{test_chunk, test_head};
+            use crate::translate::{ResponsePlan, StreamTranslator};
+            let head = test_head(&fields);
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let role = role.then(|| format!(
+                r#"{head}"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]{end}"#
+            ));
+            let stream: String = role
+                .into_iter()
+                .chain(texts.iter().map(|t| test_chunk(&head, t, end)))
+                .chain(["[DONE]".to_string()])
+                .map(|data| format!("data: {data}{eol}{eol}"))
+                .collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+            cuts.extend([0, stream.len()]);
+            cuts.sort_unstable();
+            let mut tap = UsageTap::new(Wire::OpenAi, true);
+            tap.assemble(1 << 20);
+            let mut probe = StreamTranslator::probe(&ResponsePlan::identity(Wire::OpenAi, "m"));
+            for piece in cuts.windows(2).map(|w| &stream.as_bytes()[w[0]..w[1]]) {
+                tap.feed(Bytes::copy_from_slice(piece));
+                let probed = probe.feed(piece, &mut Vec::new());
+                if tap.content_began() {
+                    proptest::prop_assert!(probed.is_ok() && probe.content_started(), "{}", stream);
+                    break;
+                }
+                // A probe that failed ends the hold-back there.
+                if probed.is_err() {
+                    break;
+                }
             }
         }
     }

@@ -20,16 +20,20 @@ pub fn conversation(body: &JsonBody) -> Option<Box<RawValue>> {
         .map(RawValue::to_owned)
 }
 
-/// A whole answer's choice 0's `message`, or a chunk's choice 0's `delta`, as JSON text.
-/// The end marker is no chunk: it is not parsed (it failed as one, and each failure
-/// allocated an error).
-pub fn read(data: &str, into: &mut Assembled) {
+/// A whole answer's choice 0's `message`, or a chunk's choice 0's `delta`, as JSON text;
+/// whether the chunk's choices were one choice of plain text that is not empty, read
+/// without a parser (a probe's content whatever else the chunk holds: see
+/// `stream::plain_content`). The end marker is no chunk: it is not parsed (it failed as
+/// one, and each failure allocated an error).
+pub fn read(data: &str, into: &mut Assembled) -> bool {
     if is_done(data) {
-        return;
+        return false;
     }
-    if let Some(choice) = choice_zero(data) {
-        read_choice(choice, into);
-    }
+    let Some((choice, plain_text)) = choice_zero(data) else {
+        return false;
+    };
+    read_choice(choice, into);
+    plain_text
 }
 
 /// A whole completion, read once for both its trace's answer (into `into`, as [`read`]
@@ -116,13 +120,14 @@ struct Answer<'a> {
 /// its choices (id, object, created, model), and reading them cost half of a stream's
 /// transcript; so the reading starts at the `"choices":` key when the text has it at its
 /// top level (see [`top_level_choices`]), and the whole object is read otherwise or when
-/// that does not parse.
-fn choice_zero(data: &str) -> Option<Choice<'_>> {
+/// that does not parse. With it, whether the choices were one choice of plain text that is
+/// not empty, read without a parser.
+fn choice_zero(data: &str) -> Option<(Choice<'_>, bool)> {
     let choices = top_level_choices(data);
     if let Some((text, _)) = choices.and_then(plain_text) {
-        return Some(Choice::of_text(text));
+        return Some((Choice::of_text(text), !text.is_empty()));
     }
-    parsed_choice(data, choices)
+    Some((parsed_choice(data, choices)?, false))
 }
 
 /// The text after the chunk's top-level `"choices":` key (see [`choices_at`]).
@@ -242,7 +247,7 @@ mod tests {
 
     /// Choice 0 as the fast path and serde read it.
     fn both(data: &str) -> (Option<Choice<'_>>, Option<Choice<'_>>) {
-        (choice_zero(data), parsed_choice(data, None))
+        (choice_zero(data).map(|(c, _)| c), parsed_choice(data, None))
     }
 
     /// A bracket inside a string of the head is no nesting: the chunk keeps the fast path.
