@@ -106,6 +106,8 @@ pub struct UsageTap {
     scanned: usize,
     /// Where the first event of plain text began in the stream (see [`Self::content_began`]).
     text_at: Option<usize>,
+    /// An event before it may be one a probe fails on (see [`may_fail`]).
+    may_fail: bool,
 }
 
 impl UsageTap {
@@ -120,16 +122,19 @@ impl UsageTap {
             transcript: None,
             scanned: 0,
             text_at: None,
+            may_fail: false,
         }
     }
 
-    /// Whether the stream's content has begun in what has passed: a chunk whose choices are
-    /// one choice of plain text that is not empty (seen as the answer is assembled, so only
-    /// then) began within the stream's first [`MAX_EVENT_BYTES`]. The hold-back's probe,
-    /// reading the same events, would say content has started at that chunk or before it,
-    /// and the one way it fails is an event longer than that: it need not read them again.
+    /// Whether the stream's content has begun in what has passed: an event of plain text
+    /// that is not empty (an OpenAI chunk whose choices are one choice of it, an Anthropic
+    /// text delta; seen as the answer is assembled, so only then) began within the stream's
+    /// first [`MAX_EVENT_BYTES`], after no event a probe could fail on. The hold-back's
+    /// probe, reading the same events, would say content has started at that event or
+    /// before it, and it fails only on an event longer than that or on such an event: it
+    /// need not read them again.
     pub fn content_began(&self) -> bool {
-        self.text_at.is_some_and(|at| at < MAX_EVENT_BYTES)
+        self.text_at.is_some_and(|at| at < MAX_EVENT_BYTES) && !self.may_fail
     }
 
     /// Assembles the trace's answer from the events as they pass (the stream is in the app's
@@ -207,8 +212,12 @@ impl UsageTap {
             }
             let event = &buf[start..end];
             let read = self.read(event);
-            if read.text && self.text_at.is_none() {
-                self.text_at = Some(self.scanned + start);
+            if self.text_at.is_none() {
+                if read.text {
+                    self.text_at = Some(self.scanned + start);
+                } else {
+                    self.may_fail |= may_fail(self.wire, event);
+                }
             }
             match (&mut kept, read.drop) {
                 (None, true) => kept = Some(BytesMut::from(&buf[..start])),
@@ -249,16 +258,13 @@ impl UsageTap {
                 if anthropic::usage::add(&mut self.anthropic, reported.reports()) {
                     self.usage = Some(anthropic::usage::tokens(&self.anthropic));
                 }
-                EventRead::default()
+                EventRead::dropped(false).with_text(reported.text)
             }
             // The answer's reader starts at the choices: the usage chunk, the last, is read
             // a second time for its counts.
             Wire::OpenAi => {
                 let text = openai::transcript::read(text, assembled);
-                EventRead {
-                    drop: mentions_usage() && self.read_usage(&data),
-                    text,
-                }
+                EventRead::dropped(mentions_usage() && self.read_usage(&data)).with_text(text)
             }
         }
     }
@@ -305,6 +311,20 @@ impl EventRead {
     fn dropped(drop: bool) -> EventRead {
         EventRead { drop, text: false }
     }
+
+    fn with_text(self, text: bool) -> EventRead {
+        EventRead { text, ..self }
+    }
+}
+
+/// Whether a probe might fail on `event`, one that is not plain text: an Anthropic error
+/// event fails the hold-back, and any Anthropic event whose text holds `"error"`, or an
+/// escape that could spell it, counts as one. An OpenAI probe fails on no event (one it
+/// cannot read starts the content); the other formats' events are never plain text here.
+fn may_fail(wire: Wire, event: &[u8]) -> bool {
+    wire == Wire::Anthropic
+        && (memchr::memmem::find(event, br#""error""#).is_some()
+            || memchr::memchr(b'\\', event).is_some())
 }
 
 /// Whether `bytes` mention usage that may hold counts: a `"usage` key (see [`usage_finder`])
@@ -564,6 +584,60 @@ data: [DONE]\n\n";
                     break;
                 }
                 // A probe that failed ends the hold-back there.
+                if probed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Anthropic events a stream's start may be made of in the property test: the preamble,
+    /// error events (one spelt with an escape), an event no reader can read, and text deltas.
+    const ANTHROPIC_EVENTS: &[&str] = &[
+        r#"{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"c","content":[],"stop_reason":null,"usage":{"input_tokens":1,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#,
+        r#"{"type":"ping"}"#,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+        r#"{"type":"\u0065rror","\u0065rror":{"type":"overloaded_error","message":"busy"}}"#,
+        r#"{"type":"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"b \"q\""}}"#,
+        r#"{"type":"message_stop"}"#,
+    ];
+
+    proptest::proptest! {
+        /// As the OpenAI test below, for Anthropic streams, whose probe fails on an error
+        /// event: whenever the tap says the content has begun, a probe fed the same reads
+        /// says so too, and has not failed.
+        #[test]
+        fn the_tap_sees_an_anthropic_content_begin_only_where_a_probe_would(
+            events in proptest::collection::vec(proptest::sample::select(ANTHROPIC_EVENTS), 0..8),
+            named in proptest::bool::ANY,
+            cuts in proptest::collection::vec(0usize..900, 0..5),
+        ) {
+            use crate::translate::{ResponsePlan, StreamTranslator};
+            let stream: String = events
+                .iter()
+                .map(|data| {
+                    let name = if named { "event: x\n" } else { "" };
+                    format!("{name}data: {data}\n\n")
+                })
+                .collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+            cuts.extend([0, stream.len()]);
+            cuts.sort_unstable();
+            let mut tap = UsageTap::new(Wire::Anthropic, false);
+            tap.assemble(1 << 20);
+            let mut probe = StreamTranslator::probe(&ResponsePlan::identity(Wire::Anthropic, "m"));
+            for piece in cuts.windows(2).map(|w| &stream.as_bytes()[w[0]..w[1]]) {
+                tap.feed(Bytes::copy_from_slice(piece));
+                let probed = probe.feed(piece, &mut Vec::new());
+                if tap.content_began() {
+                    proptest::prop_assert!(probed.is_ok() && probe.content_started(), "{}", stream);
+                    break;
+                }
                 if probed.is_err() {
                     break;
                 }

@@ -34,11 +34,13 @@ fn with_system(system: Option<&RawValue>, messages: &RawValue) -> Option<Box<Raw
 /// The usage an event reported (`message_start`'s message and an event's own `usage`),
 /// still raw: only those that want the counts read it (the usage tap, and a whole answer
 /// read once), so a trace read back does not pay for it, and a report the counts cannot
-/// read does not lose the answer.
+/// read does not lose the answer. And whether the event was a text delta of plain text that
+/// is not empty, read without a parser: the stream's content has begun there.
 #[derive(Default)]
 pub struct Reported<'a> {
     message: Option<&'a RawValue>,
     usage: Option<&'a RawValue>,
+    pub text: bool,
 }
 
 impl Reported<'_> {
@@ -57,7 +59,10 @@ impl Reported<'_> {
 pub fn read<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
     if let Some((_, text)) = plain_text_delta(data) {
         into.text(Some(text));
-        return Reported::default();
+        return Reported {
+            text: !text.is_empty(),
+            ..Reported::default()
+        };
     }
     read_by_serde(data, into)
 }
@@ -70,6 +75,7 @@ fn read_by_serde<'a>(data: &'a str, into: &mut Assembled) -> Reported<'a> {
     let reported = Reported {
         message: event.message,
         usage: event.usage,
+        text: false,
     };
     let index = event.index.unwrap_or(0);
     match &*event.kind {
