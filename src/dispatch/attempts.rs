@@ -399,22 +399,19 @@ async fn hold_back(
         let chunk = answer.next(limits).await.map_err(StreamFailure::of_read)?;
         let done = chunk.is_none();
         let bytes = chunk.unwrap_or_default();
-        let for_probe = probe.is_some().then(|| bytes.clone());
+        // The probe reads after the tap (when it reads at all): it keeps the read.
+        let kept = probe.is_some().then(|| bytes.clone());
         preamble.extend_from_slice(&reader.pass(bytes, done)?);
-        let started = match (&mut probe, &reader, for_probe) {
+        let started = if let Some((probe, bytes)) = probe.as_mut().zip(kept) {
             // The tap read plain text near the stream's start as it passed: the content has
             // begun, and the probe need not read those events again.
-            (Some(_), BodyReader::Tap(tap), _) if !done && tap.content_began() => true,
-            (Some(probe), _, Some(bytes)) => {
-                let mut nothing = Vec::new();
-                probe.feed(&bytes, &mut nothing)?;
-                if done {
-                    probe.finish(&mut nothing)?;
-                }
-                probe.content_started()
+            let began = !done && matches!(&reader, BodyReader::Tap(tap) if tap.content_began());
+            began || probed(probe, &bytes, done)?
+        } else {
+            match &reader {
+                BodyReader::Translate { translator, .. } => translator.content_started(),
+                _ => true,
             }
-            (None, BodyReader::Translate { translator, .. }, _) => translator.content_started(),
-            _ => true,
         };
         if done || started {
             // The rest is pumped as it comes (a translator that saw the end ignores the rest).
@@ -425,6 +422,16 @@ async fn hold_back(
             });
         }
     }
+}
+
+/// Feeds a read to a probe (at the body's end, ends it too): whether content has started.
+fn probed(probe: &mut StreamTranslator, bytes: &[u8], done: bool) -> Result<bool, StreamFailure> {
+    let mut nothing = Vec::new();
+    probe.feed(bytes, &mut nothing)?;
+    if done {
+        probe.finish(&mut nothing)?;
+    }
+    Ok(probe.content_started())
 }
 
 /// Notes on the record what this try is for: `x-respan-*` headers and metric labels.

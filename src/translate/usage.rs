@@ -104,8 +104,8 @@ pub struct UsageTap {
     transcript: Option<Box<Assembled>>,
     /// Bytes of the stream's whole events read so far.
     scanned: usize,
-    /// Where the first event of plain text began in the stream (see [`Self::content_began`]).
-    text_at: Option<usize>,
+    /// Where the first event of plain text ended in the stream (see [`Self::content_began`]).
+    text_end: Option<usize>,
     /// An event before it may be one a probe fails on (see [`may_fail`]).
     may_fail: bool,
 }
@@ -121,20 +121,20 @@ impl UsageTap {
             gemini: None,
             transcript: None,
             scanned: 0,
-            text_at: None,
+            text_end: None,
             may_fail: false,
         }
     }
 
     /// Whether the stream's content has begun in what has passed: an event of plain text
     /// that is not empty (an OpenAI chunk whose choices are one choice of it, an Anthropic
-    /// text delta; seen as the answer is assembled, so only then) began within the stream's
+    /// text delta; seen as the answer is assembled, so only then) ended within the stream's
     /// first [`MAX_EVENT_BYTES`], after no event a probe could fail on. The hold-back's
     /// probe, reading the same events, would say content has started at that event or
-    /// before it, and it fails only on an event longer than that or on such an event: it
-    /// need not read them again.
+    /// before it; and it fails only on a line of an event longer than that (none up to
+    /// there can be) or on such an event: it need not read them again.
     pub fn content_began(&self) -> bool {
-        self.text_at.is_some_and(|at| at < MAX_EVENT_BYTES) && !self.may_fail
+        self.text_end.is_some_and(|end| end <= MAX_EVENT_BYTES) && !self.may_fail
     }
 
     /// Assembles the trace's answer from the events as they pass (the stream is in the app's
@@ -187,8 +187,8 @@ impl UsageTap {
     }
 
     /// Reads the whole events of `buf` (each framed once, here; `at_end` of the stream, what
-    /// follows them too): into the trace's answer when one is assembled, and for their usage,
-    /// dropping the ones that must not reach the app. Gives the length they take, and what of
+    /// follows them too): into the trace's answer when one is assembled (noting where the
+    /// content began), and for their usage, dropping the ones that must not reach the app. Gives the length they take, and what of
     /// them is to be relayed when that is not all of them. Without an answer to assemble,
     /// events that do not mention usage are not parsed.
     fn scan(&mut self, buf: &[u8], at_end: bool) -> (usize, Option<Bytes>) {
@@ -212,13 +212,7 @@ impl UsageTap {
             }
             let event = &buf[start..end];
             let read = self.read(event);
-            if self.text_at.is_none() {
-                if read.text {
-                    self.text_at = Some(self.scanned + start);
-                } else {
-                    self.may_fail |= may_fail(self.wire, event);
-                }
-            }
+            self.note_beginning(&read, event, end);
             match (&mut kept, read.drop) {
                 (None, true) => kept = Some(BytesMut::from(&buf[..start])),
                 (Some(out), false) => out.extend_from_slice(event),
@@ -228,6 +222,20 @@ impl UsageTap {
         }
         self.scanned += start;
         (start, kept.map(BytesMut::freeze))
+    }
+
+    /// Notes, until the content's beginning is known (and only while the answer is assembled:
+    /// see [`Self::content_began`]), where the first event of plain text ended, or whether an
+    /// event before it may be one a probe fails on.
+    fn note_beginning(&mut self, read: &EventRead, event: &[u8], end: usize) {
+        if self.text_end.is_some() || self.transcript.is_none() {
+            return;
+        }
+        if read.text {
+            self.text_end = Some(self.scanned + end);
+        } else if !self.may_fail {
+            self.may_fail = may_fail(self.wire, event);
+        }
     }
 
     /// Reads one event (its data found once): into the answer, and, when it mentions
@@ -258,13 +266,19 @@ impl UsageTap {
                 if anthropic::usage::add(&mut self.anthropic, reported.reports()) {
                     self.usage = Some(anthropic::usage::tokens(&self.anthropic));
                 }
-                EventRead::dropped(false).with_text(reported.text)
+                EventRead {
+                    drop: false,
+                    text: reported.text,
+                }
             }
             // The answer's reader starts at the choices: the usage chunk, the last, is read
             // a second time for its counts.
             Wire::OpenAi => {
                 let text = openai::transcript::read(text, assembled);
-                EventRead::dropped(mentions_usage() && self.read_usage(&data)).with_text(text)
+                EventRead {
+                    drop: mentions_usage() && self.read_usage(&data),
+                    text,
+                }
             }
         }
     }
@@ -302,8 +316,8 @@ impl UsageTap {
 struct EventRead {
     /// The event is the usage chunk the gateway asked for: it is not relayed.
     drop: bool,
-    /// The event's choices are one choice of plain text that is not empty (an OpenAI chunk
-    /// read without a parser).
+    /// The event is plain text that is not empty, read without a parser (an OpenAI chunk
+    /// whose choices are one choice of it, an Anthropic text delta).
     text: bool,
 }
 
@@ -311,16 +325,13 @@ impl EventRead {
     fn dropped(drop: bool) -> EventRead {
         EventRead { drop, text: false }
     }
-
-    fn with_text(self, text: bool) -> EventRead {
-        EventRead { text, ..self }
-    }
 }
 
 /// Whether a probe might fail on `event`, one that is not plain text: an Anthropic error
 /// event fails the hold-back, and any Anthropic event whose text holds `"error"`, or an
-/// escape that could spell it, counts as one. An OpenAI probe fails on no event (one it
-/// cannot read starts the content); the other formats' events are never plain text here.
+/// escape that could spell it, counts as one. An OpenAI probe fails on no event it can
+/// frame (one it cannot read starts the content; a too long one is bounded in
+/// [`UsageTap::content_began`]); the other formats' events are never plain text here.
 fn may_fail(wire: Wire, event: &[u8]) -> bool {
     wire == Wire::Anthropic
         && (memchr::memmem::find(event, br#""error""#).is_some()
@@ -543,6 +554,20 @@ data: [DONE]\n\n";
         }
     }
 
+    /// A text event longer than a probe takes (it fails on it) is no beginning the probe may
+    /// be left out for.
+    #[test]
+    fn a_text_event_too_long_for_a_probe_begins_nothing() {
+        for (len, began) in [(MAX_EVENT_BYTES, false), (1000, true)] {
+            let text = "a".repeat(len);
+            let chunk = crate::translate::openai::stream::test_chunk(r#"{"id":"c","#, &text, "}");
+            let mut tap = UsageTap::new(Wire::OpenAi, true);
+            tap.assemble(1024);
+            tap.feed(Bytes::from(format!("data: {chunk}\n\n")));
+            assert_eq!(tap.content_began(), began, "{len}");
+        }
+    }
+
     proptest::proptest! {
         /// Whenever the tap says the content has begun, a probe fed the same reads says so
         /// too, and has not failed: the hold-back may leave the probe out then. Streams of a
@@ -608,7 +633,7 @@ data: [DONE]\n\n";
     ];
 
     proptest::proptest! {
-        /// As the OpenAI test below, for Anthropic streams, whose probe fails on an error
+        /// As the OpenAI test above, for Anthropic streams, whose probe fails on an error
         /// event: whenever the tap says the content has begun, a probe fed the same reads
         /// says so too, and has not failed.
         #[test]
