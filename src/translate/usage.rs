@@ -583,7 +583,6 @@ data: [DONE]\n\n";
             cuts in proptest::collection::vec(0usize..600, 0..5),
         ) {
             use crate::translate::openai::stream::{test_chunk, test_head};
-            use crate::translate::{ResponsePlan, StreamTranslator};
             let head = test_head(&fields);
             let eol = if crlf { "\r\n" } else { "\n" };
             let role = role.then(|| format!(
@@ -595,25 +594,32 @@ data: [DONE]\n\n";
                 .chain(["[DONE]".to_string()])
                 .map(|data| format!("data: {data}{eol}{eol}"))
                 .collect();
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
-            cuts.extend([0, stream.len()]);
-            cuts.sort_unstable();
-            let mut tap = UsageTap::new(Wire::OpenAi, true);
-            tap.assemble(1 << 20);
-            let mut probe = StreamTranslator::probe(&ResponsePlan::identity(Wire::OpenAi, "m"));
-            for piece in cuts.windows(2).map(|w| &stream.as_bytes()[w[0]..w[1]]) {
-                tap.feed(Bytes::copy_from_slice(piece));
-                let probed = probe.feed(piece, &mut Vec::new());
-                if tap.content_began() {
-                    proptest::prop_assert!(probed.is_ok() && probe.content_started(), "{}", stream);
-                    break;
-                }
-                // A probe that failed ends the hold-back there.
-                if probed.is_err() {
-                    break;
-                }
+            proptest::prop_assert!(began_where_a_probe_would(Wire::OpenAi, &stream, cuts), "{}", stream);
+        }
+    }
+
+    /// Whether, `stream` read in the pieces `cuts` make of it, a probe fed the same reads
+    /// says the content has started, and has not failed, wherever the tap says it began.
+    fn began_where_a_probe_would(wire: Wire, stream: &str, cuts: Vec<usize>) -> bool {
+        use crate::translate::{ResponsePlan, StreamTranslator};
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+        cuts.extend([0, stream.len()]);
+        cuts.sort_unstable();
+        let mut tap = UsageTap::new(wire, wire == Wire::OpenAi);
+        tap.assemble(1 << 20);
+        let mut probe = StreamTranslator::probe(&ResponsePlan::identity(wire, "m"));
+        for piece in cuts.windows(2).map(|w| &stream.as_bytes()[w[0]..w[1]]) {
+            tap.feed(Bytes::copy_from_slice(piece));
+            let probed = probe.feed(piece, &mut Vec::new());
+            if tap.content_began() {
+                return probed.is_ok() && probe.content_started();
+            }
+            // A probe that failed ends the hold-back there.
+            if probed.is_err() {
+                return true;
             }
         }
+        true
     }
 
     /// Anthropic events a stream's start may be made of in the property test: the preamble,
@@ -642,7 +648,6 @@ data: [DONE]\n\n";
             named in proptest::bool::ANY,
             cuts in proptest::collection::vec(0usize..900, 0..5),
         ) {
-            use crate::translate::{ResponsePlan, StreamTranslator};
             let stream: String = events
                 .iter()
                 .map(|data| {
@@ -650,23 +655,7 @@ data: [DONE]\n\n";
                     format!("{name}data: {data}\n\n")
                 })
                 .collect();
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
-            cuts.extend([0, stream.len()]);
-            cuts.sort_unstable();
-            let mut tap = UsageTap::new(Wire::Anthropic, false);
-            tap.assemble(1 << 20);
-            let mut probe = StreamTranslator::probe(&ResponsePlan::identity(Wire::Anthropic, "m"));
-            for piece in cuts.windows(2).map(|w| &stream.as_bytes()[w[0]..w[1]]) {
-                tap.feed(Bytes::copy_from_slice(piece));
-                let probed = probe.feed(piece, &mut Vec::new());
-                if tap.content_began() {
-                    proptest::prop_assert!(probed.is_ok() && probe.content_started(), "{}", stream);
-                    break;
-                }
-                if probed.is_err() {
-                    break;
-                }
-            }
+            proptest::prop_assert!(began_where_a_probe_would(Wire::Anthropic, &stream, cuts), "{}", stream);
         }
     }
 
