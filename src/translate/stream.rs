@@ -4,7 +4,7 @@
 use super::anthropic::stream::{FromOpenAi, ToOpenAi as AnthropicToOpenAi};
 use super::assembled::Assembled;
 use super::gemini::stream::ToOpenAi as GeminiToOpenAi;
-use super::openai::stream::ChunkReader;
+use super::openai::stream::{ChunkReader, ToChoices};
 use super::openai::{ChatChunk, ChunkChoice, ChunkObject, Delta, Head, Usage, UsageField};
 use super::plan::ResponsePlan;
 use super::responses::stream::FromOpenAi as ResponsesFromOpenAi;

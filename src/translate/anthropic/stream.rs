@@ -9,6 +9,7 @@ use super::response::{usage_from_openai, usage_to_openai};
 use super::*;
 use crate::error::{anthropic_error_status, StreamFailure};
 use crate::translate::json_text::plain_string;
+use crate::translate::openai::stream::ToChoices;
 use crate::translate::openai::{
     completion_id, now_unix, ChatChunk, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta,
     Usage,
@@ -166,33 +167,22 @@ impl ToOpenAi {
             text_block: None,
         }
     }
+}
 
+impl ToChoices for ToOpenAi {
     /// The text of a plain text delta (most of a stream), borrowed from the event: the
     /// translation writes it as a choice 0 of text alone (of empty text, none), with no
     /// choice made. `None` for any other event, which [`Self::parsed`] takes.
-    pub fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
+    fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
         let (_, text) = plain_text_delta(data)?;
         self.text_chars += text.chars().count();
         Some(text)
     }
 
-    /// Translates one event's data, appending the choices it makes: [`Self::text`], else
-    /// [`Self::parsed`], as the stream's translation takes them (its choice of text made).
-    #[cfg(test)]
-    pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
-        if let Some(text) = self.text(data) {
-            if !text.is_empty() {
-                out.push(ChunkChoice::of_text(0, text.to_owned()));
-            }
-            return Ok(());
-        }
-        self.parsed(data, out)
-    }
-
     /// Translates an event that [`Self::text`] did not take, read by serde (an empty text
     /// block's start is not: see [`empty_text_block`]): the stream's translation tries
     /// `text` first itself, and each event is looked at once.
-    pub fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
+    fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         if let Some(index) = empty_text_block(data) {
             // What `block_start` does for an empty text block with no citations.
             self.text_block = Some((index, self.text_chars, Vec::new()));
@@ -259,7 +249,9 @@ impl ToOpenAi {
         }
         Ok(())
     }
+}
 
+impl ToOpenAi {
     fn block_start(&mut self, index: u32, block: &Value, out: &mut Vec<ChunkChoice>) {
         match block["type"].as_str() {
             Some("tool_use") => {

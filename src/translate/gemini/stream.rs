@@ -10,6 +10,7 @@ use super::response::{usage_to_openai, Translated};
 use super::*;
 use crate::error::StreamFailure;
 use crate::translate::json_text::OptionalStr;
+use crate::translate::openai::stream::ToChoices;
 use crate::translate::openai::{
     completion_id, now_unix, ChunkChoice, Delta, FunctionDelta, Head, ToolCallDelta, Usage,
 };
@@ -163,12 +164,14 @@ impl ToOpenAi {
             frame: TextFrame::default(),
         }
     }
+}
 
+impl ToChoices for ToOpenAi {
     /// The text of an event that is the framed one with text of candidate 0 (no thought),
     /// borrowed from the event: the translation writes it as a choice 0 of text alone (of
     /// empty text, none), with no choice made. `None` for any other event, which
     /// [`Self::parsed`] takes.
-    pub fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
+    fn text<'a>(&mut self, data: &'a str) -> Option<&'a str> {
         if self.frame.noted != (0, false) {
             return None;
         }
@@ -178,24 +181,11 @@ impl ToOpenAi {
         Some(text)
     }
 
-    /// Translates one event's data, appending the choices it makes: [`Self::text`], else
-    /// [`Self::parsed`], as the stream's translation takes them (its choice of text made).
-    #[cfg(test)]
-    pub fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
-        if let Some(text) = self.text(data) {
-            if !text.is_empty() {
-                out.push(ChunkChoice::of_text(0, text.to_owned()));
-            }
-            return Ok(());
-        }
-        self.parsed(data, out)
-    }
-
     /// Translates an event that [`Self::text`] did not take: the framed one when it is
     /// another candidate's or a thought (`text` takes candidate 0's text only, and has
     /// already looked at the frame for it), else read by serde. The stream's translation
     /// tries `text` first itself, and each event is looked at once.
-    pub fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
+    fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
         let tried = self.frame.noted == (0, false) && !self.candidates.is_empty();
         if let Some(text) = self.frame.text_of(data).filter(|_| !tried) {
             self.framed_text(text, out);
@@ -219,7 +209,9 @@ impl ToOpenAi {
         }
         Ok(())
     }
+}
 
+impl ToOpenAi {
     /// An event that is the framed one with `text`: its text or thought chunk, as a parse
     /// would make it (the candidate has begun, at the framed event; an empty text makes
     /// none).

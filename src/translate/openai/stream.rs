@@ -162,6 +162,33 @@ impl<T> KnownHead<T> {
     }
 }
 
+/// A provider's stream read into chat choices, most of it (its plain text) without a
+/// parser: a stream's translation asks [`Self::text`] first, and gives what it did not take
+/// to [`Self::parsed`], so that each event is looked at once (the Anthropic and Gemini
+/// decoders).
+pub trait ToChoices {
+    /// The text of a plain text event, borrowed from it: the translation writes it as a
+    /// choice 0 of that text alone (of empty text, none), with no choice made. `None` for
+    /// any other event.
+    fn text<'a>(&mut self, data: &'a str) -> Option<&'a str>;
+
+    /// Translates an event that [`Self::text`] did not take, appending the choices it
+    /// makes.
+    fn parsed(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure>;
+
+    /// Both, as the stream's translation takes them (its choice of text made).
+    #[cfg(test)]
+    fn event(&mut self, data: &str, out: &mut Vec<ChunkChoice>) -> Result<(), StreamFailure> {
+        if let Some(text) = self.text(data) {
+            if !text.is_empty() {
+                out.push(ChunkChoice::of_text(0, text.to_owned()));
+            }
+            return Ok(());
+        }
+        self.parsed(data, out)
+    }
+}
+
 /// A chunk's `id`, `created` and `model`, kept (see [`Head`] for them borrowed).
 type OwnedHead = (Arc<str>, u64, Arc<str>);
 
