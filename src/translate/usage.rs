@@ -188,9 +188,9 @@ impl UsageTap {
 
     /// Reads the whole events of `buf` (each framed once, here; `at_end` of the stream, what
     /// follows them too): into the trace's answer when one is assembled (noting where the
-    /// content began), and for their usage, dropping the ones that must not reach the app. Gives the length they take, and what of
-    /// them is to be relayed when that is not all of them. Without an answer to assemble,
-    /// events that do not mention usage are not parsed.
+    /// content began), and for their usage, dropping the ones that must not reach the app.
+    /// Gives the length they take, and what of them is to be relayed when that is not all of
+    /// them. Without an answer to assemble, events that do not mention usage are not parsed.
     fn scan(&mut self, buf: &[u8], at_end: bool) -> (usize, Option<Bytes>) {
         // Assembling, every event is read anyway: each is searched on its own below.
         if self.transcript.is_none() && !mentions_usage(buf) {
