@@ -3,7 +3,6 @@
 
 use crate::telemetry::trace::Trace;
 use crate::telemetry::Telemetry;
-use serde_json::value::RawValue;
 
 /// At most this many records in one answer, whatever `limit` asks.
 const MAX_LIMIT: usize = 1000;
@@ -100,11 +99,15 @@ pub fn list(telemetry: &Telemetry, query: &str) -> Vec<u8> {
     let q = Query::parse(query);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let traces = telemetry.recent(limit, |t| q.keeps(t));
-    let data: Vec<&RawValue> = traces
-        .iter()
-        .map(|t| t.json(&telemetry.transcriber))
-        .collect();
-    serde_json::to_vec(&serde_json::json!({ "data": data })).unwrap_or_default()
+    let mut body = b"{\"data\":[".to_vec();
+    for (i, trace) in traces.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        trace.write_json(&telemetry.transcriber, &mut body);
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 #[cfg(test)]

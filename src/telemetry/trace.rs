@@ -1,6 +1,6 @@
 //! A finished request's trace: its record, frozen, and the trace record's JSON (the same in
-//! `/api/traces`, the jsonl file and the Logs page), made once when first needed, off the
-//! request path.
+//! `/api/traces`, the jsonl file and the Logs page), written off the request path from the
+//! text, ids and times made once when first needed.
 
 use super::capture::{Output, Transcriber};
 use super::cost;
@@ -25,7 +25,6 @@ pub struct Trace {
     /// A cache hit's: what its answer cost when it was asked of the provider.
     pub cost_saved: Option<f64>,
     content: OnceLock<Content>,
-    json: OnceLock<Box<RawValue>>,
     stamps: OnceLock<Stamps>,
     attempts_json: OnceLock<Box<RawValue>>,
 }
@@ -69,7 +68,6 @@ impl Trace {
             cost_saved,
             record,
             content: OnceLock::new(),
-            json: OnceLock::new(),
             stamps: OnceLock::new(),
             attempts_json: OnceLock::new(),
         }
@@ -96,7 +94,6 @@ impl Trace {
             cost,
             cost_saved,
             content,
-            json,
             stamps,
             attempts_json,
         } = self;
@@ -113,7 +110,6 @@ impl Trace {
             cost: *cost,
             cost_saved: *cost_saved,
             content: content.clone(),
-            json: json.clone(),
             stamps: stamps.clone(),
             attempts_json: attempts_json.clone(),
         }
@@ -157,14 +153,19 @@ impl Trace {
         }
     }
 
-    /// The trace record as JSON text (made on the first call, then shared).
-    pub fn json(&self, transcriber: &Transcriber) -> &RawValue {
-        self.json.get_or_init(|| {
-            let record = self.record_json(self.content(transcriber));
-            // Every field is a string, number, bool or JSON text already checked: this
-            // cannot fail, and a record is never worth a panic (`null` if it did).
-            serde_json::value::to_raw_value(&record).unwrap_or_default()
-        })
+    /// The trace record as JSON text, written at the end of `out`. It is not kept: the
+    /// jsonl exporter writes it straight into its batch, and the admin API's rare lists
+    /// write it again (kept, it was an allocation grown by doubling, copied into the batch,
+    /// and held by every trace in the recent list).
+    pub fn write_json(&self, transcriber: &Transcriber, out: &mut Vec<u8>) {
+        let start = out.len();
+        let record = self.record_json(self.content(transcriber));
+        // Every field is a string, number, bool or JSON text already checked: this cannot
+        // fail, and a record is never worth a panic (`null` if it did).
+        if serde_json::to_writer(&mut *out, &record).is_err() {
+            out.truncate(start);
+            out.extend_from_slice(b"null");
+        }
     }
 
     /// Its ids and times as text (made on the first call, then shared).
@@ -370,8 +371,14 @@ pub(crate) mod tests {
         }
     }
 
+    fn json_text(t: &Trace) -> String {
+        let mut out = Vec::new();
+        t.write_json(&transcriber(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     fn parsed(t: &Trace) -> Value {
-        serde_json::from_str(t.json(&transcriber()).get()).unwrap()
+        serde_json::from_str(&json_text(t)).unwrap()
     }
 
     pub(crate) fn record() -> RequestRecord {
@@ -407,7 +414,7 @@ pub(crate) mod tests {
     #[test]
     fn a_copy_shares_no_bytes_with_its_original() {
         let t = Trace::finish("req".into(), record());
-        t.json(&transcriber());
+        t.content(&transcriber());
         let copy = t.copied();
         let (Some(InputText::Body(a)), Some(InputText::Body(b))) =
             (&t.record.input, &copy.record.input)
@@ -419,9 +426,6 @@ pub(crate) mod tests {
         let (a, b) = (t.record.output.bytes(), copy.record.output.bytes());
         assert_eq!(a, b);
         assert_ne!(a.as_ptr(), b.as_ptr());
-        let (a, b) = (t.json.get().unwrap(), copy.json.get().unwrap());
-        assert_eq!(a.get(), b.get());
-        assert_ne!(a.get().as_ptr(), b.get().as_ptr());
         let (a, b) = (t.content.get().unwrap(), copy.content.get().unwrap());
         let (a, b) = (a.input.as_ref().unwrap(), b.input.as_ref().unwrap());
         assert_ne!(a.get().as_ptr(), b.get().as_ptr());
@@ -503,7 +507,7 @@ pub(crate) mod tests {
         let mut r = record();
         r.disable_log = true;
         let t = Trace::finish("req".into(), r);
-        let text = t.json(&transcriber()).get().to_string();
+        let text = json_text(&t);
         assert!(
             !text.contains("secret text") && !text.contains("answer text"),
             "{text}"

@@ -39,7 +39,7 @@ impl Jsonl {
     pub fn write(&mut self, batch: &[Arc<Trace>], t: &Transcriber) -> Result<(), String> {
         self.line.clear();
         for trace in batch {
-            self.line.extend_from_slice(trace.json(t).get().as_bytes());
+            trace.write_json(t, &mut self.line);
             self.line.push(b'\n');
         }
         self.file
