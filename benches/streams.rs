@@ -4,7 +4,8 @@
 //! the answer assembled from its events; with the probe of a stream held back until its
 //! content), a whole answer's usage and text (read apart, and once), the cache's gatherer
 //! (the whole answer from the pieces the app got), the transcript read back from a capture
-//! (whole answers, cache hits), and each exporter's work for one trace. The inner loop of
+//! (whole answers, cache hits), each exporter's work for one trace, and the request's
+//! translation. The inner loop of
 //! the "read each stream once" work: `cargo bench --bench streams` answers in seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -255,6 +256,38 @@ fn main() {
     }
 
     exporters(&openai, n / 4);
+    requests(n);
+}
+
+/// The benchmark's streamed requests for a Claude model, in the chat and the Responses
+/// form (as `bench/run.sh` sends them), translated into the Anthropic request: each time
+/// from the body as the request path parsed it (one level deep).
+fn requests(n: u32) {
+    use respan_sidecar::translate::{request, Target};
+    let bodies: [(&str, Wire, &[u8]); 2] = [
+        (
+            "  chat -> anthropic",
+            Wire::OpenAi,
+            br#"{"model":"claude-bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about foxes."}],"stream":true}"#,
+        ),
+        (
+            "  responses -> anthropic",
+            Wire::Responses,
+            br#"{"model":"claude-bench","max_output_tokens":4096,"instructions":"You are a helpful assistant.","input":[{"role":"user","content":"Write one sentence about foxes."}],"stream":true}"#,
+        ),
+    ];
+    println!("a request translated (the benchmark's, for a Claude model):");
+    let target = Target {
+        max_output_tokens: None,
+        reasons: false,
+        web_search: true,
+    };
+    for (what, ingress, body) in bodies {
+        let parsed = JsonBody::parse(body).expect("the bench's body is JSON");
+        time(what, 1, n, || {
+            black_box(request(ingress, Wire::Anthropic, &parsed, "claude-bench", target).is_ok());
+        });
+    }
 }
 
 /// The bench's chat stream as a finished request's record, its answer either assembled on

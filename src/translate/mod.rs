@@ -20,6 +20,7 @@ pub mod replay;
 pub mod responses;
 pub mod sse;
 mod stream;
+mod text_or_list;
 pub mod transcript;
 pub mod usage;
 pub(crate) mod web_search;

@@ -11,6 +11,7 @@ pub(crate) mod stream;
 pub(crate) mod transcript;
 pub(crate) mod usage;
 
+use super::text_or_list::text_or_list;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -50,11 +51,17 @@ pub struct MessagesRequest {
     pub output_config: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum System {
     Text(String),
     Blocks(Vec<Block>),
+}
+
+impl<'de> Deserialize<'de> for System {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text_or_list(d, System::Text, System::Blocks)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -63,11 +70,17 @@ pub struct AMessage {
     pub content: AContent,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum AContent {
     Text(String),
     Blocks(Vec<Block>),
+}
+
+impl<'de> Deserialize<'de> for AContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text_or_list(d, AContent::Text, AContent::Blocks)
+    }
 }
 
 impl AContent {

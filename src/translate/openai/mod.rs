@@ -11,6 +11,7 @@ pub(crate) mod transcript;
 pub(crate) mod usage;
 
 use super::error::TranslateError;
+use super::text_or_list::text_or_list;
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -97,11 +98,17 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text_or_list(d, Stop::One, Stop::Many)
+    }
 }
 
 impl Stop {
@@ -139,11 +146,17 @@ pub struct Message {
     pub web_search_calls: Option<Vec<WebSearchCall>>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
     Parts(Vec<Part>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text_or_list(d, Content::Text, Content::Parts)
+    }
 }
 
 impl Content {

@@ -10,6 +10,7 @@ use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
 };
+use super::super::text_or_list::text_or_list;
 use super::super::web_search::WebSearchOptions;
 use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
 use serde::Deserialize;
@@ -55,11 +56,16 @@ struct ReasoningConfig {
     effort: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum Input {
     Text(String),
     Items(Vec<Value>),
+}
+
+impl<'de> Deserialize<'de> for Input {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text_or_list(d, Input::Text, Input::Items)
+    }
 }
 
 #[derive(Debug, Deserialize)]
