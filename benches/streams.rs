@@ -5,8 +5,8 @@
 //! content), a whole answer's usage and text (read apart, and once), the cache's gatherer
 //! (the whole answer from the pieces the app got), the transcript read back from a capture
 //! (whole answers, cache hits), each exporter's work for one trace, and the request's
-//! translation. The inner loop of
-//! the "read each stream once" work: `cargo bench --bench streams` answers in seconds.
+//! translation. The inner loop of the "read each stream once" work: `cargo bench --bench
+//! streams` answers in seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../bench/streams.rs"]
@@ -336,9 +336,9 @@ fn record(events: &[Bytes], assembled: bool, input: &InputText) -> RequestRecord
     r
 }
 
-/// Each exporter's work for one trace of the chat stream (a fresh trace each time: its text
-/// and JSON are made once per trace, then shared), with the answer assembled on the request
-/// path or read back.
+/// Each exporter's work for one trace of the chat stream (a fresh trace each time: its text,
+/// ids and times are made once per trace, then shared; the record's JSON is written each
+/// time), with the answer assembled on the request path or read back.
 fn exporters(events: &[Bytes], n: u32) {
     // As many traces as an exporter sends at once at most.
     const BATCH: u32 = 256;

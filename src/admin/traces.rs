@@ -94,12 +94,16 @@ fn decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// About the size of one trace record with a short conversation, in bytes.
+const RECORD_SIZE: usize = 2048;
+
 /// The answer's body: `{"data": [records...]}`.
 pub fn list(telemetry: &Telemetry, query: &str) -> Vec<u8> {
     let q = Query::parse(query);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let traces = telemetry.recent(limit, |t| q.keeps(t));
-    let mut body = b"{\"data\":[".to_vec();
+    let mut body = Vec::with_capacity(16 + traces.len() * RECORD_SIZE);
+    body.extend_from_slice(b"{\"data\":[");
     for (i, trace) in traces.iter().enumerate() {
         if i > 0 {
             body.push(b',');
@@ -113,6 +117,33 @@ pub fn list(telemetry: &Telemetry, query: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::trace::tests::{record, transcriber};
+    use crate::telemetry::Settings;
+
+    #[test]
+    fn a_list_is_json_with_the_newest_traces_first() {
+        let settings = Settings {
+            capture_content: true,
+            max_capture_bytes: 1024,
+            recent_traces: 10,
+            access_log: false,
+        };
+        let telemetry = Telemetry::new(settings, transcriber(), Vec::new());
+        let ids = |query: &str| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_slice(&list(&telemetry, query)).unwrap();
+            let data = v["data"].as_array().unwrap();
+            data.iter()
+                .map(|t| t["request_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(ids("").is_empty());
+        telemetry.finish("a".into(), record());
+        assert_eq!(ids(""), ["a"]);
+        telemetry.finish("b".into(), record());
+        telemetry.finish("c".into(), record());
+        assert_eq!(ids(""), ["c", "b", "a"]);
+        assert_eq!(ids("limit=2"), ["c", "b"]);
+    }
 
     #[test]
     fn queries_are_parsed_and_decoded() {

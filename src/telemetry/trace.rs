@@ -154,9 +154,9 @@ impl Trace {
     }
 
     /// The trace record as JSON text, written at the end of `out`. It is not kept: the
-    /// jsonl exporter writes it straight into its batch, and the admin API's rare lists
-    /// write it again (kept, it was an allocation grown by doubling, copied into the batch,
-    /// and held by every trace in the recent list).
+    /// jsonl exporter writes it straight into its batch, and the admin API writes it again
+    /// for each list it is asked for (kept, it was an allocation grown by doubling, copied
+    /// into the batch, and held by every trace in the recent list).
     pub fn write_json(&self, transcriber: &Transcriber, out: &mut Vec<u8>) {
         let start = out.len();
         let record = self.record_json(self.content(transcriber));

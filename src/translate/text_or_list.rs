@@ -70,6 +70,7 @@ mod tests {
     fn a_string_or_an_array_and_nothing_else() {
         let read = |json: &str| serde_json::from_str::<Field>(json);
         assert_eq!(read(r#""a\"b""#).unwrap(), Field::Text("a\"b".into()));
+        assert_eq!(read(r#""plain""#).unwrap(), Field::Text("plain".into()));
         assert_eq!(read("[1,2]").unwrap(), Field::List(vec![1, 2]));
         assert_eq!(read("[]").unwrap(), Field::List(vec![]));
         for bad in ["5", "{}", "null", "true"] {
@@ -86,6 +87,23 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<Field>(tree).unwrap(),
             Field::Text("t".into())
+        );
+    }
+
+    #[test]
+    fn a_request_body_reads_through_it() {
+        use crate::body::JsonBody;
+        use crate::translate::openai::{ChatRequest, Content, Stop};
+        let typed = |json: &[u8]| JsonBody::parse(json).unwrap().to_typed::<ChatRequest>();
+        let ok =
+            typed(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stop":["a","b"]}"#);
+        let ok = ok.unwrap();
+        assert!(matches!(&ok.messages[0].content, Some(Content::Text(t)) if t == "hi"));
+        assert!(matches!(&ok.stop, Some(Stop::Many(v)) if v == &["a", "b"]));
+        let e = typed(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("expected a string or an array"),
+            "{e}"
         );
     }
 }
