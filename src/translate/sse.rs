@@ -121,29 +121,31 @@ impl SseParser {
     }
 
     /// Reads one line; a blank one hands its event over (false: `on_event` says to stop).
+    /// The field is split off and named on the bytes, and only the value is read as text
+    /// (invalid UTF-8 replaced): a `:` byte is never part of a longer character, so this
+    /// reads what splitting the whole line's text would.
     fn end_line(&mut self, line: &[u8], on_event: &mut dyn FnMut(&Event) -> bool) -> bool {
         if line.is_empty() {
             return self.dispatch(on_event);
         }
-        let line = match std::str::from_utf8(line) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(line),
-        };
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line.as_ref(), ""),
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
         };
         match field {
-            "data" => {
+            b"data" => {
                 if self.has_data {
                     self.current.data.push('\n');
                 }
-                self.current.data.push_str(value);
+                push_text(&mut self.current.data, value);
                 self.has_data = true;
             }
-            "event" => {
+            b"event" => {
                 self.current.name.clear();
-                self.current.name.push_str(value);
+                push_text(&mut self.current.name, value);
             }
             _ => {} // comments (`: ping`), `id`, `retry`: nothing to translate
         }
@@ -158,6 +160,14 @@ impl SseParser {
         self.current.data.clear();
         self.has_data = false;
         reading
+    }
+}
+
+/// Appends `bytes` as text, any invalid UTF-8 in them replaced.
+fn push_text(into: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => into.push_str(text),
+        Err(_) => into.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -211,6 +221,49 @@ mod tests {
         }
         parser.finish(&mut |e| events.push(e.clone()));
         events
+    }
+
+    /// A line read as the parser read it before it worked on bytes: the whole line made
+    /// text (invalid UTF-8 replaced), then split at its first `:`.
+    fn read_as_text(line: &[u8]) -> Option<(bool, String)> {
+        let line = String::from_utf8_lossy(line);
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line.as_ref(), ""),
+        };
+        match field {
+            "data" => Some((true, value.to_string())),
+            "event" => Some((false, value.to_string())),
+            _ => None,
+        }
+    }
+
+    proptest::proptest! {
+        /// Any line, of any bytes, is read as the whole line's text split at its `:` is.
+        #[test]
+        fn a_line_reads_as_its_text_does(
+            field in proptest::sample::select(vec![&b"data"[..], b"event", b"id", b"", b"dat\xc3", b"da\xffta"]),
+            sep in proptest::sample::select(vec![&b":"[..], b": ", b"", b":  ", b"\xe2:"]),
+            value in proptest::collection::vec(proptest::sample::select(
+                vec![b'a', b':', b' ', 0xc3, 0xa9, 0xe2, 0x82, 0xff, b'{', b'"']), 0..12),
+        ) {
+            let mut line = [field, sep].concat();
+            line.extend_from_slice(&value);
+            // An empty line ends an event: another test's matter.
+            proptest::prop_assume!(!line.is_empty());
+            let mut parser = SseParser::default();
+            let mut events = Vec::new();
+            let mut input = b"event: x\n".to_vec();
+            input.extend_from_slice(&line);
+            input.extend_from_slice(b"\ndata: end\n\n");
+            parser.feed(&input, &mut |e| events.push(e.clone())).unwrap();
+            let (name, data) = match read_as_text(&line) {
+                Some((true, text)) => ("x".to_string(), format!("{text}\nend")),
+                Some((false, text)) => (text, "end".to_string()),
+                None => ("x".to_string(), "end".to_string()),
+            };
+            proptest::prop_assert_eq!(events, vec![Event { name, data }]);
+        }
     }
 
     #[test]
