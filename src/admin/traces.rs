@@ -117,18 +117,12 @@ pub fn list(telemetry: &Telemetry, query: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::trace::tests::{record, transcriber};
-    use crate::telemetry::Settings;
+    use crate::telemetry::tests::telemetry;
+    use crate::telemetry::trace::tests::record;
 
     #[test]
     fn a_list_is_json_with_the_newest_traces_first() {
-        let settings = Settings {
-            capture_content: true,
-            max_capture_bytes: 1024,
-            recent_traces: 10,
-            access_log: false,
-        };
-        let telemetry = Telemetry::new(settings, transcriber(), Vec::new());
+        let telemetry = telemetry(10);
         let ids = |query: &str| -> Vec<String> {
             let v: serde_json::Value = serde_json::from_slice(&list(&telemetry, query)).unwrap();
             let data = v["data"].as_array().unwrap();

@@ -89,10 +89,10 @@ pub(crate) async fn settle(changed: &mut mpsc::UnboundedReceiver<()>) {
     }
 }
 
-/// Events queued before a reload reads the files are no change it will not see. (Those that
-/// came while it ran were once dropped after it too: a change made just after the reload
-/// put the one before in force was lost until the next, which a lifecycle test hit on a
-/// loaded machine. The reload's own reads make no event: accesses are not counted.)
+/// Drops the events queued so far: called just before a reload reads the files, which then
+/// sees every change they were about. Never after it: a change made while it ran would be
+/// lost until the next one. (The reload's own reads make no event: accesses are not
+/// counted.)
 fn drop_pending(changed: &mut mpsc::UnboundedReceiver<()>) {
     while changed.try_recv().is_ok() {}
 }

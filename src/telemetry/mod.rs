@@ -257,11 +257,12 @@ struct Slot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use trace::tests::{record, transcriber};
 
-    fn telemetry(recent_traces: usize) -> Telemetry {
+    /// Telemetry keeping `recent_traces`, with no exporter (the admin API's tests too).
+    pub(crate) fn telemetry(recent_traces: usize) -> Telemetry {
         let settings = Settings {
             capture_content: true,
             max_capture_bytes: 1024,
