@@ -217,6 +217,9 @@ async fn relay_stream(
     if let Some(keeping) = &mut ctx.keeping {
         keeping.sent(&end);
     }
+    if matches!(reader, BodyReader::Tail(_)) && (200..300).contains(&answer.status()) {
+        read_relayed_answer(&mut ctx.record);
+    }
     Ok(match unwritten {
         Some(mut head) => {
             frame(&mut head, Some(end.len()));
@@ -481,6 +484,23 @@ fn read_answer(record: &mut RequestRecord, plan: &ResponsePlan, body: &[u8]) -> 
             usage
         }
         None => usage::of_body(plan.from, body),
+    }
+}
+
+/// A successful whole answer relayed as it is (not SSE), once all of it has passed: read
+/// once for its trace's answer and its usage while its bytes are at hand, as
+/// [`read_answer`] reads one the relay rewrites, so that the exporters only copy the answer
+/// out, as they do a stream's. The usage read off its tail gives way. Left to be read back
+/// when not all of it was kept, or in a format whose reader does not give the counts too.
+fn read_relayed_answer(record: &mut RequestRecord) {
+    let capture = &record.output;
+    let whole = capture.is_on() && !capture.truncated && !capture.stream;
+    let Some(format) = capture.format.filter(|_| whole) else {
+        return;
+    };
+    if let Some((output, usage)) = transcript::answer(format, capture.bytes()) {
+        record.usage = usage;
+        record.output.assembled(output);
     }
 }
 
