@@ -5,7 +5,7 @@
 //! content), a whole answer's usage and text (read apart, and once), the cache's gatherer
 //! (the whole answer from the pieces the app got), the transcript read back from a capture
 //! (whole answers, cache hits), each exporter's work for one trace, and the request's
-//! translation. The inner loop of the "read each stream once" work: `cargo bench --bench
+//! translation (the benchmark's, and a coding agent's turn with its tools). The inner loop of the "read each stream once" work: `cargo bench --bench
 //! streams` answers in seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -288,6 +288,75 @@ fn requests(n: u32) {
             black_box(request(ingress, Wire::Anthropic, &parsed, "claude-bench", target).is_ok());
         });
     }
+    println!("a coding agent's turn translated ({TOOLS} tools with their schemas, each way):");
+    let agent_turns = [
+        ("  chat -> anthropic", Wire::OpenAi, Wire::Anthropic),
+        ("  responses -> anthropic", Wire::Responses, Wire::Anthropic),
+        ("  anthropic -> chat", Wire::Anthropic, Wire::OpenAi),
+        ("  chat -> gemini", Wire::OpenAi, Wire::Gemini),
+    ];
+    for (what, ingress, to) in agent_turns {
+        let body = agent_turn(ingress);
+        let parsed = JsonBody::parse(&body).expect("the agent's body is JSON");
+        time(what, 1, n / 20, || {
+            black_box(request(ingress, to, &parsed, "claude-bench", target).is_ok());
+        });
+    }
+}
+
+/// Tools in [`agent_turn`]: about what a coding agent offers (Claude Code and Codex send a
+/// few dozen, with long descriptions and schemas).
+const TOOLS: usize = 24;
+
+/// A coding agent's request in `ingress`'s form: a short conversation and [`TOOLS`] function
+/// tools, each with a schema of six described properties (about 40 KB in all).
+fn agent_turn(ingress: Wire) -> Vec<u8> {
+    use serde_json::{json, Value};
+    let prose = "Use this to inspect or change the files of the working tree. ".repeat(4);
+    let schemas = (0..TOOLS).map(|i| {
+        let properties: serde_json::Map<String, Value> = (0..6)
+            .map(|p| {
+                let kind = ["string", "integer", "boolean"][p % 3];
+                (
+                    format!("arg_{p}"),
+                    json!({"type": kind, "description": prose}),
+                )
+            })
+            .collect();
+        let schema = json!({
+            "type": "object",
+            "properties": properties,
+            "required": ["arg_0", "arg_1"],
+            "additionalProperties": false,
+        });
+        (format!("tool_{i}"), schema)
+    });
+    let (system, user) = ("You are a coding agent.", "Fix the failing test.");
+    let body = match ingress {
+        Wire::Anthropic => json!({
+            "model": "m", "max_tokens": 4096, "stream": true, "system": system,
+            "messages": [{"role": "user", "content": user}],
+            "tools": schemas.map(|(name, schema)| json!({
+                "name": name, "description": prose, "input_schema": schema,
+            })).collect::<Vec<_>>(),
+        }),
+        Wire::Responses => json!({
+            "model": "m", "stream": true, "instructions": system,
+            "input": [{"role": "user", "content": user}],
+            "tools": schemas.map(|(name, schema)| json!({
+                "type": "function", "name": name, "description": prose, "parameters": schema,
+            })).collect::<Vec<_>>(),
+        }),
+        Wire::OpenAi | Wire::Gemini => json!({
+            "model": "m", "stream": true,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "tools": schemas.map(|(name, schema)| json!({
+                "type": "function",
+                "function": {"name": name, "description": prose, "parameters": schema},
+            })).collect::<Vec<_>>(),
+        }),
+    };
+    serde_json::to_vec(&body).expect("a Value writes")
 }
 
 /// The bench's chat stream as a finished request's record, its answer either assembled on

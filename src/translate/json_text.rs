@@ -3,7 +3,16 @@
 //! strings serde reads borrowed from the text.
 
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::borrow::Cow;
+
+/// A tree as JSON text, for a field the app's JSON is carried in as text (a tool's schema)
+/// when the gateway makes that JSON itself.
+pub(crate) fn text_of(value: &Value) -> Box<RawValue> {
+    // A tree always writes (its keys are strings); `null` if it did not.
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
 
 /// Whether `text`, the bytes between a JSON string's quotes, is the string itself: no quote
 /// or escape in it, and no raw control character (which serde refuses).

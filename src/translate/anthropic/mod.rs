@@ -13,6 +13,7 @@ pub(crate) mod usage;
 
 use super::text_or_list::text_or_list;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Used when a request sets no output limit: Anthropic requires one.
@@ -178,8 +179,9 @@ pub struct ATool {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// As JSON text, as the chat form's `parameters` (see there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_schema: Option<Value>,
+    pub input_schema: Option<Box<RawValue>>,
     /// A server tool's settings (`allowed_domains`, `user_location`, ...), and any other
     /// field a tool came with (`cache_control`).
     #[serde(flatten)]
@@ -188,7 +190,11 @@ pub struct ATool {
 
 impl ATool {
     /// One of the app's tools, run by the app.
-    pub fn function(name: String, description: Option<String>, input_schema: Value) -> ATool {
+    pub fn function(
+        name: String,
+        description: Option<String>,
+        input_schema: Box<RawValue>,
+    ) -> ATool {
         ATool {
             kind: None,
             name,

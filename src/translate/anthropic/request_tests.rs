@@ -239,3 +239,28 @@ fn anthropic_requests_become_openai() {
     // session ids): it is on the trace instead.
     assert!(v.get("user").is_none());
 }
+
+/// A tool's schema reaches the provider as the app wrote it, either way: its keys in their
+/// order, its numbers and spacing as they were (it is carried as text, never re-written).
+#[test]
+fn tool_schemas_are_carried_as_the_app_wrote_them() {
+    let schema = r#"{ "type": "object", "properties": {"z": {"type": "number", "maximum": 1.50}, "a": {}} }"#;
+    let anthropic = format!(
+        r#"{{"model": "m", "max_tokens": 10, "messages": [{{"role": "user", "content": "hi"}}],
+            "tools": [{{"name": "f", "input_schema": {schema}, "cache_control": {{"type": "ephemeral"}}}}]}}"#
+    );
+    let chat = to_openai(serde_json::from_str(&anthropic).unwrap()).unwrap();
+    let tools = chat.tools.as_ref().unwrap();
+    assert_eq!(tools[0].function.parameters.as_ref().unwrap().get(), schema);
+    let chat = serde_json::to_string(&chat).unwrap();
+    assert!(
+        chat.contains(&format!(r#""parameters":{schema}"#)),
+        "{chat}"
+    );
+    let (back, _) = from_openai(serde_json::from_str(&chat).unwrap()).unwrap();
+    let back = serde_json::to_string(&back).unwrap();
+    assert!(
+        back.contains(&format!(r#""input_schema":{schema}"#)),
+        "{back}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::translate::openai::{
-    parse_data_url, ChatRequest, Content, Message, ResponseFormat, Stop, ToolChoice,
+    parse_data_url, ChatRequest, Content, Message, ResponseFormat, Stop, Tool, ToolChoice,
 };
 use crate::translate::{error::TranslateError, reasoning};
 use serde_json::{json, Map};
@@ -67,19 +67,16 @@ pub fn from_openai(req: ChatRequest) -> Result<GenerateRequest, TranslateError> 
         }
         Some(ResponseFormat::Text) | None => {}
     }
-    let mut tools = req.tools.filter(|t| !t.is_empty()).map(|tools| {
-        vec![GTool {
+    let mut tools = match req.tools.filter(|t| !t.is_empty()) {
+        Some(tools) => Some(vec![GTool {
             google_search: None,
             function_declarations: tools
                 .into_iter()
-                .map(|t| FunctionDeclaration {
-                    name: t.function.name,
-                    description: t.function.description,
-                    parameters: t.function.parameters.map(clean_schema),
-                })
-                .collect(),
-        }]
-    });
+                .map(declaration)
+                .collect::<Result<_, _>>()?,
+        }]),
+        None => None,
+    };
     if req.web_search_options.is_some() {
         tools.get_or_insert_with(Vec::new).push(GTool {
             function_declarations: Vec::new(),
@@ -290,6 +287,23 @@ const SCHEMA_KEYS: &[&str] = &[
     "minimum",
     "maximum",
 ];
+
+/// A function tool as Gemini declares it: its schema, carried as text so far, is read into
+/// a tree here to be cleaned.
+fn declaration(tool: Tool) -> Result<FunctionDeclaration, TranslateError> {
+    let parameters = match tool.function.parameters {
+        Some(schema) => Some(clean_schema(
+            serde_json::from_str(schema.get())
+                .map_err(|e| TranslateError::invalid("tools", e.to_string()))?,
+        )),
+        None => None,
+    };
+    Ok(FunctionDeclaration {
+        name: tool.function.name,
+        description: tool.function.description,
+        parameters,
+    })
+}
 
 /// A JSON Schema made acceptable to Gemini: unknown keywords dropped, `"type": [T, "null"]`
 /// turned into `type: T, nullable: true`, recursively.

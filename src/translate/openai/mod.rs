@@ -14,6 +14,7 @@ use super::error::TranslateError;
 use super::text_or_list::text_or_list;
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -262,8 +263,10 @@ pub struct FunctionDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The schema as the app wrote it: carried as JSON text, never built into a tree (a
+    /// coding agent's tools are tens of kilobytes of schemas, on every turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Value>,
+    pub parameters: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -6,6 +6,7 @@
 //! gateway wrote it) goes back on the next assistant turn.
 
 use super::super::error::TranslateError;
+use super::super::json_text::text_of;
 use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
@@ -13,8 +14,11 @@ use super::super::openai::{
 use super::super::text_or_list::text_or_list;
 use super::super::web_search::WebSearchOptions;
 use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::fmt;
 
 /// The fields of a Responses request that are translated; the rest (`store`, `include`,
 /// `truncation`, `service_tier`, ...) mean nothing to another provider.
@@ -25,7 +29,7 @@ pub struct ResponsesRequest {
     #[serde(default)]
     instructions: Option<String>,
     #[serde(default)]
-    tools: Option<Vec<Value>>,
+    tools: Option<Vec<GivenTool>>,
     #[serde(default)]
     tool_choice: Option<Value>,
     #[serde(default)]
@@ -384,23 +388,70 @@ fn image_url(part: &Value) -> Option<String> {
     }
 }
 
+/// One of a request's tools. A function's schema (`parameters`) is kept as the app wrote
+/// it, never built into a tree (a coding agent's tools are tens of kilobytes of schemas, on
+/// every turn), and so is a namespace's `tools` until it is read as tools in turn; the other
+/// fields (a few words) as a tree.
+#[derive(Debug)]
+struct GivenTool {
+    fields: Value,
+    parameters: Option<Box<RawValue>>,
+    tools: Option<Box<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for GivenTool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ToolFields)
+    }
+}
+
+/// Reads a tool's fields into a [`GivenTool`].
+struct ToolFields;
+
+impl<'de> Visitor<'de> for ToolFields {
+    type Value = GivenTool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a tool (an object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GivenTool, A::Error> {
+        let (mut fields, mut parameters, mut tools) = (serde_json::Map::new(), None, None);
+        // A key given twice is read as a tree reads it: the last one holds.
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "parameters" => parameters = map.next_value()?,
+                "tools" => tools = map.next_value()?,
+                _ => {
+                    fields.insert(key, map.next_value()?);
+                }
+            }
+        }
+        Ok(GivenTool {
+            fields: Value::Object(fields),
+            parameters,
+            tools,
+        })
+    }
+}
+
 /// Flat `function` tools; a `namespace` tool's functions are each one, under a flat name;
 /// a `custom` tool is a function of one string.
 /// The tools as chat tools, the names whose calls are turned back, and the web search the
 /// app offered (if any).
 fn tools(
-    given: Vec<Value>,
+    given: Vec<GivenTool>,
 ) -> Result<(Vec<Tool>, ToolNames, Option<WebSearchOptions>), TranslateError> {
     let mut tools = Vec::with_capacity(given.len());
     let (mut namespaces, mut custom) = (Vec::new(), Vec::new());
     let mut web_search = None;
-    for (i, tool) in given.iter().enumerate() {
+    for (i, given) in given.into_iter().enumerate() {
         let at = format!("tools[{i}]");
+        let tool = &given.fields;
         match tool.get("type").and_then(Value::as_str) {
             Some("namespace") => {
                 let namespace = string(tool, "name", &format!("{at}.name"))?;
-                let inner = tool.get("tools").and_then(Value::as_array);
-                for (j, f) in inner.into_iter().flatten().enumerate() {
+                for (j, f) in namespace_tools(given.tools, &at)?.into_iter().enumerate() {
                     tools.push(function(f, Some(&namespace), &format!("{at}.tools[{j}]"))?);
                 }
                 namespaces.push(namespace);
@@ -413,10 +464,22 @@ fn tools(
             Some("web_search" | "web_search_preview") => {
                 web_search = Some(WebSearchOptions::from_responses_tool(tool));
             }
-            _ => tools.push(function(tool, None, &at)?),
+            _ => tools.push(function(given, None, &at)?),
         }
     }
     Ok((tools, ToolNames::new(namespaces, custom), web_search))
+}
+
+/// A namespace's functions: none when it names no `tools`.
+fn namespace_tools(
+    tools: Option<Box<RawValue>>,
+    at: &str,
+) -> Result<Vec<GivenTool>, TranslateError> {
+    let Some(tools) = tools.filter(|t| t.get() != "null") else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str(tools.get())
+        .map_err(|e| TranslateError::invalid(format!("{at}.tools"), e.to_string()))
 }
 
 /// A `custom` tool as a function whose one parameter, `input`, is the free-form text; its
@@ -446,18 +509,19 @@ fn custom_tool(tool: &Value, at: &str) -> Result<Tool, TranslateError> {
                 .get("description")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            parameters: Some(json!({
+            parameters: Some(text_of(&json!({
                 "type": "object",
                 "properties": {CUSTOM_INPUT: {"type": "string", "description": described}},
                 "required": [CUSTOM_INPUT],
                 "additionalProperties": false,
-            })),
+            }))),
         },
     })
 }
 
 /// A `function` tool (in `namespace`, if given); any other type is refused, naming it.
-fn function(tool: &Value, namespace: Option<&str>, at: &str) -> Result<Tool, TranslateError> {
+fn function(given: GivenTool, namespace: Option<&str>, at: &str) -> Result<Tool, TranslateError> {
+    let tool = &given.fields;
     let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
     if kind != "function" {
         let why = if BUILT_IN_TOOLS.contains(&kind) {
@@ -476,7 +540,7 @@ fn function(tool: &Value, namespace: Option<&str>, at: &str) -> Result<Tool, Tra
                 .get("description")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            parameters: tool.get("parameters").cloned(),
+            parameters: given.parameters,
         },
     })
 }

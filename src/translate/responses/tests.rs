@@ -344,6 +344,31 @@ fn namespace_tools_go_flat_and_their_calls_come_back_in_their_namespace() {
     assert!(r["output"][1].get("namespace").is_none());
 }
 
+/// A function's schema, alone or in a namespace, goes on as the app wrote it (carried as
+/// text: keys in their order, numbers and spacing as they were); a namespace whose `tools`
+/// are not tools is refused by name.
+#[test]
+fn tool_schemas_are_carried_as_the_app_wrote_them() {
+    let schema = r#"{ "type": "object", "properties": {"z": {"type": "number", "maximum": 1.50}, "a": {}} }"#;
+    let body = format!(
+        r#"{{"input": "hi", "tools": [
+            {{"type": "function", "name": "f", "parameters": {schema}, "strict": false}},
+            {{"type": "namespace", "name": "ns", "tools": [{{"type": "function", "name": "g", "parameters": {schema}}}]}},
+            {{"type": "function", "name": "h", "parameters": null}}]}}"#
+    );
+    let (chat, _) = to_openai(serde_json::from_str(&body).unwrap()).unwrap();
+    let tools = chat.tools.unwrap();
+    let schemas: Vec<_> = tools
+        .iter()
+        .map(|t| t.function.parameters.as_ref().map(|p| p.get()))
+        .collect();
+    assert_eq!(schemas, [Some(schema), Some(schema), None]);
+    let not_tools =
+        json!({"input": "hi", "tools": [{"type": "namespace", "name": "ns", "tools": 3}]});
+    let err = request(not_tools).unwrap_err();
+    assert!(err.to_string().contains("tools[0].tools"), "{err}");
+}
+
 #[test]
 fn custom_tools_go_as_functions_of_one_string_and_come_back_as_custom_calls() {
     let body = json!({"input": [
@@ -356,7 +381,7 @@ fn custom_tools_go_as_functions_of_one_string_and_come_back_as_custom_calls() {
     let (chat, tool_names) = to_openai(serde_json::from_value(body).unwrap()).unwrap();
     let tool = &chat.tools.as_ref().unwrap()[0].function;
     assert_eq!(tool.description.as_deref(), Some("Edit files."));
-    let schema = tool.parameters.as_ref().unwrap();
+    let schema: Value = serde_json::from_str(tool.parameters.as_ref().unwrap().get()).unwrap();
     assert_eq!(schema["required"], json!(["input"]));
     let told = schema["properties"]["input"]["description"]
         .as_str()
