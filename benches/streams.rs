@@ -288,7 +288,7 @@ fn requests(n: u32) {
             black_box(request(ingress, Wire::Anthropic, &parsed, "claude-bench", target).is_ok());
         });
     }
-    println!("a coding agent's turn translated ({TOOLS} tools with their schemas, each way):");
+    println!("a coding agent's turn translated ({CALLS} calls so far, {TOOLS} tools with their schemas):");
     let agent_turns = [
         ("  chat -> anthropic", Wire::OpenAi, Wire::Anthropic),
         ("  responses -> anthropic", Wire::Responses, Wire::Anthropic),
@@ -308,8 +308,12 @@ fn requests(n: u32) {
 /// few dozen, with long descriptions and schemas).
 const TOOLS: usize = 24;
 
-/// A coding agent's request in `ingress`'s form: a short conversation and [`TOOLS`] function
-/// tools, each with a schema of six described properties (about 40 KB in all).
+/// Tool calls in [`agent_turn`]'s conversation so far.
+const CALLS: usize = 20;
+
+/// A coding agent's request in `ingress`'s form: [`CALLS`] calls of a tool and their results
+/// (about 40 KB of file text), and [`TOOLS`] function tools, each with a schema of six
+/// described properties (about 45 KB).
 fn agent_turn(ingress: Wire) -> Vec<u8> {
     use serde_json::{json, Value};
     let prose = "Use this to inspect or change the files of the working tree. ".repeat(4);
@@ -332,24 +336,53 @@ fn agent_turn(ingress: Wire) -> Vec<u8> {
         (format!("tool_{i}"), schema)
     });
     let (system, user) = ("You are a coding agent.", "Fix the failing test.");
+    // Each call's result is a file's worth of text, with the quotes and line ends it has.
+    let result = "fn main() {\n    println!(\"hello\");\n}\n".repeat(48);
+    let calls = (0..CALLS).map(|i| (format!("call_{i}"), json!({"path": format!("src/f{i}.rs")})));
+    let mut conversation = Vec::new();
+    for (id, input) in calls {
+        let arguments = input.to_string();
+        conversation.extend(match ingress {
+            Wire::Anthropic => vec![
+                json!({"role": "assistant", "content": [{"type": "text", "text": "Reading."},
+                    {"type": "tool_use", "id": id, "name": "tool_0", "input": input}]}),
+                json!({"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": id, "content": result}]}),
+            ],
+            Wire::Responses => vec![
+                json!({"type": "function_call", "call_id": id, "name": "tool_0",
+                    "arguments": arguments}),
+                json!({"type": "function_call_output", "call_id": id, "output": result}),
+            ],
+            Wire::OpenAi | Wire::Gemini => vec![
+                json!({"role": "assistant", "content": "Reading.", "tool_calls": [{"id": id,
+                    "type": "function", "function": {"name": "tool_0", "arguments": arguments}}]}),
+                json!({"role": "tool", "tool_call_id": id, "content": result}),
+            ],
+        });
+    }
+    let turns = |opening: Vec<Value>| [opening, conversation.clone()].concat();
     let body = match ingress {
         Wire::Anthropic => json!({
             "model": "m", "max_tokens": 4096, "stream": true, "system": system,
-            "messages": [{"role": "user", "content": user}],
+            "messages": turns(vec![json!({"role": "user", "content": user})]),
             "tools": schemas.map(|(name, schema)| json!({
                 "name": name, "description": prose, "input_schema": schema,
             })).collect::<Vec<_>>(),
         }),
         Wire::Responses => json!({
             "model": "m", "stream": true, "instructions": system,
-            "input": [{"role": "user", "content": user}],
+            "input": turns(vec![json!({"role": "user", "content": user})]),
             "tools": schemas.map(|(name, schema)| json!({
                 "type": "function", "name": name, "description": prose, "parameters": schema,
             })).collect::<Vec<_>>(),
         }),
         Wire::OpenAi | Wire::Gemini => json!({
             "model": "m", "stream": true,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "messages": turns(vec![
+                json!({"role": "system", "content": system}),
+                json!({"role": "user", "content": user}),
+            ]),
             "tools": schemas.map(|(name, schema)| json!({
                 "type": "function",
                 "function": {"name": name, "description": prose, "parameters": schema},
