@@ -208,8 +208,9 @@ impl BodyReader {
     }
 
     /// Assembles the trace's answer as the body passes, in the app's format, keeping at most
-    /// `limit` bytes of its text (0: none). A body that is not SSE is not assembled here: the
-    /// relay reads it whole from its capture once it has passed.
+    /// `limit` bytes of its text (0: none). A body that is not SSE is not assembled here: once
+    /// the app has it, the relay reads it from its capture if it was kept whole (else the
+    /// trace reads it back).
     pub fn assemble(&mut self, limit: usize) {
         match self {
             BodyReader::Translate { translator, .. } => translator.assemble(limit),

@@ -12,6 +12,7 @@ use super::respond::{add_respan_headers, write_head, write_whole};
 use crate::dispatch::answer::{is_event_stream, Answer, BodyReader, Held, Settled};
 use crate::dispatch::caller::or_gone;
 use crate::drain::Drain;
+use crate::endpoint::Endpoint;
 use crate::error::{stream_error_event, GatewayError};
 use crate::error::{StreamFailure, SHUTTING_DOWN, UPSTREAM_FAILED_CODE};
 use crate::head::frame;
@@ -81,6 +82,7 @@ pub async fn relay(
         limits,
         held,
     } = settled;
+    let success = (200..300).contains(&answer.status());
     let read = match (answer.head(), held) {
         (None, _) => Err(RelayEnd::UpstreamFailed("no response header".into())),
         (Some(head), Some(held)) => {
@@ -115,6 +117,11 @@ pub async fn relay(
         Ok(last) => write_last(session, last).await,
         Err(end) => end,
     };
+    // After the app has its answer: the read does not hold it back.
+    let vectors = ctx.endpoint == Endpoint::Embeddings;
+    if end == RelayEnd::Complete && success && plan.is_identity() && !vectors {
+        read_relayed_answer(&mut ctx.record);
+    }
     if let Some(mut slot) = ctx.cache_slot.take() {
         if end == RelayEnd::Complete && ctx.record.stream {
             slot.keep_stream(&ctx.record.served, ctx.record.usage);
@@ -216,9 +223,6 @@ async fn relay_stream(
     ctx.record.output.push(&end);
     if let Some(keeping) = &mut ctx.keeping {
         keeping.sent(&end);
-    }
-    if matches!(reader, BodyReader::Tail(_)) && (200..300).contains(&answer.status()) {
-        read_relayed_answer(&mut ctx.record);
     }
     Ok(match unwritten {
         Some(mut head) => {
@@ -487,19 +491,20 @@ fn read_answer(record: &mut RequestRecord, plan: &ResponsePlan, body: &[u8]) -> 
     }
 }
 
-/// A successful whole answer relayed as it is (not SSE), once all of it has passed: read
-/// once for its trace's answer and its usage while its bytes are at hand, as
-/// [`read_answer`] reads one the relay rewrites, so that the exporters only copy the answer
-/// out, as they do a stream's. The usage read off its tail gives way. Left to be read back
-/// when not all of it was kept, or in a format whose reader does not give the counts too.
+/// A whole answer (not SSE) the app got as it came, its bytes kept whole in its capture
+/// and not yet read: read once, now, for its trace's answer and its usage, as
+/// [`read_answer`] reads one the relay reads whole, so that the exporters only copy the
+/// answer out, as they do a stream's. The usage read off its tail holds where the whole
+/// answer reports none. Left to be read back when not all of it was kept, when it carries a
+/// breakdown, or in a format whose reader does not give the counts too.
 fn read_relayed_answer(record: &mut RequestRecord) {
     let capture = &record.output;
-    let whole = capture.is_on() && !capture.truncated && !capture.stream;
-    let Some(format) = capture.format.filter(|_| whole) else {
+    let unread = capture.kept_whole() && !capture.stream && !record.request_breakdown;
+    let Some(format) = capture.format.filter(|_| unread) else {
         return;
     };
     if let Some((output, usage)) = transcript::answer(format, capture.bytes()) {
-        record.usage = usage;
+        record.usage = usage.or(record.usage);
         record.output.assembled(output);
     }
 }
@@ -520,4 +525,73 @@ fn keep(ctx: &mut RequestCtx, body: &[u8]) {
 async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: GatewayError) -> RelayEnd {
     super::respond::error(session, ctx, &e).await;
     RelayEnd::UpstreamFailed(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = r#"{"id":"c1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+
+    /// What the tail read, when the whole answer is not read.
+    const TAIL: Option<TokenUsage> = Some(TokenUsage {
+        prompt_tokens: 0,
+        completion_tokens: 9,
+        total_tokens: 9,
+        cached_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+    });
+
+    /// A record whose capture kept `body` (up to `limit` bytes) and whose usage the tail read.
+    fn relayed(format: Wire, body: &str, limit: usize) -> RequestRecord {
+        let mut r = RequestRecord::new();
+        r.output.start(Some(format), false, limit);
+        r.output.push(body.as_bytes());
+        r.usage = TAIL;
+        r
+    }
+
+    #[test]
+    fn a_whole_answer_kept_is_read_once_for_its_text_and_usage() {
+        let mut r = relayed(Wire::OpenAi, ANSWER, 1024);
+        read_relayed_answer(&mut r);
+        let output = r.output.assembled_output().expect("read into the trace");
+        let message = output.message.as_ref().expect("a message").get();
+        assert!(message.contains(r#""content":"hi""#), "{message}");
+        assert_eq!(output.finish_reasons, ["stop"]);
+        assert!(r.output.bytes().is_empty(), "no bytes kept once read");
+        assert_eq!(r.usage.map(|u| u.completion_tokens), Some(1));
+    }
+
+    /// Not kept whole, rewritten with a breakdown, or in a format read apart: left to be
+    /// read back as it was kept, with the tail's usage.
+    #[test]
+    fn an_answer_not_to_be_read_now_is_left_as_it_was_kept() {
+        let mut cut = relayed(Wire::OpenAi, ANSWER, 20);
+        let mut breakdown = relayed(Wire::OpenAi, ANSWER, 1024);
+        breakdown.request_breakdown = true;
+        let gemini = r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}]}"#;
+        let mut apart = relayed(Wire::Gemini, gemini, 1024);
+        for (r, kept) in [
+            (&mut cut, &ANSWER[..20]),
+            (&mut breakdown, ANSWER),
+            (&mut apart, gemini),
+        ] {
+            read_relayed_answer(r);
+            assert!(r.output.assembled_output().is_none(), "{kept}");
+            assert_eq!(r.output.bytes(), kept.as_bytes());
+            assert_eq!(r.usage, TAIL);
+        }
+    }
+
+    /// An answer serde does not read as one completion (here, bytes after it) is read as
+    /// each reader reads it alone: its text is taken, and the tail's usage holds.
+    #[test]
+    fn an_answer_whose_usage_is_not_read_keeps_the_tails() {
+        let mut r = relayed(Wire::OpenAi, &format!("{ANSWER} x"), 1024);
+        read_relayed_answer(&mut r);
+        assert!(r.output.assembled_output().is_some());
+        assert_eq!(r.usage, TAIL);
+    }
 }

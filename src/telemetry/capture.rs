@@ -96,6 +96,11 @@ impl Capture {
         self.limit > 0
     }
 
+    /// Whether it holds every byte that went by, not yet read into an answer.
+    pub fn kept_whole(&self) -> bool {
+        matches!(self.kept, Kept::Bytes(_)) && self.is_on() && !self.truncated
+    }
+
     /// Whether `len` more bytes would be kept whole (none are kept once an answer is
     /// assembled).
     pub fn has_room(&self, len: usize) -> bool {
