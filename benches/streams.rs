@@ -5,8 +5,8 @@
 //! content), a whole answer's usage and text (read apart, and once), the cache's gatherer
 //! (the whole answer from the pieces the app got), the transcript read back from a capture
 //! (whole answers, cache hits), each exporter's work for one trace, and the request's
-//! translation (the benchmark's, and a coding agent's turn with its tools). The inner loop of the "read each stream once" work: `cargo bench --bench
-//! streams` answers in seconds.
+//! translation (the benchmark's, and a coding agent's turn with its tools). The inner loop
+//! of the "read each stream once" work: `cargo bench --bench streams` answers in seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../bench/streams.rs"]
@@ -284,8 +284,11 @@ fn requests(n: u32) {
     };
     for (what, ingress, body) in bodies {
         let parsed = JsonBody::parse(body).expect("the bench's body is JSON");
+        let translate = || request(ingress, Wire::Anthropic, &parsed, "claude-bench", target);
+        // Timed only once it translates: a failure would look like a gain.
+        assert!(translate().is_ok(), "{what}");
         time(what, 1, n, || {
-            black_box(request(ingress, Wire::Anthropic, &parsed, "claude-bench", target).is_ok());
+            black_box(translate().is_ok());
         });
     }
     println!("a coding agent's turn translated ({CALLS} calls so far, {TOOLS} tools with their schemas):");
@@ -298,8 +301,10 @@ fn requests(n: u32) {
     for (what, ingress, to) in agent_turns {
         let body = agent_turn(ingress);
         let parsed = JsonBody::parse(&body).expect("the agent's body is JSON");
+        let translate = || request(ingress, to, &parsed, "agent-model", target);
+        assert!(translate().is_ok(), "{what}");
         time(what, 1, n / 20, || {
-            black_box(request(ingress, to, &parsed, "claude-bench", target).is_ok());
+            black_box(translate().is_ok());
         });
     }
 }

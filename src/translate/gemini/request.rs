@@ -289,7 +289,8 @@ const SCHEMA_KEYS: &[&str] = &[
 ];
 
 /// A function tool as Gemini declares it: its schema, carried as text so far, is read into
-/// a tree here to be cleaned.
+/// a tree here to be cleaned (so one nested deeper than serde_json's 128 levels, which the
+/// other providers get as it was written, is refused here, naming `tools`).
 fn declaration(tool: Tool) -> Result<FunctionDeclaration, TranslateError> {
     let parameters = match tool.function.parameters {
         Some(schema) => Some(clean_schema(

@@ -14,7 +14,8 @@ use super::super::openai::{
 use super::super::text_or_list::text_or_list;
 use super::super::web_search::WebSearchOptions;
 use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -401,7 +402,18 @@ struct GivenTool {
 
 impl<'de> Deserialize<'de> for GivenTool {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(ToolFields)
+        d.deserialize_any(ToolFields)
+    }
+}
+
+impl GivenTool {
+    /// What is not an object, kept as it is: a tool of no type, refused as one by its index.
+    fn not_a_tool(value: Value) -> GivenTool {
+        GivenTool {
+            fields: value,
+            parameters: None,
+            tools: None,
+        }
     }
 }
 
@@ -412,7 +424,35 @@ impl<'de> Visitor<'de> for ToolFields {
     type Value = GivenTool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a tool (an object)")
+        f.write_str("a tool")
+    }
+
+    fn visit_unit<E>(self) -> Result<GivenTool, E> {
+        Ok(GivenTool::not_a_tool(Value::Null))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<GivenTool, E> {
+        Ok(GivenTool::not_a_tool(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<GivenTool, E> {
+        Ok(GivenTool::not_a_tool(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<GivenTool, E> {
+        Ok(GivenTool::not_a_tool(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<GivenTool, E> {
+        Ok(GivenTool::not_a_tool(v.into()))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<GivenTool, E> {
+        Ok(GivenTool::not_a_tool(v.into()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<GivenTool, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(GivenTool::not_a_tool)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GivenTool, A::Error> {
@@ -440,12 +480,12 @@ impl<'de> Visitor<'de> for ToolFields {
 /// The tools as chat tools, the names whose calls are turned back, and the web search the
 /// app offered (if any).
 fn tools(
-    given: Vec<GivenTool>,
+    offered: Vec<GivenTool>,
 ) -> Result<(Vec<Tool>, ToolNames, Option<WebSearchOptions>), TranslateError> {
-    let mut tools = Vec::with_capacity(given.len());
+    let mut tools = Vec::with_capacity(offered.len());
     let (mut namespaces, mut custom) = (Vec::new(), Vec::new());
     let mut web_search = None;
-    for (i, given) in given.into_iter().enumerate() {
+    for (i, given) in offered.into_iter().enumerate() {
         let at = format!("tools[{i}]");
         let tool = &given.fields;
         match tool.get("type").and_then(Value::as_str) {
@@ -475,7 +515,7 @@ fn namespace_tools(
     tools: Option<Box<RawValue>>,
     at: &str,
 ) -> Result<Vec<GivenTool>, TranslateError> {
-    let Some(tools) = tools.filter(|t| t.get() != "null") else {
+    let Some(tools) = tools else {
         return Ok(Vec::new());
     };
     serde_json::from_str(tools.get())

@@ -367,6 +367,14 @@ fn tool_schemas_are_carried_as_the_app_wrote_them() {
         json!({"input": "hi", "tools": [{"type": "namespace", "name": "ns", "tools": 3}]});
     let err = request(not_tools).unwrap_err();
     assert!(err.to_string().contains("tools[0].tools"), "{err}");
+    // What is not a tool at all is refused by its index, as a tool of no type.
+    for not_a_tool in [json!("x"), json!(null), json!([1]), json!(2.5)] {
+        let body = format!(
+            r#"{{"input": "hi", "tools": [{{"type": "function", "name": "f"}}, {not_a_tool}]}}"#
+        );
+        let err = to_openai(serde_json::from_str(&body).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("tools[1].type"), "{err}");
+    }
 }
 
 #[test]
