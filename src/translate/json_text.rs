@@ -2,10 +2,14 @@
 //! value: only when they need no unescaping and serde would accept them; and optional
 //! strings serde reads borrowed from the text.
 
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 /// A tree as JSON text, for a field the app's JSON is carried in as text (a tool's schema)
 /// when the gateway makes that JSON itself.
@@ -18,6 +22,71 @@ pub(crate) fn text_of(value: &Value) -> Box<RawValue> {
 /// or escape in it, and no raw control character (which serde refuses).
 pub(crate) fn plain_string(text: &str) -> bool {
     !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// A type read in one pass by the shape of its JSON (its `Deserialize` is
+/// `deserialize_any(ByShape::new())`): an object key by key, or a list element by element,
+/// where it reads that shape itself; anything else as a tree, as it was written (a tool
+/// that is not an object is still refused as a tool, a schema that is not one is kept).
+pub(crate) trait Shaped<'de>: Sized {
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Self::other)
+    }
+
+    fn list<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Self::other)
+    }
+
+    fn other(value: Value) -> Self;
+}
+
+/// The visitor of a [`Shaped`] type.
+pub(crate) struct ByShape<T>(PhantomData<T>);
+
+impl<T> ByShape<T> {
+    pub(crate) fn new() -> Self {
+        ByShape(PhantomData)
+    }
+}
+
+impl<'de, T: Shaped<'de>> Visitor<'de> for ByShape<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::object(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::list(seq)
+    }
+
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::other(Value::Null))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<T, E> {
+        Ok(T::other(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<T, E> {
+        Ok(T::other(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<T, E> {
+        Ok(T::other(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<T, E> {
+        Ok(T::other(v.into()))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<T, E> {
+        Ok(T::other(v.into()))
+    }
 }
 
 /// An optional string that serde reads borrowed from the JSON text when it has no escapes.

@@ -5,6 +5,7 @@ mod frame;
 pub(crate) mod replay;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod schema;
 pub(crate) mod stream;
 pub(crate) mod transcript;
 pub(crate) mod usage;
@@ -106,7 +107,7 @@ pub struct GenerationConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_mime_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_schema: Option<Value>,
+    pub response_schema: Option<schema::Schema>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,7 +139,7 @@ pub struct FunctionDeclaration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Value>,
+    pub parameters: Option<schema::Schema>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

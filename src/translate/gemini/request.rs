@@ -1,11 +1,13 @@
 //! OpenAI request -> Gemini `generateContent` request.
 
+use super::schema::Schema;
 use super::*;
 use crate::translate::openai::{
     parse_data_url, ChatRequest, Content, Message, ResponseFormat, Stop, Tool, ToolChoice,
 };
 use crate::translate::{error::TranslateError, reasoning};
-use serde_json::{json, Map};
+use serde::Deserialize;
+use serde_json::json;
 use std::collections::HashMap;
 
 /// OpenAI request -> Gemini request. (The model and streaming go in the URL, not the body.)
@@ -63,7 +65,13 @@ pub fn from_openai(req: ChatRequest) -> Result<GenerateRequest, TranslateError> 
         }
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             config.response_mime_type = Some("application/json".into());
-            config.response_schema = json_schema.schema.map(clean_schema);
+            config.response_schema = match json_schema.schema {
+                Some(schema) => Some(
+                    Schema::deserialize(schema)
+                        .map_err(|e| TranslateError::invalid("response_format", e.to_string()))?,
+                ),
+                None => None,
+            };
         }
         Some(ResponseFormat::Text) | None => {}
     }
@@ -261,42 +269,15 @@ fn tool_config(choice: ToolChoice) -> ToolConfig {
     }
 }
 
-/// The schema keywords Gemini's OpenAPI-subset `Schema` accepts; others (`additionalProperties`,
-/// `$schema`, `$ref`, `strict`, ...) are refused by it and dropped here.
-const SCHEMA_KEYS: &[&str] = &[
-    "type",
-    "format",
-    "title",
-    "description",
-    "nullable",
-    "enum",
-    "maxItems",
-    "minItems",
-    "properties",
-    "required",
-    "minProperties",
-    "maxProperties",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "example",
-    "anyOf",
-    "propertyOrdering",
-    "default",
-    "items",
-    "minimum",
-    "maximum",
-];
-
-/// A function tool as Gemini declares it: its schema, carried as text so far, is read into
-/// a tree here to be cleaned (so one nested deeper than serde_json's 128 levels, which the
-/// other providers get as it was written, is refused here, naming `tools`).
+/// A function tool as Gemini declares it, its schema cleaned as it is read (so one nested
+/// deeper than serde_json's 128 levels, which the other providers get as it was written, is
+/// refused here, naming `tools`).
 fn declaration(tool: Tool) -> Result<FunctionDeclaration, TranslateError> {
     let parameters = match tool.function.parameters {
-        Some(schema) => Some(clean_schema(
+        Some(schema) => Some(
             serde_json::from_str(schema.get())
                 .map_err(|e| TranslateError::invalid("tools", e.to_string()))?,
-        )),
+        ),
         None => None,
     };
     Ok(FunctionDeclaration {
@@ -304,59 +285,6 @@ fn declaration(tool: Tool) -> Result<FunctionDeclaration, TranslateError> {
         description: tool.function.description,
         parameters,
     })
-}
-
-/// A JSON Schema made acceptable to Gemini: unknown keywords dropped, `"type": [T, "null"]`
-/// turned into `type: T, nullable: true`, recursively.
-pub fn clean_schema(schema: Value) -> Value {
-    let Value::Object(object) = schema else {
-        return schema;
-    };
-    let mut out = Map::new();
-    for (key, value) in object {
-        match key.as_str() {
-            "type" => match value {
-                Value::Array(types) => {
-                    let non_null: Vec<Value> = types.into_iter().filter(|t| t != "null").collect();
-                    out.insert("nullable".into(), Value::Bool(true));
-                    if let Some(first) = non_null.into_iter().next() {
-                        out.insert("type".into(), first);
-                    }
-                }
-                other => {
-                    out.insert(key, other);
-                }
-            },
-            "properties" => {
-                let props = match value {
-                    Value::Object(props) => props
-                        .into_iter()
-                        .map(|(name, s)| (name, clean_schema(s)))
-                        .collect(),
-                    _ => Map::new(),
-                };
-                out.insert(key, Value::Object(props));
-            }
-            "items" => {
-                out.insert(key, clean_schema(value));
-            }
-            "anyOf" => {
-                let variants = match value {
-                    Value::Array(v) => v.into_iter().map(clean_schema).collect(),
-                    other => vec![other],
-                };
-                out.insert(key, Value::Array(variants));
-            }
-            "const" => {
-                out.insert("enum".into(), Value::Array(vec![value]));
-            }
-            k if SCHEMA_KEYS.contains(&k) => {
-                out.insert(key, value);
-            }
-            _ => {}
-        }
-    }
-    Value::Object(out)
 }
 
 #[cfg(test)]

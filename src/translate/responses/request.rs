@@ -6,7 +6,7 @@
 //! gateway wrote it) goes back on the next assistant turn.
 
 use super::super::error::TranslateError;
-use super::super::json_text::text_of;
+use super::super::json_text::{text_of, ByShape, Shaped};
 use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
@@ -14,12 +14,10 @@ use super::super::openai::{
 use super::super::text_or_list::text_or_list;
 use super::super::web_search::WebSearchOptions;
 use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
-use serde::de::value::SeqAccessDeserializer;
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::fmt;
 
 /// The fields of a Responses request that are translated; the rest (`store`, `include`,
 /// `truncation`, `service_tier`, ...) mean nothing to another provider.
@@ -402,60 +400,12 @@ struct GivenTool {
 
 impl<'de> Deserialize<'de> for GivenTool {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ToolFields)
+        d.deserialize_any(ByShape::new())
     }
 }
 
-impl GivenTool {
-    /// What is not an object, kept as it is: a tool of no type, refused as one by its index.
-    fn not_a_tool(value: Value) -> GivenTool {
-        GivenTool {
-            fields: value,
-            parameters: None,
-            tools: None,
-        }
-    }
-}
-
-/// Reads a tool's fields into a [`GivenTool`].
-struct ToolFields;
-
-impl<'de> Visitor<'de> for ToolFields {
-    type Value = GivenTool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a tool")
-    }
-
-    fn visit_unit<E>(self) -> Result<GivenTool, E> {
-        Ok(GivenTool::not_a_tool(Value::Null))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<GivenTool, E> {
-        Ok(GivenTool::not_a_tool(v.into()))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<GivenTool, E> {
-        Ok(GivenTool::not_a_tool(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<GivenTool, E> {
-        Ok(GivenTool::not_a_tool(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<GivenTool, E> {
-        Ok(GivenTool::not_a_tool(v.into()))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<GivenTool, E> {
-        Ok(GivenTool::not_a_tool(v.into()))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<GivenTool, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq)).map(GivenTool::not_a_tool)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GivenTool, A::Error> {
+impl<'de> Shaped<'de> for GivenTool {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<GivenTool, A::Error> {
         let (mut fields, mut parameters, mut tools) = (serde_json::Map::new(), None, None);
         // A key given twice is read as a tree reads it: the last one holds.
         while let Some(key) = map.next_key::<String>()? {
@@ -472,6 +422,16 @@ impl<'de> Visitor<'de> for ToolFields {
             parameters,
             tools,
         })
+    }
+
+    /// What is not an object is kept as it is: a tool of no type, refused as one by its
+    /// index.
+    fn other(value: Value) -> GivenTool {
+        GivenTool {
+            fields: value,
+            parameters: None,
+            tools: None,
+        }
     }
 }
 

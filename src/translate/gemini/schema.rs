@@ -1,0 +1,362 @@
+//! A JSON Schema as Gemini's OpenAPI-subset `Schema` takes it, cleaned as it is read from the
+//! app's schema: keywords Gemini refuses (`additionalProperties`, `$schema`, `$ref`,
+//! `strict`, ...) dropped, `"type": [T, "null"]` turned into `type: T, nullable: true`, and
+//! `const` into a one-value `enum`, through `properties`, `items` and `anyOf`. Read in one
+//! pass, never built into a tree (a coding agent's tools are tens of kilobytes of schemas, on
+//! every turn): the values it keeps are copied as the app wrote them.
+
+use crate::translate::json_text::{ByShape, Shaped};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// The schema keywords Gemini's `Schema` accepts; others are refused by it and dropped.
+const SCHEMA_KEYS: &[&str] = &[
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+];
+
+/// A schema: an object's kept keywords, in the order they were written (one given twice
+/// holds the place of its first and the value of its last, as a tree keeps it; a `const`
+/// and an `enum`, both made the `enum`, go by the order they are written in), or anything
+/// else as it was.
+#[derive(Debug, Clone)]
+pub enum Schema {
+    Object(Vec<(String, Keyword)>),
+    Other(Value),
+}
+
+/// A kept keyword's value.
+#[derive(Debug, Clone)]
+pub enum Keyword {
+    /// As the app wrote it.
+    Text(Box<RawValue>),
+    /// What the cleaning made, or a `type` (a word).
+    Made(Value),
+    /// `items`.
+    Schema(Box<Schema>),
+    /// `properties`: each property's schema, by name.
+    Properties(Vec<(String, Schema)>),
+    /// `anyOf`'s schemas.
+    Schemas(Vec<Schema>),
+    /// A `const`, as the one value of an `enum`.
+    Only(Box<RawValue>),
+}
+
+/// Sets `key` to `value`: in place if it is there, else after the others.
+fn keep<V>(fields: &mut Vec<(String, V)>, key: String, value: V) {
+    match fields.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, at)) => *at = value,
+        None => fields.push((key, value)),
+    }
+}
+
+impl<'de> Deserialize<'de> for Schema {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ByShape::new())
+    }
+}
+
+impl<'de> Shaped<'de> for Schema {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Schema, A::Error> {
+        let mut kept = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "type" => match map.next_value()? {
+                    Value::Array(types) => {
+                        let nullable = Keyword::Made(Value::Bool(true));
+                        keep(&mut kept, "nullable".into(), nullable);
+                        if let Some(first) = types.into_iter().find(|t| t != "null") {
+                            keep(&mut kept, key, Keyword::Made(first));
+                        }
+                    }
+                    one => keep(&mut kept, key, Keyword::Made(one)),
+                },
+                "properties" => {
+                    let Properties(properties) = map.next_value()?;
+                    keep(&mut kept, key, Keyword::Properties(properties));
+                }
+                "items" => {
+                    let items = Keyword::Schema(Box::new(map.next_value()?));
+                    keep(&mut kept, key, items);
+                }
+                "anyOf" => {
+                    let AnyOf(schemas) = map.next_value()?;
+                    keep(&mut kept, key, Keyword::Schemas(schemas));
+                }
+                "const" => {
+                    let only = Keyword::Only(map.next_value()?);
+                    keep(&mut kept, "enum".into(), only);
+                }
+                word if SCHEMA_KEYS.contains(&word) => {
+                    let text = Keyword::Text(map.next_value()?);
+                    keep(&mut kept, key, text);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Schema::Object(kept))
+    }
+
+    fn other(value: Value) -> Schema {
+        Schema::Other(value)
+    }
+}
+
+/// `properties`: a schema by name; anything but an object is none.
+struct Properties(Vec<(String, Schema)>);
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ByShape::new())
+    }
+}
+
+impl<'de> Shaped<'de> for Properties {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Properties, A::Error> {
+        let mut properties = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let schema = map.next_value()?;
+            keep(&mut properties, name, schema);
+        }
+        Ok(Properties(properties))
+    }
+
+    fn other(_: Value) -> Properties {
+        Properties(Vec::new())
+    }
+}
+
+/// `anyOf`: a list of schemas; anything else is the one variant, as it was.
+struct AnyOf(Vec<Schema>);
+
+impl<'de> Deserialize<'de> for AnyOf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ByShape::new())
+    }
+}
+
+impl<'de> Shaped<'de> for AnyOf {
+    fn list<A: SeqAccess<'de>>(mut seq: A) -> Result<AnyOf, A::Error> {
+        let mut schemas = Vec::new();
+        while let Some(schema) = seq.next_element()? {
+            schemas.push(schema);
+        }
+        Ok(AnyOf(schemas))
+    }
+
+    fn other(value: Value) -> AnyOf {
+        AnyOf(vec![Schema::Other(value)])
+    }
+}
+
+impl Serialize for Schema {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Schema::Object(kept) => s.collect_map(kept.iter().map(|(k, v)| (k, v))),
+            Schema::Other(value) => value.serialize(s),
+        }
+    }
+}
+
+impl Serialize for Keyword {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Keyword::Text(text) => text.serialize(s),
+            Keyword::Made(value) => value.serialize(s),
+            Keyword::Schema(schema) => schema.serialize(s),
+            Keyword::Properties(properties) => {
+                s.collect_map(properties.iter().map(|(k, v)| (k, v)))
+            }
+            Keyword::Schemas(schemas) => schemas.serialize(s),
+            Keyword::Only(value) => std::slice::from_ref(value).serialize(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Map};
+
+    /// The cleaning done on a tree, as the translation did it before it read schemas as
+    /// text: what [`Schema`] must write.
+    fn cleaned_tree(schema: Value) -> Value {
+        let Value::Object(object) = schema else {
+            return schema;
+        };
+        let mut out = Map::new();
+        for (key, value) in object {
+            match key.as_str() {
+                "type" => match value {
+                    Value::Array(types) => {
+                        let non_null: Vec<Value> =
+                            types.into_iter().filter(|t| t != "null").collect();
+                        out.insert("nullable".into(), Value::Bool(true));
+                        if let Some(first) = non_null.into_iter().next() {
+                            out.insert("type".into(), first);
+                        }
+                    }
+                    other => {
+                        out.insert(key, other);
+                    }
+                },
+                "properties" => {
+                    let props = match value {
+                        Value::Object(props) => props
+                            .into_iter()
+                            .map(|(name, s)| (name, cleaned_tree(s)))
+                            .collect(),
+                        _ => Map::new(),
+                    };
+                    out.insert(key, Value::Object(props));
+                }
+                "items" => {
+                    out.insert(key, cleaned_tree(value));
+                }
+                "anyOf" => {
+                    let variants = match value {
+                        Value::Array(v) => v.into_iter().map(cleaned_tree).collect(),
+                        other => vec![other],
+                    };
+                    out.insert(key, Value::Array(variants));
+                }
+                "const" => {
+                    out.insert("enum".into(), Value::Array(vec![value]));
+                }
+                k if SCHEMA_KEYS.contains(&k) => {
+                    out.insert(key, value);
+                }
+                _ => {}
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// The schema read as text and written, beside the tree's cleaning written: the same
+    /// bytes, key order included.
+    fn both(text: &str) -> (String, String) {
+        let schema: Schema = serde_json::from_str(text).unwrap();
+        let tree: Value = serde_json::from_str(text).unwrap();
+        (
+            serde_json::to_string(&schema).unwrap(),
+            serde_json::to_string(&cleaned_tree(tree)).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_schema_is_cleaned_as_it_is_read() {
+        let text = r#"{"$schema": "x", "type": "object", "additionalProperties": false,
+            "properties": {"a": {"type": ["string", "null"], "description": "A \"quoted\" word"},
+                "b": {"type": "array", "items": {"const": 3, "title": "t"}},
+                "c": {"anyOf": [{"type": "integer", "strict": true}, {"type": "null"}]}},
+            "required": ["a"]}"#;
+        let (read, tree) = both(text);
+        assert_eq!(read, tree);
+        assert_eq!(
+            serde_json::from_str::<Value>(&read).unwrap(),
+            json!({"type": "object",
+                "properties": {"a": {"nullable": true, "type": "string", "description": "A \"quoted\" word"},
+                    "b": {"type": "array", "items": {"enum": [3], "title": "t"}},
+                    "c": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+                "required": ["a"]})
+        );
+    }
+
+    /// A keyword's value is copied as the app wrote it, spelling and spacing included.
+    #[test]
+    fn kept_values_are_the_apps_text() {
+        let schema: Schema = serde_json::from_str(r#"{"maximum": 1.50, "enum": [ "a" ]}"#).unwrap();
+        let written = serde_json::to_string(&schema).unwrap();
+        assert_eq!(written, r#"{"maximum":1.50,"enum":[ "a" ]}"#);
+    }
+
+    /// Odd shapes are cleaned as the tree was: a schema that is not an object, properties
+    /// that are not one, an `anyOf` that is not a list, a keyword given twice, a `type`
+    /// list of nulls only.
+    #[test]
+    fn odd_shapes_are_cleaned_as_the_tree_was() {
+        for text in [
+            "true",
+            "[1, {\"a\": 2}]",
+            r#"{"properties": 3}"#,
+            r#"{"properties": [{"type": "x"}]}"#,
+            r##"{"anyOf": {"type": "string", "$ref": "#"}}"##,
+            r#"{"type": "string", "title": "a", "type": "integer"}"#,
+            r#"{"type": ["null"], "nullable": false}"#,
+            r#"{"items": [{"type": "string", "x": 1}]}"#,
+        ] {
+            let (read, tree) = both(text);
+            assert_eq!(read, tree, "{text}");
+        }
+    }
+
+    /// Schema-like trees: the keywords the cleaning reads, one it keeps as it is, one it
+    /// drops, nested through `properties`, `items` and `anyOf`.
+    fn schema_tree() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(json!("string")),
+            Just(json!(null)),
+            Just(json!(["integer", "null"])),
+            Just(json!(["null"])),
+            any::<i32>().prop_map(Value::from),
+            "[a-z\"\\\\ ]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let keys = prop_oneof![
+                Just("type"),
+                Just("properties"),
+                Just("items"),
+                Just("anyOf"),
+                Just("const"),
+                Just("description"),
+                Just("additionalProperties"),
+                Just("p"),
+            ];
+            prop_oneof![
+                prop::collection::vec((keys, inner.clone()), 0..6).prop_map(|fields| {
+                    Value::Object(
+                        fields
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect(),
+                    )
+                }),
+                prop::collection::vec(inner, 0..3).prop_map(Value::Array),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_schema_is_cleaned_as_the_tree_was(tree in schema_tree()) {
+            let text = tree.to_string();
+            let (read, cleaned) = both(&text);
+            prop_assert_eq!(read, cleaned);
+        }
+    }
+}
