@@ -1,6 +1,7 @@
 //! JSON text read without a parser, where a fast path takes the bytes of a string as its
-//! value: only when they need no unescaping and serde would accept them; and optional
-//! strings serde reads borrowed from the text.
+//! value: only when they need no unescaping and serde would accept them; optional strings
+//! serde reads borrowed from the text; JSON the app wrote, carried as text; and values read
+//! in one pass by their shape (`Shaped`), never built into a tree.
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Visitor};

@@ -269,9 +269,7 @@ fn tool_config(choice: ToolChoice) -> ToolConfig {
     }
 }
 
-/// A function tool as Gemini declares it, its schema cleaned as it is read (so one nested
-/// deeper than serde_json's 128 levels, which the other providers get as it was written, is
-/// refused here, naming `tools`).
+/// A function tool as Gemini declares it, its schema cleaned as it is read.
 fn declaration(tool: Tool) -> Result<FunctionDeclaration, TranslateError> {
     let parameters = match tool.function.parameters {
         Some(schema) => Some(

@@ -6,6 +6,7 @@
 //! every turn): the values it keeps are copied as the app wrote them.
 
 use crate::translate::json_text::{ByShape, Shaped};
+use indexmap::IndexMap;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -38,8 +39,7 @@ const SCHEMA_KEYS: &[&str] = &[
 ];
 
 /// A schema: an object's kept keywords, in the order they were written (one given twice
-/// holds the place of its first and the value of its last, as a tree keeps it; a `const`
-/// and an `enum`, both made the `enum`, go by the order they are written in), or anything
+/// holds the place of its first and the value of its last, as a tree keeps it), or anything
 /// else as it was.
 #[derive(Debug, Clone)]
 pub enum Schema {
@@ -54,22 +54,22 @@ pub enum Keyword {
     Text(Box<RawValue>),
     /// What the cleaning made, or a `type` (a word).
     Made(Value),
-    /// `items`.
-    Schema(Box<Schema>),
+    /// `items`: a schema.
+    Items(Box<Schema>),
     /// `properties`: each property's schema, by name.
-    Properties(Vec<(String, Schema)>),
+    Properties(IndexMap<String, Schema>),
     /// `anyOf`'s schemas.
     Schemas(Vec<Schema>),
     /// A `const`, as the one value of an `enum`.
     Only(Box<RawValue>),
 }
 
-/// Sets `key` to `value`: in place if it is there, else after the others.
-fn keep<V>(fields: &mut Vec<(String, V)>, key: String, value: V) {
-    match fields.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, at)) => *at = value,
-        None => fields.push((key, value)),
-    }
+/// A keyword as it was read, before the object's keywords are cleaned: `type` and `const`
+/// are cleaned by what the object holds once each key has its last value.
+enum Read {
+    Type(Value),
+    Const(Box<RawValue>),
+    Kept(Keyword),
 }
 
 impl<'de> Deserialize<'de> for Schema {
@@ -80,45 +80,23 @@ impl<'de> Deserialize<'de> for Schema {
 
 impl<'de> Shaped<'de> for Schema {
     fn object<A: MapAccess<'de>>(mut map: A) -> Result<Schema, A::Error> {
-        let mut kept = Vec::new();
+        let mut read = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "type" => match map.next_value()? {
-                    Value::Array(types) => {
-                        let nullable = Keyword::Made(Value::Bool(true));
-                        keep(&mut kept, "nullable".into(), nullable);
-                        if let Some(first) = types.into_iter().find(|t| t != "null") {
-                            keep(&mut kept, key, Keyword::Made(first));
-                        }
-                    }
-                    one => keep(&mut kept, key, Keyword::Made(one)),
-                },
-                "properties" => {
-                    let Properties(properties) = map.next_value()?;
-                    keep(&mut kept, key, Keyword::Properties(properties));
-                }
-                "items" => {
-                    let items = Keyword::Schema(Box::new(map.next_value()?));
-                    keep(&mut kept, key, items);
-                }
-                "anyOf" => {
-                    let AnyOf(schemas) = map.next_value()?;
-                    keep(&mut kept, key, Keyword::Schemas(schemas));
-                }
-                "const" => {
-                    let only = Keyword::Only(map.next_value()?);
-                    keep(&mut kept, "enum".into(), only);
-                }
-                word if SCHEMA_KEYS.contains(&word) => {
-                    let text = Keyword::Text(map.next_value()?);
-                    keep(&mut kept, key, text);
-                }
+            let value = match key.as_str() {
+                "type" => Read::Type(map.next_value()?),
+                "const" => Read::Const(map.next_value()?),
+                "properties" => Read::Kept(Keyword::Properties(map.next_value::<Properties>()?.0)),
+                "items" => Read::Kept(Keyword::Items(Box::new(map.next_value()?))),
+                "anyOf" => Read::Kept(Keyword::Schemas(map.next_value::<AnyOf>()?.0)),
+                word if SCHEMA_KEYS.contains(&word) => Read::Kept(Keyword::Text(map.next_value()?)),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
+                    continue;
                 }
-            }
+            };
+            keep(&mut read, key, value);
         }
-        Ok(Schema::Object(kept))
+        Ok(Schema::Object(cleaned(read)))
     }
 
     fn other(value: Value) -> Schema {
@@ -126,8 +104,42 @@ impl<'de> Shaped<'de> for Schema {
     }
 }
 
+/// An object's keywords, each with its last value, cleaned in their order: a `type` list
+/// becomes `nullable` and its first other type, a `const` the `enum`.
+fn cleaned(read: Vec<(String, Read)>) -> Vec<(String, Keyword)> {
+    let mut kept = Vec::with_capacity(read.len() + 1);
+    for (key, value) in read {
+        match value {
+            Read::Type(Value::Array(types)) => {
+                keep(
+                    &mut kept,
+                    "nullable".into(),
+                    Keyword::Made(Value::Bool(true)),
+                );
+                if let Some(first) = types.into_iter().find(|t| t != "null") {
+                    keep(&mut kept, key, Keyword::Made(first));
+                }
+            }
+            Read::Type(one) => keep(&mut kept, key, Keyword::Made(one)),
+            Read::Const(only) => keep(&mut kept, "enum".into(), Keyword::Only(only)),
+            Read::Kept(keyword) => keep(&mut kept, key, keyword),
+        }
+    }
+    kept
+}
+
+/// Sets `key` to `value`: in place if it is there (a key given twice holds the place of its
+/// first), else after the others. Searched in turn: a schema object's list holds one entry
+/// per keyword the cleaning reads, two dozen at most, however many keys it was given.
+fn keep<V>(fields: &mut Vec<(String, V)>, key: String, value: V) {
+    match fields.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, at)) => *at = value,
+        None => fields.push((key, value)),
+    }
+}
+
 /// `properties`: a schema by name; anything but an object is none.
-struct Properties(Vec<(String, Schema)>);
+struct Properties(IndexMap<String, Schema>);
 
 impl<'de> Deserialize<'de> for Properties {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -137,16 +149,15 @@ impl<'de> Deserialize<'de> for Properties {
 
 impl<'de> Shaped<'de> for Properties {
     fn object<A: MapAccess<'de>>(mut map: A) -> Result<Properties, A::Error> {
-        let mut properties = Vec::new();
-        while let Some(name) = map.next_key::<String>()? {
-            let schema = map.next_value()?;
-            keep(&mut properties, name, schema);
+        let mut properties = IndexMap::new();
+        while let Some((name, schema)) = map.next_entry()? {
+            properties.insert(name, schema);
         }
         Ok(Properties(properties))
     }
 
     fn other(_: Value) -> Properties {
-        Properties(Vec::new())
+        Properties(IndexMap::new())
     }
 }
 
@@ -187,10 +198,8 @@ impl Serialize for Keyword {
         match self {
             Keyword::Text(text) => text.serialize(s),
             Keyword::Made(value) => value.serialize(s),
-            Keyword::Schema(schema) => schema.serialize(s),
-            Keyword::Properties(properties) => {
-                s.collect_map(properties.iter().map(|(k, v)| (k, v)))
-            }
+            Keyword::Items(schema) => schema.serialize(s),
+            Keyword::Properties(properties) => properties.serialize(s),
             Keyword::Schemas(schemas) => schemas.serialize(s),
             Keyword::Only(value) => std::slice::from_ref(value).serialize(s),
         }
@@ -258,14 +267,13 @@ mod tests {
     }
 
     /// The schema read as text and written, beside the tree's cleaning written: the same
-    /// bytes, key order included.
+    /// JSON, key order included. (What it keeps is the app's text, spelling, spacing and any
+    /// key given twice in it included: read back as a tree, as the tree read it.)
     fn both(text: &str) -> (String, String) {
         let schema: Schema = serde_json::from_str(text).unwrap();
+        let read: Value = serde_json::from_str(&serde_json::to_string(&schema).unwrap()).unwrap();
         let tree: Value = serde_json::from_str(text).unwrap();
-        (
-            serde_json::to_string(&schema).unwrap(),
-            serde_json::to_string(&cleaned_tree(tree)).unwrap(),
-        )
+        (read.to_string(), cleaned_tree(tree).to_string())
     }
 
     #[test]
@@ -309,52 +317,59 @@ mod tests {
             r#"{"type": "string", "title": "a", "type": "integer"}"#,
             r#"{"type": ["null"], "nullable": false}"#,
             r#"{"items": [{"type": "string", "x": 1}]}"#,
+            r#"{"const": null, "enum": [1], "const": {"a": [1]}}"#,
+            r#"{"type": ["string", "null"], "type": "integer"}"#,
+            r#"{"type": "string", "type": ["null"]}"#,
+            r#"{"nullable": false, "type": ["string", "null"], "nullable": false}"#,
+            r#"{"properties": {"a": {"type": "x"}, "b": {}, "a": {"const": 1}}}"#,
         ] {
             let (read, tree) = both(text);
             assert_eq!(read, tree, "{text}");
         }
     }
 
-    /// Schema-like trees: the keywords the cleaning reads, one it keeps as it is, one it
-    /// drops, nested through `properties`, `items` and `anyOf`.
-    fn schema_tree() -> impl Strategy<Value = Value> {
+    /// Schema-like JSON text: the keywords the cleaning reads, one it keeps as it is, one it
+    /// drops, nested through `properties`, `items` and `anyOf`, and keys given twice (the
+    /// text is written from the fields as generated: a tree would merge them).
+    fn schema_text() -> impl Strategy<Value = String> {
         let leaf = prop_oneof![
             Just(json!("string")),
             Just(json!(null)),
             Just(json!(["integer", "null"])),
             Just(json!(["null"])),
+            Just(json!([1, "null", "a"])),
             any::<i32>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
             "[a-z\"\\\\ ]{0,6}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
+        ]
+        .prop_map(|v| v.to_string());
+        leaf.prop_recursive(4, 64, 6, |inner| {
             let keys = prop_oneof![
                 Just("type"),
                 Just("properties"),
                 Just("items"),
                 Just("anyOf"),
                 Just("const"),
+                Just("enum"),
+                Just("nullable"),
                 Just("description"),
                 Just("additionalProperties"),
-                Just("p"),
             ];
             prop_oneof![
-                prop::collection::vec((keys, inner.clone()), 0..6).prop_map(|fields| {
-                    Value::Object(
-                        fields
-                            .into_iter()
-                            .map(|(k, v)| (k.to_string(), v))
-                            .collect(),
-                    )
+                prop::collection::vec((keys, inner.clone()), 0..7).prop_map(|fields| {
+                    let fields: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
                 }),
-                prop::collection::vec(inner, 0..3).prop_map(Value::Array),
+                prop::collection::vec(inner, 0..3)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
             ]
         })
     }
 
     proptest! {
         #[test]
-        fn any_schema_is_cleaned_as_the_tree_was(tree in schema_tree()) {
-            let text = tree.to_string();
+        fn any_schema_is_cleaned_as_the_tree_was(text in schema_text()) {
             let (read, cleaned) = both(&text);
             prop_assert_eq!(read, cleaned);
         }
