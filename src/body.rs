@@ -7,10 +7,16 @@
 //! keys changed.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
+
+/// A value the gateway makes, as JSON text: for a field carried as text (a schema, an
+/// output item) or set on a body. Its own values always serialise (`null` if one did not).
+pub(crate) fn raw_json(value: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
 
 /// A JSON object, one level deep, in document order. Keys and values are borrowed from the
 /// request bytes it was parsed from (the conversation is never copied); set ones are owned.

@@ -7,7 +7,7 @@
 //! They are merged key by key, typed in one pass (a wrong type names the parameter), and every
 //! one of them is gone from the body before it is sent anywhere.
 
-use crate::body::{BodyError, JsonBody};
+use crate::body::{raw_json, BodyError, JsonBody};
 use crate::config::Secret;
 use crate::wire::Wire;
 use base64::Engine;
@@ -285,11 +285,6 @@ fn anthropic_metadata(
         merged.set("metadata", Cow::Owned(raw_json(&Value::Object(metadata))));
     }
     Ok(())
-}
-
-/// A JSON value as raw JSON text (serialising a `Value` cannot fail).
-fn raw_json(value: &Value) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value).unwrap_or_default()
 }
 
 /// Types the merged parameters; a mismatch names the parameter by its path.

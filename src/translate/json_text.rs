@@ -1,23 +1,15 @@
 //! JSON text read without a parser, where a fast path takes the bytes of a string as its
 //! value: only when they need no unescaping and serde would accept them; optional strings
-//! serde reads borrowed from the text; JSON the app wrote, carried as text; and values read
-//! in one pass by their shape (`Shaped`), never built into a tree.
+//! serde reads borrowed from the text; and values read in one pass by their shape
+//! (`Shaped`), never built into a tree.
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-
-/// A tree as JSON text, for a field the app's JSON is carried in as text (a tool's schema)
-/// when the gateway makes that JSON itself.
-pub(crate) fn text_of(value: &Value) -> Box<RawValue> {
-    // A tree always writes (its keys are strings); `null` if it did not.
-    serde_json::value::to_raw_value(value).unwrap_or_default()
-}
 
 /// Whether `text`, the bytes between a JSON string's quotes, is the string itself: no quote
 /// or escape in it, and no raw control character (which serde refuses).
@@ -25,8 +17,8 @@ pub(crate) fn plain_string(text: &str) -> bool {
     !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
 }
 
-/// A type read in one pass by the shape of its JSON (its `Deserialize` is
-/// `deserialize_any(ByShape::new())`): an object key by key, or a list element by element,
+/// A type read in one pass by the shape of its JSON (with [`ByShape`], as a seed or as its
+/// `Deserialize`'s visitor): an object key by key, or a list element by element,
 /// where it reads that shape itself; anything else as a tree, as it was written (a tool
 /// that is not an object is still refused as a tool, a schema that is not one is kept).
 pub(crate) trait Shaped<'de>: Sized {
@@ -41,8 +33,17 @@ pub(crate) trait Shaped<'de>: Sized {
     fn other(value: Value) -> Self;
 }
 
-/// The visitor of a [`Shaped`] type.
+/// The visitor of a [`Shaped`] type, and the seed that reads one where a value is read
+/// (`next_value_seed`), for a type that is never a field of its own.
 pub(crate) struct ByShape<T>(PhantomData<T>);
+
+impl<'de, T: Shaped<'de>> DeserializeSeed<'de> for ByShape<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 impl<T> ByShape<T> {
     pub(crate) fn new() -> Self {

@@ -2,7 +2,7 @@
 //! OpenAI (other models behind `/v1/messages`).
 
 use super::*;
-use crate::translate::json_text::text_of;
+use crate::body::raw_json;
 use crate::translate::openai::{
     parse_data_url, ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, Message,
     NamedToolChoice, Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
@@ -61,8 +61,8 @@ pub fn from_openai(req: ChatRequest) -> Result<(MessagesRequest, JsonMode), Tran
             .into_iter()
             .map(|t| {
                 let schema = t.function.parameters;
-                let schema =
-                    schema.unwrap_or_else(|| text_of(&json!({"type": "object", "properties": {}})));
+                let schema = schema
+                    .unwrap_or_else(|| raw_json(&json!({"type": "object", "properties": {}})));
                 ATool::function(t.function.name, t.function.description, schema)
             })
             .collect()
@@ -80,7 +80,7 @@ pub fn from_openai(req: ChatRequest) -> Result<(MessagesRequest, JsonMode), Tran
             tools.get_or_insert_with(Vec::new).push(ATool::function(
                 name.clone(),
                 Some("Answer with this tool: its input is the answer.".into()),
-                text_of(
+                raw_json(
                     &json_schema
                         .schema
                         .unwrap_or_else(|| json!({"type": "object"})),

@@ -65,13 +65,8 @@ pub fn from_openai(req: ChatRequest) -> Result<GenerateRequest, TranslateError> 
         }
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             config.response_mime_type = Some("application/json".into());
-            config.response_schema = match json_schema.schema {
-                Some(schema) => Some(
-                    Schema::deserialize(schema)
-                        .map_err(|e| TranslateError::invalid("response_format", e.to_string()))?,
-                ),
-                None => None,
-            };
+            config.response_schema = (json_schema.schema.map(Schema::deserialize).transpose())
+                .map_err(|e| TranslateError::invalid("response_format", e.to_string()))?;
         }
         Some(ResponseFormat::Text) | None => {}
     }
@@ -271,13 +266,10 @@ fn tool_config(choice: ToolChoice) -> ToolConfig {
 
 /// A function tool as Gemini declares it, its schema cleaned as it is read.
 fn declaration(tool: Tool) -> Result<FunctionDeclaration, TranslateError> {
-    let parameters = match tool.function.parameters {
-        Some(schema) => Some(
-            serde_json::from_str(schema.get())
-                .map_err(|e| TranslateError::invalid("tools", e.to_string()))?,
-        ),
-        None => None,
-    };
+    let parameters = (tool.function.parameters)
+        .map(|schema| serde_json::from_str(schema.get()))
+        .transpose()
+        .map_err(|e| TranslateError::invalid("tools", e.to_string()))?;
     Ok(FunctionDeclaration {
         name: tool.function.name,
         description: tool.function.description,

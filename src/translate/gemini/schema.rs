@@ -85,9 +85,15 @@ impl<'de> Shaped<'de> for Schema {
             let value = match key.as_str() {
                 "type" => Read::Type(map.next_value()?),
                 "const" => Read::Const(map.next_value()?),
-                "properties" => Read::Kept(Keyword::Properties(map.next_value::<Properties>()?.0)),
+                "properties" => {
+                    let Properties(properties) = map.next_value_seed(ByShape::new())?;
+                    Read::Kept(Keyword::Properties(properties))
+                }
                 "items" => Read::Kept(Keyword::Items(Box::new(map.next_value()?))),
-                "anyOf" => Read::Kept(Keyword::Schemas(map.next_value::<AnyOf>()?.0)),
+                "anyOf" => {
+                    let AnyOf(schemas) = map.next_value_seed(ByShape::new())?;
+                    Read::Kept(Keyword::Schemas(schemas))
+                }
                 word if SCHEMA_KEYS.contains(&word) => Read::Kept(Keyword::Text(map.next_value()?)),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -141,12 +147,6 @@ fn keep<V>(fields: &mut Vec<(String, V)>, key: String, value: V) {
 /// `properties`: a schema by name; anything but an object is none.
 struct Properties(IndexMap<String, Schema>);
 
-impl<'de> Deserialize<'de> for Properties {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ByShape::new())
-    }
-}
-
 impl<'de> Shaped<'de> for Properties {
     fn object<A: MapAccess<'de>>(mut map: A) -> Result<Properties, A::Error> {
         let mut properties = IndexMap::new();
@@ -163,12 +163,6 @@ impl<'de> Shaped<'de> for Properties {
 
 /// `anyOf`: a list of schemas; anything else is the one variant, as it was.
 struct AnyOf(Vec<Schema>);
-
-impl<'de> Deserialize<'de> for AnyOf {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ByShape::new())
-    }
-}
 
 impl<'de> Shaped<'de> for AnyOf {
     fn list<A: SeqAccess<'de>>(mut seq: A) -> Result<AnyOf, A::Error> {

@@ -342,12 +342,6 @@ fn call_item(
     }
 }
 
-/// An output item as the JSON text it is written as (it cannot fail to serialise: the
-/// gateway's own values; `null` if it did).
-fn raw(item: &impl Serialize) -> Box<RawValue> {
-    serde_json::value::to_raw_value(item).unwrap_or_default()
-}
-
 /// A `response` object around `output` (its items as values, or as JSON text).
 fn response_object<'a, T: Serialize>(
     id: &'a str,

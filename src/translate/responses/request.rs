@@ -6,7 +6,7 @@
 //! gateway wrote it) goes back on the next assistant turn.
 
 use super::super::error::TranslateError;
-use super::super::json_text::{text_of, ByShape, Shaped};
+use super::super::json_text::{ByShape, Shaped};
 use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
@@ -14,6 +14,7 @@ use super::super::openai::{
 use super::super::text_or_list::text_or_list;
 use super::super::web_search::WebSearchOptions;
 use super::{custom_arguments, flat_name, thinking_of, ToolNames, CUSTOM_INPUT};
+use crate::body::raw_json;
 use serde::de::{Deserializer, MapAccess};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -509,7 +510,7 @@ fn custom_tool(tool: &Value, at: &str) -> Result<Tool, TranslateError> {
                 .get("description")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            parameters: Some(text_of(&json!({
+            parameters: Some(raw_json(&json!({
                 "type": "object",
                 "properties": {CUSTOM_INPUT: {"type": "string", "description": described}},
                 "required": [CUSTOM_INPUT],

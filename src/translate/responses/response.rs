@@ -7,8 +7,9 @@ use super::super::openai::ChatResponse;
 use super::super::web_search::{final_status, responses_item};
 use super::ToolNames;
 use super::{
-    call_item, ending, item_id, raw, reasoning_item, response_object, End, MessageItem, TextPart,
+    call_item, ending, item_id, reasoning_item, response_object, End, MessageItem, TextPart,
 };
+use crate::body::raw_json;
 
 /// The answer as a `response` object's JSON.
 pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::Result<Vec<u8>> {
@@ -25,14 +26,14 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
         let summary = m.reasoning_content.unwrap_or_default();
         let thinking = m.thinking_blocks.unwrap_or_default();
         if !summary.is_empty() || !thinking.is_empty() {
-            output.push(raw(&reasoning_item(
+            output.push(raw_json(&reasoning_item(
                 &item_id("rs"),
                 summary.as_str(),
                 &thinking,
             )));
         }
         for call in m.web_search_calls.iter().flatten() {
-            output.push(raw(&responses_item(
+            output.push(raw_json(&responses_item(
                 &item_id("ws"),
                 call,
                 final_status(call),
@@ -48,10 +49,10 @@ pub fn from_openai(answer: ChatResponse, tool_names: &ToolNames) -> serde_json::
                 .collect();
             let (id, part) = (item_id("msg"), [TextPart::new(text.as_str(), &cited)]);
             let item = MessageItem::new(&id, "completed", &part);
-            output.push(raw(&item));
+            output.push(raw_json(&item));
         }
         for call in m.tool_calls.into_iter().flatten() {
-            output.push(raw(&call_item(
+            output.push(raw_json(&call_item(
                 &item_id(tool_names.call_prefix(&call.function.name)),
                 "completed",
                 &call.id,

@@ -9,10 +9,11 @@ use super::super::openai::{ChatChunk, ChunkChoice, Delta, ToolCallDelta, Usage, 
 use super::super::sse::{write_event, write_json};
 use super::super::web_search::{final_status, responses_item, Annotation, WebSearchCall};
 use super::{
-    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, raw,
-    reasoning_item, response_object, End, JsonText, MessageItem, OfItem, OfResponse, Sequence,
-    SummaryPart, TextPart, ToolNames,
+    call_item, custom_call_item, custom_input, ending, function_call_item, item_id, reasoning_item,
+    response_object, End, JsonText, MessageItem, OfItem, OfResponse, Sequence, SummaryPart,
+    TextPart, ToolNames,
 };
+use crate::body::raw_json;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -479,7 +480,7 @@ impl FromOpenAi {
                 e,
             );
         }
-        let item = raw(&responses_item(&id, search, final_status(search)));
+        let item = raw_json(&responses_item(&id, search, final_status(search)));
         let done = OfItem {
             output_index: index,
             item: &*item,
@@ -550,7 +551,7 @@ impl FromOpenAi {
                 part,
                 thinking,
             } => {
-                let summary = raw(&summary.as_str());
+                let summary = raw_json(&summary.as_str());
                 let summary = JsonText::Escaped(&summary);
                 if part {
                     let base = ItemEvent {
@@ -579,7 +580,7 @@ impl FromOpenAi {
                         e,
                     );
                 }
-                raw(&reasoning_item(&id, summary, &thinking))
+                raw_json(&reasoning_item(&id, summary, &thinking))
             }
             Open::Text {
                 id,
@@ -587,7 +588,7 @@ impl FromOpenAi {
                 annotations,
                 ..
             } => {
-                let text = raw(&text.as_str());
+                let text = raw_json(&text.as_str());
                 let text = JsonText::Escaped(&text);
                 let part = [TextPart::new(text, &annotations)];
                 let base = ItemEvent {
@@ -606,7 +607,7 @@ impl FromOpenAi {
                     ..base
                 };
                 write_item(out, &mut self.sequence, "response.content_part.done", e);
-                raw(&MessageItem::new(&id, "completed", &part))
+                raw_json(&MessageItem::new(&id, "completed", &part))
             }
             Open::Call {
                 id,
@@ -637,7 +638,7 @@ impl FromOpenAi {
                     "response.custom_tool_call_input.done",
                     e,
                 );
-                raw(&custom_call_item(&id, "completed", &call_id, &name, &input))
+                raw_json(&custom_call_item(&id, "completed", &call_id, &name, &input))
             }
             Open::Call {
                 id,
@@ -657,7 +658,7 @@ impl FromOpenAi {
                     "response.function_call_arguments.done",
                     e,
                 );
-                raw(&function_call_item(
+                raw_json(&function_call_item(
                     &id,
                     "completed",
                     &call_id,
