@@ -203,13 +203,9 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
 
 /// Raw JSON for a string value (for overrides such as a renamed `model`).
 pub fn raw_string(s: &str) -> Box<RawValue> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    write_json_string(&mut out, s);
-    // A serialised string is always valid JSON, so this cannot fail; fall back to "" anyway.
-    String::from_utf8(out)
-        .ok()
-        .and_then(|text| RawValue::from_string(text).ok())
-        .unwrap_or_else(empty_string)
+    // Written by serde_json, the text is not checked again (a second and a third pass over
+    // what may be a whole file's text). Writing a string cannot fail; "" if it did.
+    serde_json::value::to_raw_value(s).unwrap_or_else(|_| empty_string())
 }
 
 fn empty_string() -> Box<RawValue> {

@@ -1,11 +1,12 @@
 //! JSON text read without a parser, where a fast path takes the bytes of a string as its
 //! value: only when they need no unescaping and serde would accept them; optional strings
-//! serde reads borrowed from the text; and values read in one pass by their shape
-//! (`Shaped`), never built into a tree.
+//! serde reads borrowed from the text; strings carried as their JSON text (`JsonString`);
+//! and values read in one pass by their shape (`Shaped`), never built into a tree.
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
@@ -117,6 +118,85 @@ impl<'de: 'a, 'a> Deserialize<'de> for OptionalStr<'a> {
     }
 }
 
+/// A JSON string kept as its text, quotes and escapes included: a conversation's text goes
+/// from the app's format into the provider's as it came, never unescaped and escaped again
+/// (a coding agent's turn carries tens of kilobytes of file text in its tool results, and
+/// the two copies were most of the cost of translating it). Read as text only where the
+/// gateway looks into it.
+#[derive(Debug, Clone)]
+pub struct JsonString(Box<RawValue>);
+
+impl JsonString {
+    /// The string's text, unescaped: borrowed when it has no escapes.
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        let raw = self.0.get();
+        let inner = &raw[1..raw.len() - 1];
+        if !inner.contains('\\') {
+            return Cow::Borrowed(inner);
+        }
+        // The text is a JSON string (checked when it was made), so it reads as one.
+        Cow::Owned(serde_json::from_str(raw).unwrap_or_default())
+    }
+
+    /// The string's JSON text, quotes included.
+    pub(crate) fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    /// The string as JSON text, to be written where a JSON value goes.
+    pub(crate) fn into_raw(self) -> Box<RawValue> {
+        self.0
+    }
+
+    /// A JSON value's text as a string, if it is one.
+    pub(crate) fn of_raw(raw: Box<RawValue>) -> Result<JsonString, Box<RawValue>> {
+        if raw.get().starts_with('"') {
+            Ok(JsonString(raw))
+        } else {
+            Err(raw)
+        }
+    }
+}
+
+impl From<&str> for JsonString {
+    fn from(text: &str) -> JsonString {
+        JsonString(crate::body::raw_string(text))
+    }
+}
+
+impl From<String> for JsonString {
+    fn from(text: String) -> JsonString {
+        JsonString::from(text.as_str())
+    }
+}
+
+impl Default for JsonString {
+    fn default() -> JsonString {
+        JsonString::from("")
+    }
+}
+
+impl Serialize for JsonString {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// A value read as a tree and kept as its JSON text: for a field serde may read from a
+/// buffer of its own (a tagged enum's), which cannot give JSON text as it came.
+pub(crate) fn tree_as_text<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
+    serde_json::value::to_raw_value(&Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// [`tree_as_text`] for an optional field (absent or `null`: `None`).
+pub(crate) fn optional_tree_as_text<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<RawValue>>, D::Error> {
+    Option::<Value>::deserialize(d)?
+        .map(|tree| serde_json::value::to_raw_value(&tree).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +234,27 @@ mod tests {
         for not in ["a\"b", "a\\nb", "raw\u{1}", "tab\t"] {
             assert!(!plain_string(not), "{not:?}");
         }
+    }
+
+    #[test]
+    fn a_json_string_is_kept_as_written_and_read_as_its_text() {
+        let raw = |text: &str| RawValue::from_string(text.to_string()).unwrap();
+        let written = JsonString::of_raw(raw(r#""caf\u00e9 \"q\"\n""#)).unwrap();
+        assert_eq!(written.text(), "café \"q\"\n");
+        assert_eq!(written.raw().get(), r#""caf\u00e9 \"q\"\n""#);
+        // The same text written otherwise.
+        assert_eq!(JsonString::from("café \"q\"\n").text(), written.text());
+        let plain = JsonString::of_raw(raw(r#""tok é""#)).unwrap();
+        assert!(matches!(plain.text(), Cow::Borrowed("tok é")));
+        assert_eq!(JsonString::default().raw().get(), r#""""#);
+        assert_eq!(JsonString::default().text(), "");
+        for not_a_string in ["1", "null", "[\"a\"]", r#"{"a":"b"}"#] {
+            assert!(
+                JsonString::of_raw(raw(not_a_string)).is_err(),
+                "{not_a_string}"
+            );
+        }
+        let out = serde_json::to_string(&vec![written]).unwrap();
+        assert_eq!(out, r#"["caf\u00e9 \"q\"\n"]"#);
     }
 }

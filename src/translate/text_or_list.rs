@@ -98,7 +98,7 @@ mod tests {
         let ok =
             typed(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stop":["a","b"]}"#);
         let ok = ok.unwrap();
-        assert!(matches!(&ok.messages[0].content, Some(Content::Text(t)) if t == "hi"));
+        assert!(matches!(&ok.messages[0].content, Some(Content::Text(t)) if t.text() == "hi"));
         assert!(matches!(&ok.stop, Some(Stop::Many(v)) if v == &["a", "b"]));
         let e = typed(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
         assert!(

@@ -139,8 +139,15 @@ pub enum Block {
     },
     ToolResult {
         tool_use_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        content: Option<Value>,
+        /// As JSON text (a string, or text blocks): a chat tool message's text is passed on
+        /// as it came. Read as a tree (a tagged block is read from serde's buffer, which
+        /// cannot give JSON text) and written out as text.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "super::json_text::optional_tree_as_text"
+        )]
+        content: Option<Box<RawValue>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
     },

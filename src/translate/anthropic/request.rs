@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::body::raw_json;
+use crate::translate::json_text::JsonString;
 use crate::translate::openai::{
     parse_data_url, ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, Message,
     NamedToolChoice, Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
@@ -161,7 +162,9 @@ fn push_merged(turns: &mut Vec<AMessage>, role: &str, blocks: Vec<Block>) {
 fn user_blocks(content: Option<Content>) -> Result<Vec<Block>, TranslateError> {
     match content {
         None => Ok(Vec::new()),
-        Some(Content::Text(text)) => Ok(non_empty_text(text).into_iter().collect()),
+        Some(Content::Text(text)) => Ok(non_empty_text(text.text().into_owned())
+            .into_iter()
+            .collect()),
         Some(Content::Parts(parts)) => {
             let mut blocks = Vec::with_capacity(parts.len());
             for part in parts {
@@ -282,11 +285,14 @@ fn parse_arguments(arguments: &str) -> Result<Value, TranslateError> {
 }
 
 fn tool_result(message: Message) -> Block {
+    let text = match message.content {
+        Some(Content::Text(text)) => text,
+        Some(parts) => parts.text().into(),
+        None => JsonString::default(),
+    };
     Block::ToolResult {
         tool_use_id: message.tool_call_id.unwrap_or_default(),
-        content: Some(Value::String(
-            message.content.map(|c| c.text()).unwrap_or_default(),
-        )),
+        content: Some(text.into_raw()),
         is_error: None,
     }
 }
@@ -417,7 +423,7 @@ pub fn to_openai(req: MessagesRequest) -> Result<ChatRequest, TranslateError> {
 fn text_message(role: &str, text: String) -> Message {
     Message {
         role: role.to_string(),
-        content: Some(Content::Text(text)),
+        content: Some(Content::Text(text.into())),
         ..Message::default()
     }
 }
@@ -451,7 +457,7 @@ fn assistant_message(blocks: Vec<Block>) -> Message {
         .collect();
     Message {
         role: "assistant".into(),
-        content: (!text.is_empty()).then_some(Content::Text(text)),
+        content: (!text.is_empty()).then(|| Content::Text(text.into())),
         tool_calls: (!calls.is_empty()).then_some(calls),
         ..Message::default()
     }
@@ -534,7 +540,9 @@ fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), Trans
         return Ok(());
     }
     let content = match parts.as_slice() {
-        [only] if only.kind == "text" => Content::Text(only.text.clone().unwrap_or_default()),
+        [only] if only.kind == "text" => {
+            Content::Text(only.text.as_deref().unwrap_or_default().into())
+        }
         _ => Content::Parts(parts),
     };
     out.push(Message {
@@ -545,17 +553,22 @@ fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), Trans
     Ok(())
 }
 
-/// A tool result's content (a string or text blocks) as text.
-fn tool_result_text(content: Option<Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s,
-        Some(Value::Array(blocks)) => blocks
+/// A tool result's content (a string or text blocks) as text: a string as it came.
+fn tool_result_text(content: Option<Box<RawValue>>) -> JsonString {
+    let raw = match content.map(JsonString::of_raw) {
+        Some(Ok(text)) => return text,
+        Some(Err(raw)) => raw,
+        None => return JsonString::default(),
+    };
+    match serde_json::from_str(raw.get()) {
+        Ok(Value::Array(blocks)) => blocks
             .iter()
             .filter_map(|b| b["text"].as_str())
             .collect::<Vec<_>>()
-            .join("\n"),
-        Some(other) if !other.is_null() => other.to_string(),
-        _ => String::new(),
+            .join("\n")
+            .into(),
+        Ok(Value::Null) => JsonString::default(),
+        _ => raw.get().into(),
     }
 }
 

@@ -264,3 +264,51 @@ fn tool_schemas_are_carried_as_the_app_wrote_them() {
         "{back}"
     );
 }
+
+/// A tool's result goes from a chat tool message into Anthropic's `tool_result` as the app
+/// wrote it (`\u00e9` is still `\u00e9`: never unescaped and escaped again); the other way, its
+/// text is the chat message's.
+#[test]
+fn tool_results_are_carried_as_the_app_wrote_them() {
+    let result = r#""caf\u00e9 \"q\"\n""#;
+    let chat = format!(
+        r#"{{"model": "m", "messages": [{{"role": "user", "content": "hi"}},
+            {{"role": "assistant", "tool_calls": [{{"id": "c1", "type": "function", "function": {{"name": "f", "arguments": "{{}}"}}}},
+                {{"id": "c2", "type": "function", "function": {{"name": "f", "arguments": "{{}}"}}}},
+                {{"id": "c3", "type": "function", "function": {{"name": "f", "arguments": "{{}}"}}}}]}},
+            {{"role": "tool", "tool_call_id": "c1", "content": {result}}},
+            {{"role": "tool", "tool_call_id": "c2", "content": [{{"type": "text", "text": "a"}}, {{"type": "text", "text": "b"}}]}},
+            {{"role": "tool", "tool_call_id": "c3"}}]}}"#
+    );
+    let (req, _) = from_openai(serde_json::from_str(&chat).unwrap()).unwrap();
+    let out = serde_json::to_string(&req).unwrap();
+    assert!(
+        out.contains(&format!(r#""tool_use_id":"c1","content":{result}"#)),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""tool_use_id":"c2","content":"a\nb""#),
+        "{out}"
+    );
+    assert!(out.contains(r#""tool_use_id":"c3","content":"""#), "{out}");
+
+    let content = |content: &str| {
+        let anthropic = format!(
+            r#"{{"model": "m", "max_tokens": 10, "messages": [
+                {{"role": "assistant", "content": [{{"type": "tool_use", "id": "c1", "name": "f", "input": {{}}}}]}},
+                {{"role": "user", "content": [{{"type": "tool_result", "tool_use_id": "c1"{content}}}]}}]}}"#
+        );
+        let chat = to_openai(serde_json::from_str(&anthropic).unwrap()).unwrap();
+        let tool = chat.messages.iter().find(|m| m.role == "tool").unwrap();
+        tool.content.as_ref().unwrap().text()
+    };
+    assert_eq!(
+        content(&format!(r#", "content": {result}"#)),
+        "café \"q\"\n"
+    );
+    let blocks = r#", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]"#;
+    assert_eq!(content(blocks), "a\nb");
+    assert_eq!(content(r#", "content": {"n": 1}"#), r#"{"n":1}"#);
+    assert_eq!(content(r#", "content": null"#), "");
+    assert_eq!(content(""), "");
+}

@@ -108,7 +108,7 @@ pub fn to_openai(resp: MessagesResponse, json_mode: &JsonMode) -> ChatResponse {
             index: 0,
             message: Message {
                 role: "assistant".into(),
-                content: content.map(Content::Text),
+                content: content.map(|text| Content::Text(text.into())),
                 tool_calls: (!calls.is_empty()).then_some(calls),
                 reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
                 thinking_blocks: (!thinking_blocks.is_empty()).then_some(thinking_blocks),

@@ -11,6 +11,7 @@ pub(crate) mod transcript;
 pub(crate) mod usage;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -84,7 +85,9 @@ pub struct GFunctionCall {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GFunctionResponse {
     pub name: String,
-    pub response: Value,
+    /// As JSON text: a tool's text result is wrapped as it came.
+    #[serde(deserialize_with = "super::json_text::tree_as_text")]
+    pub response: Box<RawValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }

@@ -2,6 +2,7 @@
 
 use super::schema::Schema;
 use super::*;
+use crate::translate::json_text::JsonString;
 use crate::translate::openai::{
     parse_data_url, ChatRequest, Content, Message, ResponseFormat, Stop, Tool, ToolChoice,
 };
@@ -121,7 +122,7 @@ fn push_merged(contents: &mut Vec<GContent>, role: &str, parts: Vec<GPart>) {
 fn user_parts(content: Option<Content>) -> Result<Vec<GPart>, TranslateError> {
     let parts = match content {
         None => return Ok(Vec::new()),
-        Some(Content::Text(text)) => return Ok(vec![text_part(text)]),
+        Some(Content::Text(text)) => return Ok(vec![text_part(text.text().into_owned())]),
         Some(Content::Parts(parts)) => parts,
     };
     parts
@@ -231,12 +232,16 @@ fn function_response(
             format!("tool message `{id}` answers no tool call of the conversation"),
         )
     })?;
-    let text = message.content.map(|c| c.text()).unwrap_or_default();
-    // Gemini wants an object; a JSON object result is passed as is, anything else wrapped.
-    let response = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(object)) => Value::Object(object),
-        _ => json!({"result": text}),
+    let text = match message.content {
+        Some(Content::Text(text)) => text,
+        Some(parts) => parts.text().into(),
+        None => JsonString::default(),
     };
+    // Gemini wants an object; a JSON object result is passed as is, anything else wrapped.
+    let response = object_text(&text).unwrap_or_else(|| {
+        let wrapped = format!(r#"{{"result":{}}}"#, text.into_raw().get());
+        RawValue::from_string(wrapped).unwrap_or_default()
+    });
     Ok(GPart {
         function_response: Some(Box::new(GFunctionResponse {
             name,
@@ -245,6 +250,32 @@ fn function_response(
         })),
         ..GPart::default()
     })
+}
+
+/// A tool's result as a JSON object's text, if it is one.
+fn object_text(result: &JsonString) -> Option<Box<RawValue>> {
+    if !opens_object(result.raw().get()) {
+        return None;
+    }
+    serde_json::from_str(&result.text()).ok()
+}
+
+/// Whether a JSON string's text (quotes and escapes included) may hold an object: past the
+/// JSON whitespace it starts with, a `{`, or an escape that could be one (`\u`). Most tool
+/// results are plain text, and are not unescaped only to be looked at.
+fn opens_object(raw: &str) -> bool {
+    let mut bytes = raw.bytes().skip(1);
+    while let Some(b) = bytes.next() {
+        match b {
+            b' ' => {}
+            b'\\' => match bytes.next() {
+                Some(b'n' | b't' | b'r') => {}
+                _ => return true,
+            },
+            b => return b == b'{',
+        }
+    }
+    false
 }
 
 fn tool_config(choice: ToolChoice) -> ToolConfig {

@@ -123,3 +123,44 @@ fn files_are_sent_inline() {
         .to_string()
         .contains("file_id"));
 }
+
+/// A tool's text result is wrapped as the app wrote it; one that is a JSON object (after any
+/// whitespace, escaped or not) is passed as that object.
+#[test]
+fn a_tool_result_is_wrapped_as_it_came_or_passed_as_an_object() {
+    let response = |content: &str| {
+        let chat = format!(
+            r#"{{"model": "g", "messages": [{{"role": "user", "content": "hi"}},
+                {{"role": "assistant", "tool_calls": [{{"id": "c1", "type": "function", "function": {{"name": "f", "arguments": "{{}}"}}}}]}},
+                {{"role": "tool", "tool_call_id": "c1", "content": {content}}}]}}"#
+        );
+        let req = from_openai(serde_json::from_str(&chat).unwrap()).unwrap();
+        let out = serde_json::to_string(&req).unwrap();
+        let at = out.find(r#""response":"#).unwrap() + r#""response":"#.len();
+        let value: Value = serde_json::Deserializer::from_str(&out[at..])
+            .into_iter()
+            .next()
+            .unwrap()
+            .unwrap_or_default();
+        (out[at..].to_string(), value)
+    };
+    let (text, _) = response(r#""caf\u00e9 \"q\"""#);
+    assert!(
+        text.starts_with(r#"{"result":"caf\u00e9 \"q\""}"#),
+        "{text}"
+    );
+    for object in [
+        r#""{\"a\": 1}""#,
+        r#""\n  {\"a\": 1}""#,
+        r#""\u0020{\"a\": 1}""#,
+    ] {
+        assert_eq!(response(object).1, json!({"a": 1}), "{object}");
+    }
+    for not_an_object in [r#""[1]""#, r#""{not json""#, r#""x {\"a\": 1}""#, r#""""#] {
+        let (_, value) = response(not_an_object);
+        let text: String = serde_json::from_str(not_an_object).unwrap();
+        assert_eq!(value, json!({"result": text}), "{not_an_object}");
+    }
+    let (_, parts) = response(r#"[{"type": "text", "text": "{\"a\": 2}"}]"#);
+    assert_eq!(parts, json!({"a": 2}));
+}

@@ -100,7 +100,7 @@ pub fn to_openai(resp: GenerateResponse, model: &str) -> ChatResponse {
                 message: Message {
                     role: "assistant".into(),
                     content: (!t.text.is_empty() || t.calls.is_empty())
-                        .then_some(Content::Text(t.text)),
+                        .then(|| Content::Text(t.text.into())),
                     tool_calls: (!t.calls.is_empty()).then_some(t.calls),
                     reasoning_content: (!t.reasoning.is_empty()).then_some(t.reasoning),
                     annotations: (!annotations.is_empty()).then_some(annotations),

@@ -11,6 +11,7 @@ pub(crate) mod transcript;
 pub(crate) mod usage;
 
 use super::error::TranslateError;
+use super::json_text::JsonString;
 use super::text_or_list::text_or_list;
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
@@ -150,13 +151,22 @@ pub struct Message {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Content {
-    Text(String),
+    /// Carried as JSON text: most of a conversation's bytes, passed on as they came.
+    Text(JsonString),
     Parts(Vec<Part>),
 }
 
 impl<'de> Deserialize<'de> for Content {
+    /// A string is kept as its JSON text; a list of parts is read from that text, and
+    /// anything else is refused as [`text_or_list`] refuses it.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        text_or_list(d, Content::Text, Content::Parts)
+        let raw = match JsonString::of_raw(Box::<RawValue>::deserialize(d)?) {
+            Ok(text) => return Ok(Content::Text(text)),
+            Err(raw) => raw,
+        };
+        let mut reader = serde_json::Deserializer::from_str(raw.get());
+        text_or_list(&mut reader, |s| Content::Text(s.into()), Content::Parts)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -164,7 +174,7 @@ impl Content {
     /// The text of the content: a string, or its text parts joined.
     pub fn text(&self) -> String {
         match self {
-            Content::Text(s) => s.clone(),
+            Content::Text(s) => s.text().into_owned(),
             Content::Parts(parts) => parts
                 .iter()
                 .filter_map(|p| p.text.as_deref())

@@ -6,7 +6,7 @@
 //! gateway wrote it) goes back on the next assistant turn.
 
 use super::super::error::TranslateError;
-use super::super::json_text::{ByShape, Shaped};
+use super::super::json_text::{ByShape, JsonString, Shaped};
 use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
@@ -63,7 +63,48 @@ struct ReasoningConfig {
 #[derive(Debug)]
 enum Input {
     Text(String),
-    Items(Vec<Value>),
+    Items(Vec<Item>),
+}
+
+/// One `input` item: its fields as a tree, but a tool result's `output` as JSON text (a
+/// file's worth of text is passed on as it came, not unescaped and escaped again).
+#[derive(Debug)]
+struct Item {
+    fields: Value,
+    output: Option<Box<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ByShape::new())
+    }
+}
+
+impl<'de> Shaped<'de> for Item {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Item, A::Error> {
+        let (mut fields, mut output) = (serde_json::Map::new(), None);
+        // A key given twice is read as a tree reads it: the last one holds.
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "output" {
+                output = Some(map.next_value()?);
+            } else {
+                fields.insert(key, map.next_value()?);
+            }
+        }
+        Ok(Item {
+            fields: Value::Object(fields),
+            output,
+        })
+    }
+
+    /// What is not an object is kept as it is: an item of no role, refused as one by its
+    /// index.
+    fn other(fields: Value) -> Item {
+        Item {
+            fields,
+            output: None,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Input {
@@ -146,7 +187,7 @@ pub fn to_openai(req: ResponsesRequest) -> Result<(ChatRequest, ToolNames), Tran
 fn text_message(role: &str, text: String) -> Message {
     Message {
         role: role.to_string(),
-        content: Some(Content::Text(text)),
+        content: Some(Content::Text(text.into())),
         ..Message::default()
     }
 }
@@ -160,8 +201,15 @@ struct Conversation {
 }
 
 impl Conversation {
-    fn read(mut self, items: Vec<Value>, out: &mut Vec<Message>) -> Result<(), TranslateError> {
-        for (i, item) in items.into_iter().enumerate() {
+    fn read(mut self, items: Vec<Item>, out: &mut Vec<Message>) -> Result<(), TranslateError> {
+        for (
+            i,
+            Item {
+                fields: item,
+                output,
+            },
+        ) in items.into_iter().enumerate()
+        {
             let at = |field: &str| format!("input[{i}].{field}");
             let kind = item
                 .get("type")
@@ -188,7 +236,7 @@ impl Conversation {
                 "function_call_output" | "custom_tool_call_output" => out.push(Message {
                     role: "tool".into(),
                     tool_call_id: Some(string(&item, "call_id", &at("call_id"))?),
-                    content: Some(Content::Text(output_text(item.get("output")))),
+                    content: Some(Content::Text(output_text(output))),
                     ..Message::default()
                 }),
                 "reasoning" => self.reasoning(&item),
@@ -227,7 +275,7 @@ impl Conversation {
         if role == "assistant" {
             let turn = self.assistant(out);
             turn.content = Some(match turn.content.take() {
-                Some(before) => Content::Text(before.text() + &content.text()),
+                Some(before) => Content::Text((before.text() + &content.text()).into()),
                 None => content,
             });
         } else {
@@ -295,16 +343,21 @@ fn string(item: &Value, field: &str, at: &str) -> Result<String, TranslateError>
         .ok_or_else(|| TranslateError::invalid(at, "must be a string"))
 }
 
-/// A tool result's text: a string, or the text of its parts.
-fn output_text(output: Option<&Value>) -> String {
-    match output {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
+/// A tool result's text: a string as it came, or the text of its parts.
+fn output_text(output: Option<Box<RawValue>>) -> JsonString {
+    let raw = match output.map(JsonString::of_raw) {
+        Some(Ok(text)) => return text,
+        Some(Err(raw)) => raw,
+        None => return JsonString::default(),
+    };
+    match serde_json::from_str(raw.get()) {
+        Ok(Value::Array(parts)) => parts
             .iter()
             .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
-        Some(other) => other.to_string(),
-        None => String::new(),
+            .collect::<String>()
+            .into(),
+        Ok(other) => other.to_string().into(),
+        Err(_) => raw.get().into(),
     }
 }
 
@@ -312,7 +365,7 @@ fn output_text(output: Option<&Value>) -> String {
 /// `input_file` parts.
 fn content(content: Option<&Value>, i: usize) -> Result<Content, TranslateError> {
     let parts = match content {
-        Some(Value::String(s)) => return Ok(Content::Text(s.clone())),
+        Some(Value::String(s)) => return Ok(Content::Text(s.as_str().into())),
         Some(Value::Array(parts)) => parts,
         _ => {
             return Err(TranslateError::invalid(

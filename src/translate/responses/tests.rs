@@ -577,3 +577,32 @@ fn reasoning_items_are_written_in_the_apis_order() {
         r#"{"id":"rs_2","type":"reasoning","summary":[{"type":"summary_text","text":"plan \"a\""}],"encrypted_content":"[{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"s\"}]"}"#
     );
 }
+
+/// A `function_call_output`'s text goes on as the app wrote it (`\u00e9` is still `\u00e9`);
+/// its parts' text joined; anything else as its JSON text.
+#[test]
+fn tool_outputs_are_carried_as_the_app_wrote_them() {
+    let output = r#""caf\u00e9 \"q\"\n""#;
+    let content = |output: &str| {
+        let body = format!(
+            r#"{{"input": [{{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{{}}"}},
+                {{"type": "function_call_output", "call_id": "c1"{output}}}]}}"#
+        );
+        let (chat, _) = to_openai(serde_json::from_str(&body).unwrap()).unwrap();
+        let tool = chat
+            .messages
+            .into_iter()
+            .find(|m| m.role == "tool")
+            .unwrap();
+        serde_json::to_string(&tool.content.unwrap()).unwrap()
+    };
+    assert_eq!(content(&format!(r#", "output": {output}"#)), output);
+    let parts =
+        r#", "output": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]"#;
+    assert_eq!(content(parts), r#""ab""#);
+    assert_eq!(content(r#", "output": {"n": 1}"#), r#""{\"n\":1}""#);
+    assert_eq!(content(r#", "output": null"#), r#""null""#);
+    assert_eq!(content(""), r#""""#);
+    // A key given twice: the last holds, as in a tree.
+    assert_eq!(content(r#", "output": "a", "output": "b""#), r#""b""#);
+}
