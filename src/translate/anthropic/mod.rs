@@ -12,9 +12,11 @@ pub(crate) mod transcript;
 pub(crate) mod usage;
 
 use super::text_or_list::text_or_list;
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::fmt;
 
 /// Used when a request sets no output limit: Anthropic requires one.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -80,8 +82,73 @@ pub enum AContent {
 
 impl<'de> Deserialize<'de> for AContent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        text_or_list(d, AContent::Text, AContent::Blocks)
+        text_or_list(d, AContent::Text, |blocks: Vec<TurnBlock>| {
+            AContent::Blocks(blocks.into_iter().map(|b| b.0).collect())
+        })
     }
+}
+
+/// A block of a turn, as [`Block`] reads it, but for a `tool_result` whose `type` comes first
+/// (as the SDKs and Claude Code write it): that one is read straight from the text, its
+/// content kept as JSON text. serde reads a tagged enum from a buffer of its own, unescaping
+/// every string into it (a file's worth of text in a tool's result), and the result's text
+/// was then escaped again for the provider.
+struct TurnBlock(Block);
+
+impl<'de> Deserialize<'de> for TurnBlock {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TurnBlockVisitor)
+    }
+}
+
+struct TurnBlockVisitor;
+
+impl<'de> Visitor<'de> for TurnBlockVisitor {
+    type Value = TurnBlock;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a content block")
+    }
+
+    /// Any other block, and a tool result whose type is not its first key, is gathered
+    /// into a tree (as serde's buffer would hold it) and read as [`Block`] reads it.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TurnBlock, A::Error> {
+        let mut fields = serde_json::Map::new();
+        if let Some(key) = map.next_key::<String>()? {
+            let value: Value = map.next_value()?;
+            if key == "type" && value == "tool_result" {
+                return tool_result(map).map(TurnBlock);
+            }
+            fields.insert(key, value);
+        }
+        // A key given twice: the last holds, as in a tree.
+        while let Some(key) = map.next_key::<String>()? {
+            fields.insert(key, map.next_value()?);
+        }
+        Block::deserialize(Value::Object(fields))
+            .map(TurnBlock)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// The rest of a `tool_result` block, read as [`Block::ToolResult`] is, its content as text.
+fn tool_result<'de, A: MapAccess<'de>>(mut map: A) -> Result<Block, A::Error> {
+    let (mut tool_use_id, mut content, mut is_error) = (None, None, None);
+    while let Some(key) = map.next_key::<String>()? {
+        match key.as_str() {
+            "tool_use_id" => tool_use_id = Some(map.next_value()?),
+            "content" => content = map.next_value()?,
+            "is_error" => is_error = map.next_value()?,
+            _ => {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(Block::ToolResult {
+        tool_use_id: tool_use_id.ok_or_else(|| de::Error::missing_field("tool_use_id"))?,
+        content,
+        is_error,
+    })
 }
 
 impl AContent {
@@ -139,9 +206,9 @@ pub enum Block {
     },
     ToolResult {
         tool_use_id: String,
-        /// As JSON text (a string, or text blocks): a chat tool message's text is passed on
-        /// as it came. Read as a tree (a tagged block is read from serde's buffer, which
-        /// cannot give JSON text) and written out as text.
+        /// As JSON text (a string, or text blocks): a tool's text is passed on as it came.
+        /// Read as a tree where serde reads the block from its own buffer, which cannot give
+        /// JSON text (see `TurnBlock` for where it does not).
         #[serde(
             default,
             skip_serializing_if = "Option::is_none",

@@ -568,7 +568,8 @@ fn tool_result_text(content: Option<Box<RawValue>>) -> JsonString {
             .join("\n")
             .into(),
         Ok(Value::Null) => JsonString::default(),
-        _ => raw.get().into(),
+        Ok(other) => other.to_string().into(),
+        Err(_) => raw.get().into(),
     }
 }
 

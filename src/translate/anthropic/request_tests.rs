@@ -292,23 +292,42 @@ fn tool_results_are_carried_as_the_app_wrote_them() {
     );
     assert!(out.contains(r#""tool_use_id":"c3","content":"""#), "{out}");
 
-    let content = |content: &str| {
+    // Anthropic -> chat: the result's fields after its type, as the SDKs write them (read
+    // straight from the text), or before it (read as a tree).
+    let tool_message = |block: &str| {
         let anthropic = format!(
             r#"{{"model": "m", "max_tokens": 10, "messages": [
                 {{"role": "assistant", "content": [{{"type": "tool_use", "id": "c1", "name": "f", "input": {{}}}}]}},
-                {{"role": "user", "content": [{{"type": "tool_result", "tool_use_id": "c1"{content}}}]}}]}}"#
+                {{"role": "user", "content": [{block}]}}]}}"#
         );
         let chat = to_openai(serde_json::from_str(&anthropic).unwrap()).unwrap();
-        let tool = chat.messages.iter().find(|m| m.role == "tool").unwrap();
-        tool.content.as_ref().unwrap().text()
+        let tool = chat
+            .messages
+            .into_iter()
+            .find(|m| m.role == "tool")
+            .unwrap();
+        assert_eq!(tool.tool_call_id.as_deref(), Some("c1"));
+        tool.content.unwrap()
     };
-    assert_eq!(
-        content(&format!(r#", "content": {result}"#)),
-        "café \"q\"\n"
-    );
+    let content = |content: &str| {
+        let block = format!(r#"{{"type": "tool_result", "tool_use_id": "c1"{content}}}"#);
+        tool_message(&block).text()
+    };
+    let written = tool_message(&format!(
+        r#"{{"type": "tool_result", "content": {result}, "tool_use_id": "c1", "cache_control": {{}}}}"#
+    ));
+    assert_eq!(serde_json::to_string(&written).unwrap(), result);
+    let tree = tool_message(&format!(
+        r#"{{"tool_use_id": "c1", "type": "tool_result", "content": {result}}}"#
+    ));
+    assert_eq!(tree.text(), "café \"q\"\n");
     let blocks = r#", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]"#;
     assert_eq!(content(blocks), "a\nb");
     assert_eq!(content(r#", "content": {"n": 1}"#), r#"{"n":1}"#);
     assert_eq!(content(r#", "content": null"#), "");
     assert_eq!(content(""), "");
+    let anthropic = r#"{"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "tool_result", "content": "x"}]}]}"#;
+    let e = serde_json::from_str::<MessagesRequest>(anthropic).unwrap_err();
+    assert!(e.to_string().contains("missing field `tool_use_id`"), "{e}");
 }
