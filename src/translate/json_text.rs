@@ -182,6 +182,51 @@ impl Serialize for JsonString {
     }
 }
 
+/// JSON text read as it came, refused where serde refuses to read it as a value: serde_json
+/// keeps a lone surrogate escape (`"\ud800"`) in text it skips but refuses it in a string it
+/// reads, and these fields were read as strings before they were kept as text.
+pub(crate) struct CheckedRaw(pub(crate) Box<RawValue>);
+
+impl<'de> Deserialize<'de> for CheckedRaw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if may_hold_surrogate(raw.get()) {
+            // Read as a value, which reads each string (skipping it does not check them).
+            serde_json::from_str::<Value>(raw.get()).map_err(serde::de::Error::custom)?;
+        }
+        Ok(CheckedRaw(raw))
+    }
+}
+
+/// Whether JSON text has an escape of a UTF-16 surrogate (`\uD800` to `\uDFFF`), or
+/// something that looks like one.
+fn may_hold_surrogate(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memmem::find_iter(bytes, br"\u").any(|at| {
+        matches!(
+            bytes.get(at + 2..at + 4),
+            Some([b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'])
+        )
+    })
+}
+
+/// What a value is, as serde names it in an error: "integer `5`", "map", ...
+pub(crate) fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected;
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Unexpected::Unsigned(u),
+            (_, Some(i)) => Unexpected::Signed(i),
+            _ => Unexpected::Float(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
 /// A value read as a tree and kept as its JSON text: for a field serde may read from a
 /// buffer of its own (a tagged enum's), which cannot give JSON text as it came.
 pub(crate) fn tree_as_text<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {

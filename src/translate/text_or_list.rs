@@ -102,7 +102,8 @@ mod tests {
         assert!(matches!(&ok.stop, Some(Stop::Many(v)) if v == &["a", "b"]));
         let e = typed(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
         assert!(
-            e.to_string().contains("expected a string or an array"),
+            e.to_string()
+                .contains("invalid type: integer `5`, expected a string or an array"),
             "{e}"
         );
     }

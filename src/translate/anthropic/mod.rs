@@ -11,6 +11,7 @@ pub(crate) mod stream;
 pub(crate) mod transcript;
 pub(crate) mod usage;
 
+use super::json_text::CheckedRaw;
 use super::text_or_list::text_or_list;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -117,13 +118,17 @@ impl<'de> Visitor<'de> for TurnBlockVisitor {
         if let Some(key) = map.next_key::<String>()? {
             let value: Value = map.next_value()?;
             if key == "type" && value == "tool_result" {
-                return tool_result(map).map(TurnBlock);
+                return read_tool_result(map).map(TurnBlock);
             }
             fields.insert(key, value);
         }
-        // A key given twice: the last holds, as in a tree.
         while let Some(key) = map.next_key::<String>()? {
-            fields.insert(key, map.next_value()?);
+            // Refused, as serde refuses a field given twice (a tree would keep the last).
+            if fields.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            let value = map.next_value()?;
+            fields.insert(key, value);
         }
         Block::deserialize(Value::Object(fields))
             .map(TurnBlock)
@@ -132,16 +137,28 @@ impl<'de> Visitor<'de> for TurnBlockVisitor {
 }
 
 /// The rest of a `tool_result` block, read as [`Block::ToolResult`] is, its content as text.
-fn tool_result<'de, A: MapAccess<'de>>(mut map: A) -> Result<Block, A::Error> {
+fn read_tool_result<'de, A: MapAccess<'de>>(mut map: A) -> Result<Block, A::Error> {
     let (mut tool_use_id, mut content, mut is_error) = (None, None, None);
+    let mut seen = Vec::with_capacity(3);
     while let Some(key) = map.next_key::<String>()? {
-        match key.as_str() {
-            "tool_use_id" => tool_use_id = Some(map.next_value()?),
-            "content" => content = map.next_value()?,
-            "is_error" => is_error = map.next_value()?,
+        let field = match key.as_str() {
+            "tool_use_id" => "tool_use_id",
+            "content" => "content",
+            "is_error" => "is_error",
+            "type" => return Err(de::Error::duplicate_field("type")),
             _ => {
                 map.next_value::<de::IgnoredAny>()?;
+                continue;
             }
+        };
+        if seen.contains(&field) {
+            return Err(de::Error::duplicate_field(field));
+        }
+        seen.push(field);
+        match field {
+            "tool_use_id" => tool_use_id = Some(map.next_value()?),
+            "content" => content = map.next_value::<Option<CheckedRaw>>()?.map(|c| c.0),
+            _ => is_error = map.next_value()?,
         }
     }
     Ok(Block::ToolResult {

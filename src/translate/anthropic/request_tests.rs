@@ -326,8 +326,46 @@ fn tool_results_are_carried_as_the_app_wrote_them() {
     assert_eq!(content(r#", "content": {"n": 1}"#), r#"{"n":1}"#);
     assert_eq!(content(r#", "content": null"#), "");
     assert_eq!(content(""), "");
-    let anthropic = r#"{"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
-        {"type": "tool_result", "content": "x"}]}]}"#;
-    let e = serde_json::from_str::<MessagesRequest>(anthropic).unwrap_err();
-    assert!(e.to_string().contains("missing field `tool_use_id`"), "{e}");
+    // Refused as serde refused them: no id, a field given twice (the type too, whichever
+    // way the block is read), a lone surrogate.
+    let refused = [
+        (
+            r#"{"type": "tool_result", "content": "x"}"#,
+            "missing field `tool_use_id`",
+        ),
+        (
+            r#"{"type": "tool_result", "tool_use_id": "a", "tool_use_id": "b"}"#,
+            "duplicate field `tool_use_id`",
+        ),
+        (
+            r#"{"type": "tool_result", "tool_use_id": "a", "type": "text"}"#,
+            "duplicate field `type`",
+        ),
+        (
+            r#"{"type": "text", "text": "a", "text": "b"}"#,
+            "duplicate field `text`",
+        ),
+        (
+            r#"{"tool_use_id": "a", "type": "tool_result", "type": "text"}"#,
+            "duplicate field `type`",
+        ),
+        (
+            r#"{"type": "tool_result", "tool_use_id": "a", "content": "\ud800"}"#,
+            "hex escape",
+        ),
+    ];
+    for (block, why) in refused {
+        let anthropic = format!(
+            r#"{{"model": "m", "max_tokens": 10, "messages": [{{"role": "user", "content": [{block}]}}]}}"#
+        );
+        let e = serde_json::from_str::<MessagesRequest>(&anthropic).unwrap_err();
+        assert!(e.to_string().contains(why), "{block}: {e}");
+    }
+    // The chat side: a lone surrogate in a text is refused, as it was when it was read.
+    let chat = r#"{"model": "m", "messages": [{"role": "user", "content": "a \udc00 b"}]}"#;
+    let e = serde_json::from_str::<ChatRequest>(chat).unwrap_err();
+    assert!(e.to_string().contains("lone"), "{e}");
+    let paired = r#"{"model": "m", "messages": [{"role": "user", "content": "\ud83e\udd8a"}]}"#;
+    let chat: ChatRequest = serde_json::from_str(paired).unwrap();
+    assert_eq!(chat.messages[0].content.as_ref().unwrap().text(), "🦊");
 }

@@ -252,17 +252,22 @@ fn function_response(
     })
 }
 
-/// A tool's result as a JSON object's text, if it is one.
+/// A tool's result as a JSON object's text, if it is one (read as a tree, as before: a key
+/// given twice is given once, a number Gemini could not read is no object).
 fn object_text(result: &JsonString) -> Option<Box<RawValue>> {
     if !opens_object(result.raw().get()) {
         return None;
     }
-    serde_json::from_str(&result.text()).ok()
+    match serde_json::from_str(&result.text()) {
+        Ok(Value::Object(object)) => serde_json::value::to_raw_value(&object).ok(),
+        _ => None,
+    }
 }
 
-/// Whether a JSON string's text (quotes and escapes included) may hold an object: past the
-/// JSON whitespace it starts with, a `{`, or an escape that could be one (`\u`). Most tool
-/// results are plain text, and are not unescaped only to be looked at.
+/// Whether a JSON string's text (quotes and escapes included) may hold an object: false only
+/// when, past the JSON whitespace it starts with (escaped or not), comes anything but a `{`
+/// or an escape that is not whitespace (`\u0020` is a space; any other is looked at).
+/// Most tool results are plain text, and are not unescaped only to be looked at.
 fn opens_object(raw: &str) -> bool {
     let mut bytes = raw.bytes().skip(1);
     while let Some(b) = bytes.next() {

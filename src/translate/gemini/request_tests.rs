@@ -156,11 +156,24 @@ fn a_tool_result_is_wrapped_as_it_came_or_passed_as_an_object() {
     ] {
         assert_eq!(response(object).1, json!({"a": 1}), "{object}");
     }
-    for not_an_object in [r#""[1]""#, r#""{not json""#, r#""x {\"a\": 1}""#, r#""""#] {
+    let not_objects = [
+        r#""[1]""#,
+        r#""{not json""#,
+        r#""x {\"a\": 1}""#,
+        r#""""#,
+        // JSON, but not an object; an object Gemini could not read.
+        r#""\"done\"""#,
+        r#""\u00201""#,
+        r#""{\"a\": 1e400}""#,
+    ];
+    for not_an_object in not_objects {
         let (_, value) = response(not_an_object);
         let text: String = serde_json::from_str(not_an_object).unwrap();
         assert_eq!(value, json!({"result": text}), "{not_an_object}");
     }
     let (_, parts) = response(r#"[{"type": "text", "text": "{\"a\": 2}"}]"#);
     assert_eq!(parts, json!({"a": 2}));
+    // An object is passed as a tree reads it: a key given twice, once.
+    let (text, _) = response(r#""{\"a\": 1, \"a\": 2}""#);
+    assert!(text.starts_with(r#"{"a":2}"#), "{text}");
 }

@@ -11,7 +11,7 @@ pub(crate) mod transcript;
 pub(crate) mod usage;
 
 use super::error::TranslateError;
-use super::json_text::JsonString;
+use super::json_text::{unexpected, CheckedRaw, JsonString};
 use super::text_or_list::text_or_list;
 use super::web_search::{Annotation, WebSearchCall, WebSearchOptions};
 use serde::{Deserialize, Serialize};
@@ -158,15 +158,23 @@ pub enum Content {
 
 impl<'de> Deserialize<'de> for Content {
     /// A string is kept as its JSON text; a list of parts is read from that text, and
-    /// anything else is refused as [`text_or_list`] refuses it.
+    /// anything else is refused naming both shapes.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = match JsonString::of_raw(Box::<RawValue>::deserialize(d)?) {
+        use serde::de::Error;
+        let raw = match JsonString::of_raw(CheckedRaw::deserialize(d)?.0) {
             Ok(text) => return Ok(Content::Text(text)),
             Err(raw) => raw,
         };
-        let mut reader = serde_json::Deserializer::from_str(raw.get());
-        text_or_list(&mut reader, |s| Content::Text(s.into()), Content::Parts)
-            .map_err(serde::de::Error::custom)
+        if raw.get().starts_with('[') {
+            return serde_json::from_str(raw.get())
+                .map(Content::Parts)
+                .map_err(D::Error::custom);
+        }
+        let value: Value = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
+        Err(D::Error::invalid_type(
+            unexpected(&value),
+            &"a string or an array",
+        ))
     }
 }
 

@@ -6,7 +6,7 @@
 //! gateway wrote it) goes back on the next assistant turn.
 
 use super::super::error::TranslateError;
-use super::super::json_text::{ByShape, JsonString, Shaped};
+use super::super::json_text::{ByShape, CheckedRaw, JsonString, Shaped};
 use super::super::openai::{
     ChatRequest, Content, FilePart, FunctionCall, FunctionDef, ImageUrl, JsonSchema, Message,
     NamedToolChoice, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice, ToolName,
@@ -86,7 +86,7 @@ impl<'de> Shaped<'de> for Item {
         // A key given twice is read as a tree reads it: the last one holds.
         while let Some(key) = map.next_key::<String>()? {
             if key == "output" {
-                output = Some(map.next_value()?);
+                output = Some(map.next_value::<CheckedRaw>()?.0);
             } else {
                 fields.insert(key, map.next_value()?);
             }

@@ -605,4 +605,9 @@ fn tool_outputs_are_carried_as_the_app_wrote_them() {
     assert_eq!(content(""), r#""""#);
     // A key given twice: the last holds, as in a tree.
     assert_eq!(content(r#", "output": "a", "output": "b""#), r#""b""#);
+    // A lone surrogate is refused, as it was when the output was read as a string.
+    let body =
+        r#"{"input": [{"type": "function_call_output", "call_id": "c1", "output": "\ud800"}]}"#;
+    let e = serde_json::from_str::<ResponsesRequest>(body).unwrap_err();
+    assert!(e.to_string().contains("hex escape"), "{e}");
 }
