@@ -148,6 +148,21 @@ impl JsonString {
         self.0
     }
 
+    /// A value given as JSON text, as a string: a string as it came, anything else as
+    /// `of_tree` writes it, nothing as an empty string (a tool's result, which may come as
+    /// text or as parts).
+    pub(crate) fn of_value(raw: Option<Box<RawValue>>, of_tree: fn(Value) -> String) -> JsonString {
+        let raw = match raw.map(JsonString::of_raw) {
+            Some(Ok(text)) => return text,
+            Some(Err(raw)) => raw,
+            None => return JsonString::default(),
+        };
+        match serde_json::from_str(raw.get()) {
+            Ok(tree) => of_tree(tree).into(),
+            Err(_) => raw.get().into(),
+        }
+    }
+
     /// A JSON value's text as a string, if it is one.
     pub(crate) fn of_raw(raw: Box<RawValue>) -> Result<JsonString, Box<RawValue>> {
         if raw.get().starts_with('"') {

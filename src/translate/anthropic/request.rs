@@ -555,22 +555,15 @@ fn user_messages(blocks: Vec<Block>, out: &mut Vec<Message>) -> Result<(), Trans
 
 /// A tool result's content (a string or text blocks) as text: a string as it came.
 fn tool_result_text(content: Option<Box<RawValue>>) -> JsonString {
-    let raw = match content.map(JsonString::of_raw) {
-        Some(Ok(text)) => return text,
-        Some(Err(raw)) => raw,
-        None => return JsonString::default(),
-    };
-    match serde_json::from_str(raw.get()) {
-        Ok(Value::Array(blocks)) => blocks
+    JsonString::of_value(content, |tree| match tree {
+        Value::Array(blocks) => blocks
             .iter()
             .filter_map(|b| b["text"].as_str())
             .collect::<Vec<_>>()
-            .join("\n")
-            .into(),
-        Ok(Value::Null) => JsonString::default(),
-        Ok(other) => other.to_string().into(),
-        Err(_) => raw.get().into(),
-    }
+            .join("\n"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]

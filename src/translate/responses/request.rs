@@ -345,20 +345,13 @@ fn string(item: &Value, field: &str, at: &str) -> Result<String, TranslateError>
 
 /// A tool result's text: a string as it came, or the text of its parts.
 fn output_text(output: Option<Box<RawValue>>) -> JsonString {
-    let raw = match output.map(JsonString::of_raw) {
-        Some(Ok(text)) => return text,
-        Some(Err(raw)) => raw,
-        None => return JsonString::default(),
-    };
-    match serde_json::from_str(raw.get()) {
-        Ok(Value::Array(parts)) => parts
+    JsonString::of_value(output, |tree| match tree {
+        Value::Array(parts) => parts
             .iter()
             .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<String>()
-            .into(),
-        Ok(other) => other.to_string().into(),
-        Err(_) => raw.get().into(),
-    }
+            .collect(),
+        other => other.to_string(),
+    })
 }
 
 /// A message's content: a string, or `input_text` / `output_text` / `input_image` /
