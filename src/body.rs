@@ -179,18 +179,23 @@ fn closers(text: &[u8]) -> usize {
     memchr::memchr2_iter(b']', b'}', text).count()
 }
 
-/// The index just past the string whose contents start at `from`.
-fn string_end(bytes: &[u8], mut from: usize) -> usize {
-    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[from..]) {
-        from += found;
-        if bytes[from] == b'"' {
-            return from + 1;
+/// The index just past the string whose contents start at `from`: past the first quote
+/// not escaped, one after an even run of backslashes (none, `\\`, ...) within the string.
+/// Quotes are searched for alone: a file's text has an escape every few bytes (`\n`), and
+/// stopping at each cost more than the rest of the scan.
+fn string_end(bytes: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(found) = memchr::memchr(b'"', &bytes[at..]) {
+        let quote = at + found;
+        let run = bytes[from..quote]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if run % 2 == 0 {
+            return quote + 1;
         }
-        // An escape: skip the escaped character (`\"` does not end the string).
-        from += 2;
-        if from >= bytes.len() {
-            break;
-        }
+        at = quote + 1;
     }
     bytes.len()
 }
@@ -262,6 +267,38 @@ impl<'de> Deserialize<'de> for Key<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The string's end as it was found before: at each quote or backslash, a backslash
+    /// skipping the byte after it.
+    fn string_end_by_escapes(bytes: &[u8], mut from: usize) -> usize {
+        while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[from..]) {
+            from += found;
+            if bytes[from] == b'"' {
+                return from + 1;
+            }
+            from += 2;
+            if from >= bytes.len() {
+                break;
+            }
+        }
+        bytes.len()
+    }
+
+    proptest::proptest! {
+        /// Any bytes, from any place: the string ends where it did, escapes in runs of any
+        /// length (`\\\"`) included.
+        #[test]
+        fn a_string_ends_where_its_escapes_say(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'"', b'\\', b'a', b'n', b'[', b'{', 0xc3]),
+                0..64,
+            ),
+            from in 0usize..64,
+        ) {
+            let from = from.min(bytes.len());
+            proptest::prop_assert_eq!(string_end(&bytes, from), string_end_by_escapes(&bytes, from));
+        }
+    }
 
     #[test]
     fn round_trips_untouched_values_byte_for_byte() {
