@@ -204,6 +204,14 @@ pub enum InputText {
     /// Taken from the body's fields when the request path parsed it: the exporters only
     /// copy it out, where reading it from the body again cost them a parse of the whole body.
     Conversation(Box<RawValue>),
+    /// A conversation whose system prompt was given apart (Anthropic's `system`), taken
+    /// from the body's fields as they came: made one list (the prompt as a first turn) only
+    /// when its text is read. Making that list's JSON text parses all of it again, which a
+    /// long session's request did not wait for.
+    WithSystem {
+        system: Box<RawValue>,
+        messages: Box<RawValue>,
+    },
     /// The body as the app sent it, read when the trace is first made: a passthrough body,
     /// which the request path does not parse, and a Gemini body, whose text parts are joined.
     Body(Bytes),
@@ -214,9 +222,22 @@ impl InputText {
     pub fn size(&self) -> usize {
         match self {
             InputText::Conversation(text) => text.get().len(),
+            InputText::WithSystem { system, messages } => system.get().len() + messages.get().len(),
             InputText::Body(body) => body.len(),
         }
     }
+}
+
+/// `[{"role":"system","content":<system>}, ...messages]`, spliced as text; `None` when the
+/// messages are not a list.
+pub fn with_system(system: &RawValue, messages: &RawValue) -> Option<Box<RawValue>> {
+    let inner = messages.get().strip_prefix('[')?.strip_suffix(']')?.trim();
+    let sep = if inner.is_empty() { "" } else { "," };
+    let text = format!(
+        r#"[{{"role":"system","content":{}}}{sep}{inner}]"#,
+        system.get()
+    );
+    RawValue::from_string(text).ok()
 }
 
 /// Everything known about one request, as it goes. Its clone copies every field but an

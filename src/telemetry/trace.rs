@@ -5,7 +5,7 @@
 use super::capture::{Output, Transcriber};
 use super::cost;
 use super::ids::hex;
-use super::record::{AttemptRecord, InputText, RequestRecord, TokenUsage};
+use super::record::{with_system, AttemptRecord, InputText, RequestRecord, TokenUsage};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
@@ -128,6 +128,9 @@ impl Trace {
             Content {
                 input: match &r.input {
                     Some(InputText::Body(body)) => (transcriber.input)(r.format, body),
+                    Some(InputText::WithSystem { system, messages }) => {
+                        with_system(system, messages)
+                    }
                     Some(InputText::Conversation(_)) | None => None,
                 },
                 output: if read_back {
@@ -500,6 +503,32 @@ pub(crate) mod tests {
         r.disable_log = true;
         let t = Trace::finish("req".into(), r);
         assert!(t.content(&transcriber()).input.is_none());
+    }
+
+    /// An Anthropic conversation's system prompt goes in front of its messages when the
+    /// trace's text is first read (not on the request path), and not at all without leave.
+    #[test]
+    fn a_system_prompt_given_apart_is_spliced_when_the_text_is_read() {
+        let with_system = |disable_log| {
+            let mut r = record();
+            r.input = Some(InputText::WithSystem {
+                system: raw(r#""be brief""#).unwrap(),
+                messages: raw(r#"[{"role":"user","content":"hi"}]"#).unwrap(),
+            });
+            r.disable_log = disable_log;
+            Trace::finish("req".into(), r)
+        };
+        let no_reading = Transcriber {
+            input: |_, _| panic!("the body was read again"),
+            ..transcriber()
+        };
+        let t = with_system(false);
+        assert_eq!(
+            t.content(&no_reading).input.map(RawValue::get),
+            Some(r#"[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]"#)
+        );
+        assert_eq!(parsed(&t)["input"][1]["content"], "hi");
+        assert!(with_system(true).content(&no_reading).input.is_none());
     }
 
     #[test]

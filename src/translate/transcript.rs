@@ -17,7 +17,7 @@ use super::assembled::Assembled;
 use super::{anthropic, gemini, openai, responses};
 use crate::body::JsonBody;
 use crate::telemetry::capture::Output;
-use crate::telemetry::record::{InputText, TokenUsage};
+use crate::telemetry::record::{with_system, InputText, TokenUsage};
 use crate::wire::Wire;
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 pub fn conversation(format: Wire, body: &JsonBody, bytes: &Bytes) -> Option<InputText> {
     match format {
         Wire::Gemini => Some(InputText::Body(bytes.clone())),
-        _ => in_fields(format, body).map(InputText::Conversation),
+        _ => in_fields(format, body),
     }
 }
 
@@ -37,15 +37,21 @@ pub fn conversation(format: Wire, body: &JsonBody, bytes: &Bytes) -> Option<Inpu
 pub fn input(format: Option<Wire>, body: &[u8]) -> Option<Box<RawValue>> {
     match format? {
         Wire::Gemini => gemini::transcript::input(body),
-        format => in_fields(format, &JsonBody::parse(body).ok()?),
+        format => match in_fields(format, &JsonBody::parse(body).ok()?)? {
+            InputText::Conversation(text) => Some(text),
+            InputText::WithSystem { system, messages } => with_system(&system, &messages),
+            InputText::Body(_) => None,
+        },
     }
 }
 
 /// The conversation a body holds in its fields as they are: none for Gemini, whose
 /// conversation is built from its contents.
-fn in_fields(format: Wire, body: &JsonBody) -> Option<Box<RawValue>> {
+fn in_fields(format: Wire, body: &JsonBody) -> Option<InputText> {
     match format {
-        Wire::OpenAi | Wire::Responses => openai::transcript::conversation(body),
+        Wire::OpenAi | Wire::Responses => {
+            openai::transcript::conversation(body).map(InputText::Conversation)
+        }
         Wire::Anthropic => anthropic::transcript::conversation(body),
         Wire::Gemini => None,
     }
@@ -357,6 +363,10 @@ mod tests {
             let body = JsonBody::parse(&bytes).unwrap();
             let taken = match conversation(format, &body, &bytes) {
                 Some(InputText::Conversation(text)) => Some(text.get().to_string()),
+                // The system prompt is spliced in when the trace's text is read.
+                Some(InputText::WithSystem { system, messages }) => {
+                    with_system(&system, &messages).map(|text| text.get().to_string())
+                }
                 Some(InputText::Body(_)) => panic!("{format:?}: taken from the fields"),
                 None => None,
             };

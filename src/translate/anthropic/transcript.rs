@@ -5,30 +5,27 @@
 use super::stream::plain_text_delta;
 use super::{usage, AUsage};
 use crate::body::JsonBody;
+use crate::telemetry::record::InputText;
 use crate::translate::assembled::{Assembled, CallPart};
 use crate::translate::json_text::OptionalStr;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// The conversation of a Messages request, a system prompt given apart first.
-pub fn conversation(body: &JsonBody) -> Option<Box<RawValue>> {
-    with_system(body.get_non_null("system"), body.get_non_null("messages")?)
-}
-
-/// `[{"role":"system","content":<system>}, ...messages]`, spliced as text; the messages
-/// alone when there is no system prompt.
-fn with_system(system: Option<&RawValue>, messages: &RawValue) -> Option<Box<RawValue>> {
-    let Some(system) = system else {
-        return messages.get().starts_with('[').then(|| messages.to_owned());
-    };
-    let inner = messages.get().strip_prefix('[')?.strip_suffix(']')?.trim();
-    let sep = if inner.is_empty() { "" } else { "," };
-    let text = format!(
-        r#"[{{"role":"system","content":{}}}{sep}{inner}]"#,
-        system.get()
-    );
-    RawValue::from_string(text).ok()
+/// The conversation of a Messages request, a system prompt given apart first (see
+/// [`InputText::WithSystem`]); `None` when its messages are not a list.
+pub fn conversation(body: &JsonBody) -> Option<InputText> {
+    let messages = body.get_non_null("messages")?;
+    if !messages.get().starts_with('[') {
+        return None;
+    }
+    Some(match body.get_non_null("system") {
+        None => InputText::Conversation(messages.to_owned()),
+        Some(system) => InputText::WithSystem {
+            system: system.to_owned(),
+            messages: messages.to_owned(),
+        },
+    })
 }
 
 /// The usage an event reported (`message_start`'s message and an event's own `usage`),
