@@ -3,6 +3,7 @@
 //! serde reads borrowed from the text; strings carried as their JSON text (`JsonString`);
 //! and values read in one pass by their shape (`Shaped`), never built into a tree.
 
+use crate::body::raw_json;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -245,16 +246,14 @@ pub(crate) fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
 /// A value read as a tree and kept as its JSON text: for a field serde may read from a
 /// buffer of its own (a tagged enum's), which cannot give JSON text as it came.
 pub(crate) fn tree_as_text<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
-    serde_json::value::to_raw_value(&Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    Ok(raw_json(&Value::deserialize(d)?))
 }
 
 /// [`tree_as_text`] for an optional field (absent or `null`: `None`).
 pub(crate) fn optional_tree_as_text<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Box<RawValue>>, D::Error> {
-    Option::<Value>::deserialize(d)?
-        .map(|tree| serde_json::value::to_raw_value(&tree).map_err(serde::de::Error::custom))
-        .transpose()
+    Ok(Option::<Value>::deserialize(d)?.map(|tree| raw_json(&tree)))
 }
 
 #[cfg(test)]

@@ -285,11 +285,7 @@ fn parse_arguments(arguments: &str) -> Result<Value, TranslateError> {
 }
 
 fn tool_result(message: Message) -> Block {
-    let text = match message.content {
-        Some(Content::Text(text)) => text,
-        Some(parts) => parts.text().into(),
-        None => JsonString::default(),
-    };
+    let text = message.content.map(Content::into_text).unwrap_or_default();
     Block::ToolResult {
         tool_use_id: message.tool_call_id.unwrap_or_default(),
         content: Some(text.into_raw()),

@@ -2,6 +2,7 @@
 
 use super::schema::Schema;
 use super::*;
+use crate::body::raw_json;
 use crate::translate::json_text::JsonString;
 use crate::translate::openai::{
     parse_data_url, ChatRequest, Content, Message, ResponseFormat, Stop, Tool, ToolChoice,
@@ -232,11 +233,7 @@ fn function_response(
             format!("tool message `{id}` answers no tool call of the conversation"),
         )
     })?;
-    let text = match message.content {
-        Some(Content::Text(text)) => text,
-        Some(parts) => parts.text().into(),
-        None => JsonString::default(),
-    };
+    let text = message.content.map(Content::into_text).unwrap_or_default();
     // Gemini wants an object; a JSON object result is passed as is, anything else wrapped.
     let response = object_text(&text).unwrap_or_else(|| {
         let wrapped = format!(r#"{{"result":{}}}"#, text.into_raw().get());
@@ -259,7 +256,7 @@ fn object_text(result: &JsonString) -> Option<Box<RawValue>> {
         return None;
     }
     match serde_json::from_str(&result.text()) {
-        Ok(Value::Object(object)) => serde_json::value::to_raw_value(&object).ok(),
+        Ok(Value::Object(object)) => Some(raw_json(&object)),
         _ => None,
     }
 }

@@ -179,6 +179,15 @@ impl<'de> Deserialize<'de> for Content {
 }
 
 impl Content {
+    /// The content as one string's JSON text: a string as it came, or its text parts
+    /// joined (a tool message's result, passed on to a provider as text).
+    pub(crate) fn into_text(self) -> JsonString {
+        match self {
+            Content::Text(text) => text,
+            parts => parts.text().into(),
+        }
+    }
+
     /// The text of the content: a string, or its text parts joined.
     pub fn text(&self) -> String {
         match self {
