@@ -200,6 +200,42 @@ fn string_end(bytes: &[u8], from: usize) -> usize {
     bytes.len()
 }
 
+/// The index just past the value that begins at `at` in JSON text known to be valid (a
+/// [`JsonBody`]'s values are checked when the body is parsed), found without reading it:
+/// strings are skipped by their quotes, brackets counted between them. For scanning a
+/// conversation's outline, where parsing every string again was most of the cost.
+pub(crate) fn value_end(bytes: &[u8], at: usize) -> usize {
+    match bytes.get(at) {
+        Some(b'"') => string_end(bytes, at + 1),
+        Some(b'[' | b'{') => {
+            let (mut depth, mut i) = (0usize, at);
+            while let Some(&byte) = bytes.get(i) {
+                match byte {
+                    b'"' => {
+                        i = string_end(bytes, i + 1);
+                        continue;
+                    }
+                    b'[' | b'{' => depth += 1,
+                    b']' | b'}' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            bytes.len()
+        }
+        // A number, `true`, `false` or `null`: up to what may follow a value.
+        _ => bytes[at.min(bytes.len())..]
+            .iter()
+            .position(|b| matches!(b, b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t'))
+            .map_or(bytes.len(), |n| at + n),
+    }
+}
+
 /// Appends `s` as a JSON string literal.
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
     // Writing a &str into a Vec cannot fail.
@@ -298,6 +334,24 @@ mod tests {
             let from = from.min(bytes.len());
             proptest::prop_assert_eq!(string_end(&bytes, from), string_end_by_escapes(&bytes, from));
         }
+    }
+
+    #[test]
+    fn a_value_ends_where_its_text_does() {
+        for value in [
+            r#""a\"]}""#,
+            r#"{"a":["]",{"b":"}\\"}],"c":{}}"#,
+            "[[1,2],[]]",
+            "-1.5e3",
+            "true",
+            "null",
+        ] {
+            for after in ["", ",1", "]", "}", " ,"] {
+                let text = format!("{value}{after}");
+                assert_eq!(value_end(text.as_bytes(), 0), value.len(), "{text}");
+            }
+        }
+        assert_eq!(value_end(br#"[1,"x"]"#, 3), 6);
     }
 
     #[test]

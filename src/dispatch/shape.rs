@@ -5,7 +5,7 @@
 //! Only the outline is read (each turn an object, with a string `role` where the API
 //! requires one); what a turn holds is left to the translators and providers.
 
-use crate::body::JsonBody;
+use crate::body::{value_end, JsonBody};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::translate::json_text::OptionalStr;
@@ -49,13 +49,21 @@ struct Turn<'a> {
     kind: OptionalStr<'a>,
 }
 
+impl Need {
+    /// Whether a turn with a string `role` (or not), and a string `type` (or not), has
+    /// what is needed.
+    fn met_by(self, role: bool, kind: bool) -> bool {
+        match self {
+            Need::Object => true,
+            Need::Role => role,
+            Need::RoleOrType => role || kind,
+        }
+    }
+}
+
 impl Turn<'_> {
     fn has(&self, need: Need) -> bool {
-        match need {
-            Need::Object => true,
-            Need::Role => self.role.is_some(),
-            Need::RoleOrType => self.role.is_some() || self.kind.is_some(),
-        }
+        need.met_by(self.role.is_some(), self.kind.is_some())
     }
 }
 
@@ -65,6 +73,9 @@ fn turns(body: &JsonBody<'_>, field: &str, need: Need) -> Result<(), GatewayErro
     let Some(raw) = body.get(field) else {
         return Ok(());
     };
+    if Outline::scanned(raw.get().as_bytes(), need) {
+        return Ok(());
+    }
     let mut bad = None;
     let mut reader = serde_json::Deserializer::from_str(raw.get());
     if reader
@@ -115,6 +126,101 @@ impl<'de> Visitor<'de> for Outline<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Outline<'_> {
+    /// Whether every turn of `list`, valid JSON text (the body's parse checked it), surely
+    /// has what `need` asks, found by scanning the outline alone: the parser went over every
+    /// string of the conversation again (a long agent session's body is hundreds of
+    /// kilobytes of file text). False when a turn does not, and where the scan is unsure (a
+    /// key with an escape, a `role` or `type` given twice or neither a string nor null): the
+    /// parser then reads the list, and names the turn.
+    fn scanned(list: &[u8], need: Need) -> bool {
+        let mut scan = Scan { bytes: list, at: 0 };
+        if !scan.eat(b'[') {
+            return false;
+        }
+        if scan.eat(b']') {
+            return true;
+        }
+        loop {
+            match scan.turn() {
+                Some((role, kind)) if need.met_by(role, kind) => {}
+                _ => return false,
+            }
+            if !scan.eat(b',') {
+                return scan.eat(b']');
+            }
+        }
+    }
+}
+
+/// A place in valid JSON text.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scan<'_> {
+    /// Steps over `byte`, after any whitespace, if it is next.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        let next = self.bytes.get(self.at) == Some(&byte);
+        self.at += usize::from(next);
+        next
+    }
+
+    fn skip_space(&mut self) {
+        while matches!(self.bytes.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    /// Steps over an object, telling whether its `role` and its `type` are strings; `None`
+    /// when it is not an object or the scan is unsure of it (see [`Outline::scanned`]).
+    fn turn(&mut self) -> Option<(bool, bool)> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        let (mut role, mut kind) = (None, None);
+        if self.eat(b'}') {
+            return Some((false, false));
+        }
+        loop {
+            self.skip_space();
+            let key = self.at;
+            self.at = value_end(self.bytes, key);
+            // The key's text between its quotes.
+            let key = self.bytes.get(key..self.at)?.strip_prefix(b"\"")?;
+            if key.contains(&b'\\') || !self.eat(b':') {
+                return None;
+            }
+            self.skip_space();
+            let value = self.at;
+            self.at = value_end(self.bytes, value);
+            let slot = match key {
+                b"role\"" => Some(&mut role),
+                b"type\"" => Some(&mut kind),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                // A string is a role or type; null is none; anything else the parser refuses.
+                let string = match self.bytes.get(value) {
+                    Some(b'"') => true,
+                    Some(b'n') => false,
+                    _ => return None,
+                };
+                if slot.replace(string).is_some() {
+                    return None;
+                }
+            }
+            if !self.eat(b',') {
+                return self
+                    .eat(b'}')
+                    .then_some((role == Some(true), kind == Some(true)));
+            }
+        }
     }
 }
 
@@ -216,6 +322,85 @@ mod tests {
             "]".repeat(200)
         );
         assert!(checked(Endpoint::ChatCompletions, &deep).is_ok());
+    }
+
+    /// The parser's reading of a list of turns alone, as every list was read before the scan.
+    fn parsed(list: &str, need: Need) -> bool {
+        let mut bad = None;
+        let outline = Outline {
+            need,
+            bad: &mut bad,
+        };
+        serde_json::Deserializer::from_str(list)
+            .deserialize_seq(outline)
+            .is_ok()
+    }
+
+    const KEYS: [&str; 5] = [
+        r#""role""#,
+        r#""type""#,
+        r#""content""#,
+        r#""r\u006fle""#,
+        r#""ty\"pe""#,
+    ];
+    const VALUES: [&str; 8] = [
+        r#""user""#,
+        "null",
+        "1",
+        r#"[{"type":"text","text":"a]}\"{"},{"role":7}]"#,
+        "{}",
+        r#""a\\""#,
+        "true",
+        r#"{"role":"x"}"#,
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// Whatever the turns, the scan never passes a list the parser would refuse, and
+        /// passes every list the parser takes whose keys are plain and given once.
+        #[test]
+        fn the_scan_agrees_with_the_parser(
+            turns in proptest::collection::vec(
+                proptest::option::of(proptest::collection::vec((0..KEYS.len(), 0..VALUES.len()), 0..4)),
+                0..4,
+            ),
+            space in proptest::sample::select(vec!["", " ", "\n\t"]),
+            need in proptest::sample::select(vec![0, 1, 2]),
+        ) {
+            let need = [Need::Object, Need::Role, Need::RoleOrType][need];
+            let mut plain = true;
+            let turns: Vec<String> = turns
+                .iter()
+                .map(|turn| match turn {
+                    None => "7".to_string(),
+                    Some(fields) => {
+                        let keys: Vec<usize> = fields.iter().map(|f| f.0).collect();
+                        plain &= !keys.iter().any(|&k| k > 2)
+                            && keys.iter().filter(|&&k| k == 0).count() < 2
+                            && keys.iter().filter(|&&k| k == 1).count() < 2;
+                        let fields: Vec<String> = fields
+                            .iter()
+                            .map(|&(k, v)| format!("{space}{}{space}:{space}{}", KEYS[k], VALUES[v]))
+                            .collect();
+                        format!("{{{}{space}}}", fields.join(","))
+                    }
+                })
+                .collect();
+            let list = format!("{space}[{space}{}{space}]", turns.join(&format!("{space},")));
+            let (scanned, parsed) = (Outline::scanned(list.as_bytes(), need), parsed(&list, need));
+            proptest::prop_assert!(!scanned || parsed, "{list}");
+            proptest::prop_assert!(scanned || !parsed || !plain, "{list}");
+        }
+    }
+
+    #[test]
+    fn a_plain_conversation_is_passed_by_the_scan() {
+        let list = r#"[{"role":"user","content":[{"type":"text","text":"a \"b\" \\"}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function"}]},
+            {"type":"function_call_output","output":"{\"x\":[1]}"}]"#;
+        assert!(Outline::scanned(list.as_bytes(), Need::RoleOrType));
+        assert!(!Outline::scanned(list.as_bytes(), Need::Role));
+        assert!(Outline::scanned(b" [ ] ", Need::Role));
     }
 
     #[test]
