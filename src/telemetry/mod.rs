@@ -96,15 +96,7 @@ impl Telemetry {
             queue.offer(&trace);
         }
         if self.settings.recent_traces > 0 {
-            let mut recent = self.ring();
-            if recent.slots.len() >= self.settings.recent_traces {
-                recent.slots.pop_front();
-            }
-            recent.slots.push_back(Slot {
-                trace: trace.clone(),
-                copied: false,
-            });
-            recent.pushed += 1;
+            self.ring().push(trace.clone(), self.settings.recent_traces);
         }
         trace
     }
@@ -239,19 +231,50 @@ const MOST_COPIED: usize = 64 * 1024;
 /// How long after the last trace came in the recent traces may be copied.
 const QUIET: Duration = Duration::from_secs(5);
 
+/// The most bytes of text (inputs and answers, [`Trace::bulk`]) the recent traces hold
+/// together. A coding agent's requests carry its whole session, hundreds of kilobytes each:
+/// a thousand of them held 280 MB, past the 256 MiB the injected sidecar may use, and every
+/// trace's text came in pages fresh from the system (a fifth of such a request's CPU).
+const RECENT_BYTES: usize = 32 << 20;
+
 /// The recent traces, oldest first.
 #[derive(Default)]
 struct Recent {
     slots: VecDeque<Slot>,
+    /// The bytes of text they hold.
+    bulk: usize,
     /// Traces pushed, ever: a step of compaction stops when it changes.
     pushed: u64,
     /// A thread is copying the traces.
     compacting: bool,
 }
 
+impl Recent {
+    /// Puts `trace` in as the newest, taking out the oldest while there would be more than
+    /// `most`, or more text than [`RECENT_BYTES`] (the newest stays, however large).
+    fn push(&mut self, trace: Arc<Trace>, most: usize) {
+        let bulk = trace.bulk();
+        while self.slots.len() >= most || self.bulk + bulk > RECENT_BYTES {
+            let Some(oldest) = self.slots.pop_front() else {
+                break;
+            };
+            self.bulk -= oldest.bulk;
+        }
+        self.bulk += bulk;
+        self.slots.push_back(Slot {
+            trace,
+            bulk,
+            copied: false,
+        });
+        self.pushed += 1;
+    }
+}
+
 /// A recent trace.
 struct Slot {
     trace: Arc<Trace>,
+    /// Its bytes of text, as counted in [`Recent::bulk`].
+    bulk: usize,
     /// It has been copied since its request ended (`Telemetry::compact_recent`).
     copied: bool,
 }
@@ -299,12 +322,7 @@ pub(crate) mod tests {
         compact(&t);
         let after = addresses(&t);
         assert!(before.iter().zip(&after).all(|(b, a)| b != a), "copied");
-        let ids: Vec<String> = t
-            .recent(usize::MAX, |_| true)
-            .iter()
-            .map(|t| t.request_id.clone())
-            .collect();
-        assert_eq!(ids, ["d", "c", "b"]);
+        assert_eq!(ids(&t), ["d", "c", "b"]);
 
         compact(&t);
         assert_eq!(addresses(&t), after, "not copied twice");
@@ -368,6 +386,47 @@ pub(crate) mod tests {
         assert_eq!(after[1], before[1], "the big one is not");
         assert!(!compact(&t), "nor later");
         assert_eq!(addresses(&t)[1], before[1]);
+    }
+
+    /// A trace whose input is `bytes` long.
+    fn ended_with_input(t: &Telemetry, id: &str, bytes: usize) -> Arc<Trace> {
+        let mut r = record();
+        r.input = Some(record::InputText::Body(bytes::Bytes::from(vec![
+            b' ';
+            bytes
+        ])));
+        t.finish(id.into(), r)
+    }
+
+    fn ids(t: &Telemetry) -> Vec<String> {
+        t.recent(usize::MAX, |_| true)
+            .iter()
+            .map(|t| t.request_id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_recent_traces_hold_at_most_their_bytes_of_text() {
+        let t = telemetry(1000);
+        // A trace's answer counts too.
+        let answer = ended_with_input(&telemetry(1), "answer", 0).bulk();
+        let third = RECENT_BYTES / 3 - answer;
+        for id in ["a", "b", "c"] {
+            ended_with_input(&t, id, third);
+        }
+        assert_eq!(ids(&t), ["c", "b", "a"]);
+        ended_with_input(&t, "d", RECENT_BYTES - 3 * (third + answer) + 1);
+        assert_eq!(ids(&t), ["d", "c", "b"], "the oldest made room");
+        ended_with_input(&t, "huge", RECENT_BYTES + 1);
+        assert_eq!(ids(&t), ["huge"], "the newest stays, however large");
+        ended(&t, "small");
+        assert_eq!(ids(&t), ["small"]);
+        ended(&t, "small 2");
+        assert_eq!(
+            ids(&t),
+            ["small 2", "small"],
+            "the count of bytes went down"
+        );
     }
 
     #[test]

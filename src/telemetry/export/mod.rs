@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -24,6 +25,10 @@ use tokio::sync::mpsc;
 /// Traces waiting per exporter by default (`telemetry.export_queue`): seconds of a busy
 /// sidecar's traffic, minutes of a quiet one's, in bounded memory.
 pub const DEFAULT_EXPORT_QUEUE: usize = 4096;
+/// The most bytes of text ([`Trace::bulk`]) an exporter holds, queued and in the batch it
+/// is sending: a coding agent's traces carry hundreds of kilobytes each, and a full queue of
+/// them (a collector down, its batches retried) would be more than a gigabyte.
+const QUEUED_BYTES: usize = 32 << 20;
 /// Traces sent in one batch at most.
 /// (Respan's bulk endpoint takes 500.)
 const MAX_BATCH: usize = 256;
@@ -69,12 +74,18 @@ pub enum Destination {
 pub struct Queue {
     name: &'static str,
     sender: mpsc::Sender<Arc<Trace>>,
+    /// The bytes of text its exporter holds, shared with it.
+    held: Arc<AtomicUsize>,
 }
 
 impl Queue {
-    /// Queues a trace unless the queue is full (then it is dropped and counted).
+    /// Queues a trace unless the queue is full, in traces or in [`QUEUED_BYTES`] (then it is
+    /// dropped and counted).
     pub fn offer(&self, trace: &Arc<Trace>) {
-        if self.sender.try_send(trace.clone()).is_err() {
+        let bulk = trace.bulk();
+        let room = self.held.fetch_add(bulk, Ordering::Relaxed) + bulk <= QUEUED_BYTES;
+        if !room || self.sender.try_send(trace.clone()).is_err() {
+            self.held.fetch_sub(bulk, Ordering::Relaxed);
             count(self.name, "dropped", 1);
         }
     }
@@ -90,14 +101,20 @@ pub fn exporter(
     let sink = Sink::new(destination)?;
     let (sender, receiver) = mpsc::channel(capacity.max(1));
     let name = sink.name();
+    let held = Arc::new(AtomicUsize::new(0));
     metrics().exporter_started(name);
     Ok((
-        Queue { name, sender },
+        Queue {
+            name,
+            sender,
+            held: held.clone(),
+        },
         ExportService {
             name,
             transcriber,
             drain,
             log: LogLimit::once_a_minute(),
+            held,
             state: Mutex::new(Some((sink, receiver))),
         },
     ))
@@ -167,6 +184,8 @@ pub struct ExportService {
     transcriber: Transcriber,
     drain: Drain,
     log: LogLimit,
+    /// The bytes of text it holds, queued and being sent ([`Queue::offer`] counts them in).
+    held: Arc<AtomicUsize>,
     state: Mutex<Option<(Sink, mpsc::Receiver<Arc<Trace>>)>>,
 }
 
@@ -218,6 +237,9 @@ impl Deliver<Arc<Trace>> for Exporting<'_> {
                 },
             }
         }
+        // Handled: the batch is freed now.
+        let bulk: usize = batch.iter().map(|trace| trace.bulk()).sum();
+        service.held.fetch_sub(bulk, Ordering::Relaxed);
     }
 }
 
@@ -253,4 +275,52 @@ fn count(exporter: &str, result: &str, n: u64) {
         .trace_exports
         .with_label_values(&[exporter, result])
         .inc_by(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::record::InputText;
+    use crate::telemetry::trace::tests::{record, transcriber};
+
+    /// A trace whose input is `bytes` long.
+    fn trace(bytes: usize) -> Arc<Trace> {
+        let mut r = record();
+        r.input = Some(InputText::Body(bytes::Bytes::from(vec![b' '; bytes])));
+        Arc::new(Trace::finish("t".into(), r))
+    }
+
+    #[tokio::test]
+    async fn an_exporter_holds_at_most_its_bytes_of_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("traces.jsonl");
+        let destination = Destination::Jsonl { path: path.clone() };
+        let (queue, service) =
+            exporter(destination, transcriber(), 4096, Drain::default()).unwrap();
+        let (sink, mut receiver) = service.state.lock().unwrap().take().unwrap();
+        // A trace's answer counts too.
+        let half = QUEUED_BYTES / 2 - trace(0).bulk();
+        let mut offered = |bytes| {
+            queue.offer(&trace(bytes));
+            receiver.try_recv().ok()
+        };
+        let mut batch: Vec<Arc<Trace>> = Vec::new();
+        batch.extend(offered(half));
+        batch.extend(offered(half));
+        assert_eq!(batch.len(), 2);
+        assert!(offered(1).is_none(), "no room for a third");
+        assert_eq!(queue.held.load(Ordering::Relaxed), QUEUED_BYTES);
+
+        // Sent, a batch's bytes make room again.
+        let mut exporting = Exporting {
+            service: &service,
+            sink,
+        };
+        exporting.deliver(&batch, None).await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        assert_eq!(queue.held.load(Ordering::Relaxed), 0);
+        assert!(offered(half).is_some());
+        assert!(offered(10).is_some());
+        assert!(offered(half).is_none(), "past the bytes again");
+    }
 }
