@@ -134,8 +134,8 @@ impl Outline<'_> {
     /// has what `need` asks, found by scanning the outline alone: the parser went over every
     /// string of the conversation again (a long agent session's body is hundreds of
     /// kilobytes of file text). False when a turn does not, and where the scan is unsure (a
-    /// key with an escape, a `role` or `type` given twice or neither a string nor null): the
-    /// parser then reads the list, and names the turn.
+    /// key or a `role` or `type` with an escape, a `role` or `type` given twice or neither a
+    /// string nor null): the parser then reads the list, and names the turn.
     fn scanned(list: &[u8], need: Need) -> bool {
         let mut scan = Scan { bytes: list, at: 0 };
         if !scan.eat(b'[') {
@@ -205,10 +205,11 @@ impl Scan<'_> {
                 _ => None,
             };
             if let Some(slot) = slot {
-                // A string is a role or type; null is none; anything else the parser refuses.
-                let string = match self.bytes.get(value) {
-                    Some(b'"') => true,
-                    Some(b'n') => false,
+                // A string is a role or type (one with an escape is the parser's to read: it
+                // refuses a lone surrogate); null is none; anything else the parser refuses.
+                let string = match self.bytes.get(value..self.at)? {
+                    [b'"', text @ ..] if !text.contains(&b'\\') => true,
+                    [b'n', ..] => false,
                     _ => return None,
                 };
                 if slot.replace(string).is_some() {
@@ -288,6 +289,7 @@ mod tests {
                 r#"{"messages":[[{"role":"user"}]]}"#,
                 r#"{"messages":[{"role":"user"},{"content":"no role"}]}"#,
                 r#"{"messages":[{"role":1}]}"#,
+                r#"{"messages":[{"role":"\ud800"}]}"#,
                 r#"{"messages":[null]}"#,
             ] {
                 let e = checked(endpoint, bad).unwrap_err();
@@ -343,13 +345,14 @@ mod tests {
         r#""r\u006fle""#,
         r#""ty\"pe""#,
     ];
-    const VALUES: [&str; 8] = [
+    const VALUES: [&str; 9] = [
         r#""user""#,
         "null",
         "1",
         r#"[{"type":"text","text":"a]}\"{"},{"role":7}]"#,
         "{}",
         r#""a\\""#,
+        r#""\ud800""#,
         "true",
         r#"{"role":"x"}"#,
     ];
@@ -357,7 +360,8 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
         /// Whatever the turns, the scan never passes a list the parser would refuse, and
-        /// passes every list the parser takes whose keys are plain and given once.
+        /// passes every list the parser takes whose keys, roles and types are plain (no
+        /// escapes) and given once.
         #[test]
         fn the_scan_agrees_with_the_parser(
             turns in proptest::collection::vec(
@@ -377,7 +381,8 @@ mod tests {
                         let keys: Vec<usize> = fields.iter().map(|f| f.0).collect();
                         plain &= !keys.iter().any(|&k| k > 2)
                             && keys.iter().filter(|&&k| k == 0).count() < 2
-                            && keys.iter().filter(|&&k| k == 1).count() < 2;
+                            && keys.iter().filter(|&&k| k == 1).count() < 2
+                            && !fields.iter().any(|&(k, v)| k < 2 && VALUES[v].contains('\\'));
                         let fields: Vec<String> = fields
                             .iter()
                             .map(|&(k, v)| format!("{space}{}{space}:{space}{}", KEYS[k], VALUES[v]))
