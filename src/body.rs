@@ -37,18 +37,6 @@ pub enum BodyError {
 }
 
 impl<'a> JsonBody<'a> {
-    /// Parses a body whose arrays and objects nest at most `max_depth` deep.
-    ///
-    /// The bound is checked by a scan first: values are kept as raw text, which serde_json
-    /// skips without recursing, so its own recursion limit never sees a deep conversation
-    /// that a provider's parser would then be handed.
-    pub fn parse_within(bytes: &'a [u8], max_depth: usize) -> Result<JsonBody<'a>, BodyError> {
-        if !nesting_within(bytes, max_depth) {
-            return Err(BodyError::TooDeep(max_depth));
-        }
-        JsonBody::parse(bytes)
-    }
-
     /// Parses in one pass: the conversation is validated, never copied or built into a tree.
     pub fn parse(bytes: &'a [u8]) -> Result<JsonBody<'a>, BodyError> {
         serde_json::from_slice(bytes).map_err(|e| match e.classify() {
@@ -155,6 +143,9 @@ impl<'a> JsonBody<'a> {
 
 /// Whether the arrays and objects of a JSON text nest at most `max_depth` deep (brackets
 /// inside strings do not count). Text that is not JSON may pass: the parser refuses it.
+/// A body's fields are bounded so (the parse skips a value's text without recursing, so
+/// serde's own recursion limit never sees a deep conversation that a provider's parser
+/// would then be handed).
 pub fn nesting_within(bytes: &[u8], max_depth: usize) -> bool {
     let mut depth = 0usize;
     let mut at = 0;
@@ -201,38 +192,45 @@ fn string_end(bytes: &[u8], from: usize) -> usize {
 }
 
 /// The index just past the value that begins at `at` in JSON text known to be valid (a
-/// [`JsonBody`]'s values are checked when the body is parsed), found without reading it:
-/// strings are skipped by their quotes, brackets counted between them. For scanning a
-/// conversation's outline, where parsing every string again was most of the cost.
-pub(crate) fn value_end(bytes: &[u8], at: usize) -> usize {
+/// [`JsonBody`]'s values are checked when the body is parsed), and how deep its arrays and
+/// objects nest (0 for a string, a number, ...), found without reading it: strings are
+/// skipped by their quotes, brackets counted between them. For scanning a conversation's
+/// outline, where parsing every string again was most of the cost.
+pub(crate) fn value_end(bytes: &[u8], at: usize) -> (usize, usize) {
     match bytes.get(at) {
-        Some(b'"') => string_end(bytes, at + 1),
+        Some(b'"') => (string_end(bytes, at + 1), 0),
         Some(b'[' | b'{') => {
-            let (mut depth, mut i) = (0usize, at);
+            let (mut depth, mut deepest, mut i) = (0usize, 0, at);
             while let Some(&byte) = bytes.get(i) {
                 match byte {
                     b'"' => {
                         i = string_end(bytes, i + 1);
                         continue;
                     }
-                    b'[' | b'{' => depth += 1,
+                    b'[' | b'{' => {
+                        depth += 1;
+                        deepest = deepest.max(depth);
+                    }
                     b']' | b'}' => {
                         depth = depth.saturating_sub(1);
                         if depth == 0 {
-                            return i + 1;
+                            return (i + 1, deepest);
                         }
                     }
                     _ => {}
                 }
                 i += 1;
             }
-            bytes.len()
+            (bytes.len(), deepest)
         }
         // A number, `true`, `false` or `null`: up to what may follow a value.
-        _ => bytes[at.min(bytes.len())..]
-            .iter()
-            .position(|b| matches!(b, b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t'))
-            .map_or(bytes.len(), |n| at + n),
+        _ => {
+            let end = bytes[at.min(bytes.len())..]
+                .iter()
+                .position(|b| matches!(b, b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t'))
+                .map_or(bytes.len(), |n| at + n);
+            (end, 0)
+        }
     }
 }
 
@@ -348,10 +346,14 @@ mod tests {
         ] {
             for after in ["", ",1", "]", "}", " ,"] {
                 let text = format!("{value}{after}");
-                assert_eq!(value_end(text.as_bytes(), 0), value.len(), "{text}");
+                assert_eq!(value_end(text.as_bytes(), 0).0, value.len(), "{text}");
             }
         }
-        assert_eq!(value_end(br#"[1,"x"]"#, 3), 6);
+        assert_eq!(value_end(br#"[1,"x"]"#, 3), (6, 0));
+        // How deep it nests, brackets in strings not counted.
+        assert_eq!(value_end(br#"{"a":["]",{"b":"}\\"}],"c":{}}"#, 0).1, 3);
+        assert_eq!(value_end(b"[[1,2],[]]", 0).1, 2);
+        assert_eq!(value_end(br#""[[""#, 0).1, 0);
     }
 
     #[test]
@@ -401,12 +403,9 @@ mod tests {
         let text = r#"{"a":"[[[[\"{{{{\\","b":[1]}"#;
         assert!(nesting_within(text.as_bytes(), 2));
         assert!(nesting_within(b"{\"a\":\"unterminated \\", 1));
-        let body = deep(100_000);
-        assert_eq!(
-            JsonBody::parse_within(body.as_bytes(), 64).unwrap_err(),
-            BodyError::TooDeep(64)
-        );
-        assert!(JsonBody::parse_within(deep(10).as_bytes(), 64).is_ok());
+        // The parse skips a value's text without recursing: however deep, it is bounded
+        // after (`dispatch::shape::check`).
+        assert!(JsonBody::parse(deep(100_000).as_bytes()).is_ok());
     }
 
     #[test]

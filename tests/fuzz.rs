@@ -363,7 +363,7 @@ proptest! {
         let bytes = serde_json::to_vec(&body).unwrap();
         let _ = nesting_within(&bytes, depth);
         for ingress in [Wire::OpenAi, Wire::Anthropic, Wire::Responses, Wire::Gemini] {
-            let Ok(mut parsed) = JsonBody::parse_within(&bytes, 64) else { continue };
+            let Ok(mut parsed) = JsonBody::parse(&bytes) else { continue };
             if params::extract(&mut parsed, [("X-Data-Respan-Params", None), ("X-Data-Keywordsai-Params", None)], ingress).is_err() {
                 continue;
             }

@@ -35,7 +35,8 @@ pub fn parse<'a>(
     max_depth: usize,
 ) -> Result<ModelRequest<'a>, GatewayError> {
     let ingress = endpoint.ingress();
-    let mut body = JsonBody::parse_within(bytes, max_depth)?;
+    let mut body = JsonBody::parse(bytes)?;
+    super::shape::check(endpoint, &body, max_depth)?;
     let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
     let Extracted {
         params,
@@ -90,7 +91,6 @@ pub fn parse<'a>(
             (model, op)
         }
     };
-    super::shape::check(endpoint, &body)?;
     let stream = matches!(operation, Operation::Generate { stream: true, .. });
     let store = flag("store")?;
     Ok(ModelRequest {

@@ -5,7 +5,7 @@
 //! Only the outline is read (each turn an object, with a string `role` where the API
 //! requires one); what a turn holds is left to the translators and providers.
 
-use crate::body::{value_end, JsonBody};
+use crate::body::{nesting_within, value_end, BodyError, JsonBody};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::translate::json_text::OptionalStr;
@@ -13,22 +13,65 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-/// Checks the conversation field of a model call's body, where it is present (a `prompt`
-/// may still provide it; an absent required field is the provider's to name).
-pub fn check(endpoint: Endpoint, body: &JsonBody<'_>) -> Result<(), GatewayError> {
-    match endpoint {
-        Endpoint::ChatCompletions
-        | Endpoint::AnthropicMessages
-        | Endpoint::AnthropicCountTokens => turns(body, "messages", Need::Role),
-        Endpoint::Gemini => turns(body, "contents", Need::Object),
-        Endpoint::Responses => match body.get("input") {
-            Some(input) if input.get().starts_with('"') => Ok(()),
-            Some(_) => turns(body, "input", Need::RoleOrType),
-            None => Ok(()),
-        },
-        Endpoint::Embeddings => embeddings_input(body),
+/// Checks a model call's body as parsed: every field nested at most `max_depth` deep (the
+/// body's own object is the first level), and the conversation field, where present, in
+/// shape (a `prompt` may still provide it; an absent required field is the provider's to
+/// name). The conversation, most of a long session's bytes, is gone over once for both.
+pub fn check(
+    endpoint: Endpoint,
+    body: &JsonBody<'_>,
+    max_depth: usize,
+) -> Result<(), GatewayError> {
+    let too_deep = || GatewayError::Body(BodyError::TooDeep(max_depth));
+    // A field's own text is a level below the body's object.
+    let within = max_depth.saturating_sub(1);
+    let turns = conversation(endpoint, body);
+    let mut scanned = None;
+    if let Some((raw, need)) = turns {
+        match Outline::scanned(raw.get().as_bytes(), need, within) {
+            Scanned::Holds => scanned = Some(raw),
+            Scanned::TooDeep => return Err(too_deep()),
+            Scanned::Unsure => {}
+        }
+    }
+    for (_, raw) in body.fields() {
+        let known = scanned.is_some_and(|s| std::ptr::eq(s, raw));
+        if !known && !nesting_within(raw.get().as_bytes(), within) {
+            return Err(too_deep());
+        }
+    }
+    match turns {
+        Some((raw, need)) if scanned.is_none() => {
+            parsed_turns(raw, conversation_field(endpoint), need)
+        }
+        _ if endpoint == Endpoint::Embeddings => embeddings_input(body),
         _ => Ok(()),
     }
+}
+
+/// The field that holds an endpoint's conversation.
+fn conversation_field(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Gemini => "contents",
+        Endpoint::Responses => "input",
+        _ => "messages",
+    }
+}
+
+/// The body's list of turns, where it has one to check, and what each must have: a
+/// Responses `input` given as a string is none.
+fn conversation<'b>(endpoint: Endpoint, body: &'b JsonBody<'_>) -> Option<(&'b RawValue, Need)> {
+    let need = match endpoint {
+        Endpoint::ChatCompletions
+        | Endpoint::AnthropicMessages
+        | Endpoint::AnthropicCountTokens => Need::Role,
+        Endpoint::Gemini => Need::Object,
+        Endpoint::Responses => Need::RoleOrType,
+        _ => return None,
+    };
+    let raw = body.get(conversation_field(endpoint))?;
+    let text_input = endpoint == Endpoint::Responses && raw.get().starts_with('"');
+    (!text_input).then_some((raw, need))
 }
 
 /// What each turn must have besides being an object.
@@ -67,15 +110,9 @@ impl Turn<'_> {
     }
 }
 
-/// Checks the turns of `body`'s `field` in one pass over them, each read where it is for
-/// what `need` asks: a long conversation's text is gone over once, and no list is made.
-fn turns(body: &JsonBody<'_>, field: &str, need: Need) -> Result<(), GatewayError> {
-    let Some(raw) = body.get(field) else {
-        return Ok(());
-    };
-    if Outline::scanned(raw.get().as_bytes(), need) {
-        return Ok(());
-    }
+/// Checks a list of turns (`raw`, the body's `field`) in one pass over them, each read where
+/// it is for what `need` asks, no list made: where the scan of its outline was unsure.
+fn parsed_turns(raw: &RawValue, field: &str, need: Need) -> Result<(), GatewayError> {
     let mut bad = None;
     let mut reader = serde_json::Deserializer::from_str(raw.get());
     if reader
@@ -129,40 +166,71 @@ impl<'de> Visitor<'de> for Outline<'_> {
     }
 }
 
+/// What a scan of a conversation's outline found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scanned {
+    /// Every turn has what is needed, and the list nests within the bound.
+    Holds,
+    TooDeep,
+    /// A turn has not what is needed, or the scan cannot tell (see [`Outline::scanned`]).
+    Unsure,
+}
+
 impl Outline<'_> {
     /// Whether every turn of `list`, valid JSON text (the body's parse checked it), surely
-    /// has what `need` asks, found by scanning the outline alone: the parser went over every
-    /// string of the conversation again (a long agent session's body is hundreds of
-    /// kilobytes of file text). False when a turn does not, and where the scan is unsure (a
-    /// key or a `role` or `type` with an escape, a `role` or `type` given twice or neither a
-    /// string nor null): the parser then reads the list, and names the turn.
-    fn scanned(list: &[u8], need: Need) -> bool {
-        let mut scan = Scan { bytes: list, at: 0 };
-        if !scan.eat(b'[') {
-            return false;
-        }
-        if scan.eat(b']') {
-            return true;
-        }
-        loop {
-            match scan.turn() {
-                Some((role, kind)) if need.met_by(role, kind) => {}
-                _ => return false,
-            }
-            if !scan.eat(b',') {
-                return scan.eat(b']');
-            }
+    /// has what `need` asks, and the list nests at most `within` deep, found by scanning
+    /// its outline alone: a parser went over every string of the conversation again (a long
+    /// agent session's body is hundreds of kilobytes of file text). Unsure when a turn does
+    /// not have what is needed, and where the scan cannot tell (a key or a `role` or `type`
+    /// with an escape, a `role` or `type` given twice or neither a string nor null): the
+    /// parser then reads the list, and names the turn.
+    fn scanned(list: &[u8], need: Need, within: usize) -> Scanned {
+        let mut scan = Scan {
+            bytes: list,
+            at: 0,
+            deepest: 0,
+        };
+        let verdict = scan.list(need);
+        if scan.deepest > within {
+            Scanned::TooDeep
+        } else {
+            verdict
         }
     }
 }
 
-/// A place in valid JSON text.
+/// A place in valid JSON text, and the deepest its scan has been.
 struct Scan<'a> {
     bytes: &'a [u8],
     at: usize,
+    deepest: usize,
 }
 
 impl Scan<'_> {
+    /// Steps over a list of turns (see [`Outline::scanned`]); it stops where it is unsure.
+    fn list(&mut self, need: Need) -> Scanned {
+        if !self.eat(b'[') {
+            return Scanned::Unsure;
+        }
+        self.deepest = 1;
+        if self.eat(b']') {
+            return Scanned::Holds;
+        }
+        loop {
+            match self.turn() {
+                Some((role, kind)) if need.met_by(role, kind) => {}
+                _ => return Scanned::Unsure,
+            }
+            if !self.eat(b',') {
+                return if self.eat(b']') {
+                    Scanned::Holds
+                } else {
+                    Scanned::Unsure
+                };
+            }
+        }
+    }
+
     /// Steps over `byte`, after any whitespace, if it is next.
     fn eat(&mut self, byte: u8) -> bool {
         self.skip_space();
@@ -177,28 +245,36 @@ impl Scan<'_> {
         }
     }
 
+    /// Steps over the value here, a turn's (a level below the turn); returns where it began.
+    fn value(&mut self) -> usize {
+        let start = self.at;
+        let (end, depth) = value_end(self.bytes, start);
+        self.at = end;
+        self.deepest = self.deepest.max(2 + depth);
+        start
+    }
+
     /// Steps over an object, telling whether its `role` and its `type` are strings; `None`
     /// when it is not an object or the scan is unsure of it (see [`Outline::scanned`]).
     fn turn(&mut self) -> Option<(bool, bool)> {
         if !self.eat(b'{') {
             return None;
         }
+        self.deepest = self.deepest.max(2);
         let (mut role, mut kind) = (None, None);
         if self.eat(b'}') {
             return Some((false, false));
         }
         loop {
             self.skip_space();
-            let key = self.at;
-            self.at = value_end(self.bytes, key);
+            let key = self.value();
             // The key's text between its quotes.
             let key = self.bytes.get(key..self.at)?.strip_prefix(b"\"")?;
             if key.contains(&b'\\') || !self.eat(b':') {
                 return None;
             }
             self.skip_space();
-            let value = self.at;
-            self.at = value_end(self.bytes, value);
+            let value = self.value();
             let slot = match key {
                 b"role\"" => Some(&mut role),
                 b"type\"" => Some(&mut kind),
@@ -275,7 +351,7 @@ mod tests {
 
     fn checked(endpoint: Endpoint, text: &str) -> Result<(), String> {
         let body = JsonBody::parse(text.as_bytes()).unwrap();
-        check(endpoint, &body).map_err(|e| e.to_string())
+        check(endpoint, &body, 64).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -317,11 +393,11 @@ mod tests {
             let e = checked(Endpoint::ChatCompletions, bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
-        // What a turn holds is not read, however deep.
+        // What a turn holds is not read, only bounded in its nesting (below).
         let deep = format!(
             r#"{{"messages":[{{"role":"user","content":{}1{}}}]}}"#,
-            "[".repeat(200),
-            "]".repeat(200)
+            "[".repeat(61),
+            "]".repeat(61)
         );
         assert!(checked(Endpoint::ChatCompletions, &deep).is_ok());
     }
@@ -359,9 +435,10 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
-        /// Whatever the turns, the scan never passes a list the parser would refuse, and
-        /// passes every list the parser takes whose keys, roles and types are plain (no
-        /// escapes) and given once.
+        /// Whatever the turns, the scan never passes a list the parser would refuse or the
+        /// nesting bound would, finds a list too deep only where the bound does, and passes
+        /// every list both take whose keys, roles and types are plain (no escapes) and given
+        /// once.
         #[test]
         fn the_scan_agrees_with_the_parser(
             turns in proptest::collection::vec(
@@ -370,6 +447,7 @@ mod tests {
             ),
             space in proptest::sample::select(vec!["", " ", "\n\t"]),
             need in proptest::sample::select(vec![0, 1, 2]),
+            within in 0usize..6,
         ) {
             let need = [Need::Object, Need::Role, Need::RoleOrType][need];
             let mut plain = true;
@@ -392,10 +470,40 @@ mod tests {
                 })
                 .collect();
             let list = format!("{space}[{space}{}{space}]", turns.join(&format!("{space},")));
-            let (scanned, parsed) = (Outline::scanned(list.as_bytes(), need), parsed(&list, need));
-            proptest::prop_assert!(!scanned || parsed, "{list}");
-            proptest::prop_assert!(scanned || !parsed || !plain, "{list}");
+            let scanned = Outline::scanned(list.as_bytes(), need, within);
+            let (parsed, shallow) = (parsed(&list, need), nesting_within(list.as_bytes(), within));
+            match scanned {
+                Scanned::Holds => proptest::prop_assert!(parsed && shallow, "{list}"),
+                Scanned::TooDeep => proptest::prop_assert!(!shallow, "{list}"),
+                Scanned::Unsure => proptest::prop_assert!(!parsed || !plain || !shallow, "{list}"),
+            }
         }
+    }
+
+    #[test]
+    fn every_field_is_bounded_in_its_nesting() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let too_deep = "request body is nested deeper than 64 levels";
+        let chat = |content: usize, role: &str, other: usize| {
+            let turn = format!(r#"{{{role}"content":{}}}"#, deep(content));
+            let body = format!(r#"{{"messages":[{turn}],"x":{}}}"#, deep(other));
+            checked(Endpoint::ChatCompletions, &body)
+        };
+        // The body's object, the list and the turn are three levels.
+        assert_eq!(chat(61, r#""role":"user","#, 63), Ok(()));
+        assert_eq!(chat(62, r#""role":"user","#, 0).unwrap_err(), too_deep);
+        assert_eq!(chat(0, r#""role":"user","#, 64).unwrap_err(), too_deep);
+        // Too deep is told before a turn's shape, whether the scan was sure or not.
+        assert_eq!(chat(62, "", 0).unwrap_err(), too_deep);
+        assert_eq!(chat(61, r#""r\u006fle":"user","#, 0), Ok(()));
+        assert_eq!(chat(62, r#""r\u006fle":"user","#, 0).unwrap_err(), too_deep);
+        let embeddings = format!(r#"{{"input":{}}}"#, deep(64));
+        assert_eq!(
+            checked(Endpoint::Embeddings, &embeddings).unwrap_err(),
+            too_deep
+        );
+        let input = format!(r#"{{"input":"hi","x":{}}}"#, deep(64));
+        assert_eq!(checked(Endpoint::Responses, &input).unwrap_err(), too_deep);
     }
 
     #[test]
@@ -403,9 +511,12 @@ mod tests {
         let list = r#"[{"role":"user","content":[{"type":"text","text":"a \"b\" \\"}]},
             {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function"}]},
             {"type":"function_call_output","output":"{\"x\":[1]}"}]"#;
-        assert!(Outline::scanned(list.as_bytes(), Need::RoleOrType));
-        assert!(!Outline::scanned(list.as_bytes(), Need::Role));
-        assert!(Outline::scanned(b" [ ] ", Need::Role));
+        let scanned = |list: &str, need, within| Outline::scanned(list.as_bytes(), need, within);
+        assert_eq!(scanned(list, Need::RoleOrType, 4), Scanned::Holds);
+        assert_eq!(scanned(list, Need::RoleOrType, 3), Scanned::TooDeep);
+        assert_eq!(scanned(list, Need::Role, 4), Scanned::Unsure);
+        assert_eq!(scanned(" [ ] ", Need::Role, 1), Scanned::Holds);
+        assert_eq!(scanned("[]", Need::Role, 0), Scanned::TooDeep);
     }
 
     #[test]
