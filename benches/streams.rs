@@ -13,7 +13,7 @@
 mod streams;
 
 use bytes::Bytes;
-use respan_sidecar::body::{nesting_within, JsonBody};
+use respan_sidecar::body::JsonBody;
 use respan_sidecar::telemetry::capture::Transcriber;
 use respan_sidecar::telemetry::export::{otlp, respan};
 use respan_sidecar::telemetry::record::{
@@ -307,15 +307,9 @@ fn requests(n: u32) {
             black_box(translate().is_ok());
         });
     }
-    // What every model call's body goes through before any translation.
+    // What every model call's body goes through first, before its bound and shape check
+    // (`dispatch::shape`, a scan of the text this parse validates) and any translation.
     let body = agent_turn(Wire::OpenAi);
-    assert!(
-        nesting_within(&body, 64),
-        "the agent's body nests within the bound"
-    );
-    time("  the nesting bound (chat)", 1, n / 20, || {
-        black_box(nesting_within(&body, 64));
-    });
     time("  parsed into its fields (chat)", 1, n / 20, || {
         black_box(JsonBody::parse(&body).is_ok());
     });

@@ -480,6 +480,59 @@ mod tests {
         }
     }
 
+    /// Any JSON value: strings with quotes, escapes and brackets, keys of turns among them.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<f64>().prop_map(Value::from),
+            r#"[a-z"\\\[\]{}:, \n\u{1}é]{0,8}"#.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 40, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("role".to_string()),
+                            Just("type".to_string()),
+                            "[a-z\"]{1,4}"
+                        ],
+                        inner
+                    ),
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Any list of any values, written by serde: the scan agrees with the parser and the
+        /// nesting bound as above, and a value ends where its text does, as deep as it is.
+        #[test]
+        fn any_list_is_scanned_as_the_parser_reads_it(
+            turns in proptest::collection::vec(any_json(), 0..4),
+            need in proptest::sample::select(vec![0, 1, 2]),
+            within in 0usize..8,
+        ) {
+            let need = [Need::Object, Need::Role, Need::RoleOrType][need];
+            let list = serde_json::to_string(&turns).unwrap();
+            let (parsed, shallow) = (parsed(&list, need), nesting_within(list.as_bytes(), within));
+            match Outline::scanned(list.as_bytes(), need, within) {
+                Scanned::Holds => proptest::prop_assert!(parsed && shallow, "{list}"),
+                Scanned::TooDeep => proptest::prop_assert!(!shallow, "{list}"),
+                Scanned::Unsure => {}
+            }
+            let (end, depth) = value_end(list.as_bytes(), 0);
+            proptest::prop_assert_eq!(end, list.len());
+            proptest::prop_assert!(nesting_within(list.as_bytes(), depth), "{list}");
+            proptest::prop_assert!(!nesting_within(list.as_bytes(), depth - 1), "{list}");
+        }
+    }
+
     #[test]
     fn every_field_is_bounded_in_its_nesting() {
         let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
