@@ -404,7 +404,7 @@ mod tests {
         assert!(nesting_within(text.as_bytes(), 2));
         assert!(nesting_within(b"{\"a\":\"unterminated \\", 1));
         // The parse skips a value's text without recursing: however deep, it is bounded
-        // after (`dispatch::shape::check`).
+        // after (`dispatch::shape::bound`).
         assert!(JsonBody::parse(deep(100_000).as_bytes()).is_ok());
     }
 

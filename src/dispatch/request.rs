@@ -36,7 +36,7 @@ pub fn parse<'a>(
 ) -> Result<ModelRequest<'a>, GatewayError> {
     let ingress = endpoint.ingress();
     let mut body = JsonBody::parse(bytes)?;
-    super::shape::check(endpoint, &body, max_depth)?;
+    let shape = super::shape::bound(endpoint, &body, max_depth)?;
     let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
     let Extracted {
         params,
@@ -91,6 +91,7 @@ pub fn parse<'a>(
             (model, op)
         }
     };
+    shape.check(&body)?;
     let stream = matches!(operation, Operation::Generate { stream: true, .. });
     let store = flag("store")?;
     Ok(ModelRequest {
@@ -115,4 +116,28 @@ pub fn pinned_provider(req: &RequestHeader) -> Result<Option<String>, GatewayErr
             })
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(body: &str) -> String {
+        let req = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        let parsed = parse(Endpoint::ChatCompletions, body.as_bytes(), &req, 64);
+        parsed.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_body_too_deep_is_told_first_and_a_conversation_out_of_shape_last() {
+        let e = refused(r#"{"model":5,"messages":[{}]}"#);
+        assert!(e.contains("`model`") && !e.contains("messages"), "{e}");
+        let deep = format!(
+            r#"{{"model":5,"messages":[{{"role":"user","content":{}1{}}}]}}"#,
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        assert!(refused(&deep).contains("nested deeper than 64"));
+        assert!(refused(r#"{"model":"m","messages":[{}]}"#).contains("`messages[0]`"));
+    }
 }

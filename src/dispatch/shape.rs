@@ -13,21 +13,21 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-/// Checks a model call's body as parsed: every field nested at most `max_depth` deep (the
-/// body's own object is the first level), and the conversation field, where present, in
-/// shape (a `prompt` may still provide it; an absent required field is the provider's to
-/// name). The conversation, most of a long session's bytes, is gone over once for both.
-pub fn check(
+/// Bounds a model call's body as parsed: every field nested at most `max_depth` deep (the
+/// body's own object is the first level), the conversation, most of a long session's bytes,
+/// by the same scan that looks at its turns. Returns what is left of the conversation's
+/// check, told after the body's other fields (as it always was: a body too deep is told
+/// first, a conversation out of shape last).
+pub fn bound(
     endpoint: Endpoint,
     body: &JsonBody<'_>,
     max_depth: usize,
-) -> Result<(), GatewayError> {
+) -> Result<Shape, GatewayError> {
     let too_deep = || GatewayError::Body(BodyError::TooDeep(max_depth));
     // A field's own text is a level below the body's object.
     let within = max_depth.saturating_sub(1);
-    let turns = conversation(endpoint, body);
     let mut scanned = None;
-    if let Some((raw, need)) = turns {
+    if let Some((raw, need)) = conversation(endpoint, body) {
         match Outline::scanned(raw.get().as_bytes(), need, within) {
             Scanned::Holds => scanned = Some(raw),
             Scanned::TooDeep => return Err(too_deep()),
@@ -40,12 +40,33 @@ pub fn check(
             return Err(too_deep());
         }
     }
-    match turns {
-        Some((raw, need)) if scanned.is_none() => {
-            parsed_turns(raw, conversation_field(endpoint), need)
+    Ok(Shape {
+        endpoint,
+        holds: scanned.is_some(),
+    })
+}
+
+/// The conversation's shape, as far as [`bound`] found it.
+#[must_use]
+pub struct Shape {
+    endpoint: Endpoint,
+    /// The scan found every turn as it must be.
+    holds: bool,
+}
+
+impl Shape {
+    /// Checks the conversation field of the body [`bound`] looked at, where it is present (a
+    /// `prompt` may still provide it; an absent required field is the provider's to name).
+    pub fn check(self, body: &JsonBody<'_>) -> Result<(), GatewayError> {
+        if self.endpoint == Endpoint::Embeddings {
+            return embeddings_input(body);
         }
-        _ if endpoint == Endpoint::Embeddings => embeddings_input(body),
-        _ => Ok(()),
+        match conversation(self.endpoint, body) {
+            Some((raw, need)) if !self.holds => {
+                parsed_turns(raw, conversation_field(self.endpoint), need)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -351,7 +372,9 @@ mod tests {
 
     fn checked(endpoint: Endpoint, text: &str) -> Result<(), String> {
         let body = JsonBody::parse(text.as_bytes()).unwrap();
-        check(endpoint, &body, 64).map_err(|e| e.to_string())
+        bound(endpoint, &body, 64)
+            .and_then(|shape| shape.check(&body))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -546,7 +569,8 @@ mod tests {
         assert_eq!(chat(61, r#""role":"user","#, 63), Ok(()));
         assert_eq!(chat(62, r#""role":"user","#, 0).unwrap_err(), too_deep);
         assert_eq!(chat(0, r#""role":"user","#, 64).unwrap_err(), too_deep);
-        // Too deep is told before a turn's shape, whether the scan was sure or not.
+        // Too deep is told before a turn's shape: found by the scan, or by the bound where
+        // the scan was unsure (a key with an escape).
         assert_eq!(chat(62, "", 0).unwrap_err(), too_deep);
         assert_eq!(chat(61, r#""r\u006fle":"user","#, 0), Ok(()));
         assert_eq!(chat(62, r#""r\u006fle":"user","#, 0).unwrap_err(), too_deep);

@@ -231,10 +231,12 @@ const MOST_COPIED: usize = 64 * 1024;
 /// How long after the last trace came in the recent traces may be copied.
 const QUIET: Duration = Duration::from_secs(5);
 
-/// The most bytes of text (inputs and answers, [`Trace::bulk`]) the recent traces hold
-/// together. A coding agent's requests carry its whole session, hundreds of kilobytes each:
-/// a thousand of them held 280 MB, past the 256 MiB the injected sidecar may use, and every
-/// trace's text came in pages fresh from the system (a fifth of such a request's CPU).
+/// The most bytes of text (inputs and answers as the request path kept them,
+/// [`Trace::bulk`]; the text read back from them for the admin API or an exporter may add
+/// as much again) the recent traces hold together. A coding agent's requests carry its
+/// whole session, hundreds of kilobytes each: the ring of 280 KB traces held 245 MB after a
+/// few thousand requests, near the 256 MiB the injected sidecar may use, and while it filled
+/// every trace's text came in pages fresh from the system.
 const RECENT_BYTES: usize = 32 << 20;
 
 /// The recent traces, oldest first.

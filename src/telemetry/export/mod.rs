@@ -25,9 +25,11 @@ use tokio::sync::mpsc;
 /// Traces waiting per exporter by default (`telemetry.export_queue`): seconds of a busy
 /// sidecar's traffic, minutes of a quiet one's, in bounded memory.
 pub const DEFAULT_EXPORT_QUEUE: usize = 4096;
-/// The most bytes of text ([`Trace::bulk`]) an exporter holds, queued and in the batch it
-/// is sending: a coding agent's traces carry hundreds of kilobytes each, and a full queue of
-/// them (a collector down, its batches retried) would be more than a gigabyte.
+/// The most bytes of text ([`Trace::bulk`]: as the request path kept it; the text an
+/// exporter reads back from it may add as much again) an exporter holds, queued and in the
+/// batch it is sending, unless a single trace is larger: a coding agent's traces carry
+/// hundreds of kilobytes each, and a full queue of them (a collector down, its batches
+/// retried) would be more than a gigabyte.
 const QUEUED_BYTES: usize = 32 << 20;
 /// Traces sent in one batch at most.
 /// (Respan's bulk endpoint takes 500.)
@@ -83,7 +85,9 @@ impl Queue {
     /// dropped and counted).
     pub fn offer(&self, trace: &Arc<Trace>) {
         let bulk = trace.bulk();
-        let room = self.held.fetch_add(bulk, Ordering::Relaxed) + bulk <= QUEUED_BYTES;
+        // An exporter holding nothing takes a trace however large.
+        let before = self.held.fetch_add(bulk, Ordering::Relaxed);
+        let room = before == 0 || before.saturating_add(bulk) <= QUEUED_BYTES;
         if !room || self.sender.try_send(trace.clone()).is_err() {
             self.held.fetch_sub(bulk, Ordering::Relaxed);
             count(self.name, "dropped", 1);
@@ -237,9 +241,12 @@ impl Deliver<Arc<Trace>> for Exporting<'_> {
                 },
             }
         }
-        // Handled: the batch is freed now.
+        // Handled: the batch is freed now. (Never below none, should a trace's bulk grow.)
         let bulk: usize = batch.iter().map(|trace| trace.bulk()).sum();
-        service.held.fetch_sub(bulk, Ordering::Relaxed);
+        let freed = |held: usize| Some(held.saturating_sub(bulk));
+        let _ = service
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, freed);
     }
 }
 
@@ -319,8 +326,12 @@ mod tests {
         exporting.deliver(&batch, None).await;
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
         assert_eq!(queue.held.load(Ordering::Relaxed), 0);
-        assert!(offered(half).is_some());
-        assert!(offered(10).is_some());
+        let batch: Vec<Arc<Trace>> = [offered(half), offered(10)].into_iter().flatten().collect();
+        assert_eq!(batch.len(), 2);
         assert!(offered(half).is_none(), "past the bytes again");
+        // Emptied, an exporter takes a trace larger than its bytes.
+        exporting.deliver(&batch, None).await;
+        assert_eq!(queue.held.load(Ordering::Relaxed), 0);
+        assert!(offered(QUEUED_BYTES + 1).is_some(), "the one trace");
     }
 }
