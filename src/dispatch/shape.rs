@@ -556,6 +556,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any body of any fields, the conversation's among them: bounded after its parse
+        /// exactly as the scan of the whole body before it bounded it, on every endpoint.
+        #[test]
+        fn a_body_is_bounded_as_the_scan_of_it_whole_bounds_it(
+            fields in proptest::collection::vec(
+                (proptest::sample::select(vec!["messages", "input", "contents", "model", "x"]), any_json()),
+                0..4,
+            ),
+            turns in proptest::collection::vec(any_json(), 0..3),
+            max_depth in 1usize..8,
+        ) {
+            let mut body: serde_json::Map<String, serde_json::Value> = fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            body.insert("messages".into(), serde_json::Value::Array(turns));
+            let text = serde_json::to_string(&body).unwrap();
+            let parsed = JsonBody::parse(text.as_bytes()).unwrap();
+            let whole = nesting_within(text.as_bytes(), max_depth);
+            for endpoint in [
+                Endpoint::ChatCompletions,
+                Endpoint::Responses,
+                Endpoint::Gemini,
+                Endpoint::Embeddings,
+            ] {
+                let bounded = bound(endpoint, &parsed, max_depth);
+                let too_deep = matches!(bounded, Err(GatewayError::Body(BodyError::TooDeep(_))));
+                proptest::prop_assert_eq!(too_deep, !whole, "{:?} {}", endpoint, text);
+                if let Ok(shape) = bounded {
+                    let _ = shape.check(&parsed);
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_field_is_bounded_in_its_nesting() {
         let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
