@@ -27,7 +27,7 @@ pub fn bound(
     // A field's own text is a level below the body's object.
     let within = max_depth.saturating_sub(1);
     let mut scanned = None;
-    if let Some((raw, need)) = conversation(endpoint, body) {
+    if let Some((_, raw, need)) = conversation(endpoint, body) {
         match Outline::scanned(raw.get().as_bytes(), need, within) {
             Scanned::Holds => scanned = Some(raw),
             Scanned::TooDeep => return Err(too_deep()),
@@ -62,37 +62,29 @@ impl Shape {
             return embeddings_input(body);
         }
         match conversation(self.endpoint, body) {
-            Some((raw, need)) if !self.holds => {
-                parsed_turns(raw, conversation_field(self.endpoint), need)
-            }
+            Some((field, raw, need)) if !self.holds => parsed_turns(raw, field, need),
             _ => Ok(()),
         }
     }
 }
 
-/// The field that holds an endpoint's conversation.
-fn conversation_field(endpoint: Endpoint) -> &'static str {
-    match endpoint {
-        Endpoint::Gemini => "contents",
-        Endpoint::Responses => "input",
-        _ => "messages",
-    }
-}
-
-/// The body's list of turns, where it has one to check, and what each must have: a
-/// Responses `input` given as a string is none.
-fn conversation<'b>(endpoint: Endpoint, body: &'b JsonBody<'_>) -> Option<(&'b RawValue, Need)> {
-    let need = match endpoint {
+/// The body's list of turns, where it has one to check: its field, its text, and what each
+/// turn must have. A Responses `input` given as a string is none.
+fn conversation<'b>(
+    endpoint: Endpoint,
+    body: &'b JsonBody<'_>,
+) -> Option<(&'static str, &'b RawValue, Need)> {
+    let (field, need) = match endpoint {
         Endpoint::ChatCompletions
         | Endpoint::AnthropicMessages
-        | Endpoint::AnthropicCountTokens => Need::Role,
-        Endpoint::Gemini => Need::Object,
-        Endpoint::Responses => Need::RoleOrType,
+        | Endpoint::AnthropicCountTokens => ("messages", Need::Role),
+        Endpoint::Gemini => ("contents", Need::Object),
+        Endpoint::Responses => ("input", Need::RoleOrType),
         _ => return None,
     };
-    let raw = body.get(conversation_field(endpoint))?;
+    let raw = body.get(field)?;
     let text_input = endpoint == Endpoint::Responses && raw.get().starts_with('"');
-    (!text_input).then_some((raw, need))
+    (!text_input).then_some((field, raw, need))
 }
 
 /// What each turn must have besides being an object.

@@ -150,7 +150,7 @@ impl Telemetry {
                 more = true;
                 break;
             }
-            if slot.trace.bulk() > MOST_COPIED {
+            if slot.bulk > MOST_COPIED {
                 // Its big blocks have pages of their own: copying them gains nothing.
                 slot.copied = true;
                 continue;
